@@ -1,0 +1,63 @@
+// Tokenizer read from a Hugging Face tokenizer.json (BPE model): SentencePiece
+// style (Prepend/Replace normalizer or Metaspace pre-tokenizer, byte_fallback)
+// and byte-level (ByteLevel pre-tokenizer/decoder, Split with the file's own
+// regex run by PCRE2), added/special tokens, BOS/EOS, and decoding.
+#ifndef LC_TOKENIZER_H
+#define LC_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct lc_tokenizer lc_tokenizer;
+
+// Loads tokenizer.json; config_path (tokenizer_config.json) may be NULL or a
+// missing file. BOS/EOS and whether BOS is added come from tokenizer_config
+// (bos_token, eos_token, add_bos_token) and the post_processor.
+lc_status lc_tokenizer_load(lc_tokenizer **out, const char *json_path, const char *config_path);
+void lc_tokenizer_free(lc_tokenizer *tok);
+
+int32_t lc_tokenizer_vocab_size(const lc_tokenizer *tok); // largest id + 1
+int32_t lc_tokenizer_bos(const lc_tokenizer *tok);        // -1 if none
+int32_t lc_tokenizer_eos(const lc_tokenizer *tok);        // -1 if none
+bool lc_tokenizer_adds_bos(const lc_tokenizer *tok);      // post-processor / add_bos_token
+
+// Token text as stored in the vocabulary (e.g. "▁the", "Ġthe", "<0x0A>"), or NULL.
+const char *lc_tokenizer_piece(const lc_tokenizer *tok, int32_t id);
+// Id of an exact piece or added token content, or -1.
+int32_t lc_tokenizer_find(const lc_tokenizer *tok, const char *piece);
+
+// Encodes text[0..len) the way HF tokenizers' encode(text, add_special_tokens)
+// does: added tokens in the text are matched first; add_special adds BOS (and
+// whatever else the post_processor adds) when the tokenizer adds it.
+// *ids is a heap array the caller grows/reuses: pass *ids/*cap from a previous
+// call (or NULL/0); on return *n_ids holds the count.
+lc_status lc_tokenizer_encode(const lc_tokenizer *tok, const char *text, size_t len, bool add_special,
+                              int32_t **ids, size_t *cap, size_t *n_ids);
+
+// Decodes ids to text as HF decode(ids, skip_special_tokens) does. *out is a
+// heap NUL-terminated string the caller frees.
+lc_status lc_tokenizer_decode(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
+                              char **out, size_t *out_len);
+
+// Streaming decode for generation: push one id at a time and receive the bytes
+// that are now final. Incomplete UTF-8 (byte-fallback or byte-level pieces
+// split across tokens) is held back until complete; the leading-space strip
+// of SentencePiece decoders applies only to the first token of the stream.
+typedef struct lc_detokenizer {
+    const lc_tokenizer *tok;
+    bool skip_special;
+    size_t n_pushed;
+    unsigned char pending[16]; // bytes of an unfinished UTF-8 sequence
+    size_t n_pending;
+} lc_detokenizer;
+
+void lc_detokenizer_init(lc_detokenizer *d, const lc_tokenizer *tok, bool skip_special);
+// Writes up to cap bytes to out (cap >= 256 is always enough for one token) and sets *n_out.
+lc_status lc_detokenizer_push(lc_detokenizer *d, int32_t id, char *out, size_t cap, size_t *n_out);
+// Flushes whatever is held (invalid trailing bytes become U+FFFD as HF does).
+lc_status lc_detokenizer_flush(lc_detokenizer *d, char *out, size_t cap, size_t *n_out);
+
+#endif
