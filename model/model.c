@@ -1,0 +1,133 @@
+#include "model/model.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+
+static const char *const lc_linear_names[LC_LINEAR_KIND_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+};
+
+const char *lc_linear_kind_name(lc_linear_kind kind) { return lc_linear_names[kind]; }
+
+const char *lc_linear_kind_parent(lc_linear_kind kind) { return kind <= LC_LINEAR_KIND_O ? "self_attn" : "mlp"; }
+
+// Returns tensor `name` as fp32 with exactly the given shape. F32 data that is
+// suitably aligned is used in place; anything else is converted into a copy.
+static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d0, int64_t d1, const float **out) {
+    const lc_st_tensor *t = lc_st_set_find(&m->st, name);
+    const char *file = m->st.n_files ? m->st.files[0].path : "model";
+    if (!t) return lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", file, name);
+    file = m->st.files[t->shard].path;
+    int64_t want[2] = {d0, d1};
+    int ok = t->n_dims == n_dims;
+    for (int i = 0; ok && i < n_dims; i++) ok = t->shape[i] == want[i];
+    if (!ok) {
+        char got[128] = "", exp[64];
+        size_t len = 0;
+        for (int i = 0; i < t->n_dims && len < sizeof got - 24; i++)
+            len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+        if (n_dims == 1) snprintf(exp, sizeof exp, "%lld", (long long)d0);
+        else snprintf(exp, sizeof exp, "%lld, %lld", (long long)d0, (long long)d1);
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape [%s], config.json implies [%s]", file, name, got,
+                        exp);
+    }
+    if (t->dtype == LC_DTYPE_OTHER)
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", file, name,
+                        t->dtype_name);
+    if (t->dtype == LC_DTYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
+        *out = (const float *)t->data;
+        return LC_STATUS_OK;
+    }
+    float **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
+    if (!owned) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    m->owned = owned;
+    float *buf = malloc(sizeof(float) * (size_t)t->n_elements);
+    if (!buf) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+    lc_st_tensor_to_f32(t, buf);
+    m->owned[m->n_owned++] = buf;
+    *out = buf;
+    return LC_STATUS_OK;
+}
+
+static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float **out) {
+    return get_weight(m, name, 1, d0, 0, out);
+}
+
+static lc_status load_layer(lc_model *m, int l) {
+    const lc_model_config *c = &m->cfg;
+    lc_layer *L = &m->layers[l];
+    char name[256];
+    lc_status st;
+    int C = c->hidden_size, F = c->intermediate_size;
+    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    if ((st = get_weight(m, name, 1, C, 0, &L->attn_norm))) return st;
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    if ((st = get_weight(m, name, 1, C, 0, &L->mlp_norm))) return st;
+
+    const int dims[LC_LINEAR_KIND_COUNT][2] = {
+        {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C},
+    };
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        lc_linear *lin = &L->lin[k];
+        lin->in = dims[k][0];
+        lin->out = dims[k][1];
+        snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_linear_kind_parent(k),
+                 lc_linear_kind_name(k));
+        if ((st = get_weight(m, name, 2, lin->out, lin->in, &lin->w))) return st;
+        int has_bias = (k <= LC_LINEAR_KIND_V && c->attention_bias) || (k == LC_LINEAR_KIND_O && c->o_bias) ||
+                       (k >= LC_LINEAR_KIND_GATE && c->mlp_bias);
+        lin->bias = NULL;
+        if (has_bias) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, lc_linear_kind_parent(k),
+                     lc_linear_kind_name(k));
+            if ((st = get_bias(m, name, lin->out, &lin->bias))) return st;
+        }
+    }
+    return LC_STATUS_OK;
+}
+
+lc_status lc_model_load(lc_model *m, const char *dir) {
+    char path[4096];
+    lc_status st;
+    memset(m, 0, sizeof *m);
+    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder", dir);
+    if ((st = lc_path_join(path, sizeof path, dir, "config.json"))) return st;
+    if ((st = lc_config_load(&m->cfg, path))) return st;
+    if ((st = lc_st_set_open_dir(&m->st, dir))) goto fail;
+
+    const lc_model_config *c = &m->cfg;
+    m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
+    m->inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
+    if (!m->layers || !m->inv_freq) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        goto fail;
+    }
+    lc_config_rope_inv_freq(c, m->inv_freq);
+    if ((st = get_weight(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, &m->embed))) goto fail;
+    if ((st = get_weight(m, "model.norm.weight", 1, c->hidden_size, 0, &m->final_norm))) goto fail;
+    if (c->tie_word_embeddings && !lc_st_set_find(&m->st, "lm_head.weight")) {
+        m->lm_head = m->embed;
+    } else if ((st = get_weight(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
+        goto fail;
+    }
+    for (int l = 0; l < c->n_layers; l++)
+        if ((st = load_layer(m, l))) goto fail;
+    return LC_STATUS_OK;
+fail:
+    lc_model_free(m);
+    return st;
+}
+
+void lc_model_free(lc_model *m) {
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
+    free(m->layers);
+    free(m->inv_freq);
+    lc_st_set_free(&m->st);
+    memset(m, 0, sizeof *m);
+}

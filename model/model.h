@@ -1,0 +1,55 @@
+// A loaded Llama-family model: config, fp32 weights (F32 tensors used in
+// place from the mapped file, F16/BF16 converted once), and rotary tables.
+#ifndef LC_MODEL_H
+#define LC_MODEL_H
+
+#include "common/status.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+// The linear layers of a block, in the order LoRA targets name them.
+typedef enum lc_linear_kind {
+    LC_LINEAR_KIND_Q,
+    LC_LINEAR_KIND_K,
+    LC_LINEAR_KIND_V,
+    LC_LINEAR_KIND_O,
+    LC_LINEAR_KIND_GATE,
+    LC_LINEAR_KIND_UP,
+    LC_LINEAR_KIND_DOWN,
+    LC_LINEAR_KIND_COUNT,
+} lc_linear_kind;
+
+typedef struct lc_linear {
+    const float *w;    // [out, in]
+    const float *bias; // [out] or NULL
+    int in, out;
+} lc_linear;
+
+typedef struct lc_layer {
+    const float *attn_norm; // [C]
+    const float *mlp_norm;  // [C]
+    lc_linear lin[LC_LINEAR_KIND_COUNT];
+} lc_layer;
+
+typedef struct lc_model {
+    lc_model_config cfg;
+    lc_st_set st;
+    const float *embed;      // [V, C]
+    const float *final_norm; // [C]
+    const float *lm_head;    // [V, C]; the embedding when tied
+    lc_layer *layers;        // [n_layers]
+    float *inv_freq;         // [D/2]
+    float **owned;           // converted copies, freed with the model
+    int n_owned;
+} lc_model;
+
+// HF module name of a linear kind ("q_proj", ...) and its parent ("self_attn"/"mlp").
+const char *lc_linear_kind_name(lc_linear_kind kind);
+const char *lc_linear_kind_parent(lc_linear_kind kind);
+
+// Loads dir/config.json and the safetensors weights; every tensor's shape is
+// checked against the config and a mismatch names the tensor.
+lc_status lc_model_load(lc_model *m, const char *dir);
+void lc_model_free(lc_model *m);
+
+#endif

@@ -1,0 +1,61 @@
+// Safetensors reader: memory-mapped, every header field bounds-checked.
+// A model may span several shards (model.safetensors.index.json).
+#ifndef LC_SAFETENSORS_H
+#define LC_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/file.h"
+#include "common/status.h"
+
+typedef enum lc_dtype {
+    LC_DTYPE_F32,
+    LC_DTYPE_F16,
+    LC_DTYPE_BF16,
+    LC_DTYPE_OTHER, // present in a file but not loadable as weights
+} lc_dtype;
+
+#define LC_MAX_DIMS 8
+
+typedef struct lc_st_tensor {
+    char *name;
+    lc_dtype dtype;
+    char dtype_name[8];
+    int n_dims;
+    int64_t shape[LC_MAX_DIMS];
+    int64_t n_elements;
+    const unsigned char *data; // [nbytes] inside the mapped file
+    size_t nbytes;
+    int shard; // index into lc_st_set.files
+} lc_st_tensor;
+
+typedef struct lc_st_file {
+    char *path;
+    lc_file_map map;
+} lc_st_file;
+
+typedef struct lc_st_set {
+    lc_st_file *files;
+    int n_files;
+    lc_st_tensor *tensors; // sorted by name
+    int n_tensors;
+} lc_st_set;
+
+// Opens one .safetensors file and appends its tensors to the set.
+lc_status lc_st_set_add_file(lc_st_set *set, const char *path);
+// Opens a model folder: model.safetensors, or the shards listed by
+// model.safetensors.index.json (file names only; no path may leave the folder).
+lc_status lc_st_set_open_dir(lc_st_set *set, const char *dir);
+void lc_st_set_free(lc_st_set *set);
+
+const lc_st_tensor *lc_st_set_find(const lc_st_set *set, const char *name);
+
+// Converts a tensor of F32/F16/BF16 to fp32 into out[n_elements].
+void lc_st_tensor_to_f32(const lc_st_tensor *t, float *out);
+
+size_t lc_dtype_size(lc_dtype dtype);
+float lc_f16_to_f32(uint16_t h);
+float lc_bf16_to_f32(uint16_t h);
+
+#endif

@@ -1,0 +1,34 @@
+// Next-token sampling: greedy, temperature, top-k, top-p; seeded and reproducible.
+#ifndef LC_SAMPLE_H
+#define LC_SAMPLE_H
+
+#include <stdint.h>
+
+#include "common/status.h"
+
+typedef struct lc_rng {
+    uint64_t state;
+} lc_rng;
+
+void lc_rng_seed(lc_rng *r, uint64_t seed);
+uint64_t lc_rng_next(lc_rng *r);
+float lc_rng_uniform(lc_rng *r); // [0, 1)
+
+typedef struct lc_sampler {
+    int vocab_size;
+    float temperature; // 0: greedy
+    int top_k;         // 0: off
+    float top_p;       // 1: off
+    lc_rng rng;
+    float *probs;  // [V]
+    int32_t *idx;  // [V] candidate order
+} lc_sampler;
+
+lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int top_k, float top_p, uint64_t seed);
+void lc_sampler_free(lc_sampler *s);
+
+// Picks the next token from logits [V] (temperature, then top-k, then top-p,
+// as Hugging Face's generate applies them).
+int32_t lc_sampler_sample(lc_sampler *s, const float *logits);
+
+#endif
