@@ -1,9 +1,11 @@
 #include "model/safetensors.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/json.h"
 
@@ -289,4 +291,96 @@ void lc_st_set_free(lc_st_set *set) {
     free(set->tensors);
     free(set->files);
     memset(set, 0, sizeof *set);
+}
+
+uint16_t lc_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t exp = (x >> 23) & 0xff;
+    uint32_t man = x & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0)); // inf / NaN
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) {
+        // Subnormal half (or zero): shift the implicit-one mantissa right, rounding to even.
+        if (e < -10) return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = man >> shift;
+        uint32_t rest = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rest > mid || (rest == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (man >> 13);
+    uint32_t rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++; // may carry into the exponent: still right
+    return (uint16_t)half;
+}
+
+uint16_t lc_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); // quiet NaN
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+static const char *dtype_name(lc_dtype d) {
+    return d == LC_DTYPE_F32 ? "F32" : d == LC_DTYPE_F16 ? "F16" : d == LC_DTYPE_BF16 ? "BF16" : NULL;
+}
+
+lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const char *const *metadata, int n_meta) {
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (n_meta > 0) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; meta && i < n_meta; i++) cJSON_AddStringToObject(meta, metadata[2 * i], metadata[2 * i + 1]);
+    }
+    uint64_t offset = 0;
+    for (int i = 0; i < n; i++) {
+        const lc_st_entry *e = &entries[i];
+        cJSON *t = cJSON_AddObjectToObject(root, e->name);
+        if (!t || !dtype_name(e->dtype)) {
+            cJSON_Delete(root);
+            return lc_error(LC_STATUS_RUNTIME, "%s: cannot describe tensor %s", path, e->name);
+        }
+        cJSON_AddStringToObject(t, "dtype", dtype_name(e->dtype));
+        cJSON *shape = cJSON_AddArrayToObject(t, "shape");
+        for (int d = 0; d < e->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)e->shape[d]));
+        cJSON *offs = cJSON_AddArrayToObject(t, "data_offsets");
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+        offset += e->nbytes;
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+    }
+    char *header = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!header) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    size_t hlen = strlen(header), padded = (hlen + 7) & ~(size_t)7;
+
+    char tmp[4096];
+    int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (len < 0 || (size_t)len >= sizeof tmp) {
+        free(header);
+        return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        free(header);
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
+    for (int i = 0; ok && i < n; i++) ok = fwrite(entries[i].data, 1, entries[i].nbytes, f) == entries[i].nbytes;
+    free(header);
+    ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int err = errno;
+        remove(tmp);
+        return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
+    }
+    return LC_STATUS_OK;
 }

@@ -57,5 +57,22 @@ void lc_st_tensor_to_f32(const lc_st_tensor *t, float *out);
 size_t lc_dtype_size(lc_dtype dtype);
 float lc_f16_to_f32(uint16_t h);
 float lc_bf16_to_f32(uint16_t h);
+uint16_t lc_f32_to_f16(float f);  // round to nearest even, overflow to inf
+uint16_t lc_f32_to_bf16(float f); // round to nearest even, NaN kept NaN
+
+// One tensor to write: data holds nbytes in dtype's little-endian layout.
+typedef struct lc_st_entry {
+    const char *name;
+    lc_dtype dtype;
+    int n_dims;
+    int64_t shape[LC_MAX_DIMS];
+    const void *data;
+    size_t nbytes;
+} lc_st_entry;
+
+// Writes a safetensors file (header padded to 8 bytes) under a temporary
+// name and renames it into place when complete. metadata: string pairs
+// {key, value, key, value, ...} for "__metadata__", n_meta pairs (may be 0).
+lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const char *const *metadata, int n_meta);
 
 #endif
