@@ -1,0 +1,178 @@
+// The `lora` executable end to end: generate, tokenize, inspect, and the
+// exit status and one-line error of each failure.
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
+#define STORY "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+
+START_TEST(test_generate_greedy_story) {
+    const char *args[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "60", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(strncmp(r.out, STORY, strlen(STORY)) == 0, "stdout: %s", r.out);
+    ck_assert_msg(strstr(r.err, "tokens/s") != NULL, "speed note missing from stderr: %s", r.err);
+    ck_assert_ptr_null(strstr(r.out, "tokens/s")); // stdout holds only text
+    lc_test_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_generate_ids_and_bos_start) {
+    const char *args[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "3", "--ids", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_int_eq(r.status, 0);
+    // BOS, the four prompt tokens, then greedy ", there was" continues the story.
+    ck_assert_msg(strncmp(r.out, "1 403 407 261 378 ", 18) == 0, "stdout: %s", r.out);
+    lc_test_run_free(&r);
+
+    const char *bos_only[] = {"generate", "--model", MODEL_DIR, "--temperature", "0", "--max-tokens", "1",
+                              "--ids", NULL};
+    r = lc_test_lora(bos_only);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strncmp(r.out, "1 ", 2) == 0, "stdout: %s", r.out);
+    lc_test_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_generate_seeded_sampling_reproducible) {
+    const char *a[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once", "--temperature", "1.0",
+                       "--top-k", "0", "--top-p", "1", "--seed", "7", "--max-tokens", "40", NULL};
+    const char *b[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once", "--temperature", "1.0",
+                       "--top-k", "0", "--top-p", "1", "--seed", "8", "--max-tokens", "40", NULL};
+    lc_test_run r1 = lc_test_lora(a), r2 = lc_test_lora(a), r3 = lc_test_lora(b);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_str_eq(r1.out, r2.out);
+    ck_assert_str_ne(r1.out, r3.out);
+    lc_test_run_free(&r1);
+    lc_test_run_free(&r2);
+    lc_test_run_free(&r3);
+}
+END_TEST
+
+START_TEST(test_top_k_one_is_greedy) {
+    const char *greedy[] = {"generate", "--model", MODEL_DIR, "--prompt", "Lily", "--temperature", "0",
+                            "--max-tokens", "30", NULL};
+    const char *topk1[] = {"generate", "--model", MODEL_DIR, "--prompt", "Lily", "--temperature", "1.5",
+                           "--top-k", "1", "--seed", "3", "--max-tokens", "30", NULL};
+    lc_test_run r1 = lc_test_lora(greedy), r2 = lc_test_lora(topk1);
+    ck_assert_int_eq(r1.status, 0);
+    ck_assert_str_eq(r1.out, r2.out);
+    lc_test_run_free(&r1);
+    lc_test_run_free(&r2);
+}
+END_TEST
+
+START_TEST(test_tokenize) {
+    const char *args[] = {"tokenize", "--model", MODEL_DIR, "--text", "Once upon a time", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "1 403 407 261 378\n");
+    lc_test_run_free(&r);
+    const char *nobos[] = {"tokenize", "--tokenizer", MODEL_DIR "/tokenizer.json", "--text", "Once upon a time",
+                           "--no-bos", NULL};
+    r = lc_test_lora(nobos);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "403 407 261 378\n");
+    lc_test_run_free(&r);
+}
+END_TEST
+
+START_TEST(test_inspect) {
+    const char *args[] = {"inspect", MODEL_DIR, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "architecture   llama"));
+    ck_assert_ptr_nonnull(strstr(r.out, "heads          8 query, 4 key/value, head_dim 8"));
+    ck_assert_ptr_nonnull(strstr(r.out, "model.layers.4.mlp.down_proj.weight"));
+    lc_test_run_free(&r);
+    const char *st[] = {"inspect", MODEL_DIR "/model.safetensors", NULL};
+    r = lc_test_lora(st);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "model.embed_tokens.weight"));
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// Asserts exit status `status` and a single stderr line containing `needle`.
+static void expect_failure(const char *const *args, int status, const char *needle) {
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == status, "exit %d, wanted %d: %s", r.status, status, r.err);
+    ck_assert_msg(strstr(r.err, needle) != NULL, "stderr \"%s\" lacks \"%s\"", r.err, needle);
+    ck_assert_msg(lc_test_count_lines(r.err) == 1, "stderr is not one line: %s", r.err);
+    ck_assert_str_eq(r.out, "");
+    lc_test_run_free(&r);
+}
+
+START_TEST(test_missing_tokenizer) {
+    char *tmp = lc_test_tmpdir();
+    lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
+    lc_test_copy(MODEL_DIR "/model.safetensors", tmp, "model.safetensors");
+    const char *args[] = {"generate", "--model", tmp, "--prompt", "Once", NULL};
+    expect_failure(args, 2, "tokenizer.json is missing");
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_truncated_model_cli) {
+    char *tmp = lc_test_tmpdir();
+    size_t len;
+    char *buf = lc_test_read(MODEL_DIR "/model.safetensors", &len);
+    lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
+    lc_test_copy(MODEL_DIR "/tokenizer.json", tmp, "tokenizer.json");
+    lc_test_write(tmp, "model.safetensors", buf, len - 1000);
+    const char *args[] = {"generate", "--model", tmp, "--prompt", "Once", NULL};
+    expect_failure(args, 2, "model.safetensors: tensor ");
+    const char *inspect[] = {"inspect", tmp, NULL};
+    expect_failure(inspect, 2, "model.safetensors: tensor ");
+    free(buf);
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_usage_errors) {
+    const char *no_model[] = {"generate", "--prompt", "x", NULL};
+    expect_failure(no_model, 1, "--model DIR is required");
+    const char *bad_temp[] = {"generate", "--model", MODEL_DIR, "--temperature", "hot", NULL};
+    expect_failure(bad_temp, 1, "--temperature");
+    const char *unknown[] = {"frobnicate", NULL};
+    lc_test_run r = lc_test_lora(unknown);
+    ck_assert_int_eq(r.status, 1);
+    lc_test_run_free(&r);
+    const char *missing_dir[] = {"generate", "--model", "/nonexistent/model", NULL};
+    expect_failure(missing_dir, 2, "/nonexistent/model");
+    const char *help[] = {"generate", "--help", NULL};
+    r = lc_test_lora(help);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "--top-p"));
+    lc_test_run_free(&r);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("lora");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_generate_greedy_story);
+    tcase_add_test(tc, test_generate_ids_and_bos_start);
+    tcase_add_test(tc, test_generate_seeded_sampling_reproducible);
+    tcase_add_test(tc, test_top_k_one_is_greedy);
+    tcase_add_test(tc, test_tokenize);
+    tcase_add_test(tc, test_inspect);
+    tcase_add_test(tc, test_missing_tokenizer);
+    tcase_add_test(tc, test_truncated_model_cli);
+    tcase_add_test(tc, test_usage_errors);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,76 @@
+// `lora inspect PATH`: what a model folder or safetensors file holds.
+#include <stdio.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "train/cli.h"
+
+static const char inspect_usage[] =
+    "usage: lora inspect PATH\n"
+    "  PATH  a Hugging Face model folder or a .safetensors file\n";
+
+static void print_tensors(const lc_st_set *set) {
+    for (int i = 0; i < set->n_tensors; i++) {
+        const lc_st_tensor *t = &set->tensors[i];
+        printf("  %-60s %-5s [", t->name, t->dtype_name);
+        for (int d = 0; d < t->n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
+        printf("]\n");
+    }
+}
+
+static long long count_params(const lc_st_set *set) {
+    long long n = 0;
+    for (int i = 0; i < set->n_tensors; i++) n += set->tensors[i].n_elements;
+    return n;
+}
+
+static lc_status inspect_dir(const char *dir) {
+    lc_model m;
+    lc_status st = lc_model_load(&m, dir);
+    if (st) return st;
+    const lc_model_config *c = &m.cfg;
+    printf("model folder %s\n", dir);
+    printf("  architecture   %s\n", c->model_type);
+    printf("  layers         %d\n", c->n_layers);
+    printf("  hidden size    %d (intermediate %d)\n", c->hidden_size, c->intermediate_size);
+    printf("  heads          %d query, %d key/value, head_dim %d\n", c->n_heads, c->n_kv_heads, c->head_dim);
+    printf("  vocabulary     %d\n", c->vocab_size);
+    printf("  context        %d (rope theta %g%s)\n", c->max_position_embeddings, c->rope_theta,
+           c->rope_scaling == LC_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
+           : c->rope_scaling == LC_ROPE_SCALING_LINEAR ? ", linear scaling"
+                                                       : "");
+    if (c->sliding_window) printf("  sliding window %d\n", c->sliding_window);
+    printf("  head           %s\n", m.lm_head == m.embed ? "tied to the embeddings" : "separate lm_head");
+    printf("  parameters     %lld in %d tensors, %d file%s\n", count_params(&m.st), m.st.n_tensors, m.st.n_files,
+           m.st.n_files == 1 ? "" : "s");
+    print_tensors(&m.st);
+    lc_model_free(&m);
+    return LC_STATUS_OK;
+}
+
+static lc_status inspect_safetensors(const char *path) {
+    lc_st_set set = {0};
+    lc_status st = lc_st_set_add_file(&set, path);
+    if (!st) {
+        printf("safetensors %s\n  %d tensors, %lld parameters\n", path, set.n_tensors, count_params(&set));
+        print_tensors(&set);
+    }
+    lc_st_set_free(&set);
+    return st;
+}
+
+lc_status lc_cmd_inspect(int argc, char **argv) {
+    if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        fputs(inspect_usage, stdout);
+        return LC_STATUS_OK;
+    }
+    if (argc != 2) return lc_error(LC_STATUS_USAGE, "expected one PATH (see lora inspect --help)");
+    const char *path = argv[1];
+    if (lc_dir_exists(path)) return inspect_dir(path);
+    if (!lc_file_exists(path)) return lc_error(LC_STATUS_INPUT, "%s: no such file or folder", path);
+    size_t len = strlen(path);
+    if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) return inspect_safetensors(path);
+    return lc_error(LC_STATUS_INPUT, "%s: not a model folder or .safetensors file", path);
+}

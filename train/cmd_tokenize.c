@@ -1,0 +1,67 @@
+// `lora tokenize`: print the token ids of a text, space-separated.
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/tokenizer.h"
+#include "train/cli.h"
+
+static const char tokenize_usage[] =
+    "usage: lora tokenize (--model DIR | --tokenizer FILE) --text TEXT [--no-bos]\n"
+    "  --model DIR       model folder holding tokenizer.json (and tokenizer_config.json)\n"
+    "  --tokenizer FILE  a tokenizer.json file\n"
+    "  --text TEXT       text to encode\n"
+    "  --no-bos          do not add BOS (or other special tokens the tokenizer adds)\n";
+
+lc_status lc_cmd_tokenize(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"tokenizer", required_argument, 0, 'T'},
+        {"text", required_argument, 0, 't'},  {"no-bos", no_argument, 0, 'n'},
+        {"help", no_argument, 0, 'h'},        {0, 0, 0, 0},
+    };
+    const char *model_dir = NULL, *tok_file = NULL, *text = NULL;
+    int no_bos = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'T': tok_file = optarg; break;
+        case 't': text = optarg; break;
+        case 'n': no_bos = 1; break;
+        case 'h': fputs(tokenize_usage, stdout); return LC_STATUS_OK;
+        default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora tokenize --help)",
+                                 argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (!text) return lc_error(LC_STATUS_USAGE, "--text TEXT is required");
+    if (!model_dir == !tok_file) return lc_error(LC_STATUS_USAGE, "give exactly one of --model DIR and --tokenizer FILE");
+
+    lc_tokenizer *tok = NULL;
+    lc_status st;
+    if (model_dir) {
+        st = lc_cli_load_tokenizer(&tok, model_dir);
+    } else {
+        // tokenizer_config.json beside the file, when there, supplies BOS/EOS.
+        char cfg[4096];
+        const char *slash = strrchr(tok_file, '/');
+        int dir_len = slash ? (int)(slash - tok_file) : 1;
+        int n = snprintf(cfg, sizeof cfg, "%.*s/tokenizer_config.json", dir_len, slash ? tok_file : ".");
+        int have_cfg = n > 0 && (size_t)n < sizeof cfg && access(cfg, F_OK) == 0;
+        st = lc_tokenizer_load(&tok, tok_file, have_cfg ? cfg : NULL);
+    }
+    if (st) return st;
+    int32_t *ids = NULL;
+    size_t cap = 0, n = 0;
+    st = lc_tokenizer_encode(tok, text, strlen(text), !no_bos, &ids, &cap, &n);
+    if (!st) {
+        for (size_t i = 0; i < n; i++) printf(i ? " %d" : "%d", ids[i]);
+        putchar('\n');
+    }
+    free(ids);
+    lc_tokenizer_free(tok);
+    return st;
+}
