@@ -1,0 +1,94 @@
+// Training data: JSONL of {"prompt","completion"} or {"text"} records,
+// tokenized once into examples with a loss mask, then batched (padded or
+// packed) in a seeded per-epoch shuffled order.
+#ifndef LC_DATASET_H
+#define LC_DATASET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/status.h"
+#include "data/tokenizer.h"
+
+// One tokenized record. Token t (0 <= t < n-1) is trained to predict token
+// t+1 when t+1 >= n_prompt; with mask_prompt off n_prompt is 1 (everything
+// after BOS, or after the first token when there is no BOS).
+typedef struct lc_example {
+    int32_t *ids;  // [n] BOS? + prompt + completion + EOS, truncated to max_seq_len
+    int n;
+    int n_prompt;
+    int line;      // 1-based line in the source file
+} lc_example;
+
+typedef struct lc_dataset {
+    lc_example *examples; // [n_examples]
+    int n_examples;
+    int n_truncated;      // examples cut to max_seq_len
+    int n_no_targets;     // examples left with no target token after truncation
+    int64_t n_tokens;     // total tokens after truncation
+    int32_t *storage;     // one block holding every example's ids
+} lc_dataset;
+
+typedef struct lc_dataset_options {
+    int max_seq_len;  // >= 2
+    bool mask_prompt; // loss on completion tokens only
+} lc_dataset_options;
+
+// Reads and tokenizes a JSONL file. Each non-blank line must be a JSON object
+// with string "prompt" and "completion", or a string "text"; the first bad
+// line stops the load with "FILE:LINE: reason" (LC_STATUS_INPUT). An empty
+// file is an error. EOS is appended to every completion (and text).
+// The prompt/completion boundary is found by tokenizing prompt+completion
+// together and taking the common prefix with the prompt alone, so pieces
+// that merge across the boundary are tokenized as the model will see them.
+lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *tok, const lc_dataset_options *opt);
+void lc_dataset_free(lc_dataset *ds);
+
+// Moves a seeded random `fraction` (at least one example, leaving at least
+// one) of ds into valid; the rest stays in train. ds is consumed.
+lc_status lc_dataset_split(lc_dataset *ds, double fraction, uint64_t seed, lc_dataset *train, lc_dataset *valid);
+
+// A batch of B sequences of T positions (row-major [B, T]).
+typedef struct lc_batch {
+    int B, T;
+    int32_t *tokens;    // [B*T] input ids; padding uses id 0
+    int32_t *targets;   // [B*T] id to predict at each position, -1 where no loss
+    int32_t *pos;       // [B*T] position within its example (restarts per packed example)
+    int32_t *seg_start; // [B*T] first position of the token's example in its row: attention
+                        //       from this token sees keys seg_start..t only
+    int n_tokens;       // real (non-padding) tokens
+    int n_targets;      // positions with a target
+    int cap;            // allocated B*T
+} lc_batch;
+
+lc_status lc_batch_init(lc_batch *b, int B, int max_seq_len);
+void lc_batch_free(lc_batch *b);
+
+// Walks a dataset in a shuffled order (re-shuffled each epoch from the seed)
+// and fills batches. The position (epoch, index) is all the state there is,
+// so a checkpoint can restore it exactly.
+typedef struct lc_batcher {
+    const lc_dataset *ds;
+    int B, max_seq_len;
+    bool packing;  // several examples per row, no attention across them
+    bool shuffle;  // false: file order (evaluation)
+    uint64_t seed;
+    int64_t epoch; // 0-based
+    int index;     // next position in the epoch's order
+    int *order;    // [n_examples] this epoch's permutation
+} lc_batcher;
+
+lc_status lc_batcher_init(lc_batcher *it, const lc_dataset *ds, int B, int max_seq_len, bool packing, bool shuffle,
+                          uint64_t seed);
+void lc_batcher_free(lc_batcher *it);
+// Restores a saved position (recomputes that epoch's order).
+void lc_batcher_seek(lc_batcher *it, int64_t epoch, int index);
+// Fills the next batch, continuing into the next epoch when this one runs out.
+// Unpadded: B examples, T = the longest of them. Packed: each row filled in
+// order with whole examples up to max_seq_len, T = the longest row.
+void lc_batcher_next(lc_batcher *it, lc_batch *b);
+// For evaluation: fills the next batch of the current epoch only; returns
+// false (and an empty batch) once every example has been served.
+bool lc_batcher_next_in_epoch(lc_batcher *it, lc_batch *b);
+
+#endif
