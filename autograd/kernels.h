@@ -1,7 +1,7 @@
-// Forward kernels of the transformer. Each is one half of a forward/backward
-// pair (the backward halves arrive with training): outputs first, sizes last,
-// a shape comment on every pointer. Row-major throughout; N is the number of
-// token rows (batch x time).
+// Kernels of the transformer as forward/backward pairs: outputs first, sizes
+// last, a shape comment on every pointer. Row-major throughout; N is the
+// number of token rows (batch x time). Backward kernels accumulate (+=) into
+// their gradient outputs, so a value used twice needs no special case.
 #ifndef LC_KERNELS_H
 #define LC_KERNELS_H
 
@@ -15,12 +15,25 @@ void lc_matmul_forward(float *out,        // [N, n_out]
                        const float *bias, // [n_out] or NULL
                        int N, int n_in, int n_out);
 
+// dx += dy · w: the input gradient through a weight (frozen: no weight gradient).
+void lc_matmul_backward(float *dx,       // [N, n_in]
+                        const float *dy, // [N, n_out]
+                        const float *w,  // [n_out, n_in]
+                        int N, int n_in, int n_out);
+
 // out = x / rms(x) * w, per row; rstd (saved for backward) may be NULL.
 void lc_rmsnorm_forward(float *out,     // [N, C]
                         float *rstd,    // [N] or NULL
                         const float *x, // [N, C]
                         const float *w, // [C]
                         float eps, int N, int C);
+
+void lc_rmsnorm_backward(float *dx,         // [N, C]
+                         const float *dy,   // [N, C]
+                         const float *x,    // [N, C]
+                         const float *w,    // [C]
+                         const float *rstd, // [N]
+                         int N, int C);
 
 // Rotary embedding in the Hugging Face rotate-half layout, in place:
 // pairs (i, i + D/2) of each head rotate by angle pos * inv_freq[i].
@@ -29,15 +42,41 @@ void lc_rope_forward(float *x,               // [N, H, D] in/out
                      const float *inv_freq,  // [D/2]
                      int N, int H, int D);
 
-// Causal grouped-query attention. Query t of sequence b sits at position
-// q_pos0 + t and sees keys 0..q_pos0+t of its own sequence (only the last
-// `window` of them when window > 0). Heads h share KV head h / (H / KVH).
-void lc_attention_forward(float *out,     // [B, T, H, D]
-                          const float *q, // [B, T, H, D]
-                          const float *k, // [B, Tk, KVH, D]
-                          const float *v, // [B, Tk, KVH, D]
-                          float *scratch, // [Tk] scores of one query
+// Causal grouped-query attention. Query t of sequence b sits at row
+// q_pos0 + t and sees key rows seg_start[b*T+t]..q_pos0+t of its own sequence
+// (only the last `window` of them when window > 0; seg_start NULL means 0:
+// packed examples pass where theirs begins). Heads h share KV head
+// h / (H / KVH). lse (may be NULL) keeps each row's log-sum-exp of scores so
+// the backward can recompute probabilities instead of storing T x T.
+void lc_attention_forward(float *out,               // [B, T, H, D]
+                          float *lse,               // [B, T, H] or NULL
+                          const float *q,           // [B, T, H, D]
+                          const float *k,           // [B, Tk, KVH, D]
+                          const float *v,           // [B, Tk, KVH, D]
+                          const int32_t *seg_start, // [B, T] or NULL
+                          float *scratch,           // [Tk] scores of one query
                           int B, int T, int Tk, int H, int KVH, int D, int q_pos0, int window);
+
+// Gradients of attention (T == Tk, q_pos0 == 0, as in training) from the
+// saved out and lse: dq, dk, dv accumulate.
+void lc_attention_backward(float *dq,                // [B, T, H, D]
+                           float *dk,                // [B, T, KVH, D]
+                           float *dv,                // [B, T, KVH, D]
+                           const float *dout,        // [B, T, H, D]
+                           const float *q,           // [B, T, H, D]
+                           const float *k,           // [B, T, KVH, D]
+                           const float *v,           // [B, T, KVH, D]
+                           const float *out,         // [B, T, H, D]
+                           const float *lse,         // [B, T, H]
+                           const int32_t *seg_start, // [B, T] or NULL
+                           int B, int T, int H, int KVH, int D, int window);
+
+// dx += the inverse rotation of dy (rotation is orthogonal).
+void lc_rope_backward(float *dx,              // [N, H, D]
+                      const float *dy,        // [N, H, D]
+                      const int32_t *pos,     // [N]
+                      const float *inv_freq,  // [D/2]
+                      int N, int H, int D);
 
 // out = silu(gate) * up, element-wise.
 void lc_swiglu_forward(float *out,        // [n]
@@ -45,7 +84,14 @@ void lc_swiglu_forward(float *out,        // [n]
                        const float *up,   // [n]
                        size_t n);
 
-// acc += x, element-wise (residual connection).
+void lc_swiglu_backward(float *dgate,      // [n]
+                        float *dup,        // [n]
+                        const float *dout, // [n]
+                        const float *gate, // [n]
+                        const float *up,   // [n]
+                        size_t n);
+
+// acc += x, element-wise (residual connection; also the add's backward).
 void lc_add_forward(float *acc,     // [n] in/out
                     const float *x, // [n]
                     size_t n);
@@ -55,5 +101,50 @@ void lc_embedding_forward(float *out,           // [N, C]
                           const int32_t *ids,   // [N]
                           const float *table,   // [V, C]
                           int N, int C);
+
+// LoRA branch of a linear layer, added to y = x·Wᵀ:
+//   xd = dropout(x) (kept elements scaled by 1/(1-p), mask from `mask_seed`)
+//   u  = xd · Aᵀ;  y += scale · u · Bᵀ
+// u and xd are saved for the backward (xd only when p > 0).
+void lc_lora_forward(float *y,        // [N, n_out] in/out
+                     float *u,        // [N, r]
+                     float *xd,       // [N, n_in] when p > 0, else unused (NULL)
+                     const float *x,  // [N, n_in]
+                     const float *A,  // [r, n_in]
+                     const float *B,  // [n_out, r]
+                     float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
+
+// dA, dB and (when dx is not NULL) dx accumulate. du is scratch [N, r].
+void lc_lora_backward(float *dA,        // [r, n_in]
+                      float *dB,        // [n_out, r]
+                      float *dx,        // [N, n_in] or NULL
+                      float *du,        // [N, r] scratch
+                      const float *dy,  // [N, n_out]
+                      const float *x,   // [N, n_in]
+                      const float *xd,  // [N, n_in] or NULL when p == 0
+                      const float *u,   // [N, r]
+                      const float *A,   // [r, n_in]
+                      const float *B,   // [n_out, r]
+                      float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
+
+// Whether dropout keeps element i under mask_seed (counter-based, so the
+// backward regenerates the mask instead of storing it).
+int lc_dropout_keep(uint64_t mask_seed, size_t i, float p);
+
+// Cross-entropy of the head's logits (x · headᵀ) against targets, computed in
+// chunks of rows so the [N, V] logits never exist at once. Rows with target
+// < 0 are skipped. Adds each counted row's loss to *loss_sum (double). When
+// dx is not NULL it receives norm · d(loss_sum)/dx, the gradient of the loss
+// normalized by `norm` (1 / target tokens of the whole accumulated batch).
+// logits is scratch [chunk, V]; xrows scratch [chunk, C].
+void lc_cross_entropy_forward(double *loss_sum,
+                              int *n_counted,
+                              float *dx,             // [N, C] or NULL
+                              float *logits,         // [chunk, V] scratch
+                              float *xrows,          // [chunk, C] scratch
+                              const float *x,        // [N, C]
+                              const float *head,     // [V, C]
+                              const int32_t *targets, // [N]
+                              float norm, int N, int C, int V, int chunk);
 
 #endif

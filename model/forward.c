@@ -5,111 +5,150 @@
 
 #include "autograd/kernels.h"
 
-lc_status lc_forward_state_init(lc_forward_state *s, const lc_model *m, int max_batch, int max_tokens, int max_rows) {
+typedef struct block_ctx {
+    lc_graph *g;
+    const lc_model *m;
+    const lc_lora *lora;
+    lc_kv_cache *cache;
+    const lc_forward_input *in;
+    const int32_t *pos; // [B*T]
+} block_ctx;
+
+static lc_tensor *linear(const block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
+    const lc_linear *lin = &c->m->layers[l].lin[kind];
+    return lc_op_linear(c->g, x, lin->w, lin->bias, lin->out, lc_lora_get(c->lora, l, kind));
+}
+
+// Copies rows [B*T, KVD] into cache positions pos0.. of each sequence and
+// returns the layer's whole cache as a tensor [B*Tcap, KVD].
+static lc_tensor *cache_append(const block_ctx *c, float *layer_cache, const lc_tensor *rows) {
+    int B = c->in->B, T = c->in->T, KVD = rows->cols, Tcap = c->cache->max_tokens;
+    for (int b = 0; b < B; b++)
+        memcpy(layer_cache + ((size_t)b * Tcap + c->in->pos0) * KVD, rows->data + (size_t)b * T * KVD,
+               sizeof(float) * (size_t)T * KVD);
+    return lc_tensor_wrap(c->g, layer_cache, B * Tcap, KVD);
+}
+
+static lc_tensor *block(const block_ctx *c, int l, lc_tensor *x) {
+    const lc_model_config *cfg = &c->m->cfg;
+    const lc_layer *L = &c->m->layers[l];
+    lc_graph *g = c->g;
+    int D = cfg->head_dim;
+
+    lc_tensor *xn = lc_op_rmsnorm(g, x, L->attn_norm, cfg->rms_norm_eps);
+    lc_tensor *q = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_Q, xn), c->pos, c->m->inv_freq, D);
+    lc_tensor *k = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_K, xn), c->pos, c->m->inv_freq, D);
+    lc_tensor *v = linear(c, l, LC_LINEAR_KIND_V, xn);
+    if (!q || !k || !v) return NULL;
+    int Tk = c->in->T;
+    if (c->cache) {
+        size_t layer = (size_t)l * c->cache->max_batch * c->cache->max_tokens * k->cols;
+        k = cache_append(c, c->cache->k + layer, k);
+        v = cache_append(c, c->cache->v + layer, v);
+        Tk = c->cache->max_tokens;
+    }
+    lc_tensor *att = lc_op_attention(g, q, k, v, c->in->seg_start, c->in->B, c->in->T, Tk, cfg->n_heads,
+                                     cfg->n_kv_heads, D, c->in->pos0, cfg->sliding_window);
+    x = lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_O, att));
+
+    xn = lc_op_rmsnorm(g, x, L->mlp_norm, cfg->rms_norm_eps);
+    lc_tensor *h = lc_op_swiglu(g, linear(c, l, LC_LINEAR_KIND_GATE, xn), linear(c, l, LC_LINEAR_KIND_UP, xn));
+    return lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_DOWN, h));
+}
+
+lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora *lora, lc_kv_cache *cache,
+                                  const lc_forward_input *in, lc_tensor **out) {
+    const lc_model_config *cfg = &m->cfg;
+    int N = in->B * in->T, C = cfg->hidden_size;
+    *out = NULL;
+    if (cache && (in->B > cache->max_batch || in->pos0 < 0 || in->pos0 + in->T > cache->max_tokens))
+        return lc_error(LC_STATUS_RUNTIME, "sequence of %d tokens at position %d exceeds the planned %d", in->T,
+                        in->pos0, cache->max_tokens);
+    for (int i = 0; i < N; i++)
+        if (in->tokens[i] < 0 || in->tokens[i] >= cfg->vocab_size)
+            return lc_error(LC_STATUS_INPUT, "token id %d outside the vocabulary of %d", in->tokens[i],
+                            cfg->vocab_size);
+    int32_t *pos = (int32_t *)in->pos;
+    if (!pos) {
+        pos = lc_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)N);
+        if (!pos) return lc_graph_status(g);
+        for (int b = 0; b < in->B; b++)
+            for (int t = 0; t < in->T; t++) pos[b * in->T + t] = in->pos0 + t;
+    }
+    block_ctx c = {g, m, lora, cache, in, pos};
+
+    lc_tensor *x = lc_tensor_new(g, N, C);
+    if (!x) return lc_graph_status(g);
+    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
+    for (int l = 0; l < cfg->n_layers && x; l++) {
+        if (g->record) {
+            x = block(&c, l, x);
+        } else {
+            // Nothing is kept for a backward: the block's activations are
+            // released as soon as its output is copied back into x.
+            lc_arena_mark mark = lc_arena_get_mark(&g->arena);
+            lc_tensor *y = block(&c, l, x);
+            if (y) memcpy(x->data, y->data, sizeof(float) * (size_t)N * C);
+            else x = NULL;
+            if (!g->arena.failed) lc_arena_reset(&g->arena, mark);
+        }
+    }
+    if (x) *out = lc_op_rmsnorm(g, x, m->final_norm, cfg->rms_norm_eps);
+    return lc_graph_status(g);
+}
+
+lc_status lc_forward_state_init(lc_forward_state *s, const lc_model *m, int max_batch, int max_tokens, int max_rows,
+                                int logits_rows) {
     const lc_model_config *c = &m->cfg;
     memset(s, 0, sizeof *s);
-    s->max_batch = max_batch;
-    s->max_tokens = max_tokens;
+    lc_graph_init(&s->graph, false);
     s->max_rows = max_rows;
-    size_t R = (size_t)max_rows, C = (size_t)c->hidden_size, F = (size_t)c->intermediate_size;
-    size_t QD = (size_t)c->n_heads * c->head_dim, KVD = (size_t)c->n_kv_heads * c->head_dim;
-    size_t cache = (size_t)c->n_layers * max_batch * max_tokens * KVD;
-    s->x = malloc(sizeof(float) * R * C);
-    s->xn = malloc(sizeof(float) * R * C);
-    s->q = malloc(sizeof(float) * R * QD);
-    s->kv_new = malloc(sizeof(float) * R * KVD);
-    s->att = malloc(sizeof(float) * R * QD);
-    s->gate = malloc(sizeof(float) * R * F);
-    s->up = malloc(sizeof(float) * R * F);
-    s->k_cache = malloc(sizeof(float) * cache);
-    s->v_cache = malloc(sizeof(float) * cache);
-    s->scores = malloc(sizeof(float) * (size_t)max_tokens);
-    s->pos = malloc(sizeof(int32_t) * R);
-    s->logits = malloc(sizeof(float) * R * (size_t)c->vocab_size);
-    if (!s->x || !s->xn || !s->q || !s->kv_new || !s->att || !s->gate || !s->up || !s->k_cache || !s->v_cache ||
-        !s->scores || !s->pos || !s->logits) {
+    s->logits_rows = logits_rows;
+    s->cache.max_batch = max_batch;
+    s->cache.max_tokens = max_tokens;
+    size_t cache = (size_t)c->n_layers * max_batch * max_tokens * c->n_kv_heads * c->head_dim;
+    s->cache.k = malloc(sizeof(float) * cache);
+    s->cache.v = malloc(sizeof(float) * cache);
+    s->pos = malloc(sizeof(int32_t) * (size_t)max_rows);
+    s->logits = malloc(sizeof(float) * (size_t)logits_rows * c->vocab_size);
+    if (!s->cache.k || !s->cache.v || !s->pos || !s->logits) {
         lc_forward_state_free(s);
-        return lc_error(LC_STATUS_RUNTIME, "out of memory planning activations for %d x %d tokens", max_batch,
+        return lc_error(LC_STATUS_RUNTIME, "out of memory planning a KV cache for %d x %d tokens", max_batch,
                         max_tokens);
     }
     return LC_STATUS_OK;
 }
 
 void lc_forward_state_free(lc_forward_state *s) {
-    free(s->x);
-    free(s->xn);
-    free(s->q);
-    free(s->kv_new);
-    free(s->att);
-    free(s->gate);
-    free(s->up);
-    free(s->k_cache);
-    free(s->v_cache);
-    free(s->scores);
+    lc_graph_free(&s->graph);
+    free(s->cache.k);
+    free(s->cache.v);
     free(s->pos);
     free(s->logits);
     memset(s, 0, sizeof *s);
 }
 
-static void linear(float *out, const float *x, const lc_linear *lin, int N) {
-    lc_matmul_forward(out, x, lin->w, lin->bias, N, lin->in, lin->out);
-}
-
-// Copies rows [B*T, KVD] of new keys/values into cache positions pos0.. of each sequence.
-static void cache_store(float *cache, const float *rows, int B, int T, int Tcap, int pos0, int KVD) {
-    for (int b = 0; b < B; b++)
-        memcpy(cache + ((size_t)b * Tcap + pos0) * KVD, rows + (size_t)b * T * KVD, sizeof(float) * (size_t)T * KVD);
-}
-
 lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *tokens, int B, int T, int pos0,
                      lc_logits_mode mode) {
     const lc_model_config *c = &m->cfg;
-    int N = B * T;
-    if (B > s->max_batch || N > s->max_rows || pos0 < 0 || pos0 + T > s->max_tokens)
-        return lc_error(LC_STATUS_RUNTIME, "sequence of %d tokens at position %d exceeds the planned %d", T, pos0,
-                        s->max_tokens);
-    for (int i = 0; i < N; i++)
-        if (tokens[i] < 0 || tokens[i] >= c->vocab_size)
-            return lc_error(LC_STATUS_INPUT, "token id %d outside the vocabulary of %d", tokens[i], c->vocab_size);
-    int C = c->hidden_size, H = c->n_heads, KVH = c->n_kv_heads, D = c->head_dim, F = c->intermediate_size;
-    int KVD = KVH * D, Tcap = s->max_tokens;
-    size_t layer_cache = (size_t)s->max_batch * Tcap * KVD;
-
-    lc_embedding_forward(s->x, tokens, m->embed, N, C);
-    for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++) s->pos[b * T + t] = pos0 + t;
-
-    for (int l = 0; l < c->n_layers; l++) {
-        const lc_layer *L = &m->layers[l];
-        float *kc = s->k_cache + l * layer_cache, *vc = s->v_cache + l * layer_cache;
-
-        lc_rmsnorm_forward(s->xn, NULL, s->x, L->attn_norm, c->rms_norm_eps, N, C);
-        linear(s->q, s->xn, &L->lin[LC_LINEAR_KIND_Q], N);
-        lc_rope_forward(s->q, s->pos, m->inv_freq, N, H, D);
-        linear(s->kv_new, s->xn, &L->lin[LC_LINEAR_KIND_K], N);
-        lc_rope_forward(s->kv_new, s->pos, m->inv_freq, N, KVH, D);
-        cache_store(kc, s->kv_new, B, T, Tcap, pos0, KVD);
-        linear(s->kv_new, s->xn, &L->lin[LC_LINEAR_KIND_V], N);
-        cache_store(vc, s->kv_new, B, T, Tcap, pos0, KVD);
-        lc_attention_forward(s->att, s->q, kc, vc, s->scores, B, T, Tcap, H, KVH, D, pos0, c->sliding_window);
-        linear(s->xn, s->att, &L->lin[LC_LINEAR_KIND_O], N);
-        lc_add_forward(s->x, s->xn, (size_t)N * C);
-
-        lc_rmsnorm_forward(s->xn, NULL, s->x, L->mlp_norm, c->rms_norm_eps, N, C);
-        linear(s->gate, s->xn, &L->lin[LC_LINEAR_KIND_GATE], N);
-        linear(s->up, s->xn, &L->lin[LC_LINEAR_KIND_UP], N);
-        lc_swiglu_forward(s->gate, s->gate, s->up, (size_t)N * F);
-        linear(s->xn, s->gate, &L->lin[LC_LINEAR_KIND_DOWN], N);
-        lc_add_forward(s->x, s->xn, (size_t)N * C);
-    }
-
+    int N = B * T, C = c->hidden_size;
+    int rows = mode == LC_LOGITS_MODE_LAST ? B : N;
+    if (N > s->max_rows || rows > s->logits_rows)
+        return lc_error(LC_STATUS_RUNTIME, "%d token rows exceed the planned %d", N, s->max_rows);
+    lc_graph_reset(&s->graph);
+    lc_forward_input in = {tokens, B, T, NULL, NULL, pos0};
+    lc_tensor *h;
+    lc_status st = lc_model_forward_hidden(&s->graph, m, s->lora, &s->cache, &in, &h);
+    if (st) return st;
+    const float *src = h->data;
     if (mode == LC_LOGITS_MODE_LAST) {
         // Only each sequence's last row feeds the head: gather them first.
+        float *last = lc_arena_alloc(&s->graph.arena, sizeof(float) * (size_t)B * C);
+        if (!last) return lc_graph_status(&s->graph);
         for (int b = 0; b < B; b++)
-            memmove(s->x + (size_t)b * C, s->x + ((size_t)b * T + T - 1) * C, sizeof(float) * (size_t)C);
-        N = B;
+            memcpy(last + (size_t)b * C, h->data + ((size_t)b * T + T - 1) * C, sizeof(float) * (size_t)C);
+        src = last;
     }
-    lc_rmsnorm_forward(s->xn, NULL, s->x, m->final_norm, c->rms_norm_eps, N, C);
-    lc_matmul_forward(s->logits, s->xn, m->lm_head, NULL, N, C, c->vocab_size);
+    lc_matmul_forward(s->logits, src, m->lm_head, NULL, rows, C, c->vocab_size);
     return LC_STATUS_OK;
 }

@@ -1,34 +1,51 @@
-// The transformer forward pass, shared by generation and (later) training.
-// Buffers are planned once for a (batch, length) shape and reused.
+// The transformer forward pass, one implementation for generation (KV cache,
+// no tape) and training (tape recorded for the reverse pass, LoRA adapters).
 #ifndef LC_FORWARD_H
 #define LC_FORWARD_H
 
 #include <stdint.h>
 
+#include "autograd/graph.h"
 #include "common/status.h"
+#include "model/lora.h"
 #include "model/model.h"
 
+// Keys and values of past positions, [L, B, Tcap, KVH*D] each.
+typedef struct lc_kv_cache {
+    int max_batch, max_tokens; // B, Tcap
+    float *k, *v;
+} lc_kv_cache;
+
+typedef struct lc_forward_input {
+    const int32_t *tokens;    // [B, T], ids checked against the vocabulary
+    int B, T;
+    const int32_t *pos;       // [B, T] rotary positions, or NULL for pos0 + t
+    const int32_t *seg_start; // [B, T] first row each token may attend to, or NULL
+    int pos0;                 // cache position of the first token (0 without cache)
+} lc_forward_input;
+
+// Runs embedding and every block; returns the final RMSNorm output [B*T, C]
+// in g. With a cache, the new keys/values are stored at pos0.. and attention
+// reads the cache; without, it attends within the batch. lora may be NULL.
+// When g does not record, each block's activations are released as it ends.
+lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora *lora, lc_kv_cache *cache,
+                                  const lc_forward_input *in, lc_tensor **out);
+
+// Generation state: a graph without tape, the KV cache, and the logits.
 typedef struct lc_forward_state {
-    int max_batch;  // B
-    int max_tokens; // Tcap: KV cache length per sequence
-    int max_rows;   // most token rows one call processes (B x T)
-    float *x;       // [rows, C] residual stream
-    float *xn;      // [rows, C] normalized input of a sub-block
-    float *q;       // [rows, H*D]
-    float *kv_new;  // [rows, KVH*D] keys or values before they enter the cache
-    float *att;     // [rows, H*D]
-    float *gate;    // [rows, F]
-    float *up;      // [rows, F]
-    float *k_cache; // [L, B, Tcap, KVH*D]
-    float *v_cache; // [L, B, Tcap, KVH*D]
-    float *scores;  // [Tcap]
-    int32_t *pos;   // [rows]
-    float *logits;  // [rows, V]
+    lc_graph graph;
+    lc_kv_cache cache;
+    int max_rows;       // most token rows one call processes (B x T)
+    int logits_rows;    // rows of logits kept: B for LAST, B*T for ALL
+    int32_t *pos;       // [max_rows]
+    float *logits;      // [logits_rows, V]
+    const lc_lora *lora; // adapter applied during generation, or NULL
 } lc_forward_state;
 
-// Plans buffers for up to max_batch sequences of max_tokens positions, of
-// which at most max_rows token rows go through one forward call.
-lc_status lc_forward_state_init(lc_forward_state *s, const lc_model *m, int max_batch, int max_tokens, int max_rows);
+// Plans for up to max_batch sequences of max_tokens positions, at most
+// max_rows token rows per call, and at most logits_rows rows of logits.
+lc_status lc_forward_state_init(lc_forward_state *s, const lc_model *m, int max_batch, int max_tokens, int max_rows,
+                                int logits_rows);
 void lc_forward_state_free(lc_forward_state *s);
 
 typedef enum lc_logits_mode {
@@ -38,7 +55,7 @@ typedef enum lc_logits_mode {
 
 // Runs tokens [B, T] at positions pos0..pos0+T-1 of each sequence, appending
 // their keys and values to the cache, and writes logits to s->logits
-// ([B, V] for LAST, [B*T, V] for ALL). Token ids must be < vocab_size.
+// ([B, V] for LAST, [B*T, V] for ALL).
 lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *tokens, int B, int T, int pos0,
                      lc_logits_mode mode);
 

@@ -17,9 +17,9 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
     *stats = local;
     stats->n_prompt = n_prompt;
     if (n_prompt <= 0) return lc_error(LC_STATUS_USAGE, "generation needs at least one prompt token");
-    if (n_prompt + max_new > s->max_tokens)
+    if (n_prompt + max_new > s->cache.max_tokens)
         return lc_error(LC_STATUS_USAGE, "prompt (%d tokens) plus %d new tokens exceeds the context of %d", n_prompt,
-                        max_new, s->max_tokens);
+                        max_new, s->cache.max_tokens);
     double t0 = now_s();
     // The prompt goes through in chunks of the planned row count.
     for (int p = 0; p < n_prompt && !st; p += s->max_rows) {

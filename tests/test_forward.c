@@ -51,7 +51,7 @@ static float max_abs_diff(const float *a, const float *b, size_t n) {
 
 START_TEST(test_logits_all_positions) {
     lc_forward_state s;
-    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, ref_T), LC_STATUS_OK);
+    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, ref_T, ref_T), LC_STATUS_OK);
     ck_assert_int_eq(lc_forward(&s, &model, ref_ids, 1, ref_T, 0, LC_LOGITS_MODE_ALL), LC_STATUS_OK);
     float d = max_abs_diff(s.logits, ref_logits, (size_t)ref_T * ref_V);
     ck_assert_msg(d <= TOL, "max abs diff %g", d);
@@ -62,7 +62,7 @@ END_TEST
 START_TEST(test_logits_incremental_kv_cache) {
     // One token at a time through the KV cache must equal the full pass.
     lc_forward_state s;
-    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, 1), LC_STATUS_OK);
+    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, 1, 1), LC_STATUS_OK);
     for (int t = 0; t < ref_T; t++) {
         ck_assert_int_eq(lc_forward(&s, &model, &ref_ids[t], 1, 1, t, LC_LOGITS_MODE_LAST), LC_STATUS_OK);
         float d = max_abs_diff(s.logits, ref_logits + (size_t)t * ref_V, ref_V);
@@ -75,7 +75,7 @@ END_TEST
 START_TEST(test_logits_chunked_prefill) {
     lc_forward_state s;
     int split = 7;
-    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, ref_T), LC_STATUS_OK);
+    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, ref_T, ref_T, ref_T), LC_STATUS_OK);
     ck_assert_int_eq(lc_forward(&s, &model, ref_ids, 1, split, 0, LC_LOGITS_MODE_LAST), LC_STATUS_OK);
     float d = max_abs_diff(s.logits, ref_logits + (size_t)(split - 1) * ref_V, ref_V);
     ck_assert_msg(d <= TOL, "first chunk: max abs diff %g", d);
@@ -96,7 +96,7 @@ START_TEST(test_logits_batch_of_two) {
     memcpy(ids + T, ref_ids, sizeof(int32_t) * T);
     ids[T] = ref_ids[0];
     lc_forward_state s;
-    ck_assert_int_eq(lc_forward_state_init(&s, &model, 2, T, 2 * T), LC_STATUS_OK);
+    ck_assert_int_eq(lc_forward_state_init(&s, &model, 2, T, 2 * T, 2 * T), LC_STATUS_OK);
     ck_assert_int_eq(lc_forward(&s, &model, ids, 2, T, 0, LC_LOGITS_MODE_ALL), LC_STATUS_OK);
     float d = max_abs_diff(s.logits, ref_logits, (size_t)T * ref_V);
     ck_assert_msg(d <= TOL, "sequence 0: max abs diff %g", d);
@@ -113,7 +113,7 @@ END_TEST
 START_TEST(test_token_out_of_vocabulary) {
     lc_forward_state s;
     int32_t bad = ref_V;
-    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, 4, 4), LC_STATUS_OK);
+    ck_assert_int_eq(lc_forward_state_init(&s, &model, 1, 4, 4, 4), LC_STATUS_OK);
     ck_assert_int_eq(lc_forward(&s, &model, &bad, 1, 1, 0, LC_LOGITS_MODE_LAST), LC_STATUS_INPUT);
     ck_assert_int_eq(lc_forward(&s, &model, ref_ids, 1, 4, 1, LC_LOGITS_MODE_LAST), LC_STATUS_RUNTIME);
     lc_forward_state_free(&s);

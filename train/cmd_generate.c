@@ -128,7 +128,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     }
     int total = (int)n_ids + (int)max_tokens;
     int rows = total < 512 ? total : 512;
-    if ((st = lc_forward_state_init(&state, &model, 1, total, rows))) goto done;
+    if ((st = lc_forward_state_init(&state, &model, 1, total, rows, 1))) goto done;
     if ((st = lc_sampler_init(&sampler, model.cfg.vocab_size, (float)temperature, (int)top_k, (float)top_p,
                               (uint64_t)seed)))
         goto done;

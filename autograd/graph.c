@@ -1,0 +1,346 @@
+#include "autograd/graph.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/kernels.h"
+
+#define LC_ALIGN 64
+#define LC_CE_CHUNK 128
+
+void lc_arena_init(lc_arena *a, size_t chunk_size) {
+    memset(a, 0, sizeof *a);
+    a->chunk_size = chunk_size;
+}
+
+void lc_arena_free(lc_arena *a) {
+    for (int i = 0; i < a->n_chunks; i++) free(a->chunks[i].base);
+    free(a->chunks);
+    memset(a, 0, sizeof *a);
+}
+
+void *lc_arena_alloc(lc_arena *a, size_t bytes) {
+    bytes = (bytes + LC_ALIGN - 1) & ~(size_t)(LC_ALIGN - 1);
+    // Current chunk, then later chunks kept from earlier steps, then a new one.
+    for (; a->cur < a->n_chunks; a->cur++) {
+        lc_arena_chunk *c = &a->chunks[a->cur];
+        if (c->size - c->used >= bytes) {
+            void *p = c->base + c->used;
+            c->used += bytes;
+            return p;
+        }
+        if (a->cur + 1 < a->n_chunks) a->chunks[a->cur + 1].used = 0;
+    }
+    size_t size = bytes > a->chunk_size ? bytes : a->chunk_size;
+    lc_arena_chunk *chunks = realloc(a->chunks, sizeof *chunks * (size_t)(a->n_chunks + 1));
+    void *base = NULL;
+    if (chunks) {
+        a->chunks = chunks;
+        base = aligned_alloc(LC_ALIGN, size);
+    }
+    if (!base) {
+        a->failed = 1;
+        return NULL;
+    }
+    a->chunks[a->n_chunks] = (lc_arena_chunk){base, size, bytes};
+    a->cur = a->n_chunks++;
+    a->peak_bytes += size;
+    return base;
+}
+
+lc_arena_mark lc_arena_get_mark(const lc_arena *a) {
+    lc_arena_mark m = {a->cur, a->n_chunks ? a->chunks[a->cur].used : 0};
+    return m;
+}
+
+void lc_arena_reset(lc_arena *a, lc_arena_mark m) {
+    a->cur = m.chunk;
+    if (a->n_chunks) a->chunks[m.chunk].used = m.used;
+    a->failed = 0;
+}
+
+lc_status lc_graph_init(lc_graph *g, bool record) {
+    memset(g, 0, sizeof *g);
+    lc_arena_init(&g->arena, 16u << 20);
+    g->record = record;
+    return LC_STATUS_OK;
+}
+
+void lc_graph_free(lc_graph *g) {
+    lc_arena_free(&g->arena);
+    free(g->tape);
+    memset(g, 0, sizeof *g);
+}
+
+void lc_graph_reset(lc_graph *g) {
+    lc_arena_mark start = {0, 0};
+    lc_arena_reset(&g->arena, start);
+    g->n_tape = 0;
+}
+
+lc_status lc_graph_status(const lc_graph *g) {
+    if (g->arena.failed) return lc_error(LC_STATUS_RUNTIME, "out of memory for activations");
+    return LC_STATUS_OK;
+}
+
+lc_tensor *lc_tensor_wrap(lc_graph *g, float *data, int rows, int cols) {
+    lc_tensor *t = lc_arena_alloc(&g->arena, sizeof *t);
+    if (!t) return NULL;
+    *t = (lc_tensor){data, NULL, rows, cols, false};
+    return t;
+}
+
+lc_tensor *lc_tensor_new(lc_graph *g, int rows, int cols) {
+    float *data = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)rows * cols);
+    return data ? lc_tensor_wrap(g, data, rows, cols) : NULL;
+}
+
+float *lc_tensor_grad(lc_graph *g, lc_tensor *t) {
+    if (!t->grad) {
+        size_t bytes = sizeof(float) * (size_t)t->rows * t->cols;
+        t->grad = lc_arena_alloc(&g->arena, bytes);
+        if (t->grad) memset(t->grad, 0, bytes);
+    }
+    return t->grad;
+}
+
+static lc_tape_entry *tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
+    if (g->n_tape == g->cap_tape) {
+        int cap = g->cap_tape ? 2 * g->cap_tape : 256;
+        lc_tape_entry *t = realloc(g->tape, sizeof *t * (size_t)cap);
+        if (!t) {
+            g->arena.failed = 1;
+            return NULL;
+        }
+        g->tape = t;
+        g->cap_tape = cap;
+    }
+    lc_tape_entry *e = &g->tape[g->n_tape++];
+    memset(e, 0, sizeof *e);
+    e->op = op;
+    e->out = out;
+    return e;
+}
+
+lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
+                        const lc_lora_ref *lora) {
+    if (!x) return NULL;
+    int N = x->rows, n_in = x->cols;
+    lc_tensor *y = lc_tensor_new(g, N, n_out);
+    if (!y) return NULL;
+    lc_matmul_forward(y->data, x->data, w, bias, N, n_in, n_out);
+    float *u = NULL, *xd = NULL;
+    bool train_lora = lora && lora->A && lora->dA && g->record;
+    if (lora && lora->A) {
+        u = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * lora->r);
+        float p = train_lora ? lora->dropout : 0.0f;
+        if (p > 0.0f) xd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in);
+        if (!u || (p > 0.0f && !xd)) return NULL;
+        lc_lora_forward(y->data, u, xd, x->data, lora->A, lora->B, lora->scale, p, lora->mask_seed, N, n_in, n_out,
+                        lora->r);
+    }
+    y->requires_grad = x->requires_grad || train_lora;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->w = w;
+        e->dims[0] = n_in;
+        e->dims[1] = n_out;
+        if (train_lora) {
+            e->lora = *lora;
+            e->saved[0] = u;
+            e->saved[1] = xd;
+        }
+    }
+    return y;
+}
+
+lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
+    float *rstd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)x->rows);
+    if (!y || !rstd) return NULL;
+    lc_rmsnorm_forward(y->data, rstd, x->data, w, eps, x->rows, x->cols);
+    y->requires_grad = x->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_RMSNORM, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->w = w;
+        e->saved[0] = rstd;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
+    if (!y) return NULL;
+    memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
+    lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim);
+    y->requires_grad = x->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_ROPE, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->w = inv_freq;
+        e->ints = pos;
+        e->dims[0] = head_dim;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
+                           int T, int Tk, int H, int KVH, int D, int q_pos0, int window) {
+    if (!q || !k || !v) return NULL;
+    lc_tensor *y = lc_tensor_new(g, B * T, H * D);
+    float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)Tk);
+    bool grad = q->requires_grad || k->requires_grad || v->requires_grad;
+    float *lse = NULL;
+    if (g->record && grad) lse = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)B * T * H);
+    if (!y || !scratch || (g->record && grad && !lse)) return NULL;
+    lc_attention_forward(y->data, lse, q->data, k->data, v->data, seg_start, scratch, B, T, Tk, H, KVH, D, q_pos0,
+                         window);
+    y->requires_grad = grad;
+    if (g->record && grad) {
+        assert(T == Tk && q_pos0 == 0); // training attends within the batch only
+        lc_tape_entry *e = tape_push(g, LC_OP_ATTENTION, y);
+        if (!e) return NULL;
+        e->in[0] = q;
+        e->in[1] = k;
+        e->in[2] = v;
+        e->saved[0] = lse;
+        e->ints = seg_start;
+        int dims[6] = {B, T, H, KVH, D, window};
+        memcpy(e->dims, dims, sizeof dims);
+    }
+    return y;
+}
+
+lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up) {
+    if (!gate || !up) return NULL;
+    lc_tensor *y = lc_tensor_new(g, gate->rows, gate->cols);
+    if (!y) return NULL;
+    lc_swiglu_forward(y->data, gate->data, up->data, (size_t)gate->rows * gate->cols);
+    y->requires_grad = gate->requires_grad || up->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_SWIGLU, y);
+        if (!e) return NULL;
+        e->in[0] = gate;
+        e->in[1] = up;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b) {
+    if (!a || !b) return NULL;
+    lc_tensor *y = lc_tensor_new(g, a->rows, a->cols);
+    if (!y) return NULL;
+    size_t n = (size_t)a->rows * a->cols;
+    memcpy(y->data, a->data, sizeof(float) * n);
+    lc_add_forward(y->data, b->data, n);
+    y->requires_grad = a->requires_grad || b->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_ADD, y);
+        if (!e) return NULL;
+        e->in[0] = a;
+        e->in[1] = b;
+    }
+    return y;
+}
+
+lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, const int32_t *targets, float norm,
+                              double *loss_sum, int *n_counted) {
+    if (!x) return lc_graph_status(g);
+    int N = x->rows, C = x->cols;
+    int chunk = N < LC_CE_CHUNK ? N : LC_CE_CHUNK;
+    float *logits = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)chunk * V);
+    float *xrows = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)chunk * C);
+    float *dx = NULL;
+    bool grad = g->record && x->requires_grad;
+    if (grad) {
+        dx = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * C);
+        if (dx) memset(dx, 0, sizeof(float) * (size_t)N * C);
+    }
+    if (!logits || !xrows || (grad && !dx)) return lc_graph_status(g);
+    lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, x->data, head, targets, norm, N, C, V, chunk);
+    if (grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_CROSS_ENTROPY, NULL);
+        if (!e) return lc_graph_status(g);
+        e->in[0] = x;
+        e->saved[0] = dx;
+    }
+    return lc_graph_status(g);
+}
+
+static void backward_entry(lc_graph *g, lc_tape_entry *e) {
+    lc_tensor *x = e->in[0];
+    const float *dy = e->out ? e->out->grad : NULL;
+    switch (e->op) {
+    case LC_OP_LINEAR: {
+        int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
+        float *dx = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
+        if (x->requires_grad && !dx) return;
+        if (e->lora.A) {
+            float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * e->lora.r);
+            if (!du) return;
+            lc_lora_backward(e->lora.dA, e->lora.dB, dx, du, dy, x->data, e->saved[1], e->saved[0], e->lora.A,
+                             e->lora.B, e->lora.scale, e->lora.dropout, e->lora.mask_seed, N, n_in, n_out, e->lora.r);
+        }
+        if (dx) lc_matmul_backward(dx, dy, e->w, N, n_in, n_out);
+        break;
+    }
+    case LC_OP_RMSNORM: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
+        break;
+    }
+    case LC_OP_ROPE: {
+        float *dx = lc_tensor_grad(g, x);
+        int D = e->dims[0];
+        if (dx) lc_rope_backward(dx, dy, e->ints, e->w, x->rows, x->cols / D, D);
+        break;
+    }
+    case LC_OP_ATTENTION: {
+        float *dq = lc_tensor_grad(g, e->in[0]), *dk = lc_tensor_grad(g, e->in[1]), *dv = lc_tensor_grad(g, e->in[2]);
+        if (dq && dk && dv)
+            lc_attention_backward(dq, dk, dv, dy, e->in[0]->data, e->in[1]->data, e->in[2]->data, e->out->data,
+                                  e->saved[0], e->ints, e->dims[0], e->dims[1], e->dims[2], e->dims[3], e->dims[4],
+                                  e->dims[5]);
+        break;
+    }
+    case LC_OP_SWIGLU: {
+        float *dg = lc_tensor_grad(g, e->in[0]), *du = lc_tensor_grad(g, e->in[1]);
+        if (dg && du)
+            lc_swiglu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (size_t)x->rows * x->cols);
+        break;
+    }
+    case LC_OP_ADD: {
+        size_t n = (size_t)x->rows * x->cols;
+        for (int i = 0; i < 2; i++) {
+            if (!e->in[i]->requires_grad) continue;
+            float *d = lc_tensor_grad(g, e->in[i]);
+            if (d) lc_add_forward(d, dy, n);
+        }
+        break;
+    }
+    case LC_OP_CROSS_ENTROPY: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_add_forward(dx, e->saved[0], (size_t)x->rows * x->cols);
+        break;
+    }
+    }
+}
+
+lc_status lc_graph_backward(lc_graph *g) {
+    for (int i = g->n_tape - 1; i >= 0; i--) {
+        lc_tape_entry *e = &g->tape[i];
+        // An op whose output received no gradient contributes nothing.
+        if (e->op != LC_OP_CROSS_ENTROPY && !e->out->grad) continue;
+        backward_entry(g, e);
+        if (g->arena.failed) break;
+    }
+    return lc_graph_status(g);
+}

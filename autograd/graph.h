@@ -1,0 +1,120 @@
+// Reverse-mode autograd: tensors live in an arena planned by the first step
+// and reused after; ops run their forward kernel and, when the graph records,
+// append an entry to the tape. lc_graph_backward walks the tape in reverse,
+// calling each op's backward kernel.
+#ifndef LC_GRAPH_H
+#define LC_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/status.h"
+
+// Chunked bump allocator. Reset rewinds without freeing, so a step that makes
+// the same allocations as the last one allocates nothing new.
+typedef struct lc_arena_chunk {
+    unsigned char *base;
+    size_t size, used;
+} lc_arena_chunk;
+
+typedef struct lc_arena {
+    lc_arena_chunk *chunks;
+    int n_chunks, cur;
+    size_t chunk_size;  // default size of a new chunk
+    size_t peak_bytes;  // bytes held in chunks
+    int failed;         // an allocation failed since the last reset
+} lc_arena;
+
+typedef struct lc_arena_mark {
+    int chunk;
+    size_t used;
+} lc_arena_mark;
+
+void lc_arena_init(lc_arena *a, size_t chunk_size);
+void lc_arena_free(lc_arena *a);
+// 64-byte aligned; NULL (and a->failed) when memory runs out.
+void *lc_arena_alloc(lc_arena *a, size_t bytes);
+lc_arena_mark lc_arena_get_mark(const lc_arena *a);
+void lc_arena_reset(lc_arena *a, lc_arena_mark m);
+
+typedef struct lc_tensor {
+    float *data; // [rows, cols]
+    float *grad; // [rows, cols], allocated (zeroed) when a gradient first flows in
+    int rows, cols;
+    bool requires_grad;
+} lc_tensor;
+
+// A LoRA adapter on one linear layer (parameters owned elsewhere).
+typedef struct lc_lora_ref {
+    float *A, *B;   // [r, n_in], [n_out, r]
+    float *dA, *dB; // gradients, same shapes (NULL when not training)
+    int r;
+    float scale;    // alpha / r, or alpha / sqrt(r) with rsLoRA
+    float dropout;  // p; 0 for none (and always 0 when not training)
+    uint64_t mask_seed;
+} lc_lora_ref;
+
+typedef enum lc_op {
+    LC_OP_LINEAR,
+    LC_OP_RMSNORM,
+    LC_OP_ROPE,
+    LC_OP_ATTENTION,
+    LC_OP_SWIGLU,
+    LC_OP_ADD,
+    LC_OP_CROSS_ENTROPY,
+} lc_op;
+
+typedef struct lc_tape_entry {
+    lc_op op;
+    lc_tensor *out;
+    lc_tensor *in[3];
+    const float *w;           // frozen weight (linear, rmsnorm), inv_freq (rope)
+    const float *saved[3];    // saved activations (rstd, lse, lora u / xd, ce grad)
+    const int32_t *ints;      // positions (rope) or seg_start (attention)
+    lc_lora_ref lora;         // linear with adapter (lora.A == NULL: none)
+    int dims[6];
+} lc_tape_entry;
+
+typedef struct lc_graph {
+    lc_arena arena;
+    bool record;              // keep a tape for backward (training)
+    lc_tape_entry *tape;
+    int n_tape, cap_tape;
+} lc_graph;
+
+lc_status lc_graph_init(lc_graph *g, bool record);
+void lc_graph_free(lc_graph *g);
+// Forgets the tape and rewinds the arena: the start of each forward.
+void lc_graph_reset(lc_graph *g);
+// LC_STATUS_RUNTIME if any allocation since the last reset failed.
+lc_status lc_graph_status(const lc_graph *g);
+
+// A tensor whose data is allocated in the arena (uninitialized).
+lc_tensor *lc_tensor_new(lc_graph *g, int rows, int cols);
+// A tensor over existing memory (weights, caches, inputs): no gradient.
+lc_tensor *lc_tensor_wrap(lc_graph *g, float *data, int rows, int cols);
+// The tensor's gradient buffer, allocated and zeroed on first use.
+float *lc_tensor_grad(lc_graph *g, lc_tensor *t);
+
+// Differentiable ops. Each returns a new tensor (NULL when out of memory;
+// check lc_graph_status after the forward).
+lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
+                        const lc_lora_ref *lora);
+lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim);
+// q [B*T, H*D]; k, v [B*Tk, KVH*D] (rows beyond what a query sees are not read).
+lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
+                           int T, int Tk, int H, int KVH, int D, int q_pos0, int window);
+lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
+lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b);
+// Sum of cross-entropy over rows with a target (see lc_cross_entropy_forward);
+// when recording, the backward adds norm-scaled gradients into x.
+lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, const int32_t *targets, float norm,
+                              double *loss_sum, int *n_counted);
+
+// Runs the tape backwards. The seeds of the reverse pass are the gradients
+// the cross-entropy ops computed.
+lc_status lc_graph_backward(lc_graph *g);
+
+#endif

@@ -1,0 +1,82 @@
+#include "model/lora.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/sample.h"
+
+unsigned lc_lora_target_bit(const char *name) {
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+        if (strcmp(name, lc_linear_kind_name(k)) == 0) return 1u << k;
+    return 0;
+}
+
+lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads) {
+    memset(l, 0, sizeof *l);
+    if (cfg->r <= 0 || cfg->r > 4096) return lc_error(LC_STATUS_INPUT, "lora.r must be in 1..4096, got %d", cfg->r);
+    if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
+        return lc_error(LC_STATUS_INPUT, "lora.dropout must be in [0, 1)");
+    if (!cfg->targets) return lc_error(LC_STATUS_INPUT, "lora.targets names no module");
+    l->cfg = *cfg;
+    l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
+    l->n_layers = m->cfg.n_layers;
+    int r = cfg->r;
+    size_t n = 0;
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+            if (cfg->targets & (1u << k)) {
+                const lc_linear *lin = &m->layers[layer].lin[k];
+                n += (size_t)r * lin->in + (size_t)lin->out * r;
+            }
+    l->n_params = n;
+    l->params = calloc(n, sizeof(float));
+    l->grads = with_grads ? calloc(n, sizeof(float)) : NULL;
+    l->refs = calloc((size_t)l->n_layers * LC_LINEAR_KIND_COUNT, sizeof *l->refs);
+    if (!l->params || !l->refs || (with_grads && !l->grads)) {
+        lc_lora_free(l);
+        return lc_error(LC_STATUS_RUNTIME, "out of memory for %zu LoRA parameters", n);
+    }
+    lc_rng rng;
+    lc_rng_seed(&rng, seed);
+    size_t off = 0;
+    for (int layer = 0; layer < l->n_layers; layer++) {
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            if (!(cfg->targets & (1u << k))) continue;
+            const lc_linear *lin = &m->layers[layer].lin[k];
+            lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + k];
+            ref->r = r;
+            ref->scale = l->scale;
+            ref->dropout = cfg->dropout;
+            ref->A = l->params + off;
+            if (l->grads) ref->dA = l->grads + off;
+            // kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
+            float bound = 1.0f / sqrtf((float)lin->in);
+            for (size_t i = 0; i < (size_t)r * lin->in; i++)
+                ref->A[i] = (2.0f * lc_rng_uniform(&rng) - 1.0f) * bound;
+            off += (size_t)r * lin->in;
+            ref->B = l->params + off;
+            if (l->grads) ref->dB = l->grads + off;
+            off += (size_t)lin->out * r;
+        }
+    }
+    return LC_STATUS_OK;
+}
+
+void lc_lora_free(lc_lora *l) {
+    free(l->params);
+    free(l->grads);
+    free(l->refs);
+    memset(l, 0, sizeof *l);
+}
+
+const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind) {
+    if (!l || layer >= l->n_layers) return NULL;
+    const lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + kind];
+    return ref->A ? ref : NULL;
+}
+
+void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed) {
+    for (int i = 0; i < l->n_layers * LC_LINEAR_KIND_COUNT; i++)
+        l->refs[i].mask_seed = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
+}

@@ -1,0 +1,46 @@
+// LoRA adapters on a model's linear layers: W x + scale · B A x, with A
+// Kaiming-uniform (a = √5, as PEFT initializes it) and B zero. All A and B
+// live in one flat parameter block (and one gradient block) for the optimizer.
+#ifndef LC_LORA_H
+#define LC_LORA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "autograd/graph.h"
+#include "common/status.h"
+#include "model/model.h"
+
+typedef struct lc_lora_config {
+    int r;
+    float alpha;
+    float dropout;
+    bool rslora;      // scale alpha / sqrt(r) instead of alpha / r
+    unsigned targets; // bit (1 << lc_linear_kind) per targeted module
+} lc_lora_config;
+
+typedef struct lc_lora {
+    lc_lora_config cfg;
+    float scale;
+    int n_layers;
+    size_t n_params;
+    float *params;      // [n_params] A then B of each adapted linear, layer-major
+    float *grads;       // [n_params] or NULL when not training
+    lc_lora_ref *refs;  // [n_layers * LC_LINEAR_KIND_COUNT]; A == NULL where not adapted
+} lc_lora;
+
+// Bit for a module name ("q_proj", ...); 0 if the name is unknown.
+unsigned lc_lora_target_bit(const char *name);
+
+// Allocates adapters for every targeted linear of m; A from `seed`, B zero.
+lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads);
+void lc_lora_free(lc_lora *l);
+
+// The adapter of (layer, kind), or NULL.
+const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind);
+
+// Per-step dropout masks: each adapted linear gets a distinct mask seed.
+void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed);
+
+#endif
