@@ -131,3 +131,29 @@ void lc_model_free(lc_model *m) {
     lc_st_set_free(&m->st);
     memset(m, 0, sizeof *m);
 }
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+void lc_model_fingerprint(const lc_model *m, char out[17]) {
+    const lc_model_config *c = &m->cfg;
+    uint64_t h = 0xcbf29ce484222325ull;
+    int fields[] = {(int)c->arch, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads,
+                    c->n_kv_heads, c->head_dim, c->vocab_size, c->tie_word_embeddings};
+    h = fnv1a(h, fields, sizeof fields);
+    for (int i = 0; i < m->st.n_tensors; i++) {
+        const lc_st_tensor *t = &m->st.tensors[i];
+        h = fnv1a(h, t->name, strlen(t->name) + 1);
+        h = fnv1a(h, t->dtype_name, strlen(t->dtype_name));
+        h = fnv1a(h, t->shape, sizeof(int64_t) * (size_t)t->n_dims);
+        // Up to 64 evenly spaced 64-byte samples: any retrained or different
+        // checkpoint of the same shape differs there, at no full-file read.
+        size_t step = t->nbytes / 64 > 64 ? t->nbytes / 64 : 64;
+        for (size_t off = 0; off < t->nbytes; off += step)
+            h = fnv1a(h, t->data + off, t->nbytes - off < 64 ? t->nbytes - off : 64);
+    }
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
