@@ -33,12 +33,14 @@ int32_t lc_tokenizer_find(const lc_tokenizer *tok, const char *piece);
 // does: added tokens in the text are matched first; add_special adds BOS (and
 // whatever else the post_processor adds) when the tokenizer adds it.
 // *ids is a heap array the caller grows/reuses: pass *ids/*cap from a previous
-// call (or NULL/0); on return *n_ids holds the count.
+// call (or NULL/0); on return *n_ids holds the count. Text that is not valid
+// UTF-8 is an LC_STATUS_INPUT error. Safe to call from several threads at once.
 lc_status lc_tokenizer_encode(const lc_tokenizer *tok, const char *text, size_t len, bool add_special,
                               int32_t **ids, size_t *cap, size_t *n_ids);
 
-// Decodes ids to text as HF decode(ids, skip_special_tokens) does. *out is a
-// heap NUL-terminated string the caller frees.
+// Decodes ids to text as HF decode(ids, skip_special_tokens) does (ids with
+// no token are skipped, as HF does). *out is a heap NUL-terminated string the
+// caller frees.
 lc_status lc_tokenizer_decode(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
                               char **out, size_t *out_len);
 
@@ -49,7 +51,7 @@ lc_status lc_tokenizer_decode(const lc_tokenizer *tok, const int32_t *ids, size_
 typedef struct lc_detokenizer {
     const lc_tokenizer *tok;
     bool skip_special;
-    size_t n_pushed;
+    size_t n_pushed; // tokens that produced text so far (the first gets the strip)
     unsigned char pending[16]; // bytes of an unfinished UTF-8 sequence
     size_t n_pending;
 } lc_detokenizer;

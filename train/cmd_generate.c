@@ -75,10 +75,8 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     }
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
     if (!model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR is required (see lora generate --help)");
-    if (seed < 0) {
-        seed = (long)(time(NULL) & 0x7fffffff);
-        if (temperature > 0) fprintf(stderr, "lora generate: seed %ld\n", seed);
-    }
+    int seed_from_clock = seed < 0;
+    if (seed_from_clock) seed = (long)(time(NULL) & 0x7fffffff);
 
     lc_tokenizer *tok = NULL;
     lc_model model;
@@ -133,6 +131,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
                               (uint64_t)seed)))
         goto done;
 
+    if (seed_from_clock && temperature > 0) fprintf(stderr, "lora generate: seed %ld\n", seed);
     generate_sink sink = {.print_ids = print_ids};
     lc_detokenizer_init(&sink.detok, tok, true);
     if (print_ids) {

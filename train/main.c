@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/status.h"
@@ -49,6 +50,9 @@ lc_status lc_cli_load_tokenizer(lc_tokenizer **tok, const char *model_dir) {
     int n2 = snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", model_dir);
     if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof json || (size_t)n2 >= sizeof cfg)
         return lc_error(LC_STATUS_INPUT, "%s: path too long", model_dir);
+    struct stat st;
+    if (stat(model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return lc_error(LC_STATUS_INPUT, "%s: not a model folder", model_dir);
     if (access(json, F_OK) != 0) return lc_error(LC_STATUS_INPUT, "%s: tokenizer.json is missing", model_dir);
     return lc_tokenizer_load(tok, json, access(cfg, F_OK) == 0 ? cfg : NULL);
 }
