@@ -18,6 +18,7 @@ typedef struct lc_example {
     int n;
     int n_prompt;
     int line;      // 1-based line in the source file
+    bool truncated; // cut to max_seq_len (lc_dataset_split recounts n_truncated from it)
 } lc_example;
 
 typedef struct lc_dataset {
@@ -45,7 +46,8 @@ lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *
 void lc_dataset_free(lc_dataset *ds);
 
 // Moves a seeded random `fraction` (at least one example, leaving at least
-// one) of ds into valid; the rest stays in train. ds is consumed.
+// one) of ds into valid; the rest stays in train. ds is consumed (freed), on
+// error too; train/valid may alias it. Both parts keep file order.
 lc_status lc_dataset_split(lc_dataset *ds, double fraction, uint64_t seed, lc_dataset *train, lc_dataset *valid);
 
 // A batch of B sequences of T positions (row-major [B, T]).
