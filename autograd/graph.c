@@ -1,6 +1,7 @@
 #include "autograd/graph.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,10 @@ void lc_arena_free(lc_arena *a) {
 }
 
 void *lc_arena_alloc(lc_arena *a, size_t bytes) {
+    if (bytes > SIZE_MAX / 2) {
+        a->failed = 1;
+        return NULL;
+    }
     bytes = (bytes + LC_ALIGN - 1) & ~(size_t)(LC_ALIGN - 1);
     // Current chunk, then later chunks kept from earlier steps, then a new one.
     for (; a->cur < a->n_chunks; a->cur++) {
@@ -40,6 +45,8 @@ void *lc_arena_alloc(lc_arena *a, size_t bytes) {
         base = aligned_alloc(LC_ALIGN, size);
     }
     if (!base) {
+        // Leave cur on a real chunk so marks taken after a failure stay valid.
+        a->cur = a->n_chunks ? a->n_chunks - 1 : 0;
         a->failed = 1;
         return NULL;
     }
@@ -196,7 +203,7 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
                            int T, int Tk, int H, int KVH, int D, int q_pos0, int window) {
     if (!q || !k || !v) return NULL;
     lc_tensor *y = lc_tensor_new(g, B * T, H * D);
-    float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)Tk);
+    float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, Tk));
     bool grad = q->requires_grad || k->requires_grad || v->requires_grad;
     float *lse = NULL;
     if (g->record && grad) lse = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)B * T * H);
@@ -305,9 +312,11 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     }
     case LC_OP_ATTENTION: {
         float *dq = lc_tensor_grad(g, e->in[0]), *dk = lc_tensor_grad(g, e->in[1]), *dv = lc_tensor_grad(g, e->in[2]);
-        if (dq && dk && dv)
+        int T = e->dims[1];
+        float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, T));
+        if (dq && dk && dv && scratch)
             lc_attention_backward(dq, dk, dv, dy, e->in[0]->data, e->in[1]->data, e->in[2]->data, e->out->data,
-                                  e->saved[0], e->ints, e->dims[0], e->dims[1], e->dims[2], e->dims[3], e->dims[4],
+                                  e->saved[0], e->ints, scratch, e->dims[0], T, e->dims[2], e->dims[3], e->dims[4],
                                   e->dims[5]);
         break;
     }

@@ -66,82 +66,118 @@ void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N,
     }
 }
 
+// Attention runs per (sequence, head) over blocks of LC_ATT_BLOCK queries:
+// the block's scores against the keys it can see are one sgemm, the masked
+// softmax a row loop, and the weighted values another sgemm. Only one
+// block's scores exist at a time.
+#define LC_ATT_BLOCK 64
+
+size_t lc_attention_scratch_floats(int T, int Tk) {
+    int rows = T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK;
+    return 2 * (size_t)rows * (size_t)Tk;
+}
+
+// Keys visible from query row p: [lo, p].
+static int att_first_key(const int32_t *seg_start, int idx, int p, int window) {
+    int lo = seg_start ? seg_start[idx] : 0;
+    if (window > 0 && p - window + 1 > lo) lo = p - window + 1;
+    return lo;
+}
+
 void lc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, float *scratch, int B, int T, int Tk, int H, int KVH, int D,
                           int q_pos0, int window) {
     int group = H / KVH;
     float scale = 1.0f / sqrtf((float)D);
+    int ldq = H * D, ldk = KVH * D;
     for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            int p = q_pos0 + t;
-            int s0 = seg_start ? seg_start[b * T + t] : 0;
-            if (window > 0 && p - window + 1 > s0) s0 = p - window + 1;
+        const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
+        for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
+            int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
+            int k0 = Tk, k1 = q_pos0 + t1; // keys [k0, k1) cover the block
+            for (int t = t0; t < t1; t++) {
+                int lo = att_first_key(seg, t, q_pos0 + t, window);
+                if (lo < k0) k0 = lo;
+            }
+            int N = k1 - k0;
             for (int h = 0; h < H; h++) {
                 int kh = h / group;
-                const float *qh = q + (((size_t)b * T + t) * H + h) * D;
-                float maxv = -INFINITY;
-                for (int s = s0; s <= p; s++) {
-                    const float *kr = k + (((size_t)b * Tk + s) * KVH + kh) * D;
-                    float dot = 0.0f;
-                    for (int d = 0; d < D; d++) dot += qh[d] * kr[d];
-                    dot *= scale;
-                    scratch[s] = dot;
-                    if (dot > maxv) maxv = dot;
+                const float *qb = q + ((size_t)b * T + t0) * ldq + (size_t)h * D;
+                const float *kb = k + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
+                const float *vb = v + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
+                float *S = scratch; // [M, N]
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, qb, ldq, kb, ldk, 0.0f, S, N);
+                for (int i = 0; i < M; i++) {
+                    int p = q_pos0 + t0 + i;
+                    int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
+                    float *row = S + (size_t)i * N;
+                    float maxv = -INFINITY;
+                    for (int j = lo; j <= hi; j++) maxv = row[j] > maxv ? row[j] : maxv;
+                    float sum = 0.0f;
+                    for (int j = 0; j < N; j++) {
+                        float e = (j >= lo && j <= hi) ? expf(row[j] - maxv) : 0.0f;
+                        row[j] = e;
+                        sum += e;
+                    }
+                    float inv = 1.0f / sum;
+                    for (int j = lo; j <= hi; j++) row[j] *= inv;
+                    if (lse) lse[((size_t)b * T + t0 + i) * H + h] = maxv + logf(sum);
                 }
-                float sum = 0.0f;
-                for (int s = s0; s <= p; s++) {
-                    scratch[s] = expf(scratch[s] - maxv);
-                    sum += scratch[s];
-                }
-                float inv = 1.0f / sum;
-                if (lse) lse[((size_t)b * T + t) * H + h] = maxv + logf(sum);
-                float *oh = out + (((size_t)b * T + t) * H + h) * D;
-                memset(oh, 0, sizeof(float) * (size_t)D);
-                for (int s = s0; s <= p; s++) {
-                    const float *vr = v + (((size_t)b * Tk + s) * KVH + kh) * D;
-                    float a = scratch[s] * inv;
-                    for (int d = 0; d < D; d++) oh[d] += a * vr[d];
-                }
+                float *ob = out + ((size_t)b * T + t0) * ldq + (size_t)h * D;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, S, N, vb, ldk, 0.0f, ob, ldq);
             }
         }
     }
 }
 
 void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
-                           const float *v, const float *out, const float *lse, const int32_t *seg_start, int B,
-                           int T, int H, int KVH, int D, int window) {
+                           const float *v, const float *out, const float *lse, const int32_t *seg_start,
+                           float *scratch, int B, int T, int H, int KVH, int D, int window) {
     int group = H / KVH;
     float scale = 1.0f / sqrtf((float)D);
+    int ldq = H * D, ldk = KVH * D;
     for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            int s0 = seg_start ? seg_start[b * T + t] : 0;
-            if (window > 0 && t - window + 1 > s0) s0 = t - window + 1;
+        const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
+        for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
+            int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
+            int k0 = T, k1 = t1;
+            for (int t = t0; t < t1; t++) {
+                int lo = att_first_key(seg, t, t, window);
+                if (lo < k0) k0 = lo;
+            }
+            int N = k1 - k0;
             for (int h = 0; h < H; h++) {
                 int kh = h / group;
-                size_t row = ((size_t)b * T + t) * H + h;
-                const float *qh = q + row * D, *oh = out + row * D, *doh = dout + row * D;
-                float *dqh = dq + row * D;
-                float m = lse[row];
-                // softmax backward: ds = p * (dp - sum_s p*dp), and sum_s p*dp = do·o.
-                float delta = 0.0f;
-                for (int d = 0; d < D; d++) delta += doh[d] * oh[d];
-                for (int s = s0; s <= t; s++) {
-                    size_t krow = (((size_t)b * T + s) * KVH + kh) * D;
-                    const float *kr = k + krow, *vr = v + krow;
-                    float dot = 0.0f, dp = 0.0f;
-                    for (int d = 0; d < D; d++) {
-                        dot += qh[d] * kr[d];
-                        dp += doh[d] * vr[d];
-                    }
-                    float p = expf(dot * scale - m);
-                    float ds = p * (dp - delta) * scale;
-                    float *dkr = dk + krow, *dvr = dv + krow;
-                    for (int d = 0; d < D; d++) {
-                        dvr[d] += p * doh[d];
-                        dqh[d] += ds * kr[d];
-                        dkr[d] += ds * qh[d];
+                size_t qoff = ((size_t)b * T + t0) * ldq + (size_t)h * D;
+                size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
+                float *P = scratch, *dP = scratch + (size_t)M * N; // [M, N] each
+                // Recompute probabilities from the saved log-sum-exp.
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, q + qoff, ldq, k + koff, ldk, 0.0f,
+                            P, N);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, 1.0f, dout + qoff, ldq, v + koff, ldk,
+                            0.0f, dP, N);
+                for (int i = 0; i < M; i++) {
+                    int t = t0 + i;
+                    int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
+                    float m = lse[((size_t)b * T + t) * H + h];
+                    // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
+                    const float *o = out + qoff + (size_t)i * ldq, *g = dout + qoff + (size_t)i * ldq;
+                    float delta = 0.0f;
+                    for (int d = 0; d < D; d++) delta += g[d] * o[d];
+                    float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
+                    for (int j = 0; j < N; j++) {
+                        float p = (j >= lo && j <= hi) ? expf(pr[j] - m) : 0.0f;
+                        pr[j] = p;
+                        dpr[j] = p * (dpr[j] - delta) * scale;
                     }
                 }
+                // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, P, N, dout + qoff, ldq, 1.0f,
+                            dv + koff, ldk);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, dP, N, k + koff, ldk, 1.0f,
+                            dq + qoff, ldq);
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, dP, N, q + qoff, ldq, 1.0f,
+                            dk + koff, ldk);
             }
         }
     }

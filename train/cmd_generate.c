@@ -9,10 +9,12 @@
 #include "model/generate.h"
 #include "model/model.h"
 #include "train/cli.h"
+#include "train/trainer.h"
 
 static const char generate_usage[] =
     "usage: lora generate --model DIR [options]\n"
     "  --model DIR         Hugging Face model folder (config.json, safetensors, tokenizer.json)\n"
+    "  --adapter PATH      LoRA adapter: a checkpoint-<step>.h5 of lora train, or a run's output folder\n"
     "  --prompt TEXT       text to continue (default: start from BOS alone)\n"
     "  --max-tokens N      tokens to generate (default 256)\n"
     "  --temperature T     0 for greedy (default 0.8)\n"
@@ -45,13 +47,14 @@ static int on_token(void *user, int32_t token) {
 
 lc_status lc_cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
+        {"model", required_argument, 0, 'm'},   {"adapter", required_argument, 0, 'a'},
+        {"prompt", required_argument, 0, 'p'},
         {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},
         {"top-k", required_argument, 0, 'k'},   {"top-p", required_argument, 0, 'P'},
         {"seed", required_argument, 0, 's'},    {"ids", no_argument, 0, 'i'},
         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
-    const char *model_dir = NULL, *prompt = NULL;
+    const char *model_dir = NULL, *prompt = NULL, *adapter = NULL;
     long max_tokens = 256, top_k = 40, seed = -1;
     double temperature = 0.8, top_p = 0.95;
     int print_ids = 0, c;
@@ -61,6 +64,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'm': model_dir = optarg; break;
+        case 'a': adapter = optarg; break;
         case 'p': prompt = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 0, 1 << 24, &max_tokens))) return st; break;
         case 't': if ((st = lc_cli_parse_float("--temperature", optarg, 0.0, 100.0, &temperature))) return st; break;
@@ -82,12 +86,20 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     lc_model model;
     lc_forward_state state = {0};
     lc_sampler sampler = {0};
+    lc_lora lora = {0};
+    int has_lora = 0;
     int32_t *ids = NULL;
     size_t cap = 0, n_ids = 0;
     int model_loaded = 0;
     if ((st = lc_cli_load_tokenizer(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     model_loaded = 1;
+    if (adapter) {
+        int same_base;
+        if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done;
+        has_lora = 1;
+        if (!same_base) fprintf(stderr, "lora generate: note: %s was trained on a different base model\n", adapter);
+    }
     if (lc_tokenizer_vocab_size(tok) > model.cfg.vocab_size) {
         st = lc_error(LC_STATUS_INPUT, "%s: tokenizer has %d tokens but the model's vocabulary is %d", model_dir,
                       lc_tokenizer_vocab_size(tok), model.cfg.vocab_size);
@@ -127,6 +139,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     int total = (int)n_ids + (int)max_tokens;
     int rows = total < 512 ? total : 512;
     if ((st = lc_forward_state_init(&state, &model, 1, total, rows, 1))) goto done;
+    state.lora = has_lora ? &lora : NULL;
     if ((st = lc_sampler_init(&sampler, model.cfg.vocab_size, (float)temperature, (int)top_k, (float)top_p,
                               (uint64_t)seed)))
         goto done;
@@ -166,6 +179,7 @@ done:
     free(ids);
     lc_sampler_free(&sampler);
     lc_forward_state_free(&state);
+    if (has_lora) lc_lora_free(&lora);
     if (model_loaded) lc_model_free(&model);
     lc_tokenizer_free(tok);
     return st;

@@ -18,6 +18,8 @@ static const char usage[] =
     "usage: lora [--verbose] COMMAND [options]\n"
     "\n"
     "commands:\n"
+    "  train      fine-tune a LoRA adapter from a JSON config\n"
+    "  eval       mean loss of a model (and adapter) on a JSONL file\n"
     "  generate   generate text from a model folder\n"
     "  tokenize   print the token ids of a text\n"
     "  inspect    show what a model folder or safetensors file holds\n"
@@ -107,6 +109,8 @@ int main(int argc, char **argv) {
         const char *name;
         lc_status (*fn)(int, char **);
     } cmds[] = {
+        {"train", lc_cmd_train},
+        {"eval", lc_cmd_eval},
         {"generate", lc_cmd_generate},
         {"tokenize", lc_cmd_tokenize},
         {"inspect", lc_cmd_inspect},

@@ -1,0 +1,557 @@
+// HDF5 checkpoints: a save/load round trip of the LoRA tensors, AdamW moments
+// and training position is bit-identical; half-written, foreign, hostile or
+// mismatched files are refused with LC_STATUS_INPUT naming the file and the
+// object; failed saves (missing folder, disk full) leave nothing behind.
+#include <check.h>
+#include <dirent.h>
+#include <hdf5.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "model/lora.h"
+#include "model/model.h"
+#include "optim/adamw.h"
+#include "test_util.h"
+#include "train/checkpoint.h"
+
+#define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
+#define TARGETS_QVD ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_V) | (1u << LC_LINEAR_KIND_DOWN))
+#define CONFIG_JSON "{\"lora\": {\"r\": 4, \"alpha\": 8}, \"note\": \"caf\xc3\xa9\"}"
+#define RNG_STATE 0xdeadbeefcafef00dull // above INT64_MAX: stored unsigned
+
+static lc_model model;
+static lc_lora lora;
+static lc_adamw opt;
+static char *tmp;
+static char ckpt[4096];
+static char fingerprint[17];
+static const lc_adamw_config adam_cfg = {0.9f, 0.999f, 1e-8f, 0.01f};
+
+static uint64_t rng_next(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+// Uniform non-zero values in (-1, 1), or (0, 1) when positive.
+static void fill_random(float *x, size_t n, uint64_t seed, int positive) {
+    uint64_t s = seed * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        float u = (float)((rng_next(&s) >> 40) + 1) / (float)(1ull << 24); // (0, 1]
+        x[i] = positive ? u : (i & 1 ? u : -u);
+    }
+}
+
+static void make_lora(lc_lora *l, int r, unsigned targets, float alpha, int rslora) {
+    lc_lora_config cfg = {.r = r, .alpha = alpha, .dropout = 0.05f, .rslora = rslora, .targets = targets};
+    lc_status st = lc_lora_init(l, &model, &cfg, 1234, false);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+}
+
+static lc_checkpoint_meta make_meta(const char *config) {
+    return (lc_checkpoint_meta){.step = 7,
+                                .epoch = 2,
+                                .data_index = 123,
+                                .rng_state = RNG_STATE,
+                                .config_json = config,
+                                .base_fingerprint = fingerprint};
+}
+
+static void setup(void) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    lc_status st = lc_model_load(&model, MODEL_DIR);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    lc_model_fingerprint(&model, fingerprint);
+    tmp = lc_test_tmpdir();
+    make_lora(&lora, 4, TARGETS_QVD, 8.0f, 0);
+    fill_random(lora.params, lora.n_params, 1, 0);
+    ck_assert_int_eq(lc_adamw_init(&opt, lora.n_params, &adam_cfg), LC_STATUS_OK);
+    fill_random(opt.m, opt.n, 2, 0);
+    fill_random(opt.v, opt.n, 3, 1);
+    opt.step = 7;
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint-7.h5", tmp);
+    lc_checkpoint_meta meta = make_meta(CONFIG_JSON);
+    st = lc_checkpoint_save(ckpt, &model, &lora, &opt, &meta);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+}
+
+static void teardown(void) {
+    // Every HDF5 file, group, dataset and attribute opened was closed again.
+    ssize_t open_objects = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+    ck_assert_msg(open_objects == 0, "%zd HDF5 objects left open", open_objects);
+    lc_adamw_free(&opt);
+    lc_lora_free(&lora);
+    lc_model_free(&model);
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+
+// Number of entries in dir, and whether one ends in ".tmp".
+static int count_entries(const char *dir, int *n_tmp) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    if (n_tmp) *n_tmp = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        n++;
+        size_t len = strlen(e->d_name);
+        if (n_tmp && len >= 4 && strcmp(e->d_name + len - 4, ".tmp") == 0) (*n_tmp)++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void assert_error(lc_status got, lc_status want, const char *needle1, const char *needle2) {
+    const char *msg = lc_error_message();
+    ck_assert_msg(got == want, "status %d, want %d: %s", got, want, msg);
+    if (needle1) ck_assert_msg(strstr(msg, needle1) != NULL, "message lacks \"%s\": %s", needle1, msg);
+    if (needle2) ck_assert_msg(strstr(msg, needle2) != NULL, "message lacks \"%s\": %s", needle2, msg);
+}
+
+// A copy of the checkpoint at tmp/name; returns its path (static buffer).
+static const char *copy_ckpt(const char *name) {
+    static char path[4096];
+    lc_test_copy(ckpt, tmp, name);
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    return path;
+}
+
+START_TEST(test_round_trip) {
+    int n_tmp;
+    ck_assert_int_eq(count_entries(tmp, &n_tmp), 1);
+    ck_assert_int_eq(n_tmp, 0);
+
+    lc_checkpoint_info info;
+    lc_status st = lc_checkpoint_read_info(ckpt, &info);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(info.lora.r, 4);
+    ck_assert_float_eq(info.lora.alpha, 8.0f);
+    ck_assert_float_eq(info.lora.dropout, 0.05f);
+    ck_assert(!info.lora.rslora);
+    ck_assert_uint_eq(info.lora.targets, TARGETS_QVD);
+    ck_assert_int_eq(info.step, 7);
+    ck_assert_int_eq(info.epoch, 2);
+    ck_assert_int_eq(info.data_index, 123);
+    ck_assert(info.rng_state == RNG_STATE);
+    ck_assert_str_eq(info.config_json, CONFIG_JSON);
+    ck_assert_str_eq(info.base_fingerprint, fingerprint);
+    ck_assert_int_eq(info.has_optimizer, 1);
+
+    lc_lora back;
+    make_lora(&back, info.lora.r, info.lora.targets, info.lora.alpha, info.lora.rslora);
+    ck_assert_uint_eq(back.n_params, lora.n_params);
+    ck_assert(memcmp(back.params, lora.params, lora.n_params * sizeof(float)) != 0); // B starts at zero
+    lc_adamw back_opt;
+    ck_assert_int_eq(lc_adamw_init(&back_opt, back.n_params, &adam_cfg), LC_STATUS_OK);
+    st = lc_checkpoint_load(ckpt, &model, &back, &back_opt);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(memcmp(back.params, lora.params, lora.n_params * sizeof(float)) == 0);
+    ck_assert(memcmp(back_opt.m, opt.m, opt.n * sizeof(float)) == 0);
+    ck_assert(memcmp(back_opt.v, opt.v, opt.n * sizeof(float)) == 0);
+    ck_assert_int_eq(back_opt.step, 7);
+    // Each module's tensors land where lc_lora_get finds them.
+    const lc_lora_ref *a = lc_lora_get(&lora, 4, LC_LINEAR_KIND_DOWN), *b = lc_lora_get(&back, 4, LC_LINEAR_KIND_DOWN);
+    ck_assert(memcmp(a->B, b->B, sizeof(float) * 64 * 4) == 0);
+
+    // Loading only the adapter leaves no need for an optimizer.
+    lc_lora back2;
+    make_lora(&back2, 4, TARGETS_QVD, 8.0f, 0);
+    st = lc_checkpoint_load(ckpt, &model, &back2, NULL);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(memcmp(back2.params, lora.params, lora.n_params * sizeof(float)) == 0);
+    lc_lora_free(&back2);
+    lc_adamw_free(&back_opt);
+    lc_lora_free(&back);
+    lc_checkpoint_info_free(&info);
+}
+END_TEST
+
+START_TEST(test_adapter_only_large_config) {
+    // rsLoRA on every linear, r = 1, no optimizer, and a config larger than
+    // the 64 KiB an HDF5 compact attribute can hold.
+    lc_lora all;
+    make_lora(&all, 1, (1u << LC_LINEAR_KIND_COUNT) - 1, 3.5f, 1);
+    fill_random(all.params, all.n_params, 9, 0);
+    size_t n = 300000;
+    char *config = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) config[i] = (char)('a' + i % 26);
+    config[n] = '\0';
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter.h5", tmp);
+    lc_checkpoint_meta meta = make_meta(config);
+    meta.base_fingerprint = NULL; // written as ""
+    lc_status st = lc_checkpoint_save(path, &model, &all, NULL, &meta);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+
+    lc_checkpoint_info info;
+    st = lc_checkpoint_read_info(path, &info);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(info.has_optimizer, 0);
+    ck_assert(info.lora.rslora);
+    ck_assert_int_eq(info.lora.r, 1);
+    ck_assert_float_eq(info.lora.alpha, 3.5f);
+    ck_assert_uint_eq(info.lora.targets, (1u << LC_LINEAR_KIND_COUNT) - 1);
+    ck_assert_str_eq(info.config_json, config);
+    ck_assert_str_eq(info.base_fingerprint, "");
+
+    lc_lora back;
+    make_lora(&back, 1, info.lora.targets, 3.5f, 1);
+    st = lc_checkpoint_load(path, &model, &back, NULL);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(memcmp(back.params, all.params, all.n_params * sizeof(float)) == 0);
+
+    // Asking for optimizer state from an adapter-only file is an input error.
+    lc_adamw o;
+    ck_assert_int_eq(lc_adamw_init(&o, back.n_params, &adam_cfg), LC_STATUS_OK);
+    assert_error(lc_checkpoint_load(path, &model, &back, &o), LC_STATUS_INPUT, path, "/optimizer");
+    lc_adamw_free(&o);
+    lc_lora_free(&back);
+    lc_checkpoint_info_free(&info);
+    lc_lora_free(&all);
+    free(config);
+}
+END_TEST
+
+START_TEST(test_overwrite_replaces) {
+    fill_random(lora.params, lora.n_params, 77, 0);
+    opt.step = 8;
+    lc_checkpoint_meta meta = make_meta("{}");
+    meta.step = 8;
+    lc_status st = lc_checkpoint_save(ckpt, &model, &lora, &opt, &meta);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    int n_tmp;
+    ck_assert_int_eq(count_entries(tmp, &n_tmp), 1);
+    ck_assert_int_eq(n_tmp, 0);
+    lc_checkpoint_info info;
+    ck_assert_int_eq(lc_checkpoint_read_info(ckpt, &info), LC_STATUS_OK);
+    ck_assert_int_eq(info.step, 8);
+    ck_assert_str_eq(info.config_json, "{}");
+    lc_checkpoint_info_free(&info);
+    lc_lora back;
+    make_lora(&back, 4, TARGETS_QVD, 8.0f, 0);
+    lc_adamw o;
+    ck_assert_int_eq(lc_adamw_init(&o, back.n_params, &adam_cfg), LC_STATUS_OK);
+    ck_assert_int_eq(lc_checkpoint_load(ckpt, &model, &back, &o), LC_STATUS_OK);
+    ck_assert(memcmp(back.params, lora.params, lora.n_params * sizeof(float)) == 0);
+    ck_assert_int_eq(o.step, 8);
+    lc_adamw_free(&o);
+    lc_lora_free(&back);
+}
+END_TEST
+
+START_TEST(test_truncated) {
+    size_t len;
+    char *data = lc_test_read(ckpt, &len);
+    ck_assert_uint_gt(len, 1000);
+    size_t cuts[] = {len / 2, len - 1, 100, 0};
+    for (size_t i = 0; i < sizeof cuts / sizeof *cuts; i++) {
+        char name[64], path[4096];
+        snprintf(name, sizeof name, "cut%zu.h5", cuts[i]);
+        lc_test_write(tmp, name, data, cuts[i]);
+        snprintf(path, sizeof path, "%s/%s", tmp, name);
+        lc_checkpoint_info info;
+        assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, NULL);
+        ck_assert_ptr_null(info.config_json);
+        lc_lora back;
+        make_lora(&back, 4, TARGETS_QVD, 8.0f, 0);
+        lc_adamw o;
+        ck_assert_int_eq(lc_adamw_init(&o, back.n_params, &adam_cfg), LC_STATUS_OK);
+        assert_error(lc_checkpoint_load(path, &model, &back, &o), LC_STATUS_INPUT, path, NULL);
+        lc_adamw_free(&o);
+        lc_lora_free(&back);
+    }
+    free(data);
+}
+END_TEST
+
+START_TEST(test_not_a_checkpoint) {
+    // Random bytes.
+    size_t n = 65536;
+    unsigned char *junk = malloc(n);
+    uint64_t s = 42;
+    for (size_t i = 0; i < n; i++) junk[i] = (unsigned char)rng_next(&s);
+    lc_test_write(tmp, "junk.h5", junk, n);
+    free(junk);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/junk.h5", tmp);
+    lc_checkpoint_info info;
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, NULL);
+    assert_error(lc_checkpoint_load(path, &model, &lora, &opt), LC_STATUS_INPUT, path, NULL);
+
+    // No such file; a folder.
+    snprintf(path, sizeof path, "%s/absent.h5", tmp);
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, NULL);
+    assert_error(lc_checkpoint_read_info(tmp, &info), LC_STATUS_INPUT, tmp, NULL);
+
+    // A valid HDF5 file that is not ours.
+    snprintf(path, sizeof path, "%s/other.h5", tmp);
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    hid_t g = H5Gcreate2(f, "lora", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Gclose(g);
+    H5Fclose(f);
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, "not a lora.c checkpoint");
+    assert_error(lc_checkpoint_load(path, &model, &lora, &opt), LC_STATUS_INPUT, path, "not a lora.c checkpoint");
+}
+END_TEST
+
+// Rewrites attribute `name` of object `obj` in the file at path.
+static void set_attr(const char *path, const char *obj, const char *name, hid_t type, const void *val) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    hid_t o = H5Oopen(f, obj, H5P_DEFAULT);
+    ck_assert_int_ge(o, 0);
+    if (H5Aexists(o, name) > 0) ck_assert_int_ge(H5Adelete(o, name), 0);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(o, name, type, sp, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_ge(H5Awrite(a, type, val), 0);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Oclose(o);
+    H5Fclose(f);
+}
+
+static void set_attr_str(const char *path, const char *obj, const char *name, const char *val, int variable) {
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, variable ? H5T_VARIABLE : strlen(val) + 1);
+    if (variable) {
+        set_attr(path, obj, name, t, &val);
+    } else {
+        set_attr(path, obj, name, t, val);
+    }
+    H5Tclose(t);
+}
+
+START_TEST(test_hostile_attributes) {
+    lc_checkpoint_info info;
+    const char *p;
+    int64_t v;
+    double d;
+
+    p = copy_ckpt("version.h5");
+    v = 2;
+    set_attr(p, "/", "format_version", H5T_NATIVE_INT64, &v);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "not a lora.c checkpoint");
+
+    p = copy_ckpt("format.h5");
+    set_attr_str(p, "/", "format", "lora.c checkpoinT", 0);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "not a lora.c checkpoint");
+
+    p = copy_ckpt("r0.h5");
+    v = 0;
+    set_attr(p, "/lora", "r", H5T_NATIVE_INT64, &v);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "'r' of /lora");
+
+    p = copy_ckpt("rfloat.h5");
+    d = 4.0;
+    set_attr(p, "/lora", "r", H5T_NATIVE_DOUBLE, &d);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "'r' of /lora");
+
+    p = copy_ckpt("dropout.h5");
+    d = 1.0;
+    set_attr(p, "/lora", "dropout", H5T_NATIVE_DOUBLE, &d);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "'dropout' of /lora");
+
+    p = copy_ckpt("alpha.h5");
+    d = NAN;
+    set_attr(p, "/lora", "alpha", H5T_NATIVE_DOUBLE, &d);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "'alpha' of /lora");
+
+    p = copy_ckpt("targets.h5");
+    set_attr_str(p, "/lora", "targets", "q_proj,foo_proj", 0);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "foo_proj");
+
+    p = copy_ckpt("step.h5");
+    v = -1;
+    set_attr(p, "/", "step", H5T_NATIVE_INT64, &v);
+    assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "'step'");
+
+    // Variable-length strings (as h5py writes str) are read as well.
+    p = copy_ckpt("vlen.h5");
+    set_attr_str(p, "/", "config", "{\"vlen\": true}", 1);
+    set_attr_str(p, "/lora", "targets", "down_proj, q_proj,v_proj", 1);
+    lc_status st = lc_checkpoint_read_info(p, &info);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_str_eq(info.config_json, "{\"vlen\": true}");
+    ck_assert_uint_eq(info.lora.targets, TARGETS_QVD);
+    lc_checkpoint_info_free(&info);
+}
+END_TEST
+
+// Replaces dataset `obj` with one of the given type and shape holding `data`.
+static void replace_dataset(const char *path, const char *obj, hid_t type, int rank, const hsize_t *dims,
+                            hid_t mtype, const void *data) {
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    ck_assert_int_ge(H5Ldelete(f, obj, H5P_DEFAULT), 0);
+    hid_t sp = H5Screate_simple(rank, dims, NULL);
+    hid_t dset = H5Dcreate2(f, obj, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(dset, 0);
+    ck_assert_int_ge(H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, data), 0);
+    H5Dclose(dset);
+    H5Sclose(sp);
+    H5Fclose(f);
+}
+
+START_TEST(test_hostile_datasets) {
+    const lc_lora_ref *ref = lc_lora_get(&lora, 1, LC_LINEAR_KIND_V); // B [32, 4]
+    ck_assert_ptr_nonnull(ref);
+    const char *obj = "/lora/model.layers.1.self_attn.v_proj/B";
+    lc_lora back;
+    make_lora(&back, 4, TARGETS_QVD, 8.0f, 0);
+    const char *p;
+
+    // float64 of the right shape: converted, same values.
+    double d64[32 * 4];
+    for (int i = 0; i < 32 * 4; i++) d64[i] = ref->B[i];
+    hsize_t dims2[2] = {32, 4};
+    p = copy_ckpt("f64.h5");
+    replace_dataset(p, obj, H5T_IEEE_F64BE, 2, dims2, H5T_NATIVE_DOUBLE, d64);
+    lc_status st = lc_checkpoint_load(p, &model, &back, NULL);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(memcmp(back.params, lora.params, lora.n_params * sizeof(float)) == 0);
+
+    // Transposed.
+    hsize_t dimsT[2] = {4, 32};
+    p = copy_ckpt("transposed.h5");
+    replace_dataset(p, obj, H5T_IEEE_F32LE, 2, dimsT, H5T_NATIVE_FLOAT, ref->B);
+    assert_error(lc_checkpoint_load(p, &model, &back, NULL), LC_STATUS_INPUT, obj, "[4, 32], expected [32, 4]");
+
+    // 3-D and 1-D.
+    hsize_t dims3[3] = {32, 2, 2}, dims1[1] = {128};
+    p = copy_ckpt("rank3.h5");
+    replace_dataset(p, obj, H5T_IEEE_F32LE, 3, dims3, H5T_NATIVE_FLOAT, ref->B);
+    assert_error(lc_checkpoint_load(p, &model, &back, NULL), LC_STATUS_INPUT, obj, "2-D");
+    p = copy_ckpt("rank1.h5");
+    replace_dataset(p, obj, H5T_IEEE_F32LE, 1, dims1, H5T_NATIVE_FLOAT, ref->B);
+    assert_error(lc_checkpoint_load(p, &model, &back, NULL), LC_STATUS_INPUT, obj, "2-D");
+
+    // Integers.
+    int32_t ints[32 * 4] = {0};
+    p = copy_ckpt("int.h5");
+    replace_dataset(p, obj, H5T_STD_I32LE, 2, dims2, H5T_NATIVE_INT32, ints);
+    assert_error(lc_checkpoint_load(p, &model, &back, NULL), LC_STATUS_INPUT, obj, "floating point");
+
+    // A moment with the wrong shape is caught the same way.
+    const char *mobj = "/optimizer/exp_avg_sq/model.layers.4.mlp.down_proj/A";
+    p = copy_ckpt("moment.h5");
+    replace_dataset(p, mobj, H5T_IEEE_F32LE, 2, dimsT, H5T_NATIVE_FLOAT, ref->B);
+    lc_adamw o;
+    ck_assert_int_eq(lc_adamw_init(&o, back.n_params, &adam_cfg), LC_STATUS_OK);
+    assert_error(lc_checkpoint_load(p, &model, &back, &o), LC_STATUS_INPUT, p, mobj);
+    lc_adamw_free(&o);
+
+    // A module the model does not have (layer 5 of 5).
+    p = copy_ckpt("extra_layer.h5");
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(f, 0);
+    ck_assert_int_ge(H5Lcopy(f, "/lora/model.layers.4.mlp.down_proj", f, "/lora/model.layers.5.mlp.down_proj",
+                             H5P_DEFAULT, H5P_DEFAULT),
+                     0);
+    H5Fclose(f);
+    assert_error(lc_checkpoint_load(p, &model, &back, NULL), LC_STATUS_INPUT, p, "model.layers.5.mlp.down_proj");
+    lc_lora_free(&back);
+}
+END_TEST
+
+START_TEST(test_rank_mismatch) {
+    lc_lora other;
+    make_lora(&other, 8, TARGETS_QVD, 8.0f, 0);
+    assert_error(lc_checkpoint_load(ckpt, &model, &other, NULL), LC_STATUS_INPUT,
+                 "dataset /lora/model.layers.0.self_attn.q_proj/A", "[4, 64], expected [8, 64]");
+    ck_assert(strstr(lc_error_message(), ckpt) != NULL);
+    lc_lora_free(&other);
+}
+END_TEST
+
+START_TEST(test_targets_mismatch) {
+    // The file adapts down_proj, the LoRA does not: refused, naming the module.
+    lc_lora fewer;
+    make_lora(&fewer, 4, (1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_V), 8.0f, 0);
+    assert_error(lc_checkpoint_load(ckpt, &model, &fewer, NULL), LC_STATUS_INPUT, ckpt,
+                 "adapter has module /lora/model.layers.0.mlp.down_proj");
+    lc_lora_free(&fewer);
+
+    // The LoRA adapts k_proj, the file does not.
+    lc_lora more;
+    make_lora(&more, 4, TARGETS_QVD | (1u << LC_LINEAR_KIND_K), 8.0f, 0);
+    assert_error(lc_checkpoint_load(ckpt, &model, &more, NULL), LC_STATUS_INPUT, ckpt,
+                 "dataset /lora/model.layers.0.self_attn.k_proj/A: missing");
+    lc_lora_free(&more);
+}
+END_TEST
+
+START_TEST(test_save_missing_dir) {
+    char dir[2048], path[4096];
+    snprintf(dir, sizeof dir, "%s/no/such", tmp);
+    snprintf(path, sizeof path, "%s/checkpoint-1.h5", dir);
+    lc_checkpoint_meta meta = make_meta("{}");
+    assert_error(lc_checkpoint_save(path, &model, &lora, &opt, &meta), LC_STATUS_RUNTIME, path,
+                 "No such file or directory");
+    ck_assert_int_eq(access(path, F_OK), -1);
+    ck_assert_int_eq(access(dir, F_OK), -1);
+    ck_assert_int_eq(count_entries(tmp, NULL), 1);
+}
+END_TEST
+
+START_TEST(test_save_disk_full) {
+    // A file-size limit makes writes fail as a full disk does, part-way
+    // through; the partial temporary file must be removed.
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit old, lim;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 20000;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/full.h5", tmp);
+    lc_checkpoint_meta meta = make_meta(CONFIG_JSON);
+    lc_status st = lc_checkpoint_save(path, &model, &lora, &opt, &meta);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &old), 0);
+    assert_error(st, LC_STATUS_RUNTIME, path, "File too large");
+    ck_assert_int_eq(access(path, F_OK), -1);
+    int n_tmp;
+    ck_assert_int_eq(count_entries(tmp, &n_tmp), 1);
+    ck_assert_int_eq(n_tmp, 0);
+    // The earlier checkpoint is untouched.
+    lc_checkpoint_info info;
+    ck_assert_int_eq(lc_checkpoint_read_info(ckpt, &info), LC_STATUS_OK);
+    lc_checkpoint_info_free(&info);
+}
+END_TEST
+
+static Suite *checkpoint_suite(void) {
+    Suite *s = suite_create("checkpoint");
+    TCase *tc = tcase_create("hdf5");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_round_trip);
+    tcase_add_test(tc, test_adapter_only_large_config);
+    tcase_add_test(tc, test_overwrite_replaces);
+    tcase_add_test(tc, test_truncated);
+    tcase_add_test(tc, test_not_a_checkpoint);
+    tcase_add_test(tc, test_hostile_attributes);
+    tcase_add_test(tc, test_hostile_datasets);
+    tcase_add_test(tc, test_rank_mismatch);
+    tcase_add_test(tc, test_targets_mismatch);
+    tcase_add_test(tc, test_save_missing_dir);
+    tcase_add_test(tc, test_save_disk_full);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(checkpoint_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,108 @@
+// `lora train --config FILE [--set key=value]...` and `lora eval`.
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data/dataset.h"
+#include "train/cli.h"
+#include "train/trainer.h"
+
+static const char train_usage[] =
+    "usage: lora train --config FILE.json [--set key=value]...\n"
+    "  --config FILE     training config (see configs/ and SPEC); unknown keys are errors\n"
+    "  --set key=value   override a config key; dotted for nested keys (lora.r=8)\n"
+    "Writes output_dir/metrics.jsonl and output_dir/checkpoint-<step>.h5 (the last is the adapter).\n";
+
+lc_status lc_cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"set", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+    };
+    const char *config = NULL;
+    const char **sets = calloc((size_t)argc + 1, sizeof *sets);
+    int n_sets = 0, c;
+    if (!sets) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    optind = 1;
+    opterr = 0;
+    lc_status st = LC_STATUS_OK;
+    while (!st && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': config = optarg; break;
+        case 's': sets[n_sets++] = optarg; break;
+        case 'h': fputs(train_usage, stdout); free(sets); return LC_STATUS_OK;
+        default:
+            st = lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora train --help)", argv[optind - 1]);
+        }
+    }
+    if (!st && optind < argc) st = lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (!st && !config) st = lc_error(LC_STATUS_USAGE, "--config FILE is required (see lora train --help)");
+    lc_train_config cfg;
+    if (!st) st = lc_train_config_load(&cfg, config, sets, n_sets);
+    free(sets);
+    if (st) return st;
+    st = lc_train_run(&cfg);
+    lc_train_config_free(&cfg);
+    return st;
+}
+
+static const char eval_usage[] =
+    "usage: lora eval --model DIR [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
+    "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n";
+
+lc_status lc_cmd_eval(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},       {"adapter", required_argument, 0, 'a'},
+        {"data", required_argument, 0, 'd'},        {"max-seq-len", required_argument, 0, 'n'},
+        {"batch-size", required_argument, 0, 'b'},  {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *model_dir = NULL, *adapter = NULL, *data = NULL;
+    long max_seq_len = 0, batch = 8;
+    int c;
+    lc_status st;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'a': adapter = optarg; break;
+        case 'd': data = optarg; break;
+        case 'n': if ((st = lc_cli_parse_int("--max-seq-len", optarg, 2, 1 << 20, &max_seq_len))) return st; break;
+        case 'b': if ((st = lc_cli_parse_int("--batch-size", optarg, 1, 4096, &batch))) return st; break;
+        case 'h': fputs(eval_usage, stdout); return LC_STATUS_OK;
+        default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora eval --help)",
+                                 argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (!model_dir || !data) return lc_error(LC_STATUS_USAGE, "--model DIR and --data FILE are required");
+
+    lc_tokenizer *tok = NULL;
+    lc_model model;
+    lc_lora lora = {0};
+    lc_dataset ds = {0};
+    int loaded = 0, has_lora = 0;
+    if ((st = lc_cli_load_tokenizer(&tok, model_dir))) goto done;
+    if ((st = lc_model_load(&model, model_dir))) goto done;
+    loaded = 1;
+    if (max_seq_len == 0) max_seq_len = model.cfg.max_position_embeddings;
+    if (adapter) {
+        int same_base;
+        if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done;
+        has_lora = 1;
+        if (!same_base) fprintf(stderr, "lora eval: note: %s was trained on a different base model\n", adapter);
+    }
+    lc_dataset_options opt = {(int)max_seq_len, true};
+    if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;
+    lc_eval_result r;
+    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, &r))) goto done;
+    printf("{\"loss\": %.6f, \"ppl\": %.6f, \"tokens\": %lld}\n", r.loss, exp(r.loss), (long long)r.n_targets);
+done:
+    lc_dataset_free(&ds);
+    if (has_lora) lc_lora_free(&lora);
+    if (loaded) lc_model_free(&model);
+    lc_tokenizer_free(tok);
+    return st;
+}

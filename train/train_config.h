@@ -1,0 +1,44 @@
+// The training config (SPEC "Training config"): one JSON file per run, with
+// --set key=value overrides (dotted keys). Unknown keys are errors.
+#ifndef LC_TRAIN_CONFIG_H
+#define LC_TRAIN_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <cJSON.h>
+
+#include "common/status.h"
+#include "model/lora.h"
+#include "optim/adamw.h"
+
+typedef struct lc_train_config {
+    char model[4096];
+    char train_data[4096];
+    char valid_data[4096]; // "" when valid_split or no validation
+    double valid_split;    // 0: none
+    char output_dir[4096];
+    char init_adapter[4096]; // "" for a fresh adapter
+    lc_lora_config lora;
+    float lr;
+    lc_adamw_config adamw;
+    lc_schedule schedule; // lr copied in; total_steps set once the data is known
+    int batch_size, grad_accum, max_seq_len;
+    int64_t steps;  // 0 when epochs decide
+    int epochs;     // 0 when steps decide
+    float max_grad_norm;
+    uint64_t seed;
+    bool packing, mask_prompt;
+    int eval_every, save_every, keep_checkpoints, threads;
+    char *json; // the full config after overrides, as written to checkpoints
+} lc_train_config;
+
+// Reads path, applies overrides ("key=value", dotted keys; values parsed as
+// JSON when they are valid JSON, else taken as strings), validates, and fills
+// cfg. Relative paths in the config are taken relative to the current folder.
+lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const char *const *overrides, int n_overrides);
+// The same from a JSON text (checkpoints store it); `what` names it in errors.
+lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const char *what);
+void lc_train_config_free(lc_train_config *cfg);
+
+#endif

@@ -1,0 +1,294 @@
+// `lora train`: the loop over steps, with evaluation, metrics and checkpoints.
+#include <cblas.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "model/forward.h"
+#include "optim/adamw.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// mkdir -p
+static lc_status make_dirs(const char *path) {
+    char buf[4096];
+    int n = snprintf(buf, sizeof buf, "%s", path);
+    if (n < 0 || (size_t)n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
+    if (!lc_dir_exists(buf)) return lc_error(LC_STATUS_RUNTIME, "%s: not a folder", buf);
+    return LC_STATUS_OK;
+}
+
+static void format_duration(char *out, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e8) s = 0;
+    long t = (long)(s + 0.5);
+    if (t >= 3600) snprintf(out, cap, "%ldh%02ldm", t / 3600, t / 60 % 60);
+    else if (t >= 60) snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(out, cap, "%lds", t);
+}
+
+typedef struct trainer {
+    const lc_train_config *cfg;
+    lc_model model;
+    lc_tokenizer *tok;
+    lc_dataset train, valid;
+    int has_valid;
+    lc_lora lora;
+    lc_adamw opt;
+    lc_schedule sched;
+    lc_graph graph;
+    lc_batcher it;
+    lc_batch *batches; // [grad_accum]
+    FILE *metrics;
+    char fingerprint[17];
+    int tty;
+} trainer;
+
+static lc_status load_data(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    lc_dataset_options opt = {cfg->max_seq_len, cfg->mask_prompt};
+    lc_status st = lc_dataset_load(&t->train, cfg->train_data, t->tok, &opt);
+    if (st) return st;
+    if (cfg->valid_data[0]) {
+        if ((st = lc_dataset_load(&t->valid, cfg->valid_data, t->tok, &opt))) return st;
+        t->has_valid = 1;
+    } else if (cfg->valid_split > 0.0) {
+        lc_dataset all = t->train;
+        memset(&t->train, 0, sizeof t->train);
+        if ((st = lc_dataset_split(&all, cfg->valid_split, cfg->seed, &t->train, &t->valid))) return st;
+        t->has_valid = 1;
+    }
+    fprintf(stderr, "lora train: %s: %d examples, %lld tokens", cfg->train_data, t->train.n_examples,
+            (long long)t->train.n_tokens);
+    if (t->train.n_truncated) fprintf(stderr, ", %d truncated to %d tokens", t->train.n_truncated, cfg->max_seq_len);
+    if (t->train.n_no_targets) fprintf(stderr, ", %d with no completion token left", t->train.n_no_targets);
+    fprintf(stderr, "\n");
+    if (t->has_valid)
+        fprintf(stderr, "lora train: validation: %d examples%s\n", t->valid.n_examples,
+                cfg->valid_data[0] ? "" : " split from the training data");
+    return LC_STATUS_OK;
+}
+
+// Micro-batches an epoch takes (packing fills rows, so count them).
+static int64_t batches_per_epoch(const trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    int64_t rows = t->train.n_examples;
+    if (cfg->packing) {
+        rows = 0;
+        int used = cfg->max_seq_len;
+        for (int i = 0; i < t->train.n_examples; i++) {
+            int n = t->train.examples[i].n;
+            if (used + n > cfg->max_seq_len) {
+                rows++;
+                used = 0;
+            }
+            used += n;
+        }
+    }
+    return (rows + cfg->batch_size - 1) / cfg->batch_size;
+}
+
+static lc_status save_checkpoint(trainer *t, int64_t step) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", t->cfg->output_dir, (long long)step);
+    lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint};
+    lc_status st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta);
+    if (st) return st;
+    // Keep the newest keep_checkpoints files.
+    DIR *d = opendir(t->cfg->output_dir);
+    if (!d) return LC_STATUS_OK;
+    long long steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        long long s;
+        char tail[8];
+        if (sscanf(e->d_name, "checkpoint-%lld%7s", &s, tail) == 2 && strcmp(tail, ".h5") == 0) steps[n++] = s;
+    }
+    closedir(d);
+    for (int i = 0; i < n; i++) {
+        int newer = 0;
+        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
+        if (newer >= t->cfg->keep_checkpoints) {
+            snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", t->cfg->output_dir, steps[i]);
+            remove(path);
+        }
+    }
+    return LC_STATUS_OK;
+}
+
+static lc_status run_eval(trainer *t, int64_t step) {
+    if (!t->has_valid) return LC_STATUS_OK;
+    lc_eval_result r;
+    lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len, &r);
+    if (st) return st;
+    if (t->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens\n", (long long)step, r.loss,
+            exp(r.loss), (long long)r.n_targets);
+    fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.6f}\n", (long long)step, r.loss,
+            exp(r.loss));
+    fflush(t->metrics);
+    return LC_STATUS_OK;
+}
+
+// One optimizer step over grad_accum micro-batches. Loss is normalized by
+// the target tokens of all of them together, not per micro-batch.
+static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens) {
+    const lc_train_config *cfg = t->cfg;
+    int n_targets = 0;
+    *n_tokens = 0;
+    for (int a = 0; a < cfg->grad_accum; a++) {
+        lc_batcher_next(&t->it, &t->batches[a]);
+        n_targets += t->batches[a].n_targets;
+        *n_tokens += t->batches[a].n_tokens;
+    }
+    memset(t->lora.grads, 0, sizeof(float) * t->lora.n_params);
+    double loss_sum = 0.0;
+    int counted = 0;
+    float norm = n_targets > 0 ? 1.0f / (float)n_targets : 0.0f;
+    for (int a = 0; a < cfg->grad_accum && n_targets > 0; a++) {
+        lc_batch *b = &t->batches[a];
+        if (b->n_targets == 0) continue;
+        lc_graph_reset(&t->graph);
+        lc_lora_set_dropout_seed(&t->lora, cfg->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * cfg->grad_accum + a));
+        lc_forward_input in = {b->tokens, b->B, b->T, b->pos, b->seg_start, 0};
+        lc_tensor *h;
+        lc_status st = lc_model_forward_hidden(&t->graph, &t->model, &t->lora, NULL, &in, &h);
+        if (!st)
+            st = lc_op_cross_entropy(&t->graph, h, t->model.lm_head, t->model.cfg.vocab_size, b->targets, norm,
+                                     &loss_sum, &counted);
+        if (!st) st = lc_graph_backward(&t->graph);
+        if (st) return st;
+    }
+    *loss = n_targets > 0 ? loss_sum / n_targets : 0.0;
+    *grad_norm = lc_grad_clip(t->lora.grads, t->lora.n_params, cfg->max_grad_norm);
+    if (!isfinite(*loss) || !isfinite(*grad_norm))
+        return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged (lower the "
+                        "learning rate?)", (long long)step + 1, *loss, *grad_norm);
+    if (n_targets > 0) lc_adamw_step(&t->opt, t->lora.params, t->lora.grads, lc_schedule_lr(&t->sched, step));
+    return LC_STATUS_OK;
+}
+
+static lc_status train_loop(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    int64_t total = t->sched.total_steps;
+    double start = now_s();
+    lc_status st = LC_STATUS_OK;
+    for (int64_t step = 0; step < total && !st; step++) {
+        double t0 = now_s();
+        double loss;
+        float gnorm;
+        int n_tokens;
+        float lr = lc_schedule_lr(&t->sched, step);
+        if ((st = train_step(t, step, &loss, &gnorm, &n_tokens))) break;
+        double dt = now_s() - t0, elapsed = now_s() - start;
+        double tps = dt > 0 ? n_tokens / dt : 0.0;
+        fprintf(t->metrics,
+                "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                "\"elapsed_s\": %.3f}\n",
+                (long long)step + 1, loss, lr, gnorm, tps, elapsed);
+        fflush(t->metrics);
+        char eta[32];
+        format_duration(eta, sizeof eta, elapsed / (double)(step + 1) * (double)(total - step - 1));
+        fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s%s", t->tty ? "\r\033[K" : "",
+                (long long)step + 1, (long long)total, loss, lr, tps, eta, t->tty ? "" : "\n");
+        int64_t done = step + 1;
+        if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
+        if (!st && cfg->save_every && done % cfg->save_every == 0 && done < total) st = save_checkpoint(t, done);
+    }
+    if (t->tty) fprintf(stderr, "\n");
+    if (!st) st = run_eval(t, total);
+    if (!st) st = save_checkpoint(t, total);
+    if (!st)
+        fprintf(stderr, "lora train: %lld steps in %.1f s; adapter saved to %s/checkpoint-%lld.h5\n", (long long)total,
+                now_s() - start, cfg->output_dir, (long long)total);
+    return st;
+}
+
+lc_status lc_train_run(const lc_train_config *cfg) {
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.cfg = cfg;
+    t.tty = isatty(2);
+    lc_status st;
+    int model_loaded = 0;
+    if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
+    lc_graph_init(&t.graph, true);
+
+    char tok_json[4200], tok_cfg[4200];
+    snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", cfg->model);
+    snprintf(tok_cfg, sizeof tok_cfg, "%s/tokenizer_config.json", cfg->model);
+    if ((st = lc_model_load(&t.model, cfg->model))) goto done;
+    model_loaded = 1;
+    lc_model_fingerprint(&t.model, t.fingerprint);
+    if (!lc_file_exists(tok_json)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: tokenizer.json is missing", cfg->model);
+        goto done;
+    }
+    if ((st = lc_tokenizer_load(&t.tok, tok_json, lc_file_exists(tok_cfg) ? tok_cfg : NULL))) goto done;
+    if ((st = load_data(&t))) goto done;
+
+    if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) goto done;
+    if ((st = lc_adamw_init(&t.opt, t.lora.n_params, &cfg->adamw))) goto done;
+    t.sched = cfg->schedule;
+    int64_t per_epoch = batches_per_epoch(&t);
+    t.sched.total_steps = cfg->steps > 0 ? cfg->steps
+                                         : ((int64_t)cfg->epochs * per_epoch + cfg->grad_accum - 1) / cfg->grad_accum;
+    if ((st = lc_batcher_init(&t.it, &t.train, cfg->batch_size, cfg->max_seq_len, cfg->packing, true, cfg->seed)))
+        goto done;
+    t.batches = calloc((size_t)cfg->grad_accum, sizeof *t.batches);
+    if (!t.batches) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        goto done;
+    }
+    for (int a = 0; a < cfg->grad_accum; a++)
+        if ((st = lc_batch_init(&t.batches[a], cfg->batch_size, cfg->max_seq_len))) goto done;
+
+    if ((st = make_dirs(cfg->output_dir))) goto done;
+    char metrics_path[4200];
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", cfg->output_dir);
+    t.metrics = fopen(metrics_path, "w");
+    if (!t.metrics) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", metrics_path, strerror(errno));
+        goto done;
+    }
+    fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
+            cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
+            (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
+    st = train_loop(&t);
+done:
+    if (t.metrics) fclose(t.metrics);
+    if (t.batches)
+        for (int a = 0; a < cfg->grad_accum; a++) lc_batch_free(&t.batches[a]);
+    free(t.batches);
+    lc_batcher_free(&t.it);
+    lc_adamw_free(&t.opt);
+    lc_lora_free(&t.lora);
+    lc_dataset_free(&t.train);
+    lc_dataset_free(&t.valid);
+    lc_tokenizer_free(t.tok);
+    lc_graph_free(&t.graph);
+    if (model_loaded) lc_model_free(&t.model);
+    return st;
+}
