@@ -158,7 +158,12 @@ static void attr_str(writer *w, hid_t loc, const char *obj, const char *name, co
 
 static hid_t group_create(writer *w, hid_t loc, const char *name, const char *obj, const char *desc) {
     if (w->failed) return -1;
-    hid_t g = H5Gcreate2(loc, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    // No modification times in object headers: the same run must give the same bytes.
+    hid_t gcpl = H5Pcreate(H5P_GROUP_CREATE);
+    hid_t g = gcpl < 0 || H5Pset_obj_track_times(gcpl, 0) < 0
+                  ? -1
+                  : H5Gcreate2(loc, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
+    if (gcpl >= 0) H5Pclose(gcpl);
     if (g < 0) {
         wfail(w, "cannot create group %s", obj);
         return -1;
@@ -172,7 +177,11 @@ static void dset_write(writer *w, hid_t loc, const char *name, const char *obj, 
     if (w->failed) return;
     hsize_t dims[2] = {rows, cols};
     hid_t sp = H5Screate_simple(2, dims, NULL);
-    hid_t d = sp < 0 ? -1 : H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hid_t d = sp < 0 || dcpl < 0 || H5Pset_obj_track_times(dcpl, 0) < 0
+                  ? -1
+                  : H5Dcreate2(loc, name, H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    if (dcpl >= 0) H5Pclose(dcpl);
     if (d < 0)
         wfail(w, "cannot create dataset %s", obj);
     else if (H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0)
@@ -413,7 +422,9 @@ lc_status lc_checkpoint_save(const char *path, const lc_model *m, const lc_lora 
         wfail(&w, "cannot set up HDF5 file access");
         goto fail;
     }
-    file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0) file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     if (file < 0) {
         wfail(&w, "cannot create the HDF5 image of %s", tmp);
         goto fail;
