@@ -368,6 +368,19 @@ lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *
     return LC_STATUS_OK;
 }
 
+int lc_dataset_drop_untrainable(lc_dataset *ds) {
+    int kept = 0;
+    for (int i = 0; i < ds->n_examples; i++) {
+        const lc_example *e = &ds->examples[i];
+        if (e->n > e->n_prompt) ds->examples[kept++] = *e;
+        else ds->n_tokens -= e->n;
+    }
+    int dropped = ds->n_examples - kept;
+    ds->n_examples = kept;
+    ds->n_no_targets = 0;
+    return dropped;
+}
+
 void lc_dataset_free(lc_dataset *ds) {
     if (!ds) return;
     free(ds->examples);

@@ -45,6 +45,10 @@ typedef struct lc_dataset_options {
 lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *tok, const lc_dataset_options *opt);
 void lc_dataset_free(lc_dataset *ds);
 
+// Removes examples left with no target token (their completion was cut by
+// truncation): they cannot train anything. Returns how many were removed.
+int lc_dataset_drop_untrainable(lc_dataset *ds);
+
 // Moves a seeded random `fraction` (at least one example, leaving at least
 // one) of ds into valid; the rest stays in train. ds is consumed (freed), on
 // error too; train/valid may alias it. Both parts keep file order.

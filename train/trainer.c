@@ -79,11 +79,15 @@ static lc_status load_data(trainer *t) {
         if ((st = lc_dataset_split(&all, cfg->valid_split, cfg->seed, &t->train, &t->valid))) return st;
         t->has_valid = 1;
     }
-    fprintf(stderr, "lora train: %s: %d examples, %lld tokens", cfg->train_data, t->train.n_examples,
-            (long long)t->train.n_tokens);
-    if (t->train.n_truncated) fprintf(stderr, ", %d truncated to %d tokens", t->train.n_truncated, cfg->max_seq_len);
-    if (t->train.n_no_targets) fprintf(stderr, ", %d with no completion token left", t->train.n_no_targets);
-    fprintf(stderr, "\n");
+    int n_read = t->train.n_examples, n_truncated = t->train.n_truncated;
+    int dropped = lc_dataset_drop_untrainable(&t->train);
+    fprintf(stderr, "lora train: %s: %d examples", cfg->train_data, n_read);
+    if (n_truncated) fprintf(stderr, ", %d truncated to %d tokens", n_truncated, cfg->max_seq_len);
+    if (dropped) fprintf(stderr, ", %d left out because truncation removed their whole completion", dropped);
+    fprintf(stderr, "; training on %d examples, %lld tokens\n", t->train.n_examples, (long long)t->train.n_tokens);
+    if (t->train.n_examples == 0)
+        return lc_error(LC_STATUS_INPUT, "%s: no example has a completion token within max_seq_len %d",
+                        cfg->train_data, cfg->max_seq_len);
     if (t->has_valid)
         fprintf(stderr, "lora train: validation: %d examples%s\n", t->valid.n_examples,
                 cfg->valid_data[0] ? "" : " split from the training data");

@@ -1,0 +1,200 @@
+// `lora train` and `lora eval` end to end on stories260K: bad data and
+// configs refused before training, a short run that learns, metrics rows,
+// the adapter used by eval and generate, and bitwise determinism.
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test_util.h"
+
+#define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
+#define DATA LC_SHARED_DIR "/data/alpaca_tiny.jsonl"
+
+static char *tmp;
+
+static void setup(void) { tmp = lc_test_tmpdir(); }
+static void teardown(void) {
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    free(tmp);
+}
+
+// Writes a config into tmp/name.json with the given data files and extra JSON members.
+static char *write_config(const char *name, const char *train, const char *extra) {
+    static char path[4200];
+    char text[8192];
+    int n = snprintf(text, sizeof text,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"output_dir\": \"%s/run\",\n"
+                     " \"lora\": {\"r\": 4, \"alpha\": 8}, \"optimizer\": {\"lr\": 3e-3},\n"
+                     " \"schedule\": {\"type\": \"constant\", \"warmup_steps\": 0},\n"
+                     " \"batch_size\": 4, \"max_seq_len\": 128, \"steps\": 12, \"seed\": 5%s%s}\n",
+                     MODEL_DIR, train, tmp, extra[0] ? ", " : "", extra);
+    snprintf(path, sizeof path, "%s.json", name);
+    lc_test_write(tmp, path, text, (size_t)n);
+    snprintf(path, sizeof path, "%s/%s.json", tmp, name);
+    return path;
+}
+
+static int run_dir_has_checkpoint(void) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int found = 0;
+    while ((e = readdir(d))) found |= strncmp(e->d_name, "checkpoint-", 11) == 0;
+    closedir(d);
+    return found;
+}
+
+static void expect_refused(const char *const *args, int status, const char *needle) {
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == status, "exit %d, wanted %d: %s", r.status, status, r.err);
+    ck_assert_msg(strstr(r.err, needle) != NULL, "stderr \"%s\" lacks \"%s\"", r.err, needle);
+    ck_assert_msg(lc_test_count_lines(r.err) == 1, "stderr is not one line: %s", r.err);
+    ck_assert_msg(!run_dir_has_checkpoint(), "a checkpoint was written");
+    lc_test_run_free(&r);
+}
+
+START_TEST(test_bad_data_lines) {
+    const char *good = "{\"prompt\": \"a\", \"completion\": \"b\"}\n";
+    char text[512];
+    char path[4200];
+    snprintf(text, sizeof text, "%s%s{\"prompt\": \"x\", \"completion\": }\n", good, good);
+    lc_test_write(tmp, "invalid.jsonl", text, strlen(text));
+    snprintf(path, sizeof path, "%s/invalid.jsonl", tmp);
+    const char *a1[] = {"train", "--config", write_config("c1", path, ""), NULL};
+    char needle[4300];
+    snprintf(needle, sizeof needle, "%s:3: ", path);
+    expect_refused(a1, 2, needle);
+
+    snprintf(text, sizeof text, "%s{\"prompt\": \"only a prompt\"}\n", good);
+    lc_test_write(tmp, "nocompletion.jsonl", text, strlen(text));
+    snprintf(path, sizeof path, "%s/nocompletion.jsonl", tmp);
+    const char *a2[] = {"train", "--config", write_config("c2", path, ""), NULL};
+    snprintf(needle, sizeof needle, "%s:2: ", path);
+    expect_refused(a2, 2, needle);
+    expect_refused(a2, 2, "completion");
+
+    lc_test_write(tmp, "empty.jsonl", "", 0);
+    snprintf(path, sizeof path, "%s/empty.jsonl", tmp);
+    const char *a3[] = {"train", "--config", write_config("c3", path, ""), NULL};
+    expect_refused(a3, 2, "empty.jsonl");
+}
+END_TEST
+
+START_TEST(test_bad_configs) {
+    const char *a1[] = {"train", "--config", write_config("typo", DATA, "\"lerning_rate\": 1e-3"), NULL};
+    expect_refused(a1, 2, "unknown key \"lerning_rate\"");
+    const char *a2[] = {"train", "--config", write_config("nested", DATA, "\"schedule\": {\"kind\": \"cosine\"}"), NULL};
+    expect_refused(a2, 2, "unknown key \"schedule.kind\"");
+    const char *a3[] = {"train", "--config", write_config("ok", DATA, ""), "--set", "lora.rank=8", NULL};
+    expect_refused(a3, 1, "unknown key \"lora.rank\"");
+    const char *a4[] = {"train", "--config", write_config("target", DATA, ""), "--set", "lora.targets=[\"qproj\"]",
+                        NULL};
+    expect_refused(a4, 2, "unknown module \"qproj\"");
+    const char *a5[] = {"train", "--config", write_config("both", DATA, "\"epochs\": 1"), NULL};
+    expect_refused(a5, 2, "exactly one of \"steps\" and \"epochs\"");
+}
+END_TEST
+
+// Reads the "loss" of training row `step` from metrics.jsonl (-1 if absent).
+static double metric(const char *metrics, int step, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "{\"step\": %d, \"%s\": ", step, key);
+    const char *p = strstr(metrics, pat);
+    return p ? atof(p + strlen(pat)) : -1.0;
+}
+
+START_TEST(test_train_learns_and_adapter_is_used) {
+    const char *cfg = write_config("run", DATA, "\"eval_every\": 6, \"valid_split\": 0.1");
+    const char *args[] = {"train", "--config", cfg, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+
+    char path[4200];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    char *m = lc_test_read(path, NULL);
+    for (int s = 1; s <= 12; s++) {
+        ck_assert_msg(metric(m, s, "loss") > 0, "no training row for step %d", s);
+        char row[64];
+        snprintf(row, sizeof row, "{\"step\": %d, \"loss\": ", s);
+        const char *line = strstr(m, row);
+        ck_assert(strstr(line, "\"lr\": ") && strstr(line, "\"grad_norm\": ") && strstr(line, "\"tokens_per_s\": ") &&
+                  strstr(line, "\"elapsed_s\": "));
+    }
+    double first = metric(m, 1, "loss"), last = metric(m, 12, "loss");
+    ck_assert_msg(last < first, "loss did not fall: %g -> %g", first, last);
+    double e6 = metric(m, 6, "eval_loss"), e12 = metric(m, 12, "eval_loss");
+    ck_assert_msg(e6 > 0 && e12 > 0 && e12 < e6, "eval rows: %g then %g", e6, e12);
+    free(m);
+
+    // The adapter lowers the loss on the training data (eval) and is accepted by generate.
+    snprintf(path, sizeof path, "%s/run/checkpoint-12.h5", tmp);
+    const char *base[] = {"eval", "--model", MODEL_DIR, "--data", DATA, "--max-seq-len", "128", NULL};
+    const char *tuned[] = {"eval", "--model", MODEL_DIR, "--adapter", path, "--data", DATA, "--max-seq-len", "128", NULL};
+    lc_test_run rb = lc_test_lora(base), rt = lc_test_lora(tuned);
+    ck_assert_msg(rb.status == 0 && rt.status == 0, "%s %s", rb.err, rt.err);
+    double lb = atof(strstr(rb.out, "\"loss\": ") + 8), lt = atof(strstr(rt.out, "\"loss\": ") + 8);
+    ck_assert_msg(lt < lb, "adapter did not lower the loss: %g vs %g", lt, lb);
+    ck_assert_ptr_nonnull(strstr(rt.out, "\"ppl\": "));
+    ck_assert_ptr_nonnull(strstr(rt.out, "\"tokens\": "));
+    lc_test_run_free(&rb);
+    lc_test_run_free(&rt);
+
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    const char *gen[] = {"generate", "--model", MODEL_DIR, "--adapter", dir, "--prompt", "Once", "--temperature", "0",
+                         "--max-tokens", "8", NULL};
+    const char *gen_base[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once", "--temperature", "0",
+                              "--max-tokens", "8", NULL};
+    lc_test_run g = lc_test_lora(gen), gb = lc_test_lora(gen_base);
+    ck_assert_msg(g.status == 0, "%s", g.err);
+    ck_assert(strncmp(g.out, "Once", 4) == 0);
+    lc_test_run_free(&g);
+    lc_test_run_free(&gb);
+}
+END_TEST
+
+START_TEST(test_same_config_same_bytes) {
+    const char *cfg = write_config("det", DATA, "\"packing\": true, \"grad_accum\": 2");
+    const char *args[] = {"train", "--config", cfg, "--set", "lora.dropout=0.1", NULL};
+    char a[4200], b[4200];
+    snprintf(a, sizeof a, "%s/run/checkpoint-12.h5", tmp);
+    snprintf(b, sizeof b, "%s/first.h5", tmp);
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    ck_assert_int_eq(rename(a, b), 0);
+    r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    size_t na, nb;
+    char *x = lc_test_read(a, &na), *y = lc_test_read(b, &nb);
+    ck_assert_uint_eq(na, nb);
+    ck_assert_msg(memcmp(x, y, na) == 0, "two runs of one config wrote different adapters");
+    free(x);
+    free(y);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("train_cli");
+    TCase *tc = tcase_create("stories260K");
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_bad_data_lines);
+    tcase_add_test(tc, test_bad_configs);
+    tcase_add_test(tc, test_train_learns_and_adapter_is_used);
+    tcase_add_test(tc, test_same_config_same_bytes);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
