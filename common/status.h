@@ -8,6 +8,7 @@ typedef enum lc_status {
     LC_STATUS_USAGE = 1,   // bad command line
     LC_STATUS_INPUT = 2,   // unreadable or invalid file, bad config
     LC_STATUS_RUNTIME = 3, // out of memory, disk full, NaN loss
+    LC_STATUS_INTERRUPTED = 130, // SIGINT/SIGTERM: work saved, then stopped (128 + SIGINT)
 } lc_status;
 
 // Records a one-line message for the caller (main prints it) and returns

@@ -1,4 +1,3 @@
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -6,6 +5,7 @@
 #include "common/file.h"
 #include "model/forward.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
@@ -42,32 +42,18 @@ done:
     return st;
 }
 
-// Newest checkpoint-<step>.h5 in dir (complete ones only: temporaries end in .tmp).
-static lc_status newest_checkpoint(const char *dir, char *out, size_t cap) {
-    DIR *d = opendir(dir);
-    if (!d) return lc_error(LC_STATUS_INPUT, "%s: cannot open folder", dir);
-    long long best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        long long step;
-        char tail[8];
-        if (sscanf(e->d_name, "checkpoint-%lld%7s", &step, tail) == 2 && strcmp(tail, ".h5") == 0 && step > best) {
-            best = step;
-        }
-    }
-    closedir(d);
-    if (best < 0) return lc_error(LC_STATUS_INPUT, "%s: no checkpoint-<step>.h5 in this folder", dir);
-    int n = snprintf(out, cap, "%s/checkpoint-%lld.h5", dir, best);
-    if (n < 0 || (size_t)n >= cap) return lc_error(LC_STATUS_INPUT, "%s: path too long", dir);
-    return LC_STATUS_OK;
-}
-
 lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, int *same_base) {
     char file[4096];
     lc_status st;
     memset(lora, 0, sizeof *lora);
     if (lc_dir_exists(path)) {
-        if ((st = newest_checkpoint(path, file, sizeof file))) return st;
+        int64_t *steps;
+        int n;
+        if ((st = lc_run_dir_checkpoints(path, &steps, &n))) return st;
+        if (n == 0) return lc_error(LC_STATUS_INPUT, "%s: no checkpoint-<step>.h5 in this folder", path);
+        st = lc_run_dir_checkpoint_path(file, sizeof file, path, steps[0]);
+        free(steps);
+        if (st) return st;
     } else {
         snprintf(file, sizeof file, "%s", path);
     }

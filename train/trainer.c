@@ -1,8 +1,8 @@
 // `lora train`: the loop over steps, with evaluation, metrics and checkpoints.
 #include <cblas.h>
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,30 +14,13 @@
 #include "model/forward.h"
 #include "optim/adamw.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-// mkdir -p
-static lc_status make_dirs(const char *path) {
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "%s", path);
-    if (n < 0 || (size_t)n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
-    if (!lc_dir_exists(buf)) return lc_error(LC_STATUS_RUNTIME, "%s: not a folder", buf);
-    return LC_STATUS_OK;
 }
 
 static void format_duration(char *out, size_t cap, double s) {
@@ -63,6 +46,7 @@ typedef struct trainer {
     FILE *metrics;
     char fingerprint[17];
     int tty;
+    int64_t saved_step; // step of the newest checkpoint written or resumed from
 } trainer;
 
 static lc_status load_data(trainer *t) {
@@ -115,31 +99,124 @@ static int64_t batches_per_epoch(const trainer *t) {
 
 static lc_status save_checkpoint(trainer *t, int64_t step) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", t->cfg->output_dir, (long long)step);
-    lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint};
-    lc_status st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta);
+    lc_status st = lc_run_dir_checkpoint_path(path, sizeof path, t->cfg->output_dir, step);
     if (st) return st;
-    // Keep the newest keep_checkpoints files.
-    DIR *d = opendir(t->cfg->output_dir);
-    if (!d) return LC_STATUS_OK;
-    long long steps[4096];
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) && n < 4096) {
-        long long s;
-        char tail[8];
-        if (sscanf(e->d_name, "checkpoint-%lld%7s", &s, tail) == 2 && strcmp(tail, ".h5") == 0) steps[n++] = s;
-    }
-    closedir(d);
-    for (int i = 0; i < n; i++) {
-        int newer = 0;
-        for (int j = 0; j < n; j++) newer += steps[j] > steps[i];
-        if (newer >= t->cfg->keep_checkpoints) {
-            snprintf(path, sizeof path, "%s/checkpoint-%lld.h5", t->cfg->output_dir, steps[i]);
-            remove(path);
-        }
-    }
+    lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint};
+    if ((st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta))) return st;
+    t->saved_step = step;
+    lc_run_dir_prune(t->cfg->output_dir, t->cfg->keep_checkpoints);
     return LC_STATUS_OK;
+}
+
+// Set by SIGINT/SIGTERM; the loop finishes its step, saves and stops.
+static volatile sig_atomic_t lc_stop_signal = 0;
+
+static void on_stop_signal(int sig) { lc_stop_signal = sig; }
+
+static void install_stop_handlers(struct sigaction *old_int, struct sigaction *old_term) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    lc_stop_signal = 0;
+    sigaction(SIGINT, &sa, old_int);
+    sigaction(SIGTERM, &sa, old_term);
+}
+
+// Keeps the rows of metrics.jsonl up to `step` (a resumed run rewrites the
+// ones after its checkpoint) and opens the file for appending.
+static lc_status open_metrics(trainer *t, int64_t step) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->output_dir);
+    if (step == 0) {
+        t->metrics = fopen(path, "w");
+    } else {
+        char *text = NULL;
+        size_t len = 0;
+        if (lc_file_exists(path)) {
+            lc_status st = lc_file_read(path, (size_t)1 << 30, &text, &len);
+            if (st) return st;
+        }
+        t->metrics = fopen(path, "w");
+        for (char *line = text; t->metrics && line && *line;) {
+            char *nl = strchr(line, '\n');
+            long long row_step;
+            if (sscanf(line, "{\"step\": %lld", &row_step) == 1 && row_step <= step)
+                fwrite(line, 1, nl ? (size_t)(nl - line + 1) : strlen(line), t->metrics);
+            line = nl ? nl + 1 : NULL;
+        }
+        free(text);
+    }
+    if (!t->metrics) return lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", path, strerror(errno));
+    return LC_STATUS_OK;
+}
+
+// Continues from the newest readable checkpoint in output_dir, if any.
+// Returns the step to start from in *start (0 for a fresh run).
+static lc_status resume(trainer *t, int64_t *start) {
+    const lc_train_config *cfg = t->cfg;
+    int64_t *steps;
+    int n;
+    *start = 0;
+    lc_status st = lc_run_dir_checkpoints(cfg->output_dir, &steps, &n);
+    if (st) return st;
+    for (int i = 0; i < n && *start == 0; i++) {
+        char path[4200];
+        lc_checkpoint_info info;
+        if ((st = lc_run_dir_checkpoint_path(path, sizeof path, cfg->output_dir, steps[i]))) break;
+        if (lc_checkpoint_read_info(path, &info)) {
+            // A damaged or half-written file: fall back to the one before.
+            fprintf(stderr, "lora train: warning: skipping %s\n", lc_error_message());
+            continue;
+        }
+        if (!info.base_fingerprint || strcmp(info.base_fingerprint, t->fingerprint) != 0) {
+            st = lc_error(LC_STATUS_INPUT, "%s: was trained on a different base model than %s; use another output_dir",
+                          path, cfg->model);
+        } else if (info.lora.r != cfg->lora.r || info.lora.targets != cfg->lora.targets || !info.has_optimizer) {
+            st = lc_error(LC_STATUS_INPUT, "%s: its LoRA rank or targets differ from the config; use another output_dir",
+                          path);
+        } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
+            st = lc_error(LC_STATUS_INPUT, "%s: data position (epoch %lld, index %lld) does not fit %s", path,
+                          (long long)info.epoch, (long long)info.data_index, cfg->train_data);
+        } else if (lc_checkpoint_load(path, &t->model, &t->lora, &t->opt)) {
+            fprintf(stderr, "lora train: warning: skipping %s\n", lc_error_message());
+        } else {
+            if (info.config_json && strcmp(info.config_json, cfg->json) != 0)
+                fprintf(stderr, "lora train: note: the config differs from the one %s was written with\n", path);
+            lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
+            *start = info.step;
+            t->saved_step = info.step;
+            fprintf(stderr, "lora train: resuming from %s (step %lld)\n", path, (long long)info.step);
+        }
+        lc_checkpoint_info_free(&info);
+        if (st) break;
+    }
+    free(steps);
+    if (!st && *start == 0 && n > 0) {
+        // Every checkpoint was unreadable: start over from the initial adapter.
+        lc_adamw_free(&t->opt);
+        st = lc_adamw_init(&t->opt, t->lora.n_params, &cfg->adamw);
+    }
+    return st;
+}
+
+// init_adapter: a new run starting from an existing adapter's weights.
+static lc_status load_init_adapter(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    lc_lora init;
+    int same_base;
+    lc_status st = lc_adapter_load(cfg->init_adapter, &t->model, &init, &same_base);
+    if (st) return st;
+    if (init.cfg.r != cfg->lora.r || init.cfg.targets != cfg->lora.targets || init.n_params != t->lora.n_params) {
+        st = lc_error(LC_STATUS_INPUT, "%s: adapter has rank %d and other targets than the config's lora (rank %d)",
+                      cfg->init_adapter, init.cfg.r, cfg->lora.r);
+    } else {
+        memcpy(t->lora.params, init.params, sizeof(float) * init.n_params);
+        fprintf(stderr, "lora train: starting from the adapter %s%s\n", cfg->init_adapter,
+                same_base ? "" : " (trained on a different base model)");
+    }
+    lc_lora_free(&init);
+    return st;
 }
 
 static lc_status run_eval(trainer *t, int64_t step) {
@@ -194,12 +271,17 @@ static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_
     return LC_STATUS_OK;
 }
 
-static lc_status train_loop(trainer *t) {
+static lc_status train_loop(trainer *t, int64_t first) {
     const lc_train_config *cfg = t->cfg;
     int64_t total = t->sched.total_steps;
     double start = now_s();
     lc_status st = LC_STATUS_OK;
-    for (int64_t step = 0; step < total && !st; step++) {
+    if (first >= total) {
+        fprintf(stderr, "lora train: %s already holds the final checkpoint of %lld steps\n", cfg->output_dir,
+                (long long)total);
+        return LC_STATUS_OK;
+    }
+    for (int64_t step = first; step < total && !st; step++) {
         double t0 = now_s();
         double loss;
         float gnorm;
@@ -214,12 +296,21 @@ static lc_status train_loop(trainer *t) {
                 (long long)step + 1, loss, lr, gnorm, tps, elapsed);
         fflush(t->metrics);
         char eta[32];
-        format_duration(eta, sizeof eta, elapsed / (double)(step + 1) * (double)(total - step - 1));
+        format_duration(eta, sizeof eta, elapsed / (double)(step + 1 - first) * (double)(total - step - 1));
         fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s%s", t->tty ? "\r\033[K" : "",
                 (long long)step + 1, (long long)total, loss, lr, tps, eta, t->tty ? "" : "\n");
         int64_t done = step + 1;
         if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
         if (!st && cfg->save_every && done % cfg->save_every == 0 && done < total) st = save_checkpoint(t, done);
+        if (!st && lc_stop_signal && done < total) {
+            if (t->saved_step != done) st = save_checkpoint(t, done);
+            if (t->tty) fprintf(stderr, "\n");
+            if (!st)
+                st = lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d after step %lld; saved %s/checkpoint-%lld.h5; "
+                              "run the same command to continue", (int)lc_stop_signal, (long long)done,
+                              cfg->output_dir, (long long)done);
+            return st;
+        }
     }
     if (t->tty) fprintf(stderr, "\n");
     if (!st) st = run_eval(t, total);
@@ -269,18 +360,19 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     for (int a = 0; a < cfg->grad_accum; a++)
         if ((st = lc_batch_init(&t.batches[a], cfg->batch_size, cfg->max_seq_len))) goto done;
 
-    if ((st = make_dirs(cfg->output_dir))) goto done;
-    char metrics_path[4200];
-    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", cfg->output_dir);
-    t.metrics = fopen(metrics_path, "w");
-    if (!t.metrics) {
-        st = lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", metrics_path, strerror(errno));
-        goto done;
-    }
+    int64_t first = 0;
+    if ((st = resume(&t, &first))) goto done;
+    if (first == 0 && cfg->init_adapter[0] && (st = load_init_adapter(&t))) goto done;
+    if ((st = lc_run_dir_create(cfg->output_dir))) goto done;
+    if ((st = open_metrics(&t, first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
             (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
-    st = train_loop(&t);
+    struct sigaction old_int, old_term;
+    install_stop_handlers(&old_int, &old_term);
+    st = train_loop(&t, first);
+    sigaction(SIGINT, &old_int, NULL);
+    sigaction(SIGTERM, &old_term, NULL);
 done:
     if (t.metrics) fclose(t.metrics);
     if (t.batches)
