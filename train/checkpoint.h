@@ -54,4 +54,10 @@ void lc_checkpoint_info_free(lc_checkpoint_info *info);
 // checked against the model; a mismatch names the dataset.
 lc_status lc_checkpoint_load(const char *path, const lc_model *m, lc_lora *lora, lc_adamw *opt);
 
+// Calls fn for each adapted module in /lora with the shapes of its A and B
+// (for `lora inspect`, which has no model to check them against).
+typedef void (*lc_checkpoint_module_fn)(void *user, const char *module, const int64_t a_shape[2],
+                                        const int64_t b_shape[2]);
+lc_status lc_checkpoint_list_modules(const char *path, lc_checkpoint_module_fn fn, void *user);
+
 #endif

@@ -5,11 +5,12 @@
 #include "common/file.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "train/checkpoint.h"
 #include "train/cli.h"
 
 static const char inspect_usage[] =
     "usage: lora inspect PATH\n"
-    "  PATH  a Hugging Face model folder or a .safetensors file\n";
+    "  PATH  a Hugging Face model folder, a .safetensors file, or a lora.c checkpoint (.h5)\n";
 
 static void print_tensors(const lc_st_set *set) {
     for (int i = 0; i < set->n_tensors; i++) {
@@ -61,6 +62,32 @@ static lc_status inspect_safetensors(const char *path) {
     return st;
 }
 
+static void print_module(void *user, const char *module, const int64_t a[2], const int64_t b[2]) {
+    (void)user;
+    printf("  %-44s A [%lld, %lld]  B [%lld, %lld]\n", module, (long long)a[0], (long long)a[1], (long long)b[0],
+           (long long)b[1]);
+}
+
+static lc_status inspect_checkpoint(const char *path) {
+    lc_checkpoint_info info;
+    lc_status st = lc_checkpoint_read_info(path, &info);
+    if (st) return st;
+    printf("lora.c checkpoint %s\n", path);
+    printf("  step           %lld (data position: epoch %lld, index %lld)\n", (long long)info.step,
+           (long long)info.epoch, (long long)info.data_index);
+    printf("  LoRA           r %d, alpha %g, dropout %g%s\n", info.lora.r, info.lora.alpha, info.lora.dropout,
+           info.lora.rslora ? ", rsLoRA" : "");
+    printf("  targets       ");
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+        if (info.lora.targets & (1u << k)) printf(" %s", lc_linear_kind_name(k));
+    printf("\n  optimizer      %s\n", info.has_optimizer ? "AdamW moments included (resumable)" : "none (adapter only)");
+    printf("  base model     fingerprint %s\n", info.base_fingerprint ? info.base_fingerprint : "?");
+    st = lc_checkpoint_list_modules(path, print_module, NULL);
+    if (!st && info.config_json) printf("  config\n%s\n", info.config_json);
+    lc_checkpoint_info_free(&info);
+    return st;
+}
+
 lc_status lc_cmd_inspect(int argc, char **argv) {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(inspect_usage, stdout);
@@ -72,5 +99,6 @@ lc_status lc_cmd_inspect(int argc, char **argv) {
     if (!lc_file_exists(path)) return lc_error(LC_STATUS_INPUT, "%s: no such file or folder", path);
     size_t len = strlen(path);
     if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) return inspect_safetensors(path);
+    if (len > 3 && strcmp(path + len - 3, ".h5") == 0) return inspect_checkpoint(path);
     return lc_error(LC_STATUS_INPUT, "%s: not a model folder or .safetensors file", path);
 }

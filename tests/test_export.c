@@ -1,0 +1,575 @@
+// PEFT adapter export and import, merged Hugging Face export (stories260K).
+// The fixture tests/fixtures/peft_stories260k/ was written by
+// tests/reference/peft_reference.py from PEFT's documented layout, with the
+// logits of a PyTorch forward that applies LoRA as PEFT's LoraLayer does.
+// With LC_TEST_EXPORT_DUMP=<dir>, the round-trip test also leaves an exported
+// adapter, a merged folder and their logits there for
+// `peft_reference.py check <dir>/adapter <dir>/logits.bin <dir>/merged`.
+#include <check.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <cJSON.h>
+
+#include "common/status.h"
+#include "export/export.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "model/sample.h"
+#include "test_util.h"
+
+#define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
+#define FIXTURE_DIR LC_SOURCE_DIR "/tests/fixtures/peft_stories260k"
+
+static const int32_t ids[] = {1, 403, 407, 261, 378, 442, 303, 271, 294, 260, 454, 266, 425, 263, 350, 301, 39, 500, 3, 511};
+#define T ((int)(sizeof ids / sizeof ids[0]))
+
+static lc_model model;
+
+static void setup(void) {
+    lc_status st = lc_model_load(&model, MODEL_DIR);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+}
+
+static void teardown(void) { lc_model_free(&model); }
+
+#define ALL_TARGETS ((1u << LC_LINEAR_KIND_COUNT) - 1)
+#define QV_TARGETS ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_V))
+
+// An adapter with Kaiming A and random non-zero B, so every module matters.
+static void make_lora(lc_lora *l, const lc_model *m, int r, float alpha, bool rslora, unsigned targets) {
+    lc_lora_config cfg = {.r = r, .alpha = alpha, .dropout = 0.05f, .rslora = rslora, .targets = targets};
+    ck_assert_int_eq(lc_lora_init(l, m, &cfg, 7, false), LC_STATUS_OK);
+    lc_rng rng;
+    lc_rng_seed(&rng, 99);
+    for (int i = 0; i < l->n_layers * LC_LINEAR_KIND_COUNT; i++) {
+        lc_lora_ref *ref = &l->refs[i];
+        if (!ref->A) continue;
+        int out = m->layers[i / LC_LINEAR_KIND_COUNT].lin[i % LC_LINEAR_KIND_COUNT].out;
+        for (int j = 0; j < out * r; j++) ref->B[j] = (2.0f * lc_rng_uniform(&rng) - 1.0f) * 0.2f;
+    }
+}
+
+// Logits [T, V] of the fixed sequence (caller frees).
+static float *logits_of(const lc_model *m, const lc_lora *lora) {
+    lc_forward_state s;
+    ck_assert_int_eq(lc_forward_state_init(&s, m, 1, T, T, T), LC_STATUS_OK);
+    s.lora = lora;
+    lc_status st = lc_forward(&s, m, ids, 1, T, 0, LC_LOGITS_MODE_ALL);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    size_t n = (size_t)T * m->cfg.vocab_size;
+    float *out = malloc(sizeof(float) * n);
+    memcpy(out, s.logits, sizeof(float) * n);
+    lc_forward_state_free(&s);
+    return out;
+}
+
+static float max_abs_diff(const float *a, const float *b, size_t n) {
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(a[i] - b[i]);
+        if (!(d <= m)) m = d; // NaN propagates as a failure
+    }
+    return m;
+}
+
+static char *path_in(const char *dir, const char *name) {
+    static char buf[4][4096];
+    static int slot;
+    char *p = buf[slot++ % 4];
+    snprintf(p, sizeof buf[0], "%s/%s", dir, name);
+    return p;
+}
+
+// Removes dir and the files in it, one level of subfolders deep.
+static void rm_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
+        struct stat s;
+        const char *p = path_in(dir, e->d_name);
+        if (stat(p, &s) == 0 && S_ISDIR(s.st_mode)) lc_test_rmdir(p);
+    }
+    closedir(d);
+    lc_test_rmdir(dir);
+}
+
+static int count_files(const char *dir) {
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void write_logits(const char *path, const float *logits, int V) {
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    int32_t hdr[2] = {T, V};
+    ck_assert_int_eq(fwrite(hdr, 4, 2, f), 2);
+    ck_assert_int_eq(fwrite(ids, 4, T, f), T);
+    ck_assert_uint_eq(fwrite(logits, 4, (size_t)T * V, f), (size_t)T * V);
+    fclose(f);
+}
+
+START_TEST(test_peft_round_trip_f32) {
+    lc_lora lora, back;
+    make_lora(&lora, &model, 4, 8.0f, true, ALL_TARGETS);
+    char *dir = lc_test_tmpdir();
+    char *out = strdup(path_in(dir, "nested/adapter"));
+    lc_status st = lc_export_peft(out, MODEL_DIR, &model, &lora, LC_DTYPE_F32);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(count_files(out), 2); // no temporary files left
+
+    // adapter_config.json in PEFT's field names and types.
+    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(out, "adapter_config.json"), NULL));
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "peft_type")->valuestring, "LORA");
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "task_type")->valuestring, "CAUSAL_LM");
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "bias")->valuestring, "none");
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "base_model_name_or_path")->valuestring, MODEL_DIR);
+    ck_assert_int_eq(cJSON_GetObjectItem(cfg, "r")->valueint, 4);
+    ck_assert(cJSON_GetObjectItem(cfg, "lora_alpha")->valuedouble == 8.0);
+    ck_assert(cJSON_GetObjectItem(cfg, "lora_dropout")->valuedouble == 0.05); // shortest decimal, not 0.0500000007
+    ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cfg, "use_rslora")));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cfg, "use_dora")));
+    ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(cfg, "fan_in_fan_out")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cfg, "layers_to_transform")));
+    ck_assert(cJSON_IsNull(cJSON_GetObjectItem(cfg, "modules_to_save")));
+    ck_assert_int_eq(cJSON_GetArraySize(cJSON_GetObjectItem(cfg, "target_modules")), 7);
+    ck_assert_str_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(cfg, "target_modules"), 0)->valuestring, "q_proj");
+    cJSON_Delete(cfg);
+
+    // Safetensors keys, shapes and metadata as PEFT writes them.
+    lc_st_set set = {0};
+    ck_assert_int_eq(lc_st_set_add_file(&set, path_in(out, "adapter_model.safetensors")), LC_STATUS_OK);
+    ck_assert_int_eq(set.n_tensors, 2 * 7 * model.cfg.n_layers);
+    const lc_st_tensor *t = lc_st_set_find(&set, "base_model.model.model.layers.4.mlp.down_proj.lora_B.weight");
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(t->dtype, LC_DTYPE_F32);
+    ck_assert(t->n_dims == 2 && t->shape[0] == 64 && t->shape[1] == 4);
+    t = lc_st_set_find(&set, "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight");
+    ck_assert(t && t->n_dims == 2 && t->shape[0] == 4 && t->shape[1] == 64);
+    lc_st_set_free(&set);
+    char *raw = lc_test_read(path_in(out, "adapter_model.safetensors"), NULL);
+    ck_assert_ptr_nonnull(strstr(raw + 8, "\"__metadata__\":{\"format\":\"pt\"}"));
+    free(raw);
+
+    st = lc_peft_load(out, &model, &back);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(back.cfg.r, 4);
+    ck_assert(back.cfg.alpha == 8.0f && back.cfg.rslora && back.cfg.targets == ALL_TARGETS);
+    ck_assert(back.scale == lora.scale);
+    ck_assert_uint_eq(back.n_params, lora.n_params);
+    ck_assert_int_eq(memcmp(back.params, lora.params, sizeof(float) * lora.n_params), 0);
+
+    float *before = logits_of(&model, &lora), *after = logits_of(&model, &back), *base = logits_of(&model, NULL);
+    size_t n = (size_t)T * model.cfg.vocab_size;
+    ck_assert_msg(max_abs_diff(before, after, n) <= 1e-5f, "diff %g", max_abs_diff(before, after, n));
+    ck_assert_msg(max_abs_diff(before, base, n) > 0.1f, "the adapter should change the logits");
+
+    const char *dump = getenv("LC_TEST_EXPORT_DUMP");
+    if (dump && *dump) {
+        ck_assert_int_eq(lc_export_peft(path_in(dump, "adapter"), MODEL_DIR, &model, &lora, LC_DTYPE_F32), 0);
+        ck_assert_int_eq(lc_export_hf(path_in(dump, "merged"), MODEL_DIR, &model, &lora, LC_DTYPE_F32), 0);
+        write_logits(path_in(dump, "logits.bin"), before, model.cfg.vocab_size);
+    }
+    free(before);
+    free(after);
+    free(base);
+    lc_lora_free(&back);
+    lc_lora_free(&lora);
+    free(out);
+    rm_tree(path_in(dir, "nested"));
+    rm_tree(dir);
+}
+END_TEST
+
+static float round_to(lc_dtype d, float x) {
+    return d == LC_DTYPE_F16 ? lc_f16_to_f32(lc_f32_to_f16(x)) : lc_bf16_to_f32(lc_f32_to_bf16(x));
+}
+
+START_TEST(test_peft_round_trip_half) {
+    lc_dtype dtype = _i == 0 ? LC_DTYPE_F16 : LC_DTYPE_BF16;
+    lc_lora lora, back;
+    make_lora(&lora, &model, 3, 16.0f, false, QV_TARGETS | (1u << LC_LINEAR_KIND_UP));
+    char *dir = lc_test_tmpdir();
+    ck_assert_int_eq(lc_export_peft(dir, MODEL_DIR, &model, &lora, dtype), LC_STATUS_OK);
+    lc_st_set set = {0};
+    ck_assert_int_eq(lc_st_set_add_file(&set, path_in(dir, "adapter_model.safetensors")), LC_STATUS_OK);
+    ck_assert_int_eq(set.tensors[0].dtype, dtype);
+    lc_st_set_free(&set);
+    lc_status st = lc_peft_load(dir, &model, &back);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(back.cfg.targets == lora.cfg.targets && back.cfg.r == 3 && back.scale == lora.scale);
+    for (size_t i = 0; i < lora.n_params; i++)
+        ck_assert_msg(back.params[i] == round_to(dtype, lora.params[i]), "param %zu: %g vs %g", i, back.params[i],
+                      lora.params[i]);
+    lc_lora_free(&back);
+    lc_lora_free(&lora);
+    lc_test_rmdir(dir);
+}
+END_TEST
+
+// Greedy continuation of a prompt, one token at a time through the KV cache.
+static void greedy(const lc_model *m, const lc_lora *lora, int32_t *out, int steps) {
+    lc_forward_state s;
+    int prompt = 5, V = m->cfg.vocab_size;
+    ck_assert_int_eq(lc_forward_state_init(&s, m, 1, prompt + steps, prompt, 1), LC_STATUS_OK);
+    s.lora = lora;
+    ck_assert_int_eq(lc_forward(&s, m, ids, 1, prompt, 0, LC_LOGITS_MODE_LAST), LC_STATUS_OK);
+    for (int i = 0; i < steps; i++) {
+        int best = 0;
+        for (int v = 1; v < V; v++)
+            if (s.logits[v] > s.logits[best]) best = v;
+        out[i] = best;
+        ck_assert_int_eq(lc_forward(&s, m, &out[i], 1, 1, prompt + i, LC_LOGITS_MODE_LAST), LC_STATUS_OK);
+    }
+    lc_forward_state_free(&s);
+}
+
+START_TEST(test_hf_merged) {
+    lc_lora lora;
+    make_lora(&lora, &model, 4, 8.0f, false, ALL_TARGETS);
+    char *dir = lc_test_tmpdir();
+    lc_status st = lc_export_hf(dir, MODEL_DIR, &model, &lora, LC_DTYPE_F32);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    // config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json
+    ck_assert_int_eq(count_files(dir), 5);
+    size_t a, b;
+    char *x = lc_test_read(MODEL_DIR "/tokenizer.json", &a), *y = lc_test_read(path_in(dir, "tokenizer.json"), &b);
+    ck_assert(a == b && memcmp(x, y, a) == 0);
+    free(x);
+    free(y);
+    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dir, "config.json"), NULL));
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "torch_dtype")->valuestring, "float32");
+    ck_assert_int_eq(cJSON_GetObjectItem(cfg, "num_hidden_layers")->valueint, 5);
+    cJSON_Delete(cfg);
+
+    lc_model merged;
+    st = lc_model_load(&merged, dir);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    // Same tensor names and shapes; the head stays tied (no lm_head.weight).
+    ck_assert_int_eq(merged.st.n_tensors, model.st.n_tensors);
+    for (int i = 0; i < model.st.n_tensors; i++) {
+        const lc_st_tensor *p = &model.st.tensors[i], *q = &merged.st.tensors[i];
+        ck_assert_str_eq(p->name, q->name);
+        ck_assert(p->n_dims == q->n_dims && memcmp(p->shape, q->shape, sizeof(int64_t) * p->n_dims) == 0);
+    }
+    ck_assert_ptr_null(lc_st_set_find(&merged.st, "lm_head.weight"));
+    ck_assert_ptr_eq(merged.lm_head, merged.embed);
+    // Unadapted tensors are copied bit for bit.
+    ck_assert_int_eq(memcmp(merged.embed, model.embed, sizeof(float) * 512 * 64), 0);
+
+    float *adapted = logits_of(&model, &lora), *plain = logits_of(&merged, NULL), *base = logits_of(&model, NULL);
+    size_t n = (size_t)T * model.cfg.vocab_size;
+    float d = max_abs_diff(adapted, plain, n);
+    ck_assert_msg(d <= 1e-4f, "merged vs adapter logits: max abs diff %g", d);
+    ck_assert(max_abs_diff(adapted, base, n) > 0.1f);
+
+    int32_t g1[20], g2[20];
+    greedy(&model, &lora, g1, 20);
+    greedy(&merged, NULL, g2, 20);
+    for (int i = 0; i < 20; i++) ck_assert_msg(g1[i] == g2[i], "greedy step %d: %d vs %d", i, g1[i], g2[i]);
+
+    free(adapted);
+    free(plain);
+    free(base);
+    lc_model_free(&merged);
+    lc_lora_free(&lora);
+    lc_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_hf_half_and_plain) {
+    // BF16/F16 exports are the F32 merged export rounded; lora NULL is a plain conversion.
+    lc_lora lora;
+    make_lora(&lora, &model, 2, 4.0f, false, QV_TARGETS);
+    char *d32 = lc_test_tmpdir(), *d16 = lc_test_tmpdir(), *dbf = lc_test_tmpdir(), *dplain = lc_test_tmpdir();
+    ck_assert_int_eq(lc_export_hf(d32, MODEL_DIR, &model, &lora, LC_DTYPE_F32), LC_STATUS_OK);
+    ck_assert_int_eq(lc_export_hf(d16, MODEL_DIR, &model, &lora, LC_DTYPE_F16), LC_STATUS_OK);
+    ck_assert_int_eq(lc_export_hf(dbf, MODEL_DIR, &model, &lora, LC_DTYPE_BF16), LC_STATUS_OK);
+    ck_assert_int_eq(lc_export_hf(dplain, MODEL_DIR, &model, NULL, LC_DTYPE_F32), LC_STATUS_OK);
+    const char *dirs[2] = {d16, dbf};
+    const lc_dtype dts[2] = {LC_DTYPE_F16, LC_DTYPE_BF16};
+    const char *names[2] = {"float16", "bfloat16"};
+    lc_st_set ref = {0};
+    ck_assert_int_eq(lc_st_set_open_dir(&ref, d32), LC_STATUS_OK);
+    for (int k = 0; k < 2; k++) {
+        cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dirs[k], "config.json"), NULL));
+        ck_assert_str_eq(cJSON_GetObjectItem(cfg, "torch_dtype")->valuestring, names[k]);
+        cJSON_Delete(cfg);
+        lc_st_set set = {0};
+        ck_assert_int_eq(lc_st_set_open_dir(&set, dirs[k]), LC_STATUS_OK);
+        ck_assert_int_eq(set.n_tensors, ref.n_tensors);
+        for (int i = 0; i < set.n_tensors; i++) {
+            const lc_st_tensor *p = &ref.tensors[i], *q = &set.tensors[i];
+            ck_assert_int_eq(q->dtype, dts[k]);
+            float *fp = malloc(sizeof(float) * p->n_elements), *fq = malloc(sizeof(float) * q->n_elements);
+            lc_st_tensor_to_f32(p, fp);
+            lc_st_tensor_to_f32(q, fq);
+            for (int64_t j = 0; j < p->n_elements; j++)
+                ck_assert_msg(fq[j] == round_to(dts[k], fp[j]), "%s[%lld]", q->name, (long long)j);
+            free(fp);
+            free(fq);
+        }
+        lc_st_set_free(&set);
+        lc_model half;
+        ck_assert_int_eq(lc_model_load(&half, dirs[k]), LC_STATUS_OK);
+        lc_model_free(&half);
+    }
+    lc_st_set_free(&ref);
+    // The plain conversion is the base, byte for byte in its tensors.
+    lc_model plain;
+    ck_assert_int_eq(lc_model_load(&plain, dplain), LC_STATUS_OK);
+    for (int i = 0; i < model.st.n_tensors; i++) {
+        ck_assert_uint_eq(plain.st.tensors[i].nbytes, model.st.tensors[i].nbytes);
+        ck_assert_int_eq(memcmp(plain.st.tensors[i].data, model.st.tensors[i].data, model.st.tensors[i].nbytes), 0);
+    }
+    lc_model_free(&plain);
+    // Never into the base folder itself.
+    ck_assert_int_eq(lc_export_hf(MODEL_DIR, MODEL_DIR, &model, &lora, LC_DTYPE_F32), LC_STATUS_INPUT);
+    lc_lora_free(&lora);
+    lc_test_rmdir(d32);
+    lc_test_rmdir(d16);
+    lc_test_rmdir(dbf);
+    lc_test_rmdir(dplain);
+}
+END_TEST
+
+START_TEST(test_merge_linear) {
+    // out = W + scale · B · A, by hand for one weight; unadapted modules are copies.
+    lc_lora lora;
+    make_lora(&lora, &model, 2, 3.0f, false, QV_TARGETS);
+    const lc_linear *lin = &model.layers[2].lin[LC_LINEAR_KIND_V];
+    const lc_lora_ref *ref = lc_lora_get(&lora, 2, LC_LINEAR_KIND_V);
+    float *out = malloc(sizeof(float) * lin->out * lin->in);
+    lc_export_merge_linear(out, &model, &lora, 2, LC_LINEAR_KIND_V);
+    for (int o = 0; o < lin->out; o++)
+        for (int i = 0; i < lin->in; i++) {
+            double want = lin->w[o * lin->in + i];
+            for (int k = 0; k < 2; k++) want += 1.5 * ref->B[o * 2 + k] * ref->A[k * lin->in + i];
+            ck_assert_msg(fabs(out[o * lin->in + i] - want) <= 1e-6, "[%d, %d]", o, i);
+        }
+    lc_export_merge_linear(out, &model, &lora, 2, LC_LINEAR_KIND_K);
+    ck_assert_int_eq(memcmp(out, model.layers[2].lin[LC_LINEAR_KIND_K].w, sizeof(float) * 32 * 64), 0);
+    lc_export_merge_linear(out, &model, NULL, 2, LC_LINEAR_KIND_V);
+    ck_assert_int_eq(memcmp(out, lin->w, sizeof(float) * lin->out * lin->in), 0);
+    free(out);
+    lc_lora_free(&lora);
+}
+END_TEST
+
+START_TEST(test_peft_fixture_from_pytorch) {
+    // A folder laid out as PEFT save_pretrained writes it (every field of a
+    // recent LoraConfig), with logits from PyTorch applying LoRA as PEFT does.
+    FILE *f = fopen(FIXTURE_DIR "/expected_logits.bin", "rb");
+    ck_assert_ptr_nonnull(f);
+    int32_t hdr[2];
+    ck_assert_int_eq(fread(hdr, 4, 2, f), 2);
+    ck_assert(hdr[0] == T && hdr[1] == model.cfg.vocab_size);
+    int32_t fids[T];
+    ck_assert_int_eq(fread(fids, 4, T, f), T);
+    ck_assert_int_eq(memcmp(fids, ids, sizeof ids), 0);
+    size_t n = (size_t)T * hdr[1];
+    float *want = malloc(sizeof(float) * n);
+    ck_assert_uint_eq(fread(want, 4, n, f), n);
+    fclose(f);
+
+    lc_lora lora;
+    lc_status st = lc_peft_load(FIXTURE_DIR, &model, &lora);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(lora.cfg.r == 2 && lora.cfg.targets == QV_TARGETS && lora.scale == 2.0f && !lora.cfg.rslora);
+    float *got = logits_of(&model, &lora);
+    float d = max_abs_diff(got, want, n);
+    ck_assert_msg(d <= 1e-4f, "max abs diff %g against PyTorch", d);
+    free(got);
+    free(want);
+    lc_lora_free(&lora);
+}
+END_TEST
+
+// ---------------------------------------------------------------------------
+// Bad input: each refused as LC_STATUS_INPUT with the file or tensor named.
+
+// An exported q_proj+v_proj r=4 adapter in a fresh folder.
+static char *bad_dir(void) {
+    lc_lora lora;
+    make_lora(&lora, &model, 4, 8.0f, false, QV_TARGETS);
+    char *dir = lc_test_tmpdir();
+    ck_assert_int_eq(lc_export_peft(dir, MODEL_DIR, &model, &lora, LC_DTYPE_F32), LC_STATUS_OK);
+    lc_lora_free(&lora);
+    return dir;
+}
+
+static void edit_config(const char *dir, const char *key, cJSON *value) {
+    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dir, "adapter_config.json"), NULL));
+    ck_assert_ptr_nonnull(cfg);
+    if (cJSON_GetObjectItem(cfg, key)) cJSON_ReplaceItemInObject(cfg, key, value);
+    else cJSON_AddItemToObject(cfg, key, value);
+    char *text = cJSON_Print(cfg);
+    lc_test_write(dir, "adapter_config.json", text, strlen(text));
+    free(text);
+    cJSON_Delete(cfg);
+}
+
+static void expect_refusal(const char *dir, const char *const *needles) {
+    lc_lora lora;
+    memset(&lora, 0xab, sizeof lora);
+    lc_status st = lc_peft_load(dir, &model, &lora);
+    const char *msg = lc_error_message();
+    ck_assert_msg(st == LC_STATUS_INPUT, "status %d: %s", st, msg);
+    for (int i = 0; needles[i]; i++) ck_assert_msg(strstr(msg, needles[i]), "\"%s\" not in: %s", needles[i], msg);
+    ck_assert_ptr_null(lora.params); // left empty
+}
+
+static cJSON *names(const char *a, const char *b, const char *c) {
+    const char *v[3] = {a, b, c};
+    return cJSON_CreateStringArray(v, c ? 3 : b ? 2 : 1);
+}
+
+START_TEST(test_peft_bad_rank) {
+    char *dir = bad_dir();
+    edit_config(dir, "r", cJSON_CreateNumber(8));
+    expect_refusal(dir, (const char *[]){"adapter_config.json says r=8 but",
+                                         "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
+                                         "has shape [4, 64]", NULL});
+    lc_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_peft_target_without_tensors) {
+    char *dir = bad_dir();
+    edit_config(dir, "target_modules", names("q_proj", "k_proj", "v_proj"));
+    expect_refusal(dir, (const char *[]){"adapter_config.json lists k_proj in target_modules",
+                                         "adapter_model.safetensors has no tensors", NULL});
+    lc_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_peft_tensor_not_targeted) {
+    char *dir = bad_dir();
+    edit_config(dir, "target_modules", names("q_proj", NULL, NULL));
+    expect_refusal(dir, (const char *[]){"adapter_model.safetensors",
+                                         "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight",
+                                         "does not list in target_modules", NULL});
+    lc_test_rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_peft_config_refusals) {
+    struct {
+        const char *key;
+        cJSON *value;
+        const char *needle;
+    } cases[] = {
+        {"peft_type", cJSON_CreateString("PREFIX_TUNING"), "peft_type is \"PREFIX_TUNING\""},
+        {"target_modules", cJSON_CreateString(".*\\.(q|v)_proj"), "regular expression"},
+        {"target_modules", names("q_proj", "lm_head", NULL), "\"lm_head\", which is not supported (supported: q_proj"},
+        {"target_modules", cJSON_CreateArray(), "target_modules is missing or empty"},
+        {"use_dora", cJSON_CreateTrue(), "use_dora"},
+        {"fan_in_fan_out", cJSON_CreateTrue(), "fan_in_fan_out"},
+        {"bias", cJSON_CreateString("all"), "bias is \"all\""},
+        {"layers_to_transform", cJSON_CreateIntArray((const int[]){0, 1}, 2), "layers_to_transform"},
+        {"r", cJSON_CreateString("4"), "\"r\" must be an integer"},
+        {"lora_dropout", cJSON_CreateNumber(1.5), "lora_dropout must be in [0, 1)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *dir = bad_dir();
+        edit_config(dir, cases[i].key, cases[i].value);
+        expect_refusal(dir, (const char *[]){"adapter_config.json", cases[i].needle, NULL});
+        lc_test_rmdir(dir);
+    }
+}
+END_TEST
+
+START_TEST(test_peft_bad_files) {
+    char *dir = bad_dir();
+    lc_test_write(dir, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 4,", 30);
+    expect_refusal(dir, (const char *[]){"adapter_config.json", "invalid JSON", NULL});
+    lc_test_rmdir(dir);
+
+    // A tensor of the right rank but the wrong input size; a missing tensor.
+    dir = bad_dir();
+    float zeros[4 * 64] = {0};
+    lc_st_entry e[3] = {
+        {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", LC_DTYPE_F32, 2, {4, 32}, zeros, 4 * 32 * 4},
+        {"base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight", LC_DTYPE_F32, 2, {64, 4}, zeros, 64 * 4 * 4},
+        {"base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight", LC_DTYPE_F32, 2, {4, 64}, zeros, 4 * 64 * 4},
+    };
+    ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), e, 3, NULL, 0), LC_STATUS_OK);
+    expect_refusal(dir, (const char *[]){"layers.0.self_attn.q_proj.lora_A.weight has shape [4, 32], expected [4, 64]",
+                                         NULL});
+    e[0].shape[1] = 64;
+    e[0].nbytes = 4 * 64 * 4;
+    ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), e, 3, NULL, 0), LC_STATUS_OK);
+    expect_refusal(dir, (const char *[]){"base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight is missing",
+                                         NULL});
+    // A stray tensor that is no LoRA weight.
+    lc_st_entry stray = {"base_model.model.lm_head.weight", LC_DTYPE_F32, 1, {4}, zeros, 16};
+    ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), &stray, 1, NULL, 0), LC_STATUS_OK);
+    expect_refusal(dir, (const char *[]){"unexpected tensor base_model.model.lm_head.weight", NULL});
+    // Keys with the adapter name ("lora_A.default.weight") are read too.
+    lc_lora lora, back;
+    make_lora(&lora, &model, 1, 1.0f, false, 1u << LC_LINEAR_KIND_Q);
+    lc_st_entry def[10];
+    char keys[10][128];
+    for (int l = 0; l < 5; l++) {
+        const lc_lora_ref *ref = lc_lora_get(&lora, l, LC_LINEAR_KIND_Q);
+        for (int ab = 0; ab < 2; ab++) {
+            snprintf(keys[2 * l + ab], 128, "base_model.model.model.layers.%d.self_attn.q_proj.lora_%c.default.weight",
+                     l, ab ? 'B' : 'A');
+            def[2 * l + ab] = (lc_st_entry){keys[2 * l + ab], LC_DTYPE_F32, 2, {ab ? 64 : 1, ab ? 1 : 64},
+                                            ab ? ref->B : ref->A, 64 * 4};
+        }
+    }
+    ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), def, 10, NULL, 0), LC_STATUS_OK);
+    edit_config(dir, "r", cJSON_CreateNumber(1));
+    edit_config(dir, "lora_alpha", cJSON_CreateNumber(1));
+    edit_config(dir, "target_modules", names("q_proj", NULL, NULL));
+    lc_status st = lc_peft_load(dir, &model, &back);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(memcmp(back.params, lora.params, sizeof(float) * lora.n_params), 0);
+    lc_lora_free(&back);
+    lc_lora_free(&lora);
+    lc_test_rmdir(dir);
+
+    ck_assert_int_eq(lc_peft_load("/nonexistent/adapter", &model, &back), LC_STATUS_INPUT);
+    ck_assert_ptr_nonnull(strstr(lc_error_message(), "/nonexistent/adapter"));
+}
+END_TEST
+
+static Suite *export_suite(void) {
+    Suite *s = suite_create("export");
+    TCase *tc = tcase_create("export");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_peft_round_trip_f32);
+    tcase_add_loop_test(tc, test_peft_round_trip_half, 0, 2);
+    tcase_add_test(tc, test_hf_merged);
+    tcase_add_test(tc, test_hf_half_and_plain);
+    tcase_add_test(tc, test_merge_linear);
+    tcase_add_test(tc, test_peft_fixture_from_pytorch);
+    tcase_add_test(tc, test_peft_bad_rank);
+    tcase_add_test(tc, test_peft_target_without_tensors);
+    tcase_add_test(tc, test_peft_tensor_not_targeted);
+    tcase_add_test(tc, test_peft_config_refusals);
+    tcase_add_test(tc, test_peft_bad_files);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) {
+    SRunner *sr = srunner_create(export_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
