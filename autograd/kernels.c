@@ -2,7 +2,37 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+// Hot element-wise kernels are built for AVX-512, AVX2 and baseline x86-64;
+// the loader picks the clone the CPU supports.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define LC_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define LC_VECTOR_CLONES
+#endif
+
+// exp for the element-wise loops: a branch-free polynomial (Cephes' expf
+// coefficients, within 2 ulp over the clamped range) that the compiler can
+// vectorize, where a libm call per element cannot be.
+static inline float fast_expf(float x) {
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    // Round to nearest by adding 1.5·2^23 (roundf is a libm call without SSE4.1).
+    float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
 
 void lc_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int n_in, int n_out) {
     if (N == 1) {
@@ -35,6 +65,7 @@ void lc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w,
     }
 }
 
+LC_VECTOR_CLONES
 void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int N,
                          int C) {
     for (int n = 0; n < N; n++) {
@@ -66,6 +97,27 @@ void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N,
     }
 }
 
+// Reductions with 8 partial results: the compiler may not reorder a float
+// sum on its own, and a single accumulator keeps the loop scalar.
+static inline float row_max(const float *x, int n) {
+    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) m[u] = x[j + u] > m[u] ? x[j + u] : m[u];
+    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
+    for (int u = 1; u < 8; u++) m[0] = m[u] > m[0] ? m[u] : m[0];
+    return m[0];
+}
+
+static inline float row_sum(const float *x, int n) {
+    float a[8] = {0};
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int u = 0; u < 8; u++) a[u] += x[j + u];
+    for (; j < n; j++) a[0] += x[j];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 // Attention runs per (sequence, head) over blocks of LC_ATT_BLOCK queries:
 // the block's scores against the keys it can see are one sgemm, the masked
 // softmax a row loop, and the weighted values another sgemm. Only one
@@ -84,6 +136,7 @@ static int att_first_key(const int32_t *seg_start, int idx, int p, int window) {
     return lo;
 }
 
+LC_VECTOR_CLONES
 void lc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, float *scratch, int B, int T, int Tk, int H, int KVH, int D,
                           int q_pos0, int window) {
@@ -111,14 +164,11 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
                     int p = q_pos0 + t0 + i;
                     int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
                     float *row = S + (size_t)i * N;
-                    float maxv = -INFINITY;
-                    for (int j = lo; j <= hi; j++) maxv = row[j] > maxv ? row[j] : maxv;
-                    float sum = 0.0f;
-                    for (int j = 0; j < N; j++) {
-                        float e = (j >= lo && j <= hi) ? expf(row[j] - maxv) : 0.0f;
-                        row[j] = e;
-                        sum += e;
-                    }
+                    float maxv = row_max(row + lo, hi - lo + 1);
+                    for (int j = 0; j < lo; j++) row[j] = 0.0f;
+                    for (int j = lo; j <= hi; j++) row[j] = fast_expf(row[j] - maxv);
+                    for (int j = hi + 1; j < N; j++) row[j] = 0.0f;
+                    float sum = row_sum(row + lo, hi - lo + 1);
                     float inv = 1.0f / sum;
                     for (int j = lo; j <= hi; j++) row[j] *= inv;
                     if (lse) lse[((size_t)b * T + t0 + i) * H + h] = maxv + logf(sum);
@@ -130,6 +180,7 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
     }
 }
 
+LC_VECTOR_CLONES
 void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const int32_t *seg_start,
                            float *scratch, int B, int T, int H, int KVH, int D, int window) {
@@ -165,11 +216,13 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                     float delta = 0.0f;
                     for (int d = 0; d < D; d++) delta += g[d] * o[d];
                     float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
-                    for (int j = 0; j < N; j++) {
-                        float p = (j >= lo && j <= hi) ? expf(pr[j] - m) : 0.0f;
+                    for (int j = 0; j < lo; j++) pr[j] = dpr[j] = 0.0f;
+                    for (int j = lo; j <= hi; j++) {
+                        float p = fast_expf(pr[j] - m);
                         pr[j] = p;
                         dpr[j] = p * (dpr[j] - delta) * scale;
                     }
+                    for (int j = hi + 1; j < N; j++) pr[j] = dpr[j] = 0.0f;
                 }
                 // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, P, N, dout + qoff, ldq, 1.0f,
@@ -199,23 +252,26 @@ void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const floa
     }
 }
 
+LC_VECTOR_CLONES
 void lc_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        out[i] = g / (1.0f + expf(-g)) * up[i];
+        out[i] = g / (1.0f + fast_expf(-g)) * up[i];
     }
 }
 
+LC_VECTOR_CLONES
 void lc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float g = gate[i];
-        float sig = 1.0f / (1.0f + expf(-g));
+        float sig = 1.0f / (1.0f + fast_expf(-g));
         float silu = g * sig;
         dup[i] += dout[i] * silu;
         dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
     }
 }
 
+LC_VECTOR_CLONES
 void lc_add_forward(float *acc, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) acc[i] += x[i];
 }
@@ -271,6 +327,7 @@ void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *d
     }
 }
 
+LC_VECTOR_CLONES
 void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float *logits, float *xrows,
                               const float *x, const float *head, const int32_t *targets, float norm, int N, int C,
                               int V, int chunk) {
@@ -289,17 +346,16 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
         for (int i = 0; i < n; i++) {
             float *lr = logits + (size_t)i * V;
             int tgt = targets[rows[i]];
-            float maxv = lr[0];
-            for (int j = 1; j < V; j++)
-                if (lr[j] > maxv) maxv = lr[j];
-            double sum = 0.0;
-            for (int j = 0; j < V; j++) sum += exp((double)(lr[j] - maxv));
-            double lse = maxv + log(sum);
-            *loss_sum += lse - lr[tgt];
+            float maxv = row_max(lr, V), target_logit = lr[tgt];
+            for (int j = 0; j < V; j++) lr[j] = fast_expf(lr[j] - maxv);
+            double sum = 0.0; // in double: tens of thousands of terms
+            for (int j = 0; j < V; j++) sum += lr[j];
+            *loss_sum += maxv + log(sum) - target_logit;
             (*n_counted)++;
             if (dx) {
                 // d(loss)/d(logits) = softmax − onehot, scaled by the normalizer.
-                for (int j = 0; j < V; j++) lr[j] = (float)exp((double)lr[j] - lse) * norm;
+                float k = (float)(norm / sum);
+                for (int j = 0; j < V; j++) lr[j] *= k;
                 lr[tgt] -= norm;
             }
         }
