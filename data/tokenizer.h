@@ -62,4 +62,35 @@ lc_status lc_detokenizer_push(lc_detokenizer *d, int32_t id, char *out, size_t c
 // Flushes whatever is held (invalid trailing bytes become U+FFFD as HF does).
 lc_status lc_detokenizer_flush(lc_detokenizer *d, char *out, size_t cap, size_t *n_out);
 
+// Vocabulary details for exporters (GGUF), read-only (data/tokenizer_vocab.c).
+
+typedef enum lc_tokenizer_style {
+    LC_TOKENIZER_SENTENCEPIECE, // Metaspace / Prepend+Replace, byte fallback: llama.cpp's "llama" (SPM)
+    LC_TOKENIZER_BYTE_LEVEL,    // ByteLevel pre-tokenizer or decoder: llama.cpp's "gpt2" (BPE)
+} lc_tokenizer_style;
+
+typedef enum lc_token_kind {
+    LC_TOKEN_NONE,    // no token has this id
+    LC_TOKEN_NORMAL,  // an ordinary vocabulary piece
+    LC_TOKEN_UNKNOWN, // the model's unk_token
+    LC_TOKEN_CONTROL, // an added token marked special
+    LC_TOKEN_ADDED,   // an added token not marked special
+    LC_TOKEN_BYTE,    // a byte-fallback piece <0xNN>
+} lc_token_kind;
+
+typedef struct lc_tokenizer_merge {
+    int32_t left, right, result; // vocabulary ids
+    int32_t rank;                // position in tokenizer.json's merges (lower merges first)
+} lc_tokenizer_merge;
+
+lc_tokenizer_style lc_tokenizer_get_style(const lc_tokenizer *tok);
+int32_t lc_tokenizer_unk(const lc_tokenizer *tok);   // -1 if none
+bool lc_tokenizer_adds_eos(const lc_tokenizer *tok); // the post-processor appends EOS
+lc_token_kind lc_tokenizer_token_kind(const lc_tokenizer *tok, int32_t id);
+// Token text as decoding sees it (added-token content, else the vocabulary
+// piece) and its length in bytes; NULL when no token has the id.
+const char *lc_tokenizer_token_text(const lc_tokenizer *tok, int32_t id, size_t *len);
+// The BPE merges sorted by rank into a heap array (*out, caller frees; NULL when none).
+lc_status lc_tokenizer_merges(const lc_tokenizer *tok, lc_tokenizer_merge **out, size_t *n);
+
 #endif

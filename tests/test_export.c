@@ -93,11 +93,26 @@ static void rm_tree(const char *dir) {
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         struct stat s;
-        const char *p = path_in(dir, e->d_name);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         if (stat(p, &s) == 0 && S_ISDIR(s.st_mode)) lc_test_rmdir(p);
     }
     closedir(d);
     lc_test_rmdir(dir);
+}
+
+static cJSON *parse_file(const char *path) {
+    char *text = lc_test_read(path, NULL);
+    cJSON *j = cJSON_Parse(text);
+    free(text);
+    ck_assert_msg(j != NULL, "%s: invalid JSON", path);
+    return j;
+}
+
+// lc_test_rmdir, and frees the name lc_test_tmpdir returned.
+static void rm_tmp(char *dir) {
+    lc_test_rmdir(dir);
+    free(dir);
 }
 
 static int count_files(const char *dir) {
@@ -130,7 +145,7 @@ START_TEST(test_peft_round_trip_f32) {
     ck_assert_int_eq(count_files(out), 2); // no temporary files left
 
     // adapter_config.json in PEFT's field names and types.
-    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(out, "adapter_config.json"), NULL));
+    cJSON *cfg = parse_file(path_in(out, "adapter_config.json"));
     ck_assert_ptr_nonnull(cfg);
     ck_assert_str_eq(cJSON_GetObjectItem(cfg, "peft_type")->valuestring, "LORA");
     ck_assert_str_eq(cJSON_GetObjectItem(cfg, "task_type")->valuestring, "CAUSAL_LM");
@@ -190,6 +205,7 @@ START_TEST(test_peft_round_trip_f32) {
     free(out);
     rm_tree(path_in(dir, "nested"));
     rm_tree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -215,7 +231,7 @@ START_TEST(test_peft_round_trip_half) {
                       lora.params[i]);
     lc_lora_free(&back);
     lc_lora_free(&lora);
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 }
 END_TEST
 
@@ -249,10 +265,12 @@ START_TEST(test_hf_merged) {
     ck_assert(a == b && memcmp(x, y, a) == 0);
     free(x);
     free(y);
-    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dir, "config.json"), NULL));
-    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "torch_dtype")->valuestring, "float32");
-    ck_assert_int_eq(cJSON_GetObjectItem(cfg, "num_hidden_layers")->valueint, 5);
-    cJSON_Delete(cfg);
+    // The base already says float32: config.json is copied byte for byte (10000.0 stays 10000.0).
+    x = lc_test_read(MODEL_DIR "/config.json", &a);
+    y = lc_test_read(path_in(dir, "config.json"), &b);
+    ck_assert(a == b && memcmp(x, y, a) == 0);
+    free(x);
+    free(y);
 
     lc_model merged;
     st = lc_model_load(&merged, dir);
@@ -285,7 +303,7 @@ START_TEST(test_hf_merged) {
     free(base);
     lc_model_free(&merged);
     lc_lora_free(&lora);
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 }
 END_TEST
 
@@ -304,7 +322,7 @@ START_TEST(test_hf_half_and_plain) {
     lc_st_set ref = {0};
     ck_assert_int_eq(lc_st_set_open_dir(&ref, d32), LC_STATUS_OK);
     for (int k = 0; k < 2; k++) {
-        cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dirs[k], "config.json"), NULL));
+        cJSON *cfg = parse_file(path_in(dirs[k], "config.json"));
         ck_assert_str_eq(cJSON_GetObjectItem(cfg, "torch_dtype")->valuestring, names[k]);
         cJSON_Delete(cfg);
         lc_st_set set = {0};
@@ -338,10 +356,58 @@ START_TEST(test_hf_half_and_plain) {
     // Never into the base folder itself.
     ck_assert_int_eq(lc_export_hf(MODEL_DIR, MODEL_DIR, &model, &lora, LC_DTYPE_F32), LC_STATUS_INPUT);
     lc_lora_free(&lora);
-    lc_test_rmdir(d32);
-    lc_test_rmdir(d16);
-    lc_test_rmdir(dbf);
-    lc_test_rmdir(dplain);
+    rm_tmp(d32);
+    rm_tmp(d16);
+    rm_tmp(dbf);
+    rm_tmp(dplain);
+}
+END_TEST
+
+// Exports a base whose config.json is `config` (the stories260K weights) as
+// F16 and returns the exported config.json text (caller frees).
+static char *exported_config(const char *config) {
+    char *base = lc_test_tmpdir(), *out = lc_test_tmpdir();
+    lc_test_write(base, "config.json", config, strlen(config));
+    lc_test_copy(MODEL_DIR "/model.safetensors", base, "model.safetensors");
+    lc_model m;
+    ck_assert_int_eq(lc_model_load(&m, base), LC_STATUS_OK);
+    lc_status st = lc_export_hf(out, base, &m, NULL, LC_DTYPE_F16);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    lc_model_free(&m);
+    char *text = lc_test_read(path_in(out, "config.json"), NULL);
+    ck_assert_int_eq(count_files(out), 2); // no tokenizer files to copy
+    rm_tmp(base);
+    rm_tmp(out);
+    return text;
+}
+
+START_TEST(test_hf_config_dtype) {
+    char *orig = lc_test_read(MODEL_DIR "/config.json", NULL);
+    // torch_dtype replaced in place, every other byte kept.
+    char *got = exported_config(orig);
+    char *want = malloc(strlen(orig) + 8), *at = strstr(orig, "\"float32\"");
+    ck_assert_ptr_nonnull(at);
+    sprintf(want, "%.*s\"float16\"%s", (int)(at - orig), orig, at + 9);
+    ck_assert_str_eq(got, want);
+    free(got);
+    // Missing: added as a last member. "dtype" (newer transformers) is set too.
+    char *cut = strstr(orig, ",\n  \"torch_dtype\"");
+    ck_assert_ptr_nonnull(cut);
+    char *edited = malloc(strlen(orig) + 128);
+    sprintf(edited, "%.*s,\n  \"dtype\": \"bfloat16\", \"nested\": {\"torch_dtype\": [1, \"}\"]}\n}\n",
+            (int)(cut - orig), orig);
+    got = exported_config(edited);
+    free(edited);
+    cJSON *cfg = cJSON_Parse(got);
+    ck_assert_ptr_nonnull(cfg);
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "torch_dtype")->valuestring, "float16");
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "dtype")->valuestring, "float16");
+    ck_assert(cJSON_IsArray(cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "nested"), "torch_dtype")));
+    ck_assert_ptr_nonnull(strstr(got, "\"rope_theta\": 10000.0,"));
+    cJSON_Delete(cfg);
+    free(got);
+    free(want);
+    free(orig);
 }
 END_TEST
 
@@ -411,7 +477,7 @@ static char *bad_dir(void) {
 }
 
 static void edit_config(const char *dir, const char *key, cJSON *value) {
-    cJSON *cfg = cJSON_Parse(lc_test_read(path_in(dir, "adapter_config.json"), NULL));
+    cJSON *cfg = parse_file(path_in(dir, "adapter_config.json"));
     ck_assert_ptr_nonnull(cfg);
     if (cJSON_GetObjectItem(cfg, key)) cJSON_ReplaceItemInObject(cfg, key, value);
     else cJSON_AddItemToObject(cfg, key, value);
@@ -442,7 +508,7 @@ START_TEST(test_peft_bad_rank) {
     expect_refusal(dir, (const char *[]){"adapter_config.json says r=8 but",
                                          "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight",
                                          "has shape [4, 64]", NULL});
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 }
 END_TEST
 
@@ -451,7 +517,7 @@ START_TEST(test_peft_target_without_tensors) {
     edit_config(dir, "target_modules", names("q_proj", "k_proj", "v_proj"));
     expect_refusal(dir, (const char *[]){"adapter_config.json lists k_proj in target_modules",
                                          "adapter_model.safetensors has no tensors", NULL});
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 }
 END_TEST
 
@@ -461,7 +527,7 @@ START_TEST(test_peft_tensor_not_targeted) {
     expect_refusal(dir, (const char *[]){"adapter_model.safetensors",
                                          "base_model.model.model.layers.0.self_attn.v_proj.lora_A.weight",
                                          "does not list in target_modules", NULL});
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 }
 END_TEST
 
@@ -486,7 +552,7 @@ START_TEST(test_peft_config_refusals) {
         char *dir = bad_dir();
         edit_config(dir, cases[i].key, cases[i].value);
         expect_refusal(dir, (const char *[]){"adapter_config.json", cases[i].needle, NULL});
-        lc_test_rmdir(dir);
+        rm_tmp(dir);
     }
 }
 END_TEST
@@ -495,7 +561,7 @@ START_TEST(test_peft_bad_files) {
     char *dir = bad_dir();
     lc_test_write(dir, "adapter_config.json", "{\"peft_type\": \"LORA\", \"r\": 4,", 30);
     expect_refusal(dir, (const char *[]){"adapter_config.json", "invalid JSON", NULL});
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 
     // A tensor of the right rank but the wrong input size; a missing tensor.
     dir = bad_dir();
@@ -511,7 +577,7 @@ START_TEST(test_peft_bad_files) {
     e[0].shape[1] = 64;
     e[0].nbytes = 4 * 64 * 4;
     ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), e, 3, NULL, 0), LC_STATUS_OK);
-    expect_refusal(dir, (const char *[]){"base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight is missing",
+    expect_refusal(dir, (const char *[]){"base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight is missing",
                                          NULL});
     // A stray tensor that is no LoRA weight.
     lc_st_entry stray = {"base_model.model.lm_head.weight", LC_DTYPE_F32, 1, {4}, zeros, 16};
@@ -540,7 +606,7 @@ START_TEST(test_peft_bad_files) {
     ck_assert_int_eq(memcmp(back.params, lora.params, sizeof(float) * lora.n_params), 0);
     lc_lora_free(&back);
     lc_lora_free(&lora);
-    lc_test_rmdir(dir);
+    rm_tmp(dir);
 
     ck_assert_int_eq(lc_peft_load("/nonexistent/adapter", &model, &back), LC_STATUS_INPUT);
     ck_assert_ptr_nonnull(strstr(lc_error_message(), "/nonexistent/adapter"));
@@ -555,6 +621,7 @@ static Suite *export_suite(void) {
     tcase_add_loop_test(tc, test_peft_round_trip_half, 0, 2);
     tcase_add_test(tc, test_hf_merged);
     tcase_add_test(tc, test_hf_half_and_plain);
+    tcase_add_test(tc, test_hf_config_dtype);
     tcase_add_test(tc, test_merge_linear);
     tcase_add_test(tc, test_peft_fixture_from_pytorch);
     tcase_add_test(tc, test_peft_bad_rank);

@@ -10,6 +10,7 @@ lc_status lc_cmd_tokenize(int argc, char **argv);
 lc_status lc_cmd_inspect(int argc, char **argv);
 lc_status lc_cmd_train(int argc, char **argv);
 lc_status lc_cmd_eval(int argc, char **argv);
+lc_status lc_cmd_export(int argc, char **argv);
 
 // Set by --verbose before the subcommand: notes on kernels and timings.
 extern int lc_cli_verbose;

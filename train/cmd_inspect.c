@@ -1,5 +1,6 @@
 // `lora inspect PATH`: what a model folder or safetensors file holds.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/file.h"
@@ -88,6 +89,20 @@ static lc_status inspect_checkpoint(const char *path) {
     return st;
 }
 
+// A PEFT adapter folder: its adapter_config.json and tensors.
+static lc_status inspect_peft(const char *dir) {
+    char path[4200];
+    char *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    lc_status st = lc_file_read(path, 1 << 20, &text, &len);
+    if (st) return st;
+    printf("PEFT adapter folder %s\n  adapter_config.json\n%s\n", dir, text);
+    free(text);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    return inspect_safetensors(path);
+}
+
 lc_status lc_cmd_inspect(int argc, char **argv) {
     if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         fputs(inspect_usage, stdout);
@@ -95,7 +110,11 @@ lc_status lc_cmd_inspect(int argc, char **argv) {
     }
     if (argc != 2) return lc_error(LC_STATUS_USAGE, "expected one PATH (see lora inspect --help)");
     const char *path = argv[1];
-    if (lc_dir_exists(path)) return inspect_dir(path);
+    if (lc_dir_exists(path)) {
+        char peft[4200];
+        snprintf(peft, sizeof peft, "%s/adapter_config.json", path);
+        return lc_file_exists(peft) ? inspect_peft(path) : inspect_dir(path);
+    }
     if (!lc_file_exists(path)) return lc_error(LC_STATUS_INPUT, "%s: no such file or folder", path);
     size_t len = strlen(path);
     if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) return inspect_safetensors(path);

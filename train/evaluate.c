@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "export/export.h"
 #include "model/forward.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
@@ -46,6 +47,13 @@ lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, in
     char file[4096];
     lc_status st;
     memset(lora, 0, sizeof *lora);
+    char peft_config[4200];
+    snprintf(peft_config, sizeof peft_config, "%s/adapter_config.json", path);
+    if (lc_dir_exists(path) && lc_file_exists(peft_config)) {
+        // A PEFT folder records only the base's name, which cannot be checked.
+        *same_base = 1;
+        return lc_peft_load(path, m, lora);
+    }
     if (lc_dir_exists(path)) {
         int64_t *steps;
         int n;

@@ -20,9 +20,10 @@ static const char usage[] =
     "commands:\n"
     "  train      fine-tune a LoRA adapter from a JSON config\n"
     "  eval       mean loss of a model (and adapter) on a JSONL file\n"
+    "  export     write an adapter as PEFT, or merged as a Hugging Face folder or GGUF\n"
     "  generate   generate text from a model folder\n"
     "  tokenize   print the token ids of a text\n"
-    "  inspect    show what a model folder or safetensors file holds\n"
+    "  inspect    show what a model folder, safetensors, checkpoint, PEFT folder or GGUF holds\n"
     "\n"
     "Run 'lora COMMAND --help' for the options of a command.\n";
 
@@ -111,6 +112,7 @@ int main(int argc, char **argv) {
     } cmds[] = {
         {"train", lc_cmd_train},
         {"eval", lc_cmd_eval},
+        {"export", lc_cmd_export},
         {"generate", lc_cmd_generate},
         {"tokenize", lc_cmd_tokenize},
         {"inspect", lc_cmd_inspect},

@@ -21,8 +21,9 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
                       lc_eval_result *out);
 
 // Loads an adapter for m from PATH: an HDF5 checkpoint written by `lora
-// train`, or a run's output folder (its newest checkpoint). *same_base is set
-// to 0 when the adapter was trained on a different base (shapes still match).
+// train`, a run's output folder (its newest checkpoint), or a PEFT adapter
+// folder. *same_base is set to 0 when a checkpoint was trained on a
+// different base (shapes still match).
 lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, int *same_base);
 
 // The whole of `lora train`: progress on stderr, metrics.jsonl and

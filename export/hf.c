@@ -1,0 +1,289 @@
+// Merged Hugging Face export: the base folder's tensors (same names, shapes
+// and order of names) in the requested dtype, each adapted linear replaced by
+// W + scale · B · A computed in fp32. model.safetensors is streamed: the
+// header is computed from shapes first, then one tensor at a time is
+// converted and written, so memory stays at one merged linear.
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "export/export.h"
+
+// Defined in merge.c.
+lc_status lc_export_mkdir_p(const char *dir);
+lc_status lc_export_write_atomic(const char *path, const void *data, size_t len);
+lc_status lc_export_sync_dir(const char *dir);
+
+#define HF_CHUNK (1u << 20) // elements converted per write
+
+static const char *dtype_st_name(lc_dtype d) {
+    return d == LC_DTYPE_F32 ? "F32" : d == LC_DTYPE_F16 ? "F16" : "BF16";
+}
+
+static const char *dtype_torch_name(lc_dtype d) {
+    return d == LC_DTYPE_F32 ? "float32" : d == LC_DTYPE_F16 ? "float16" : "bfloat16";
+}
+
+// The (layer, kind) whose weight tensor `name` is, if the adapter changes it.
+static int merged_target(const char *name, const lc_model *m, const lc_lora *lora, int *layer, int *kind) {
+    if (!lora) return 0;
+    int l, n = 0;
+    char parent[32], mod[32];
+    if (sscanf(name, "model.layers.%d.%31[^.].%31[^.].weight%n", &l, parent, mod, &n) != 3 || name[n] != '\0')
+        return 0;
+    if (l < 0 || l >= m->cfg.n_layers) return 0;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        if (strcmp(mod, lc_linear_kind_name(k)) != 0 || strcmp(parent, lc_linear_kind_parent(k)) != 0) continue;
+        if (!lc_lora_get(lora, l, k)) return 0;
+        *layer = l;
+        *kind = k;
+        return 1;
+    }
+    return 0;
+}
+
+// Output dtype of a base tensor: floating tensors take `dtype`, anything else
+// (integer buffers) is copied as it is.
+static int converts(const lc_st_tensor *t) { return t->dtype != LC_DTYPE_OTHER; }
+
+static lc_status write_header(FILE *f, const lc_st_set *set, lc_dtype dtype, const char *path) {
+    cJSON *root = cJSON_CreateObject();
+    cJSON *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL;
+    if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")) {
+        cJSON_Delete(root);
+        return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    uint64_t offset = 0;
+    for (int i = 0; i < set->n_tensors; i++) {
+        const lc_st_tensor *t = &set->tensors[i];
+        uint64_t nbytes = converts(t) ? (uint64_t)t->n_elements * lc_dtype_size(dtype) : t->nbytes;
+        cJSON *e = cJSON_AddObjectToObject(root, t->name);
+        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offs = e ? cJSON_AddArrayToObject(e, "data_offsets") : NULL;
+        if (!shape || !offs || !cJSON_AddStringToObject(e, "dtype", converts(t) ? dtype_st_name(dtype) : t->dtype_name)) {
+            cJSON_Delete(root);
+            return lc_error(LC_STATUS_RUNTIME, "out of memory");
+        }
+        for (int d = 0; d < t->n_dims; d++) cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+        offset += nbytes;
+        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)offset));
+    }
+    char *header = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!header) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    size_t hlen = strlen(header), padded = (hlen + 7) & ~(size_t)7;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    int ok = fwrite(le, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
+    free(header);
+    return ok ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
+}
+
+// Writes n values as dtype, a chunk at a time: fp32 `src`, or when src is NULL
+// the tensor t converted through fp32.
+static int write_converted(FILE *f, const float *src, const lc_st_tensor *t, int64_t n, lc_dtype dtype, float *fbuf,
+                           unsigned char *obuf) {
+    for (int64_t at = 0; at < n; at += HF_CHUNK) {
+        int64_t c = n - at < HF_CHUNK ? n - at : HF_CHUNK;
+        const float *x = src ? src + at : fbuf;
+        if (!src) { // a slice of the tensor, converted to fp32
+            lc_st_tensor slice = *t;
+            slice.data = t->data + (size_t)at * lc_dtype_size(t->dtype);
+            slice.n_elements = c;
+            lc_st_tensor_to_f32(&slice, fbuf);
+        }
+        size_t bytes;
+        if (dtype == LC_DTYPE_F32) {
+            memcpy(obuf, x, sizeof(float) * (size_t)c);
+            bytes = sizeof(float) * (size_t)c;
+        } else {
+            for (int64_t i = 0; i < c; i++) {
+                uint16_t h = dtype == LC_DTYPE_F16 ? lc_f32_to_f16(x[i]) : lc_f32_to_bf16(x[i]);
+                memcpy(obuf + 2 * i, &h, 2);
+            }
+            bytes = 2 * (size_t)c;
+        }
+        if (fwrite(obuf, 1, bytes, f) != bytes) return 0;
+    }
+    return 1;
+}
+
+static lc_status write_model(const char *path, const lc_model *m, const lc_lora *lora, lc_dtype dtype) {
+    const lc_st_set *set = &m->st;
+    size_t max_merged = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
+            if (lora && lc_lora_get(lora, l, k) && n > max_merged) max_merged = n;
+        }
+    float *merged = malloc(sizeof(float) * (max_merged + 1));
+    float *fbuf = malloc(sizeof(float) * HF_CHUNK);
+    unsigned char *obuf = malloc(sizeof(float) * HF_CHUNK);
+    char tmp[4096];
+    int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = NULL;
+    lc_status st = LC_STATUS_OK;
+    if (!merged || !fbuf || !obuf) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    else if (len < 0 || (size_t)len >= sizeof tmp) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!st) st = write_header(f, set, dtype, path);
+    int ok = 1;
+    for (int i = 0; !st && ok && i < set->n_tensors; i++) {
+        const lc_st_tensor *t = &set->tensors[i];
+        int layer, kind;
+        if (merged_target(t->name, m, lora, &layer, &kind)) {
+            lc_export_merge_linear(merged, m, lora, layer, (lc_linear_kind)kind);
+            ok = write_converted(f, merged, NULL, t->n_elements, dtype, fbuf, obuf);
+        } else if (!converts(t) || t->dtype == dtype) {
+            ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
+        } else {
+            ok = write_converted(f, NULL, t, t->n_elements, dtype, fbuf, obuf);
+        }
+    }
+    if (!st && ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
+    if (!st && !ok) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
+    if (f && fclose(f) != 0 && !st) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
+    if (!st && rename(tmp, path) != 0)
+        st = lc_error(LC_STATUS_RUNTIME, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+    if (st && f) remove(tmp);
+    free(merged);
+    free(fbuf);
+    free(obuf);
+    return st;
+}
+
+// End of the JSON value starting at p (a string, number, literal, object or
+// array); the text is known to be valid JSON.
+static const char *skip_value(const char *p) {
+    int depth = 0;
+    do {
+        if (*p == '"') {
+            for (p++; *p != '"'; p++)
+                if (*p == '\\') p++;
+        } else if (*p == '{' || *p == '[') {
+            depth++;
+        } else if (*p == '}' || *p == ']') {
+            depth--;
+        } else if (depth == 0) { // number or literal
+            while (*p && !strchr(",}] \t\r\n", *p)) p++;
+            return p;
+        }
+        p++;
+    } while (depth > 0);
+    return p;
+}
+
+static const char *skip_space(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') p++;
+    return p;
+}
+
+// Sets the top-level key of a JSON object text to the string value, leaving
+// every other byte as it was (so 10000.0 stays 10000.0). Caller frees.
+static char *json_text_set(const char *text, const char *key, const char *value, int add_if_missing) {
+    size_t klen = strlen(key), n = strlen(text);
+    const char *p = skip_space(text) + 1; // past '{'
+    for (;;) {
+        p = skip_space(p);
+        if (*p != '"') break; // '}' of the object
+        const char *k = p + 1, *v = skip_space(skip_space(skip_value(p)) + 1);
+        const char *after = skip_value(v);
+        if (strncmp(k, key, klen) == 0 && k[klen] == '"') {
+            char *out = malloc(n + strlen(value) + 3);
+            if (!out) return NULL;
+            sprintf(out, "%.*s\"%s\"%s", (int)(v - text), text, value, after);
+            return out;
+        }
+        p = skip_space(after);
+        if (*p == ',') p++;
+    }
+    if (!add_if_missing) return strdup(text);
+    // Before the closing brace, after the last member.
+    const char *close = text + n;
+    while (close > text && *close != '}') close--;
+    const char *last = close;
+    while (last > text && strchr(" \t\r\n", last[-1])) last--;
+    int empty = last > text && last[-1] == '{';
+    char *out = malloc(n + klen + strlen(value) + 16);
+    if (!out) return NULL;
+    sprintf(out, "%.*s%s\n  \"%s\": \"%s\"\n%s", (int)(last - text), text, empty ? "" : ",", key, value, close);
+    return out;
+}
+
+// config.json of the base with torch_dtype (and "dtype", which newer
+// transformers write instead, when present) set to the export dtype.
+static lc_status write_config(const char *src, const char *dst, lc_dtype dtype) {
+    char *text;
+    size_t len;
+    lc_status st = lc_file_read(src, 16u << 20, &text, &len);
+    if (st) return st;
+    cJSON *root;
+    if ((st = lc_json_parse(text, len, src, &root))) {
+        free(text);
+        return st;
+    }
+    int is_object = cJSON_IsObject(root) && strlen(text) == len;
+    cJSON_Delete(root);
+    if (!is_object) {
+        free(text);
+        return lc_error(LC_STATUS_INPUT, "%s: not a JSON object", src);
+    }
+    char *a = json_text_set(text, "torch_dtype", dtype_torch_name(dtype), 1);
+    char *b = a ? json_text_set(a, "dtype", dtype_torch_name(dtype), 0) : NULL;
+    free(text);
+    free(a);
+    if (!b) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    st = lc_export_write_atomic(dst, b, strlen(b));
+    free(b);
+    return st;
+}
+
+static lc_status copy_file(const char *src, const char *dst) {
+    char *data;
+    size_t len;
+    lc_status st = lc_file_read(src, (size_t)1 << 30, &data, &len);
+    if (st) return st;
+    st = lc_export_write_atomic(dst, data, len);
+    free(data);
+    return st;
+}
+
+lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
+                       lc_dtype dtype) {
+    static const char *const copied[] = {
+        "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
+        "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+    };
+    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
+        return lc_error(LC_STATUS_INPUT, "HF export: dtype must be F32, F16 or BF16");
+    if (lora && lora->n_layers != m->cfg.n_layers)
+        return lc_error(LC_STATUS_INPUT, "HF export: the adapter has %d layers, the model %d", lora->n_layers,
+                        m->cfg.n_layers);
+    lc_status st;
+    if ((st = lc_export_mkdir_p(out_dir))) return st;
+    // Writing into the base folder would replace the files being read.
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(out_dir, a) && realpath(model_dir, b) && strcmp(a, b) == 0)
+        return lc_error(LC_STATUS_INPUT, "%s: the output folder is the base model folder", out_dir);
+
+    char src[4096], dst[4096];
+    if ((st = lc_path_join(dst, sizeof dst, out_dir, "model.safetensors"))) return st;
+    if ((st = write_model(dst, m, lora, dtype))) return st;
+    if ((st = lc_path_join(src, sizeof src, model_dir, "config.json"))) return st;
+    if ((st = lc_path_join(dst, sizeof dst, out_dir, "config.json"))) return st;
+    if ((st = write_config(src, dst, dtype))) return st;
+    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++) {
+        if ((st = lc_path_join(src, sizeof src, model_dir, copied[i]))) return st;
+        if (!lc_file_exists(src)) continue;
+        if ((st = lc_path_join(dst, sizeof dst, out_dir, copied[i]))) return st;
+        if ((st = copy_file(src, dst))) return st;
+    }
+    return lc_export_sync_dir(out_dir);
+}

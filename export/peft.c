@@ -1,0 +1,406 @@
+// PEFT adapter folders: adapter_model.safetensors + adapter_config.json, as
+// PEFT's save_pretrained writes them (keys without the adapter name, config
+// with sorted keys), and reading them back with every rank, target and shape
+// checked against the config and the model.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "common/json.h"
+#include "export/export.h"
+
+// Defined in merge.c.
+lc_status lc_export_mkdir_p(const char *dir);
+lc_status lc_export_write_atomic(const char *path, const void *data, size_t len);
+lc_status lc_export_sync_dir(const char *dir);
+char *lc_export_json_print(const cJSON *root);
+
+#define PEFT_PREFIX "base_model.model.model.layers."
+#define PEFT_NAME_MAX 192
+#define PEFT_CONFIG_MAX (1u << 20)
+
+static void peft_key(char *out, size_t cap, int layer, lc_linear_kind kind, char ab) {
+    snprintf(out, cap, PEFT_PREFIX "%d.%s.%s.lora_%c.weight", layer, lc_linear_kind_parent(kind),
+             lc_linear_kind_name(kind), ab);
+}
+
+// The shortest decimal that reads back as the same float (0.05f -> 0.05),
+// so the JSON holds what the user wrote rather than 0.05000000074505806.
+static double float_as_decimal(float x) {
+    char buf[32];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
+        if (strtof(buf, NULL) == x) break;
+    }
+    return strtod(buf, NULL);
+}
+
+static lc_status write_config(const char *path, const char *model_dir, const lc_lora *lora) {
+    const lc_lora_config *c = &lora->cfg;
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    // PEFT writes json.dumps(..., indent=2, sort_keys=True): keys in this order.
+    cJSON_AddStringToObject(root, "base_model_name_or_path", model_dir);
+    cJSON_AddStringToObject(root, "bias", "none");
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", 0);
+    cJSON_AddBoolToObject(root, "inference_mode", 1);
+    cJSON_AddBoolToObject(root, "init_lora_weights", 1);
+    cJSON_AddNullToObject(root, "layers_pattern");
+    cJSON_AddNullToObject(root, "layers_to_transform");
+    cJSON_AddNumberToObject(root, "lora_alpha", float_as_decimal(c->alpha));
+    cJSON_AddNumberToObject(root, "lora_dropout", float_as_decimal(c->dropout));
+    cJSON_AddNullToObject(root, "modules_to_save");
+    cJSON_AddStringToObject(root, "peft_type", "LORA");
+    cJSON_AddNumberToObject(root, "r", c->r);
+    cJSON_AddNullToObject(root, "revision");
+    cJSON *targets = cJSON_AddArrayToObject(root, "target_modules");
+    for (int k = 0; targets && k < LC_LINEAR_KIND_COUNT; k++)
+        if (c->targets & (1u << k)) cJSON_AddItemToArray(targets, cJSON_CreateString(lc_linear_kind_name(k)));
+    cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
+    cJSON_AddBoolToObject(root, "use_dora", 0);
+    cJSON_AddBoolToObject(root, "use_rslora", c->rslora);
+    char *text = lc_export_json_print(root);
+    cJSON_Delete(root);
+    if (!text) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    lc_status st = lc_export_write_atomic(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
+                         lc_dtype dtype) {
+    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
+        return lc_error(LC_STATUS_INPUT, "PEFT export: dtype must be F32, F16 or BF16");
+    if (!lora || !lora->params || lora->n_layers != m->cfg.n_layers)
+        return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter does not belong to this model");
+    lc_status st;
+    if ((st = lc_export_mkdir_p(out_dir))) return st;
+
+    int cap = lora->n_layers * LC_LINEAR_KIND_COUNT * 2, n = 0;
+    lc_st_entry *entries = calloc((size_t)cap + 1, sizeof *entries);
+    char (*names)[PEFT_NAME_MAX] = calloc((size_t)cap + 1, sizeof *names);
+    uint16_t *half = NULL;
+    if (dtype != LC_DTYPE_F32) half = malloc(sizeof *half * (lora->n_params + 1));
+    if (!entries || !names || (dtype != LC_DTYPE_F32 && !half)) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; half && i < lora->n_params; i++)
+        half[i] = dtype == LC_DTYPE_F16 ? lc_f32_to_f16(lora->params[i]) : lc_f32_to_bf16(lora->params[i]);
+    for (int l = 0; l < lora->n_layers; l++) {
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(lora, l, k);
+            if (!ref) continue;
+            const lc_linear *lin = &m->layers[l].lin[k];
+            for (int ab = 0; ab < 2; ab++) {
+                const float *p = ab ? ref->B : ref->A;
+                lc_st_entry *e = &entries[n];
+                peft_key(names[n], sizeof names[n], l, k, ab ? 'B' : 'A');
+                e->name = names[n];
+                e->dtype = dtype;
+                e->n_dims = 2;
+                e->shape[0] = ab ? lin->out : ref->r;
+                e->shape[1] = ab ? ref->r : lin->in;
+                size_t count = (size_t)e->shape[0] * (size_t)e->shape[1];
+                e->data = half ? (const void *)(half + (p - lora->params)) : (const void *)p;
+                e->nbytes = count * lc_dtype_size(dtype);
+                n++;
+            }
+        }
+    }
+    char path[4096];
+    static const char *const meta[] = {"format", "pt"};
+    if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_model.safetensors"))) goto done;
+    if ((st = lc_st_write(path, entries, n, meta, 1))) goto done;
+    if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_config.json"))) goto done;
+    if ((st = write_config(path, model_dir, lora))) goto done;
+    st = lc_export_sync_dir(out_dir);
+done:
+    free(entries);
+    free(names);
+    free(half);
+    return st;
+}
+
+// ---------------------------------------------------------------------------
+// Reading
+
+static void supported_list(char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT && len < cap; k++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%s", k ? ", " : "", lc_linear_kind_name(k));
+}
+
+// A target_modules entry: "q_proj", or with its parent ("self_attn.q_proj"),
+// which PEFT matches as a suffix of the module's full name.
+static unsigned target_bit(const char *name) {
+    unsigned bit = lc_lora_target_bit(name);
+    if (bit) return bit;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *parent = lc_linear_kind_parent(k);
+        size_t pl = strlen(parent);
+        if (strncmp(name, parent, pl) == 0 && name[pl] == '.' && strcmp(name + pl + 1, lc_linear_kind_name(k)) == 0)
+            return 1u << k;
+    }
+    return 0;
+}
+
+// A field that must be absent, null, false, or an empty list/object: what
+// PEFT writes when a feature this reader does not implement is unused.
+static lc_status refuse_if_set(const cJSON *root, const char *key, const char *path, const char *why) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v || cJSON_IsNull(v) || cJSON_IsFalse(v)) return LC_STATUS_OK;
+    if ((cJSON_IsArray(v) || cJSON_IsObject(v)) && cJSON_GetArraySize(v) == 0) return LC_STATUS_OK;
+    return lc_error(LC_STATUS_INPUT, "%s: \"%s\" is set; %s", path, key, why);
+}
+
+static lc_status read_config(const char *path, lc_lora_config *cfg) {
+    cJSON *root;
+    lc_status st = lc_json_load_file(path, PEFT_CONFIG_MAX, &root);
+    if (st) return st;
+    memset(cfg, 0, sizeof *cfg);
+    const char *s;
+    int64_t r;
+    double alpha, dropout;
+    bool b;
+    char list[128];
+    supported_list(list, sizeof list);
+    if (!cJSON_IsObject(root)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: not a JSON object", path);
+        goto done;
+    }
+    if ((st = lc_json_get_string(root, "peft_type", path, NULL, &s))) goto done;
+    if (!s || strcmp(s, "LORA") != 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: peft_type is %s%s%s; only LORA adapters can be loaded", path,
+                      s ? "\"" : "", s ? s : "missing", s ? "\"" : "");
+        goto done;
+    }
+    if ((st = lc_json_get_int(root, "r", path, 8, &r))) goto done;
+    if (r <= 0 || r > 4096) {
+        st = lc_error(LC_STATUS_INPUT, "%s: r must be in 1..4096, got %lld", path, (long long)r);
+        goto done;
+    }
+    if ((st = lc_json_get_double(root, "lora_alpha", path, 8.0, &alpha))) goto done;
+    if ((st = lc_json_get_double(root, "lora_dropout", path, 0.0, &dropout))) goto done;
+    if (!(dropout >= 0.0 && dropout < 1.0)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: lora_dropout must be in [0, 1), got %g", path, dropout);
+        goto done;
+    }
+    if ((st = lc_json_get_bool(root, "use_rslora", path, false, &cfg->rslora))) goto done;
+    if ((st = lc_json_get_string(root, "bias", path, "none", &s))) goto done;
+    if (strcmp(s, "none") != 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: bias is \"%s\"; only \"none\" is supported (no trained biases)", path, s);
+        goto done;
+    }
+    if ((st = lc_json_get_bool(root, "use_dora", path, false, &b))) goto done;
+    if (b) {
+        st = lc_error(LC_STATUS_INPUT, "%s: use_dora is true; DoRA adapters are not supported", path);
+        goto done;
+    }
+    if ((st = lc_json_get_bool(root, "fan_in_fan_out", path, false, &b))) goto done;
+    if (b) {
+        st = lc_error(LC_STATUS_INPUT, "%s: fan_in_fan_out is true (GPT-2 Conv1D layout); Llama linears are not", path);
+        goto done;
+    }
+    static const struct {
+        const char *key, *why;
+    } unsupported[] = {
+        {"layers_to_transform", "adapters on a subset of layers are not supported"},
+        {"rank_pattern", "per-module ranks are not supported"},
+        {"alpha_pattern", "per-module alphas are not supported"},
+        {"modules_to_save", "fully trained extra modules are not supported"},
+        {"layer_replication", "layer replication is not supported"},
+        {"exclude_modules", "excluded modules are not supported"},
+        {"target_parameters", "adapters on parameters are not supported"},
+        {"trainable_token_indices", "trainable tokens are not supported"},
+        {"lora_bias", "LoRA biases are not supported"},
+    };
+    for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
+        if ((st = refuse_if_set(root, unsupported[i].key, path, unsupported[i].why))) goto done;
+
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
+    if (cJSON_IsString(t)) {
+        if (strcmp(t->valuestring, "all-linear") == 0) {
+            cfg->targets = (1u << LC_LINEAR_KIND_COUNT) - 1; // every linear but the output layer
+        } else {
+            st = lc_error(LC_STATUS_INPUT,
+                          "%s: target_modules is the regular expression \"%s\"; only a list of module names (%s) "
+                          "or \"all-linear\" is supported",
+                          path, t->valuestring, list);
+            goto done;
+        }
+    } else if (cJSON_IsArray(t)) {
+        for (const cJSON *e = t->child; e; e = e->next) {
+            unsigned bit = cJSON_IsString(e) ? target_bit(e->valuestring) : 0;
+            if (!bit) {
+                st = lc_error(LC_STATUS_INPUT, "%s: target_modules names %s%s%s, which is not supported (supported: %s)",
+                              path, cJSON_IsString(e) ? "\"" : "", cJSON_IsString(e) ? e->valuestring : "a non-string",
+                              cJSON_IsString(e) ? "\"" : "", list);
+                goto done;
+            }
+            cfg->targets |= bit;
+        }
+    }
+    if (!cfg->targets) {
+        st = lc_error(LC_STATUS_INPUT, "%s: target_modules is missing or empty (a list of: %s)", path, list);
+        goto done;
+    }
+    cfg->r = (int)r;
+    cfg->alpha = (float)alpha;
+    cfg->dropout = (float)dropout;
+done:
+    cJSON_Delete(root);
+    return st;
+}
+
+// Splits a key into (layer, kind, A or B). 0 if it is not a LoRA weight of a
+// decoder linear. Accepts "...lora_A.weight" (PEFT) and "...lora_A.default.weight"
+// (the in-memory name with the adapter name, which some tools save).
+static int parse_key(const char *name, int *layer, int *kind, int *is_b) {
+    size_t pl = strlen(PEFT_PREFIX);
+    if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
+    const char *p = name + pl;
+    char *end;
+    if (*p < '0' || *p > '9') return 0;
+    long l = strtol(p, &end, 10);
+    if (*end != '.' || l > 1000000) return 0;
+    p = end + 1;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *parent = lc_linear_kind_parent(k), *mod = lc_linear_kind_name(k);
+        size_t a = strlen(parent), b = strlen(mod);
+        if (strncmp(p, parent, a) != 0 || p[a] != '.' || strncmp(p + a + 1, mod, b) != 0 || p[a + 1 + b] != '.')
+            continue;
+        const char *rest = p + a + b + 2;
+        if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
+        if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
+        *layer = (int)l;
+        *kind = k;
+        *is_b = rest[5] == 'B';
+        return 1;
+    }
+    return 0;
+}
+
+static void shape_str(char *out, size_t cap, const lc_st_tensor *t) {
+    size_t len = (size_t)snprintf(out, cap, "[");
+    for (int i = 0; i < t->n_dims && len < cap; i++)
+        len += (size_t)snprintf(out + len, cap - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
+static lc_status load_tensors(const char *path, const char *cfg_path, const lc_model *m, lc_lora *lora) {
+    lc_st_set set;
+    memset(&set, 0, sizeof set);
+    lc_status st = lc_st_set_add_file(&set, path);
+    int n_slots = lora->n_layers * LC_LINEAR_KIND_COUNT * 2;
+    const lc_st_tensor **found = calloc((size_t)n_slots + 1, sizeof *found);
+    if (!st && !found) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    int r = lora->cfg.r;
+    for (int i = 0; !st && i < set.n_tensors; i++) {
+        const lc_st_tensor *t = &set.tensors[i];
+        int layer, kind, is_b;
+        if (!parse_key(t->name, &layer, &kind, &is_b)) {
+            st = lc_error(LC_STATUS_INPUT,
+                          "%s: unexpected tensor %s (expected only " PEFT_PREFIX
+                          "<layer>.<self_attn|mlp>.<module>.lora_A/lora_B.weight)",
+                          path, t->name);
+            break;
+        }
+        if (layer >= lora->n_layers) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is for layer %d but the model has %d layers", path, t->name,
+                          layer, lora->n_layers);
+            break;
+        }
+        if (!(lora->cfg.targets & (1u << kind))) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is for %s, which %s does not list in target_modules", path,
+                          t->name, lc_linear_kind_name(kind), cfg_path);
+            break;
+        }
+        int slot = (layer * LC_LINEAR_KIND_COUNT + kind) * 2 + is_b;
+        if (found[slot]) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tensors %s and %s hold the same weight", path, found[slot]->name,
+                          t->name);
+            break;
+        }
+        found[slot] = t;
+        const lc_linear *lin = &m->layers[layer].lin[kind];
+        // A is [r, in], B is [out, r]: one dimension is the rank, the other the model's.
+        int64_t want0 = is_b ? lin->out : r, want1 = is_b ? r : lin->in;
+        int rank_dim = is_b ? 1 : 0;
+        char got[96];
+        shape_str(got, sizeof got, t);
+        if (t->n_dims == 2 && t->shape[1 - rank_dim] == (is_b ? want0 : want1) && t->shape[rank_dim] != r) {
+            st = lc_error(LC_STATUS_INPUT, "%s says r=%d but %s (in %s) has shape %s", cfg_path, r, t->name, path,
+                          got);
+            break;
+        }
+        if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1) {
+            st = lc_error(LC_STATUS_INPUT,
+                          "%s: tensor %s has shape %s, expected [%lld, %lld] (r=%d from %s; the model's %s is %d -> %d)",
+                          path, t->name, got, (long long)want0, (long long)want1, r, cfg_path,
+                          lc_linear_kind_name(kind), lin->in, lin->out);
+            break;
+        }
+        if (t->dtype == LC_DTYPE_OTHER) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", path, t->name,
+                          t->dtype_name);
+            break;
+        }
+        const lc_lora_ref *ref = lc_lora_get(lora, layer, kind);
+        lc_st_tensor_to_f32(t, is_b ? ref->B : ref->A);
+    }
+    // Every targeted module of every layer needs both matrices.
+    for (int k = 0; !st && k < LC_LINEAR_KIND_COUNT; k++) {
+        if (!(lora->cfg.targets & (1u << k))) continue;
+        int any = 0;
+        for (int l = 0; l < lora->n_layers && !any; l++)
+            any = found[(l * LC_LINEAR_KIND_COUNT + k) * 2] || found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + 1];
+        if (!any) {
+            st = lc_error(LC_STATUS_INPUT, "%s lists %s in target_modules but %s has no tensors for it", cfg_path,
+                          lc_linear_kind_name(k), path);
+            break;
+        }
+        for (int l = 0; l < lora->n_layers && !st; l++) {
+            for (int ab = 0; ab < 2; ab++) {
+                if (found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + ab]) continue;
+                char key[PEFT_NAME_MAX];
+                peft_key(key, sizeof key, l, k, ab ? 'B' : 'A');
+                st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", path, key);
+                break;
+            }
+        }
+    }
+    free(found);
+    lc_st_set_free(&set);
+    return st;
+}
+
+lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora) {
+    char cfg_path[4096], st_path[4096];
+    lc_status st;
+    memset(lora, 0, sizeof *lora);
+    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a PEFT adapter folder", dir);
+    if ((st = lc_path_join(cfg_path, sizeof cfg_path, dir, "adapter_config.json"))) return st;
+    if ((st = lc_path_join(st_path, sizeof st_path, dir, "adapter_model.safetensors"))) return st;
+    if (!lc_file_exists(cfg_path)) return lc_error(LC_STATUS_INPUT, "%s: missing (not a PEFT adapter folder)", cfg_path);
+    if (!lc_file_exists(st_path)) {
+        char bin[4096];
+        if (!lc_path_join(bin, sizeof bin, dir, "adapter_model.bin") && lc_file_exists(bin))
+            return lc_error(LC_STATUS_INPUT,
+                            "%s: only adapter_model.bin (a pickle) is present; save the adapter with "
+                            "safe_serialization=True to get adapter_model.safetensors",
+                            dir);
+        return lc_error(LC_STATUS_INPUT, "%s: missing", st_path);
+    }
+    lc_lora_config cfg;
+    if ((st = read_config(cfg_path, &cfg))) return st;
+    if ((st = lc_lora_init(lora, m, &cfg, 0, false))) {
+        lc_error_prefix("%s", cfg_path);
+        return st;
+    }
+    if ((st = load_tensors(st_path, cfg_path, m, lora))) lc_lora_free(lora);
+    return st;
+}

@@ -1,0 +1,714 @@
+// GGUF: the reader on llama.cpp's own stories260K.gguf, the export of the
+// same model (from its Hugging Face folder) compared tensor by tensor and key
+// by key with that file, F16 export, a LoRA merge round trip with the q/k
+// row permutation derived independently, the tokenizer metadata against
+// llama.cpp's vocab GGUFs, and hostile files.
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/tokenizer.h"
+#include "export/export.h"
+#include "export/gguf.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "model/safetensors.h"
+#include "test_util.h"
+
+#define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
+#define REF_GGUF LC_SHARED_DIR "/models/stories260K.gguf"
+#define VECTORS LC_SHARED_DIR "/tokenizers/llamacpp-vectors"
+
+static char *tmp;
+static char path_buf[4096];
+
+static void setup(void) { tmp = lc_test_tmpdir(); }
+static void teardown(void) {
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+
+static const char *tmp_path(const char *name) {
+    snprintf(path_buf, sizeof path_buf, "%s/%s", tmp, name);
+    return path_buf;
+}
+
+static void load_model(lc_model *m, lc_tokenizer **tok) {
+    ck_assert_msg(lc_model_load(m, MODEL_DIR) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_tokenizer_load(tok, MODEL_DIR "/tokenizer.json", MODEL_DIR "/tokenizer_config.json") ==
+                      LC_STATUS_OK,
+                  "%s", lc_error_message());
+}
+
+// Exports stories260K (lora may be NULL) to tmp/name and opens the result.
+static void export_to(const char *name, const lc_model *m, const lc_lora *lora, const lc_tokenizer *tok,
+                      lc_dtype dtype, lc_gguf_file *out) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    lc_status st = lc_export_gguf(path, MODEL_DIR, m, lora, tok, dtype);
+    ck_assert_msg(st == LC_STATUS_OK, "export: %s", lc_error_message());
+    char t[4200];
+    snprintf(t, sizeof t, "%s.tmp", path);
+    ck_assert_msg(access(t, F_OK) != 0, "%s left behind", t);
+    ck_assert_msg(lc_gguf_open(out, path) == LC_STATUS_OK, "%s", lc_error_message());
+}
+
+static int64_t kv_int(const lc_gguf_file *f, const char *key) {
+    const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
+    int64_t v = 0;
+    ck_assert_msg(kv && kv->type != LC_GGUF_ARRAY && lc_gguf_kv_int(kv, 0, &v), "%s: no integer %s", f->path, key);
+    return v;
+}
+
+static void assert_kv_str(const lc_gguf_file *f, const char *key, const char *want) {
+    lc_gguf_str s;
+    ck_assert_msg(lc_gguf_kv_str(lc_gguf_find_kv(f, key), 0, &s), "%s: no string %s", f->path, key);
+    ck_assert_msg(s.len == strlen(want) && !memcmp(s.s, want, s.len), "%s: %s = \"%.*s\", want \"%s\"", f->path, key,
+                  (int)s.len, s.s, want);
+}
+
+// Both files hold key with the same type and identical bytes/strings.
+static void assert_kv_same(const lc_gguf_file *a, const lc_gguf_file *b, const char *key) {
+    const lc_gguf_kv *x = lc_gguf_find_kv(a, key), *y = lc_gguf_find_kv(b, key);
+    ck_assert_msg(x && y, "%s missing (%s: %d, %s: %d)", key, a->path, x != NULL, b->path, y != NULL);
+    ck_assert_msg(x->type == y->type && x->item_type == y->item_type && x->n == y->n, "%s: type or count differs (%u/%u %llu vs %u/%u %llu)",
+                  key, x->type, x->item_type, (unsigned long long)x->n, y->type, y->item_type, (unsigned long long)y->n);
+    for (uint64_t i = 0; i < x->n; i++) {
+        lc_gguf_str s, t;
+        if (lc_gguf_kv_str(x, i, &s)) {
+            ck_assert(lc_gguf_kv_str(y, i, &t));
+            ck_assert_msg(s.len == t.len && !memcmp(s.s, t.s, s.len), "%s[%llu]: \"%.*s\" vs \"%.*s\"", key,
+                          (unsigned long long)i, (int)s.len, s.s, (int)t.len, t.s);
+        }
+    }
+    if (x->item_type != LC_GGUF_STRING) {
+        size_t sz = x->item_type == LC_GGUF_F64 || x->item_type >= LC_GGUF_U64 ? 8
+                    : x->item_type == LC_GGUF_U8 || x->item_type == LC_GGUF_I8 || x->item_type == LC_GGUF_BOOL ? 1
+                    : x->item_type == LC_GGUF_U16 || x->item_type == LC_GGUF_I16                             ? 2
+                                                                                                               : 4;
+        for (uint64_t i = 0; i < x->n; i++) // bitwise: -0.0 and 0.0 scores must not be confused
+            ck_assert_msg(!memcmp(x->data + i * sz, y->data + i * sz, sz), "%s[%llu] differs", key,
+                          (unsigned long long)i);
+    }
+}
+
+// ---------------------------------------------------------------- (a) reader
+
+START_TEST(test_read_llamacpp_file) {
+    lc_gguf_file f;
+    ck_assert_msg(lc_gguf_open(&f, REF_GGUF) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_uint_eq(f.version, 3);
+    ck_assert_uint_eq(f.n_kvs, 19);
+    ck_assert_uint_eq(f.n_tensors, 48);
+    ck_assert_uint_eq(f.alignment, 32);
+    ck_assert_uint_eq(f.data_offset, 14176);
+    assert_kv_str(&f, "general.architecture", "llama");
+    assert_kv_str(&f, "tokenizer.ggml.model", "llama");
+    ck_assert_int_eq(kv_int(&f, "llama.embedding_length"), 64);
+    ck_assert_int_eq(kv_int(&f, "llama.block_count"), 5);
+    ck_assert_int_eq(kv_int(&f, "llama.attention.head_count_kv"), 4);
+    double eps;
+    ck_assert(lc_gguf_kv_float(lc_gguf_find_kv(&f, "llama.attention.layer_norm_rms_epsilon"), 0, &eps));
+    ck_assert_float_eq((float)eps, 1e-5f);
+    const lc_gguf_kv *tokens = lc_gguf_find_kv(&f, "tokenizer.ggml.tokens");
+    ck_assert_ptr_nonnull(tokens);
+    ck_assert_uint_eq(tokens->n, 512);
+    lc_gguf_str s;
+    ck_assert(lc_gguf_kv_str(tokens, 1, &s) && s.len == 3 && !memcmp(s.s, "<s>", 3));
+    ck_assert(!lc_gguf_kv_str(tokens, 512, &s));
+    int64_t tt;
+    ck_assert(lc_gguf_kv_int(lc_gguf_find_kv(&f, "tokenizer.ggml.token_type"), 3, &tt) && tt == 6);
+
+    const lc_gguf_tensor *e = lc_gguf_find_tensor(&f, "token_embd.weight");
+    ck_assert_ptr_nonnull(e);
+    ck_assert_uint_eq(e->type, LC_GGML_TYPE_F32);
+    ck_assert_int_eq(e->n_dims, 2);
+    ck_assert_int_eq(e->ne[0], 64);
+    ck_assert_int_eq(e->ne[1], 512);
+    ck_assert_uint_eq(e->nbytes, 512 * 64 * 4);
+    ck_assert_ptr_eq(e->data, f.map.data + f.data_offset);
+    const lc_gguf_tensor *k = lc_gguf_find_tensor(&f, "blk.0.attn_k.weight");
+    ck_assert(k && k->n_dims == 2 && k->ne[0] == 64 && k->ne[1] == 32 && k->offset == 278784);
+    const lc_gguf_tensor *n = lc_gguf_find_tensor(&f, "blk.4.ffn_norm.weight");
+    ck_assert(n && n->n_dims == 1 && n->ne[0] == 64 && n->ne[1] == 1);
+    ck_assert_ptr_null(lc_gguf_find_tensor(&f, "blk.5.ffn_norm.weight"));
+
+    // Values agree with the Hugging Face copy where no permutation applies.
+    lc_model m;
+    ck_assert(lc_model_load(&m, MODEL_DIR) == LC_STATUS_OK);
+    float *v = malloc(e->n_elements * sizeof *v);
+    ck_assert(lc_gguf_tensor_to_f32(&f, e, v) == LC_STATUS_OK);
+    ck_assert(!memcmp(v, m.embed, e->nbytes));
+    ck_assert(lc_gguf_tensor_to_f32(&f, n, v) == LC_STATUS_OK);
+    ck_assert(!memcmp(v, m.layers[4].mlp_norm, 64 * sizeof(float)));
+    free(v);
+    lc_model_free(&m);
+    lc_gguf_close(&f);
+}
+END_TEST
+
+// ---------------------------------------------------------------- (b) export = llama.cpp's file
+
+START_TEST(test_export_f32_matches_llamacpp) {
+    lc_model m;
+    lc_tokenizer *tok;
+    load_model(&m, &tok);
+    lc_gguf_file ours, ref;
+    export_to("f32.gguf", &m, NULL, tok, LC_DTYPE_F32, &ours);
+    ck_assert(lc_gguf_open(&ref, REF_GGUF) == LC_STATUS_OK);
+
+    // Tensors: every one of ours is in llama.cpp's file, same shape, type and bytes.
+    ck_assert_uint_eq(ours.n_tensors, 47);
+    for (size_t i = 0; i < ours.n_tensors; i++) {
+        const lc_gguf_tensor *a = &ours.tensors[i], *b = lc_gguf_find_tensor(&ref, a->name);
+        ck_assert_msg(b != NULL, "%s: not in llama.cpp's file", a->name);
+        ck_assert_msg(a->type == b->type && a->n_dims == b->n_dims, "%s: type/dims differ", a->name);
+        for (int d = 0; d < LC_GGUF_MAX_DIMS; d++) ck_assert_msg(a->ne[d] == b->ne[d], "%s: ne[%d] differs", a->name, d);
+        ck_assert_uint_eq(a->nbytes, b->nbytes);
+        ck_assert_msg(!memcmp(a->data, b->data, a->nbytes), "%s: values differ from llama.cpp's", a->name);
+        ck_assert_uint_eq(a->offset % 32, 0);
+    }
+    // ... and the reverse: the only tensor we leave out is output.weight, a
+    // copy of token_embd there (tied embeddings: llama.cpp falls back to it).
+    for (size_t i = 0; i < ref.n_tensors; i++) {
+        const lc_gguf_tensor *b = &ref.tensors[i];
+        if (!strcmp(b->name, "output.weight")) {
+            ck_assert_ptr_null(lc_gguf_find_tensor(&ours, b->name));
+            const lc_gguf_tensor *e = lc_gguf_find_tensor(&ours, "token_embd.weight");
+            ck_assert(!memcmp(b->data, e->data, e->nbytes));
+            continue;
+        }
+        ck_assert_msg(lc_gguf_find_tensor(&ours, b->name) != NULL, "%s: missing from the export", b->name);
+    }
+    // The permutation is not the identity here: the HF q rows differ from llama.cpp's.
+    const lc_gguf_tensor *q = lc_gguf_find_tensor(&ours, "blk.0.attn_q.weight");
+    ck_assert(memcmp(q->data, m.layers[0].lin[LC_LINEAR_KIND_Q].w, q->nbytes) != 0);
+
+    // Metadata shared with llama.cpp's file: identical type and value.
+    static const char *const same[] = {
+        "general.architecture", "llama.embedding_length", "llama.feed_forward_length", "llama.block_count",
+        "llama.attention.head_count", "llama.attention.head_count_kv", "llama.rope.dimension_count",
+        "llama.attention.layer_norm_rms_epsilon", "tokenizer.ggml.model", "tokenizer.ggml.tokens",
+        "tokenizer.ggml.scores", "tokenizer.ggml.token_type", "tokenizer.ggml.bos_token_id",
+        "tokenizer.ggml.eos_token_id", "tokenizer.ggml.unknown_token_id",
+    };
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) assert_kv_same(&ours, &ref, same[i]);
+    // Known differences (llama.cpp's file came from llama2.c's converter, not from this HF folder).
+    assert_kv_str(&ref, "general.name", "llama");
+    assert_kv_str(&ours, "general.name", "stories260K");
+    ck_assert_int_eq(kv_int(&ref, "llama.context_length"), 2048);
+    ck_assert_int_eq(kv_int(&ours, "llama.context_length"), 512); // config.json max_position_embeddings
+    ck_assert_ptr_null(lc_gguf_find_kv(&ours, "tokenizer.ggml.seperator_token_id")); // -1 there: none
+    ck_assert_ptr_null(lc_gguf_find_kv(&ours, "tokenizer.ggml.padding_token_id"));   // -1 there: none
+    ck_assert_int_eq(kv_int(&ref, "tokenizer.ggml.padding_token_id"), 0xFFFFFFFFll);
+    // Keys convert_hf_to_gguf.py adds that llama.cpp's file lacks (its defaults agree).
+    double base;
+    ck_assert(lc_gguf_kv_float(lc_gguf_find_kv(&ours, "llama.rope.freq_base"), 0, &base) && base == 10000.0);
+    ck_assert_int_eq(kv_int(&ours, "general.file_type"), 0);
+    ck_assert_int_eq(kv_int(&ours, "llama.vocab_size"), 512);
+    ck_assert_int_eq(kv_int(&ours, "tokenizer.ggml.add_bos_token"), 1);
+    ck_assert_int_eq(kv_int(&ours, "tokenizer.ggml.add_eos_token"), 0);
+    ck_assert_int_eq(kv_int(&ours, "general.quantization_version"), 2);
+    assert_kv_str(&ours, "general.type", "model");
+    assert_kv_str(&ours, "tokenizer.ggml.pre", "default");
+    ck_assert_ptr_null(lc_gguf_find_kv(&ours, "tokenizer.ggml.merges")); // SPM vocabularies carry scores instead
+    ck_assert_ptr_null(lc_gguf_find_kv(&ours, "llama.attention.key_length")); // head_dim == hidden / heads
+    // Every key of ours is accounted for above.
+    ck_assert_uint_eq(ours.n_kvs, sizeof same / sizeof same[0] + 10);
+
+    lc_gguf_close(&ours);
+    lc_gguf_close(&ref);
+    lc_tokenizer_free(tok);
+    lc_model_free(&m);
+}
+END_TEST
+
+// ---------------------------------------------------------------- (c) F16
+
+START_TEST(test_export_f16) {
+    lc_model m;
+    lc_tokenizer *tok;
+    load_model(&m, &tok);
+    lc_gguf_file a, b;
+    export_to("f32.gguf", &m, NULL, tok, LC_DTYPE_F32, &a);
+    export_to("f16.gguf", &m, NULL, tok, LC_DTYPE_F16, &b);
+    ck_assert_int_eq(kv_int(&b, "general.file_type"), 1);
+    ck_assert_uint_eq(a.n_tensors, b.n_tensors);
+    int n_half = 0;
+    for (size_t i = 0; i < a.n_tensors; i++) {
+        const lc_gguf_tensor *x = &a.tensors[i], *y = lc_gguf_find_tensor(&b, x->name);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_int_eq(x->n_dims, y->n_dims);
+        for (int d = 0; d < LC_GGUF_MAX_DIMS; d++) ck_assert_int_eq(x->ne[d], y->ne[d]);
+        if (x->n_dims == 1) { // norms stay F32
+            ck_assert_msg(y->type == LC_GGML_TYPE_F32, "%s should stay F32", y->name);
+            ck_assert(!memcmp(x->data, y->data, x->nbytes));
+            continue;
+        }
+        ck_assert_msg(y->type == LC_GGML_TYPE_F16, "%s should be F16", y->name);
+        ck_assert_uint_eq(y->nbytes, x->nbytes / 2);
+        n_half++;
+        for (int64_t j = 0; j < x->n_elements; j++) {
+            float f;
+            uint16_t h;
+            memcpy(&f, x->data + 4 * j, 4);
+            memcpy(&h, y->data + 2 * j, 2);
+            ck_assert_msg(h == lc_f32_to_f16(f), "%s[%lld]: 0x%04x, want 0x%04x", y->name, (long long)j, h,
+                          lc_f32_to_f16(f));
+        }
+    }
+    ck_assert_int_eq(n_half, 1 + 5 * 7);
+    // Metadata is the same apart from the file type.
+    for (size_t i = 0; i < a.n_kvs; i++)
+        if (strcmp(a.kvs[i].key, "general.file_type")) assert_kv_same(&a, &b, a.kvs[i].key);
+    lc_gguf_close(&a);
+    lc_gguf_close(&b);
+    lc_tokenizer_free(tok);
+    lc_model_free(&m);
+}
+END_TEST
+
+// ---------------------------------------------------------------- (d) LoRA merge round trip
+
+static uint64_t rng = 0x9E3779B97F4A7C15ull;
+static float urand(void) { // [-1, 1)
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+
+// The GGUF row of Hugging Face row r of a q/k matrix with heads of D rows,
+// derived from the two layouts: HF keeps the rotated pair (i, i + D/2) of a
+// head; llama.cpp rotates adjacent rows (2i, 2i + 1).
+static int gguf_row(int r, int D) {
+    int h = r / D, i = r % D;
+    return i < D / 2 ? h * D + 2 * i : h * D + 2 * (i - D / 2) + 1;
+}
+
+START_TEST(test_lora_merge_round_trip) {
+    lc_model m;
+    lc_tokenizer *tok;
+    load_model(&m, &tok);
+    lc_lora lora;
+    lc_lora_config cfg = {.r = 4, .alpha = 8.0f, .targets = (1u << LC_LINEAR_KIND_COUNT) - 1};
+    ck_assert_msg(lc_lora_init(&lora, &m, &cfg, 1234, false) == LC_STATUS_OK, "%s", lc_error_message());
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(&lora, l, (lc_linear_kind)k);
+            ck_assert_ptr_nonnull(ref);
+            for (int i = 0; i < m.layers[l].lin[k].out * ref->r; i++) ref->B[i] = 0.05f * urand();
+        }
+    lc_gguf_file f;
+    export_to("lora.gguf", &m, &lora, tok, LC_DTYPE_F32, &f);
+    const int D = m.cfg.head_dim;
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[k]);
+            const lc_gguf_tensor *t = lc_gguf_find_tensor(&f, name);
+            const lc_linear *lin = &m.layers[l].lin[k];
+            const lc_lora_ref *ref = lc_lora_get(&lora, l, (lc_linear_kind)k);
+            ck_assert_ptr_nonnull(t);
+            ck_assert(t->ne[0] == lin->in && t->ne[1] == lin->out);
+            const float *g = (const float *)t->data;
+            double max_delta = 0;
+            for (int r = 0; r < lin->out; r++) {
+                int gr = k <= LC_LINEAR_KIND_K ? gguf_row(r, D) : r;
+                for (int c = 0; c < lin->in; c++) {
+                    double want = lin->w[(size_t)r * lin->in + c];
+                    double delta = 0;
+                    for (int j = 0; j < ref->r; j++) delta += (double)ref->B[r * ref->r + j] * ref->A[(size_t)j * lin->in + c];
+                    want += ref->scale * delta;
+                    if (fabs(delta) > max_delta) max_delta = fabs(delta);
+                    float got;
+                    memcpy(&got, g + (size_t)gr * lin->in + c, 4);
+                    ck_assert_msg(fabs(got - want) <= 1e-6 + 1e-5 * fabs(want), "%s[%d][%d]: %g, want %g", name, gr,
+                                  c, got, want);
+                }
+            }
+            ck_assert_msg(max_delta > 1e-4, "%s: the adapter changed nothing", name);
+        }
+    lc_gguf_close(&f);
+    lc_lora_free(&lora);
+    lc_tokenizer_free(tok);
+    lc_model_free(&m);
+}
+END_TEST
+
+// The permutation keeps attention scores: rotate-half rotary on the HF rows
+// equals llama.cpp's adjacent-pair rotary on the exported rows.
+START_TEST(test_permutation_preserves_rope) {
+    lc_model m;
+    lc_tokenizer *tok;
+    load_model(&m, &tok);
+    lc_gguf_file f;
+    export_to("base.gguf", &m, NULL, tok, LC_DTYPE_F32, &f);
+    const int C = m.cfg.hidden_size, D = m.cfg.head_dim, H = m.cfg.n_heads;
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(&f, "blk.2.attn_q.weight");
+    const float *wg = (const float *)t->data, *wh = m.layers[2].lin[LC_LINEAR_KIND_Q].w;
+    float x[64], qh[64], qg[64], rh[64], rg[64];
+    ck_assert_int_le(C, 64);
+    for (int i = 0; i < C; i++) x[i] = urand();
+    for (int r = 0; r < H * D; r++) {
+        qh[r] = qg[r] = 0;
+        for (int c = 0; c < C; c++) {
+            qh[r] += wh[r * C + c] * x[c];
+            qg[r] += wg[r * C + c] * x[c];
+        }
+    }
+    const int pos = 7;
+    for (int h = 0; h < H; h++)
+        for (int i = 0; i < D / 2; i++) {
+            double th = pos * pow(m.cfg.rope_theta, -2.0 * i / D);
+            float cs = (float)cos(th), sn = (float)sin(th);
+            const float *a = qh + h * D, *b = qg + h * D;
+            rh[h * D + i] = a[i] * cs - a[i + D / 2] * sn; // HF rotate_half
+            rh[h * D + i + D / 2] = a[i + D / 2] * cs + a[i] * sn;
+            rg[h * D + 2 * i] = b[2 * i] * cs - b[2 * i + 1] * sn; // llama.cpp rope (normal mode)
+            rg[h * D + 2 * i + 1] = b[2 * i + 1] * cs + b[2 * i] * sn;
+        }
+    // The rotated HF head equals the rotated llama.cpp head, row for row through the permutation.
+    for (int r = 0; r < H * D; r++)
+        ck_assert_msg(fabsf(rh[r] - rg[gguf_row(r, D)]) < 1e-5f, "row %d: %g vs %g", r, rh[r], rg[gguf_row(r, D)]);
+    lc_gguf_close(&f);
+    lc_tokenizer_free(tok);
+    lc_model_free(&m);
+}
+END_TEST
+
+// ---------------------------------------------------------------- tokenizer vs llama.cpp's vocab files
+
+static void write_vocab(const char *path, const lc_tokenizer *tok, const char *json, int32_t n_vocab, int32_t bos,
+                        int32_t eos) {
+    lc_gguf_writer *w;
+    ck_assert(lc_gguf_writer_new(&w, path) == LC_STATUS_OK);
+    ck_assert_msg(lc_gguf_add_vocab(w, tok, json, n_vocab, bos, eos, -1) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_OK);
+    lc_gguf_writer_free(w);
+}
+
+START_TEST(test_vocab_gpt2_matches_llamacpp) {
+    const char *json = LC_SHARED_DIR "/tokenizers/gpt2/tokenizer.json";
+    lc_tokenizer *tok;
+    ck_assert_msg(lc_tokenizer_load(&tok, json, NULL) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(lc_tokenizer_get_style(tok), LC_TOKENIZER_BYTE_LEVEL);
+    write_vocab(tmp_path("gpt2.gguf"), tok, json, 50257, 50256, 50256);
+    lc_gguf_file a, b;
+    ck_assert(lc_gguf_open(&a, tmp_path("gpt2.gguf")) == LC_STATUS_OK);
+    ck_assert(lc_gguf_open(&b, VECTORS "/ggml-vocab-gpt-2.gguf") == LC_STATUS_OK);
+    static const char *const same[] = {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+                                       "tokenizer.ggml.token_type", "tokenizer.ggml.merges",
+                                       "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) assert_kv_same(&a, &b, same[i]);
+    ck_assert_ptr_null(lc_gguf_find_kv(&a, "tokenizer.ggml.scores"));
+    lc_gguf_close(&a);
+    lc_gguf_close(&b);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
+START_TEST(test_vocab_llama2_matches_sentencepiece_scores) {
+    const char *json = LC_SHARED_DIR "/tokenizers/llama2/tokenizer.json";
+    lc_tokenizer *tok;
+    ck_assert_msg(lc_tokenizer_load(&tok, json, LC_SHARED_DIR "/tokenizers/llama2/tokenizer_config.json") ==
+                      LC_STATUS_OK,
+                  "%s", lc_error_message());
+    ck_assert_int_eq(lc_tokenizer_get_style(tok), LC_TOKENIZER_SENTENCEPIECE);
+    write_vocab(tmp_path("spm.gguf"), tok, json, 32000, -1, -1);
+    lc_gguf_file a, b;
+    ck_assert(lc_gguf_open(&a, tmp_path("spm.gguf")) == LC_STATUS_OK);
+    ck_assert(lc_gguf_open(&b, VECTORS "/ggml-vocab-llama-spm.gguf") == LC_STATUS_OK);
+    static const char *const same[] = {"tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.token_type",
+                                       "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                       "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.add_bos_token",
+                                       "tokenizer.ggml.add_eos_token"};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) assert_kv_same(&a, &b, same[i]);
+    // Tokens: the same, except four pieces this tokenizer.json holds with a
+    // plain space where Meta's SentencePiece model has U+00A0.
+    const lc_gguf_kv *ta = lc_gguf_find_kv(&a, "tokenizer.ggml.tokens"), *tb = lc_gguf_find_kv(&b, "tokenizer.ggml.tokens");
+    ck_assert(ta->n == 32000 && tb->n == 32000);
+    int n_diff = 0;
+    for (uint64_t i = 0; i < 32000; i++) {
+        lc_gguf_str x, y;
+        ck_assert(lc_gguf_kv_str(ta, i, &x) && lc_gguf_kv_str(tb, i, &y));
+        n_diff += x.len != y.len || memcmp(x.s, y.s, x.len);
+    }
+    ck_assert_int_eq(n_diff, 4);
+    // Scores: Meta's are -(position); ours come from the merge ranks. Every
+    // pair of normal pieces is ordered alike, except 16 runs of '▁' Meta
+    // scores -1e9 (user-defined there, merged last here).
+    const lc_gguf_kv *sa = lc_gguf_find_kv(&a, "tokenizer.ggml.scores"), *sb = lc_gguf_find_kv(&b, "tokenizer.ggml.scores");
+    const lc_gguf_kv *types = lc_gguf_find_kv(&b, "tokenizer.ggml.token_type");
+    double prev_a = INFINITY, prev_b = INFINITY;
+    int n_checked = 0, n_low = 0;
+    for (uint64_t i = 0; i < 32000; i++) { // Meta's scores fall with the id among normal pieces
+        int64_t t;
+        double x, y;
+        ck_assert(lc_gguf_kv_int(types, i, &t) && lc_gguf_kv_float(sa, i, &x) && lc_gguf_kv_float(sb, i, &y));
+        if (t != 1) {
+            ck_assert_msg(x == 0 && y == 0, "token %llu: special/byte score %g vs %g", (unsigned long long)i, x, y);
+            continue;
+        }
+        if (y < -1e8) {
+            n_low++;
+            continue;
+        }
+        ck_assert_msg(y < prev_b && x < prev_a, "token %llu: scores out of order (%g after %g; %g after %g)",
+                      (unsigned long long)i, x, prev_a, y, prev_b);
+        prev_a = x;
+        prev_b = y;
+        n_checked++;
+    }
+    ck_assert_int_eq(n_low, 16);
+    ck_assert_int_eq(n_checked, 31741 - 16);
+    lc_gguf_close(&a);
+    lc_gguf_close(&b);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
+// ---------------------------------------------------------------- (e) hostile files
+
+// A small valid file: three KVs (string, string array, u32) and two tensors.
+static unsigned char *small_gguf(size_t *len) {
+    lc_gguf_writer *w;
+    const char *p = tmp_path("small.gguf");
+    char path[4096];
+    snprintf(path, sizeof path, "%s", p);
+    ck_assert(lc_gguf_writer_new(&w, path) == LC_STATUS_OK);
+    const char *strs[] = {"a", "bc", "def"};
+    ck_assert(lc_gguf_set_str(w, "general.architecture", "llama") == LC_STATUS_OK);
+    ck_assert(lc_gguf_set_arr_str(w, "tokenizer.ggml.tokens", strs, NULL, 3) == LC_STATUS_OK);
+    ck_assert(lc_gguf_set_u32(w, "llama.block_count", 1) == LC_STATUS_OK);
+    ck_assert(lc_gguf_set_u32(w, "llama.block_count", 2) == LC_STATUS_RUNTIME); // duplicate key
+    int64_t s1[1] = {3}, s2[2] = {2, 5};
+    ck_assert(lc_gguf_add_tensor(w, "norm.weight", LC_GGML_TYPE_F32, 1, s1) == LC_STATUS_OK);
+    ck_assert(lc_gguf_add_tensor(w, "wout.weight", LC_GGML_TYPE_F16, 2, s2) == LC_STATUS_OK);
+    ck_assert(lc_gguf_add_tensor(w, "wout.weight", LC_GGML_TYPE_F16, 2, s2) == LC_STATUS_RUNTIME);
+    ck_assert(lc_gguf_write_header(w) == LC_STATUS_OK);
+    float a[3] = {1, 2, 3};
+    uint16_t h[10];
+    for (int i = 0; i < 10; i++) h[i] = lc_f32_to_f16((float)i);
+    ck_assert(lc_gguf_write_tensor_data(w, h, sizeof h) == LC_STATUS_RUNTIME); // wrong size for norm.weight
+    ck_assert(lc_gguf_write_tensor_data(w, a, sizeof a) == LC_STATUS_OK);
+    ck_assert(lc_gguf_write_tensor_data(w, h, sizeof h) == LC_STATUS_OK);
+    ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_OK);
+    lc_gguf_writer_free(w);
+    return (unsigned char *)lc_test_read(path, len);
+}
+
+static lc_status open_bytes(const unsigned char *data, size_t len, const char *name) {
+    lc_test_write(tmp, name, data, len);
+    lc_gguf_file f;
+    lc_status st = lc_gguf_open(&f, tmp_path(name));
+    if (!st) {
+        // Whatever a file that opens claims must be readable in bounds.
+        for (size_t i = 0; i < f.n_tensors; i++) {
+            const lc_gguf_tensor *t = &f.tensors[i];
+            ck_assert(t->data >= f.map.data && t->data + t->nbytes <= f.map.data + f.map.size);
+        }
+        for (size_t i = 0; i < f.n_kvs; i++) {
+            lc_gguf_str s;
+            for (uint64_t j = 0; j < f.kvs[i].n && lc_gguf_kv_str(&f.kvs[i], j, &s); j++)
+                ck_assert((const unsigned char *)s.s >= f.map.data && (const unsigned char *)s.s + s.len <= f.map.data + f.map.size);
+        }
+        lc_gguf_close(&f);
+    }
+    return st;
+}
+
+static void expect_input(const unsigned char *data, size_t len, const char *name, const char *needle) {
+    lc_status st = open_bytes(data, len, name);
+    ck_assert_msg(st == LC_STATUS_INPUT, "%s: status %d", name, st);
+    ck_assert_msg(strstr(lc_error_message(), tmp_path(name)) != NULL, "message lacks the path: %s", lc_error_message());
+    if (needle) ck_assert_msg(strstr(lc_error_message(), needle) != NULL, "%s: \"%s\" lacks \"%s\"", name, lc_error_message(), needle);
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+// Position of the first occurrence of a string in the file.
+static size_t find_bytes(const unsigned char *d, size_t len, const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i + n <= len; i++)
+        if (!memcmp(d + i, s, n)) return i;
+    ck_abort_msg("%s not found", s);
+    return 0;
+}
+
+START_TEST(test_small_file_round_trip) {
+    size_t len;
+    unsigned char *d = small_gguf(&len);
+    ck_assert_uint_eq(len % 32, 0);
+    lc_gguf_file f;
+    ck_assert(lc_gguf_open(&f, tmp_path("small.gguf")) == LC_STATUS_OK);
+    ck_assert_uint_eq(f.n_kvs, 3);
+    ck_assert_uint_eq(f.n_tensors, 2);
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(&f, "wout.weight");
+    ck_assert(t && t->type == LC_GGML_TYPE_F16 && t->ne[0] == 5 && t->ne[1] == 2 && t->offset == 32);
+    float v[10];
+    ck_assert(lc_gguf_tensor_to_f32(&f, t, v) == LC_STATUS_OK);
+    for (int i = 0; i < 10; i++) ck_assert_float_eq(v[i], (float)i);
+    lc_gguf_str s;
+    ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "tokenizer.ggml.tokens"), 2, &s) && s.len == 3 && !memcmp(s.s, "def", 3));
+    ck_assert_int_eq(kv_int(&f, "llama.block_count"), 1);
+    lc_gguf_close(&f);
+    free(d);
+    // An unfinished writer leaves nothing behind.
+    lc_gguf_writer *w;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/unfinished.gguf", tmp);
+    ck_assert(lc_gguf_writer_new(&w, path) == LC_STATUS_OK);
+    int64_t s1[1] = {4};
+    ck_assert(lc_gguf_add_tensor(w, "x", LC_GGML_TYPE_F32, 1, s1) == LC_STATUS_OK);
+    ck_assert(lc_gguf_write_header(w) == LC_STATUS_OK);
+    ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_RUNTIME); // tensor data missing
+    lc_gguf_writer_free(w);
+    ck_assert(access(path, F_OK) != 0);
+    strcat(path, ".tmp");
+    ck_assert(access(path, F_OK) != 0);
+}
+END_TEST
+
+START_TEST(test_hostile_files) {
+    size_t len;
+    unsigned char *d = small_gguf(&len);
+    unsigned char *c = malloc(len);
+
+    // Every truncation is refused, none crashes.
+    for (size_t n = 0; n < len; n++) {
+        lc_status st = open_bytes(d, n, "trunc.gguf");
+        // Only the final padding (after the last tensor's bytes) may go.
+        if (st == LC_STATUS_OK) ck_assert_uint_ge(n, len - 12);
+        else ck_assert_int_eq(st, LC_STATUS_INPUT);
+    }
+    expect_input(d, 28, "short.gguf", "more than the file holds");
+
+    memcpy(c, d, len);
+    c[0] = 'X';
+    expect_input(c, len, "magic.gguf", "magic");
+
+    memcpy(c, d, len);
+    c[4] = 1; // version 1 (32-bit counts) is not read
+    expect_input(c, len, "version.gguf", "version");
+
+    memcpy(c, d, len);
+    put_u64(c + 8, 1ull << 40); // tensor count
+    expect_input(c, len, "count.gguf", "more than the file holds");
+
+    memcpy(c, d, len);
+    put_u64(c + 16, UINT64_MAX); // KV count
+    expect_input(c, len, "kvcount.gguf", "more than the file holds");
+
+    memcpy(c, d, len);
+    put_u64(c + 24, 0x7fffffffffffull); // length of the first key
+    expect_input(c, len, "keylen.gguf", "past the end");
+
+    size_t arch = find_bytes(d, len, "general.architecture");
+    memcpy(c, d, len);
+    put_u64(c + arch + 20 + 4, UINT64_MAX); // length of the architecture string value
+    expect_input(c, len, "strlen.gguf", "past the end");
+
+    memcpy(c, d, len);
+    c[arch + 20] = 77; // value type
+    expect_input(c, len, "vtype.gguf", "unknown value type");
+
+    size_t toks = find_bytes(d, len, "tokenizer.ggml.tokens") + strlen("tokenizer.ggml.tokens");
+    memcpy(c, d, len);
+    put_u64(c + toks + 8, 1ull << 61); // array count
+    expect_input(c, len, "arrcount.gguf", "does not fit");
+
+    memcpy(c, d, len);
+    c[toks + 4] = LC_GGUF_ARRAY; // nested array
+    expect_input(c, len, "nested.gguf", "unsupported item type");
+
+    size_t name = find_bytes(d, len, "wout.weight") + 11; // then n_dims, ne[2], type, offset
+    expect_input(d, name + 10, "cut.gguf", "truncated"); // inside a tensor's dimensions
+
+    memcpy(c, d, len);
+    put_u64(c + name + 4 + 16 + 4, 1024); // offset past the end
+    expect_input(c, len, "offset.gguf", "past the end");
+
+    memcpy(c, d, len);
+    put_u64(c + name + 4 + 16 + 4, UINT64_MAX - 31); // offset that wraps around
+    expect_input(c, len, "wrap.gguf", "past the end");
+
+    memcpy(c, d, len);
+    put_u64(c + name + 4 + 16 + 4, 16); // misaligned
+    expect_input(c, len, "align.gguf", "alignment");
+
+    memcpy(c, d, len);
+    put_u64(c + name + 4, 1ull << 62); // huge dimension
+    put_u64(c + name + 4 + 8, 1ull << 62);
+    expect_input(c, len, "dims.gguf", "too large");
+
+    memcpy(c, d, len);
+    c[name] = 9; // n_dims
+    expect_input(c, len, "ndims.gguf", "dimensions");
+
+    memcpy(c, d, len);
+    c[name + 4 + 16] = 200; // ggml type
+    expect_input(c, len, "ttype.gguf", "unknown ggml type");
+
+    memcpy(c, d, len);
+    c[name + 4 + 16] = 2; // Q4_0 with ne[0] = 5: not whole blocks
+    expect_input(c, len, "blocks.gguf", "block");
+
+    memcpy(c, d, len);
+    memcpy(c + find_bytes(d, len, "wout.weight"), "norm.weight", 11); // two tensors of one name
+    expect_input(c, len, "dupname.gguf", "duplicate tensor");
+
+    memcpy(c, d, len);
+    size_t bc = find_bytes(d, len, "llama.block_count");
+    memcpy(c + bc, "general.alignment", 17);
+    c[bc + 17 + 4] = 3; // an alignment that is not a power of two
+    expect_input(c, len, "align3.gguf", "general.alignment");
+
+    // Random corruption: always OK or INPUT, never out of bounds.
+    uint64_t s = 42;
+    for (int it = 0; it < 3000; it++) {
+        memcpy(c, d, len);
+        int flips = 1 + it % 4;
+        for (int k = 0; k < flips; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            size_t pos = (size_t)(s >> 33) % len;
+            c[pos] = (unsigned char)(s >> 20);
+        }
+        lc_status st = open_bytes(c, len, "fuzz.gguf");
+        ck_assert(st == LC_STATUS_OK || st == LC_STATUS_INPUT);
+    }
+    // A missing file.
+    lc_gguf_file f;
+    ck_assert_int_eq(lc_gguf_open(&f, tmp_path("missing.gguf")), LC_STATUS_INPUT);
+    free(c);
+    free(d);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("gguf");
+    TCase *tc = tcase_create("gguf");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_read_llamacpp_file);
+    tcase_add_test(tc, test_export_f32_matches_llamacpp);
+    tcase_add_test(tc, test_export_f16);
+    tcase_add_test(tc, test_lora_merge_round_trip);
+    tcase_add_test(tc, test_permutation_preserves_rope);
+    tcase_add_test(tc, test_vocab_gpt2_matches_llamacpp);
+    tcase_add_test(tc, test_vocab_llama2_matches_sentencepiece_scores);
+    tcase_add_test(tc, test_small_file_round_trip);
+    tcase_add_test(tc, test_hostile_files);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

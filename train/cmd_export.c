@@ -1,0 +1,78 @@
+// `lora export`: the adapter as a PEFT folder, or merged into the base as a
+// Hugging Face folder or one GGUF file.
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "export/export.h"
+#include "train/cli.h"
+#include "train/trainer.h"
+
+static const char export_usage[] =
+    "usage: lora export --model DIR --adapter PATH --out PATH --format peft|hf|gguf [--dtype f32|f16|bf16]\n"
+    "  --model DIR     the base model folder the adapter was trained on\n"
+    "  --adapter PATH  checkpoint-<step>.h5, a run's output folder, or a PEFT adapter folder\n"
+    "  --out PATH      a folder for peft and hf, a file for gguf\n"
+    "  --format        peft: adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained)\n"
+    "                  hf:   the base with the adapter merged, a complete Hugging Face folder\n"
+    "                  gguf: the merged model as one GGUF file for llama.cpp\n"
+    "  --dtype         f32 (default), f16, or bf16 (not for gguf); merging is always done in f32\n";
+
+lc_status lc_cmd_export(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'a'},
+        {"out", required_argument, 0, 'o'},   {"format", required_argument, 0, 'f'},
+        {"dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *model_dir = NULL, *adapter = NULL, *out = NULL, *format = NULL, *dtype_name = "f32";
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': model_dir = optarg; break;
+        case 'a': adapter = optarg; break;
+        case 'o': out = optarg; break;
+        case 'f': format = optarg; break;
+        case 'd': dtype_name = optarg; break;
+        case 'h': fputs(export_usage, stdout); return LC_STATUS_OK;
+        default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora export --help)",
+                                 argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (!model_dir || !adapter || !out || !format)
+        return lc_error(LC_STATUS_USAGE, "--model, --adapter, --out and --format are required (see lora export --help)");
+    lc_dtype dtype;
+    if (strcmp(dtype_name, "f32") == 0) dtype = LC_DTYPE_F32;
+    else if (strcmp(dtype_name, "f16") == 0) dtype = LC_DTYPE_F16;
+    else if (strcmp(dtype_name, "bf16") == 0) dtype = LC_DTYPE_BF16;
+    else return lc_error(LC_STATUS_USAGE, "--dtype must be f32, f16 or bf16, not \"%s\"", dtype_name);
+    int fmt = strcmp(format, "peft") == 0 ? 0 : strcmp(format, "hf") == 0 ? 1 : strcmp(format, "gguf") == 0 ? 2 : -1;
+    if (fmt < 0) return lc_error(LC_STATUS_USAGE, "--format must be peft, hf or gguf, not \"%s\"", format);
+    if (fmt == 2 && dtype == LC_DTYPE_BF16) return lc_error(LC_STATUS_USAGE, "GGUF export writes f32 or f16");
+
+    lc_model model;
+    lc_lora lora;
+    lc_tokenizer *tok = NULL;
+    int same_base;
+    lc_status st = lc_model_load(&model, model_dir);
+    if (st) return st;
+    if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done_model;
+    if (!same_base) fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
+    if (fmt == 0) {
+        st = lc_export_peft(out, model_dir, &model, &lora, dtype);
+    } else if (fmt == 1) {
+        st = lc_export_hf(out, model_dir, &model, &lora, dtype);
+    } else {
+        if (!(st = lc_cli_load_tokenizer(&tok, model_dir)))
+            st = lc_export_gguf(out, model_dir, &model, &lora, tok, dtype);
+        lc_tokenizer_free(tok);
+    }
+    if (!st) fprintf(stderr, "lora export: wrote %s (%s, %s)\n", out, format, dtype_name);
+    lc_lora_free(&lora);
+done_model:
+    lc_model_free(&model);
+    return st;
+}
