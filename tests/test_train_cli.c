@@ -225,6 +225,69 @@ START_TEST(test_init_adapter) {
 }
 END_TEST
 
+// stdout of a greedy --ids generation (caller frees).
+static char *greedy_ids(const char *model, const char *adapter) {
+    const char *args[] = {"generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "40", "--ids", adapter ? "--adapter" : NULL, adapter, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    free(r.err);
+    return r.out;
+}
+
+START_TEST(test_export_round_trips) {
+    const char *train[] = {"train", "--config", write_config("exp", DATA, ""), NULL};
+    lc_test_run r = lc_test_lora(train);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    char adapter[4300], hf[4300], peft[4300], gguf[4300];
+    snprintf(adapter, sizeof adapter, "%s/run/checkpoint-12.h5", tmp);
+    snprintf(hf, sizeof hf, "%s/merged", tmp);
+    snprintf(peft, sizeof peft, "%s/peft", tmp);
+    snprintf(gguf, sizeof gguf, "%s/merged.gguf", tmp);
+    const char *e1[] = {"export", "--model", MODEL_DIR, "--adapter", adapter, "--out", hf, "--format", "hf", NULL};
+    const char *e2[] = {"export", "--model", MODEL_DIR, "--adapter", adapter, "--out", peft, "--format", "peft", NULL};
+    const char *e3[] = {"export", "--model", MODEL_DIR, "--adapter", adapter, "--out", gguf, "--format", "gguf",
+                        "--dtype", "f16", NULL};
+    const char *const *exports[] = {e1, e2, e3};
+    for (int i = 0; i < 3; i++) {
+        r = lc_test_lora(exports[i]);
+        ck_assert_msg(r.status == 0, "%s", r.err);
+        lc_test_run_free(&r);
+    }
+    // The merged folder, the PEFT folder and the checkpoint generate the same greedy tokens.
+    char *with_adapter = greedy_ids(MODEL_DIR, adapter), *merged = greedy_ids(hf, NULL);
+    char *via_peft = greedy_ids(MODEL_DIR, peft), *base = greedy_ids(MODEL_DIR, NULL);
+    ck_assert_str_eq(with_adapter, merged);
+    ck_assert_str_eq(with_adapter, via_peft);
+    ck_assert_str_ne(with_adapter, base); // the adapter changes what is generated
+    free(with_adapter);
+    free(merged);
+    free(via_peft);
+    free(base);
+    const char *insp[] = {"inspect", peft, NULL};
+    r = lc_test_lora(insp);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "\"peft_type\": \"LORA\""));
+    lc_test_run_free(&r);
+
+    // A PEFT config whose rank disagrees with its tensors: exit 2, one line.
+    char cfg_path[4400];
+    snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", peft);
+    char *cfg = lc_test_read(cfg_path, NULL);
+    char *rpos = strstr(cfg, "\"r\": 4");
+    ck_assert_ptr_nonnull(rpos);
+    rpos[5] = '8';
+    lc_test_write(peft, "adapter_config.json", cfg, strlen(cfg));
+    free(cfg);
+    const char *bad[] = {"generate", "--model", MODEL_DIR, "--adapter", peft, "--prompt", "Once", NULL};
+    r = lc_test_lora(bad);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strstr(r.err, "r=8") != NULL && lc_test_count_lines(r.err) == 1, "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_create("stories260K");
@@ -235,6 +298,7 @@ int main(void) {
     tcase_add_test(tc, test_train_learns_and_adapter_is_used);
     tcase_add_test(tc, test_same_config_same_bytes);
     tcase_add_test(tc, test_init_adapter);
+    tcase_add_test(tc, test_export_round_trips);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
