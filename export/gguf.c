@@ -4,6 +4,7 @@
 #include "export/gguf.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -653,6 +654,20 @@ lc_status lc_gguf_write_tensor_data(lc_gguf_writer *w, const void *data, size_t 
     return LC_STATUS_OK;
 }
 
+// Makes the rename durable: fsync of the folder holding path (best effort;
+// some file systems cannot sync folders, and the file itself is synced).
+static void sync_parent_dir(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == path) snprintf(dir, sizeof dir, "/");
+    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 lc_status lc_gguf_writer_finish(lc_gguf_writer *w) {
     if (!w->header_done) {
         lc_status st = lc_gguf_write_header(w);
@@ -674,6 +689,7 @@ lc_status lc_gguf_writer_finish(lc_gguf_writer *w) {
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", w->path, strerror(err));
     }
     w->finished = true;
+    sync_parent_dir(w->path);
     return LC_STATUS_OK;
 }
 

@@ -91,6 +91,13 @@ START_TEST(test_inspect) {
     ck_assert_ptr_nonnull(strstr(r.out, "heads          8 query, 4 key/value, head_dim 8"));
     ck_assert_ptr_nonnull(strstr(r.out, "model.layers.4.mlp.down_proj.weight"));
     lc_test_run_free(&r);
+    const char *gguf[] = {"inspect", LC_SHARED_DIR "/models/stories260K.gguf", NULL};
+    r = lc_test_lora(gguf);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "general.architecture"));
+    ck_assert_ptr_nonnull(strstr(r.out, "\"llama\""));
+    ck_assert_ptr_nonnull(strstr(r.out, "blk.4.ffn_down.weight"));
+    lc_test_run_free(&r);
     const char *st[] = {"inspect", MODEL_DIR "/model.safetensors", NULL};
     r = lc_test_lora(st);
     ck_assert_int_eq(r.status, 0);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "data/tokenizer.h"
@@ -381,6 +382,154 @@ START_TEST(test_permutation_preserves_rope) {
 }
 END_TEST
 
+// ---------------------------------------------------------------- other configurations
+
+// An HF folder in tmp/name: stories260K's weights and tokenizer under the
+// given config.json text, plus random biases for the kinds in bias_mask.
+static void make_variant(const char *name, const char *config, unsigned bias_mask) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    ck_assert_int_eq(mkdir(dir, 0777), 0);
+    lc_test_write(dir, "config.json", config, strlen(config));
+    lc_test_copy(MODEL_DIR "/tokenizer.json", dir, "tokenizer.json");
+    lc_test_copy(MODEL_DIR "/tokenizer_config.json", dir, "tokenizer_config.json");
+    lc_st_set src = {0};
+    ck_assert(lc_st_set_open_dir(&src, MODEL_DIR) == LC_STATUS_OK);
+    int n_max = src.n_tensors + 5 * LC_LINEAR_KIND_COUNT;
+    lc_st_entry *e = calloc(n_max, sizeof *e);
+    char (*names)[96] = calloc(n_max, sizeof *names);
+    float *bias = calloc((size_t)n_max * 256, sizeof *bias);
+    int n = 0;
+    for (int i = 0; i < src.n_tensors; i++) {
+        const lc_st_tensor *t = &src.tensors[i];
+        e[n] = (lc_st_entry){t->name, t->dtype, t->n_dims, {0}, t->data, t->nbytes};
+        memcpy(e[n].shape, t->shape, sizeof t->shape);
+        n++;
+    }
+    static const int outs[LC_LINEAR_KIND_COUNT] = {64, 32, 32, 64, 172, 172, 64};
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            if (!(bias_mask >> k & 1)) continue;
+            float *b = bias + (size_t)n * 256;
+            for (int i = 0; i < outs[k]; i++) b[i] = urand();
+            snprintf(names[n], sizeof names[n], "model.layers.%d.%s.%s.bias", l,
+                     lc_linear_kind_parent((lc_linear_kind)k), lc_linear_kind_name((lc_linear_kind)k));
+            e[n] = (lc_st_entry){names[n], LC_DTYPE_F32, 1, {outs[k]}, b, (size_t)outs[k] * sizeof(float)};
+            n++;
+        }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    ck_assert_msg(lc_st_write(path, e, n, NULL, 0) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_st_set_free(&src);
+    free(e);
+    free(names);
+    free(bias);
+}
+
+static void export_variant(const char *name, lc_model *m, lc_gguf_file *f) {
+    char dir[4096], out[4200];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    snprintf(out, sizeof out, "%s/%s.gguf", tmp, name);
+    ck_assert_msg(lc_model_load(m, dir) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_export_gguf(out, dir, m, NULL, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_gguf_open(f, out) == LC_STATUS_OK, "%s", lc_error_message());
+}
+
+#define VARIANT_CONFIG(type, extra)                                                                                  \
+    "{\"model_type\": \"" type "\", \"hidden_size\": 64, \"intermediate_size\": 172, \"num_hidden_layers\": 5,"     \
+    "\"num_attention_heads\": 8, \"num_key_value_heads\": 4, \"max_position_embeddings\": 512,"                     \
+    "\"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0, \"tie_word_embeddings\": true, \"vocab_size\": 512,"        \
+    "\"bos_token_id\": 1, \"eos_token_id\": 2" extra "}"
+
+static const float *tensor_f32(const lc_gguf_file *f, const char *name, int64_t n_elements) {
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(f, name);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
+    ck_assert_msg(t->type == LC_GGML_TYPE_F32 && t->n_elements == n_elements, "%s: %s has type %u, %lld elements",
+                  f->path, name, t->type, (long long)t->n_elements);
+    return (const float *)t->data;
+}
+
+START_TEST(test_export_qwen2_keeps_rows_and_biases) {
+    // Qwen2 runs llama.cpp's NeoX (rotate-half) rope: no permutation, and its q/k/v biases.
+    make_variant("qwen2", VARIANT_CONFIG("qwen2", ""), 7u);
+    lc_model m;
+    lc_gguf_file f;
+    export_variant("qwen2", &m, &f);
+    assert_kv_str(&f, "general.architecture", "qwen2");
+    ck_assert_int_eq(kv_int(&f, "qwen2.block_count"), 5);
+    ck_assert_int_eq(kv_int(&f, "qwen2.attention.head_count_kv"), 4);
+    ck_assert_ptr_null(lc_gguf_find_kv(&f, "llama.block_count"));
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+            const lc_linear *lin = &m.layers[l].lin[k];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[k]);
+            ck_assert(!memcmp(tensor_f32(&f, name, (int64_t)lin->out * lin->in), lin->w, (size_t)lin->out * lin->in * 4));
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, names[k]);
+            if (k > LC_LINEAR_KIND_V) {
+                ck_assert_ptr_null(lc_gguf_find_tensor(&f, name));
+                continue;
+            }
+            ck_assert_ptr_nonnull(lin->bias);
+            ck_assert(!memcmp(tensor_f32(&f, name, lin->out), lin->bias, (size_t)lin->out * 4));
+        }
+    ck_assert_uint_eq(f.n_tensors, 2 + 5 * 12);
+    lc_gguf_close(&f);
+    lc_model_free(&m);
+}
+END_TEST
+
+START_TEST(test_export_llama_bias_llama3_rope_and_mistral) {
+    // Llama with attention_bias: q/k biases permuted like their rows, o bias too, v/o kept.
+    make_variant("llama3", VARIANT_CONFIG("llama", ", \"attention_bias\": true, \"rope_scaling\": {\"rope_type\": \"llama3\","
+                           " \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0,"
+                           " \"original_max_position_embeddings\": 1024}"), 15u);
+    lc_model m;
+    lc_gguf_file f;
+    export_variant("llama3", &m, &f);
+    assert_kv_str(&f, "general.architecture", "llama");
+    for (int l = 0; l < 5; l++)
+        for (int k = 0; k <= LC_LINEAR_KIND_O; k++) {
+            static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output"};
+            const lc_linear *lin = &m.layers[l].lin[k];
+            char name[64];
+            snprintf(name, sizeof name, "blk.%d.%s.bias", l, names[k]);
+            const float *b = tensor_f32(&f, name, lin->out);
+            for (int r = 0; r < lin->out; r++)
+                ck_assert_msg(b[k <= LC_LINEAR_KIND_K ? gguf_row(r, 8) : r] == lin->bias[r], "%s[%d]", name, r);
+        }
+    // rope_freqs: llama.cpp divides each frequency by its factor; our own rope agrees.
+    const float *rf = tensor_f32(&f, "rope_freqs.weight", 4);
+    float inv[4];
+    lc_config_rope_inv_freq(&m.cfg, inv);
+    int n_scaled = 0, n_smooth = 0;
+    for (int i = 0; i < 4; i++) {
+        float base = 1.0f / powf(10000.0f, (float)(2 * i) / 8.0f);
+        ck_assert_msg(fabsf(base / rf[i] - inv[i]) <= 1e-5f * inv[i], "freq %d: %g / %g vs %g", i, base, rf[i], inv[i]);
+        n_scaled += rf[i] == 8.0f;
+        n_smooth += rf[i] > 1.0f && rf[i] < 8.0f;
+    }
+    ck_assert(n_scaled == 1 && n_smooth == 1 && rf[0] == 1.0f);
+    lc_gguf_close(&f);
+    lc_model_free(&m);
+
+    // Mistral is the llama architecture to llama.cpp, and its q/k rows are permuted alike.
+    make_variant("mistral", VARIANT_CONFIG("mistral", ", \"sliding_window\": 4096"), 0u);
+    export_variant("mistral", &m, &f);
+    assert_kv_str(&f, "general.architecture", "llama");
+    lc_gguf_file ref;
+    ck_assert(lc_gguf_open(&ref, REF_GGUF) == LC_STATUS_OK);
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const lc_gguf_tensor *a = &f.tensors[i], *b = lc_gguf_find_tensor(&ref, a->name);
+        ck_assert_msg(b && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes), "%s differs", a->name);
+    }
+    lc_gguf_close(&ref);
+    lc_gguf_close(&f);
+    lc_model_free(&m);
+}
+END_TEST
+
 // ---------------------------------------------------------------- tokenizer vs llama.cpp's vocab files
 
 static void write_vocab(const char *path, const lc_tokenizer *tok, const char *json, int32_t n_vocab, int32_t bos,
@@ -701,6 +850,8 @@ int main(void) {
     tcase_add_test(tc, test_export_f16);
     tcase_add_test(tc, test_lora_merge_round_trip);
     tcase_add_test(tc, test_permutation_preserves_rope);
+    tcase_add_test(tc, test_export_qwen2_keeps_rows_and_biases);
+    tcase_add_test(tc, test_export_llama_bias_llama3_rope_and_mistral);
     tcase_add_test(tc, test_vocab_gpt2_matches_llamacpp);
     tcase_add_test(tc, test_vocab_llama2_matches_sentencepiece_scores);
     tcase_add_test(tc, test_small_file_round_trip);

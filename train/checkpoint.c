@@ -102,7 +102,7 @@ static void targets_string(char *out, size_t cap, unsigned targets) {
 
 typedef struct writer {
     int failed;
-    char what[640]; // the first failure, with HDF5's reason
+    char what[648]; // the first failure, with HDF5's reason (384 + 256 + " ()")
 } writer;
 
 // Records the first failure; call it before any other HDF5 call so the error

@@ -16,7 +16,7 @@ static const char export_usage[] =
     "  --format        peft: adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained)\n"
     "                  hf:   the base with the adapter merged, a complete Hugging Face folder\n"
     "                  gguf: the merged model as one GGUF file for llama.cpp\n"
-    "  --dtype         f32 (default), f16, or bf16 (not for gguf); merging is always done in f32\n";
+    "  --dtype         f32 (default), f16 or bf16; merging is always done in f32\n";
 
 lc_status lc_cmd_export(int argc, char **argv) {
     static const struct option opts[] = {
@@ -51,7 +51,6 @@ lc_status lc_cmd_export(int argc, char **argv) {
     else return lc_error(LC_STATUS_USAGE, "--dtype must be f32, f16 or bf16, not \"%s\"", dtype_name);
     int fmt = strcmp(format, "peft") == 0 ? 0 : strcmp(format, "hf") == 0 ? 1 : strcmp(format, "gguf") == 0 ? 2 : -1;
     if (fmt < 0) return lc_error(LC_STATUS_USAGE, "--format must be peft, hf or gguf, not \"%s\"", format);
-    if (fmt == 2 && dtype == LC_DTYPE_BF16) return lc_error(LC_STATUS_USAGE, "GGUF export writes f32 or f16");
 
     lc_model model;
     lc_lora lora;

@@ -6,12 +6,14 @@
 #include "common/file.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "export/gguf.h"
 #include "train/checkpoint.h"
 #include "train/cli.h"
 
 static const char inspect_usage[] =
     "usage: lora inspect PATH\n"
-    "  PATH  a Hugging Face model folder, a .safetensors file, or a lora.c checkpoint (.h5)\n";
+    "  PATH  a Hugging Face model folder, a PEFT adapter folder, a .safetensors file,\n"
+    "        a lora.c checkpoint (.h5) or a GGUF file (.gguf)\n";
 
 static void print_tensors(const lc_st_set *set) {
     for (int i = 0; i < set->n_tensors; i++) {
@@ -89,6 +91,41 @@ static lc_status inspect_checkpoint(const char *path) {
     return st;
 }
 
+// A GGUF file: its metadata (arrays summarized) and tensors.
+static lc_status inspect_gguf(const char *path) {
+    lc_gguf_file f;
+    lc_status st = lc_gguf_open(&f, path);
+    if (st) return st;
+    printf("GGUF v%u %s\n  %zu metadata keys, %zu tensors\n", f.version, path, f.n_kvs, f.n_tensors);
+    for (size_t i = 0; i < f.n_kvs; i++) {
+        const lc_gguf_kv *kv = &f.kvs[i];
+        printf("  %-44s ", kv->key);
+        int64_t iv;
+        double dv;
+        lc_gguf_str sv;
+        if (kv->type == LC_GGUF_ARRAY) {
+            printf("[%s x %llu]", lc_gguf_vtype_name(kv->item_type), (unsigned long long)kv->n);
+            if (lc_gguf_kv_str(kv, 0, &sv)) printf(" \"%.*s\", ...", (int)(sv.len > 40 ? 40 : sv.len), sv.s);
+        } else if (lc_gguf_kv_str(kv, 0, &sv)) {
+            printf("\"%.*s\"%s", (int)(sv.len > 200 ? 200 : sv.len), sv.s, sv.len > 200 ? "..." : "");
+        } else if (lc_gguf_kv_int(kv, 0, &iv)) {
+            printf("%lld", (long long)iv);
+        } else if (lc_gguf_kv_float(kv, 0, &dv)) {
+            printf("%g", dv);
+        }
+        printf("\n");
+    }
+    for (size_t i = 0; i < f.n_tensors; i++) {
+        const lc_gguf_tensor *t = &f.tensors[i];
+        const char *type = lc_ggml_type_name(t->type);
+        printf("  %-44s %-5s [", t->name, type ? type : "?");
+        for (int d = 0; d < t->n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)t->ne[d]);
+        printf("]\n");
+    }
+    lc_gguf_close(&f);
+    return LC_STATUS_OK;
+}
+
 // A PEFT adapter folder: its adapter_config.json and tensors.
 static lc_status inspect_peft(const char *dir) {
     char path[4200];
@@ -119,5 +156,6 @@ lc_status lc_cmd_inspect(int argc, char **argv) {
     size_t len = strlen(path);
     if (len > 12 && strcmp(path + len - 12, ".safetensors") == 0) return inspect_safetensors(path);
     if (len > 3 && strcmp(path + len - 3, ".h5") == 0) return inspect_checkpoint(path);
-    return lc_error(LC_STATUS_INPUT, "%s: not a model folder or .safetensors file", path);
+    if (len > 5 && strcmp(path + len - 5, ".gguf") == 0) return inspect_gguf(path);
+    return lc_error(LC_STATUS_INPUT, "%s: not a model folder, PEFT folder, .safetensors, .h5 or .gguf file", path);
 }
