@@ -80,21 +80,34 @@ void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float
     }
 }
 
-void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+// Rotates each (i, i + D/2) pair of src by ±pos·inv_freq[i] into dst
+// (accumulating when asked). The backward is the inverse rotation.
+static void rope_rotate(float *dst, const float *src, const int32_t *pos, const float *inv_freq, int N, int H, int D,
+                        float sign, int accumulate) {
     int half = D / 2;
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             // Angles in float, as PyTorch computes position * inv_freq in fp32.
             float angle = (float)pos[n] * inv_freq[i];
-            float c = cosf(angle), s = sinf(angle);
+            float c = cosf(angle), s = sign * sinf(angle);
             for (int h = 0; h < H; h++) {
-                float *head = x + ((size_t)n * H + h) * D;
-                float a = head[i], b = head[i + half];
-                head[i] = a * c - b * s;
-                head[i + half] = b * c + a * s;
+                size_t o = ((size_t)n * H + h) * D;
+                float a = src[o + i], b = src[o + i + half];
+                float ra = a * c - b * s, rb = b * c + a * s;
+                if (accumulate) {
+                    dst[o + i] += ra;
+                    dst[o + i + half] += rb;
+                } else {
+                    dst[o + i] = ra;
+                    dst[o + i + half] = rb;
+                }
             }
         }
     }
+}
+
+void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
+    rope_rotate(x, x, pos, inv_freq, N, H, D, 1.0f, 0);
 }
 
 // Reductions with 8 partial results: the compiler may not reorder a float
@@ -237,19 +250,7 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
 }
 
 void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    int half = D / 2;
-    for (int n = 0; n < N; n++) {
-        for (int i = 0; i < half; i++) {
-            float angle = (float)pos[n] * inv_freq[i];
-            float c = cosf(angle), s = sinf(angle);
-            for (int h = 0; h < H; h++) {
-                size_t o = ((size_t)n * H + h) * D;
-                float a = dy[o + i], b = dy[o + i + half];
-                dx[o + i] += a * c + b * s;
-                dx[o + i + half] += b * c - a * s;
-            }
-        }
-    }
+    rope_rotate(dx, dy, pos, inv_freq, N, H, D, -1.0f, 1);
 }
 
 LC_VECTOR_CLONES

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
 #include "autograd/graph.h"
 #include "autograd/kernels.h"
 
@@ -1637,9 +1638,5 @@ static Suite *autograd_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(autograd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(autograd_suite());
 }

@@ -549,9 +549,5 @@ static Suite *checkpoint_suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(checkpoint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(checkpoint_suite());
 }

@@ -769,9 +769,5 @@ int main(void) {
     tcase_add_test(batch, test_packing_seek_and_rows);
     tcase_add_test(batch, test_batcher_refuses_long_examples);
     suite_add_tcase(s, batch);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

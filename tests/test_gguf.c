@@ -857,9 +857,5 @@ int main(void) {
     tcase_add_test(tc, test_small_file_round_trip);
     tcase_add_test(tc, test_hostile_files);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

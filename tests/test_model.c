@@ -298,9 +298,5 @@ int main(void) {
     tcase_add_test(load, test_shard_path_leaving_folder);
     tcase_add_test(load, test_missing_tensor);
     suite_add_tcase(s, load);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
 #include "optim/adamw.h"
 
 #define FIXTURE_STEPS LC_SOURCE_DIR "/tests/fixtures/adamw_steps.bin"
@@ -375,9 +376,5 @@ int main(void) {
     tcase_add_test(tc, test_schedule_edges);
     tcase_add_test(tc, test_schedule_type_parse);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

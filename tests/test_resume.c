@@ -217,9 +217,5 @@ int main(void) {
     tcase_add_test(tc, test_damaged_checkpoint_skipped);
     tcase_add_test(tc, test_other_base_refused);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "test_util.h"
 #include "common/file.h"
 #include "common/json.h"
 #include "data/tokenizer.h"
@@ -504,9 +505,5 @@ int main(void) {
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_reference_fixtures);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

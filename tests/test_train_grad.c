@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_util.h"
 #include "model/forward.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -176,9 +177,5 @@ int main(void) {
     tcase_add_test(tc, test_grad_accumulation_matches_whole_batch);
     tcase_add_test(tc, test_lora_init_like_peft);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return lc_test_run_suite(s);
 }

@@ -116,3 +116,11 @@ int lc_test_count_lines(const char *s) {
     if (*s && s[strlen(s) - 1] != '\n') n++;
     return n;
 }
+
+int lc_test_run_suite(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -24,6 +24,10 @@ typedef struct lc_test_run {
 // Runs the lora binary with argv (NULL-terminated, without argv[0]) and captures its output.
 lc_test_run lc_test_lora(const char *const *args);
 void lc_test_run_free(lc_test_run *r);
+// Runs every test of s (forking, as Check does by default); the exit status for main.
+struct Suite;
+int lc_test_run_suite(struct Suite *s);
+
 // Number of lines in s (a final line without newline counts).
 int lc_test_count_lines(const char *s);
 

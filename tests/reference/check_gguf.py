@@ -24,30 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gguf_reader import GGUFFile, GGML_F16, GGML_F32, GGML_BF16  # noqa: E402
-
-DTYPES = {"F32": np.float32, "F16": np.float16}
-
-
-def load_safetensors(path):
-    """Reads a safetensors file from its specification (8-byte length, JSON, data)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (hlen,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + hlen])
-    data = blob[8 + hlen :]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, en = e["data_offsets"]
-        if e["dtype"] == "BF16":
-            raw = np.frombuffer(data[b:en], dtype="<u2").astype(np.uint32) << 16
-            arr = raw.view(np.float32)
-        else:
-            arr = np.frombuffer(data[b:en], dtype=DTYPES[e["dtype"]]).astype(np.float32)
-        out[name] = arr.reshape(e["shape"]).copy()
-    return out
-
+from safetensors_io import load_safetensors_np  # noqa: E402
 
 def load_hf(folder):
     index = os.path.join(folder, "model.safetensors.index.json")
@@ -58,7 +35,7 @@ def load_hf(folder):
         files = ["model.safetensors"]
     w = {}
     for name in files:
-        w.update(load_safetensors(os.path.join(folder, name)))
+        w.update(load_safetensors_np(os.path.join(folder, name)))
     return w
 
 
@@ -67,7 +44,7 @@ def merge_adapter(W, adapter):
         cfg = json.load(f)
     r, alpha = cfg["r"], cfg["lora_alpha"]
     scale = alpha / np.sqrt(r) if cfg.get("use_rslora") else alpha / r
-    A = load_safetensors(os.path.join(adapter, "adapter_model.safetensors"))
+    A = load_safetensors_np(os.path.join(adapter, "adapter_model.safetensors"))
     n = 0
     for key, a in A.items():
         if ".lora_A." not in key:

@@ -17,32 +17,15 @@ import sys
 import numpy as np
 import torch
 
+from safetensors_io import load_safetensors_np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SHARED = os.path.join(ROOT, "..", "shared")
 
-DTYPES = {"F32": np.float32, "F16": np.float16}
-
-
 def load_safetensors(path):
-    """Reads a safetensors file from its specification (8-byte length, JSON, data)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (hlen,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + hlen])
-    data = blob[8 + hlen :]
-    out = {}
-    for name, e in header.items():
-        if name == "__metadata__":
-            continue
-        b, en = e["data_offsets"]
-        if e["dtype"] == "BF16":
-            raw = np.frombuffer(data[b:en], dtype=np.uint16).astype(np.uint32) << 16
-            arr = raw.view(np.float32)
-        else:
-            arr = np.frombuffer(data[b:en], dtype=DTYPES[e["dtype"]]).astype(np.float32)
-        out[name] = torch.from_numpy(arr.reshape(e["shape"]).copy())
-    return out
+    """{name: float32 torch tensor} of a safetensors file."""
+    return {k: torch.from_numpy(v) for k, v in load_safetensors_np(path).items()}
 
 
 def rms_norm(x, w, eps):
@@ -55,44 +38,61 @@ def rotate_half(x):
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 
-def llama_forward(cfg, W, ids):
+def llama_forward(cfg, W, ids, linear=None, pos=None, seg_start=None):
+    """Logits of ids ([T] or [B, T]). linear(x, layer, parent, name) replaces the
+    plain x @ W^T of every projection (LoRA references hook in there); pos gives
+    rotary positions and seg_start the first key each token may see (packing),
+    both [B, T], defaulting to 0..T-1 and 0."""
     C = cfg["hidden_size"]
     H = cfg["num_attention_heads"]
     KVH = cfg.get("num_key_value_heads", H)
     D = cfg.get("head_dim", C // H)
     eps = cfg["rms_norm_eps"]
     theta = cfg.get("rope_theta", 10000.0)
-    T = len(ids)
+    ids = torch.as_tensor(ids, dtype=torch.long)
+    single = ids.dim() == 1
+    if single:
+        ids = ids[None]
+    B, T = ids.shape
+    if pos is None:
+        pos = torch.arange(T)[None].expand(B, T)
+    if seg_start is None:
+        seg_start = torch.zeros(B, T, dtype=torch.long)
+    if linear is None:
+        linear = lambda x, l, parent, name: x @ W[f"model.layers.{l}.{parent}.{name}.weight"].T
 
     inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
-    pos = torch.arange(T, dtype=torch.float32)
-    freqs = torch.outer(pos, inv_freq)
+    freqs = torch.as_tensor(pos).float()[..., None] * inv_freq  # [B, T, D/2]
     emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()  # [T, D]
+    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [B, 1, T, D]
+    # key s is visible from query t iff seg_start[t] <= s <= t
+    t_idx = torch.arange(T)
+    seg = torch.as_tensor(seg_start)
+    allowed = (t_idx[None, :, None] >= t_idx[None, None, :]) & (t_idx[None, None, :] >= seg[:, :, None])
+    mask = torch.where(allowed, 0.0, float("-inf"))[:, None]  # [B, 1, T, T]
 
-    x = W["model.embed_tokens.weight"][torch.tensor(ids)]
-    mask = torch.full((T, T), float("-inf")).triu(1)
+    x = W["model.embed_tokens.weight"][ids]
     for l in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{l}."
         h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = (h @ W[p + "self_attn.q_proj.weight"].T).view(T, H, D).transpose(0, 1)
-        k = (h @ W[p + "self_attn.k_proj.weight"].T).view(T, KVH, D).transpose(0, 1)
-        v = (h @ W[p + "self_attn.v_proj.weight"].T).view(T, KVH, D).transpose(0, 1)
+        q = linear(h, l, "self_attn", "q_proj").view(B, T, H, D).transpose(1, 2)
+        k = linear(h, l, "self_attn", "k_proj").view(B, T, KVH, D).transpose(1, 2)
+        v = linear(h, l, "self_attn", "v_proj").view(B, T, KVH, D).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(H // KVH, dim=0)
-        v = v.repeat_interleave(H // KVH, dim=0)
-        att = (q @ k.transpose(1, 2)) / math.sqrt(D) + mask
-        att = torch.softmax(att, dim=-1)
-        o = (att @ v).transpose(0, 1).reshape(T, H * D)
-        x = x + o @ W[p + "self_attn.o_proj.weight"].T
+        k = k.repeat_interleave(H // KVH, dim=1)
+        v = v.repeat_interleave(H // KVH, dim=1)
+        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D) + mask, dim=-1)
+        o = (att @ v).transpose(1, 2).reshape(B, T, H * D)
+        x = x + linear(o, l, "self_attn", "o_proj")
         h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = h @ W[p + "mlp.gate_proj.weight"].T
-        u = h @ W[p + "mlp.up_proj.weight"].T
-        x = x + (torch.nn.functional.silu(g) * u) @ W[p + "mlp.down_proj.weight"].T
+        g = linear(h, l, "mlp", "gate_proj")
+        u = linear(h, l, "mlp", "up_proj")
+        x = x + linear(torch.nn.functional.silu(g) * u, l, "mlp", "down_proj")
     x = rms_norm(x, W["model.norm.weight"], eps)
     head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
-    return x @ head.T
+    logits = x @ head.T
+    return logits[0] if single else logits
 
 
 def write_logits(path, ids, logits):

@@ -22,53 +22,19 @@ import struct
 import numpy as np
 import torch
 
-from llama_reference import ROOT, SHARED, load_safetensors, rms_norm, rotate_half
+from llama_reference import ROOT, SHARED, llama_forward, load_safetensors
 
 MODULES = [("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"), ("self_attn", "o_proj"),
            ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj")]
 
 
 def forward_loss(cfg, W, lora, scale, tokens, targets, pos, seg_start):
-    C = cfg["hidden_size"]
-    H = cfg["num_attention_heads"]
-    KVH = cfg["num_key_value_heads"]
-    D = cfg["head_dim"]
-    eps = cfg["rms_norm_eps"]
-    Bsz, T = tokens.shape
-    inv_freq = 1.0 / (cfg["rope_theta"] ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
-    freqs = pos.float()[..., None] * inv_freq  # [B, T, D/2]
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos()[:, None], emb.sin()[:, None]  # [B, 1, T, D]
-    # key s visible from query t iff seg_start[t] <= s <= t
-    t_idx = torch.arange(T)
-    allowed = (t_idx[None, :, None] >= t_idx[None, None, :]) & (t_idx[None, None, :] >= seg_start[:, :, None])
-    mask = torch.where(allowed, 0.0, float("-inf"))[:, None]  # [B, 1, T, T]
-
     def linear(x, l, parent, name):
         key = f"model.layers.{l}.{parent}.{name}"
         A, Bm = lora[key]
         return x @ W[key + ".weight"].T + scale * (x @ A.T) @ Bm.T
 
-    x = W["model.embed_tokens.weight"][tokens]
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = linear(h, l, "self_attn", "q_proj").view(Bsz, T, H, D).transpose(1, 2)
-        k = linear(h, l, "self_attn", "k_proj").view(Bsz, T, KVH, D).transpose(1, 2)
-        v = linear(h, l, "self_attn", "v_proj").view(Bsz, T, KVH, D).transpose(1, 2)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(H // KVH, dim=1)
-        v = v.repeat_interleave(H // KVH, dim=1)
-        att = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(D) + mask, dim=-1)
-        o = (att @ v).transpose(1, 2).reshape(Bsz, T, H * D)
-        x = x + linear(o, l, "self_attn", "o_proj")
-        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = linear(h, l, "mlp", "gate_proj")
-        u = linear(h, l, "mlp", "up_proj")
-        x = x + linear(torch.nn.functional.silu(g) * u, l, "mlp", "down_proj")
-    x = rms_norm(x, W["model.norm.weight"], eps)
-    logits = x @ W["model.embed_tokens.weight"].T
+    logits = llama_forward(cfg, W, tokens, linear=linear, pos=pos, seg_start=seg_start)
     flat_t = targets.reshape(-1)
     sel = flat_t >= 0
     ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1])[sel], flat_t[sel], reduction="sum")

@@ -29,7 +29,8 @@ import sys
 import numpy as np
 import torch
 
-from llama_reference import ROOT, SHARED, llama_forward, load_safetensors, rms_norm, rotate_half, write_logits
+from llama_reference import ROOT, SHARED, llama_forward, load_safetensors, write_logits
+from safetensors_io import read_safetensors_metadata, save_safetensors
 
 PREFIX = "base_model.model."
 MODULES = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
@@ -90,62 +91,7 @@ def build_linears(model_cfg, W, adapter_cfg, tensors):
 
 def lora_forward(cfg, W, linears, ids):
     """llama_reference.llama_forward with every projection routed through `linears`."""
-    C = cfg["hidden_size"]
-    H = cfg["num_attention_heads"]
-    KVH = cfg.get("num_key_value_heads", H)
-    D = cfg.get("head_dim", C // H)
-    eps = cfg["rms_norm_eps"]
-    theta = cfg.get("rope_theta", 10000.0)
-    T = len(ids)
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2, dtype=torch.int64).float() / D))
-    freqs = torch.outer(torch.arange(T, dtype=torch.float32), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-    x = W["model.embed_tokens.weight"][torch.tensor(ids)]
-    mask = torch.full((T, T), float("-inf")).triu(1)
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        lin = lambda name, h: linears[p + name](h)
-        h = rms_norm(x, W[p + "input_layernorm.weight"], eps)
-        q = lin("self_attn.q_proj", h).view(T, H, D).transpose(0, 1)
-        k = lin("self_attn.k_proj", h).view(T, KVH, D).transpose(0, 1)
-        v = lin("self_attn.v_proj", h).view(T, KVH, D).transpose(0, 1)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        k = k.repeat_interleave(H // KVH, dim=0)
-        v = v.repeat_interleave(H // KVH, dim=0)
-        att = torch.softmax((q @ k.transpose(1, 2)) / math.sqrt(D) + mask, dim=-1)
-        o = (att @ v).transpose(0, 1).reshape(T, H * D)
-        x = x + lin("self_attn.o_proj", o)
-        h = rms_norm(x, W[p + "post_attention_layernorm.weight"], eps)
-        g = lin("mlp.gate_proj", h)
-        u = lin("mlp.up_proj", h)
-        x = x + lin("mlp.down_proj", torch.nn.functional.silu(g) * u)
-    x = rms_norm(x, W["model.norm.weight"], eps)
-    head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
-    return x @ head.T
-
-
-def save_safetensors(path, tensors, metadata):
-    """safetensors from its specification, ordered as the safetensors package orders
-    (dtype size descending, then name); all F32 here."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name in sorted(tensors):
-        raw = tensors[name].numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-
-
-def read_safetensors_metadata(path):
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        return json.loads(f.read(n)).get("__metadata__")
+    return llama_forward(cfg, W, ids, linear=lambda x, l, parent, name: linears[f"model.layers.{l}.{parent}.{name}"](x))
 
 
 def read_logits(path):
