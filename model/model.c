@@ -138,6 +138,19 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
     return h;
 }
 
+// Every byte of the weights, a 64-bit word at a time (gigabytes per second):
+// a base that differs anywhere, even in one weight, has another fingerprint.
+static uint64_t hash_words(uint64_t h, const unsigned char *p, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+        h ^= h >> 29;
+    }
+    return fnv1a(h, p + i, n - i);
+}
+
 void lc_model_fingerprint(const lc_model *m, char out[17]) {
     const lc_model_config *c = &m->cfg;
     uint64_t h = 0xcbf29ce484222325ull;
@@ -149,11 +162,7 @@ void lc_model_fingerprint(const lc_model *m, char out[17]) {
         h = fnv1a(h, t->name, strlen(t->name) + 1);
         h = fnv1a(h, t->dtype_name, strlen(t->dtype_name));
         h = fnv1a(h, t->shape, sizeof(int64_t) * (size_t)t->n_dims);
-        // Up to 64 evenly spaced 64-byte samples: any retrained or different
-        // checkpoint of the same shape differs there, at no full-file read.
-        size_t step = t->nbytes / 64 > 64 ? t->nbytes / 64 : 64;
-        for (size_t off = 0; off < t->nbytes; off += step)
-            h = fnv1a(h, t->data + off, t->nbytes - off < 64 ? t->nbytes - off : 64);
+        h = hash_words(h, t->data, t->nbytes);
     }
     snprintf(out, 17, "%016llx", (unsigned long long)h);
 }

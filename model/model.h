@@ -52,7 +52,7 @@ const char *lc_linear_kind_parent(lc_linear_kind kind);
 lc_status lc_model_load(lc_model *m, const char *dir);
 
 // A hex digest of the base model: architecture fields, tensor names, dtypes,
-// shapes and a hash of sampled tensor bytes. Checkpoints record it so that
+// shapes and every byte of the tensors. Checkpoints record it so that
 // resuming or applying an adapter on another base can be refused.
 void lc_model_fingerprint(const lc_model *m, char out[17]);
 void lc_model_free(lc_model *m);

@@ -25,7 +25,7 @@ static const struct {
     {"max_seq_len", KEY_INT},       {"steps", KEY_INT},              {"epochs", KEY_INT},
     {"max_grad_norm", KEY_NUMBER},  {"seed", KEY_INT},               {"packing", KEY_BOOL},
     {"mask_prompt", KEY_BOOL},      {"eval_every", KEY_INT},         {"save_every", KEY_INT},
-    {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},
+    {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},          {"skip_nonfinite", KEY_BOOL},
 };
 
 static int find_key(const char *path) {
@@ -230,6 +230,7 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what)
     cfg->seed = (uint64_t)v;
     TRY(lc_json_get_bool(root, "packing", what, false, &cfg->packing));
     TRY(lc_json_get_bool(root, "mask_prompt", what, true, &cfg->mask_prompt));
+    TRY(lc_json_get_bool(root, "skip_nonfinite", what, false, &cfg->skip_nonfinite));
     TRY(get_int_range(root, "eval_every", "eval_every", what, 0, 0, 1 << 30, &v));
     cfg->eval_every = (int)v;
     TRY(get_int_range(root, "save_every", "save_every", what, 0, 0, 1 << 30, &v));

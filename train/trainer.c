@@ -47,6 +47,8 @@ typedef struct trainer {
     char fingerprint[17];
     int tty;
     int64_t saved_step; // step of the newest checkpoint written or resumed from
+    int64_t n_skipped;  // batches skipped for a non-finite loss (skip_nonfinite)
+    int metrics_failed; // a metrics.jsonl write failed (reported once)
 } trainer;
 
 static lc_status load_data(trainer *t) {
@@ -106,6 +108,18 @@ static lc_status save_checkpoint(trainer *t, int64_t step) {
     t->saved_step = step;
     lc_run_dir_prune(t->cfg->output_dir, t->cfg->keep_checkpoints);
     return LC_STATUS_OK;
+}
+
+// A checkpoint on the way (not the run's last) that cannot be written, as on a
+// full disk, costs only that save: the previous one is kept and training goes on.
+static void save_or_warn(trainer *t, int64_t step) {
+    if (!save_checkpoint(t, step)) return;
+    if (t->tty) fprintf(stderr, "\r\033[K");
+    if (t->saved_step > 0)
+        fprintf(stderr, "lora train: warning: %s; %s/checkpoint-%lld.h5 is kept; training goes on\n",
+                lc_error_message(), t->cfg->output_dir, (long long)t->saved_step);
+    else
+        fprintf(stderr, "lora train: warning: %s; training goes on\n", lc_error_message());
 }
 
 // Set by SIGINT/SIGTERM; the loop finishes its step, saves and stops.
@@ -235,9 +249,10 @@ static lc_status run_eval(trainer *t, int64_t step) {
 
 // One optimizer step over grad_accum micro-batches. Loss is normalized by
 // the target tokens of all of them together, not per micro-batch.
-static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens) {
+static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens, int *skipped) {
     const lc_train_config *cfg = t->cfg;
     int n_targets = 0;
+    *skipped = 0;
     *n_tokens = 0;
     for (int a = 0; a < cfg->grad_accum; a++) {
         lc_batcher_next(&t->it, &t->batches[a]);
@@ -264,9 +279,20 @@ static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_
     }
     *loss = n_targets > 0 ? loss_sum / n_targets : 0.0;
     *grad_norm = lc_grad_clip(t->lora.grads, t->lora.n_params, cfg->max_grad_norm);
-    if (!isfinite(*loss) || !isfinite(*grad_norm))
-        return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged (lower the "
-                        "learning rate?)", (long long)step + 1, *loss, *grad_norm);
+    if (!isfinite(*loss) || !isfinite(*grad_norm)) {
+        if (cfg->skip_nonfinite) {
+            *skipped = 1; // no update: the parameters and moments stay as they were
+            return LC_STATUS_OK;
+        }
+        if (t->saved_step > 0)
+            return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped, "
+                            "%s/checkpoint-%lld.h5 is the last good checkpoint (lower the learning rate, or set "
+                            "\"skip_nonfinite\": true to skip such batches)", (long long)step + 1, *loss, *grad_norm,
+                            cfg->output_dir, (long long)t->saved_step);
+        return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped before "
+                        "any checkpoint (lower the learning rate, or set \"skip_nonfinite\": true to skip such "
+                        "batches)", (long long)step + 1, *loss, *grad_norm);
+    }
     if (n_targets > 0) lc_adamw_step(&t->opt, t->lora.params, t->lora.grads, lc_schedule_lr(&t->sched, step));
     return LC_STATUS_OK;
 }
@@ -285,23 +311,36 @@ static lc_status train_loop(trainer *t, int64_t first) {
         double t0 = now_s();
         double loss;
         float gnorm;
-        int n_tokens;
+        int n_tokens, skipped;
         float lr = lc_schedule_lr(&t->sched, step);
-        if ((st = train_step(t, step, &loss, &gnorm, &n_tokens))) break;
+        if ((st = train_step(t, step, &loss, &gnorm, &n_tokens, &skipped))) break;
         double dt = now_s() - t0, elapsed = now_s() - start;
         double tps = dt > 0 ? n_tokens / dt : 0.0;
-        fprintf(t->metrics,
-                "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
-                "\"elapsed_s\": %.3f}\n",
-                (long long)step + 1, loss, lr, gnorm, tps, elapsed);
-        fflush(t->metrics);
+        if (skipped) {
+            t->n_skipped++;
+            fprintf(t->metrics, "{\"step\": %lld, \"skipped\": \"non-finite loss or gradient\", \"elapsed_s\": %.3f}\n",
+                    (long long)step + 1, elapsed);
+            if (t->tty) fprintf(stderr, "\r\033[K");
+            fprintf(stderr, "lora train: step %lld: loss %g, gradient norm %g: batch skipped (%lld so far)\n",
+                    (long long)step + 1, loss, gnorm, (long long)t->n_skipped);
+        } else {
+            fprintf(t->metrics,
+                    "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
+                    "\"elapsed_s\": %.3f}\n",
+                    (long long)step + 1, loss, lr, gnorm, tps, elapsed);
+        }
+        if ((fflush(t->metrics) != 0 || ferror(t->metrics)) && !t->metrics_failed) {
+            t->metrics_failed = 1;
+            fprintf(stderr, "lora train: warning: %s/metrics.jsonl: write failed: %s; training goes on\n",
+                    cfg->output_dir, strerror(errno));
+        }
         char eta[32];
         format_duration(eta, sizeof eta, elapsed / (double)(step + 1 - first) * (double)(total - step - 1));
         fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s%s", t->tty ? "\r\033[K" : "",
                 (long long)step + 1, (long long)total, loss, lr, tps, eta, t->tty ? "" : "\n");
         int64_t done = step + 1;
         if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
-        if (!st && cfg->save_every && done % cfg->save_every == 0 && done < total) st = save_checkpoint(t, done);
+        if (!st && cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
         if (!st && lc_stop_signal && done < total) {
             if (t->saved_step != done) st = save_checkpoint(t, done);
             if (t->tty) fprintf(stderr, "\n");
@@ -314,10 +353,18 @@ static lc_status train_loop(trainer *t, int64_t first) {
     }
     if (t->tty) fprintf(stderr, "\n");
     if (!st) st = run_eval(t, total);
-    if (!st) st = save_checkpoint(t, total);
+    if (!st && (st = save_checkpoint(t, total)) && t->saved_step > 0) {
+        char reason[1024];
+        snprintf(reason, sizeof reason, "%s", lc_error_message());
+        st = lc_error(st, "%s; %s/checkpoint-%lld.h5 (step %lld) is kept", reason, cfg->output_dir,
+                      (long long)t->saved_step, (long long)t->saved_step);
+    }
     if (!st)
         fprintf(stderr, "lora train: %lld steps in %.1f s; adapter saved to %s/checkpoint-%lld.h5\n", (long long)total,
                 now_s() - start, cfg->output_dir, (long long)total);
+    if (!st && t->n_skipped)
+        fprintf(stderr, "lora train: %lld of %lld batches skipped for a non-finite loss or gradient\n",
+                (long long)t->n_skipped, (long long)(total - first));
     return st;
 }
 
