@@ -247,53 +247,66 @@ static lc_status run_eval(trainer *t, int64_t step) {
     return LC_STATUS_OK;
 }
 
-// One optimizer step over grad_accum micro-batches. Loss is normalized by
-// the target tokens of all of them together, not per micro-batch.
-static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens, int *skipped) {
-    const lc_train_config *cfg = t->cfg;
-    int n_targets = 0;
-    *skipped = 0;
-    *n_tokens = 0;
-    for (int a = 0; a < cfg->grad_accum; a++) {
-        lc_batcher_next(&t->it, &t->batches[a]);
-        n_targets += t->batches[a].n_targets;
-        *n_tokens += t->batches[a].n_tokens;
+lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_batches, int64_t step, float lr,
+                        lc_step_result *out) {
+    memset(out, 0, sizeof *out);
+    for (int a = 0; a < n_batches; a++) {
+        out->n_targets += batches[a].n_targets;
+        out->n_tokens += batches[a].n_tokens;
     }
-    memset(t->lora.grads, 0, sizeof(float) * t->lora.n_params);
+    memset(c->lora->grads, 0, sizeof(float) * c->lora->n_params);
+    if (out->n_targets == 0) return LC_STATUS_OK;
     double loss_sum = 0.0;
     int counted = 0;
-    float norm = n_targets > 0 ? 1.0f / (float)n_targets : 0.0f;
-    for (int a = 0; a < cfg->grad_accum && n_targets > 0; a++) {
-        lc_batch *b = &t->batches[a];
+    float norm = 1.0f / (float)out->n_targets;
+    for (int a = 0; a < n_batches; a++) {
+        const lc_batch *b = &batches[a];
         if (b->n_targets == 0) continue;
-        lc_graph_reset(&t->graph);
-        lc_lora_set_dropout_seed(&t->lora, cfg->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * cfg->grad_accum + a));
+        lc_graph_reset(c->graph);
+        lc_lora_set_dropout_seed(c->lora, c->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * n_batches + a));
         lc_forward_input in = {b->tokens, b->B, b->T, b->pos, b->seg_start, 0};
         lc_tensor *h;
-        lc_status st = lc_model_forward_hidden(&t->graph, &t->model, &t->lora, NULL, &in, &h);
+        lc_status st = lc_model_forward_hidden(c->graph, c->model, c->lora, NULL, &in, &h);
         if (!st)
-            st = lc_op_cross_entropy(&t->graph, h, t->model.lm_head, t->model.cfg.vocab_size, b->targets, norm,
+            st = lc_op_cross_entropy(c->graph, h, c->model->lm_head, c->model->cfg.vocab_size, b->targets, norm,
                                      &loss_sum, &counted);
-        if (!st) st = lc_graph_backward(&t->graph);
+        if (!st) st = lc_graph_backward(c->graph);
         if (st) return st;
     }
-    *loss = n_targets > 0 ? loss_sum / n_targets : 0.0;
-    *grad_norm = lc_grad_clip(t->lora.grads, t->lora.n_params, cfg->max_grad_norm);
-    if (!isfinite(*loss) || !isfinite(*grad_norm)) {
+    out->loss = loss_sum / out->n_targets;
+    out->grad_norm = lc_grad_clip(c->lora->grads, c->lora->n_params, c->max_grad_norm);
+    out->nonfinite = !isfinite(out->loss) || !isfinite(out->grad_norm);
+    if (!out->nonfinite) lc_adamw_step(c->opt, c->lora->params, c->lora->grads, lr);
+    return LC_STATUS_OK;
+}
+
+// One step of the run: the next micro-batches, then lc_train_step; a
+// non-finite loss stops the run unless skip_nonfinite.
+static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens, int *skipped) {
+    const lc_train_config *cfg = t->cfg;
+    for (int a = 0; a < cfg->grad_accum; a++) lc_batcher_next(&t->it, &t->batches[a]);
+    lc_step_ctx ctx = {&t->model, &t->lora, &t->opt, &t->graph, cfg->max_grad_norm, cfg->seed};
+    lc_step_result r;
+    lc_status st = lc_train_step(&ctx, t->batches, cfg->grad_accum, step, lc_schedule_lr(&t->sched, step), &r);
+    if (st) return st;
+    *loss = r.loss;
+    *grad_norm = r.grad_norm;
+    *n_tokens = r.n_tokens;
+    *skipped = 0;
+    if (r.nonfinite) {
         if (cfg->skip_nonfinite) {
-            *skipped = 1; // no update: the parameters and moments stay as they were
+            *skipped = 1;
             return LC_STATUS_OK;
         }
         if (t->saved_step > 0)
             return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped, "
                             "%s/checkpoint-%lld.h5 is the last good checkpoint (lower the learning rate, or set "
-                            "\"skip_nonfinite\": true to skip such batches)", (long long)step + 1, *loss, *grad_norm,
-                            cfg->output_dir, (long long)t->saved_step);
+                            "\"skip_nonfinite\": true to skip such batches)", (long long)step + 1, r.loss,
+                            r.grad_norm, cfg->output_dir, (long long)t->saved_step);
         return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped before "
                         "any checkpoint (lower the learning rate, or set \"skip_nonfinite\": true to skip such "
-                        "batches)", (long long)step + 1, *loss, *grad_norm);
+                        "batches)", (long long)step + 1, r.loss, r.grad_norm);
     }
-    if (n_targets > 0) lc_adamw_step(&t->opt, t->lora.params, t->lora.grads, lc_schedule_lr(&t->sched, step));
     return LC_STATUS_OK;
 }
 

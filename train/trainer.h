@@ -26,6 +26,30 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
 // different base (shapes still match).
 lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, int *same_base);
 
+// One optimizer step over accumulated micro-batches: forward and backward of
+// each (loss normalized by the target tokens of all of them together, not
+// per micro-batch), clipping, and the AdamW update at lr. Shared by `lora
+// train` and bench/. A non-finite loss or gradient norm sets *nonfinite and
+// leaves the parameters and moments untouched.
+typedef struct lc_step_ctx {
+    const lc_model *model;
+    lc_lora *lora;   // with gradients
+    lc_adamw *opt;
+    lc_graph *graph; // recording
+    float max_grad_norm;
+    uint64_t seed;   // dropout masks derive from (seed, step, micro-batch)
+} lc_step_ctx;
+
+typedef struct lc_step_result {
+    double loss;
+    float grad_norm;
+    int n_tokens, n_targets;
+    int nonfinite;
+} lc_step_result;
+
+lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_batches, int64_t step, float lr,
+                        lc_step_result *out);
+
 // The whole of `lora train`: progress on stderr, metrics.jsonl and
 // checkpoints in cfg->output_dir.
 lc_status lc_train_run(const lc_train_config *cfg);
