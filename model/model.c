@@ -123,6 +123,66 @@ fail:
     return st;
 }
 
+// Owned fp32 buffer of n values: uniform ±0.02·√3 from a splitmix64 stream, or `fill`.
+static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, float fill) {
+    float **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
+    if (!owned) return NULL;
+    m->owned = owned;
+    float *buf = malloc(sizeof(float) * n);
+    if (!buf) return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!random) {
+            buf[i] = fill;
+            continue;
+        }
+        uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        z ^= z >> 31;
+        buf[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
+    }
+    m->owned[m->n_owned++] = buf;
+    return buf;
+}
+
+lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    uint64_t state = seed;
+    size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size, F = (size_t)cfg->intermediate_size;
+    size_t q_dim = (size_t)cfg->n_heads * cfg->head_dim, kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
+    m->inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
+    float *embed = random_buffer(m, V * C, &state, 1, 0), *norm = random_buffer(m, C, &state, 0, 1.0f);
+    float *head = cfg->tie_word_embeddings ? embed : random_buffer(m, V * C, &state, 1, 0);
+    if (!m->layers || !m->inv_freq || !embed || !norm || !head) goto oom;
+    lc_config_rope_inv_freq(cfg, m->inv_freq);
+    m->embed = embed;
+    m->final_norm = norm;
+    m->lm_head = head;
+    const size_t dims[LC_LINEAR_KIND_COUNT][2] = {
+        {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C},
+    };
+    for (int l = 0; l < cfg->n_layers; l++) {
+        lc_layer *L = &m->layers[l];
+        if (!(L->attn_norm = random_buffer(m, C, &state, 0, 1.0f))) goto oom;
+        if (!(L->mlp_norm = random_buffer(m, C, &state, 0, 1.0f))) goto oom;
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            lc_linear *lin = &L->lin[k];
+            lin->in = (int)dims[k][0];
+            lin->out = (int)dims[k][1];
+            if (!(lin->w = random_buffer(m, dims[k][0] * dims[k][1], &state, 1, 0))) goto oom;
+            int has_bias = (k <= LC_LINEAR_KIND_V && cfg->attention_bias) || (k == LC_LINEAR_KIND_O && cfg->o_bias) ||
+                           (k >= LC_LINEAR_KIND_GATE && cfg->mlp_bias);
+            if (has_bias && !(lin->bias = random_buffer(m, dims[k][1], &state, 1, 0))) goto oom;
+        }
+    }
+    return LC_STATUS_OK;
+oom:
+    lc_model_free(m);
+    return lc_error(LC_STATUS_RUNTIME, "out of memory for a %d-layer model with random weights", cfg->n_layers);
+}
+
 void lc_model_free(lc_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);

@@ -57,4 +57,9 @@ lc_status lc_model_load(lc_model *m, const char *dir);
 void lc_model_fingerprint(const lc_model *m, char out[17]);
 void lc_model_free(lc_model *m);
 
+// A model of the given shape with seeded random weights in memory (norms 1,
+// others uniform in ±0.02·√3, so std 0.02), for benchmarks and tests that
+// need no file. cfg must be valid (as lc_config_load leaves it).
+lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed);
+
 #endif

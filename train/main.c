@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "autograd/blas.h"
 #include "common/status.h"
 #include "data/tokenizer.h"
 #include "train/cli.h"
@@ -60,31 +61,8 @@ lc_status lc_cli_load_tokenizer(lc_tokenizer **tok, const char *model_dir) {
     return lc_tokenizer_load(tok, json, access(cfg, F_OK) == 0 ? cfg : NULL);
 }
 
-// Debian's OpenBLAS 0.3.21 does not recognize recent AVX-512 CPUs and falls
-// back to generic kernels (7x slower here). It reads OPENBLAS_CORETYPE when
-// the library loads, so set it and re-execute once, before any BLAS call.
-static void lc_openblas_pick_core(char **argv) {
-    if (getenv("OPENBLAS_CORETYPE")) return;
-    const char *core = NULL;
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
-        core = "SkylakeX";
-    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        core = "Haswell";
-    if (!core) return;
-    const char *name = openblas_get_corename();
-    // Already a recognized modern core: nothing to fix.
-    if (name && (strcasecmp(name, "prescott") != 0 && strcasecmp(name, "core2") != 0 &&
-                 strcasecmp(name, "nehalem") != 0 && strcasecmp(name, "sandybridge") != 0))
-        return;
-    setenv("OPENBLAS_CORETYPE", core, 1);
-    execv("/proc/self/exe", argv);
-    // exec failed: carry on with the generic kernels.
-}
-
 int main(int argc, char **argv) {
-    lc_openblas_pick_core(argv);
+    lc_blas_pick_core(argv);
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
