@@ -71,6 +71,7 @@ lc_status lc_graph_init(lc_graph *g, bool record) {
     memset(g, 0, sizeof *g);
     lc_arena_init(&g->arena, 16u << 20);
     g->record = record;
+    g->training = record;
     return LC_STATUS_OK;
 }
 
@@ -87,7 +88,7 @@ void lc_graph_reset(lc_graph *g) {
 }
 
 lc_status lc_graph_status(const lc_graph *g) {
-    if (g->arena.failed) return lc_error(LC_STATUS_RUNTIME, "out of memory for activations");
+    if (g->arena.failed || (g->grad_arena && g->grad_arena->failed)) return lc_error(LC_STATUS_RUNTIME, "out of memory for activations");
     return LC_STATUS_OK;
 }
 
@@ -106,7 +107,7 @@ lc_tensor *lc_tensor_new(lc_graph *g, int rows, int cols) {
 float *lc_tensor_grad(lc_graph *g, lc_tensor *t) {
     if (!t->grad) {
         size_t bytes = sizeof(float) * (size_t)t->rows * t->cols;
-        t->grad = lc_arena_alloc(&g->arena, bytes);
+        t->grad = lc_arena_alloc(g->grad_arena ? g->grad_arena : &g->arena, bytes);
         if (t->grad) memset(t->grad, 0, bytes);
     }
     return t->grad;
@@ -138,7 +139,7 @@ lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *
     if (!y) return NULL;
     lc_matmul_forward(y->data, x->data, w, bias, N, n_in, n_out);
     float *u = NULL, *xd = NULL;
-    bool train_lora = lora && lora->A && lora->dA && g->record;
+    bool train_lora = lora && lora->A && lora->dA && g->training;
     if (lora && lora->A) {
         u = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * lora->r);
         float p = train_lora ? lora->dropout : 0.0f;
@@ -181,11 +182,12 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     return y;
 }
 
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim) {
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim,
+                      bool reuse_input) {
     if (!x) return NULL;
-    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
+    lc_tensor *y = reuse_input ? lc_tensor_wrap(g, x->data, x->rows, x->cols) : lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
-    memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
+    if (!reuse_input) memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
     lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim);
     y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
@@ -241,13 +243,17 @@ lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up) {
     return y;
 }
 
-lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b) {
+lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b) {
     if (!a || !b) return NULL;
-    lc_tensor *y = lc_tensor_new(g, a->rows, a->cols);
+    lc_tensor *y = reuse_b ? lc_tensor_wrap(g, b->data, b->rows, b->cols) : lc_tensor_new(g, a->rows, a->cols);
     if (!y) return NULL;
     size_t n = (size_t)a->rows * a->cols;
-    memcpy(y->data, a->data, sizeof(float) * n);
-    lc_add_forward(y->data, b->data, n);
+    if (reuse_b) {
+        lc_add_forward(y->data, a->data, n);
+    } else {
+        memcpy(y->data, a->data, sizeof(float) * n);
+        lc_add_forward(y->data, b->data, n);
+    }
     y->requires_grad = a->requires_grad || b->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_ADD, y);

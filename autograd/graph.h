@@ -78,7 +78,10 @@ typedef struct lc_tape_entry {
 
 typedef struct lc_graph {
     lc_arena arena;
+    lc_arena *grad_arena;     // where activation gradients go; NULL: arena
     bool record;              // keep a tape for backward (training)
+    bool training;            // apply LoRA dropout (set with record; stays on for a
+                              // checkpointed forward that records nothing)
     lc_tape_entry *tape;
     int n_tape, cap_tape;
 } lc_graph;
@@ -102,12 +105,17 @@ float *lc_tensor_grad(lc_graph *g, lc_tensor *t);
 lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
                         const lc_lora_ref *lora);
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim);
+// reuse_input: rotate x's storage in place (x's values must not be needed by
+// anything else); the result is still a new tensor with its own gradient.
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim,
+                      bool reuse_input);
 // q [B*T, H*D]; k, v [B*Tk, KVH*D] (rows beyond what a query sees are not read).
 lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
                            int T, int Tk, int H, int KVH, int D, int q_pos0, int window);
 lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
-lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b);
+// reuse_b: write the sum into b's storage (b's values must not be needed by
+// anything else, as for a linear layer's output that only feeds this add).
+lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b);
 // Sum of cross-entropy over rows with a target (see lc_cross_entropy_forward);
 // when recording, the backward adds norm-scaled gradients into x.
 lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, const int32_t *targets, float norm,

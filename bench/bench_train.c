@@ -70,16 +70,21 @@ static double flops_per_token(const shape *s, int T, int r) {
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
-    int B = 4, T = 512, steps = 3, warmup = 1, r = 16;
-    for (int i = 2; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
+    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0;
+    for (int i = 2; i < argc; i += 2) {
+        if (!strcmp(argv[i], "--checkpointing")) {
+            ckpt = 1;
+            i--;
+        } else if (i + 1 >= argc) {
+            B = 0;
+        } else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R]\n");
+                            "[--warmup W] [--rank R] [--checkpointing]\n");
             return 1;
         }
     }
@@ -101,11 +106,11 @@ int main(int argc, char **argv) {
     lc_model m;
     lc_lora lora;
     lc_adamw opt;
-    lc_graph g;
+    lc_train_pass pass;
     lc_lora_config lcfg = {r, 2.0f * r, 0.0f, false, (1u << LC_LINEAR_KIND_COUNT) - 1};
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
     if (lc_model_init_random(&m, &cfg, 1) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
-        lc_adamw_init(&opt, lora.n_params, &acfg) || lc_graph_init(&g, true)) {
+        lc_adamw_init(&opt, lora.n_params, &acfg) || lc_train_pass_init(&pass, &m, ckpt)) {
         fprintf(stderr, "bench_train: %s\n", lc_error_message());
         return 3;
     }
@@ -125,7 +130,7 @@ int main(int argc, char **argv) {
     b.n_tokens = B * T;
     b.n_targets = B * (T - 1);
 
-    lc_step_ctx ctx = {&m, &lora, &opt, &g, 1.0f, 0};
+    lc_step_ctx ctx = {&m, &lora, &opt, &pass, 1.0f, 0};
     lc_step_result res;
     double measured = 0;
     for (int i = 0; i < warmup + steps; i++) {
@@ -140,9 +145,9 @@ int main(int argc, char **argv) {
     double gflops = tps * flops_per_token(s, T, r) / 1e9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-13s batch %d x %d, r %d, %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of sgemm peak "
+    printf("%-13s batch %d x %d, r %d,%s %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of sgemm peak "
            "%.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
-           s->name, B, T, r, openblas_get_num_threads(), openblas_get_corename(), tps, gflops, 100.0 * gflops / peak,
+           s->name, B, T, r, ckpt ? " checkpointing," : "", openblas_get_num_threads(), openblas_get_corename(), tps, gflops, 100.0 * gflops / peak,
            peak, flops_per_token(s, T, r) / 1e6, ru.ru_maxrss / 1048576.0, res.loss);
     return 0;
 }

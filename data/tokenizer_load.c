@@ -36,7 +36,8 @@ static lc_status arena_add(lc_tokenizer *tok, const char *s, size_t n, uint32_t 
 static lc_status get_id(const cJSON *v, const char *path, const char *what, int32_t *out) {
     *out = -1;
     double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-    if (!cJSON_IsNumber(v) || d != (double)(int64_t)d || d < 0 || d >= TOK_MAX_ID)
+    // Range first: converting a double outside int64_t's range is undefined behaviour.
+    if (!cJSON_IsNumber(v) || !(d >= 0 && d < TOK_MAX_ID) || d != (double)(int64_t)d)
         return lc_error(LC_STATUS_INPUT, "%s: %s: id must be an integer in [0, %d)", path, what, TOK_MAX_ID);
     *out = (int32_t)d;
     return LC_STATUS_OK;

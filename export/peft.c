@@ -2,6 +2,7 @@
 // PEFT's save_pretrained writes them (keys without the adapter name, config
 // with sorted keys), and reading them back with every rank, target and shape
 // checked against the config and the model.
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -184,6 +185,10 @@ static lc_status read_config(const char *path, lc_lora_config *cfg) {
         goto done;
     }
     if ((st = lc_json_get_double(root, "lora_alpha", path, 8.0, &alpha))) goto done;
+    if (fabs(alpha) > FLT_MAX) { // would become an infinite scale as a float
+        st = lc_error(LC_STATUS_INPUT, "%s: lora_alpha %g is out of range", path, alpha);
+        goto done;
+    }
     if ((st = lc_json_get_double(root, "lora_dropout", path, 0.0, &dropout))) goto done;
     if (!(dropout >= 0.0 && dropout < 1.0)) {
         st = lc_error(LC_STATUS_INPUT, "%s: lora_dropout must be in [0, 1), got %g", path, dropout);

@@ -15,6 +15,16 @@
 
 #ifndef LC_SHARED_DIR
 #define LC_SHARED_DIR "../shared"
+// With LC_FUZZ_VERBOSE=1 in the environment, prints why an input was refused
+// (for checking that seeds load; the fuzzers run without it).
+#include "common/status.h"
+static inline lc_status lc_fuzz_note(lc_status st, const char *what) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("LC_FUZZ_VERBOSE") != NULL;
+    if (verbose) fprintf(stderr, "%s: %s\n", what, st ? lc_error_message() : "ok");
+    return st;
+}
+
 #endif
 
 // Separator between the parts of a multi-file input (also in fuzz/lcfuzz.dict).
@@ -125,6 +135,16 @@ static inline const char *lc_fuzz_shared(const char *rel) {
     slot = (slot + 1) % 4;
     snprintf(buf[slot], sizeof buf[slot], "%s/%s", base, rel);
     return buf[slot];
+}
+
+// With LC_FUZZ_VERBOSE=1 in the environment, prints why an input was refused
+// (for checking that seeds load; the fuzzers run without it).
+#include "common/status.h"
+static inline lc_status lc_fuzz_note(lc_status st, const char *what) {
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("LC_FUZZ_VERBOSE") != NULL;
+    if (verbose) fprintf(stderr, "%s: %s\n", what, st ? lc_error_message() : "ok");
+    return st;
 }
 
 #endif

@@ -26,17 +26,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = lc_fuzz_path(0, "m", "config.json");
     lc_fuzz_write(path, data, size);
     lc_model_config cfg;
-    if (lc_config_load(&cfg, path) != LC_STATUS_OK) return 0;
+    if (lc_fuzz_note(lc_config_load(&cfg, path), "config") != LC_STATUS_OK) return 0;
     if (cfg.hidden_size <= 0 || cfg.n_heads <= 0 || cfg.head_dim <= 0 || cfg.n_kv_heads <= 0 || cfg.n_layers <= 0 ||
         cfg.vocab_size <= 0 || cfg.intermediate_size <= 0 || cfg.head_dim % 2 || cfg.n_heads % cfg.n_kv_heads)
         __builtin_trap(); // lc_config_load promises positive, consistent sizes
     float *inv = malloc(sizeof *inv * (size_t)(cfg.head_dim / 2));
     lc_config_rope_inv_freq(&cfg, inv);
+    for (int i = 0; i < cfg.head_dim / 2; i++)
+        if (!isfinite(inv[i]) || !(inv[i] >= 0.0f)) __builtin_trap(); // the rotary table must be usable
     free(inv);
     (void)lc_arch_name(cfg.arch);
     lc_model m;
     memset(&m, 0, sizeof m);
-    if (lc_model_load(&m, lc_fuzz_path(1, NULL, "m")) == LC_STATUS_OK) {
+    if (lc_fuzz_note(lc_model_load(&m, lc_fuzz_path(1, NULL, "m")), "model") == LC_STATUS_OK) {
         char fp[17];
         lc_model_fingerprint(&m, fp);
     }

@@ -12,7 +12,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const char *path = lc_fuzz_path(0, NULL, "in.gguf");
     lc_fuzz_write(path, data, size);
     lc_gguf_file f;
-    if (lc_gguf_open(&f, path) != LC_STATUS_OK) return 0;
+    if (lc_fuzz_note(lc_gguf_open(&f, path), "gguf") != LC_STATUS_OK) return 0;
     for (size_t i = 0; i < f.n_kvs; i++) {
         const lc_gguf_kv *kv = &f.kvs[i];
         if (lc_gguf_find_kv(&f, kv->key) != kv) __builtin_trap();

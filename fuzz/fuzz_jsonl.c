@@ -33,7 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lc_fuzz_write(path, data, size);
     lc_dataset_options opt = {.max_seq_len = 64, .mask_prompt = size == 0 || (data[0] & 1) == 0};
     lc_dataset ds;
-    if (lc_dataset_load(&ds, path, tok, &opt) != LC_STATUS_OK) return 0;
+    if (lc_fuzz_note(lc_dataset_load(&ds, path, tok, &opt), "dataset") != LC_STATUS_OK) return 0;
     int V = lc_tokenizer_vocab_size(tok);
     for (int i = 0; i < ds.n_examples; i++) {
         const lc_example *e = &ds.examples[i];

@@ -3,6 +3,8 @@
 // is checked against the model's shapes.
 #include "fuzz_model_once.h"
 
+#include <math.h>
+
 #include "common/status.h"
 #include "export/export.h"
 #include "model/lora.h"
@@ -22,8 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lc_fuzz_write(lc_fuzz_path(0, "peft", "adapter_config.json"), parts[0].p, parts[0].n);
     if (n == 2) lc_fuzz_write(lc_fuzz_path(1, "peft", "adapter_model.safetensors"), parts[1].p, parts[1].n);
     lc_lora lora;
-    if (lc_peft_load(dir, &lc_fuzz_model, &lora) != LC_STATUS_OK) return 0;
+    if (lc_fuzz_note(lc_peft_load(dir, &lc_fuzz_model, &lora), "peft") != LC_STATUS_OK) return 0;
     if (lora.n_layers != lc_fuzz_model.cfg.n_layers || lora.cfg.r < 1) __builtin_trap();
+    if (!isfinite(lora.scale) || !isfinite(lora.cfg.alpha)) __builtin_trap(); // lora_alpha must fit a float
     size_t total = 0;
     for (int l = 0; l < lora.n_layers; l++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {

@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (n == 1) {
         const char *path = lc_fuzz_path(0, NULL, "in.safetensors");
         lc_fuzz_write(path, data, size);
-        if (lc_st_set_add_file(&set, path) == LC_STATUS_OK) touch(&set);
+        if (lc_fuzz_note(lc_st_set_add_file(&set, path), "add_file") == LC_STATUS_OK) touch(&set);
         lc_st_set_free(&set);
         return 0;
     }
@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         snprintf(name, sizeof name, "s%d.safetensors", i);
         lc_fuzz_write(lc_fuzz_path(1, "m", name), parts[i].p, parts[i].n);
     }
-    if (lc_st_set_open_dir(&set, dir) == LC_STATUS_OK) {
+    if (lc_fuzz_note(lc_st_set_open_dir(&set, dir), "open_dir") == LC_STATUS_OK) {
         touch(&set);
         size_t dl = strlen(dir);
         for (int i = 0; i < set.n_files; i++) {

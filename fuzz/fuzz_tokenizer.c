@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lc_fuzz_write(cfg, parts[1].p, parts[1].n);
     }
     lc_tokenizer *tok;
-    if (lc_tokenizer_load(&tok, json, cfg) != LC_STATUS_OK) return 0;
+    if (lc_fuzz_note(lc_tokenizer_load(&tok, json, cfg), "tokenizer") != LC_STATUS_OK) return 0;
     int32_t V = lc_tokenizer_vocab_size(tok);
     if (V <= 0) __builtin_trap();
     (void)lc_tokenizer_bos(tok);

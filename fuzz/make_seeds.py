@@ -163,7 +163,7 @@ def seeds_tokenizer(shared, out):
     put(out, "fuzz_tokenizer", "stories260k.json", tj)
     for i, t in enumerate(texts[:8]):
         put(out, "fuzz_tokenizer", "stories260k_%d.bin" % i, tj + SEP + tc + SEP + t)
-    for name in ("llama2", "gpt2", "falcon", "olmo", "phi-2", "phi-3-mini"):
+    for j, name in enumerate(("llama2", "gpt2", "falcon", "olmo", "phi-2", "phi-3-mini")):
         p = os.path.join(shared, "tokenizers", name, "tokenizer.json")
         if not os.path.exists(p):
             continue
@@ -171,7 +171,7 @@ def seeds_tokenizer(shared, out):
         cp = os.path.join(shared, "tokenizers", name, "tokenizer_config.json")
         cfg = read(cp) if os.path.exists(cp) and os.path.getsize(cp) < 16384 else b"{}"
         put(out, "fuzz_tokenizer", name + ".json", small)
-        for i, t in enumerate(texts[i * 3 % len(texts):][:3] if texts else []):
+        for i, t in enumerate(texts[j * 3 % len(texts):][:3] if texts else []):
             put(out, "fuzz_tokenizer", "%s_%d.bin" % (name, i), small + SEP + cfg + SEP + t)
     q = os.path.join(shared, "tokenizers/chat-templates/qwen2.5.tokenizer_config.json")
     if os.path.exists(q):

@@ -46,7 +46,9 @@ static lc_status parse_rope_scaling(lc_model_config *cfg, const cJSON *root, con
     double factor, lo, hi;
     int64_t orig;
     if ((st = lc_json_get_double(rs, "factor", path, 1.0, &factor))) return st;
-    if (factor <= 0.0) return lc_error(LC_STATUS_INPUT, "%s: rope_scaling \"factor\" must be positive", path);
+    // Checked as floats too: 1e-300 or 1e300 would become 0 or inf and the rotary table NaN.
+    if (factor <= 0.0 || !((float)factor > 0.0f) || !isfinite((float)factor))
+        return lc_error(LC_STATUS_INPUT, "%s: rope_scaling \"factor\" must be a positive float", path);
     cfg->rope_factor = (float)factor;
     if (strcmp(type, "default") == 0) return LC_STATUS_OK;
     if (strcmp(type, "linear") == 0) {

@@ -5,23 +5,33 @@
 
 #include "autograd/kernels.h"
 
-typedef struct block_ctx {
-    lc_graph *g;
-    const lc_model *m;
-    const lc_lora *lora;
-    lc_kv_cache *cache;
-    const lc_forward_input *in;
-    const int32_t *pos; // [B*T]
-} block_ctx;
 
-static lc_tensor *linear(const block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
+// Rotary positions of in (pos0 + t when in->pos is NULL), in g's arena.
+const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in) {
+    if (in->pos) return in->pos;
+    int32_t *pos = lc_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)in->B * in->T);
+    if (pos)
+        for (int b = 0; b < in->B; b++)
+            for (int t = 0; t < in->T; t++) pos[b * in->T + t] = in->pos0 + t;
+    return pos;
+}
+
+lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in) {
+    for (int i = 0; i < in->B * in->T; i++)
+        if (in->tokens[i] < 0 || in->tokens[i] >= m->cfg.vocab_size)
+            return lc_error(LC_STATUS_INPUT, "token id %d outside the vocabulary of %d", in->tokens[i],
+                            m->cfg.vocab_size);
+    return LC_STATUS_OK;
+}
+
+static lc_tensor *linear(const lc_block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
     const lc_linear *lin = &c->m->layers[l].lin[kind];
     return lc_op_linear(c->g, x, lin->w, lin->bias, lin->out, lc_lora_get(c->lora, l, kind));
 }
 
 // Copies rows [B*T, KVD] into cache positions pos0.. of each sequence and
 // returns the layer's whole cache as a tensor [B*Tcap, KVD].
-static lc_tensor *cache_append(const block_ctx *c, float *layer_cache, const lc_tensor *rows) {
+static lc_tensor *cache_append(const lc_block_ctx *c, float *layer_cache, const lc_tensor *rows) {
     int B = c->in->B, T = c->in->T, KVD = rows->cols, Tcap = c->cache->max_tokens;
     for (int b = 0; b < B; b++)
         memcpy(layer_cache + ((size_t)b * Tcap + c->in->pos0) * KVD, rows->data + (size_t)b * T * KVD,
@@ -29,15 +39,17 @@ static lc_tensor *cache_append(const block_ctx *c, float *layer_cache, const lc_
     return lc_tensor_wrap(c->g, layer_cache, B * Tcap, KVD);
 }
 
-static lc_tensor *block(const block_ctx *c, int l, lc_tensor *x) {
+lc_tensor *lc_block_forward(const lc_block_ctx *c, int l, lc_tensor *x) {
     const lc_model_config *cfg = &c->m->cfg;
     const lc_layer *L = &c->m->layers[l];
     lc_graph *g = c->g;
     int D = cfg->head_dim;
 
     lc_tensor *xn = lc_op_rmsnorm(g, x, L->attn_norm, cfg->rms_norm_eps);
-    lc_tensor *q = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_Q, xn), c->pos, c->m->inv_freq, D);
-    lc_tensor *k = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_K, xn), c->pos, c->m->inv_freq, D);
+    // Projections feed only rope and the residual adds, whose backward needs
+    // no values: those ops reuse the projections' storage.
+    lc_tensor *q = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_Q, xn), c->pos, c->m->inv_freq, D, true);
+    lc_tensor *k = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_K, xn), c->pos, c->m->inv_freq, D, true);
     lc_tensor *v = linear(c, l, LC_LINEAR_KIND_V, xn);
     if (!q || !k || !v) return NULL;
     int Tk = c->in->T;
@@ -49,11 +61,11 @@ static lc_tensor *block(const block_ctx *c, int l, lc_tensor *x) {
     }
     lc_tensor *att = lc_op_attention(g, q, k, v, c->in->seg_start, c->in->B, c->in->T, Tk, cfg->n_heads,
                                      cfg->n_kv_heads, D, c->in->pos0, cfg->sliding_window);
-    x = lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_O, att));
+    x = lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_O, att), true);
 
     xn = lc_op_rmsnorm(g, x, L->mlp_norm, cfg->rms_norm_eps);
     lc_tensor *h = lc_op_swiglu(g, linear(c, l, LC_LINEAR_KIND_GATE, xn), linear(c, l, LC_LINEAR_KIND_UP, xn));
-    return lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_DOWN, h));
+    return lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_DOWN, h), true);
 }
 
 lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora *lora, lc_kv_cache *cache,
@@ -64,30 +76,23 @@ lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora 
     if (cache && (in->B > cache->max_batch || in->pos0 < 0 || in->pos0 + in->T > cache->max_tokens))
         return lc_error(LC_STATUS_RUNTIME, "sequence of %d tokens at position %d exceeds the planned %d", in->T,
                         in->pos0, cache->max_tokens);
-    for (int i = 0; i < N; i++)
-        if (in->tokens[i] < 0 || in->tokens[i] >= cfg->vocab_size)
-            return lc_error(LC_STATUS_INPUT, "token id %d outside the vocabulary of %d", in->tokens[i],
-                            cfg->vocab_size);
-    int32_t *pos = (int32_t *)in->pos;
-    if (!pos) {
-        pos = lc_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)N);
-        if (!pos) return lc_graph_status(g);
-        for (int b = 0; b < in->B; b++)
-            for (int t = 0; t < in->T; t++) pos[b * in->T + t] = in->pos0 + t;
-    }
-    block_ctx c = {g, m, lora, cache, in, pos};
+    lc_status st = lc_forward_check_tokens(m, in);
+    if (st) return st;
+    const int32_t *pos = lc_forward_positions(g, in);
+    if (!pos) return lc_graph_status(g);
+    lc_block_ctx c = {g, m, lora, cache, in, pos};
 
     lc_tensor *x = lc_tensor_new(g, N, C);
     if (!x) return lc_graph_status(g);
     lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
     for (int l = 0; l < cfg->n_layers && x; l++) {
         if (g->record) {
-            x = block(&c, l, x);
+            x = lc_block_forward(&c, l, x);
         } else {
             // Nothing is kept for a backward: the block's activations are
             // released as soon as its output is copied back into x.
             lc_arena_mark mark = lc_arena_get_mark(&g->arena);
-            lc_tensor *y = block(&c, l, x);
+            lc_tensor *y = lc_block_forward(&c, l, x);
             if (y) memcpy(x->data, y->data, sizeof(float) * (size_t)N * C);
             else x = NULL;
             if (!g->arena.failed) lc_arena_reset(&g->arena, mark);

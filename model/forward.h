@@ -31,6 +31,21 @@ typedef struct lc_forward_input {
 lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora *lora, lc_kv_cache *cache,
                                   const lc_forward_input *in, lc_tensor **out);
 
+// One transformer block on g (recording when g records): the building block
+// shared by the forward above and the per-layer training pass.
+typedef struct lc_block_ctx {
+    lc_graph *g;
+    const lc_model *m;
+    const lc_lora *lora;
+    lc_kv_cache *cache; // NULL: attend within the batch
+    const lc_forward_input *in;
+    const int32_t *pos; // [B*T] rotary positions
+} lc_block_ctx;
+
+lc_tensor *lc_block_forward(const lc_block_ctx *c, int layer, lc_tensor *x);
+const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in);
+lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in);
+
 // Generation state: a graph without tape, the KV cache, and the logits.
 typedef struct lc_forward_state {
     lc_graph graph;

@@ -605,7 +605,7 @@ static double rope_loss_ref(void *p) {
 static double rope_loss_f32(void *p) {
     unary_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_rope(&c->g, tensor_of(&c->g, c->x, c->N, c->C, false), c->pos, c->inv_freq, c->head_dim);
+    lc_tensor *y = lc_op_rope(&c->g, tensor_of(&c->g, c->x, c->N, c->C, false), c->pos, c->inv_freq, c->head_dim, false);
     ck_assert(y != NULL);
     return dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
@@ -622,7 +622,7 @@ START_TEST(test_rope) {
     lc_graph_init(&c.g, false);
 
     lc_tensor *xin = tensor_of(&c.g, c.x, c.N, c.C, false);
-    lc_tensor *y = lc_op_rope(&c.g, xin, pos, inv_freq, 8);
+    lc_tensor *y = lc_op_rope(&c.g, xin, pos, inv_freq, 8, false);
     ck_assert(memcmp(xin->data, c.x, sizeof(float) * n) == 0); // the op does not rotate its input
     double *xd = to_d(c.x, n), *yr = dbuf(n);
     ref_rope(yr, xd, pos, inv_freq, c.N, 2, 8);
@@ -632,7 +632,7 @@ START_TEST(test_rope) {
     lc_graph g;
     lc_graph_init(&g, true);
     lc_tensor *x = tensor_of(&g, c.x, c.N, c.C, true);
-    y = lc_op_rope(&g, x, pos, inv_freq, 8);
+    y = lc_op_rope(&g, x, pos, inv_freq, 8, false);
     seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     float *dx = grad_copy(x);
@@ -884,7 +884,7 @@ static double add_loss_f32(void *p) {
     bin_ctx *c = p;
     lc_graph_reset(&c->g);
     lc_tensor *y =
-        lc_op_add(&c->g, tensor_of(&c->g, c->a, c->N, c->C, false), tensor_of(&c->g, c->b, c->N, c->C, false));
+        lc_op_add(&c->g, tensor_of(&c->g, c->a, c->N, c->C, false), tensor_of(&c->g, c->b, c->N, c->C, false), false);
     ck_assert(y != NULL);
     return dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
@@ -901,7 +901,7 @@ START_TEST(test_add) {
     lc_graph g;
     lc_graph_init(&g, true);
     lc_tensor *a = tensor_of(&g, c.a, c.N, c.C, true), *b = tensor_of(&g, c.b, c.N, c.C, true);
-    lc_tensor *y = lc_op_add(&g, a, b);
+    lc_tensor *y = lc_op_add(&g, a, b, false);
     for (size_t i = 0; i < n; i++) ck_assert(y->data[i] == c.a[i] + c.b[i]);
     seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
@@ -916,7 +916,7 @@ START_TEST(test_add) {
     lc_graph_init(&g, true);
     a = tensor_of(&g, c.a, c.N, c.C, true);
     b = tensor_of(&g, c.b, c.N, c.C, false);
-    y = lc_op_add(&g, a, b);
+    y = lc_op_add(&g, a, b, false);
     seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     ck_assert(b->grad == NULL);
@@ -926,7 +926,7 @@ START_TEST(test_add) {
     // The same tensor on both sides: y = x + x, dx = 2R.
     lc_graph_init(&g, true);
     a = tensor_of(&g, c.a, c.N, c.C, true);
-    y = lc_op_add(&g, a, a);
+    y = lc_op_add(&g, a, a, false);
     seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     for (size_t i = 0; i < n; i++) ck_assert(a->grad[i] == 2.0f * c.R[i]);
@@ -960,7 +960,7 @@ static double fan_loss_ref(void *p) {
 
 static lc_tensor *fan_run(lc_graph *g, fan_ctx *c, bool rg, lc_tensor **x) {
     *x = tensor_of(g, c->x, c->N, c->C, rg);
-    lc_tensor *y = lc_op_add(g, lc_op_linear(g, *x, c->w, NULL, c->C, NULL), *x);
+    lc_tensor *y = lc_op_add(g, lc_op_linear(g, *x, c->w, NULL, c->C, NULL), *x, false);
     ck_assert(y != NULL);
     return y;
 }
@@ -1396,14 +1396,15 @@ static double comp_forward(lc_graph *g, comp_ctx *c, bool x_rg, lc_tensor **xt) 
     lc_tensor *q = lc_op_linear(g, h, c->wq, NULL, CH * CD, &c->lq);
     lc_tensor *k = lc_op_linear(g, h, c->wk, NULL, CKVH * CD, NULL);
     lc_tensor *v = lc_op_linear(g, h, c->wv, NULL, CKVH * CD, &c->lv);
-    q = lc_op_rope(g, q, c->pos, c->inv_freq, CD);
-    k = lc_op_rope(g, k, c->pos, c->inv_freq, CD);
+    // In place, as the model does: the projections' outputs feed only rope and the adds.
+    q = lc_op_rope(g, q, c->pos, c->inv_freq, CD, true);
+    k = lc_op_rope(g, k, c->pos, c->inv_freq, CD, true);
     lc_tensor *a = lc_op_attention(g, q, k, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, 0);
-    lc_tensor *x2 = lc_op_add(g, x, lc_op_linear(g, a, c->wo, NULL, CC, NULL));
+    lc_tensor *x2 = lc_op_add(g, x, lc_op_linear(g, a, c->wo, NULL, CC, NULL), true);
     lc_tensor *h2 = lc_op_rmsnorm(g, x2, c->wn2, EPS);
     lc_tensor *gt = lc_op_linear(g, h2, c->wg, NULL, CF, &c->lg);
     lc_tensor *up = lc_op_linear(g, h2, c->wu, NULL, CF, NULL);
-    lc_tensor *x3 = lc_op_add(g, x2, lc_op_linear(g, lc_op_swiglu(g, gt, up), c->wd, NULL, CC, NULL));
+    lc_tensor *x3 = lc_op_add(g, x2, lc_op_linear(g, lc_op_swiglu(g, gt, up), c->wd, NULL, CC, NULL), true);
     ck_assert(x3 != NULL);
     double ls = 0.0;
     int cnt = 0;

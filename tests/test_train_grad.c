@@ -10,6 +10,7 @@
 #include "model/forward.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "model/train_pass.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define FIXTURE LC_SOURCE_DIR "/tests/fixtures/stories260k_lora_grads.bin"
@@ -81,7 +82,26 @@ static double run(lc_graph *g, const lc_model *m, lc_lora *lora, const fixture *
     return loss_sum / n_targets;
 }
 
-static void check_against_reference(int accumulate_split) {
+// The same through the per-layer training pass (what lora train runs).
+static double run_pass(const lc_model *m, lc_lora *lora, const fixture *f, bool checkpointing) {
+    int n_targets = 0;
+    for (int i = 0; i < f->B * f->T; i++) n_targets += f->targets[i] >= 0;
+    lc_train_pass p;
+    ck_assert_int_eq(lc_train_pass_init(&p, m, checkpointing), LC_STATUS_OK);
+    double loss_sum = 0.0;
+    int counted = 0;
+    lc_forward_input in = {f->tokens, f->B, f->T, f->pos, f->seg, 0};
+    lc_status st = lc_train_pass_run(&p, m, lora, &in, f->targets, 1.0f / n_targets, &loss_sum, &counted);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(counted, n_targets);
+    lc_train_pass_free(&p);
+    return loss_sum / n_targets;
+}
+
+// mode: 0 one graph, 1 one graph per accumulated micro-batch row, 2 the
+// training pass, 3 the training pass with activation checkpointing.
+static void check_against_reference(int mode) {
+    int accumulate_split = mode == 1;
     lc_model m;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
     fixture f = {0};
@@ -96,7 +116,7 @@ static void check_against_reference(int accumulate_split) {
 
     lc_graph g;
     lc_graph_init(&g, true);
-    double loss = run(&g, &m, &lora, &f, accumulate_split);
+    double loss = mode >= 2 ? run_pass(&m, &lora, &f, mode == 3) : run(&g, &m, &lora, &f, accumulate_split);
     ck_assert_msg(fabs(loss - f.loss) <= 1e-4 * fabs(f.loss), "loss %.6f vs reference %.6f", loss, f.loss);
 
     // Per adapted matrix: max |g - ref| relative to max |ref| of that matrix.
@@ -139,6 +159,12 @@ START_TEST(test_grad_accumulation_matches_whole_batch) {
 }
 END_TEST
 
+START_TEST(test_training_pass_matches_pytorch) { check_against_reference(2); }
+END_TEST
+
+START_TEST(test_checkpointed_training_pass_matches_pytorch) { check_against_reference(3); }
+END_TEST
+
 START_TEST(test_lora_init_like_peft) {
     lc_model m;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
@@ -175,6 +201,8 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_lora_grads_match_pytorch);
     tcase_add_test(tc, test_grad_accumulation_matches_whole_batch);
+    tcase_add_test(tc, test_training_pass_matches_pytorch);
+    tcase_add_test(tc, test_checkpointed_training_pass_matches_pytorch);
     tcase_add_test(tc, test_lora_init_like_peft);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);

@@ -40,7 +40,7 @@ typedef struct trainer {
     lc_lora lora;
     lc_adamw opt;
     lc_schedule sched;
-    lc_graph graph;
+    lc_train_pass pass;
     lc_batcher it;
     lc_batch *batches; // [grad_accum]
     FILE *metrics;
@@ -262,15 +262,9 @@ lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_bat
     for (int a = 0; a < n_batches; a++) {
         const lc_batch *b = &batches[a];
         if (b->n_targets == 0) continue;
-        lc_graph_reset(c->graph);
         lc_lora_set_dropout_seed(c->lora, c->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * n_batches + a));
         lc_forward_input in = {b->tokens, b->B, b->T, b->pos, b->seg_start, 0};
-        lc_tensor *h;
-        lc_status st = lc_model_forward_hidden(c->graph, c->model, c->lora, NULL, &in, &h);
-        if (!st)
-            st = lc_op_cross_entropy(c->graph, h, c->model->lm_head, c->model->cfg.vocab_size, b->targets, norm,
-                                     &loss_sum, &counted);
-        if (!st) st = lc_graph_backward(c->graph);
+        lc_status st = lc_train_pass_run(c->pass, c->model, c->lora, &in, b->targets, norm, &loss_sum, &counted);
         if (st) return st;
     }
     out->loss = loss_sum / out->n_targets;
@@ -285,7 +279,7 @@ lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_bat
 static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens, int *skipped) {
     const lc_train_config *cfg = t->cfg;
     for (int a = 0; a < cfg->grad_accum; a++) lc_batcher_next(&t->it, &t->batches[a]);
-    lc_step_ctx ctx = {&t->model, &t->lora, &t->opt, &t->graph, cfg->max_grad_norm, cfg->seed};
+    lc_step_ctx ctx = {&t->model, &t->lora, &t->opt, &t->pass, cfg->max_grad_norm, cfg->seed};
     lc_step_result r;
     lc_status st = lc_train_step(&ctx, t->batches, cfg->grad_accum, step, lc_schedule_lr(&t->sched, step), &r);
     if (st) return st;
@@ -389,7 +383,6 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     lc_status st;
     int model_loaded = 0;
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
-    lc_graph_init(&t.graph, true);
 
     char tok_json[4200], tok_cfg[4200];
     snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", cfg->model);
@@ -404,6 +397,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     if ((st = lc_tokenizer_load(&t.tok, tok_json, lc_file_exists(tok_cfg) ? tok_cfg : NULL))) goto done;
     if ((st = load_data(&t))) goto done;
 
+    if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
     if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) goto done;
     if ((st = lc_adamw_init(&t.opt, t.lora.n_params, &cfg->adamw))) goto done;
     t.sched = cfg->schedule;
@@ -444,7 +438,7 @@ done:
     lc_dataset_free(&t.train);
     lc_dataset_free(&t.valid);
     lc_tokenizer_free(t.tok);
-    lc_graph_free(&t.graph);
+    lc_train_pass_free(&t.pass);
     if (model_loaded) lc_model_free(&t.model);
     return st;
 }

@@ -8,6 +8,7 @@
 #include "data/dataset.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "model/train_pass.h"
 #include "train/train_config.h"
 
 typedef struct lc_eval_result {
@@ -33,9 +34,9 @@ lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, in
 // leaves the parameters and moments untouched.
 typedef struct lc_step_ctx {
     const lc_model *model;
-    lc_lora *lora;   // with gradients
+    lc_lora *lora; // with gradients
     lc_adamw *opt;
-    lc_graph *graph; // recording
+    lc_train_pass *pass;
     float max_grad_norm;
     uint64_t seed;   // dropout masks derive from (seed, step, micro-batch)
 } lc_step_ctx;

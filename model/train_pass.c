@@ -1,0 +1,118 @@
+#include "model/train_pass.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "autograd/kernels.h"
+
+lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpointing) {
+    memset(p, 0, sizeof *p);
+    p->n_layers = m->cfg.n_layers;
+    p->checkpointing = checkpointing;
+    int n_graphs = checkpointing ? 1 : p->n_layers;
+    p->layers = calloc((size_t)n_graphs, sizeof *p->layers);
+    if (!p->layers) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    lc_arena_init(&p->grads, 16u << 20);
+    for (int i = 0; i < n_graphs; i++) {
+        lc_graph_init(&p->layers[i], true);
+        p->layers[i].grad_arena = &p->grads;
+    }
+    lc_graph_init(&p->keep, false);
+    lc_graph_init(&p->head, true);
+    p->head.grad_arena = &p->grads;
+    return LC_STATUS_OK;
+}
+
+void lc_train_pass_free(lc_train_pass *p) {
+    int n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; p->layers && i < n_graphs; i++) lc_graph_free(&p->layers[i]);
+    free(p->layers);
+    lc_graph_free(&p->keep);
+    lc_graph_free(&p->head);
+    lc_arena_free(&p->grads);
+    memset(p, 0, sizeof *p);
+}
+
+// Moves t's gradient out of the gradient arena into dst and rewinds the arena.
+static void carry_gradient(lc_train_pass *p, lc_tensor *t, float *dst) {
+    memcpy(dst, t->grad, sizeof(float) * (size_t)t->rows * t->cols);
+    lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
+    t->grad = dst;
+}
+
+static lc_status status_of(lc_train_pass *p, lc_graph *g) {
+    if (p->keep.arena.failed) return lc_graph_status(&p->keep);
+    return lc_graph_status(g);
+}
+
+lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *lora, const lc_forward_input *in,
+                            const int32_t *targets, float norm, double *loss_sum, int *counted) {
+    const lc_model_config *cfg = &m->cfg;
+    int N = in->B * in->T, C = cfg->hidden_size, L = cfg->n_layers;
+    lc_status st = lc_forward_check_tokens(m, in);
+    if (st) return st;
+    lc_graph_reset(&p->keep);
+    lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
+    const int32_t *pos = lc_forward_positions(&p->keep, in);
+    lc_tensor *x = lc_tensor_new(&p->keep, N, C);
+    lc_tensor **ins = lc_arena_alloc(&p->keep.arena, sizeof *ins * (size_t)(L + 1));
+    float *ping = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
+    float *pong = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
+    if (!pos || !x || !ins || !ping || !pong) return lc_graph_status(&p->keep);
+    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
+    ins[0] = x; // the embeddings are frozen: no gradient flows into them
+
+    // Forward. ins[l] is layer l's input; ins[L] the last layer's output.
+    for (int l = 0; l < L; l++) {
+        lc_graph *g = &p->layers[p->checkpointing ? 0 : l];
+        lc_graph_reset(g);
+        lc_block_ctx c = {g, m, lora, NULL, in, pos};
+        if (!p->checkpointing) {
+            if (!(ins[l + 1] = lc_block_forward(&c, l, ins[l]))) return status_of(p, g);
+            continue;
+        }
+        // Checkpointing: run without a tape, keep only the output.
+        g->record = false;
+        lc_tensor *y = lc_block_forward(&c, l, ins[l]);
+        g->record = true;
+        lc_tensor *kept = lc_tensor_new(&p->keep, N, C);
+        if (!y || !kept) return status_of(p, g);
+        memcpy(kept->data, y->data, sizeof(float) * (size_t)N * C);
+        kept->requires_grad = true;
+        ins[l + 1] = kept;
+    }
+
+    // Head: final norm and cross-entropy; its backward seeds the residual gradient.
+    lc_graph_reset(&p->head);
+    lc_tensor *top = ins[L];
+    lc_tensor *xn = lc_op_rmsnorm(&p->head, top, m->final_norm, cfg->rms_norm_eps);
+    if (!xn) return status_of(p, &p->head);
+    if ((st = lc_op_cross_entropy(&p->head, xn, m->lm_head, cfg->vocab_size, targets, norm, loss_sum, counted)))
+        return st;
+    if ((st = lc_graph_backward(&p->head))) return st;
+    if (!top->grad) return LC_STATUS_OK; // no target in this micro-batch
+    carry_gradient(p, top, ping);
+
+    // Backward, last layer first.
+    for (int l = L - 1; l >= 0; l--) {
+        lc_graph *g = &p->layers[p->checkpointing ? 0 : l];
+        lc_tensor *out = ins[l + 1];
+        if (p->checkpointing) {
+            // Record the layer again from its kept input, then hand the
+            // incoming gradient to the recorded output.
+            lc_graph_reset(g);
+            lc_block_ctx c = {g, m, lora, NULL, in, pos};
+            lc_tensor *y = lc_block_forward(&c, l, ins[l]);
+            if (!y) return status_of(p, g);
+            y->grad = out->grad;
+            out = y;
+        }
+        if ((st = lc_graph_backward(g))) return st;
+        if (l > 0) {
+            if (!ins[l]->grad) return LC_STATUS_OK;
+            float *dst = ins[l + 1]->grad == ping ? pong : ping;
+            carry_gradient(p, ins[l], dst);
+        }
+    }
+    return LC_STATUS_OK;
+}

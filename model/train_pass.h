@@ -1,0 +1,35 @@
+// The training pass of one micro-batch: forward, cross-entropy, and the
+// reverse pass into the LoRA gradients, one layer at a time.
+//
+// Each layer records on its own graph and activation gradients live in one
+// shared arena that is rewound after every layer, so only one layer's
+// gradients exist at a time (the residual gradient crosses layers in a
+// ping-pong pair). With checkpointing only the layer inputs are kept in the
+// forward, and each layer is recorded again during the backward.
+#ifndef LC_TRAIN_PASS_H
+#define LC_TRAIN_PASS_H
+
+#include <stdbool.h>
+
+#include "autograd/graph.h"
+#include "model/forward.h"
+
+typedef struct lc_train_pass {
+    int n_layers;
+    bool checkpointing;
+    lc_graph *layers;   // [n_layers] recording graphs (one, for re-recording, with checkpointing)
+    lc_graph keep;      // embeddings, positions, layer inputs (checkpointing), residual gradients
+    lc_graph head;      // final norm and cross-entropy
+    lc_arena grads;     // activation gradients of the layer being differentiated
+} lc_train_pass;
+
+lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpointing);
+void lc_train_pass_free(lc_train_pass *p);
+
+// Adds the summed cross-entropy over targets >= 0 to *loss_sum (and the
+// count to *counted) and norm-scaled LoRA gradients into the adapter's
+// gradient buffers (norm: 1 / target tokens of the whole accumulated batch).
+lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *lora, const lc_forward_input *in,
+                            const int32_t *targets, float norm, double *loss_sum, int *counted);
+
+#endif
