@@ -131,13 +131,38 @@ static lc_tape_entry *tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
     return e;
 }
 
+static _Thread_local float *lc_bf16_scratch;
+static _Thread_local size_t lc_bf16_scratch_n;
+
+const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n) {
+    if (n > lc_bf16_scratch_n) {
+        float *grown = realloc(lc_bf16_scratch, sizeof(float) * n);
+        if (!grown) return NULL;
+        lc_bf16_scratch = grown;
+        lc_bf16_scratch_n = n;
+    }
+    uint32_t *dst = (uint32_t *)lc_bf16_scratch;
+    for (size_t i = 0; i < n; i++) dst[i] = (uint32_t)w[i] << 16;
+    return lc_bf16_scratch;
+}
+
 lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
                         const lc_lora_ref *lora) {
+    return lc_op_linear_w(g, x, w, NULL, bias, n_out, lora);
+}
+
+lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
+                          int n_out, const lc_lora_ref *lora) {
     if (!x) return NULL;
     int N = x->rows, n_in = x->cols;
     lc_tensor *y = lc_tensor_new(g, N, n_out);
     if (!y) return NULL;
-    lc_matmul_forward(y->data, x->data, w, bias, N, n_in, n_out);
+    const float *wf = w_bf16 ? lc_bf16_scratch_f32(w_bf16, (size_t)n_out * n_in) : w;
+    if (!wf) {
+        g->arena.failed = 1;
+        return NULL;
+    }
+    lc_matmul_forward(y->data, x->data, wf, bias, N, n_in, n_out);
     float *u = NULL, *xd = NULL;
     bool train_lora = lora && lora->A && lora->dA && g->training;
     if (lora && lora->A) {
@@ -154,6 +179,7 @@ lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *
         if (!e) return NULL;
         e->in[0] = x;
         e->w = w;
+        e->w_bf16 = w_bf16;
         e->dims[0] = n_in;
         e->dims[1] = n_out;
         if (train_lora) {
@@ -302,7 +328,14 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
             lc_lora_backward(e->lora.dA, e->lora.dB, dx, du, dy, x->data, e->saved[1], e->saved[0], e->lora.A,
                              e->lora.B, e->lora.scale, e->lora.dropout, e->lora.mask_seed, N, n_in, n_out, e->lora.r);
         }
-        if (dx) lc_matmul_backward(dx, dy, e->w, N, n_in, n_out);
+        if (dx) {
+            const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
+            if (!w) {
+                g->arena.failed = 1;
+                return;
+            }
+            lc_matmul_backward(dx, dy, w, N, n_in, n_out);
+        }
         break;
     }
     case LC_OP_RMSNORM: {

@@ -70,6 +70,7 @@ typedef struct lc_tape_entry {
     lc_tensor *out;
     lc_tensor *in[3];
     const float *w;           // frozen weight (linear, rmsnorm), inv_freq (rope)
+    const uint16_t *w_bf16;   // linear weight stored as bf16 (w NULL)
     const float *saved[3];    // saved activations (rstd, lse, lora u / xd, ce grad)
     const int32_t *ints;      // positions (rope) or seg_start (attention)
     lc_lora_ref lora;         // linear with adapter (lora.A == NULL: none)
@@ -104,6 +105,14 @@ float *lc_tensor_grad(lc_graph *g, lc_tensor *t);
 // check lc_graph_status after the forward).
 lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
                         const lc_lora_ref *lora);
+// The same with the frozen weight stored as bf16 [n_out, n_in] (w_bf16 set,
+// w NULL): converted to fp32 where it is used, so it occupies half the memory.
+lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
+                          int n_out, const lc_lora_ref *lora);
+
+// fp32 view of a bf16 matrix of n values: a per-thread scratch buffer reused
+// by the next call (NULL when out of memory).
+const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n);
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
 // reuse_input: rotate x's storage in place (x's values must not be needed by
 // anything else); the result is still a new tensor with its own gradient.

@@ -4,6 +4,7 @@
 // run, this machine's sgemm peak. Prints tokens/s, model GFLOP/s, the fraction
 // of the sgemm peak, and peak RSS. Not a test: run it by hand (README).
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include <time.h>
 
 #include "autograd/blas.h"
+#include "model/generate.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "optim/adamw.h"
@@ -67,14 +69,47 @@ static double flops_per_token(const shape *s, int T, int r) {
     return s->L * per_layer + 4.0 * s->C * (double)s->V;
 }
 
+// Incremental decoding through the KV cache: a 16-token prompt, then n
+// greedy tokens; tokens/s of the decoding.
+static int bench_generate(const shape *s, int n, bool bf16) {
+    lc_model_config cfg = {0};
+    cfg.arch = LC_ARCH_LLAMA;
+    cfg.hidden_size = s->C, cfg.intermediate_size = s->F, cfg.n_layers = s->L, cfg.n_heads = s->H;
+    cfg.n_kv_heads = s->KVH, cfg.head_dim = s->D, cfg.vocab_size = s->V, cfg.max_position_embeddings = 16 + n;
+    cfg.rms_norm_eps = 1e-5f, cfg.rope_theta = 10000.0f, cfg.tie_word_embeddings = s->tied;
+    lc_model m;
+    lc_forward_state st;
+    lc_sampler sampler;
+    if (lc_model_init_random(&m, &cfg, 1, bf16) || lc_forward_state_init(&st, &m, 1, 16 + n, 16, 1) ||
+        lc_sampler_init(&sampler, s->V, 0.0f, 0, 1.0f, 0)) {
+        fprintf(stderr, "bench_train: %s\n", lc_error_message());
+        return 3;
+    }
+    int32_t prompt[16];
+    for (int i = 0; i < 16; i++) prompt[i] = (i * 7919) % s->V;
+    lc_generate_stats stats;
+    if (lc_generate(&st, &m, &sampler, prompt, 16, n, -1, NULL, NULL, &stats)) {
+        fprintf(stderr, "bench_train: %s\n", lc_error_message());
+        return 3;
+    }
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("%-13s generate %d tokens after a 16-token prompt,%s %d threads (%s): %8.1f tokens/s, peak RSS %.2f GB\n",
+           s->name, stats.n_generated, bf16 ? " bf16 weights," : "", openblas_get_num_threads(), openblas_get_corename(),
+           stats.n_generated / stats.decode_s, ru.ru_maxrss / 1048576.0);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
-    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0;
+    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0;
     for (int i = 2; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--checkpointing")) {
-            ckpt = 1;
+        if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16")) {
+            *(!strcmp(argv[i], "--bf16") ? &bf16 : &ckpt) = 1;
             i--;
+        } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
+            generate = atoi(argv[i + 1]);
         } else if (i + 1 >= argc) {
             B = 0;
         } else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
@@ -84,7 +119,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R] [--checkpointing]\n");
+                            "[--warmup W] [--rank R] [--checkpointing] [--bf16] | [--generate N] [--bf16]\n");
             return 1;
         }
     }
@@ -95,6 +130,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train: unknown shape \"%s\" or bad sizes\n", name);
         return 1;
     }
+    if (generate > 0) return bench_generate(s, generate, bf16);
     double peak = sgemm_peak();
 
     lc_model_config cfg = {0};
@@ -109,7 +145,7 @@ int main(int argc, char **argv) {
     lc_train_pass pass;
     lc_lora_config lcfg = {r, 2.0f * r, 0.0f, false, (1u << LC_LINEAR_KIND_COUNT) - 1};
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
-    if (lc_model_init_random(&m, &cfg, 1) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
+    if (lc_model_init_random(&m, &cfg, 1, bf16) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
         lc_adamw_init(&opt, lora.n_params, &acfg) || lc_train_pass_init(&pass, &m, ckpt)) {
         fprintf(stderr, "bench_train: %s\n", lc_error_message());
         return 3;
@@ -145,9 +181,9 @@ int main(int argc, char **argv) {
     double gflops = tps * flops_per_token(s, T, r) / 1e9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-13s batch %d x %d, r %d,%s %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of sgemm peak "
+    printf("%-13s batch %d x %d, r %d,%s%s %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of sgemm peak "
            "%.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
-           s->name, B, T, r, ckpt ? " checkpointing," : "", openblas_get_num_threads(), openblas_get_corename(), tps, gflops, 100.0 * gflops / peak,
+           s->name, B, T, r, ckpt ? " checkpointing," : "", bf16 ? " bf16 weights," : "", openblas_get_num_threads(), openblas_get_corename(), tps, gflops, 100.0 * gflops / peak,
            peak, flops_per_token(s, T, r) / 1e6, ru.ru_maxrss / 1048576.0, res.loss);
     return 0;
 }

@@ -15,7 +15,7 @@
 
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind) {
     const lc_linear *lin = &m->layers[layer].lin[kind];
-    memcpy(out, lin->w, sizeof(float) * (size_t)lin->out * (size_t)lin->in);
+    memcpy(out, lc_linear_weight_f32(lin), sizeof(float) * (size_t)lin->out * (size_t)lin->in);
     const lc_lora_ref *ref = lora ? lc_lora_get(lora, layer, kind) : NULL;
     if (!ref) return;
     // out[out, in] += scale · B[out, r] · A[r, in]

@@ -26,7 +26,7 @@ lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in)
 
 static lc_tensor *linear(const lc_block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
     const lc_linear *lin = &c->m->layers[l].lin[kind];
-    return lc_op_linear(c->g, x, lin->w, lin->bias, lin->out, lc_lora_get(c->lora, l, kind));
+    return lc_op_linear_w(c->g, x, lin->w, lin->w_bf16, lin->bias, lin->out, lc_lora_get(c->lora, l, kind));
 }
 
 // Copies rows [B*T, KVD] into cache positions pos0.. of each sequence and

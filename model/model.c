@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/graph.h"
 #include "common/file.h"
 
 static const char *const lc_linear_names[LC_LINEAR_KIND_COUNT] = {
@@ -15,9 +16,19 @@ const char *lc_linear_kind_name(lc_linear_kind kind) { return lc_linear_names[ki
 
 const char *lc_linear_kind_parent(lc_linear_kind kind) { return kind <= LC_LINEAR_KIND_O ? "self_attn" : "mlp"; }
 
-// Returns tensor `name` as fp32 with exactly the given shape. F32 data that is
-// suitably aligned is used in place; anything else is converted into a copy.
-static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d0, int64_t d1, const float **out) {
+// A buffer of `bytes` freed with the model.
+static void *own(lc_model *m, size_t bytes) {
+    void **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
+    if (!owned) return NULL;
+    m->owned = owned;
+    void *buf = malloc(bytes);
+    if (buf) m->owned[m->n_owned++] = buf;
+    return buf;
+}
+
+// Tensor `name`, checked to have exactly the given shape and a float dtype.
+static lc_status find_weight(lc_model *m, const char *name, int n_dims, int64_t d0, int64_t d1,
+                             const lc_st_tensor **out) {
     const lc_st_tensor *t = lc_st_set_find(&m->st, name);
     const char *file = m->st.n_files ? m->st.files[0].path : "model";
     if (!t) return lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", file, name);
@@ -38,26 +49,62 @@ static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d
     if (t->dtype == LC_DTYPE_OTHER)
         return lc_error(LC_STATUS_INPUT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", file, name,
                         t->dtype_name);
+    *out = t;
+    return LC_STATUS_OK;
+}
+
+// Tensor `name` as fp32 with exactly the given shape. F32 data that is
+// suitably aligned is used in place; anything else is converted into a copy.
+static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d0, int64_t d1, const float **out) {
+    const lc_st_tensor *t;
+    lc_status st = find_weight(m, name, n_dims, d0, d1, &t);
+    if (st) return st;
     if (t->dtype == LC_DTYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0) {
         *out = (const float *)t->data;
         return LC_STATUS_OK;
     }
-    float **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
-    if (!owned) return lc_error(LC_STATUS_RUNTIME, "out of memory");
-    m->owned = owned;
-    float *buf = malloc(sizeof(float) * (size_t)t->n_elements);
+    float *buf = own(m, sizeof(float) * (size_t)t->n_elements);
     if (!buf) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
     lc_st_tensor_to_f32(t, buf);
-    m->owned[m->n_owned++] = buf;
     *out = buf;
     return LC_STATUS_OK;
+}
+
+// The same as bf16: BF16 data used in place, anything else rounded into a copy.
+static lc_status get_weight_bf16(lc_model *m, const char *name, int64_t d0, int64_t d1, const uint16_t **out) {
+    const lc_st_tensor *t;
+    lc_status st = find_weight(m, name, 2, d0, d1, &t);
+    if (st) return st;
+    if (t->dtype == LC_DTYPE_BF16 && ((uintptr_t)t->data % sizeof(uint16_t)) == 0) {
+        *out = (const uint16_t *)t->data;
+        return LC_STATUS_OK;
+    }
+    uint16_t *buf = own(m, sizeof(uint16_t) * (size_t)t->n_elements);
+    if (!buf) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+    for (int64_t i = 0; i < t->n_elements; i++) {
+        float f;
+        if (t->dtype == LC_DTYPE_F32) {
+            memcpy(&f, t->data + 4 * i, 4);
+        } else {
+            uint16_t h;
+            memcpy(&h, t->data + 2 * i, 2);
+            f = t->dtype == LC_DTYPE_F16 ? lc_f16_to_f32(h) : lc_bf16_to_f32(h);
+        }
+        buf[i] = lc_f32_to_bf16(f);
+    }
+    *out = buf;
+    return LC_STATUS_OK;
+}
+
+const float *lc_linear_weight_f32(const lc_linear *lin) {
+    return lin->w ? lin->w : lc_bf16_scratch_f32(lin->w_bf16, (size_t)lin->out * (size_t)lin->in);
 }
 
 static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float **out) {
     return get_weight(m, name, 1, d0, 0, out);
 }
 
-static lc_status load_layer(lc_model *m, int l) {
+static lc_status load_layer(lc_model *m, int l, bool bf16_weights) {
     const lc_model_config *c = &m->cfg;
     lc_layer *L = &m->layers[l];
     char name[256];
@@ -78,7 +125,9 @@ static lc_status load_layer(lc_model *m, int l) {
         lin->out = dims[k][1];
         snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_linear_kind_parent(k),
                  lc_linear_kind_name(k));
-        if ((st = get_weight(m, name, 2, lin->out, lin->in, &lin->w))) return st;
+        st = bf16_weights ? get_weight_bf16(m, name, lin->out, lin->in, &lin->w_bf16)
+                          : get_weight(m, name, 2, lin->out, lin->in, &lin->w);
+        if (st) return st;
         int has_bias = (k <= LC_LINEAR_KIND_V && c->attention_bias) || (k == LC_LINEAR_KIND_O && c->o_bias) ||
                        (k >= LC_LINEAR_KIND_GATE && c->mlp_bias);
         lin->bias = NULL;
@@ -91,7 +140,9 @@ static lc_status load_layer(lc_model *m, int l) {
     return LC_STATUS_OK;
 }
 
-lc_status lc_model_load(lc_model *m, const char *dir) {
+lc_status lc_model_load(lc_model *m, const char *dir) { return lc_model_load_opts(m, dir, false); }
+
+lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     char path[4096];
     lc_status st;
     memset(m, 0, sizeof *m);
@@ -116,7 +167,7 @@ lc_status lc_model_load(lc_model *m, const char *dir) {
         goto fail;
     }
     for (int l = 0; l < c->n_layers; l++)
-        if ((st = load_layer(m, l))) goto fail;
+        if ((st = load_layer(m, l, bf16_weights))) goto fail;
     return LC_STATUS_OK;
 fail:
     lc_model_free(m);
@@ -125,10 +176,7 @@ fail:
 
 // Owned fp32 buffer of n values: uniform ±0.02·√3 from a splitmix64 stream, or `fill`.
 static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, float fill) {
-    float **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
-    if (!owned) return NULL;
-    m->owned = owned;
-    float *buf = malloc(sizeof(float) * n);
+    float *buf = own(m, sizeof(float) * n);
     if (!buf) return NULL;
     for (size_t i = 0; i < n; i++) {
         if (!random) {
@@ -141,11 +189,10 @@ static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, 
         z ^= z >> 31;
         buf[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
     }
-    m->owned[m->n_owned++] = buf;
     return buf;
 }
 
-lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed) {
+lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, bool bf16_weights) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     uint64_t state = seed;
@@ -171,7 +218,30 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
             lc_linear *lin = &L->lin[k];
             lin->in = (int)dims[k][0];
             lin->out = (int)dims[k][1];
-            if (!(lin->w = random_buffer(m, dims[k][0] * dims[k][1], &state, 1, 0))) goto oom;
+            size_t n = dims[k][0] * dims[k][1];
+            if (bf16_weights) {
+                // Generated one row at a time so the fp32 copy never exists whole.
+                uint16_t *w = own(m, sizeof(uint16_t) * n);
+                float *row = malloc(sizeof(float) * dims[k][0]);
+                if (!w || !row) {
+                    free(row);
+                    goto oom;
+                }
+                for (size_t r = 0; r < dims[k][1]; r++) {
+                    for (size_t i = 0; i < dims[k][0]; i++) {
+                        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+                        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+                        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+                        z ^= z >> 31;
+                        row[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
+                    }
+                    for (size_t i = 0; i < dims[k][0]; i++) w[r * dims[k][0] + i] = lc_f32_to_bf16(row[i]);
+                }
+                free(row);
+                lin->w_bf16 = w;
+            } else if (!(lin->w = random_buffer(m, n, &state, 1, 0))) {
+                goto oom;
+            }
             int has_bias = (k <= LC_LINEAR_KIND_V && cfg->attention_bias) || (k == LC_LINEAR_KIND_O && cfg->o_bias) ||
                            (k >= LC_LINEAR_KIND_GATE && cfg->mlp_bias);
             if (has_bias && !(lin->bias = random_buffer(m, dims[k][1], &state, 1, 0))) goto oom;

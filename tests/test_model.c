@@ -152,6 +152,45 @@ START_TEST(test_load_sharded_f32_is_exact) {
 }
 END_TEST
 
+START_TEST(test_bf16_weight_storage) {
+    // Linear weights kept in bf16: the same logits within bf16 rounding, and
+    // exactly the logits of a model whose fp32 weights were rounded to bf16.
+    lc_model a, b;
+    ck_assert_int_eq(lc_model_load(&a, MODEL_DIR), LC_STATUS_OK);
+    ck_assert_int_eq(lc_model_load_opts(&b, MODEL_DIR, true), LC_STATUS_OK);
+    ck_assert_ptr_null(b.layers[0].lin[LC_LINEAR_KIND_Q].w);
+    ck_assert_ptr_nonnull(b.layers[0].lin[LC_LINEAR_KIND_Q].w_bf16);
+    write_model_copy(tmp, LC_DTYPE_BF16, 1);
+    lc_model c;
+    ck_assert_int_eq(lc_model_load(&c, tmp), LC_STATUS_OK); // bf16 file, widened to fp32
+    int32_t ids[8] = {1, 403, 407, 261, 378, 442, 303, 271};
+    float *logits[3];
+    lc_model *models[3] = {&a, &b, &c};
+    for (int i = 0; i < 3; i++) {
+        lc_forward_state s;
+        ck_assert_int_eq(lc_forward_state_init(&s, models[i], 1, 8, 8, 8), LC_STATUS_OK);
+        ck_assert_int_eq(lc_forward(&s, models[i], ids, 1, 8, 0, LC_LOGITS_MODE_ALL), LC_STATUS_OK);
+        logits[i] = malloc(sizeof(float) * 8 * 512);
+        memcpy(logits[i], s.logits, sizeof(float) * 8 * 512);
+        lc_forward_state_free(&s);
+    }
+    float max_ab = 0.0f, max_bc = 0.0f, scale = 0.0f;
+    for (int i = 0; i < 8 * 512; i++) {
+        scale = fmaxf(scale, fabsf(logits[0][i]));
+        max_ab = fmaxf(max_ab, fabsf(logits[0][i] - logits[1][i]));
+        // c also rounds the norms and embeddings; b rounds only the linears.
+        max_bc = fmaxf(max_bc, fabsf(logits[1][i] - logits[2][i]));
+    }
+    // bf16 keeps 8 significant bits (0.4 %); five layers of it stay within 2 % of the logits' scale.
+    ck_assert_msg(max_ab > 0.0f && max_ab < 0.02f * scale, "bf16 storage moved logits by %g (scale %g)", max_ab, scale);
+    ck_assert_msg(max_bc < 0.02f * scale, "bf16 storage vs bf16 file: %g (scale %g)", max_bc, scale);
+    for (int i = 0; i < 3; i++) free(logits[i]);
+    lc_model_free(&a);
+    lc_model_free(&b);
+    lc_model_free(&c);
+}
+END_TEST
+
 // Asserts that loading dir fails with LC_STATUS_INPUT and a message holding `needle`.
 static void expect_load_error(const char *dir, const char *needle) {
     lc_model m;
@@ -289,6 +328,7 @@ int main(void) {
     tcase_add_test(load, test_load_f16);
     tcase_add_test(load, test_load_bf16);
     tcase_add_test(load, test_load_sharded_f32_is_exact);
+    tcase_add_test(load, test_bf16_weight_storage);
     tcase_add_test(load, test_truncated_safetensors);
     tcase_add_test(load, test_header_length_past_end);
     tcase_add_test(load, test_offsets_past_end);

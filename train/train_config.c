@@ -26,7 +26,7 @@ static const struct {
     {"max_grad_norm", KEY_NUMBER},  {"seed", KEY_INT},               {"packing", KEY_BOOL},
     {"mask_prompt", KEY_BOOL},      {"eval_every", KEY_INT},         {"save_every", KEY_INT},
     {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},          {"skip_nonfinite", KEY_BOOL},
-    {"activation_checkpointing", KEY_BOOL},
+    {"activation_checkpointing", KEY_BOOL}, {"bf16_weights", KEY_BOOL},
 };
 
 static int find_key(const char *path) {
@@ -233,6 +233,7 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what)
     TRY(lc_json_get_bool(root, "mask_prompt", what, true, &cfg->mask_prompt));
     TRY(lc_json_get_bool(root, "skip_nonfinite", what, false, &cfg->skip_nonfinite));
     TRY(lc_json_get_bool(root, "activation_checkpointing", what, false, &cfg->activation_checkpointing));
+    TRY(lc_json_get_bool(root, "bf16_weights", what, false, &cfg->bf16_weights));
     TRY(get_int_range(root, "eval_every", "eval_every", what, 0, 0, 1 << 30, &v));
     cfg->eval_every = (int)v;
     TRY(get_int_range(root, "save_every", "save_every", what, 0, 0, 1 << 30, &v));

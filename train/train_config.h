@@ -30,7 +30,8 @@ typedef struct lc_train_config {
     uint64_t seed;
     bool packing, mask_prompt;
     bool skip_nonfinite;
-    bool activation_checkpointing; // keep only layer inputs; recompute each layer in the backward // skip (and count) a batch whose loss or gradient is NaN/Inf instead of stopping
+    bool activation_checkpointing; // keep only layer inputs; recompute each layer in the backward
+    bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory) // skip (and count) a batch whose loss or gradient is NaN/Inf instead of stopping
     int eval_every, save_every, keep_checkpoints, threads;
     char *json; // the full config after overrides, as written to checkpoints
 } lc_train_config;

@@ -387,7 +387,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     char tok_json[4200], tok_cfg[4200];
     snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", cfg->model);
     snprintf(tok_cfg, sizeof tok_cfg, "%s/tokenizer_config.json", cfg->model);
-    if ((st = lc_model_load(&t.model, cfg->model))) goto done;
+    if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
     lc_model_fingerprint(&t.model, t.fingerprint);
     if (!lc_file_exists(tok_json)) {
