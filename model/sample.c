@@ -21,9 +21,8 @@ lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int 
     s->top_k = top_k < 0 || top_k > vocab_size ? 0 : top_k;
     s->top_p = top_p;
     lc_rng_seed(&s->rng, seed);
-    s->probs = malloc(sizeof(float) * (size_t)vocab_size);
-    s->idx = malloc(sizeof(int32_t) * (size_t)vocab_size);
-    if (!s->probs || !s->idx) {
+    s->cand = malloc(sizeof *s->cand * (size_t)vocab_size);
+    if (!s->cand) {
         lc_sampler_free(s);
         return lc_error(LC_STATUS_RUNTIME, "out of memory");
     }
@@ -31,18 +30,52 @@ lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int 
 }
 
 void lc_sampler_free(lc_sampler *s) {
-    free(s->probs);
-    free(s->idx);
-    s->probs = NULL;
-    s->idx = NULL;
+    free(s->cand);
+    s->cand = NULL;
 }
 
-static const float *lc_sort_keys;
+// Candidates are (probability, id) pairs: larger probability first, ties to
+// the lower id, so the order never depends on the sort algorithm.
+static int before(const lc_candidate *a, const lc_candidate *b) {
+    return a->p > b->p || (a->p == b->p && a->id < b->id);
+}
 
-static int cmp_desc(const void *a, const void *b) {
-    float x = lc_sort_keys[*(const int32_t *)a], y = lc_sort_keys[*(const int32_t *)b];
-    if (x != y) return x > y ? -1 : 1;
-    return *(const int32_t *)a - *(const int32_t *)b; // ties: lower id first, deterministic
+static int cmp_candidate(const void *a, const void *b) {
+    const lc_candidate *x = a, *y = b;
+    return before(x, y) ? -1 : before(y, x) ? 1 : 0;
+}
+
+// Keeps the k best of c[0..n) in c[0..k) (a min-heap of the best so far:
+// O(n log k) instead of sorting the whole vocabulary), then sorts them.
+static void top_k_select(lc_candidate *c, int n, int k) {
+    for (int i = 0; i < n; i++) {
+        if (i >= k) {
+            if (!before(&c[i], &c[0])) continue;
+            c[0] = c[i];
+        }
+        // sift the new element: up while building, down after replacing the root
+        int j = i < k ? i : 0, size = i < k ? i + 1 : k;
+        if (i < k) {
+            while (j > 0 && before(&c[(j - 1) / 2], &c[j])) {
+                lc_candidate t = c[j];
+                c[j] = c[(j - 1) / 2];
+                c[(j - 1) / 2] = t;
+                j = (j - 1) / 2;
+            }
+        } else {
+            for (;;) {
+                int l = 2 * j + 1, r = l + 1, w = j;
+                if (l < size && before(&c[w], &c[l])) w = l;
+                if (r < size && before(&c[w], &c[r])) w = r;
+                if (w == j) break;
+                lc_candidate t = c[j];
+                c[j] = c[w];
+                c[w] = t;
+                j = w;
+            }
+        }
+    }
+    qsort(c, (size_t)(n < k ? n : k), sizeof *c, cmp_candidate);
 }
 
 int32_t lc_sampler_sample(lc_sampler *s, const float *logits) {
@@ -56,38 +89,40 @@ int32_t lc_sampler_sample(lc_sampler *s, const float *logits) {
     float maxv = -INFINITY;
     for (int i = 0; i < V; i++)
         if (logits[i] > maxv) maxv = logits[i];
+    lc_candidate *c = s->cand;
     double sum = 0.0;
     for (int i = 0; i < V; i++) {
-        s->probs[i] = expf((logits[i] - maxv) / s->temperature);
-        sum += s->probs[i];
-        s->idx[i] = i;
+        c[i].p = expf((logits[i] - maxv) / s->temperature);
+        c[i].id = i;
+        sum += c[i].p;
     }
-    for (int i = 0; i < V; i++) s->probs[i] = (float)(s->probs[i] / sum);
+    for (int i = 0; i < V; i++) c[i].p = (float)(c[i].p / sum);
 
     int n = V;
-    if (s->top_k > 0 || s->top_p < 1.0f) {
-        lc_sort_keys = s->probs;
-        qsort(s->idx, (size_t)V, sizeof *s->idx, cmp_desc);
-        if (s->top_k > 0) n = s->top_k;
-        if (s->top_p < 1.0f) {
-            // Keep the smallest prefix whose mass reaches top_p (at least one),
-            // measured within the top-k candidates renormalized.
-            double mass = 0.0, total = 0.0;
-            for (int i = 0; i < n; i++) total += s->probs[s->idx[i]];
-            int keep = 0;
-            while (keep < n) {
-                mass += s->probs[s->idx[keep++]] / total;
-                if (mass >= s->top_p) break;
-            }
-            n = keep;
+    if (s->top_k > 0) {
+        top_k_select(c, V, s->top_k);
+        n = s->top_k;
+    } else if (s->top_p < 1.0f) {
+        qsort(c, (size_t)V, sizeof *c, cmp_candidate);
+    }
+    if (s->top_p < 1.0f) {
+        // Keep the smallest prefix whose mass reaches top_p (at least one),
+        // measured within the top-k candidates renormalized.
+        double mass = 0.0, total = 0.0;
+        for (int i = 0; i < n; i++) total += c[i].p;
+        int keep = 0;
+        while (keep < n) {
+            mass += c[keep++].p / total;
+            if (mass >= s->top_p) break;
         }
+        n = keep;
     }
     double total = 0.0;
-    for (int i = 0; i < n; i++) total += s->probs[s->idx[i]];
+    for (int i = 0; i < n; i++) total += c[i].p;
     double u = lc_rng_uniform(&s->rng) * total, acc = 0.0;
     for (int i = 0; i < n; i++) {
-        acc += s->probs[s->idx[i]];
-        if (u < acc) return s->idx[i];
+        acc += c[i].p;
+        if (u < acc) return c[i].id;
     }
-    return s->idx[n - 1];
+    return c[n - 1].id;
 }

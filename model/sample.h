@@ -14,14 +14,18 @@ void lc_rng_seed(lc_rng *r, uint64_t seed);
 uint64_t lc_rng_next(lc_rng *r);
 float lc_rng_uniform(lc_rng *r); // [0, 1)
 
+typedef struct lc_candidate {
+    float p;
+    int32_t id;
+} lc_candidate;
+
 typedef struct lc_sampler {
     int vocab_size;
     float temperature; // 0: greedy
     int top_k;         // 0: off
     float top_p;       // 1: off
     lc_rng rng;
-    float *probs;  // [V]
-    int32_t *idx;  // [V] candidate order
+    lc_candidate *cand; // [V] probabilities and ids, reordered while sampling
 } lc_sampler;
 
 lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int top_k, float top_p, uint64_t seed);
