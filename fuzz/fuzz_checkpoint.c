@@ -1,6 +1,6 @@
 // fuzz_checkpoint: an HDF5 file -> lc_checkpoint_read_info; when it reads,
-// an adapter (and AdamW state) for stories260K from its LoRA config, then
-// lc_checkpoint_load into them, and the module lister `lora inspect` uses.
+// the module list (as `lora inspect` does), an adapter (and AdamW state) for
+// stories260K from its LoRA config, then lc_checkpoint_load into them.
 //
 // libhdf5 is not instrumented and leaks on some of its own error paths (an
 // object header that fails to decode), so fuzz/lsan.supp suppresses leaks
@@ -57,9 +57,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 static int run(const char *path) {
-    (void)lc_fuzz_note(lc_checkpoint_list_modules(path, on_module, NULL), "list_modules");
     lc_checkpoint_info info;
     if (lc_fuzz_note(lc_checkpoint_read_info(path, &info), "read_info") != LC_STATUS_OK) return 0;
+    // As `lora inspect` does: the module list only of a file that reads as a checkpoint.
+    (void)lc_fuzz_note(lc_checkpoint_list_modules(path, on_module, NULL), "list_modules");
     // The harness caps the rank (the reader allows up to 4096) to keep runs fast.
     if (info.lora.r > 64) info.lora.r = 64;
     lc_lora lora;

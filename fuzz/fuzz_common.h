@@ -46,7 +46,7 @@ static inline void lc_fuzz_rmtree(const char *dir) {
     char p[1024];
     while ((e = readdir(d))) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (snprintf(p, sizeof p, "%s/%s", dir, e->d_name) >= (int)sizeof p) continue;
         struct stat sb;
         if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
             lc_fuzz_rmtree(p);
