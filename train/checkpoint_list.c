@@ -1,6 +1,9 @@
 // Listing the modules of a checkpoint without a model (for `lora inspect`).
 #include <hdf5.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "train/isolate.h"
 
 #include "train/checkpoint.h"
 
@@ -42,7 +45,7 @@ static herr_t visit(hid_t lora, const char *name, const H5L_info_t *info, void *
     return 0;
 }
 
-lc_status lc_checkpoint_list_modules(const char *path, lc_checkpoint_module_fn fn, void *user) {
+static lc_status list_direct(const char *path, lc_checkpoint_module_fn fn, void *user) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return lc_error(LC_STATUS_INPUT, "%s: not a readable HDF5 file", path);
@@ -57,5 +60,44 @@ lc_status lc_checkpoint_list_modules(const char *path, lc_checkpoint_module_fn f
         H5Gclose(lora);
     }
     H5Fclose(file);
+    return st;
+}
+
+// The listing runs in a child process (train/isolate.h): HDF5 link iteration
+// is where libhdf5 1.10.8 crashes on crafted files.
+#define LIST_MAX 16384
+
+typedef struct list_entry {
+    char name[256];
+    int64_t a[2], b[2];
+} list_entry;
+
+typedef struct list_payload {
+    int n, truncated;
+    list_entry e[LIST_MAX];
+} list_payload;
+
+static void collect(void *user, const char *module, const int64_t a[2], const int64_t b[2]) {
+    list_payload *p = user;
+    if (p->n == LIST_MAX) {
+        p->truncated = 1;
+        return;
+    }
+    list_entry *e = &p->e[p->n++];
+    snprintf(e->name, sizeof e->name, "%s", module);
+    memcpy(e->a, a, sizeof e->a);
+    memcpy(e->b, b, sizeof e->b);
+}
+
+static lc_status list_child(void *ctx, void *out) { return list_direct(ctx, collect, out); }
+
+lc_status lc_checkpoint_list_modules(const char *path, lc_checkpoint_module_fn fn, void *user) {
+    void *out;
+    lc_status st = lc_isolated_call(path, sizeof(list_payload), list_child, (void *)path, &out);
+    if (st) return st;
+    list_payload *p = out;
+    for (int i = 0; i < p->n; i++) fn(user, p->e[i].name, p->e[i].a, p->e[i].b);
+    if (p->truncated) st = lc_error(LC_STATUS_INPUT, "%s: more than %d modules under /lora", path, LIST_MAX);
+    lc_isolated_free(out, sizeof(list_payload));
     return st;
 }

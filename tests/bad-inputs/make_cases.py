@@ -214,6 +214,14 @@ def main():
                             "copy @SHARED@/models/stories260K/model.safetensors @CASE@/other/model.safetensors",
                             "flip @CASE@/other/model.safetensors 600000"])
 
+    # A checkpoint crafted to reach a memory-safety bug inside libhdf5 (found by
+    # fuzz_checkpoint): lora.c reads checkpoints in a child process, so the
+    # crash (or, without a sanitizer, the damaged link table) is reported.
+    crafted = os.path.join(HERE, "..", "..", "fuzz", "regressions", "fuzz_checkpoint",
+                           "hdf5-dense-link-table-uninit-free.h5")
+    with open(crafted, "rb") as f:
+        write("ckpt-crafted-hdf5", {"crafted.h5": f.read()}, ["inspect", "@CASE@/crafted.h5"], 2, "crafted.h5: ")
+
     # GGUF
     g = gguf()
     write("gguf-truncated", {"m.gguf": g[: len(g) - 40]}, ["inspect", "@CASE@/m.gguf"], 2, "m.gguf")
