@@ -80,8 +80,9 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 # libhdf5 (uninstrumented) leaks on some of its own error paths: suppressed for fuzz_checkpoint (fuzz/lsan.supp).
 # It also frees uninitialized pointers when a dense link table fails to decode
 # (H5G__link_release_table from H5Literate): ASan's 0xbe fill of new blocks turns that
-# into a SEGV at once, so fuzz_checkpoint runs with zero-filled blocks (what glibc
-# usually hands out) to get past it. fuzz/known-crashes/ has the input; see its README.
+# into a SEGV at once. lora.c contains that crash in a child process (train/isolate.c);
+# zero-filled blocks (what glibc usually hands out) keep the child alive so the fuzzer
+# explores past it. fuzz/known-crashes/README.md has the story.
 lsan_env() {
     LSAN="${LSAN_OPTIONS:-}"
     ASAN="$ASAN_OPTIONS"
