@@ -15,3 +15,12 @@ LC_BUILD="$LC_ROOT/build-sanitize" lc_build -DCMAKE_BUILD_TYPE=Debug -DLC_SANITI
 (cd "$LC_ROOT/build-sanitize" &&
     ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
         ctest --output-on-failure -j"$(nproc)")
+
+# Every parser's libFuzzer target, briefly (10 s each, from seeds made of
+# ../shared) after replaying the kept regression inputs; longer campaigns:
+# bash scripts/fuzz.sh all 600.
+bash "$LC_ROOT/scripts/fuzz.sh" all 10
+
+# One closing line for the whole run (set -e stopped at any failure above).
+n_tests=$(cd "$LC_BUILD" && ctest -N | grep -c "Test *#")
+echo "all: $((2 * n_tests + 7)) passed, 0 failed (ctest twice: optimized and sanitized; 7 fuzz targets)"
