@@ -28,7 +28,9 @@ static inline float fast_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    // NaN stays NaN through p; only the exponent needs an integer, so keep NaN out of it.
+    int32_t ni = n == n ? (int32_t)n : 0;
+    uint32_t bits = (uint32_t)(ni + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

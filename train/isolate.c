@@ -1,5 +1,6 @@
 #include "train/isolate.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,10 @@ lc_status lc_isolated_call(const char *path, size_t bytes, lc_isolated_fn fn, vo
         return lc_error(LC_STATUS_RUNTIME, "%s: cannot start the reader process", path);
     }
     if (pid == 0) {
+        // The child says nothing itself (its result travels in shared memory);
+        // a crash report from a sanitizer must not reach the user's terminal.
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0) dup2(null, 2);
         lc_status st = fn(ctx, mem + HEAD_BYTES);
         snprintf(head->message, sizeof head->message, "%s", st ? lc_error_message() : "");
         head->status = (int)st;
