@@ -106,7 +106,8 @@ static uint64_t file_hash(const char *path) {
     return h;
 }
 
-static void take_snapshot(snapshot *s, const char *dir) {
+// Calls fn for every regular file below dir (recursively, links not followed).
+static void walk_files(const char *dir, void (*fn)(const char *path, void *ctx), void *ctx) {
     DIR *d = opendir(dir);
     if (!d) return;
     struct dirent *e;
@@ -116,36 +117,26 @@ static void take_snapshot(snapshot *s, const char *dir) {
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
         struct stat st;
         if (lstat(p, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) take_snapshot(s, p);
-        else if (S_ISREG(st.st_mode) && s->n < MAX_FILES) {
-            s->path[s->n] = strdup(p);
-            s->hash[s->n++] = file_hash(p);
-        }
+        if (S_ISDIR(st.st_mode)) walk_files(p, fn, ctx);
+        else if (S_ISREG(st.st_mode)) fn(p, ctx);
     }
     closedir(d);
 }
 
-// No new *.tmp file anywhere below dir.
-static void check_no_temporaries(const char *dir, const snapshot *before) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        char p[4200];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        struct stat st;
-        if (lstat(p, &st) != 0) continue;
-        if (S_ISDIR(st.st_mode)) {
-            check_no_temporaries(p, before);
-        } else {
-            size_t n = strlen(p);
-            int known = 0;
-            for (int i = 0; i < before->n && !known; i++) known = strcmp(before->path[i], p) == 0;
-            ck_assert_msg(known || n < 4 || strcmp(p + n - 4, ".tmp") != 0, "half-written file left: %s", p);
-        }
-    }
-    closedir(d);
+static void snapshot_file(const char *path, void *ctx) {
+    snapshot *s = ctx;
+    if (s->n == MAX_FILES) return;
+    s->path[s->n] = strdup(path);
+    s->hash[s->n++] = file_hash(path);
+}
+
+// A *.tmp file that was not there before is a half-written file left behind.
+static void check_not_temporary(const char *path, void *ctx) {
+    const snapshot *before = ctx;
+    size_t n = strlen(path);
+    int known = 0;
+    for (int i = 0; i < before->n && !known; i++) known = strcmp(before->path[i], path) == 0;
+    ck_assert_msg(known || n < 4 || strcmp(path + n - 4, ".tmp") != 0, "half-written file left: %s", path);
 }
 
 // Splits a line on spaces into argv (in place); returns argc.
@@ -223,7 +214,7 @@ START_TEST(test_case) {
     needle[strcspn(needle, "\n")] = '\0';
 
     snapshot before = {0};
-    take_snapshot(&before, dir);
+    walk_files(dir, snapshot_file, &before);
     lc_test_run r = lc_test_lora(argv);
     ck_assert_msg(r.status == status, "%s: exit %d, wanted %d: %s", name, r.status, status, r.err);
     // One line, possibly after warnings and progress lines of a training run.
@@ -236,7 +227,7 @@ START_TEST(test_case) {
         ck_assert_msg(lc_test_count_lines(r.err) == 1, "%s: stderr is not one line: %s", name, r.err);
     for (int i = 0; i < before.n; i++)
         ck_assert_msg(file_hash(before.path[i]) == before.hash[i], "%s: %s was changed", name, before.path[i]);
-    check_no_temporaries(dir, &before);
+    walk_files(dir, check_not_temporary, &before);
     snprintf(path, sizeof path, "%s/exists", src);
     if (access(path, F_OK) == 0) {
         char *text = lc_test_read(path, NULL), *ex = expand(text, dir);
