@@ -87,3 +87,56 @@ lc_status lc_path_join(char *out, size_t cap, const char *dir, const char *name)
     if (n < 0 || (size_t)n >= cap) return lc_error(LC_STATUS_INPUT, "%s/%s: path too long", dir, name);
     return LC_STATUS_OK;
 }
+
+lc_status lc_dir_create(const char *dir) {
+    char buf[4096];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: invalid folder name", dir);
+    memcpy(buf, dir, n + 1);
+    for (size_t i = 1; i <= n; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
+        buf[i] = c;
+    }
+    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: exists and is not a folder", dir);
+    return LC_STATUS_OK;
+}
+
+lc_status lc_file_sync_parent(const char *path) {
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    int n = !slash ? snprintf(dir, sizeof dir, ".")
+            : slash == path ? snprintf(dir, sizeof dir, "/")
+                            : snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (n < 0 || (size_t)n >= sizeof dir) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return lc_error(LC_STATUS_RUNTIME, "%s: cannot open folder: %s", dir, strerror(errno));
+    int ok = fsync(fd) == 0 || errno == EINVAL || errno == ENOTSUP;
+    int err = errno;
+    close(fd);
+    return ok ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "%s: written, but fsync of its folder failed: %s", path,
+                                        strerror(err));
+}
+
+lc_status lc_file_write_atomic(const char *path, const void *data, size_t len) {
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (n < 0 || (size_t)n >= sizeof tmp) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    int err = errno;
+    ok = fclose(f) == 0 && ok;
+    if (ok && rename(tmp, path) != 0) {
+        ok = 0;
+        err = errno;
+    }
+    if (!ok) {
+        remove(tmp);
+        return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
+    }
+    return lc_file_sync_parent(path);
+}

@@ -21,6 +21,18 @@ void lc_file_map_close(lc_file_map *map);
 int lc_file_exists(const char *path);
 int lc_dir_exists(const char *path);
 
+// mkdir -p: LC_STATUS_RUNTIME when a folder cannot be made, LC_STATUS_INPUT
+// when the path exists and is not a folder.
+lc_status lc_dir_create(const char *dir);
+
+// fsync of the folder holding path, so a rename into it is durable. File
+// systems that cannot sync folders (EINVAL, ENOTSUP) count as success.
+lc_status lc_file_sync_parent(const char *path);
+
+// Writes data to path + ".tmp", fsyncs, renames over path and syncs the
+// folder: a crash leaves the old file or the new one, never half of one.
+lc_status lc_file_write_atomic(const char *path, const void *data, size_t len);
+
 // Joins dir and name with '/' into out (cap bytes); error if it does not fit.
 lc_status lc_path_join(char *out, size_t cap, const char *dir, const char *name);
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "export/gguf_internal.h"
 
 typedef struct wtensor {
@@ -265,20 +266,6 @@ lc_status lc_gguf_write_tensor_data(lc_gguf_writer *w, const void *data, size_t 
     return LC_STATUS_OK;
 }
 
-// Makes the rename durable: fsync of the folder holding path (best effort;
-// some file systems cannot sync folders, and the file itself is synced).
-static void sync_parent_dir(const char *path) {
-    char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else if (slash == path) snprintf(dir, sizeof dir, "/");
-    else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return;
-    (void)fsync(fd);
-    close(fd);
-}
-
 lc_status lc_gguf_writer_finish(lc_gguf_writer *w) {
     if (!w->header_done) {
         lc_status st = lc_gguf_write_header(w);
@@ -300,6 +287,5 @@ lc_status lc_gguf_writer_finish(lc_gguf_writer *w) {
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", w->path, strerror(err));
     }
     w->finished = true;
-    sync_parent_dir(w->path);
-    return LC_STATUS_OK;
+    return lc_file_sync_parent(w->path);
 }

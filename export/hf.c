@@ -15,9 +15,6 @@
 #include "export/export.h"
 
 // Defined in merge.c.
-lc_status lc_export_mkdir_p(const char *dir);
-lc_status lc_export_write_atomic(const char *path, const void *data, size_t len);
-lc_status lc_export_sync_dir(const char *dir);
 
 #define HF_CHUNK (1u << 20) // elements converted per write
 
@@ -153,6 +150,7 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     if (!st && rename(tmp, path) != 0)
         st = lc_error(LC_STATUS_RUNTIME, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
     if (st && f) remove(tmp);
+    if (!st) st = lc_file_sync_parent(path);
     free(merged);
     free(fbuf);
     free(obuf);
@@ -240,7 +238,7 @@ static lc_status write_config(const char *src, const char *dst, lc_dtype dtype) 
     free(text);
     free(a);
     if (!b) return lc_error(LC_STATUS_RUNTIME, "out of memory");
-    st = lc_export_write_atomic(dst, b, strlen(b));
+    st = lc_file_write_atomic(dst, b, strlen(b));
     free(b);
     return st;
 }
@@ -250,7 +248,7 @@ static lc_status copy_file(const char *src, const char *dst) {
     size_t len;
     lc_status st = lc_file_read(src, (size_t)1 << 30, &data, &len);
     if (st) return st;
-    st = lc_export_write_atomic(dst, data, len);
+    st = lc_file_write_atomic(dst, data, len);
     free(data);
     return st;
 }
@@ -267,7 +265,7 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
         return lc_error(LC_STATUS_INPUT, "HF export: the adapter has %d layers, the model %d", lora->n_layers,
                         m->cfg.n_layers);
     lc_status st;
-    if ((st = lc_export_mkdir_p(out_dir))) return st;
+    if ((st = lc_dir_create(out_dir))) return st;
     // Writing into the base folder would replace the files being read.
     char a[PATH_MAX], b[PATH_MAX];
     if (realpath(out_dir, a) && realpath(model_dir, b) && strcmp(a, b) == 0)
@@ -285,5 +283,5 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
         if ((st = lc_path_join(dst, sizeof dst, out_dir, copied[i]))) return st;
         if ((st = copy_file(src, dst))) return st;
     }
-    return lc_export_sync_dir(out_dir);
+    return LC_STATUS_OK;
 }

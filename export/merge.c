@@ -23,60 +23,6 @@ void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, 
                 ref->A, lin->in, 1.0f, out, lin->in);
 }
 
-// Used by peft.c and hf.c (declared there; there is no private header).
-lc_status lc_export_mkdir_p(const char *dir);
-lc_status lc_export_write_atomic(const char *path, const void *data, size_t len);
-lc_status lc_export_sync_dir(const char *dir);
-
-lc_status lc_export_mkdir_p(const char *dir) {
-    char buf[4096];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: invalid output folder name", dir);
-    memcpy(buf, dir, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] != '/' && buf[i] != '\0') continue;
-        char c = buf[i];
-        buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
-        buf[i] = c;
-    }
-    struct stat s;
-    if (stat(dir, &s) != 0 || !S_ISDIR(s.st_mode))
-        return lc_error(LC_STATUS_INPUT, "%s: exists and is not a folder", dir);
-    return LC_STATUS_OK;
-}
-
-// fsync of the folder, so that a rename into it is durable.
-lc_status lc_export_sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return lc_error(LC_STATUS_RUNTIME, "%s: cannot open folder: %s", dir, strerror(errno));
-    int ok = fsync(fd) == 0 || errno == EINVAL; // some file systems cannot sync folders
-    int err = errno;
-    close(fd);
-    return ok ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "%s: fsync failed: %s", dir, strerror(err));
-}
-
-lc_status lc_export_write_atomic(const char *path, const void *data, size_t len) {
-    char tmp[4096];
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (n < 0 || (size_t)n >= sizeof tmp) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
-    int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    int err = errno;
-    ok = fclose(f) == 0 && ok;
-    if (ok && rename(tmp, path) != 0) {
-        ok = 0;
-        err = errno;
-    }
-    if (!ok) {
-        remove(tmp);
-        return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
-    }
-    return LC_STATUS_OK;
-}
-
 // cJSON_Print indents with tabs and puts a tab after each colon; Hugging Face
 // files use two spaces and ": ". Raw tabs occur only as that formatting (cJSON
 // escapes them inside strings), so rewriting them is safe. Caller frees.

@@ -13,9 +13,6 @@
 #include "export/export.h"
 
 // Defined in merge.c.
-lc_status lc_export_mkdir_p(const char *dir);
-lc_status lc_export_write_atomic(const char *path, const void *data, size_t len);
-lc_status lc_export_sync_dir(const char *dir);
 char *lc_export_json_print(const cJSON *root);
 
 #define PEFT_PREFIX "base_model.model.model.layers."
@@ -65,7 +62,7 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
     char *text = lc_export_json_print(root);
     cJSON_Delete(root);
     if (!text) return lc_error(LC_STATUS_RUNTIME, "out of memory");
-    lc_status st = lc_export_write_atomic(path, text, strlen(text));
+    lc_status st = lc_file_write_atomic(path, text, strlen(text));
     free(text);
     return st;
 }
@@ -77,7 +74,7 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
     if (!lora || !lora->params || lora->n_layers != m->cfg.n_layers)
         return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter does not belong to this model");
     lc_status st;
-    if ((st = lc_export_mkdir_p(out_dir))) return st;
+    if ((st = lc_dir_create(out_dir))) return st;
 
     int cap = lora->n_layers * LC_LINEAR_KIND_COUNT * 2, n = 0;
     lc_st_entry *entries = calloc((size_t)cap + 1, sizeof *entries);
@@ -116,8 +113,7 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_model.safetensors"))) goto done;
     if ((st = lc_st_write(path, entries, n, meta, 1))) goto done;
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_config.json"))) goto done;
-    if ((st = write_config(path, model_dir, lora))) goto done;
-    st = lc_export_sync_dir(out_dir);
+    st = write_config(path, model_dir, lora);
 done:
     free(entries);
     free(names);

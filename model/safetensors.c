@@ -382,5 +382,5 @@ lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const
         remove(tmp);
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
     }
-    return LC_STATUS_OK;
+    return lc_file_sync_parent(path);
 }

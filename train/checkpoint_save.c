@@ -3,6 +3,8 @@
 // either the previous file or the new one, never half of one.
 #include "train/checkpoint_internal.h"
 
+#include "common/file.h"
+
 typedef struct writer {
     int failed;
     char what[648]; // the first failure, with HDF5's reason (384 + 256 + " ()")
@@ -193,16 +195,6 @@ static void write_all(writer *w, hid_t file, const lc_model *m, const lc_lora *l
     H5Gclose(g);
 }
 
-static int fsync_path(const char *path, int flags) {
-    int fd = open(path, flags | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int err = errno;
-    close(fd);
-    errno = err;
-    return rc;
-}
-
 // Bob Jenkins' lookup3 hashlittle (public domain), byte-wise: the checksum
 // HDF5 puts on its metadata (H5_checksum_lookup3 with initval 0).
 static uint32_t lookup3(const unsigned char *k, size_t length) {
@@ -373,15 +365,8 @@ lc_status lc_checkpoint_save(const char *path, const lc_model *m, const lc_lora 
     free(tmp);
 
     // The rename is durable only once the directory entry is on disk.
-    const char *slash = strrchr(path, '/');
-    char *dir = !slash ? strdup(".") : slash == path ? strdup("/") : strndup(path, (size_t)(slash - path));
-    if (!dir) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", path);
-    int drc = fsync_path(dir, O_RDONLY | O_DIRECTORY);
-    int err = errno;
-    free(dir);
-    if (drc != 0 && err != EINVAL && err != ENOTSUP) // some file systems cannot fsync a directory
-        return lc_error(LC_STATUS_RUNTIME, "%s: written, but fsync of its directory failed (%s)", path,
-                        strerror(err));
+    lc_status sync = lc_file_sync_parent(path);
+    if (sync) return sync;
     return LC_STATUS_OK;
 
 fail:

@@ -9,23 +9,6 @@
 
 #include "common/file.h"
 
-lc_status lc_run_dir_create(const char *dir) {
-    char buf[4096];
-    int n = snprintf(buf, sizeof buf, "%s", dir);
-    if (n <= 0 || (size_t)n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: path too long", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
-    if (!lc_dir_exists(buf)) return lc_error(LC_STATUS_RUNTIME, "%s: not a folder", buf);
-    return LC_STATUS_OK;
-}
-
 // checkpoint-<digits>.h5 exactly.
 static int parse_name(const char *name, int64_t *step) {
     if (strncmp(name, "checkpoint-", 11) != 0) return 0;

@@ -7,9 +7,6 @@
 
 #include "common/status.h"
 
-// mkdir -p
-lc_status lc_run_dir_create(const char *dir);
-
 // Steps of the checkpoint-<step>.h5 files in dir, newest first (temporaries
 // and other names ignored). *steps is heap memory the caller frees; a
 // missing folder gives zero checkpoints.

@@ -417,7 +417,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     int64_t first = 0;
     if ((st = resume(&t, &first))) goto done;
     if (first == 0 && cfg->init_adapter[0] && (st = load_init_adapter(&t))) goto done;
-    if ((st = lc_run_dir_create(cfg->output_dir))) goto done;
+    if ((st = lc_dir_create(cfg->output_dir))) goto done;
     if ((st = open_metrics(&t, first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
