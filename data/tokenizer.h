@@ -19,6 +19,10 @@ typedef struct lc_tokenizer lc_tokenizer;
 lc_status lc_tokenizer_load(lc_tokenizer **out, const char *json_path, const char *config_path);
 void lc_tokenizer_free(lc_tokenizer *tok);
 
+// Loads DIR/tokenizer.json with DIR/tokenizer_config.json when present; a
+// missing folder or tokenizer.json is an LC_STATUS_INPUT error naming DIR.
+lc_status lc_tokenizer_load_dir(lc_tokenizer **out, const char *dir);
+
 int32_t lc_tokenizer_vocab_size(const lc_tokenizer *tok); // largest id + 1
 int32_t lc_tokenizer_bos(const lc_tokenizer *tok);        // -1 if none
 int32_t lc_tokenizer_eos(const lc_tokenizer *tok);        // -1 if none

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "data/tokenizer_internal.h"
 
 lc_status tok_buf_reserve(tok_buf *b, size_t extra) {
@@ -274,4 +275,16 @@ lc_status tok_regex_find_all(const pcre2_code *re, pcre2_match_data *md, const c
         }
     }
     return LC_STATUS_OK;
+}
+
+lc_status lc_tokenizer_load_dir(lc_tokenizer **out, const char *dir) {
+    char json[4096], cfg[4096];
+    lc_status st;
+    *out = NULL;
+    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder", dir);
+    if ((st = lc_path_join(json, sizeof json, dir, "tokenizer.json")) ||
+        (st = lc_path_join(cfg, sizeof cfg, dir, "tokenizer_config.json")))
+        return st;
+    if (!lc_file_exists(json)) return lc_error(LC_STATUS_INPUT, "%s: tokenizer.json is missing", dir);
+    return lc_tokenizer_load(out, json, lc_file_exists(cfg) ? cfg : NULL);
 }

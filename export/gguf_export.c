@@ -421,11 +421,7 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
     lc_tokenizer *own_tok = NULL;
     lc_status st = LC_STATUS_OK;
     if (!tok) {
-        char tj[4096], tc[4096];
-        if ((st = lc_path_join(tj, sizeof tj, model_dir, "tokenizer.json")) ||
-            (st = lc_path_join(tc, sizeof tc, model_dir, "tokenizer_config.json")) ||
-            (st = lc_tokenizer_load(&own_tok, tj, tc)))
-            return st;
+        if ((st = lc_tokenizer_load_dir(&own_tok, model_dir))) return st;
         tok = own_tok;
     }
 

@@ -19,8 +19,5 @@ extern int lc_cli_verbose;
 lc_status lc_cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 lc_status lc_cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
 
-// Loads DIR/tokenizer.json (+ tokenizer_config.json when present).
-struct lc_tokenizer;
-lc_status lc_cli_load_tokenizer(struct lc_tokenizer **tok, const char *model_dir);
 
 #endif

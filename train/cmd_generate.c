@@ -91,7 +91,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t cap = 0, n_ids = 0;
     int model_loaded = 0;
-    if ((st = lc_cli_load_tokenizer(&tok, model_dir))) goto done;
+    if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     model_loaded = 1;
     if (adapter) {

@@ -43,7 +43,7 @@ lc_status lc_cmd_tokenize(int argc, char **argv) {
     lc_tokenizer *tok = NULL;
     lc_status st;
     if (model_dir) {
-        st = lc_cli_load_tokenizer(&tok, model_dir);
+        st = lc_tokenizer_load_dir(&tok, model_dir);
     } else {
         // tokenizer_config.json beside the file, when there, supplies BOS/EOS.
         char cfg[4096];

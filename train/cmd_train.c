@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
+#include "data/tokenizer.h"
 #include "train/cli.h"
 #include "train/trainer.h"
 
@@ -84,7 +85,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     lc_lora lora = {0};
     lc_dataset ds = {0};
     int loaded = 0, has_lora = 0;
-    if ((st = lc_cli_load_tokenizer(&tok, model_dir))) goto done;
+    if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     loaded = 1;
     if (max_seq_len == 0) max_seq_len = model.cfg.max_position_embeddings;

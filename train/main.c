@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "autograd/blas.h"
@@ -46,19 +45,6 @@ lc_status lc_cli_parse_float(const char *opt, const char *s, double lo, double h
         return lc_error(LC_STATUS_USAGE, "%s: expected a number in %g..%g, got \"%s\"", opt, lo, hi, s);
     *out = v;
     return LC_STATUS_OK;
-}
-
-lc_status lc_cli_load_tokenizer(lc_tokenizer **tok, const char *model_dir) {
-    char json[4096], cfg[4096];
-    int n1 = snprintf(json, sizeof json, "%s/tokenizer.json", model_dir);
-    int n2 = snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", model_dir);
-    if (n1 < 0 || n2 < 0 || (size_t)n1 >= sizeof json || (size_t)n2 >= sizeof cfg)
-        return lc_error(LC_STATUS_INPUT, "%s: path too long", model_dir);
-    struct stat st;
-    if (stat(model_dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return lc_error(LC_STATUS_INPUT, "%s: not a model folder", model_dir);
-    if (access(json, F_OK) != 0) return lc_error(LC_STATUS_INPUT, "%s: tokenizer.json is missing", model_dir);
-    return lc_tokenizer_load(tok, json, access(cfg, F_OK) == 0 ? cfg : NULL);
 }
 
 int main(int argc, char **argv) {

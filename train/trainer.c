@@ -384,17 +384,10 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     int model_loaded = 0;
     if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
 
-    char tok_json[4200], tok_cfg[4200];
-    snprintf(tok_json, sizeof tok_json, "%s/tokenizer.json", cfg->model);
-    snprintf(tok_cfg, sizeof tok_cfg, "%s/tokenizer_config.json", cfg->model);
     if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
     lc_model_fingerprint(&t.model, t.fingerprint);
-    if (!lc_file_exists(tok_json)) {
-        st = lc_error(LC_STATUS_INPUT, "%s: tokenizer.json is missing", cfg->model);
-        goto done;
-    }
-    if ((st = lc_tokenizer_load(&t.tok, tok_json, lc_file_exists(tok_cfg) ? tok_cfg : NULL))) goto done;
+    if ((st = lc_tokenizer_load_dir(&t.tok, cfg->model))) goto done;
     if ((st = load_data(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
