@@ -114,9 +114,8 @@ lc_status lc_forward_state_init(lc_forward_state *s, const lc_model *m, int max_
     size_t cache = (size_t)c->n_layers * max_batch * max_tokens * c->n_kv_heads * c->head_dim;
     s->cache.k = malloc(sizeof(float) * cache);
     s->cache.v = malloc(sizeof(float) * cache);
-    s->pos = malloc(sizeof(int32_t) * (size_t)max_rows);
     s->logits = malloc(sizeof(float) * (size_t)logits_rows * c->vocab_size);
-    if (!s->cache.k || !s->cache.v || !s->pos || !s->logits) {
+    if (!s->cache.k || !s->cache.v || !s->logits) {
         lc_forward_state_free(s);
         return lc_error(LC_STATUS_RUNTIME, "out of memory planning a KV cache for %d x %d tokens", max_batch,
                         max_tokens);
@@ -128,7 +127,6 @@ void lc_forward_state_free(lc_forward_state *s) {
     lc_graph_free(&s->graph);
     free(s->cache.k);
     free(s->cache.v);
-    free(s->pos);
     free(s->logits);
     memset(s, 0, sizeof *s);
 }

@@ -52,7 +52,6 @@ typedef struct lc_forward_state {
     lc_kv_cache cache;
     int max_rows;       // most token rows one call processes (B x T)
     int logits_rows;    // rows of logits kept: B for LAST, B*T for ALL
-    int32_t *pos;       // [max_rows]
     float *logits;      // [logits_rows, V]
     const lc_lora *lora; // adapter applied during generation, or NULL
 } lc_forward_state;
