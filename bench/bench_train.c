@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "common/file.h"
 #include "autograd/blas.h"
 #include "model/generate.h"
 #include "model/lora.h"
@@ -29,12 +30,6 @@ static const shape shapes[] = {
     {"llama-1b", 2048, 8192, 16, 32, 8, 64, 128256, 1},
 };
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // Best of three 2048³ sgemm runs, in GFLOP/s.
 static double sgemm_peak(void) {
     int n = 2048;
@@ -42,9 +37,9 @@ static double sgemm_peak(void) {
     for (long i = 0; i < (long)n * n; i++) a[i] = b[i] = (float)(i % 7) * 0.01f;
     double best = 0;
     for (int r = 0; r < 4; r++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
-        double g = 2.0 * n * n * n / (now_s() - t0) / 1e9;
+        double g = 2.0 * n * n * n / (lc_now_s() - t0) / 1e9;
         if (r > 0 && g > best) best = g; // the first run pays for thread start-up
     }
     free(a);
@@ -170,12 +165,12 @@ int main(int argc, char **argv) {
     lc_step_result res;
     double measured = 0;
     for (int i = 0; i < warmup + steps; i++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         if (lc_train_step(&ctx, &b, 1, i, 1e-4f, &res)) {
             fprintf(stderr, "bench_train: %s\n", lc_error_message());
             return 3;
         }
-        if (i >= warmup) measured += now_s() - t0;
+        if (i >= warmup) measured += lc_now_s() - t0;
     }
     double tps = (double)steps * B * T / measured;
     double gflops = tps * flops_per_token(s, T, r) / 1e9;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 lc_status lc_file_read(const char *path, size_t max_bytes, char **out_data, size_t *out_len) {
@@ -139,4 +140,10 @@ lc_status lc_file_write_atomic(const char *path, const void *data, size_t len) {
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
     }
     return lc_file_sync_parent(path);
+}
+
+double lc_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

@@ -33,6 +33,9 @@ lc_status lc_file_sync_parent(const char *path);
 // folder: a crash leaves the old file or the new one, never half of one.
 lc_status lc_file_write_atomic(const char *path, const void *data, size_t len);
 
+// Seconds on a monotonic clock (for timings and progress).
+double lc_now_s(void);
+
 // Joins dir and name with '/' into out (cap bytes); error if it does not fit.
 lc_status lc_path_join(char *out, size_t cap, const char *dir, const char *name);
 

@@ -1,12 +1,6 @@
 #include "model/generate.h"
 
-#include <time.h>
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+#include "common/file.h"
 
 lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sampler, const int32_t *prompt,
                       int n_prompt, int max_new, int32_t eos, lc_token_fn on_token, void *user,
@@ -20,13 +14,13 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
     if (n_prompt + max_new > s->cache.max_tokens)
         return lc_error(LC_STATUS_USAGE, "prompt (%d tokens) plus %d new tokens exceeds the context of %d", n_prompt,
                         max_new, s->cache.max_tokens);
-    double t0 = now_s();
+    double t0 = lc_now_s();
     // The prompt goes through in chunks of the planned row count.
     for (int p = 0; p < n_prompt && !st; p += s->max_rows) {
         int n = n_prompt - p < s->max_rows ? n_prompt - p : s->max_rows;
         st = lc_forward(s, m, prompt + p, 1, n, p, LC_LOGITS_MODE_LAST);
     }
-    double t1 = now_s();
+    double t1 = lc_now_s();
     stats->prefill_s = t1 - t0;
     int pos = n_prompt;
     for (int i = 0; i < max_new && !st; i++) {
@@ -36,6 +30,6 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
         if (tok == eos || i == max_new - 1) break;
         st = lc_forward(s, m, &tok, 1, 1, pos++, LC_LOGITS_MODE_LAST);
     }
-    stats->decode_s = now_s() - t1;
+    stats->decode_s = lc_now_s() - t1;
     return st;
 }

@@ -17,12 +17,6 @@
 #include "train/run_dir.h"
 #include "train/trainer.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void format_duration(char *out, size_t cap, double s) {
     if (!(s >= 0) || s > 1e8) s = 0;
     long t = (long)(s + 0.5);
@@ -307,7 +301,7 @@ static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_
 static lc_status train_loop(trainer *t, int64_t first) {
     const lc_train_config *cfg = t->cfg;
     int64_t total = t->sched.total_steps;
-    double start = now_s();
+    double start = lc_now_s();
     lc_status st = LC_STATUS_OK;
     if (first >= total) {
         fprintf(stderr, "lora train: %s already holds the final checkpoint of %lld steps\n", cfg->output_dir,
@@ -315,13 +309,13 @@ static lc_status train_loop(trainer *t, int64_t first) {
         return LC_STATUS_OK;
     }
     for (int64_t step = first; step < total && !st; step++) {
-        double t0 = now_s();
+        double t0 = lc_now_s();
         double loss;
         float gnorm;
         int n_tokens, skipped;
         float lr = lc_schedule_lr(&t->sched, step);
         if ((st = train_step(t, step, &loss, &gnorm, &n_tokens, &skipped))) break;
-        double dt = now_s() - t0, elapsed = now_s() - start;
+        double dt = lc_now_s() - t0, elapsed = lc_now_s() - start;
         double tps = dt > 0 ? n_tokens / dt : 0.0;
         if (skipped) {
             t->n_skipped++;
@@ -368,7 +362,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
     }
     if (!st)
         fprintf(stderr, "lora train: %lld steps in %.1f s; adapter saved to %s/checkpoint-%lld.h5\n", (long long)total,
-                now_s() - start, cfg->output_dir, (long long)total);
+                lc_now_s() - start, cfg->output_dir, (long long)total);
     if (!st && t->n_skipped)
         fprintf(stderr, "lora train: %lld of %lld batches skipped for a non-finite loss or gradient\n",
                 (long long)t->n_skipped, (long long)(total - first));
