@@ -208,13 +208,30 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     return y;
 }
 
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim,
+lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const float *b, float eps) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
+    float *stats = lc_arena_alloc(&g->arena, sizeof(float) * 2 * (size_t)x->rows);
+    if (!y || !stats) return NULL;
+    lc_layernorm_forward(y->data, stats, x->data, w, b, eps, x->rows, x->cols);
+    y->requires_grad = x->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_LAYERNORM, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->w = w;
+        e->saved[0] = stats;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim, int rot,
                       bool reuse_input) {
     if (!x) return NULL;
     lc_tensor *y = reuse_input ? lc_tensor_wrap(g, x->data, x->rows, x->cols) : lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
     if (!reuse_input) memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
-    lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim);
+    lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim, rot);
     y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_ROPE, y);
@@ -223,12 +240,13 @@ lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float
         e->w = inv_freq;
         e->ints = pos;
         e->dims[0] = head_dim;
+        e->dims[1] = rot;
     }
     return y;
 }
 
 lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
-                           int T, int Tk, int H, int KVH, int D, int q_pos0, int window) {
+                           int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *opts) {
     if (!q || !k || !v) return NULL;
     lc_tensor *y = lc_tensor_new(g, B * T, H * D);
     float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, Tk));
@@ -237,7 +255,7 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
     if (g->record && grad) lse = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)B * T * H);
     if (!y || !scratch || (g->record && grad && !lse)) return NULL;
     lc_attention_forward(y->data, lse, q->data, k->data, v->data, seg_start, scratch, B, T, Tk, H, KVH, D, q_pos0,
-                         window);
+                         opts);
     y->requires_grad = grad;
     if (g->record && grad) {
         assert(T == Tk && q_pos0 == 0); // training attends within the batch only
@@ -248,23 +266,74 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
         e->in[2] = v;
         e->saved[0] = lse;
         e->ints = seg_start;
-        int dims[6] = {B, T, H, KVH, D, window};
+        int dims[6] = {B, T, H, KVH, D, 0};
         memcpy(e->dims, dims, sizeof dims);
+        if (opts) e->att = *opts;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind act) {
+    if (!gate || !up) return NULL;
+    lc_tensor *y = lc_tensor_new(g, gate->rows, gate->cols);
+    if (!y) return NULL;
+    lc_glu_forward(y->data, gate->data, up->data, act, (size_t)gate->rows * gate->cols);
+    y->requires_grad = gate->requires_grad || up->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_GLU, y);
+        if (!e) return NULL;
+        e->in[0] = gate;
+        e->in[1] = up;
+        e->dims[0] = (int)act;
     }
     return y;
 }
 
 lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up) {
-    if (!gate || !up) return NULL;
-    lc_tensor *y = lc_tensor_new(g, gate->rows, gate->cols);
+    return lc_op_glu(g, gate, up, LC_ACT_KIND_SILU);
+}
+
+lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
-    lc_swiglu_forward(y->data, gate->data, up->data, (size_t)gate->rows * gate->cols);
-    y->requires_grad = gate->requires_grad || up->requires_grad;
+    lc_act_forward(y->data, x->data, act, (size_t)x->rows * x->cols);
+    y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_SWIGLU, y);
+        lc_tape_entry *e = tape_push(g, LC_OP_ACT, y);
         if (!e) return NULL;
-        e->in[0] = gate;
-        e->in[1] = up;
+        e->in[0] = x;
+        e->dims[0] = (int)act;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_clamp(lc_graph *g, lc_tensor *x, float limit) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
+    if (!y) return NULL;
+    lc_clamp_forward(y->data, x->data, limit, (size_t)x->rows * x->cols);
+    y->requires_grad = x->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_CLAMP, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->fparam = limit;
+    }
+    return y;
+}
+
+lc_tensor *lc_op_gather_cols(lc_graph *g, lc_tensor *x, const int32_t *cols, int n) {
+    if (!x) return NULL;
+    lc_tensor *y = lc_tensor_new(g, x->rows, n);
+    if (!y) return NULL;
+    lc_gather_cols_forward(y->data, x->data, cols, x->rows, x->cols, n);
+    y->requires_grad = x->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_GATHER_COLS, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->ints = cols;
     }
     return y;
 }
@@ -290,21 +359,23 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b) {
     return y;
 }
 
-lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, const int32_t *targets, float norm,
-                              double *loss_sum, int *n_counted) {
+lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
+                              const int32_t *targets, float norm, double *loss_sum, int *n_counted) {
     if (!x) return lc_graph_status(g);
     int N = x->rows, C = x->cols;
     int chunk = N < LC_CE_CHUNK ? N : LC_CE_CHUNK;
     float *logits = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)chunk * V);
     float *xrows = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)chunk * C);
+    float *capgrad = softcap > 0.0f ? lc_arena_alloc(&g->arena, sizeof(float) * (size_t)V) : NULL;
     float *dx = NULL;
     bool grad = g->record && x->requires_grad;
     if (grad) {
         dx = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * C);
         if (dx) memset(dx, 0, sizeof(float) * (size_t)N * C);
     }
-    if (!logits || !xrows || (grad && !dx)) return lc_graph_status(g);
-    lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, x->data, head, targets, norm, N, C, V, chunk);
+    if (!logits || !xrows || (grad && !dx) || (softcap > 0.0f && !capgrad)) return lc_graph_status(g);
+    lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, capgrad, x->data, head, targets, norm, softcap, N,
+                             C, V, chunk);
     if (grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_CROSS_ENTROPY, NULL);
         if (!e) return lc_graph_status(g);
@@ -343,10 +414,15 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
         break;
     }
+    case LC_OP_LAYERNORM: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_layernorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
+        break;
+    }
     case LC_OP_ROPE: {
         float *dx = lc_tensor_grad(g, x);
         int D = e->dims[0];
-        if (dx) lc_rope_backward(dx, dy, e->ints, e->w, x->rows, x->cols / D, D);
+        if (dx) lc_rope_backward(dx, dy, e->ints, e->w, x->rows, x->cols / D, D, e->dims[1]);
         break;
     }
     case LC_OP_ATTENTION: {
@@ -356,13 +432,29 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         if (dq && dk && dv && scratch)
             lc_attention_backward(dq, dk, dv, dy, e->in[0]->data, e->in[1]->data, e->in[2]->data, e->out->data,
                                   e->saved[0], e->ints, scratch, e->dims[0], T, e->dims[2], e->dims[3], e->dims[4],
-                                  e->dims[5]);
+                                  &e->att);
         break;
     }
-    case LC_OP_SWIGLU: {
+    case LC_OP_GLU: {
         float *dg = lc_tensor_grad(g, e->in[0]), *du = lc_tensor_grad(g, e->in[1]);
         if (dg && du)
-            lc_swiglu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (size_t)x->rows * x->cols);
+            lc_glu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (lc_act_kind)e->dims[0],
+                            (size_t)x->rows * x->cols);
+        break;
+    }
+    case LC_OP_ACT: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_act_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], (size_t)x->rows * x->cols);
+        break;
+    }
+    case LC_OP_CLAMP: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_clamp_backward(dx, dy, x->data, e->fparam, (size_t)x->rows * x->cols);
+        break;
+    }
+    case LC_OP_GATHER_COLS: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_gather_cols_backward(dx, dy, e->ints, x->rows, x->cols, e->out->cols);
         break;
     }
     case LC_OP_ADD: {

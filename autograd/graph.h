@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autograd/kernels.h"
 #include "common/status.h"
 
 // Chunked bump allocator. Reset rewinds without freeing, so a step that makes
@@ -58,9 +59,13 @@ typedef struct lc_lora_ref {
 typedef enum lc_op {
     LC_OP_LINEAR,
     LC_OP_RMSNORM,
+    LC_OP_LAYERNORM,
     LC_OP_ROPE,
     LC_OP_ATTENTION,
-    LC_OP_SWIGLU,
+    LC_OP_GLU,
+    LC_OP_ACT,
+    LC_OP_CLAMP,
+    LC_OP_GATHER_COLS,
     LC_OP_ADD,
     LC_OP_CROSS_ENTROPY,
 } lc_op;
@@ -74,6 +79,8 @@ typedef struct lc_tape_entry {
     const float *saved[3];    // saved activations (rstd, lse, lora u / xd, ce grad)
     const int32_t *ints;      // positions (rope) or seg_start (attention)
     lc_lora_ref lora;         // linear with adapter (lora.A == NULL: none)
+    lc_attention_opts att;    // attention variant
+    float fparam;             // clamp limit
     int dims[6];
 } lc_tape_entry;
 
@@ -114,21 +121,31 @@ lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint1
 // by the next call (NULL when out of memory).
 const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n);
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
+// w, b may be NULL (a norm without parameters).
+lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const float *b, float eps);
 // reuse_input: rotate x's storage in place (x's values must not be needed by
 // anything else); the result is still a new tensor with its own gradient.
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim,
+// rot: rotated dimensions of each head (head_dim unless partial).
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim, int rot,
                       bool reuse_input);
 // q [B*T, H*D]; k, v [B*Tk, KVH*D] (rows beyond what a query sees are not read).
+// opts may be NULL (plain causal attention); its alibi table must outlive the backward.
 lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
-                           int T, int Tk, int H, int KVH, int D, int q_pos0, int window);
+                           int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *opts);
 lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
+lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind act);
+lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act);
+lc_tensor *lc_op_clamp(lc_graph *g, lc_tensor *x, float limit);
+// Columns cols[0..n) of x, in that order (cols must outlive the backward).
+lc_tensor *lc_op_gather_cols(lc_graph *g, lc_tensor *x, const int32_t *cols, int n);
 // reuse_b: write the sum into b's storage (b's values must not be needed by
 // anything else, as for a linear layer's output that only feeds this add).
 lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b);
 // Sum of cross-entropy over rows with a target (see lc_cross_entropy_forward);
 // when recording, the backward adds norm-scaled gradients into x.
-lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, const int32_t *targets, float norm,
-                              double *loss_sum, int *n_counted);
+// softcap > 0 caps the logits first (Gemma 2).
+lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
+                              const int32_t *targets, float norm, double *loss_sum, int *n_counted);
 
 // Runs the tape backwards. The seeds of the reverse pass are the gradients
 // the cross-entropy ops computed.

@@ -82,11 +82,62 @@ void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float
     }
 }
 
+void lc_layernorm_forward(float *out, float *stats, const float *x, const float *w, const float *b, float eps, int N,
+                          int C) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C;
+        float *orow = out + (size_t)n * C;
+        double sum = 0.0, ss = 0.0;
+        for (int c = 0; c < C; c++) sum += xr[c];
+        float mean = (float)(sum / C);
+        for (int c = 0; c < C; c++) ss += (double)(xr[c] - mean) * (xr[c] - mean);
+        float r = (float)(1.0 / sqrt(ss / C + eps));
+        if (stats) {
+            stats[2 * n] = mean;
+            stats[2 * n + 1] = r;
+        }
+        for (int c = 0; c < C; c++) {
+            float v = (xr[c] - mean) * r;
+            orow[c] = (w ? v * w[c] : v) + (b ? b[c] : 0.0f);
+        }
+    }
+}
+
+LC_VECTOR_CLONES
+void lc_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *stats, int N,
+                           int C) {
+    for (int n = 0; n < N; n++) {
+        const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
+        float *dxr = dx + (size_t)n * C;
+        float mean = stats[2 * n], r = stats[2 * n + 1];
+        // With g = w·dy and xh = (x − mean)·r: dx = r·(g − mean(g) − xh·mean(g·xh)).
+        double sg = 0.0, sgx = 0.0;
+        for (int c = 0; c < C; c++) {
+            float g = w ? w[c] * dyr[c] : dyr[c];
+            sg += g;
+            sgx += (double)g * (xr[c] - mean) * r;
+        }
+        float mg = (float)(sg / C), mgx = (float)(sgx / C);
+        for (int c = 0; c < C; c++) {
+            float g = w ? w[c] * dyr[c] : dyr[c];
+            dxr[c] += r * (g - mg - (xr[c] - mean) * r * mgx);
+        }
+    }
+}
+
 // Rotates each (i, i + D/2) pair of src by ±pos·inv_freq[i] into dst
 // (accumulating when asked). The backward is the inverse rotation.
 static void rope_rotate(float *dst, const float *src, const int32_t *pos, const float *inv_freq, int N, int H, int D,
-                        float sign, int accumulate) {
-    int half = D / 2;
+                        int rot, float sign, int accumulate) {
+    int half = rot / 2;
+    if (accumulate && rot < D) {
+        // Dimensions past `rot` pass through unrotated.
+        for (int n = 0; n < N; n++)
+            for (int h = 0; h < H; h++) {
+                size_t o = ((size_t)n * H + h) * D;
+                for (int i = rot; i < D; i++) dst[o + i] += src[o + i];
+            }
+    }
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             // Angles in float, as PyTorch computes position * inv_freq in fp32.
@@ -108,8 +159,8 @@ static void rope_rotate(float *dst, const float *src, const int32_t *pos, const 
     }
 }
 
-void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_rotate(x, x, pos, inv_freq, N, H, D, 1.0f, 0);
+void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D, int rot) {
+    rope_rotate(x, x, pos, inv_freq, N, H, D, rot, 1.0f, 0);
 }
 
 // Reductions with 8 partial results: the compiler may not reorder a float
@@ -151,12 +202,27 @@ static int att_first_key(const int32_t *seg_start, int idx, int p, int window) {
     return lo;
 }
 
+static inline float fast_tanhf(float x) { return 1.0f - 2.0f / (fast_expf(2.0f * x) + 1.0f); }
+
+// Soft-capping and ALiBi of one row of scaled scores over keys [lo, hi]
+// (absolute key position of element j: k0 + j; query position p).
+static void att_transform_row(float *row, int lo, int hi, int k0, int p, float softcap, float slope) {
+    if (softcap > 0.0f) {
+        float inv = 1.0f / softcap;
+        for (int j = lo; j <= hi; j++) row[j] = softcap * fast_tanhf(row[j] * inv);
+    }
+    if (slope != 0.0f)
+        for (int j = lo; j <= hi; j++) row[j] += slope * (float)(k0 + j - p);
+}
+
 LC_VECTOR_CLONES
 void lc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, float *scratch, int B, int T, int Tk, int H, int KVH, int D,
-                          int q_pos0, int window) {
+                          int q_pos0, const lc_attention_opts *opts) {
     int group = H / KVH;
-    float scale = 1.0f / sqrtf((float)D);
+    lc_attention_opts o = opts ? *opts : (lc_attention_opts){0};
+    float scale = o.scale > 0.0f ? o.scale : 1.0f / sqrtf((float)D);
+    int window = o.window;
     int ldq = H * D, ldk = KVH * D;
     for (int b = 0; b < B; b++) {
         const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
@@ -170,6 +236,7 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
             int N = k1 - k0;
             for (int h = 0; h < H; h++) {
                 int kh = h / group;
+                float slope = o.alibi ? o.alibi[h] : 0.0f;
                 const float *qb = q + ((size_t)b * T + t0) * ldq + (size_t)h * D;
                 const float *kb = k + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
                 const float *vb = v + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
@@ -179,6 +246,7 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
                     int p = q_pos0 + t0 + i;
                     int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
                     float *row = S + (size_t)i * N;
+                    att_transform_row(row, lo, hi, k0, p, o.softcap, slope);
                     float maxv = row_max(row + lo, hi - lo + 1);
                     for (int j = 0; j < lo; j++) row[j] = 0.0f;
                     for (int j = lo; j <= hi; j++) row[j] = fast_expf(row[j] - maxv);
@@ -198,9 +266,12 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
 LC_VECTOR_CLONES
 void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const int32_t *seg_start,
-                           float *scratch, int B, int T, int H, int KVH, int D, int window) {
+                           float *scratch, int B, int T, int H, int KVH, int D, const lc_attention_opts *opts) {
     int group = H / KVH;
-    float scale = 1.0f / sqrtf((float)D);
+    lc_attention_opts o = opts ? *opts : (lc_attention_opts){0};
+    float scale = o.scale > 0.0f ? o.scale : 1.0f / sqrtf((float)D);
+    int window = o.window;
+    float cap = o.softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     int ldq = H * D, ldk = KVH * D;
     for (int b = 0; b < B; b++) {
         const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
@@ -214,6 +285,7 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
             int N = k1 - k0;
             for (int h = 0; h < H; h++) {
                 int kh = h / group;
+                float slope = o.alibi ? o.alibi[h] : 0.0f;
                 size_t qoff = ((size_t)b * T + t0) * ldq + (size_t)h * D;
                 size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
                 float *P = scratch, *dP = scratch + (size_t)M * N; // [M, N] each
@@ -227,15 +299,26 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                     int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
                     float m = lse[((size_t)b * T + t) * H + h];
                     // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
-                    const float *o = out + qoff + (size_t)i * ldq, *g = dout + qoff + (size_t)i * ldq;
+                    const float *orow = out + qoff + (size_t)i * ldq, *g = dout + qoff + (size_t)i * ldq;
                     float delta = 0.0f;
-                    for (int d = 0; d < D; d++) delta += g[d] * o[d];
+                    for (int d = 0; d < D; d++) delta += g[d] * orow[d];
                     float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
                     for (int j = 0; j < lo; j++) pr[j] = dpr[j] = 0.0f;
-                    for (int j = lo; j <= hi; j++) {
-                        float p = fast_expf(pr[j] - m);
-                        pr[j] = p;
-                        dpr[j] = p * (dpr[j] - delta) * scale;
+                    if (cap > 0.0f || slope != 0.0f) {
+                        for (int j = lo; j <= hi; j++) {
+                            // Through the cap: d(cap·tanh(s/cap))/ds = 1 − tanh².
+                            float th = cap > 0.0f ? fast_tanhf(pr[j] * inv_cap) : 0.0f;
+                            float sc = cap > 0.0f ? cap * th : pr[j];
+                            float p = fast_expf(sc + slope * (float)(k0 + j - t) - m);
+                            pr[j] = p;
+                            dpr[j] = p * (dpr[j] - delta) * scale * (cap > 0.0f ? 1.0f - th * th : 1.0f);
+                        }
+                    } else {
+                        for (int j = lo; j <= hi; j++) {
+                            float p = fast_expf(pr[j] - m);
+                            pr[j] = p;
+                            dpr[j] = p * (dpr[j] - delta) * scale;
+                        }
                     }
                     for (int j = hi + 1; j < N; j++) pr[j] = dpr[j] = 0.0f;
                 }
@@ -251,8 +334,9 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     }
 }
 
-void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    rope_rotate(dx, dy, pos, inv_freq, N, H, D, -1.0f, 1);
+void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D,
+                      int rot) {
+    rope_rotate(dx, dy, pos, inv_freq, N, H, D, rot, -1.0f, 1);
 }
 
 LC_VECTOR_CLONES
@@ -271,6 +355,99 @@ void lc_swiglu_backward(float *dgate, float *dup, const float *dout, const float
         float silu = g * sig;
         dup[i] += dout[i] * silu;
         dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
+    }
+}
+
+// Activation values and derivatives. The tanh GELU is HF's gelu_new /
+// gelu_pytorch_tanh; the exact GELU uses erf.
+static inline float act_value(lc_act_kind act, float x) {
+    switch (act) {
+    case LC_ACT_KIND_SILU: return x / (1.0f + fast_expf(-x));
+    case LC_ACT_KIND_GELU_TANH: {
+        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + fast_tanhf(u));
+    }
+    case LC_ACT_KIND_GELU: return 0.5f * x * (1.0f + erff(x * 0.7071067811865476f));
+    case LC_ACT_KIND_RELU: return x > 0.0f ? x : 0.0f;
+    }
+    return x;
+}
+
+static inline float act_grad(lc_act_kind act, float x) {
+    switch (act) {
+    case LC_ACT_KIND_SILU: {
+        float sig = 1.0f / (1.0f + fast_expf(-x));
+        return sig * (1.0f + x * (1.0f - sig));
+    }
+    case LC_ACT_KIND_GELU_TANH: {
+        float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+        float th = fast_tanhf(u);
+        return 0.5f * (1.0f + th) + 0.5f * x * (1.0f - th * th) * 0.7978845608028654f * (1.0f + 0.134145f * x * x);
+    }
+    case LC_ACT_KIND_GELU: {
+        float cdf = 0.5f * (1.0f + erff(x * 0.7071067811865476f));
+        return cdf + x * 0.3989422804014327f * expf(-0.5f * x * x);
+    }
+    case LC_ACT_KIND_RELU: return x > 0.0f ? 1.0f : 0.0f;
+    }
+    return 1.0f;
+}
+
+LC_VECTOR_CLONES
+void lc_act_forward(float *out, const float *x, lc_act_kind act, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = act_value(act, x[i]);
+}
+
+LC_VECTOR_CLONES
+void lc_act_backward(float *dx, const float *dout, const float *x, lc_act_kind act, size_t n) {
+    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * act_grad(act, x[i]);
+}
+
+LC_VECTOR_CLONES
+void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
+    if (act == LC_ACT_KIND_SILU) {
+        lc_swiglu_forward(out, gate, up, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) out[i] = act_value(act, gate[i]) * up[i];
+}
+
+LC_VECTOR_CLONES
+void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, lc_act_kind act,
+                     size_t n) {
+    if (act == LC_ACT_KIND_SILU) {
+        lc_swiglu_backward(dgate, dup, dout, gate, up, n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        dup[i] += dout[i] * act_value(act, gate[i]);
+        dgate[i] += dout[i] * up[i] * act_grad(act, gate[i]);
+    }
+}
+
+void lc_clamp_forward(float *out, const float *x, float limit, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = x[i] < -limit ? -limit : x[i] > limit ? limit : x[i];
+}
+
+void lc_clamp_backward(float *dx, const float *dout, const float *x, float limit, size_t n) {
+    // As torch.clamp: the gradient passes where -limit <= x <= limit.
+    for (size_t i = 0; i < n; i++)
+        if (x[i] >= -limit && x[i] <= limit) dx[i] += dout[i];
+}
+
+void lc_gather_cols_forward(float *out, const float *x, const int32_t *cols, int N, int n_in, int n_out) {
+    for (int r = 0; r < N; r++) {
+        const float *xr = x + (size_t)r * n_in;
+        float *o = out + (size_t)r * n_out;
+        for (int j = 0; j < n_out; j++) o[j] = xr[cols[j]];
+    }
+}
+
+void lc_gather_cols_backward(float *dx, const float *dout, const int32_t *cols, int N, int n_in, int n_out) {
+    for (int r = 0; r < N; r++) {
+        float *dxr = dx + (size_t)r * n_in;
+        const float *d = dout + (size_t)r * n_out;
+        for (int j = 0; j < n_out; j++) dxr[cols[j]] += d[j];
     }
 }
 
@@ -331,9 +508,19 @@ void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *d
 }
 
 LC_VECTOR_CLONES
+void lc_softcap_forward(float *x, float *grad, float cap, int n) {
+    float inv = 1.0f / cap;
+    for (int j = 0; j < n; j++) {
+        float th = fast_tanhf(x[j] * inv);
+        x[j] = cap * th;
+        if (grad) grad[j] = 1.0f - th * th;
+    }
+}
+
+LC_VECTOR_CLONES
 void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float *logits, float *xrows,
-                              const float *x, const float *head, const int32_t *targets, float norm, int N, int C,
-                              int V, int chunk) {
+                              float *capgrad, const float *x, const float *head, const int32_t *targets, float norm,
+                              float softcap, int N, int C, int V, int chunk) {
     int rows[chunk];
     int n = 0;
     for (int start = 0; start <= N; start++) {
@@ -349,6 +536,7 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
         for (int i = 0; i < n; i++) {
             float *lr = logits + (size_t)i * V;
             int tgt = targets[rows[i]];
+            if (softcap > 0.0f) lc_softcap_forward(lr, capgrad, softcap, V);
             float maxv = row_max(lr, V), target_logit = lr[tgt];
             for (int j = 0; j < V; j++) lr[j] = fast_expf(lr[j] - maxv);
             double sum = 0.0; // in double: tens of thousands of terms
@@ -360,6 +548,8 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
                 float k = (float)(norm / sum);
                 for (int j = 0; j < V; j++) lr[j] *= k;
                 lr[tgt] -= norm;
+                if (softcap > 0.0f)
+                    for (int j = 0; j < V; j++) lr[j] *= capgrad[j];
             }
         }
         if (dx) {

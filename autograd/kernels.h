@@ -8,6 +8,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
+typedef enum lc_act_kind {
+    LC_ACT_KIND_SILU,
+    LC_ACT_KIND_GELU_TANH, // the tanh approximation (gelu_new, gelu_pytorch_tanh)
+    LC_ACT_KIND_GELU,      // exact, with erf
+    LC_ACT_KIND_RELU,
+} lc_act_kind;
+
+// Attention variants beyond plain causal softmax(q·kᵀ/√D). Zeroed means plain.
+typedef struct lc_attention_opts {
+    float scale;        // query-key scale; 0: 1/√D
+    float softcap;      // scores → softcap · tanh(scores / softcap) before the mask; 0: none
+    const float *alibi; // [H] ALiBi slopes: score += slope · (key position − query position); NULL: none
+    int window;         // only the last `window` keys (the query's own included); 0: all
+} lc_attention_opts;
+
 // out = x · wᵀ (+ bias). BLAS sgemm; a frozen weight is only read.
 void lc_matmul_forward(float *out,        // [N, n_out]
                        const float *x,    // [N, n_in]
@@ -20,6 +35,22 @@ void lc_matmul_backward(float *dx,       // [N, n_in]
                         const float *dy, // [N, n_out]
                         const float *w,  // [n_out, n_in]
                         int N, int n_in, int n_out);
+
+// out = (x − mean) / std · w + b per row; w, b may be NULL (1 and 0).
+// stats (saved for backward) holds mean and 1/std per row and may be NULL.
+void lc_layernorm_forward(float *out,       // [N, C]
+                          float *stats,     // [N, 2] or NULL
+                          const float *x,   // [N, C]
+                          const float *w,   // [C] or NULL
+                          const float *b,   // [C] or NULL
+                          float eps, int N, int C);
+
+void lc_layernorm_backward(float *dx,          // [N, C]
+                           const float *dy,    // [N, C]
+                           const float *x,     // [N, C]
+                           const float *w,     // [C] or NULL
+                           const float *stats, // [N, 2]
+                           int N, int C);
 
 // out = x / rms(x) * w, per row; rstd (saved for backward) may be NULL.
 void lc_rmsnorm_forward(float *out,     // [N, C]
@@ -36,11 +67,12 @@ void lc_rmsnorm_backward(float *dx,         // [N, C]
                          int N, int C);
 
 // Rotary embedding in the Hugging Face rotate-half layout, in place:
-// pairs (i, i + D/2) of each head rotate by angle pos * inv_freq[i].
+// pairs (i, i + rot/2) of each head rotate by angle pos * inv_freq[i];
+// dimensions rot..D-1 are left as they are (partial rotary).
 void lc_rope_forward(float *x,               // [N, H, D] in/out
                      const int32_t *pos,     // [N]
-                     const float *inv_freq,  // [D/2]
-                     int N, int H, int D);
+                     const float *inv_freq,  // [rot/2]
+                     int N, int H, int D, int rot);
 
 // Causal grouped-query attention. Query t of sequence b sits at row
 // q_pos0 + t and sees key rows seg_start[b*T+t]..q_pos0+t of its own sequence
@@ -55,7 +87,8 @@ void lc_attention_forward(float *out,               // [B, T, H, D]
                           const float *v,           // [B, Tk, KVH, D]
                           const int32_t *seg_start, // [B, T] or NULL
                           float *scratch,           // [lc_attention_scratch_floats(T, Tk)]
-                          int B, int T, int Tk, int H, int KVH, int D, int q_pos0, int window);
+                          int B, int T, int Tk, int H, int KVH, int D, int q_pos0,
+                          const lc_attention_opts *opts); // NULL: plain
 
 // Scratch floats the attention kernels need for T queries over Tk keys.
 size_t lc_attention_scratch_floats(int T, int Tk);
@@ -73,14 +106,14 @@ void lc_attention_backward(float *dq,                // [B, T, H, D]
                            const float *lse,         // [B, T, H]
                            const int32_t *seg_start, // [B, T] or NULL
                            float *scratch,           // [lc_attention_scratch_floats(T, T)]
-                           int B, int T, int H, int KVH, int D, int window);
+                           int B, int T, int H, int KVH, int D, const lc_attention_opts *opts);
 
 // dx += the inverse rotation of dy (rotation is orthogonal).
 void lc_rope_backward(float *dx,              // [N, H, D]
                       const float *dy,        // [N, H, D]
                       const int32_t *pos,     // [N]
-                      const float *inv_freq,  // [D/2]
-                      int N, int H, int D);
+                      const float *inv_freq,  // [rot/2]
+                      int N, int H, int D, int rot);
 
 // out = silu(gate) * up, element-wise.
 void lc_swiglu_forward(float *out,        // [n]
@@ -94,6 +127,52 @@ void lc_swiglu_backward(float *dgate,      // [n]
                         const float *gate, // [n]
                         const float *up,   // [n]
                         size_t n);
+
+// out = act(x), element-wise (ungated MLPs).
+void lc_act_forward(float *out,     // [n]
+                    const float *x, // [n]
+                    lc_act_kind act, size_t n);
+
+void lc_act_backward(float *dx,         // [n]
+                     const float *dout, // [n]
+                     const float *x,    // [n]
+                     lc_act_kind act, size_t n);
+
+// out = act(gate) * up (SwiGLU for silu, GeGLU for the GELUs).
+void lc_glu_forward(float *out,        // [n]
+                    const float *gate, // [n]
+                    const float *up,   // [n]
+                    lc_act_kind act, size_t n);
+
+void lc_glu_backward(float *dgate,      // [n]
+                     float *dup,        // [n]
+                     const float *dout, // [n]
+                     const float *gate, // [n]
+                     const float *up,   // [n]
+                     lc_act_kind act, size_t n);
+
+// out = x clamped to [-limit, limit] (OLMo's clip_qkv).
+void lc_clamp_forward(float *out, const float *x /* [n] */, float limit, size_t n); // out [n]
+void lc_clamp_backward(float *dx,         // [n]
+                       const float *dout, // [n]
+                       const float *x,    // [n]
+                       float limit, size_t n);
+
+// out[r][j] = x[r][cols[j]]: splits a fused projection's output.
+void lc_gather_cols_forward(float *out,          // [N, n_out]
+                            const float *x,      // [N, n_in]
+                            const int32_t *cols, // [n_out], distinct
+                            int N, int n_in, int n_out);
+
+void lc_gather_cols_backward(float *dx,           // [N, n_in]
+                             const float *dout,   // [N, n_out]
+                             const int32_t *cols, // [n_out]
+                             int N, int n_in, int n_out);
+
+// x → cap · tanh(x / cap) in place; grad (may be NULL) receives the derivative.
+void lc_softcap_forward(float *x,    // [n] in/out
+                        float *grad, // [n] or NULL
+                        float cap, int n);
 
 // acc += x, element-wise (residual connection; also the add's backward).
 void lc_add_forward(float *acc,     // [n] in/out
@@ -140,15 +219,17 @@ int lc_dropout_keep(uint64_t mask_seed, size_t i, float p);
 // < 0 are skipped. Adds each counted row's loss to *loss_sum (double). When
 // dx is not NULL it receives norm · d(loss_sum)/dx, the gradient of the loss
 // normalized by `norm` (1 / target tokens of the whole accumulated batch).
-// logits is scratch [chunk, V]; xrows scratch [chunk, C].
+// logits is scratch [chunk, V]; xrows scratch [chunk, C]. softcap > 0 caps
+// the logits first (Gemma 2), with capgrad as scratch.
 void lc_cross_entropy_forward(double *loss_sum,
                               int *n_counted,
                               float *dx,             // [N, C] or NULL
                               float *logits,         // [chunk, V] scratch
                               float *xrows,          // [chunk, C] scratch
+                              float *capgrad,        // [V] scratch when softcap > 0, else NULL
                               const float *x,        // [N, C]
                               const float *head,     // [V, C]
                               const int32_t *targets, // [N]
-                              float norm, int N, int C, int V, int chunk);
+                              float norm, float softcap, int N, int C, int V, int chunk);
 
 #endif

@@ -67,11 +67,10 @@ static double flops_per_token(const shape *s, int T, int r) {
 // Incremental decoding through the KV cache: a 16-token prompt, then n
 // greedy tokens; tokens/s of the decoding.
 static int bench_generate(const shape *s, int n, bool bf16) {
-    lc_model_config cfg = {0};
-    cfg.arch = LC_ARCH_LLAMA;
-    cfg.hidden_size = s->C, cfg.intermediate_size = s->F, cfg.n_layers = s->L, cfg.n_heads = s->H;
-    cfg.n_kv_heads = s->KVH, cfg.head_dim = s->D, cfg.vocab_size = s->V, cfg.max_position_embeddings = 16 + n;
-    cfg.rms_norm_eps = 1e-5f, cfg.rope_theta = 10000.0f, cfg.tie_word_embeddings = s->tied;
+    lc_model_config cfg;
+    lc_config_init_llama(&cfg, s->C, s->F, s->L, s->H, s->KVH, s->D, s->V);
+    cfg.max_position_embeddings = 16 + n;
+    cfg.tie_word_embeddings = s->tied;
     lc_model m;
     lc_forward_state st;
     lc_sampler sampler;
@@ -128,12 +127,10 @@ int main(int argc, char **argv) {
     if (generate > 0) return bench_generate(s, generate, bf16);
     double peak = sgemm_peak();
 
-    lc_model_config cfg = {0};
-    cfg.arch = LC_ARCH_LLAMA;
-    snprintf(cfg.model_type, sizeof cfg.model_type, "llama");
-    cfg.hidden_size = s->C, cfg.intermediate_size = s->F, cfg.n_layers = s->L, cfg.n_heads = s->H;
-    cfg.n_kv_heads = s->KVH, cfg.head_dim = s->D, cfg.vocab_size = s->V, cfg.max_position_embeddings = T;
-    cfg.rms_norm_eps = 1e-5f, cfg.rope_theta = 10000.0f, cfg.tie_word_embeddings = s->tied;
+    lc_model_config cfg;
+    lc_config_init_llama(&cfg, s->C, s->F, s->L, s->H, s->KVH, s->D, s->V);
+    cfg.max_position_embeddings = T;
+    cfg.tie_word_embeddings = s->tied;
     lc_model m;
     lc_lora lora;
     lc_adamw opt;

@@ -21,7 +21,34 @@ lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in)
         if (in->tokens[i] < 0 || in->tokens[i] >= m->cfg.vocab_size)
             return lc_error(LC_STATUS_INPUT, "token id %d outside the vocabulary of %d", in->tokens[i],
                             m->cfg.vocab_size);
+    if (m->pos_embed) {
+        // A learned position table ends: later positions have no embedding.
+        int P = m->cfg.max_position_embeddings, last = in->pos0 + in->T - 1;
+        for (int i = 0; in->pos && i < in->B * in->T; i++)
+            if (in->pos[i] > last) last = in->pos[i];
+        if (last >= P)
+            return lc_error(LC_STATUS_INPUT, "position %d is beyond the model's %d learned positions", last, P);
+    }
     return LC_STATUS_OK;
+}
+
+lc_tensor *lc_model_norm(lc_graph *g, const lc_model *m, const lc_norm *n, lc_tensor *x) {
+    if (m->cfg.norm == LC_NORM_KIND_LAYER) return lc_op_layernorm(g, x, n->w, n->b, m->cfg.norm_eps);
+    return lc_op_rmsnorm(g, x, n->w, m->cfg.norm_eps);
+}
+
+lc_tensor *lc_model_embed(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos) {
+    const lc_model_config *cfg = &m->cfg;
+    int N = in->B * in->T, C = cfg->hidden_size;
+    lc_tensor *x = lc_tensor_new(g, N, C);
+    if (!x) return NULL;
+    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
+    if (cfg->embed_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)N * C; i++) x->data[i] *= cfg->embed_scale;
+    if (m->pos_embed)
+        for (int n = 0; n < N; n++) lc_add_forward(x->data + (size_t)n * C, m->pos_embed + (size_t)pos[n] * C, C);
+    if (cfg->embed_norm) x = lc_model_norm(g, m, &m->embed_norm, x);
+    return x; // frozen inputs: no gradient flows into the embeddings
 }
 
 static lc_tensor *linear(const lc_block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
@@ -39,18 +66,35 @@ static lc_tensor *cache_append(const lc_block_ctx *c, float *layer_cache, const 
     return lc_tensor_wrap(c->g, layer_cache, B * Tcap, KVD);
 }
 
-lc_tensor *lc_block_forward(const lc_block_ctx *c, int l, lc_tensor *x) {
-    const lc_model_config *cfg = &c->m->cfg;
-    const lc_layer *L = &c->m->layers[l];
+// Self-attention of the normed input h, through the output projection.
+static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
+    const lc_model *m = c->m;
+    const lc_model_config *cfg = &m->cfg;
     lc_graph *g = c->g;
-    int D = cfg->head_dim;
-
-    lc_tensor *xn = lc_op_rmsnorm(g, x, L->attn_norm, cfg->rms_norm_eps);
-    // Projections feed only rope and the residual adds, whose backward needs
-    // no values: those ops reuse the projections' storage.
-    lc_tensor *q = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_Q, xn), c->pos, c->m->inv_freq, D, true);
-    lc_tensor *k = lc_op_rope(g, linear(c, l, LC_LINEAR_KIND_K, xn), c->pos, c->m->inv_freq, D, true);
-    lc_tensor *v = linear(c, l, LC_LINEAR_KIND_V, xn);
+    int D = cfg->head_dim, q_dim = cfg->n_heads * D, kv_dim = cfg->n_kv_heads * D;
+    lc_tensor *q, *k, *v;
+    if (cfg->qkv == LC_QKV_LAYOUT_SEPARATE) {
+        q = linear(c, l, LC_LINEAR_KIND_Q, h);
+        k = linear(c, l, LC_LINEAR_KIND_K, h);
+        v = linear(c, l, LC_LINEAR_KIND_V, h);
+    } else {
+        // One projection (and its adapter) over the fused weight, then split
+        // by the family's row layout.
+        lc_tensor *qkv = linear(c, l, LC_LINEAR_KIND_QKV, h);
+        q = lc_op_gather_cols(g, qkv, m->qkv_cols, q_dim);
+        k = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim, kv_dim);
+        v = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim + kv_dim, kv_dim);
+    }
+    if (cfg->clip_qkv > 0.0f) {
+        q = lc_op_clamp(g, q, cfg->clip_qkv);
+        k = lc_op_clamp(g, k, cfg->clip_qkv);
+        v = lc_op_clamp(g, v, cfg->clip_qkv);
+    }
+    if (cfg->pos == LC_POS_KIND_ROPE) {
+        // q and k feed only rope, whose backward needs no values: rotate in place.
+        q = lc_op_rope(g, q, c->pos, m->inv_freq, D, cfg->rope_dim, true);
+        k = lc_op_rope(g, k, c->pos, m->inv_freq, D, cfg->rope_dim, true);
+    }
     if (!q || !k || !v) return NULL;
     int Tk = c->in->T;
     if (c->cache) {
@@ -59,13 +103,54 @@ lc_tensor *lc_block_forward(const lc_block_ctx *c, int l, lc_tensor *x) {
         v = cache_append(c, c->cache->v + layer, v);
         Tk = c->cache->max_tokens;
     }
+    lc_attention_opts opts = {
+        .scale = lc_config_layer_attn_scale(cfg, l),
+        .softcap = cfg->attn_softcap,
+        .alibi = m->alibi,
+        .window = lc_config_layer_window(cfg, l),
+    };
     lc_tensor *att = lc_op_attention(g, q, k, v, c->in->seg_start, c->in->B, c->in->T, Tk, cfg->n_heads,
-                                     cfg->n_kv_heads, D, c->in->pos0, cfg->sliding_window);
-    x = lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_O, att), true);
+                                     cfg->n_kv_heads, D, c->in->pos0, &opts);
+    return linear(c, l, LC_LINEAR_KIND_O, att);
+}
 
-    xn = lc_op_rmsnorm(g, x, L->mlp_norm, cfg->rms_norm_eps);
-    lc_tensor *h = lc_op_swiglu(g, linear(c, l, LC_LINEAR_KIND_GATE, xn), linear(c, l, LC_LINEAR_KIND_UP, xn));
-    return lc_op_add(g, x, linear(c, l, LC_LINEAR_KIND_DOWN, h), true);
+static lc_tensor *mlp(const lc_block_ctx *c, int l, lc_tensor *h) {
+    const lc_model_config *cfg = &c->m->cfg;
+    lc_graph *g = c->g;
+    lc_tensor *a;
+    if (!cfg->mlp_gated) {
+        a = lc_op_act(g, linear(c, l, LC_LINEAR_KIND_UP, h), cfg->act);
+    } else if (cfg->gate_up_fused) {
+        int F = cfg->intermediate_size;
+        lc_tensor *gu = linear(c, l, LC_LINEAR_KIND_GATE_UP, h);
+        a = lc_op_glu(g, lc_op_gather_cols(g, gu, c->m->gate_up_cols, F),
+                      lc_op_gather_cols(g, gu, c->m->gate_up_cols + F, F), cfg->act);
+    } else {
+        a = lc_op_glu(g, linear(c, l, LC_LINEAR_KIND_GATE, h), linear(c, l, LC_LINEAR_KIND_UP, h), cfg->act);
+    }
+    return linear(c, l, LC_LINEAR_KIND_DOWN, a);
+}
+
+lc_tensor *lc_block_forward(const lc_block_ctx *c, int l, lc_tensor *x) {
+    const lc_model *m = c->m;
+    const lc_model_config *cfg = &m->cfg;
+    const lc_layer *L = &m->layers[l];
+    lc_graph *g = c->g;
+    // Branch outputs feed only the residual adds, whose backward needs no
+    // values: the adds write into the branch outputs' storage.
+    lc_tensor *h = lc_model_norm(g, m, &L->attn_norm, x);
+    lc_tensor *a = attention(c, l, h);
+    if (cfg->block == LC_BLOCK_KIND_SANDWICH) a = lc_model_norm(g, m, &L->post_attn_norm, a);
+    if (cfg->block == LC_BLOCK_KIND_PARALLEL) {
+        lc_tensor *hm = cfg->parallel_two_norms ? lc_model_norm(g, m, &L->mlp_norm, x) : h;
+        lc_tensor *f = mlp(c, l, hm);
+        return lc_op_add(g, lc_op_add(g, x, a, true), f, true);
+    }
+    x = lc_op_add(g, cfg->residual_from_norm ? h : x, a, true);
+    h = lc_model_norm(g, m, &L->mlp_norm, x);
+    lc_tensor *f = mlp(c, l, h);
+    if (cfg->block == LC_BLOCK_KIND_SANDWICH) f = lc_model_norm(g, m, &L->post_mlp_norm, f);
+    return lc_op_add(g, cfg->residual_from_norm ? h : x, f, true);
 }
 
 lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora *lora, lc_kv_cache *cache,
@@ -82,9 +167,8 @@ lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora 
     if (!pos) return lc_graph_status(g);
     lc_block_ctx c = {g, m, lora, cache, in, pos};
 
-    lc_tensor *x = lc_tensor_new(g, N, C);
+    lc_tensor *x = lc_model_embed(g, m, in, pos);
     if (!x) return lc_graph_status(g);
-    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
     for (int l = 0; l < cfg->n_layers && x; l++) {
         if (g->record) {
             x = lc_block_forward(&c, l, x);
@@ -98,7 +182,7 @@ lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora 
             if (!g->arena.failed) lc_arena_reset(&g->arena, mark);
         }
     }
-    if (x) *out = lc_op_rmsnorm(g, x, m->final_norm, cfg->rms_norm_eps);
+    if (x) *out = lc_model_norm(g, m, &m->final_norm, x);
     return lc_graph_status(g);
 }
 
@@ -153,5 +237,6 @@ lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *toke
         src = last;
     }
     lc_matmul_forward(s->logits, src, m->lm_head, NULL, rows, C, c->vocab_size);
+    if (c->final_softcap > 0.0f) lc_softcap_forward(s->logits, NULL, c->final_softcap, rows * c->vocab_size);
     return LC_STATUS_OK;
 }

@@ -43,6 +43,11 @@ typedef struct lc_block_ctx {
 } lc_block_ctx;
 
 lc_tensor *lc_block_forward(const lc_block_ctx *c, int layer, lc_tensor *x);
+// The embeddings of in's tokens (scaled, with learned positions and the
+// embedding norm where the family has them) as a new tensor of g.
+lc_tensor *lc_model_embed(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos);
+// A norm of the model's kind (RMS or layer norm) with parameters n.
+lc_tensor *lc_model_norm(lc_graph *g, const lc_model *m, const lc_norm *n, lc_tensor *x);
 const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in);
 lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in);
 

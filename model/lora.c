@@ -4,12 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/arch.h"
 #include "model/sample.h"
 
 unsigned lc_lora_target_bit(const char *name) {
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
         if (strcmp(name, lc_linear_kind_name(k)) == 0) return 1u << k;
-    return 0;
+    return lc_arch_target_bits_any(name); // a family's own name: c_attn, query_key_value, ...
 }
 
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads) {
@@ -18,14 +19,25 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     if (!(cfg->dropout >= 0.0f && cfg->dropout < 1.0f))
         return lc_error(LC_STATUS_INPUT, "lora.dropout must be in [0, 1)");
     if (!cfg->targets) return lc_error(LC_STATUS_INPUT, "lora.targets names no module");
+    unsigned present = lc_model_linear_kinds(&m->cfg);
+    if (cfg->targets != LC_LINEAR_KIND_ALL && (cfg->targets & ~present)) {
+        // Named targets must exist in this family; "all" means those it has.
+        int k = 0;
+        while (!((cfg->targets & ~present) >> k & 1)) k++;
+        char list[160];
+        lc_arch_target_list(&m->cfg, list, sizeof list);
+        return lc_error(LC_STATUS_INPUT, "lora.targets: %s is not a module of %s models (their modules: %s)",
+                        lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch), list);
+    }
     l->cfg = *cfg;
+    l->cfg.targets &= present;
     l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
     l->n_layers = m->cfg.n_layers;
     int r = cfg->r;
     size_t n = 0;
     for (int layer = 0; layer < l->n_layers; layer++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
-            if (cfg->targets & (1u << k)) {
+            if (l->cfg.targets & (1u << k)) {
                 const lc_linear *lin = &m->layers[layer].lin[k];
                 n += (size_t)r * lin->in + (size_t)lin->out * r;
             }
@@ -42,7 +54,7 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     size_t off = 0;
     for (int layer = 0; layer < l->n_layers; layer++) {
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            if (!(cfg->targets & (1u << k))) continue;
+            if (!(l->cfg.targets & (1u << k))) continue;
             const lc_linear *lin = &m->layers[layer].lin[k];
             lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + k];
             ref->r = r;

@@ -7,14 +7,45 @@
 
 #include "autograd/graph.h"
 #include "common/file.h"
+#include "model/arch.h"
 
 static const char *const lc_linear_names[LC_LINEAR_KIND_COUNT] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj",
 };
 
 const char *lc_linear_kind_name(lc_linear_kind kind) { return lc_linear_names[kind]; }
 
-const char *lc_linear_kind_parent(lc_linear_kind kind) { return kind <= LC_LINEAR_KIND_O ? "self_attn" : "mlp"; }
+const char *lc_linear_kind_parent(lc_linear_kind kind) {
+    return kind <= LC_LINEAR_KIND_O || kind == LC_LINEAR_KIND_QKV ? "self_attn" : "mlp";
+}
+
+unsigned lc_model_linear_kinds(const lc_model_config *c) {
+    unsigned k = 1u << LC_LINEAR_KIND_O | 1u << LC_LINEAR_KIND_DOWN;
+    if (c->qkv == LC_QKV_LAYOUT_SEPARATE) k |= 1u << LC_LINEAR_KIND_Q | 1u << LC_LINEAR_KIND_K | 1u << LC_LINEAR_KIND_V;
+    else k |= 1u << LC_LINEAR_KIND_QKV;
+    if (!c->mlp_gated) k |= 1u << LC_LINEAR_KIND_UP;
+    else if (c->gate_up_fused) k |= 1u << LC_LINEAR_KIND_GATE_UP;
+    else k |= 1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP;
+    return k;
+}
+
+// [in, out] of a linear kind in this family (0, 0 where it has none).
+static void linear_dims(const lc_model_config *c, lc_linear_kind kind, int *in, int *out) {
+    int C = c->hidden_size, F = c->intermediate_size;
+    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
+    const int dims[LC_LINEAR_KIND_COUNT][2] = {
+        {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C}, {C, q_dim + 2 * kv_dim}, {C, 2 * F},
+    };
+    int present = (lc_model_linear_kinds(c) >> kind) & 1;
+    *in = present ? dims[kind][0] : 0;
+    *out = present ? dims[kind][1] : 0;
+}
+
+static bool linear_has_bias(const lc_model_config *c, lc_linear_kind kind) {
+    if (kind == LC_LINEAR_KIND_O) return c->o_bias;
+    if (kind <= LC_LINEAR_KIND_V || kind == LC_LINEAR_KIND_QKV) return c->qkv_bias;
+    return c->mlp_bias;
+}
 
 // A buffer of `bytes` freed with the model.
 static void *own(lc_model *m, size_t bytes) {
@@ -27,9 +58,18 @@ static void *own(lc_model *m, size_t bytes) {
 }
 
 // Tensor `name`, checked to have exactly the given shape and a float dtype.
+static const lc_st_tensor *find_tensor(const lc_model *m, const char *name) {
+    const lc_st_tensor *t = lc_st_set_find(&m->st, name);
+    lc_arch_names n;
+    lc_arch_names_get(&n, &m->cfg);
+    size_t pl = n.optional_prefix ? strlen(n.optional_prefix) : 0;
+    if (!t && pl && strncmp(name, n.optional_prefix, pl) == 0) t = lc_st_set_find(&m->st, name + pl);
+    return t;
+}
+
 static lc_status find_weight(lc_model *m, const char *name, int n_dims, int64_t d0, int64_t d1,
                              const lc_st_tensor **out) {
-    const lc_st_tensor *t = lc_st_set_find(&m->st, name);
+    const lc_st_tensor *t = find_tensor(m, name);
     const char *file = m->st.n_files ? m->st.files[0].path : "model";
     if (!t) return lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", file, name);
     file = m->st.files[t->shard].path;
@@ -71,11 +111,13 @@ static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d
 }
 
 // The same as bf16: BF16 data used in place, anything else rounded into a copy.
-static lc_status get_weight_bf16(lc_model *m, const char *name, int64_t d0, int64_t d1, const uint16_t **out) {
+// `transposed`: stored [d1, d0] (Conv1D), copied into [d0, d1].
+static lc_status get_weight_bf16(lc_model *m, const char *name, int64_t d0, int64_t d1, bool transposed,
+                                 const uint16_t **out) {
     const lc_st_tensor *t;
-    lc_status st = find_weight(m, name, 2, d0, d1, &t);
+    lc_status st = find_weight(m, name, 2, transposed ? d1 : d0, transposed ? d0 : d1, &t);
     if (st) return st;
-    if (t->dtype == LC_DTYPE_BF16 && ((uintptr_t)t->data % sizeof(uint16_t)) == 0) {
+    if (t->dtype == LC_DTYPE_BF16 && !transposed && ((uintptr_t)t->data % sizeof(uint16_t)) == 0) {
         *out = (const uint16_t *)t->data;
         return LC_STATUS_OK;
     }
@@ -90,8 +132,29 @@ static lc_status get_weight_bf16(lc_model *m, const char *name, int64_t d0, int6
             memcpy(&h, t->data + 2 * i, 2);
             f = t->dtype == LC_DTYPE_F16 ? lc_f16_to_f32(h) : lc_bf16_to_f32(h);
         }
-        buf[i] = lc_f32_to_bf16(f);
+        // Element i of a transposed [d1, d0] tensor lands at [i % d0][i / d0].
+        int64_t dst = transposed ? (i % d0) * d1 + i / d0 : i;
+        buf[dst] = lc_f32_to_bf16(f);
     }
+    *out = buf;
+    return LC_STATUS_OK;
+}
+
+// An fp32 [d0, d1] weight stored transposed as [d1, d0] (Conv1D): always a copy.
+static lc_status get_weight_transposed(lc_model *m, const char *name, int64_t d0, int64_t d1, const float **out) {
+    const lc_st_tensor *t;
+    lc_status st = find_weight(m, name, 2, d1, d0, &t);
+    if (st) return st;
+    float *src = malloc(sizeof(float) * (size_t)t->n_elements);
+    float *buf = own(m, sizeof(float) * (size_t)t->n_elements);
+    if (!src || !buf) {
+        free(src);
+        return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+    }
+    lc_st_tensor_to_f32(t, src);
+    for (int64_t r = 0; r < d1; r++)
+        for (int64_t c = 0; c < d0; c++) buf[c * d1 + r] = src[r * d0 + c];
+    free(src);
     *out = buf;
     return LC_STATUS_OK;
 }
@@ -104,39 +167,112 @@ static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float
     return get_weight(m, name, 1, d0, 0, out);
 }
 
-static lc_status load_layer(lc_model *m, int l, bool bf16_weights) {
+// A norm's weight (and bias for affine layer norms) under module path `path`;
+// nothing for parameter-free norms. Gemma's (1 + w) is folded in here.
+static lc_status load_norm(lc_model *m, const char *path, lc_norm *out) {
+    const lc_model_config *c = &m->cfg;
+    char name[320];
+    lc_status st;
+    out->w = out->b = NULL;
+    if (!path || !c->norm_affine) return LC_STATUS_OK;
+    snprintf(name, sizeof name, "%s.weight", path);
+    if ((st = get_weight(m, name, 1, c->hidden_size, 0, &out->w))) return st;
+    if (c->norm_plus_one) {
+        float *w1 = own(m, sizeof(float) * (size_t)c->hidden_size);
+        if (!w1) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+        for (int i = 0; i < c->hidden_size; i++) w1[i] = 1.0f + out->w[i];
+        out->w = w1;
+    }
+    if (c->norm == LC_NORM_KIND_LAYER) {
+        snprintf(name, sizeof name, "%s.bias", path);
+        if ((st = get_bias(m, name, c->hidden_size, &out->b))) return st;
+    }
+    return LC_STATUS_OK;
+}
+
+static lc_status load_layer(lc_model *m, const lc_arch_names *n, int l, bool bf16_weights) {
     const lc_model_config *c = &m->cfg;
     lc_layer *L = &m->layers[l];
-    char name[256];
+    char base[128], path[256], name[320];
     lc_status st;
-    int C = c->hidden_size, F = c->intermediate_size;
-    int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
-    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-    if ((st = get_weight(m, name, 1, C, 0, &L->attn_norm))) return st;
-    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-    if ((st = get_weight(m, name, 1, C, 0, &L->mlp_norm))) return st;
-
-    const int dims[LC_LINEAR_KIND_COUNT][2] = {
-        {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C},
-    };
+    snprintf(base, sizeof base, n->layer, l);
+    const char *norm_names[4] = {n->attn_norm, n->mlp_norm, n->post_attn_norm, n->post_mlp_norm};
+    lc_norm *norms[4] = {&L->attn_norm, &L->mlp_norm, &L->post_attn_norm, &L->post_mlp_norm};
+    for (int i = 0; i < 4; i++) {
+        if (!norm_names[i]) continue;
+        snprintf(path, sizeof path, "%s.%s", base, norm_names[i]);
+        if ((st = load_norm(m, path, norms[i]))) return st;
+    }
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
         lc_linear *lin = &L->lin[k];
-        lin->in = dims[k][0];
-        lin->out = dims[k][1];
-        snprintf(name, sizeof name, "model.layers.%d.%s.%s.weight", l, lc_linear_kind_parent(k),
-                 lc_linear_kind_name(k));
-        st = bf16_weights ? get_weight_bf16(m, name, lin->out, lin->in, &lin->w_bf16)
-                          : get_weight(m, name, 2, lin->out, lin->in, &lin->w);
+        linear_dims(c, (lc_linear_kind)k, &lin->in, &lin->out);
+        if (!lin->out) continue;
+        snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[k]);
+        bool tr = c->weights_transposed;
+        if (bf16_weights) st = get_weight_bf16(m, name, lin->out, lin->in, tr, &lin->w_bf16);
+        else if (tr) st = get_weight_transposed(m, name, lin->out, lin->in, &lin->w);
+        else st = get_weight(m, name, 2, lin->out, lin->in, &lin->w);
         if (st) return st;
-        int has_bias = (k <= LC_LINEAR_KIND_V && c->attention_bias) || (k == LC_LINEAR_KIND_O && c->o_bias) ||
-                       (k >= LC_LINEAR_KIND_GATE && c->mlp_bias);
         lin->bias = NULL;
-        if (has_bias) {
-            snprintf(name, sizeof name, "model.layers.%d.%s.%s.bias", l, lc_linear_kind_parent(k),
-                     lc_linear_kind_name(k));
+        if (linear_has_bias(c, (lc_linear_kind)k)) {
+            snprintf(name, sizeof name, "%s.%s.bias", base, n->lin[k]);
             if ((st = get_bias(m, name, lin->out, &lin->bias))) return st;
         }
     }
+    return LC_STATUS_OK;
+}
+
+// Position tables and the fused-projection column map, shared by loading and
+// random initialization.
+static lc_status plan_tables(lc_model *m) {
+    const lc_model_config *c = &m->cfg;
+    int H = c->n_heads, KVH = c->n_kv_heads, D = c->head_dim, group = H / KVH;
+    m->inv_freq = malloc(sizeof(float) * (size_t)(c->rope_dim / 2 + 1));
+    if (!m->inv_freq) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (c->pos == LC_POS_KIND_ROPE) lc_config_rope_inv_freq(c, m->inv_freq);
+    if (c->pos == LC_POS_KIND_ALIBI) {
+        if (!(m->alibi = own(m, sizeof(float) * (size_t)H))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+        lc_config_alibi_slopes(c, m->alibi);
+    }
+    if (c->gate_up_fused) {
+        int F2 = 2 * c->intermediate_size;
+        if (!(m->gate_up_cols = own(m, sizeof(int32_t) * (size_t)F2))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+        for (int i = 0; i < F2; i++) m->gate_up_cols[i] = i;
+    }
+    if (c->qkv == LC_QKV_LAYOUT_SEPARATE) return LC_STATUS_OK;
+    size_t q_dim = (size_t)H * D, kv_dim = (size_t)KVH * D;
+    int32_t *cols = own(m, sizeof(int32_t) * (q_dim + 2 * kv_dim));
+    if (!cols) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    for (int h = 0; h < H; h++)
+        for (int d = 0; d < D; d++) {
+            size_t i = (size_t)h * D + d;
+            int g = h / group;
+            switch (c->qkv) {
+            case LC_QKV_LAYOUT_GROUPED: cols[i] = ((g * (group + 2) + h % group) * D + d); break;
+            case LC_QKV_LAYOUT_PER_HEAD: cols[i] = (3 * h * D + d); break;
+            default: cols[i] = (int32_t)i; break;
+            }
+        }
+    for (int g = 0; g < KVH; g++)
+        for (int d = 0; d < D; d++) {
+            size_t i = (size_t)g * D + d;
+            int32_t *kc = cols + q_dim, *vc = cols + q_dim + kv_dim;
+            switch (c->qkv) {
+            case LC_QKV_LAYOUT_GROUPED:
+                kc[i] = ((g * (group + 2) + group) * D + d);
+                vc[i] = kc[i] + D;
+                break;
+            case LC_QKV_LAYOUT_PER_HEAD:
+                kc[i] = ((3 * g + 1) * D + d);
+                vc[i] = kc[i] + D;
+                break;
+            default:
+                kc[i] = (int32_t)(q_dim + i);
+                vc[i] = (int32_t)(q_dim + kv_dim + i);
+                break;
+            }
+        }
+    m->qkv_cols = cols;
     return LC_STATUS_OK;
 }
 
@@ -152,22 +288,31 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     if ((st = lc_st_set_open_dir(&m->st, dir))) goto fail;
 
     const lc_model_config *c = &m->cfg;
+    lc_arch_names n;
+    lc_arch_names_get(&n, c);
+    char name[320];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    m->inv_freq = malloc(sizeof(float) * (size_t)(c->head_dim / 2));
-    if (!m->layers || !m->inv_freq) {
+    if (!m->layers) {
         st = lc_error(LC_STATUS_RUNTIME, "out of memory");
         goto fail;
     }
-    lc_config_rope_inv_freq(c, m->inv_freq);
-    if ((st = get_weight(m, "model.embed_tokens.weight", 2, c->vocab_size, c->hidden_size, &m->embed))) goto fail;
-    if ((st = get_weight(m, "model.norm.weight", 1, c->hidden_size, 0, &m->final_norm))) goto fail;
-    if (c->tie_word_embeddings && !lc_st_set_find(&m->st, "lm_head.weight")) {
+    if ((st = plan_tables(m))) goto fail;
+    snprintf(name, sizeof name, "%s.weight", n.embed);
+    if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->embed))) goto fail;
+    if (n.pos_embed) {
+        snprintf(name, sizeof name, "%s.weight", n.pos_embed);
+        if ((st = get_weight(m, name, 2, c->max_position_embeddings, c->hidden_size, &m->pos_embed))) goto fail;
+    }
+    if (n.embed_norm && (st = load_norm(m, n.embed_norm, &m->embed_norm))) goto fail;
+    if ((st = load_norm(m, n.final_norm, &m->final_norm))) goto fail;
+    snprintf(name, sizeof name, "%s.weight", n.head);
+    if (c->tie_word_embeddings && !find_tensor(m, name)) {
         m->lm_head = m->embed;
-    } else if ((st = get_weight(m, "lm_head.weight", 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
+    } else if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
         goto fail;
     }
     for (int l = 0; l < c->n_layers; l++)
-        if ((st = load_layer(m, l, bf16_weights))) goto fail;
+        if ((st = load_layer(m, &n, l, bf16_weights))) goto fail;
     return LC_STATUS_OK;
 fail:
     lc_model_free(m);
@@ -192,59 +337,69 @@ static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, 
     return buf;
 }
 
+// A random (norm-like: 1, or bias-like: 0) norm for init_random.
+static bool random_norm(lc_model *m, lc_norm *n, uint64_t *state) {
+    const lc_model_config *c = &m->cfg;
+    n->w = n->b = NULL;
+    if (!c->norm_affine) return true;
+    size_t C = (size_t)c->hidden_size;
+    if (!(n->w = random_buffer(m, C, state, 0, 1.0f))) return false;
+    return c->norm != LC_NORM_KIND_LAYER || (n->b = random_buffer(m, C, state, 0, 0.0f));
+}
+
 lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, bool bf16_weights) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     uint64_t state = seed;
-    size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size, F = (size_t)cfg->intermediate_size;
-    size_t q_dim = (size_t)cfg->n_heads * cfg->head_dim, kv_dim = (size_t)cfg->n_kv_heads * cfg->head_dim;
+    size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size;
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    m->inv_freq = malloc(sizeof(float) * (size_t)(cfg->head_dim / 2));
-    float *embed = random_buffer(m, V * C, &state, 1, 0), *norm = random_buffer(m, C, &state, 0, 1.0f);
-    float *head = cfg->tie_word_embeddings ? embed : random_buffer(m, V * C, &state, 1, 0);
-    if (!m->layers || !m->inv_freq || !embed || !norm || !head) goto oom;
-    lc_config_rope_inv_freq(cfg, m->inv_freq);
+    float *embed = random_buffer(m, V * C, &state, 1, 0);
+    bool ok = m->layers && embed && !plan_tables(m) && random_norm(m, &m->final_norm, &state);
+    float *head = !ok ? NULL : cfg->tie_word_embeddings ? embed : random_buffer(m, V * C, &state, 1, 0);
+    if (!head) goto oom;
     m->embed = embed;
-    m->final_norm = norm;
     m->lm_head = head;
-    const size_t dims[LC_LINEAR_KIND_COUNT][2] = {
-        {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C},
-    };
+    if (cfg->pos == LC_POS_KIND_LEARNED &&
+        !(m->pos_embed = random_buffer(m, (size_t)cfg->max_position_embeddings * C, &state, 1, 0)))
+        goto oom;
+    if (cfg->embed_norm && !random_norm(m, &m->embed_norm, &state)) goto oom;
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
     for (int l = 0; l < cfg->n_layers; l++) {
         lc_layer *L = &m->layers[l];
-        if (!(L->attn_norm = random_buffer(m, C, &state, 0, 1.0f))) goto oom;
-        if (!(L->mlp_norm = random_buffer(m, C, &state, 0, 1.0f))) goto oom;
+        if (n.attn_norm && !random_norm(m, &L->attn_norm, &state)) goto oom;
+        if (n.mlp_norm && !random_norm(m, &L->mlp_norm, &state)) goto oom;
+        if (n.post_attn_norm && !random_norm(m, &L->post_attn_norm, &state)) goto oom;
+        if (n.post_mlp_norm && !random_norm(m, &L->post_mlp_norm, &state)) goto oom;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
-            lin->in = (int)dims[k][0];
-            lin->out = (int)dims[k][1];
-            size_t n = dims[k][0] * dims[k][1];
+            linear_dims(cfg, (lc_linear_kind)k, &lin->in, &lin->out);
+            if (!lin->out) continue;
+            size_t in = (size_t)lin->in, out = (size_t)lin->out, n_w = in * out;
             if (bf16_weights) {
                 // Generated one row at a time so the fp32 copy never exists whole.
-                uint16_t *w = own(m, sizeof(uint16_t) * n);
-                float *row = malloc(sizeof(float) * dims[k][0]);
+                uint16_t *w = own(m, sizeof(uint16_t) * n_w);
+                float *row = malloc(sizeof(float) * in);
                 if (!w || !row) {
                     free(row);
                     goto oom;
                 }
-                for (size_t r = 0; r < dims[k][1]; r++) {
-                    for (size_t i = 0; i < dims[k][0]; i++) {
+                for (size_t r = 0; r < out; r++) {
+                    for (size_t i = 0; i < in; i++) {
                         uint64_t z = (state += 0x9E3779B97F4A7C15ull);
                         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
                         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
                         z ^= z >> 31;
                         row[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
                     }
-                    for (size_t i = 0; i < dims[k][0]; i++) w[r * dims[k][0] + i] = lc_f32_to_bf16(row[i]);
+                    for (size_t i = 0; i < in; i++) w[r * in + i] = lc_f32_to_bf16(row[i]);
                 }
                 free(row);
                 lin->w_bf16 = w;
-            } else if (!(lin->w = random_buffer(m, n, &state, 1, 0))) {
+            } else if (!(lin->w = random_buffer(m, n_w, &state, 1, 0))) {
                 goto oom;
             }
-            int has_bias = (k <= LC_LINEAR_KIND_V && cfg->attention_bias) || (k == LC_LINEAR_KIND_O && cfg->o_bias) ||
-                           (k >= LC_LINEAR_KIND_GATE && cfg->mlp_bias);
-            if (has_bias && !(lin->bias = random_buffer(m, dims[k][1], &state, 1, 0))) goto oom;
+            if (linear_has_bias(cfg, (lc_linear_kind)k) && !(lin->bias = random_buffer(m, out, &state, 1, 0))) goto oom;
         }
     }
     return LC_STATUS_OK;

@@ -1,5 +1,6 @@
-// A loaded Llama-family model: config, fp32 weights (F32 tensors used in
-// place from the mapped file, F16/BF16 converted once), and rotary tables.
+// A loaded model of any supported family: config, fp32 weights (F32 tensors
+// used in place from the mapped file, F16/BF16 converted once, Conv1D
+// weights transposed), and position tables.
 #ifndef LC_MODEL_H
 #define LC_MODEL_H
 
@@ -10,7 +11,8 @@
 #include "model/config.h"
 #include "model/safetensors.h"
 
-// The linear layers of a block, in the order LoRA targets name them.
+// The linear layers of a block. Families have either the separate or the
+// fused form of query/key/value and gate/up, so a layer holds a subset.
 typedef enum lc_linear_kind {
     LC_LINEAR_KIND_Q,
     LC_LINEAR_KIND_K,
@@ -19,19 +21,32 @@ typedef enum lc_linear_kind {
     LC_LINEAR_KIND_GATE,
     LC_LINEAR_KIND_UP,
     LC_LINEAR_KIND_DOWN,
+    LC_LINEAR_KIND_QKV,     // fused query/key/value (Phi-3, GPT-2, Falcon, Bloom)
+    LC_LINEAR_KIND_GATE_UP, // fused gate/up (Phi-3)
     LC_LINEAR_KIND_COUNT,
 } lc_linear_kind;
+
+#define LC_LINEAR_KIND_ALL ((1u << LC_LINEAR_KIND_COUNT) - 1)
 
 typedef struct lc_linear {
     const float *w;         // [out, in], or NULL when stored as bf16
     const uint16_t *w_bf16; // [out, in] with bf16 storage, else NULL
     const float *bias; // [out] or NULL
-    int in, out;
+    int in, out;       // 0 when the family has no such projection
 } lc_linear;
 
+// A norm's parameters: w NULL means 1 and b NULL means 0 (OLMo's norms have
+// neither). Gemma's (1 + w) is folded into w at load.
+typedef struct lc_norm {
+    const float *w; // [C] or NULL
+    const float *b; // [C] or NULL
+} lc_norm;
+
 typedef struct lc_layer {
-    const float *attn_norm; // [C]
-    const float *mlp_norm;  // [C]
+    lc_norm attn_norm;      // before attention
+    lc_norm mlp_norm;       // before the MLP (the attention norm's output in a one-norm parallel block)
+    lc_norm post_attn_norm; // on the attention output (sandwich blocks)
+    lc_norm post_mlp_norm;  // on the MLP output (sandwich blocks)
     lc_linear lin[LC_LINEAR_KIND_COUNT];
 } lc_layer;
 
@@ -39,17 +54,28 @@ typedef struct lc_model {
     lc_model_config cfg;
     lc_st_set st;
     const float *embed;      // [V, C]
-    const float *final_norm; // [C]
+    const float *pos_embed;  // [max_position_embeddings, C] learned positions, or NULL
+    lc_norm embed_norm;      // after the embeddings (Bloom), else {NULL, NULL} unused
+    lc_norm final_norm;
     const float *lm_head;    // [V, C]; the embedding when tied
     lc_layer *layers;        // [n_layers]
-    float *inv_freq;         // [D/2]
+    float *inv_freq;         // [rope_dim/2]
+    float *alibi;            // [H] ALiBi slopes, or NULL
+    int32_t *qkv_cols;       // [H*D + 2*KVH*D]: the fused projection's output column
+                             // of each query, key and value column, or NULL
+    int32_t *gate_up_cols;   // [2F] 0..2F-1: the gate and up halves of gate_up_proj, or NULL
     void **owned;            // converted copies, freed with the model
     int n_owned;
 } lc_model;
 
-// HF module name of a linear kind ("q_proj", ...) and its parent ("self_attn"/"mlp").
+// Canonical name of a linear kind ("q_proj", ..., "qkv_proj", "gate_up_proj")
+// and its parent ("self_attn"/"mlp"): the names of our own checkpoints,
+// whatever the family calls the module.
 const char *lc_linear_kind_name(lc_linear_kind kind);
 const char *lc_linear_kind_parent(lc_linear_kind kind);
+
+// Bit set of the linear kinds a model has.
+unsigned lc_model_linear_kinds(const lc_model_config *cfg);
 
 // Loads dir/config.json and the safetensors weights; every tensor's shape is
 // checked against the config and a mismatch names the tensor.

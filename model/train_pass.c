@@ -54,12 +54,11 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     lc_graph_reset(&p->keep);
     lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
     const int32_t *pos = lc_forward_positions(&p->keep, in);
-    lc_tensor *x = lc_tensor_new(&p->keep, N, C);
+    lc_tensor *x = pos ? lc_model_embed(&p->keep, m, in, pos) : NULL;
     lc_tensor **ins = lc_arena_alloc(&p->keep.arena, sizeof *ins * (size_t)(L + 1));
     float *ping = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
     float *pong = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
     if (!pos || !x || !ins || !ping || !pong) return lc_graph_status(&p->keep);
-    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
     ins[0] = x; // the embeddings are frozen: no gradient flows into them
 
     // Forward. ins[l] is layer l's input; ins[L] the last layer's output.
@@ -85,9 +84,10 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     // Head: final norm and cross-entropy; its backward seeds the residual gradient.
     lc_graph_reset(&p->head);
     lc_tensor *top = ins[L];
-    lc_tensor *xn = lc_op_rmsnorm(&p->head, top, m->final_norm, cfg->rms_norm_eps);
+    lc_tensor *xn = lc_model_norm(&p->head, m, &m->final_norm, top);
     if (!xn) return status_of(p, &p->head);
-    if ((st = lc_op_cross_entropy(&p->head, xn, m->lm_head, cfg->vocab_size, targets, norm, loss_sum, counted)))
+    if ((st = lc_op_cross_entropy(&p->head, xn, m->lm_head, cfg->vocab_size, cfg->final_softcap, targets, norm,
+                                  loss_sum, counted)))
         return st;
     if ((st = lc_graph_backward(&p->head))) return st;
     if (!top->grad) return LC_STATUS_OK; // no target in this micro-batch

@@ -282,12 +282,12 @@ END_TEST
 START_TEST(test_config_errors) {
     const char *unsupported = "{\"model_type\": \"mamba\", \"hidden_size\": 8}";
     lc_test_write(tmp, "config.json", unsupported, strlen(unsupported));
-    expect_load_error(tmp, "model_type \"mamba\" is not supported (supported: llama, mistral, qwen2)");
+    expect_load_error(tmp, "model_type \"mamba\" is not supported (supported: llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo, bloom)");
     const char *heads = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 8, "
                         "\"num_hidden_layers\": 1, \"num_attention_heads\": 8, \"num_key_value_heads\": 3, "
                         "\"vocab_size\": 10}";
     lc_test_write(tmp, "config.json", heads, strlen(heads));
-    expect_load_error(tmp, "not a multiple of num_key_value_heads 3");
+    expect_load_error(tmp, "not a multiple of the 3 key/value heads");
     const char *huge = "{\"model_type\": \"llama\", \"hidden_size\": 1e12}";
     lc_test_write(tmp, "config.json", huge, strlen(huge));
     expect_load_error(tmp, "config.json: \"hidden_size\" is 1000000000000, outside 1..65536");

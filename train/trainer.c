@@ -180,7 +180,7 @@ static lc_status resume(trainer *t, int64_t *start) {
         if (!info.base_fingerprint || strcmp(info.base_fingerprint, t->fingerprint) != 0) {
             st = lc_error(LC_STATUS_INPUT, "%s: was trained on a different base model than %s; use another output_dir",
                           path, cfg->model);
-        } else if (info.lora.r != cfg->lora.r || info.lora.targets != cfg->lora.targets || !info.has_optimizer) {
+        } else if (info.lora.r != cfg->lora.r || info.lora.targets != t->lora.cfg.targets || !info.has_optimizer) {
             st = lc_error(LC_STATUS_INPUT, "%s: its LoRA rank or targets differ from the config; use another output_dir",
                           path);
         } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
@@ -215,7 +215,7 @@ static lc_status load_init_adapter(trainer *t) {
     int same_base;
     lc_status st = lc_adapter_load(cfg->init_adapter, &t->model, &init, &same_base);
     if (st) return st;
-    if (init.cfg.r != cfg->lora.r || init.cfg.targets != cfg->lora.targets || init.n_params != t->lora.n_params) {
+    if (init.cfg.r != cfg->lora.r || init.cfg.targets != t->lora.cfg.targets || init.n_params != t->lora.n_params) {
         st = lc_error(LC_STATUS_INPUT, "%s: adapter has rank %d and other targets than the config's lora (rank %d)",
                       cfg->init_adapter, init.cfg.r, cfg->lora.r);
     } else {

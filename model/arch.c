@@ -1,0 +1,130 @@
+#include "model/arch.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void lc_arch_names_get(lc_arch_names *n, const lc_model_config *cfg) {
+    memset(n, 0, sizeof *n);
+    switch (cfg->arch) {
+    case LC_ARCH_GPT2:
+        *n = (lc_arch_names){
+            .layer = "transformer.h.%d",
+            .embed = "transformer.wte",
+            .pos_embed = "transformer.wpe",
+            .final_norm = "transformer.ln_f",
+            .head = "lm_head",
+            .attn_norm = "ln_1",
+            .mlp_norm = "ln_2",
+            .optional_prefix = "transformer.",
+        };
+        n->lin[LC_LINEAR_KIND_QKV] = "attn.c_attn";
+        n->lin[LC_LINEAR_KIND_O] = "attn.c_proj";
+        n->lin[LC_LINEAR_KIND_UP] = "mlp.c_fc";
+        n->lin[LC_LINEAR_KIND_DOWN] = "mlp.c_proj";
+        return;
+    case LC_ARCH_FALCON:
+    case LC_ARCH_BLOOM:
+        *n = (lc_arch_names){
+            .layer = "transformer.h.%d",
+            .embed = "transformer.word_embeddings",
+            .final_norm = "transformer.ln_f",
+            .head = "lm_head",
+            .attn_norm = "input_layernorm",
+            .mlp_norm = "post_attention_layernorm",
+            .optional_prefix = "transformer.",
+        };
+        if (cfg->arch == LC_ARCH_BLOOM) n->embed_norm = "transformer.word_embeddings_layernorm";
+        if (cfg->parallel_two_norms) {
+            n->attn_norm = "ln_attn";
+            n->mlp_norm = "ln_mlp";
+        } else if (cfg->block == LC_BLOCK_KIND_PARALLEL) {
+            n->mlp_norm = NULL; // the MLP reads the attention norm's output
+        }
+        n->lin[LC_LINEAR_KIND_QKV] = "self_attention.query_key_value";
+        n->lin[LC_LINEAR_KIND_O] = "self_attention.dense";
+        n->lin[LC_LINEAR_KIND_UP] = "mlp.dense_h_to_4h";
+        n->lin[LC_LINEAR_KIND_DOWN] = "mlp.dense_4h_to_h";
+        return;
+    default:
+        break;
+    }
+    *n = (lc_arch_names){
+        .layer = "model.layers.%d",
+        .embed = "model.embed_tokens",
+        .final_norm = "model.norm",
+        .head = "lm_head",
+        .attn_norm = "input_layernorm",
+        .mlp_norm = "post_attention_layernorm",
+    };
+    if (cfg->arch == LC_ARCH_GEMMA2) {
+        n->post_attn_norm = "post_attention_layernorm";
+        n->mlp_norm = "pre_feedforward_layernorm";
+        n->post_mlp_norm = "post_feedforward_layernorm";
+    }
+    if (!cfg->norm_affine) n->attn_norm = n->mlp_norm = n->final_norm = NULL;
+    if (cfg->qkv == LC_QKV_LAYOUT_SEPARATE) {
+        n->lin[LC_LINEAR_KIND_Q] = "self_attn.q_proj";
+        n->lin[LC_LINEAR_KIND_K] = "self_attn.k_proj";
+        n->lin[LC_LINEAR_KIND_V] = "self_attn.v_proj";
+    } else {
+        n->lin[LC_LINEAR_KIND_QKV] = "self_attn.qkv_proj";
+    }
+    n->lin[LC_LINEAR_KIND_O] = "self_attn.o_proj";
+    if (cfg->gate_up_fused) {
+        n->lin[LC_LINEAR_KIND_GATE_UP] = "mlp.gate_up_proj";
+    } else {
+        n->lin[LC_LINEAR_KIND_GATE] = "mlp.gate_proj";
+        n->lin[LC_LINEAR_KIND_UP] = "mlp.up_proj";
+    }
+    n->lin[LC_LINEAR_KIND_DOWN] = "mlp.down_proj";
+}
+
+const char *lc_arch_linear_name(const lc_model_config *cfg, lc_linear_kind kind) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    const char *path = n.lin[kind];
+    if (!path) return NULL;
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+unsigned lc_arch_target_bits(const lc_model_config *cfg, const char *name) {
+    unsigned bits = 0;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *own = lc_arch_linear_name(cfg, (lc_linear_kind)k);
+        if (own && strcmp(own, name) == 0) bits |= 1u << k;
+    }
+    return bits;
+}
+
+unsigned lc_arch_target_bits_any(const char *name) {
+    // One representative config per naming scheme.
+    static const lc_arch archs[] = {LC_ARCH_LLAMA, LC_ARCH_PHI3, LC_ARCH_GPT2, LC_ARCH_FALCON};
+    unsigned bits = 0;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
+        lc_model_config cfg = {.arch = archs[i], .norm_affine = true};
+        cfg.qkv = archs[i] == LC_ARCH_LLAMA ? LC_QKV_LAYOUT_SEPARATE : LC_QKV_LAYOUT_CONCAT;
+        cfg.gate_up_fused = archs[i] == LC_ARCH_PHI3;
+        bits |= lc_arch_target_bits(&cfg, name);
+    }
+    return bits;
+}
+
+void lc_arch_target_list(const lc_model_config *cfg, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *own = lc_arch_linear_name(cfg, (lc_linear_kind)k);
+        if (!own) continue;
+        // GPT-2's c_proj names two kinds: list it once.
+        int seen = 0;
+        for (int j = 0; j < k && !seen; j++) {
+            const char *prev = lc_arch_linear_name(cfg, (lc_linear_kind)j);
+            seen = prev && strcmp(prev, own) == 0;
+        }
+        if (seen) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? ", " : "", own);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+}

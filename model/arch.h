@@ -1,0 +1,39 @@
+// Where each family keeps its weights: the Hugging Face module paths of the
+// *ForCausalLM model (PEFT names adapters after these) and the checkpoint
+// key prefix some hub checkpoints leave out.
+#ifndef LC_ARCH_H
+#define LC_ARCH_H
+
+#include "model/config.h"
+#include "model/model.h"
+
+typedef struct lc_arch_names {
+    const char *layer;       // printf format of layer i's module path: "model.layers.%d"
+    const char *embed;       // module paths; ".weight" / ".bias" follow
+    const char *pos_embed;   // NULL where absent
+    const char *embed_norm;  // NULL where absent
+    const char *final_norm;  // NULL for OLMo's parameter-free norm
+    const char *head;
+    // Under the layer; NULL where absent.
+    const char *attn_norm, *mlp_norm, *post_attn_norm, *post_mlp_norm;
+    const char *lin[LC_LINEAR_KIND_COUNT];
+    const char *optional_prefix; // checkpoints may omit this ("transformer." of GPT-2, Bloom)
+} lc_arch_names;
+
+void lc_arch_names_get(lc_arch_names *n, const lc_model_config *cfg);
+
+// The family's own name of a linear kind ("c_attn", "query_key_value", ...),
+// the last component of its module path; NULL where the family has none.
+const char *lc_arch_linear_name(const lc_model_config *cfg, lc_linear_kind kind);
+
+// Kinds a LoRA target module name selects in this family (0: not one of its
+// modules). GPT-2's "c_proj" selects both the attention and the MLP output.
+unsigned lc_arch_target_bits(const lc_model_config *cfg, const char *name);
+
+// The same over every family: what a name can mean before the model is known.
+unsigned lc_arch_target_bits_any(const char *name);
+
+// "c_attn, c_proj, c_fc": the family's module names, for error messages.
+void lc_arch_target_list(const lc_model_config *cfg, char *out, size_t cap);
+
+#endif
