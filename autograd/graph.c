@@ -191,6 +191,64 @@ lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint1
     return y;
 }
 
+typedef struct linear_parts {
+    int n, out[LC_LINEAR_MAX_PARTS], n_out;
+    lc_lora_ref lora[LC_LINEAR_MAX_PARTS]; // A == NULL: no adapter trained on the part
+    const float *u[LC_LINEAR_MAX_PARTS], *xd[LC_LINEAR_MAX_PARTS];
+} linear_parts;
+
+lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, int n_parts,
+                              const int *outs, const float *const *biases, const lc_lora_ref *const *loras) {
+    assert(n_parts >= 1 && n_parts <= LC_LINEAR_MAX_PARTS);
+    if (!x) return NULL;
+    int N = x->rows, n_in = x->cols, n_out = 0;
+    for (int p = 0; p < n_parts; p++) n_out += outs[p];
+    lc_tensor *y = lc_tensor_new(g, N, n_out);
+    linear_parts *lp = lc_arena_alloc(&g->arena, sizeof *lp);
+    const float *wf = w_bf16 ? lc_bf16_scratch_f32(w_bf16, (size_t)n_out * n_in) : w;
+    if (!y || !lp || !wf) {
+        g->arena.failed = 1;
+        return NULL;
+    }
+    memset(lp, 0, sizeof *lp);
+    lp->n = n_parts;
+    lp->n_out = n_out;
+    lc_matmul_forward(y->data, x->data, wf, NULL, N, n_in, n_out);
+    bool any_train = false;
+    for (int p = 0, off = 0; p < n_parts; off += outs[p], p++) {
+        lp->out[p] = outs[p];
+        if (biases[p])
+            for (int n = 0; n < N; n++) lc_add_forward(y->data + (size_t)n * n_out + off, biases[p], (size_t)outs[p]);
+        const lc_lora_ref *lora = loras[p];
+        if (!lora || !lora->A) continue;
+        bool train = lora->dA && g->training;
+        float drop = train ? lora->dropout : 0.0f;
+        float *u = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * lora->r);
+        float *xd = drop > 0.0f ? lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in) : NULL;
+        if (!u || (drop > 0.0f && !xd)) return NULL;
+        lc_lora_forward_ld(y->data + off, n_out, u, xd, x->data, lora->A, lora->B, lora->scale, drop,
+                           lora->mask_seed, N, n_in, outs[p], lora->r);
+        if (train) {
+            lp->lora[p] = *lora;
+            lp->u[p] = u;
+            lp->xd[p] = xd;
+            any_train = true;
+        }
+    }
+    y->requires_grad = x->requires_grad || any_train;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR_PARTS, y);
+        if (!e) return NULL;
+        e->in[0] = x;
+        e->w = w;
+        e->w_bf16 = w_bf16;
+        e->aux = lp;
+        e->dims[0] = n_in;
+        e->dims[1] = n_out;
+    }
+    return y;
+}
+
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     if (!x) return NULL;
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
@@ -291,6 +349,22 @@ lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind ac
 
 lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up) {
     return lc_op_glu(g, gate, up, LC_ACT_KIND_SILU);
+}
+
+lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act) {
+    if (!gu) return NULL;
+    int F = gu->cols / 2;
+    lc_tensor *y = lc_tensor_new(g, gu->rows, F);
+    if (!y) return NULL;
+    lc_glu_packed_forward(y->data, gu->data, act, gu->rows, F);
+    y->requires_grad = gu->requires_grad;
+    if (g->record && y->requires_grad) {
+        lc_tape_entry *e = tape_push(g, LC_OP_GLU_PACKED, y);
+        if (!e) return NULL;
+        e->in[0] = gu;
+        e->dims[0] = (int)act;
+    }
+    return y;
 }
 
 lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act) {
@@ -409,6 +483,29 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         }
         break;
     }
+    case LC_OP_LINEAR_PARTS: {
+        const linear_parts *lp = e->aux;
+        int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
+        float *dx = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
+        if (x->requires_grad && !dx) return;
+        for (int p = 0, off = 0; p < lp->n; off += lp->out[p], p++) {
+            const lc_lora_ref *l = &lp->lora[p];
+            if (!l->A) continue;
+            float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * l->r);
+            if (!du) return;
+            lc_lora_backward_ld(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B,
+                                l->scale, l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
+        }
+        if (dx) {
+            const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
+            if (!w) {
+                g->arena.failed = 1;
+                return;
+            }
+            lc_matmul_backward(dx, dy, w, N, n_in, n_out);
+        }
+        break;
+    }
     case LC_OP_RMSNORM: {
         float *dx = lc_tensor_grad(g, x);
         if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
@@ -440,6 +537,11 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         if (dg && du)
             lc_glu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (lc_act_kind)e->dims[0],
                             (size_t)x->rows * x->cols);
+        break;
+    }
+    case LC_OP_GLU_PACKED: {
+        float *dx = lc_tensor_grad(g, x);
+        if (dx) lc_glu_packed_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], x->rows, x->cols / 2);
         break;
     }
     case LC_OP_ACT: {

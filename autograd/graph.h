@@ -58,11 +58,13 @@ typedef struct lc_lora_ref {
 
 typedef enum lc_op {
     LC_OP_LINEAR,
+    LC_OP_LINEAR_PARTS,
     LC_OP_RMSNORM,
     LC_OP_LAYERNORM,
     LC_OP_ROPE,
     LC_OP_ATTENTION,
     LC_OP_GLU,
+    LC_OP_GLU_PACKED,
     LC_OP_ACT,
     LC_OP_CLAMP,
     LC_OP_GATHER_COLS,
@@ -81,6 +83,7 @@ typedef struct lc_tape_entry {
     lc_lora_ref lora;         // linear with adapter (lora.A == NULL: none)
     lc_attention_opts att;    // attention variant
     float fparam;             // clamp limit
+    const void *aux;          // op-specific saved state (stacked linear parts)
     int dims[6];
 } lc_tape_entry;
 
@@ -117,6 +120,14 @@ lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *
 lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
                           int n_out, const lc_lora_ref *lora);
 
+// Several linears of the same input whose weights are stacked row-wise in
+// one matrix (w [sum(outs), n_in] = [w_0; w_1; ...], or its bf16 form): one
+// GEMM instead of one per part, each part with its own bias and adapter
+// (either may be NULL). The result is [N, sum(outs)], part p in its columns.
+#define LC_LINEAR_MAX_PARTS 4
+lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, int n_parts,
+                              const int *outs, const float *const *biases, const lc_lora_ref *const *loras);
+
 // fp32 view of a bf16 matrix of n values: a per-thread scratch buffer reused
 // by the next call (NULL when out of memory).
 const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n);
@@ -134,6 +145,8 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
                            int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *opts);
 lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
 lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind act);
+// act(gate) · up with gu [N, 2F] = [gate | up] per row (no split copies).
+lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act);
 lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act);
 lc_tensor *lc_op_clamp(lc_graph *g, lc_tensor *x, float limit);
 // Columns cols[0..n) of x, in that order (cols must outlive the backward).

@@ -425,6 +425,21 @@ void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *g
     }
 }
 
+void lc_glu_packed_forward(float *out, const float *gu, lc_act_kind act, int N, int F) {
+    for (int n = 0; n < N; n++) {
+        const float *row = gu + (size_t)n * 2 * F;
+        lc_glu_forward(out + (size_t)n * F, row, row + F, act, (size_t)F);
+    }
+}
+
+void lc_glu_packed_backward(float *dgu, const float *dout, const float *gu, lc_act_kind act, int N, int F) {
+    for (int n = 0; n < N; n++) {
+        const float *row = gu + (size_t)n * 2 * F;
+        float *drow = dgu + (size_t)n * 2 * F;
+        lc_glu_backward(drow, drow + F, dout + (size_t)n * F, row, row + F, act, (size_t)F);
+    }
+}
+
 void lc_clamp_forward(float *out, const float *x, float limit, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = x[i] < -limit ? -limit : x[i] > limit ? limit : x[i];
 }
@@ -470,6 +485,11 @@ int lc_dropout_keep(uint64_t mask_seed, size_t i, float p) {
 
 void lc_lora_forward(float *y, float *u, float *xd, const float *x, const float *A, const float *B, float scale,
                      float p, uint64_t mask_seed, int N, int n_in, int n_out, int r) {
+    lc_lora_forward_ld(y, n_out, u, xd, x, A, B, scale, p, mask_seed, N, n_in, n_out, r);
+}
+
+void lc_lora_forward_ld(float *y, int ldy, float *u, float *xd, const float *x, const float *A, const float *B,
+                        float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r) {
     const float *src = x;
     if (p > 0.0f) {
         float keep_scale = 1.0f / (1.0f - p);
@@ -478,15 +498,21 @@ void lc_lora_forward(float *y, float *u, float *xd, const float *x, const float 
         src = xd;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, src, n_in, A, n_in, 0.0f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n_out, r, scale, u, r, B, r, 1.0f, y, n_out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n_out, r, scale, u, r, B, r, 1.0f, y, ldy);
 }
 
 void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *dy, const float *x, const float *xd,
                       const float *u, const float *A, const float *B, float scale, float p, uint64_t mask_seed,
                       int N, int n_in, int n_out, int r) {
+    lc_lora_backward_ld(dA, dB, dx, du, dy, n_out, x, xd, u, A, B, scale, p, mask_seed, N, n_in, n_out, r);
+}
+
+void lc_lora_backward_ld(float *dA, float *dB, float *dx, float *du, const float *dy, int ldy, const float *x,
+                         const float *xd, const float *u, const float *A, const float *B, float scale, float p,
+                         uint64_t mask_seed, int N, int n_in, int n_out, int r) {
     // dB += scale · dyᵀ·u ; du = scale · dy·B ; dA += duᵀ·xd ; dx += dropout'(du·A)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, r, N, scale, dy, n_out, u, r, 1.0f, dB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, n_out, scale, dy, n_out, B, r, 0.0f, du, r);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, r, N, scale, dy, ldy, u, r, 1.0f, dB, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, n_out, scale, dy, ldy, B, r, 0.0f, du, r);
     const float *src = p > 0.0f ? xd : x;
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n_in, N, 1.0f, du, r, src, n_in, 1.0f, dA, n_in);
     if (!dx) return;

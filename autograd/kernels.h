@@ -151,6 +151,17 @@ void lc_glu_backward(float *dgate,      // [n]
                      const float *up,   // [n]
                      lc_act_kind act, size_t n);
 
+// The same with gate and up as the two halves of each row of one tensor
+// (a stacked or fused gate/up projection's output).
+void lc_glu_packed_forward(float *out,      // [N, F]
+                           const float *gu, // [N, 2F]: gate | up
+                           lc_act_kind act, int N, int F);
+
+void lc_glu_packed_backward(float *dgu,        // [N, 2F]
+                            const float *dout, // [N, F]
+                            const float *gu,   // [N, 2F]
+                            lc_act_kind act, int N, int F);
+
 // out = x clamped to [-limit, limit] (OLMo's clip_qkv).
 void lc_clamp_forward(float *out, const float *x /* [n] */, float limit, size_t n); // out [n]
 void lc_clamp_backward(float *dx,         // [n]
@@ -209,6 +220,28 @@ void lc_lora_backward(float *dA,        // [r, n_in]
                       const float *A,   // [r, n_in]
                       const float *B,   // [n_out, r]
                       float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
+
+// The same on columns of a wider output (a part of a stacked projection):
+// y and dy rows are ldy floats apart.
+void lc_lora_forward_ld(float *y, int ldy, // [N, ldy] in/out, columns [0, n_out) used
+                        float *u,          // [N, r]
+                        float *xd,         // [N, n_in] when p > 0, else NULL
+                        const float *x,    // [N, n_in]
+                        const float *A,    // [r, n_in]
+                        const float *B,    // [n_out, r]
+                        float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
+
+void lc_lora_backward_ld(float *dA,                // [r, n_in]
+                         float *dB,                // [n_out, r]
+                         float *dx,                // [N, n_in] or NULL
+                         float *du,                // [N, r] scratch
+                         const float *dy, int ldy, // [N, ldy], columns [0, n_out) used
+                         const float *x,           // [N, n_in]
+                         const float *xd,          // [N, n_in] or NULL when p == 0
+                         const float *u,           // [N, r]
+                         const float *A,           // [r, n_in]
+                         const float *B,           // [n_out, r]
+                         float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
 
 // Whether dropout keeps element i under mask_seed (counter-based, so the
 // backward regenerates the mask instead of storing it).

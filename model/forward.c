@@ -66,6 +66,35 @@ static lc_tensor *cache_append(const lc_block_ctx *c, float *layer_cache, const 
     return lc_tensor_wrap(c->g, layer_cache, B * Tcap, KVD);
 }
 
+// Whether linears k0..k0+n-1 of a layer have their weights stacked row-wise
+// in one buffer (the loader stacks q/k/v and gate/up when it converts them):
+// then one GEMM computes them all.
+static bool stacked(const lc_layer *L, lc_linear_kind k0, int n) {
+    const lc_linear *a = &L->lin[k0];
+    size_t rows = 0;
+    for (int i = 0; i < n; i++) {
+        const lc_linear *b = &L->lin[k0 + i];
+        if (b->out == 0 || b->in != a->in) return false;
+        if (a->w ? b->w != a->w + rows * a->in : b->w_bf16 != a->w_bf16 + rows * a->in) return false;
+        rows += (size_t)b->out;
+    }
+    return true;
+}
+
+// Linears k0..k0+n-1 of layer l as one GEMM over their stacked weights.
+static lc_tensor *linear_stacked(const lc_block_ctx *c, int l, lc_linear_kind k0, int n, lc_tensor *x) {
+    const lc_linear *lin = &c->m->layers[l].lin[k0];
+    int outs[LC_LINEAR_MAX_PARTS];
+    const float *biases[LC_LINEAR_MAX_PARTS];
+    const lc_lora_ref *loras[LC_LINEAR_MAX_PARTS];
+    for (int i = 0; i < n; i++) {
+        outs[i] = lin[i].out;
+        biases[i] = lin[i].bias;
+        loras[i] = lc_lora_get(c->lora, l, (lc_linear_kind)(k0 + i));
+    }
+    return lc_op_linear_parts(c->g, x, lin->w, lin->w_bf16, n, outs, biases, loras);
+}
+
 // Self-attention of the normed input h, through the output projection.
 static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
     const lc_model *m = c->m;
@@ -73,14 +102,16 @@ static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
     lc_graph *g = c->g;
     int D = cfg->head_dim, q_dim = cfg->n_heads * D, kv_dim = cfg->n_kv_heads * D;
     lc_tensor *q, *k, *v;
-    if (cfg->qkv == LC_QKV_LAYOUT_SEPARATE) {
+    const lc_layer *L = &m->layers[l];
+    if (cfg->qkv == LC_QKV_LAYOUT_SEPARATE && !stacked(L, LC_LINEAR_KIND_Q, 3)) {
         q = linear(c, l, LC_LINEAR_KIND_Q, h);
         k = linear(c, l, LC_LINEAR_KIND_K, h);
         v = linear(c, l, LC_LINEAR_KIND_V, h);
     } else {
-        // One projection (and its adapter) over the fused weight, then split
-        // by the family's row layout.
-        lc_tensor *qkv = linear(c, l, LC_LINEAR_KIND_QKV, h);
+        // One projection over the fused (or stacked) weight, then split by
+        // the family's row layout (the identity for stacked ones).
+        lc_tensor *qkv = cfg->qkv == LC_QKV_LAYOUT_SEPARATE ? linear_stacked(c, l, LC_LINEAR_KIND_Q, 3, h)
+                                                             : linear(c, l, LC_LINEAR_KIND_QKV, h);
         q = lc_op_gather_cols(g, qkv, m->qkv_cols, q_dim);
         k = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim, kv_dim);
         v = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim + kv_dim, kv_dim);
@@ -121,10 +152,9 @@ static lc_tensor *mlp(const lc_block_ctx *c, int l, lc_tensor *h) {
     if (!cfg->mlp_gated) {
         a = lc_op_act(g, linear(c, l, LC_LINEAR_KIND_UP, h), cfg->act);
     } else if (cfg->gate_up_fused) {
-        int F = cfg->intermediate_size;
-        lc_tensor *gu = linear(c, l, LC_LINEAR_KIND_GATE_UP, h);
-        a = lc_op_glu(g, lc_op_gather_cols(g, gu, c->m->gate_up_cols, F),
-                      lc_op_gather_cols(g, gu, c->m->gate_up_cols + F, F), cfg->act);
+        a = lc_op_glu_packed(g, linear(c, l, LC_LINEAR_KIND_GATE_UP, h), cfg->act);
+    } else if (stacked(&c->m->layers[l], LC_LINEAR_KIND_GATE, 2)) {
+        a = lc_op_glu_packed(g, linear_stacked(c, l, LC_LINEAR_KIND_GATE, 2, h), cfg->act);
     } else {
         a = lc_op_glu(g, linear(c, l, LC_LINEAR_KIND_GATE, h), linear(c, l, LC_LINEAR_KIND_UP, h), cfg->act);
     }

@@ -110,52 +110,72 @@ static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d
     return LC_STATUS_OK;
 }
 
-// The same as bf16: BF16 data used in place, anything else rounded into a copy.
-// `transposed`: stored [d1, d0] (Conv1D), copied into [d0, d1].
-static lc_status get_weight_bf16(lc_model *m, const char *name, int64_t d0, int64_t d1, bool transposed,
-                                 const uint16_t **out) {
-    const lc_st_tensor *t;
-    lc_status st = find_weight(m, name, 2, transposed ? d1 : d0, transposed ? d0 : d1, &t);
-    if (st) return st;
-    if (t->dtype == LC_DTYPE_BF16 && !transposed && ((uintptr_t)t->data % sizeof(uint16_t)) == 0) {
-        *out = (const uint16_t *)t->data;
-        return LC_STATUS_OK;
+// Element i of a tensor as fp32.
+static float tensor_elem(const lc_st_tensor *t, int64_t i) {
+    float f;
+    uint16_t h;
+    switch (t->dtype) {
+    case LC_DTYPE_F32: memcpy(&f, t->data + 4 * i, 4); return f;
+    case LC_DTYPE_F16: memcpy(&h, t->data + 2 * i, 2); return lc_f16_to_f32(h);
+    default: memcpy(&h, t->data + 2 * i, 2); return lc_bf16_to_f32(h);
     }
-    uint16_t *buf = own(m, sizeof(uint16_t) * (size_t)t->n_elements);
-    if (!buf) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
-    for (int64_t i = 0; i < t->n_elements; i++) {
-        float f;
-        if (t->dtype == LC_DTYPE_F32) {
-            memcpy(&f, t->data + 4 * i, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, t->data + 2 * i, 2);
-            f = t->dtype == LC_DTYPE_F16 ? lc_f16_to_f32(h) : lc_bf16_to_f32(h);
-        }
-        // Element i of a transposed [d1, d0] tensor lands at [i % d0][i / d0].
-        int64_t dst = transposed ? (i % d0) * d1 + i / d0 : i;
-        buf[dst] = lc_f32_to_bf16(f);
-    }
-    *out = buf;
-    return LC_STATUS_OK;
 }
 
-// An fp32 [d0, d1] weight stored transposed as [d1, d0] (Conv1D): always a copy.
-static lc_status get_weight_transposed(lc_model *m, const char *name, int64_t d0, int64_t d1, const float **out) {
-    const lc_st_tensor *t;
-    lc_status st = find_weight(m, name, 2, d1, d0, &t);
-    if (st) return st;
-    float *src = malloc(sizeof(float) * (size_t)t->n_elements);
-    float *buf = own(m, sizeof(float) * (size_t)t->n_elements);
-    if (!src || !buf) {
-        free(src);
-        return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+// Copies a linear weight into dst as [d0 = out, d1 = in], fp32 or bf16;
+// `transposed`: stored [in, out] (Conv1D).
+static void weight_into(const lc_st_tensor *t, void *dst, bool bf16, bool transposed, int64_t d0, int64_t d1) {
+    if (!bf16 && !transposed) {
+        lc_st_tensor_to_f32(t, dst);
+        return;
     }
-    lc_st_tensor_to_f32(t, src);
-    for (int64_t r = 0; r < d1; r++)
-        for (int64_t c = 0; c < d0; c++) buf[c * d1 + r] = src[r * d0 + c];
-    free(src);
-    *out = buf;
+    for (int64_t i = 0; i < t->n_elements; i++) {
+        // Element i of a transposed [d1, d0] tensor lands at [i % d0][i / d0].
+        int64_t o = transposed ? (i % d0) * d1 + i / d0 : i;
+        float f = tensor_elem(t, i);
+        if (bf16) ((uint16_t *)dst)[o] = lc_f32_to_bf16(f);
+        else ((float *)dst)[o] = f;
+    }
+}
+
+// Loads the linears `kinds` of one layer. Weights already in the wanted form
+// (F32, or BF16 with bf16 storage, aligned, not transposed) are used in place
+// from the mapping; the others are converted, and a group that is converted
+// anyway is stacked row-wise in one buffer, which lets the forward pass run
+// it as one GEMM (q/k/v, gate/up).
+static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, const lc_arch_names *n,
+                                   const lc_linear_kind *kinds, int n_kinds, bool bf16) {
+    const lc_model_config *c = &m->cfg;
+    const lc_st_tensor *t[LC_LINEAR_KIND_COUNT];
+    char name[320];
+    bool tr = c->weights_transposed, convert = false;
+    size_t total = 0;
+    lc_status st;
+    for (int i = 0; i < n_kinds; i++) {
+        lc_linear *lin = &L->lin[kinds[i]];
+        snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[kinds[i]]);
+        if ((st = find_weight(m, name, 2, tr ? lin->in : lin->out, tr ? lin->out : lin->in, &t[i]))) return st;
+        lc_dtype want = bf16 ? LC_DTYPE_BF16 : LC_DTYPE_F32;
+        size_t align = bf16 ? sizeof(uint16_t) : sizeof(float);
+        convert |= tr || t[i]->dtype != want || (uintptr_t)t[i]->data % align != 0;
+        total += (size_t)lin->out * lin->in;
+    }
+    unsigned char *stack = NULL;
+    if (convert && !(stack = own(m, total * (bf16 ? sizeof(uint16_t) : sizeof(float)))))
+        return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
+    size_t row0 = 0;
+    for (int i = 0; i < n_kinds; i++) {
+        lc_linear *lin = &L->lin[kinds[i]];
+        size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
+        const void *w = t[i]->data;
+        if (convert) {
+            void *dst = stack + row0 * lin->in * elem;
+            weight_into(t[i], dst, bf16, tr, lin->out, lin->in);
+            w = dst;
+        }
+        if (bf16) lin->w_bf16 = w;
+        else lin->w = w;
+        row0 += (size_t)lin->out;
+    }
     return LC_STATUS_OK;
 }
 
@@ -203,16 +223,19 @@ static lc_status load_layer(lc_model *m, const lc_arch_names *n, int l, bool bf1
         snprintf(path, sizeof path, "%s.%s", base, norm_names[i]);
         if ((st = load_norm(m, path, norms[i]))) return st;
     }
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+        linear_dims(c, (lc_linear_kind)k, &L->lin[k].in, &L->lin[k].out);
+    static const lc_linear_kind qkv[] = {LC_LINEAR_KIND_Q, LC_LINEAR_KIND_K, LC_LINEAR_KIND_V};
+    static const lc_linear_kind gate_up[] = {LC_LINEAR_KIND_GATE, LC_LINEAR_KIND_UP};
+    bool sep_qkv = L->lin[LC_LINEAR_KIND_Q].out > 0, sep_gate_up = L->lin[LC_LINEAR_KIND_GATE].out > 0;
+    if (sep_qkv && (st = load_linear_group(m, L, base, n, qkv, 3, bf16_weights))) return st;
+    if (sep_gate_up && (st = load_linear_group(m, L, base, n, gate_up, 2, bf16_weights))) return st;
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
         lc_linear *lin = &L->lin[k];
-        linear_dims(c, (lc_linear_kind)k, &lin->in, &lin->out);
         if (!lin->out) continue;
-        snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[k]);
-        bool tr = c->weights_transposed;
-        if (bf16_weights) st = get_weight_bf16(m, name, lin->out, lin->in, tr, &lin->w_bf16);
-        else if (tr) st = get_weight_transposed(m, name, lin->out, lin->in, &lin->w);
-        else st = get_weight(m, name, 2, lin->out, lin->in, &lin->w);
-        if (st) return st;
+        bool grouped = (sep_qkv && k <= LC_LINEAR_KIND_V) || (sep_gate_up && (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP));
+        lc_linear_kind one = (lc_linear_kind)k;
+        if (!grouped && (st = load_linear_group(m, L, base, n, &one, 1, bf16_weights))) return st;
         lin->bias = NULL;
         if (linear_has_bias(c, (lc_linear_kind)k)) {
             snprintf(name, sizeof name, "%s.%s.bias", base, n->lin[k]);
@@ -234,12 +257,6 @@ static lc_status plan_tables(lc_model *m) {
         if (!(m->alibi = own(m, sizeof(float) * (size_t)H))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
         lc_config_alibi_slopes(c, m->alibi);
     }
-    if (c->gate_up_fused) {
-        int F2 = 2 * c->intermediate_size;
-        if (!(m->gate_up_cols = own(m, sizeof(int32_t) * (size_t)F2))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
-        for (int i = 0; i < F2; i++) m->gate_up_cols[i] = i;
-    }
-    if (c->qkv == LC_QKV_LAYOUT_SEPARATE) return LC_STATUS_OK;
     size_t q_dim = (size_t)H * D, kv_dim = (size_t)KVH * D;
     int32_t *cols = own(m, sizeof(int32_t) * (q_dim + 2 * kv_dim));
     if (!cols) return lc_error(LC_STATUS_RUNTIME, "out of memory");
@@ -319,21 +336,24 @@ fail:
     return st;
 }
 
-// Owned fp32 buffer of n values: uniform ±0.02·√3 from a splitmix64 stream, or `fill`.
-static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, float fill) {
-    float *buf = own(m, sizeof(float) * n);
-    if (!buf) return NULL;
+// n values uniform in ±0.02·√3 (std 0.02) from a splitmix64 stream.
+static void random_fill(float *buf, size_t n, uint64_t *state) {
     for (size_t i = 0; i < n; i++) {
-        if (!random) {
-            buf[i] = fill;
-            continue;
-        }
         uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
         z ^= z >> 31;
         buf[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
     }
+}
+
+// Owned fp32 buffer of n values: random_fill's, or `fill`.
+static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, float fill) {
+    float *buf = own(m, sizeof(float) * n);
+    if (!buf) return NULL;
+    if (random) random_fill(buf, n, state);
+    else
+        for (size_t i = 0; i < n; i++) buf[i] = fill;
     return buf;
 }
 
@@ -371,33 +391,41 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
         if (n.mlp_norm && !random_norm(m, &L->mlp_norm, &state)) goto oom;
         if (n.post_attn_norm && !random_norm(m, &L->post_attn_norm, &state)) goto oom;
         if (n.post_mlp_norm && !random_norm(m, &L->post_mlp_norm, &state)) goto oom;
+        // q/k/v and gate/up stacked row-wise, as the loader stacks converted weights.
+        size_t qkv_rows = 0, gu_rows = 0;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
             linear_dims(cfg, (lc_linear_kind)k, &lin->in, &lin->out);
+            if (k <= LC_LINEAR_KIND_V) qkv_rows += (size_t)lin->out;
+            if (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP) gu_rows += (size_t)lin->out;
+        }
+        size_t elem = bf16_weights ? sizeof(uint16_t) : sizeof(float);
+        unsigned char *qkv_buf = qkv_rows ? own(m, qkv_rows * C * elem) : NULL;
+        unsigned char *gu_buf = gu_rows ? own(m, gu_rows * C * elem) : NULL;
+        if ((qkv_rows && !qkv_buf) || (gu_rows && !gu_buf)) goto oom;
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            lc_linear *lin = &L->lin[k];
             if (!lin->out) continue;
             size_t in = (size_t)lin->in, out = (size_t)lin->out, n_w = in * out;
+            unsigned char *dst = k <= LC_LINEAR_KIND_V ? qkv_buf : k == LC_LINEAR_KIND_GATE ? gu_buf
+                               : k == LC_LINEAR_KIND_UP ? gu_buf + L->lin[LC_LINEAR_KIND_GATE].out * in * elem : NULL;
+            if (k == LC_LINEAR_KIND_K) dst += L->lin[LC_LINEAR_KIND_Q].out * in * elem;
+            if (k == LC_LINEAR_KIND_V) dst += (L->lin[LC_LINEAR_KIND_Q].out + L->lin[LC_LINEAR_KIND_K].out) * in * elem;
+            if (!dst && !(dst = own(m, n_w * elem))) goto oom;
             if (bf16_weights) {
                 // Generated one row at a time so the fp32 copy never exists whole.
-                uint16_t *w = own(m, sizeof(uint16_t) * n_w);
+                uint16_t *w = (uint16_t *)dst;
                 float *row = malloc(sizeof(float) * in);
-                if (!w || !row) {
-                    free(row);
-                    goto oom;
-                }
+                if (!row) goto oom;
                 for (size_t r = 0; r < out; r++) {
-                    for (size_t i = 0; i < in; i++) {
-                        uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-                        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-                        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-                        z ^= z >> 31;
-                        row[i] = ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 0.0346410162f;
-                    }
+                    random_fill(row, in, &state);
                     for (size_t i = 0; i < in; i++) w[r * in + i] = lc_f32_to_bf16(row[i]);
                 }
                 free(row);
                 lin->w_bf16 = w;
-            } else if (!(lin->w = random_buffer(m, n_w, &state, 1, 0))) {
-                goto oom;
+            } else {
+                random_fill((float *)dst, n_w, &state);
+                lin->w = (float *)dst;
             }
             if (linear_has_bias(cfg, (lc_linear_kind)k) && !(lin->bias = random_buffer(m, out, &state, 1, 0))) goto oom;
         }

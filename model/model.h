@@ -61,9 +61,8 @@ typedef struct lc_model {
     lc_layer *layers;        // [n_layers]
     float *inv_freq;         // [rope_dim/2]
     float *alibi;            // [H] ALiBi slopes, or NULL
-    int32_t *qkv_cols;       // [H*D + 2*KVH*D]: the fused projection's output column
-                             // of each query, key and value column, or NULL
-    int32_t *gate_up_cols;   // [2F] 0..2F-1: the gate and up halves of gate_up_proj, or NULL
+    int32_t *qkv_cols;       // [H*D + 2*KVH*D]: the fused (or stacked) projection's
+                             // output column of each query, key and value column
     void **owned;            // converted copies, freed with the model
     int n_owned;
 } lc_model;

@@ -166,6 +166,76 @@ END_TEST
 START_TEST(test_checkpointed_training_pass_matches_pytorch) { check_against_reference(3); }
 END_TEST
 
+// A copy of m (sharing everything else) whose q/k/v and gate/up weights are
+// stacked row-wise in new buffers, as the loader stacks converted weights:
+// the forward pass then runs each group as one GEMM.
+static lc_model stacked_copy(const lc_model *m, float ***bufs) {
+    lc_model s = *m;
+    s.layers = malloc(sizeof *s.layers * (size_t)m->cfg.n_layers);
+    *bufs = malloc(sizeof(float *) * 2 * (size_t)m->cfg.n_layers);
+    ck_assert(s.layers && *bufs);
+    static const int groups[2][2] = {{LC_LINEAR_KIND_Q, 3}, {LC_LINEAR_KIND_GATE, 2}};
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        s.layers[l] = m->layers[l];
+        for (int gi = 0; gi < 2; gi++) {
+            size_t total = 0;
+            for (int i = 0; i < groups[gi][1]; i++) {
+                const lc_linear *lin = &m->layers[l].lin[groups[gi][0] + i];
+                total += (size_t)lin->out * lin->in;
+            }
+            float *buf = malloc(sizeof(float) * total);
+            ck_assert(buf != NULL);
+            (*bufs)[2 * l + gi] = buf;
+            for (int i = 0; i < groups[gi][1]; i++) {
+                lc_linear *lin = &s.layers[l].lin[groups[gi][0] + i];
+                memcpy(buf, lin->w, sizeof(float) * (size_t)lin->out * lin->in);
+                lin->w = buf;
+                buf += (size_t)lin->out * lin->in;
+            }
+        }
+    }
+    return s;
+}
+
+// The stacked path (one GEMM per group, adapters on column ranges) gives the
+// separate path's loss and gradients, dropout masks included.
+START_TEST(test_stacked_projections_match_separate) {
+    lc_model m;
+    ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
+    float **bufs;
+    lc_model s = stacked_copy(&m, &bufs);
+    fixture f = {0};
+    read_fixture(&f, 0);
+    for (int drop = 0; drop < 2; drop++) {
+        lc_lora_config cfg = {f.r, f.alpha, drop ? 0.2f : 0.0f, false, LC_LINEAR_KIND_ALL};
+        lc_lora a, b;
+        ck_assert_int_eq(lc_lora_init(&a, &m, &cfg, 5, true), LC_STATUS_OK);
+        ck_assert_int_eq(lc_lora_init(&b, &s, &cfg, 5, true), LC_STATUS_OK);
+        for (size_t i = 0; i < a.n_params; i++) a.params[i] = b.params[i] = 0.05f * sinf((float)i);
+        lc_lora_set_dropout_seed(&a, 11);
+        lc_lora_set_dropout_seed(&b, 11);
+        memset(a.grads, 0, sizeof(float) * a.n_params);
+        memset(b.grads, 0, sizeof(float) * b.n_params);
+        double la = run_pass(&m, &a, &f, false), lb = run_pass(&s, &b, &f, false);
+        ck_assert_msg(fabs(la - lb) <= 1e-5 * fabs(la), "loss %.7f stacked vs %.7f separate", lb, la);
+        float max_ref = 0.0f, max_err = 0.0f;
+        for (size_t i = 0; i < a.n_params; i++) {
+            max_ref = fmaxf(max_ref, fabsf(a.grads[i]));
+            max_err = fmaxf(max_err, fabsf(a.grads[i] - b.grads[i]));
+        }
+        ck_assert_msg(max_ref > 0.0f && max_err <= 1e-4f * max_ref, "dropout %d: gradients differ by %g (largest %g)",
+                      drop, max_err, max_ref);
+        lc_lora_free(&a);
+        lc_lora_free(&b);
+    }
+    for (int i = 0; i < 2 * m.cfg.n_layers; i++) free(bufs[i]);
+    free(bufs);
+    free(s.layers);
+    free_fixture(&f);
+    lc_model_free(&m);
+}
+END_TEST
+
 START_TEST(test_lora_init_like_peft) {
     lc_model m;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
@@ -205,6 +275,7 @@ int main(void) {
     tcase_add_test(tc, test_training_pass_matches_pytorch);
     tcase_add_test(tc, test_checkpointed_training_pass_matches_pytorch);
     tcase_add_test(tc, test_lora_init_like_peft);
+    tcase_add_test(tc, test_stacked_projections_match_separate);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
