@@ -1,19 +1,23 @@
-// Gradient tests of the autograd (autograd/graph.c, autograd/kernels.c).
+// Gradient tests of the autograd (autograd/graph.c, autograd/kernels.c):
+// linear/LoRA, RMSNorm, RoPE, attention, SwiGLU, add, cross-entropy, a
+// composed block and the arena. The newer ops (LayerNorm, activations, GLU
+// variants, clamp, gather, partial RoPE, soft-capped cross-entropy) are in
+// test_autograd_ops.c.
 //
 // Each op runs through a recording graph; the output's gradient is seeded with
 // a fixed random projection R, so the backward computes the gradient of the
 // scalar L = sum(y * R) (cross-entropy seeds itself: L = loss_sum * norm).
 // Every element of that gradient is compared with central differences of L
-// computed two ways:
-//   - on a double-precision reference of the op written here (step H_REF,
-//     tolerance TOL_REF): checks the math of the backward kernels;
-//   - by re-running the op's own fp32 forward (step H_F32, tolerance TOL_F32):
+// computed two ways (grad_check.h):
+//   - on a double-precision reference of the op written here (step GC_H_REF,
+//     tolerance GC_TOL_REF): checks the math of the backward kernels;
+//   - by re-running the op's own fp32 forward (step GC_H_F32, tolerance GC_TOL_F32):
 //     checks the backward matches the forward actually run (same dropout mask,
 //     same attention mask, same chunking).
 // Error metric (both): max_i |analytic_i - numeric_i| / max(max_i |numeric_i|, 1e-6).
 // The step actually taken is computed from the rounded float inputs, so the
 // quotient is exact in the step. The fp32 forwards are also compared with the
-// references (same metric, TOL_FWD).
+// references (same metric, GC_TOL_FWD).
 #include <check.h>
 #include <math.h>
 #include <stdbool.h>
@@ -22,155 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grad_check.h"
 #include "test_util.h"
 #include "autograd/graph.h"
 #include "autograd/kernels.h"
 
-#define TOL_REF 1e-4
-#define TOL_REF_COMPOSED 1e-3
-#define TOL_F32 1e-2
-#define TOL_FWD 1e-5
-#define H_REF 1e-3
-#define H_F32 1e-2
 #define EPS 1e-5f
-
-typedef double (*loss_fn)(void *ctx);
-
-// ---------------------------------------------------------------- helpers
-
-static uint64_t rng_state;
-
-static void rng_seed(uint64_t s) { rng_state = s; }
-
-static double rng_u01(void) {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
-static float *rand_buf(size_t n, float lo, float hi) {
-    float *b = malloc(sizeof(float) * (n ? n : 1));
-    ck_assert(b != NULL);
-    for (size_t i = 0; i < n; i++) b[i] = lo + (hi - lo) * (float)rng_u01();
-    return b;
-}
-
-static float *zero_buf(size_t n) {
-    float *b = calloc(n ? n : 1, sizeof(float));
-    ck_assert(b != NULL);
-    return b;
-}
-
-static double *dbuf(size_t n) {
-    double *b = calloc(n ? n : 1, sizeof(double));
-    ck_assert(b != NULL);
-    return b;
-}
-
-static double *to_d(const float *x, size_t n) {
-    double *b = dbuf(n);
-    for (size_t i = 0; i < n; i++) b[i] = x[i];
-    return b;
-}
-
-static double dot_fR(const float *y, const float *R, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)y[i] * R[i];
-    return s;
-}
-
-static double dot_dR(const double *y, const float *R, size_t n) {
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += y[i] * R[i];
-    return s;
-}
-
-static lc_tensor *tensor_of(lc_graph *g, const float *src, int rows, int cols, bool rg) {
-    lc_tensor *t = lc_tensor_new(g, rows, cols);
-    ck_assert(t != NULL);
-    memcpy(t->data, src, sizeof(float) * (size_t)rows * cols);
-    t->requires_grad = rg;
-    return t;
-}
-
-static void seed_grad(lc_graph *g, lc_tensor *y, const float *R) {
-    ck_assert(y != NULL);
-    float *d = lc_tensor_grad(g, y);
-    ck_assert(d != NULL);
-    memcpy(d, R, sizeof(float) * (size_t)y->rows * y->cols);
-}
-
-// A malloc'd copy of t's gradient, or NULL when none was allocated.
-static float *grad_copy(const lc_tensor *t) {
-    if (!t->grad) return NULL;
-    size_t n = (size_t)t->rows * t->cols;
-    float *c = malloc(sizeof(float) * n);
-    ck_assert(c != NULL);
-    memcpy(c, t->grad, sizeof(float) * n);
-    return c;
-}
-
-// max|a - n| / max(max|n|, 1e-6); NaN in a propagates (and fails the check).
-static double rel_err(const float *a, const double *n, size_t cnt, double *max_ref) {
-    double m = 0.0, d = 0.0;
-    for (size_t i = 0; i < cnt; i++) {
-        double e = fabs((double)a[i] - n[i]);
-        if (!(e <= d)) d = e;
-        if (fabs(n[i]) > m) m = fabs(n[i]);
-    }
-    if (max_ref) *max_ref = m;
-    return d / (m > 1e-6 ? m : 1e-6);
-}
-
-static void numeric_grad(double *num, float *p, size_t n, loss_fn f, void *ctx, double h) {
-    for (size_t i = 0; i < n; i++) {
-        float x0 = p[i];
-        float xp = (float)(x0 + h), xm = (float)(x0 - h);
-        p[i] = xp;
-        double lp = f(ctx);
-        p[i] = xm;
-        double lm = f(ctx);
-        p[i] = x0;
-        num[i] = (lp - lm) / ((double)xp - (double)xm);
-    }
-}
-
-// Compares an analytic gradient of parameter p (n elements, modified and
-// restored in place) with central differences of `ref` (double reference) and
-// `f32` (the op's own forward); either may be NULL.
-static void check_grad_h(const char *what, const float *analytic, float *p, size_t n, void *ctx, loss_fn ref,
-                         loss_fn f32, double tol_ref, double h_ref) {
-    ck_assert_msg(analytic != NULL, "%s: no gradient was computed", what);
-    double *num = dbuf(n);
-    double e_ref = -1.0, e_f32 = -1.0, mag = 0.0;
-    if (ref) {
-        numeric_grad(num, p, n, ref, ctx, h_ref);
-        e_ref = rel_err(analytic, num, n, &mag);
-        ck_assert_msg(mag > 1e-6, "%s: numeric gradient is ~0 (%g), the check is vacuous", what, mag);
-    }
-    if (f32) {
-        numeric_grad(num, p, n, f32, ctx, H_F32);
-        e_f32 = rel_err(analytic, num, n, &mag);
-        ck_assert_msg(mag > 1e-6, "%s: numeric gradient is ~0 (%g), the check is vacuous", what, mag);
-    }
-    free(num);
-    fprintf(stderr, "  %-44s n=%5zu |g|max=%.3g  err ref %.2e  f32 %.2e\n", what, n, mag, e_ref, e_f32);
-    if (ref) ck_assert_msg(e_ref <= tol_ref, "%s: error vs double reference %g > %g", what, e_ref, tol_ref);
-    if (f32) ck_assert_msg(e_f32 <= TOL_F32, "%s: error vs fp32 forward %g > %g", what, e_f32, TOL_F32);
-}
-
-static void check_grad(const char *what, const float *analytic, float *p, size_t n, void *ctx, loss_fn ref,
-                       loss_fn f32, double tol_ref) {
-    check_grad_h(what, analytic, p, n, ctx, ref, f32, tol_ref, H_REF);
-}
-
-static void check_forward(const char *what, const float *y, const double *ref, size_t n) {
-    double e = rel_err(y, ref, n, NULL);
-    fprintf(stderr, "  %-44s n=%5zu forward err %.2e\n", what, n, e);
-    ck_assert_msg(e <= TOL_FWD, "%s: forward differs from the reference: %g > %g", what, e, TOL_FWD);
-}
 
 // ------------------------------------------------------ double references
 
@@ -186,7 +47,7 @@ static void ref_linear(double *y, const double *x, const float *w, const float *
 // y += scale * dropout(x) · Aᵀ · Bᵀ, the mask from lc_dropout_keep.
 static void ref_lora(double *y, const double *x, const lc_lora_ref *l, float p, int N, int n_in, int n_out) {
     int r = l->r;
-    double *u = dbuf((size_t)N * r);
+    double *u = gc_dbuf((size_t)N * r);
     for (int n = 0; n < N; n++)
         for (int j = 0; j < r; j++) {
             double s = 0.0;
@@ -238,9 +99,12 @@ static void ref_rope(double *y, const double *x, const int32_t *pos, const float
 // window, q_pos0 + t - s < window. Every key is visited; masked ones are
 // excluded from the softmax.
 static void ref_attention(double *out, const double *q, const double *k, const double *v, const int32_t *seg, int B,
-                          int T, int Tk, int H, int KVH, int D, int q_pos0, int window) {
+                          int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *o) {
     int group = H / KVH;
-    double *sc = dbuf((size_t)Tk);
+    int window = o ? o->window : 0;
+    double scale = o && o->scale > 0.0f ? o->scale : 1.0 / sqrt((double)D);
+    double cap = o ? o->softcap : 0.0;
+    double *sc = gc_dbuf((size_t)Tk);
     char *ok = calloc((size_t)Tk, 1);
     ck_assert(ok != NULL);
     for (int b = 0; b < B; b++)
@@ -256,7 +120,9 @@ static void ref_attention(double *out, const double *q, const double *k, const d
                     const double *kr = k + (((size_t)b * Tk + s) * KVH + kh) * D;
                     double d = 0.0;
                     for (int i = 0; i < D; i++) d += qh[i] * kr[i];
-                    sc[s] = d / sqrt((double)D);
+                    sc[s] = d * scale;
+                    if (cap > 0.0) sc[s] = cap * tanh(sc[s] / cap);
+                    if (o && o->alibi) sc[s] += o->alibi[h] * (double)(s - p);
                     if (sc[s] > m) m = sc[s];
                 }
                 double sum = 0.0;
@@ -283,7 +149,7 @@ static void ref_swiglu(double *y, const double *gate, const double *up, size_t n
 // Sum over rows with a target of logsumexp(logits) - logits[target].
 static double ref_ce(const double *x, const float *head, const int32_t *tg, int N, int C, int V, int *n_counted) {
     double loss = 0.0;
-    double *lg = dbuf((size_t)V);
+    double *lg = gc_dbuf((size_t)V);
     int cnt = 0;
     for (int n = 0; n < N; n++) {
         if (tg[n] < 0) continue;
@@ -315,17 +181,17 @@ typedef struct lin_ctx {
 
 static double lin_loss_ref(void *p) {
     lin_ctx *c = p;
-    double *x = to_d(c->x, (size_t)c->N * c->n_in), *y = dbuf((size_t)c->N * c->n_out);
+    double *x = gc_to_d(c->x, (size_t)c->N * c->n_in), *y = gc_dbuf((size_t)c->N * c->n_out);
     ref_linear(y, x, c->w, c->bias, c->N, c->n_in, c->n_out);
     if (c->lora.A) ref_lora(y, x, &c->lora, c->lora.dropout, c->N, c->n_in, c->n_out);
-    double L = dot_dR(y, c->R, (size_t)c->N * c->n_out);
+    double L = gc_dot_dR(y, c->R, (size_t)c->N * c->n_out);
     free(x);
     free(y);
     return L;
 }
 
 static lc_tensor *lin_run(lc_graph *g, lin_ctx *c, bool x_rg) {
-    lc_tensor *x = tensor_of(g, c->x, c->N, c->n_in, x_rg);
+    lc_tensor *x = gc_tensor_of(g, c->x, c->N, c->n_in, x_rg);
     lc_tensor *y = lc_op_linear(g, x, c->w, c->bias, c->n_out, c->lora.A ? &c->lora : NULL);
     ck_assert(y != NULL);
     ck_assert_int_eq(lc_graph_status(g), LC_STATUS_OK);
@@ -336,7 +202,7 @@ static double lin_loss_f32(void *p) {
     lin_ctx *c = p;
     lc_graph_reset(&c->g);
     lc_tensor *y = lin_run(&c->g, c, false);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->n_out);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->n_out);
 }
 
 static void lin_setup(lin_ctx *c, int N, int n_in, int n_out, bool bias, int r, float dropout) {
@@ -344,15 +210,15 @@ static void lin_setup(lin_ctx *c, int N, int n_in, int n_out, bool bias, int r, 
     c->N = N;
     c->n_in = n_in;
     c->n_out = n_out;
-    c->x = rand_buf((size_t)N * n_in, -1.0f, 1.0f);
-    c->w = rand_buf((size_t)n_out * n_in, -0.5f, 0.5f);
-    c->bias = bias ? rand_buf((size_t)n_out, -0.5f, 0.5f) : NULL;
-    c->R = rand_buf((size_t)N * n_out, -1.0f, 1.0f);
+    c->x = gc_rand_buf((size_t)N * n_in, -1.0f, 1.0f);
+    c->w = gc_rand_buf((size_t)n_out * n_in, -0.5f, 0.5f);
+    c->bias = bias ? gc_rand_buf((size_t)n_out, -0.5f, 0.5f) : NULL;
+    c->R = gc_rand_buf((size_t)N * n_out, -1.0f, 1.0f);
     if (r > 0) {
-        c->lora.A = rand_buf((size_t)r * n_in, -0.5f, 0.5f);
-        c->lora.B = rand_buf((size_t)n_out * r, -0.5f, 0.5f); // non-zero, so dA is non-trivial
-        c->lora.dA = zero_buf((size_t)r * n_in);
-        c->lora.dB = zero_buf((size_t)n_out * r);
+        c->lora.A = gc_rand_buf((size_t)r * n_in, -0.5f, 0.5f);
+        c->lora.B = gc_rand_buf((size_t)n_out * r, -0.5f, 0.5f); // non-zero, so dA is non-trivial
+        c->lora.dA = gc_zero_buf((size_t)r * n_in);
+        c->lora.dB = gc_zero_buf((size_t)n_out * r);
         c->lora.r = r;
         c->lora.scale = 2.0f;
         c->lora.dropout = dropout;
@@ -382,15 +248,15 @@ static float *lin_backward(lin_ctx *c, bool x_rg, int *n_tape) {
         memset(c->lora.dA, 0, sizeof(float) * (size_t)c->lora.r * c->n_in);
         memset(c->lora.dB, 0, sizeof(float) * (size_t)c->n_out * c->lora.r);
     }
-    lc_tensor *x = tensor_of(&g, c->x, c->N, c->n_in, x_rg);
+    lc_tensor *x = gc_tensor_of(&g, c->x, c->N, c->n_in, x_rg);
     lc_tensor *y = lc_op_linear(&g, x, c->w, c->bias, c->n_out, c->lora.A ? &c->lora : NULL);
     ck_assert(y != NULL);
     if (n_tape) *n_tape = g.n_tape;
     if (y->requires_grad) {
-        seed_grad(&g, y, c->R);
+        gc_seed_grad(&g, y, c->R);
         ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     }
-    float *dx = grad_copy(x);
+    float *dx = gc_grad_copy(x);
     lc_graph_free(&g);
     return dx;
 }
@@ -399,7 +265,7 @@ START_TEST(test_linear_frozen) {
     static const int rows[] = {4, 1}; // 1 takes the sgemv path of the forward
     for (int bi = 0; bi < 2; bi++)
         for (int ri = 0; ri < 2; ri++) {
-            rng_seed(100 + bi * 2 + ri);
+            gc_rng_seed(100 + bi * 2 + ri);
             lin_ctx c;
             lin_setup(&c, rows[ri], 5, 3, bi == 1, 0, 0.0f);
             float *w0 = malloc(sizeof(float) * 15);
@@ -409,16 +275,16 @@ START_TEST(test_linear_frozen) {
             // Forward against the reference.
             lc_graph_reset(&c.g);
             lc_tensor *y = lin_run(&c.g, &c, false);
-            double *xd = to_d(c.x, (size_t)c.N * 5), *yr = dbuf((size_t)c.N * 3);
+            double *xd = gc_to_d(c.x, (size_t)c.N * 5), *yr = gc_dbuf((size_t)c.N * 3);
             ref_linear(yr, xd, c.w, c.bias, c.N, 5, 3);
             snprintf(name, sizeof name, "linear N=%d bias=%d", c.N, bi);
-            check_forward(name, y->data, yr, (size_t)c.N * 3);
+            gc_check_forward(name, y->data, yr, (size_t)c.N * 3);
 
             int n_tape = -1;
             float *dx = lin_backward(&c, true, &n_tape);
             ck_assert_int_eq(n_tape, 1);
             snprintf(name, sizeof name, "linear N=%d bias=%d dx", c.N, bi);
-            check_grad(name, dx, c.x, (size_t)c.N * 5, &c, lin_loss_ref, lin_loss_f32, TOL_REF);
+            gc_check_grad(name, dx, c.x, (size_t)c.N * 5, &c, lin_loss_ref, lin_loss_f32, GC_TOL_REF);
             ck_assert(memcmp(w0, c.w, sizeof(float) * 15) == 0); // the frozen weight is only read
 
             // Nothing to differentiate: no tape entry, no gradient.
@@ -440,7 +306,7 @@ END_TEST
 START_TEST(test_linear_lora) {
     static const float drop[] = {0.0f, 0.3f};
     for (int di = 0; di < 2; di++) {
-        rng_seed(200 + di);
+        gc_rng_seed(200 + di);
         lin_ctx c;
         lin_setup(&c, 6, 10, 5, true, 3, drop[di]);
         size_t nA = (size_t)3 * c.n_in, nB = (size_t)c.n_out * 3;
@@ -456,11 +322,11 @@ START_TEST(test_linear_lora) {
         // Training forward (recording graph) against the reference, with the mask.
         lc_graph_reset(&c.g);
         lc_tensor *y = lin_run(&c.g, &c, false);
-        double *xd = to_d(c.x, (size_t)c.N * c.n_in), *yr = dbuf((size_t)c.N * c.n_out);
+        double *xd = gc_to_d(c.x, (size_t)c.N * c.n_in), *yr = gc_dbuf((size_t)c.N * c.n_out);
         ref_linear(yr, xd, c.w, c.bias, c.N, c.n_in, c.n_out);
         ref_lora(yr, xd, &c.lora, c.lora.dropout, c.N, c.n_in, c.n_out);
         snprintf(name, sizeof name, "lora p=%.1f forward (train)", drop[di]);
-        check_forward(name, y->data, yr, (size_t)c.N * c.n_out);
+        gc_check_forward(name, y->data, yr, (size_t)c.N * c.n_out);
 
         // Evaluation (no tape): no dropout.
         lc_graph ge;
@@ -469,7 +335,7 @@ START_TEST(test_linear_lora) {
         ref_linear(yr, xd, c.w, c.bias, c.N, c.n_in, c.n_out);
         ref_lora(yr, xd, &c.lora, 0.0f, c.N, c.n_in, c.n_out);
         snprintf(name, sizeof name, "lora p=%.1f forward (eval, no dropout)", drop[di]);
-        check_forward(name, ye->data, yr, (size_t)c.N * c.n_out);
+        gc_check_forward(name, ye->data, yr, (size_t)c.N * c.n_out);
         lc_graph_free(&ge);
 
         for (int xg = 1; xg >= 0; xg--) {
@@ -479,14 +345,14 @@ START_TEST(test_linear_lora) {
             memcpy(dB, c.lora.dB, sizeof(float) * nB);
             if (xg) {
                 snprintf(name, sizeof name, "lora p=%.1f dx", drop[di]);
-                check_grad(name, dx, c.x, (size_t)c.N * c.n_in, &c, lin_loss_ref, lin_loss_f32, TOL_REF);
+                gc_check_grad(name, dx, c.x, (size_t)c.N * c.n_in, &c, lin_loss_ref, lin_loss_f32, GC_TOL_REF);
             } else {
                 ck_assert_msg(dx == NULL, "x without requires_grad received a gradient");
             }
             snprintf(name, sizeof name, "lora p=%.1f dA (x grad %s)", drop[di], xg ? "on" : "off");
-            check_grad(name, dA, c.lora.A, nA, &c, lin_loss_ref, lin_loss_f32, TOL_REF);
+            gc_check_grad(name, dA, c.lora.A, nA, &c, lin_loss_ref, lin_loss_f32, GC_TOL_REF);
             snprintf(name, sizeof name, "lora p=%.1f dB (x grad %s)", drop[di], xg ? "on" : "off");
-            check_grad(name, dB, c.lora.B, nB, &c, lin_loss_ref, lin_loss_f32, TOL_REF);
+            gc_check_grad(name, dB, c.lora.B, nB, &c, lin_loss_ref, lin_loss_f32, GC_TOL_REF);
             free(dx);
             free(dA);
             free(dB);
@@ -528,9 +394,9 @@ typedef struct unary_ctx {
 static double rms_loss_ref(void *p) {
     unary_ctx *c = p;
     size_t n = (size_t)c->N * c->C;
-    double *x = to_d(c->x, n), *y = dbuf(n);
+    double *x = gc_to_d(c->x, n), *y = gc_dbuf(n);
     ref_rmsnorm(y, x, c->w, EPS, c->N, c->C);
-    double L = dot_dR(y, c->R, n);
+    double L = gc_dot_dR(y, c->R, n);
     free(x);
     free(y);
     return L;
@@ -539,38 +405,38 @@ static double rms_loss_ref(void *p) {
 static double rms_loss_f32(void *p) {
     unary_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_rmsnorm(&c->g, tensor_of(&c->g, c->x, c->N, c->C, false), c->w, EPS);
+    lc_tensor *y = lc_op_rmsnorm(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c->w, EPS);
     ck_assert(y != NULL);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->C);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
 
 START_TEST(test_rmsnorm) {
-    rng_seed(300);
+    gc_rng_seed(300);
     unary_ctx c = {.N = 4, .C = 8};
     size_t n = (size_t)c.N * c.C;
-    c.x = rand_buf(n, -2.0f, 2.0f);
+    c.x = gc_rand_buf(n, -2.0f, 2.0f);
     for (int i = 0; i < c.C; i++) c.x[3 * c.C + i] *= 0.02f; // a small row: eps matters there
-    c.w = rand_buf((size_t)c.C, 0.5f, 1.5f);
-    c.R = rand_buf(n, -1.0f, 1.0f);
+    c.w = gc_rand_buf((size_t)c.C, 0.5f, 1.5f);
+    c.R = gc_rand_buf(n, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
 
-    lc_tensor *y = lc_op_rmsnorm(&c.g, tensor_of(&c.g, c.x, c.N, c.C, false), c.w, EPS);
-    double *xd = to_d(c.x, n), *yr = dbuf(n);
+    lc_tensor *y = lc_op_rmsnorm(&c.g, gc_tensor_of(&c.g, c.x, c.N, c.C, false), c.w, EPS);
+    double *xd = gc_to_d(c.x, n), *yr = gc_dbuf(n);
     ref_rmsnorm(yr, xd, c.w, EPS, c.N, c.C);
-    check_forward("rmsnorm", y->data, yr, n);
+    gc_check_forward("rmsnorm", y->data, yr, n);
 
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *x = tensor_of(&g, c.x, c.N, c.C, true);
+    lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
     y = lc_op_rmsnorm(&g, x, c.w, EPS);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = grad_copy(x);
+    float *dx = gc_grad_copy(x);
     // Step 1e-4: the curvature of the small row is ~1/|x|^2 (|x| ~ 0.02).
-    check_grad_h("rmsnorm dx", dx, c.x, n, &c, rms_loss_ref, NULL, TOL_REF, 1e-4);
+    gc_check_grad_h("rmsnorm dx", dx, c.x, n, &c, rms_loss_ref, NULL, GC_TOL_REF, 1e-4);
     // The fp32 FD is run on the normal rows only: on the small row a step of
-    // H_F32 is not small against |x| ~ 0.02.
-    check_grad("rmsnorm dx (rows 0-2)", dx, c.x, (size_t)3 * c.C, &c, NULL, rms_loss_f32, TOL_REF);
+    // GC_H_F32 is not small against |x| ~ 0.02.
+    gc_check_grad("rmsnorm dx (rows 0-2)", dx, c.x, (size_t)3 * c.C, &c, NULL, rms_loss_f32, GC_TOL_REF);
 
     lc_graph_free(&g);
     lc_graph_free(&c.g);
@@ -585,18 +451,12 @@ END_TEST
 
 // -------------------------------------------------------------------- RoPE
 
-static float *rope_inv_freq(int D, double theta) {
-    float *f = malloc(sizeof(float) * (size_t)(D / 2));
-    for (int i = 0; i < D / 2; i++) f[i] = (float)(1.0 / pow(theta, (double)(2 * i) / D));
-    return f;
-}
-
 static double rope_loss_ref(void *p) {
     unary_ctx *c = p;
     size_t n = (size_t)c->N * c->C;
-    double *x = to_d(c->x, n), *y = dbuf(n);
+    double *x = gc_to_d(c->x, n), *y = gc_dbuf(n);
     ref_rope(y, x, c->pos, c->inv_freq, c->N, c->C / c->head_dim, c->head_dim);
-    double L = dot_dR(y, c->R, n);
+    double L = gc_dot_dR(y, c->R, n);
     free(x);
     free(y);
     return L;
@@ -605,38 +465,39 @@ static double rope_loss_ref(void *p) {
 static double rope_loss_f32(void *p) {
     unary_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_rope(&c->g, tensor_of(&c->g, c->x, c->N, c->C, false), c->pos, c->inv_freq, c->head_dim, false);
+    lc_tensor *y = lc_op_rope(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c->pos, c->inv_freq, c->head_dim,
+                              c->head_dim, false);
     ck_assert(y != NULL);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->C);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
 
 START_TEST(test_rope) {
-    rng_seed(400);
+    gc_rng_seed(400);
     static const int32_t pos[] = {0, 5, 17, 3};
     unary_ctx c = {.N = 4, .C = 16, .head_dim = 8, .pos = pos};
     size_t n = (size_t)c.N * c.C;
-    float *inv_freq = rope_inv_freq(8, 10000.0);
+    float *inv_freq = gc_rope_inv_freq(8, 10000.0);
     c.inv_freq = inv_freq;
-    c.x = rand_buf(n, -1.0f, 1.0f);
-    c.R = rand_buf(n, -1.0f, 1.0f);
+    c.x = gc_rand_buf(n, -1.0f, 1.0f);
+    c.R = gc_rand_buf(n, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
 
-    lc_tensor *xin = tensor_of(&c.g, c.x, c.N, c.C, false);
-    lc_tensor *y = lc_op_rope(&c.g, xin, pos, inv_freq, 8, false);
+    lc_tensor *xin = gc_tensor_of(&c.g, c.x, c.N, c.C, false);
+    lc_tensor *y = lc_op_rope(&c.g, xin, pos, inv_freq, 8, 8, false);
     ck_assert(memcmp(xin->data, c.x, sizeof(float) * n) == 0); // the op does not rotate its input
-    double *xd = to_d(c.x, n), *yr = dbuf(n);
+    double *xd = gc_to_d(c.x, n), *yr = gc_dbuf(n);
     ref_rope(yr, xd, pos, inv_freq, c.N, 2, 8);
-    check_forward("rope", y->data, yr, n);
+    gc_check_forward("rope", y->data, yr, n);
     for (int i = 0; i < c.C; i++) ck_assert(y->data[i] == c.x[i]); // position 0: identity
 
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *x = tensor_of(&g, c.x, c.N, c.C, true);
-    y = lc_op_rope(&g, x, pos, inv_freq, 8, false);
-    seed_grad(&g, y, c.R);
+    lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
+    y = lc_op_rope(&g, x, pos, inv_freq, 8, 8, false);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = grad_copy(x);
-    check_grad("rope dx", dx, c.x, n, &c, rope_loss_ref, rope_loss_f32, TOL_REF);
+    float *dx = gc_grad_copy(x);
+    gc_check_grad("rope dx", dx, c.x, n, &c, rope_loss_ref, rope_loss_f32, GC_TOL_REF);
 
     lc_graph_free(&g);
     lc_graph_free(&c.g);
@@ -652,7 +513,8 @@ END_TEST
 // --------------------------------------------------------------- attention
 
 typedef struct att_ctx {
-    int B, T, H, KVH, D, window;
+    int B, T, H, KVH, D;
+    lc_attention_opts opts;
     const int32_t *seg;
     float *q, *k, *v, *R;
     lc_graph g;
@@ -661,9 +523,9 @@ typedef struct att_ctx {
 static double att_loss_ref(void *p) {
     att_ctx *c = p;
     size_t nq = (size_t)c->B * c->T * c->H * c->D, nk = (size_t)c->B * c->T * c->KVH * c->D;
-    double *q = to_d(c->q, nq), *k = to_d(c->k, nk), *v = to_d(c->v, nk), *o = dbuf(nq);
-    ref_attention(o, q, k, v, c->seg, c->B, c->T, c->T, c->H, c->KVH, c->D, 0, c->window);
-    double L = dot_dR(o, c->R, nq);
+    double *q = gc_to_d(c->q, nq), *k = gc_to_d(c->k, nk), *v = gc_to_d(c->v, nk), *o = gc_dbuf(nq);
+    ref_attention(o, q, k, v, c->seg, c->B, c->T, c->T, c->H, c->KVH, c->D, 0, &c->opts);
+    double L = gc_dot_dR(o, c->R, nq);
     free(q);
     free(k);
     free(v);
@@ -673,10 +535,10 @@ static double att_loss_ref(void *p) {
 
 static lc_tensor *att_run(lc_graph *g, att_ctx *c, bool rg, lc_tensor **q, lc_tensor **k, lc_tensor **v) {
     int N = c->B * c->T;
-    *q = tensor_of(g, c->q, N, c->H * c->D, rg);
-    *k = tensor_of(g, c->k, N, c->KVH * c->D, rg);
-    *v = tensor_of(g, c->v, N, c->KVH * c->D, rg);
-    lc_tensor *y = lc_op_attention(g, *q, *k, *v, c->seg, c->B, c->T, c->T, c->H, c->KVH, c->D, 0, c->window);
+    *q = gc_tensor_of(g, c->q, N, c->H * c->D, rg);
+    *k = gc_tensor_of(g, c->k, N, c->KVH * c->D, rg);
+    *v = gc_tensor_of(g, c->v, N, c->KVH * c->D, rg);
+    lc_tensor *y = lc_op_attention(g, *q, *k, *v, c->seg, c->B, c->T, c->T, c->H, c->KVH, c->D, 0, &c->opts);
     ck_assert(y != NULL);
     return y;
 }
@@ -686,38 +548,38 @@ static double att_loss_f32(void *p) {
     lc_tensor *q, *k, *v;
     lc_graph_reset(&c->g);
     lc_tensor *y = att_run(&c->g, c, false, &q, &k, &v);
-    return dot_fR(y->data, c->R, (size_t)c->B * c->T * c->H * c->D);
+    return gc_dot_fR(y->data, c->R, (size_t)c->B * c->T * c->H * c->D);
 }
 
-static void attention_case(const char *label, const int32_t *seg, int window) {
-    att_ctx c = {.B = 2, .T = 5, .H = 4, .KVH = 2, .D = 4, .window = window, .seg = seg};
+static void attention_case(const char *label, const int32_t *seg, lc_attention_opts opts) {
+    att_ctx c = {.B = 2, .T = 5, .H = 4, .KVH = 2, .D = 4, .opts = opts, .seg = seg};
     size_t nq = (size_t)c.B * c.T * c.H * c.D, nk = (size_t)c.B * c.T * c.KVH * c.D;
-    c.q = rand_buf(nq, -1.5f, 1.5f);
-    c.k = rand_buf(nk, -1.5f, 1.5f);
-    c.v = rand_buf(nk, -1.0f, 1.0f);
-    c.R = rand_buf(nq, -1.0f, 1.0f);
+    c.q = gc_rand_buf(nq, -1.5f, 1.5f);
+    c.k = gc_rand_buf(nk, -1.5f, 1.5f);
+    c.v = gc_rand_buf(nk, -1.0f, 1.0f);
+    c.R = gc_rand_buf(nq, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
     char name[96];
 
     lc_tensor *q, *k, *v;
     lc_tensor *y = att_run(&c.g, &c, false, &q, &k, &v);
-    double *qd = to_d(c.q, nq), *kd = to_d(c.k, nk), *vd = to_d(c.v, nk), *yr = dbuf(nq);
-    ref_attention(yr, qd, kd, vd, seg, c.B, c.T, c.T, c.H, c.KVH, c.D, 0, window);
+    double *qd = gc_to_d(c.q, nq), *kd = gc_to_d(c.k, nk), *vd = gc_to_d(c.v, nk), *yr = gc_dbuf(nq);
+    ref_attention(yr, qd, kd, vd, seg, c.B, c.T, c.T, c.H, c.KVH, c.D, 0, &opts);
     snprintf(name, sizeof name, "attention %s", label);
-    check_forward(name, y->data, yr, nq);
+    gc_check_forward(name, y->data, yr, nq);
 
     lc_graph g;
     lc_graph_init(&g, true);
     y = att_run(&g, &c, true, &q, &k, &v);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dq = grad_copy(q), *dk = grad_copy(k), *dv = grad_copy(v);
+    float *dq = gc_grad_copy(q), *dk = gc_grad_copy(k), *dv = gc_grad_copy(v);
     snprintf(name, sizeof name, "attention %s dq", label);
-    check_grad(name, dq, c.q, nq, &c, att_loss_ref, att_loss_f32, TOL_REF);
+    gc_check_grad(name, dq, c.q, nq, &c, att_loss_ref, att_loss_f32, GC_TOL_REF);
     snprintf(name, sizeof name, "attention %s dk", label);
-    check_grad(name, dk, c.k, nk, &c, att_loss_ref, att_loss_f32, TOL_REF);
+    gc_check_grad(name, dk, c.k, nk, &c, att_loss_ref, att_loss_f32, GC_TOL_REF);
     snprintf(name, sizeof name, "attention %s dv", label);
-    check_grad(name, dv, c.v, nk, &c, att_loss_ref, att_loss_f32, TOL_REF);
+    gc_check_grad(name, dv, c.v, nk, &c, att_loss_ref, att_loss_f32, GC_TOL_REF);
 
     lc_graph_free(&g);
     lc_graph_free(&c.g);
@@ -735,55 +597,69 @@ static void attention_case(const char *label, const int32_t *seg, int window) {
 }
 
 START_TEST(test_attention_causal) {
-    rng_seed(500);
-    attention_case("causal", NULL, 0);
+    gc_rng_seed(500);
+    attention_case("causal", NULL, (lc_attention_opts){0});
 }
 END_TEST
 
 START_TEST(test_attention_packed) {
-    rng_seed(501);
+    gc_rng_seed(501);
     // Row 0: segments [0,3) and [3,5); row 1: [0,1), [1,4), [4,5).
     static const int32_t seg[] = {0, 0, 0, 3, 3, 0, 1, 1, 1, 4};
-    attention_case("packed", seg, 0);
+    attention_case("packed", seg, (lc_attention_opts){0});
 }
 END_TEST
 
 START_TEST(test_attention_window) {
-    rng_seed(502);
-    attention_case("window=2", NULL, 2);
+    gc_rng_seed(502);
+    attention_case("window=2", NULL, (lc_attention_opts){.window = 2});
     static const int32_t seg[] = {0, 0, 0, 3, 3, 0, 1, 1, 1, 4};
-    attention_case("packed+window=2", seg, 2);
+    attention_case("packed+window=2", seg, (lc_attention_opts){.window = 2});
+}
+END_TEST
+
+// Gemma 2's soft-capped scores with its own scale, and Bloom's ALiBi biases
+// (slopes as for 4 heads), alone and together with packing.
+START_TEST(test_attention_variants) {
+    gc_rng_seed(503);
+    static const float slopes[4] = {0.25f, 0.0625f, 0.015625f, 0.00390625f};
+    static const int32_t seg[] = {0, 0, 0, 3, 3, 0, 1, 1, 1, 4};
+    attention_case("softcap=1.5 scale=0.8", NULL, (lc_attention_opts){.scale = 0.8f, .softcap = 1.5f});
+    attention_case("alibi", NULL, (lc_attention_opts){.alibi = slopes});
+    attention_case("packed+alibi+softcap+window", seg,
+                   (lc_attention_opts){.softcap = 2.0f, .alibi = slopes, .window = 3});
 }
 END_TEST
 
 START_TEST(test_attention_forward_decode) {
     // Queries after a cache (q_pos0 > 0, Tk > T): forward only.
-    rng_seed(503);
+    gc_rng_seed(503);
     int B = 2, T = 2, Tk = 7, H = 4, KVH = 2, D = 4, q_pos0 = 5;
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * Tk * KVH * D;
-    float *q = rand_buf(nq, -1.5f, 1.5f), *k = rand_buf(nk, -1.5f, 1.5f), *v = rand_buf(nk, -1.0f, 1.0f);
+    float *q = gc_rand_buf(nq, -1.5f, 1.5f), *k = gc_rand_buf(nk, -1.5f, 1.5f), *v = gc_rand_buf(nk, -1.0f, 1.0f);
     float *out = malloc(sizeof(float) * nq), *scratch = malloc(sizeof(float) * lc_attention_scratch_floats(T, Tk));
-    double *qd = to_d(q, nq), *kd = to_d(k, nk), *vd = to_d(v, nk), *yr = dbuf(nq);
+    double *qd = gc_to_d(q, nq), *kd = gc_to_d(k, nk), *vd = gc_to_d(v, nk), *yr = gc_dbuf(nq);
     static const int32_t seg[] = {0, 0, 2, 2};
     for (int w = 0; w <= 3; w += 3)
         for (int si = 0; si < 2; si++) {
             const int32_t *s = si ? seg : NULL;
-            lc_attention_forward(out, NULL, q, k, v, s, scratch, B, T, Tk, H, KVH, D, q_pos0, w);
-            ref_attention(yr, qd, kd, vd, s, B, T, Tk, H, KVH, D, q_pos0, w);
+            lc_attention_forward(out, NULL, q, k, v, s, scratch, B, T, Tk, H, KVH, D, q_pos0,
+                                 &(lc_attention_opts){.window = w});
+            ref_attention(yr, qd, kd, vd, s, B, T, Tk, H, KVH, D, q_pos0, &(lc_attention_opts){.window = w});
             char name[64];
             snprintf(name, sizeof name, "attention decode window=%d seg=%d", w, si);
-            check_forward(name, out, yr, nq);
+            gc_check_forward(name, out, yr, nq);
         }
     // Large scores (|q·k|/sqrt(D) up to ~1e3): softmax must subtract its max.
     for (size_t i = 0; i < nq; i++) q[i] *= 30.0f;
     for (size_t i = 0; i < nk; i++) k[i] *= 30.0f;
     free(qd);
     free(kd);
-    qd = to_d(q, nq);
-    kd = to_d(k, nk);
-    lc_attention_forward(out, NULL, q, k, v, NULL, scratch, B, T, Tk, H, KVH, D, q_pos0, 0);
-    ref_attention(yr, qd, kd, vd, NULL, B, T, Tk, H, KVH, D, q_pos0, 0);
-    check_forward("attention decode large scores", out, yr, nq);
+    qd = gc_to_d(q, nq);
+    kd = gc_to_d(k, nk);
+    lc_attention_forward(out, NULL, q, k, v, NULL, scratch, B, T, Tk, H, KVH, D, q_pos0, NULL);
+    ref_attention(yr, qd, kd, vd, NULL, B, T, Tk, H, KVH, D, q_pos0, NULL);
+    gc_check_forward("attention decode large scores", out, yr, nq);
     free(q);
     free(k);
     free(v);
@@ -807,9 +683,9 @@ typedef struct bin_ctx {
 static double swiglu_loss_ref(void *p) {
     bin_ctx *c = p;
     size_t n = (size_t)c->N * c->C;
-    double *a = to_d(c->a, n), *b = to_d(c->b, n), *y = dbuf(n);
+    double *a = gc_to_d(c->a, n), *b = gc_to_d(c->b, n), *y = gc_dbuf(n);
     ref_swiglu(y, a, b, n);
-    double L = dot_dR(y, c->R, n);
+    double L = gc_dot_dR(y, c->R, n);
     free(a);
     free(b);
     free(y);
@@ -819,37 +695,38 @@ static double swiglu_loss_ref(void *p) {
 static double swiglu_loss_f32(void *p) {
     bin_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_swiglu(&c->g, tensor_of(&c->g, c->a, c->N, c->C, false),
-                                tensor_of(&c->g, c->b, c->N, c->C, false));
+    lc_tensor *y = lc_op_swiglu(&c->g, gc_tensor_of(&c->g, c->a, c->N, c->C, false),
+                                gc_tensor_of(&c->g, c->b, c->N, c->C, false));
     ck_assert(y != NULL);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->C);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
 
 START_TEST(test_swiglu) {
-    rng_seed(600);
+    gc_rng_seed(600);
     bin_ctx c = {.N = 3, .C = 8};
     size_t n = (size_t)c.N * c.C;
-    c.a = rand_buf(n, -3.0f, 3.0f);
+    c.a = gc_rand_buf(n, -3.0f, 3.0f);
     static const float big[] = {8.0f, -8.0f, 12.0f, -12.0f, 20.0f, -20.0f, 0.0f, 1e-4f};
     memcpy(c.a + 2 * c.C, big, sizeof big); // saturated gates in the last row
-    c.b = rand_buf(n, -2.0f, 2.0f);
-    c.R = rand_buf(n, -1.0f, 1.0f);
+    c.b = gc_rand_buf(n, -2.0f, 2.0f);
+    c.R = gc_rand_buf(n, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
 
-    lc_tensor *y = lc_op_swiglu(&c.g, tensor_of(&c.g, c.a, c.N, c.C, false), tensor_of(&c.g, c.b, c.N, c.C, false));
-    double *ad = to_d(c.a, n), *bd = to_d(c.b, n), *yr = dbuf(n);
+    lc_tensor *y =
+        lc_op_swiglu(&c.g, gc_tensor_of(&c.g, c.a, c.N, c.C, false), gc_tensor_of(&c.g, c.b, c.N, c.C, false));
+    double *ad = gc_to_d(c.a, n), *bd = gc_to_d(c.b, n), *yr = gc_dbuf(n);
     ref_swiglu(yr, ad, bd, n);
-    check_forward("swiglu", y->data, yr, n);
+    gc_check_forward("swiglu", y->data, yr, n);
 
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *gate = tensor_of(&g, c.a, c.N, c.C, true), *up = tensor_of(&g, c.b, c.N, c.C, true);
+    lc_tensor *gate = gc_tensor_of(&g, c.a, c.N, c.C, true), *up = gc_tensor_of(&g, c.b, c.N, c.C, true);
     y = lc_op_swiglu(&g, gate, up);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dg = grad_copy(gate), *du = grad_copy(up);
-    check_grad("swiglu dgate", dg, c.a, n, &c, swiglu_loss_ref, swiglu_loss_f32, TOL_REF);
-    check_grad("swiglu dup", du, c.b, n, &c, swiglu_loss_ref, swiglu_loss_f32, TOL_REF);
+    float *dg = gc_grad_copy(gate), *du = gc_grad_copy(up);
+    gc_check_grad("swiglu dgate", dg, c.a, n, &c, swiglu_loss_ref, swiglu_loss_f32, GC_TOL_REF);
+    gc_check_grad("swiglu dup", du, c.b, n, &c, swiglu_loss_ref, swiglu_loss_f32, GC_TOL_REF);
     // Saturated gates, element by element (relative to each element's own size):
     // d/dg silu(g)·u -> u for g >> 0 and -> 0 for g << 0.
     for (int i = 0; i < 8; i++) {
@@ -884,40 +761,41 @@ static double add_loss_f32(void *p) {
     bin_ctx *c = p;
     lc_graph_reset(&c->g);
     lc_tensor *y =
-        lc_op_add(&c->g, tensor_of(&c->g, c->a, c->N, c->C, false), tensor_of(&c->g, c->b, c->N, c->C, false), false);
+        lc_op_add(&c->g, gc_tensor_of(&c->g, c->a, c->N, c->C, false), gc_tensor_of(&c->g, c->b, c->N, c->C, false),
+                  false);
     ck_assert(y != NULL);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->C);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
 
 START_TEST(test_add) {
-    rng_seed(700);
+    gc_rng_seed(700);
     bin_ctx c = {.N = 3, .C = 5};
     size_t n = (size_t)c.N * c.C;
-    c.a = rand_buf(n, -1.0f, 1.0f);
-    c.b = rand_buf(n, -1.0f, 1.0f);
-    c.R = rand_buf(n, -1.0f, 1.0f);
+    c.a = gc_rand_buf(n, -1.0f, 1.0f);
+    c.b = gc_rand_buf(n, -1.0f, 1.0f);
+    c.R = gc_rand_buf(n, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
 
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *a = tensor_of(&g, c.a, c.N, c.C, true), *b = tensor_of(&g, c.b, c.N, c.C, true);
+    lc_tensor *a = gc_tensor_of(&g, c.a, c.N, c.C, true), *b = gc_tensor_of(&g, c.b, c.N, c.C, true);
     lc_tensor *y = lc_op_add(&g, a, b, false);
     for (size_t i = 0; i < n; i++) ck_assert(y->data[i] == c.a[i] + c.b[i]);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *da = grad_copy(a), *db = grad_copy(b);
-    check_grad("add da", da, c.a, n, &c, add_loss_ref, add_loss_f32, TOL_REF);
-    check_grad("add db", db, c.b, n, &c, add_loss_ref, add_loss_f32, TOL_REF);
+    float *da = gc_grad_copy(a), *db = gc_grad_copy(b);
+    gc_check_grad("add da", da, c.a, n, &c, add_loss_ref, add_loss_f32, GC_TOL_REF);
+    gc_check_grad("add db", db, c.b, n, &c, add_loss_ref, add_loss_f32, GC_TOL_REF);
     free(da);
     free(db);
     lc_graph_free(&g);
 
     // One input without requires_grad gets no gradient.
     lc_graph_init(&g, true);
-    a = tensor_of(&g, c.a, c.N, c.C, true);
-    b = tensor_of(&g, c.b, c.N, c.C, false);
+    a = gc_tensor_of(&g, c.a, c.N, c.C, true);
+    b = gc_tensor_of(&g, c.b, c.N, c.C, false);
     y = lc_op_add(&g, a, b, false);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     ck_assert(b->grad == NULL);
     for (size_t i = 0; i < n; i++) ck_assert(a->grad[i] == c.R[i]);
@@ -925,9 +803,9 @@ START_TEST(test_add) {
 
     // The same tensor on both sides: y = x + x, dx = 2R.
     lc_graph_init(&g, true);
-    a = tensor_of(&g, c.a, c.N, c.C, true);
+    a = gc_tensor_of(&g, c.a, c.N, c.C, true);
     y = lc_op_add(&g, a, a, false);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     for (size_t i = 0; i < n; i++) ck_assert(a->grad[i] == 2.0f * c.R[i]);
     lc_graph_free(&g);
@@ -949,17 +827,17 @@ typedef struct fan_ctx {
 static double fan_loss_ref(void *p) {
     fan_ctx *c = p;
     size_t n = (size_t)c->N * c->C;
-    double *x = to_d(c->x, n), *y = dbuf(n);
+    double *x = gc_to_d(c->x, n), *y = gc_dbuf(n);
     ref_linear(y, x, c->w, NULL, c->N, c->C, c->C);
     for (size_t i = 0; i < n; i++) y[i] += x[i];
-    double L = dot_dR(y, c->R, n);
+    double L = gc_dot_dR(y, c->R, n);
     free(x);
     free(y);
     return L;
 }
 
 static lc_tensor *fan_run(lc_graph *g, fan_ctx *c, bool rg, lc_tensor **x) {
-    *x = tensor_of(g, c->x, c->N, c->C, rg);
+    *x = gc_tensor_of(g, c->x, c->N, c->C, rg);
     lc_tensor *y = lc_op_add(g, lc_op_linear(g, *x, c->w, NULL, c->C, NULL), *x, false);
     ck_assert(y != NULL);
     return y;
@@ -970,16 +848,16 @@ static double fan_loss_f32(void *p) {
     lc_tensor *x;
     lc_graph_reset(&c->g);
     lc_tensor *y = fan_run(&c->g, c, false, &x);
-    return dot_fR(y->data, c->R, (size_t)c->N * c->C);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
 
 START_TEST(test_fan_out) {
-    rng_seed(800);
+    gc_rng_seed(800);
     fan_ctx c = {.N = 4, .C = 6};
     size_t n = (size_t)c.N * c.C;
-    c.x = rand_buf(n, -1.0f, 1.0f);
-    c.w = rand_buf((size_t)c.C * c.C, -0.5f, 0.5f);
-    c.R = rand_buf(n, -1.0f, 1.0f);
+    c.x = gc_rand_buf(n, -1.0f, 1.0f);
+    c.w = gc_rand_buf((size_t)c.C * c.C, -0.5f, 0.5f);
+    c.R = gc_rand_buf(n, -1.0f, 1.0f);
     lc_graph_init(&c.g, false);
 
     lc_graph g;
@@ -987,10 +865,10 @@ START_TEST(test_fan_out) {
     lc_tensor *x;
     lc_tensor *y = fan_run(&g, &c, true, &x);
     ck_assert_int_eq(g.n_tape, 2);
-    seed_grad(&g, y, c.R);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = grad_copy(x);
-    check_grad("fan-out add(linear(x), x) dx", dx, c.x, n, &c, fan_loss_ref, fan_loss_f32, TOL_REF);
+    float *dx = gc_grad_copy(x);
+    gc_check_grad("fan-out add(linear(x), x) dx", dx, c.x, n, &c, fan_loss_ref, fan_loss_f32, GC_TOL_REF);
     lc_graph_free(&g);
 
     lc_graph_free(&c.g);
@@ -1013,7 +891,7 @@ typedef struct ce_ctx {
 
 static double ce_loss_ref(void *p) {
     ce_ctx *c = p;
-    double *x = to_d(c->x, (size_t)c->N * c->C);
+    double *x = gc_to_d(c->x, (size_t)c->N * c->C);
     double L = ref_ce(x, c->head, c->tg, c->N, c->C, c->V, NULL) * c->norm;
     free(x);
     return L;
@@ -1024,38 +902,38 @@ static double ce_loss_f32(void *p) {
     lc_graph_reset(&c->g);
     double ls = 0.0;
     int cnt = 0;
-    lc_tensor *x = tensor_of(&c->g, c->x, c->N, c->C, false);
-    ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
+    lc_tensor *x = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
+    ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, 0.0f, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
     return ls * c->norm;
 }
 
 START_TEST(test_cross_entropy) {
-    rng_seed(900);
+    gc_rng_seed(900);
     // 300 rows, more than two chunks of 128 counted rows.
     ce_ctx c = {.N = 300, .C = 6, .V = 7};
     size_t n = (size_t)c.N * c.C;
-    c.x = rand_buf(n, -1.0f, 1.0f);
-    c.head = rand_buf((size_t)c.V * c.C, -1.5f, 1.5f);
+    c.x = gc_rand_buf(n, -1.0f, 1.0f);
+    c.head = gc_rand_buf((size_t)c.V * c.C, -1.5f, 1.5f);
     c.tg = malloc(sizeof(int32_t) * c.N);
     int n_targets = 0;
     for (int i = 0; i < c.N; i++) {
-        c.tg[i] = (i % 10 == 3 || i == 0 || i == c.N - 1) ? -1 : (int32_t)(rng_u01() * c.V);
+        c.tg[i] = (i % 10 == 3 || i == 0 || i == c.N - 1) ? -1 : (int32_t)(gc_rng_u01() * c.V);
         n_targets += c.tg[i] >= 0;
     }
     ck_assert(n_targets > 2 * 128);
     c.norm = 1.0f / (float)n_targets;
     lc_graph_init(&c.g, false);
 
-    double *xd = to_d(c.x, n);
+    double *xd = gc_to_d(c.x, n);
     int ref_cnt = 0;
     double ref_loss = ref_ce(xd, c.head, c.tg, c.N, c.C, c.V, &ref_cnt);
 
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *x = tensor_of(&g, c.x, c.N, c.C, true);
+    lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
     double ls = 0.0;
     int cnt = 0;
-    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, c.tg, c.norm, &ls, &cnt), LC_STATUS_OK);
+    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, 0.0f, c.tg, c.norm, &ls, &cnt), LC_STATUS_OK);
     ck_assert_int_eq(cnt, n_targets);
     ck_assert_int_eq(ref_cnt, n_targets);
     double le = fabs(ls - ref_loss) / fabs(ref_loss);
@@ -1063,12 +941,12 @@ START_TEST(test_cross_entropy) {
             le);
     ck_assert_msg(le <= 1e-6, "loss_sum %.9g vs reference %.9g", ls, ref_loss);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = grad_copy(x);
+    float *dx = gc_grad_copy(x);
     ck_assert(dx != NULL);
     for (int i = 0; i < c.N; i++)
         if (c.tg[i] < 0)
             for (int j = 0; j < c.C; j++) ck_assert_msg(dx[(size_t)i * c.C + j] == 0.0f, "skipped row %d has a gradient", i);
-    check_grad("cross-entropy dx (N=300)", dx, c.x, n, &c, ce_loss_ref, ce_loss_f32, TOL_REF);
+    gc_check_grad("cross-entropy dx (N=300)", dx, c.x, n, &c, ce_loss_ref, ce_loss_f32, GC_TOL_REF);
 
     // The kernel with other chunk sizes (1, 7, 128, all) gives the same loss and dx.
     static const int chunks[] = {1, 7, 128, 300};
@@ -1078,7 +956,7 @@ START_TEST(test_cross_entropy) {
         memset(dxk, 0, sizeof(float) * n);
         double lk = 0.0;
         int ck = 0;
-        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, c.x, c.head, c.tg, c.norm, c.N, c.C, c.V, chunks[k]);
+        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, NULL, c.x, c.head, c.tg, c.norm, 0.0f, c.N, c.C, c.V, chunks[k]);
         ck_assert_int_eq(ck, n_targets);
         ck_assert_msg(fabs(lk - ref_loss) <= 1e-6 * fabs(ref_loss), "chunk %d: loss %.9g vs %.9g", chunks[k], lk,
                       ref_loss);
@@ -1095,7 +973,7 @@ START_TEST(test_cross_entropy) {
     double l2 = 0.0;
     int c2 = 0;
     for (int rep = 0; rep < 2; rep++)
-        lc_cross_entropy_forward(&l2, &c2, dxk, logits, xrows, c.x, c.head, c.tg, c.norm, c.N, c.C, c.V, 128);
+        lc_cross_entropy_forward(&l2, &c2, dxk, logits, xrows, NULL, c.x, c.head, c.tg, c.norm, 0.0f, c.N, c.C, c.V, 128);
     ck_assert_int_eq(c2, 2 * n_targets);
     ck_assert(fabs(l2 - 2.0 * ref_loss) <= 2e-6 * fabs(ref_loss));
     for (size_t i = 0; i < n; i++) ck_assert(fabsf(dxk[i] - 2.0f * dx[i]) <= 1e-5f * (fabsf(dx[i]) + 1e-3f));
@@ -1104,16 +982,16 @@ START_TEST(test_cross_entropy) {
     int32_t *tg2 = malloc(sizeof(int32_t) * c.N);
     for (int i = 0; i < c.N; i++) tg2[i] = i % 4 == 0 ? -1 : (c.tg[i] + 1 + i % 3) % c.V;
     lc_graph_reset(&g);
-    x = tensor_of(&g, c.x, c.N, c.C, true);
+    x = gc_tensor_of(&g, c.x, c.N, c.C, true);
     ls = 0.0;
     cnt = 0;
-    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, c.tg, c.norm, &ls, &cnt), LC_STATUS_OK);
-    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, tg2, 0.5f * c.norm, &ls, &cnt), LC_STATUS_OK);
+    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, 0.0f, c.tg, c.norm, &ls, &cnt), LC_STATUS_OK);
+    ck_assert_int_eq(lc_op_cross_entropy(&g, x, c.head, c.V, 0.0f, tg2, 0.5f * c.norm, &ls, &cnt), LC_STATUS_OK);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     memcpy(dxk, dx, sizeof(float) * n);
     double l3 = 0.0;
     int c3 = 0;
-    lc_cross_entropy_forward(&l3, &c3, dxk, logits, xrows, c.x, c.head, tg2, 0.5f * c.norm, c.N, c.C, c.V, 128);
+    lc_cross_entropy_forward(&l3, &c3, dxk, logits, xrows, NULL, c.x, c.head, tg2, 0.5f * c.norm, 0.0f, c.N, c.C, c.V, 128);
     ck_assert(x->grad != NULL);
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(fabsf(x->grad[i] - dxk[i]) <= 1e-5f * (fabsf(dxk[i]) + 1e-3f), "two losses: dx[%zu] %g vs %g",
@@ -1124,10 +1002,10 @@ START_TEST(test_cross_entropy) {
     {
         int N = 4, C = 3, V = 5;
         float xb[12], hb[15];
-        for (int i = 0; i < 12; i++) xb[i] = (float)(rng_u01() - 0.5) * 80.0f;
-        for (int i = 0; i < 15; i++) hb[i] = (float)(rng_u01() - 0.5) * 80.0f;
+        for (int i = 0; i < 12; i++) xb[i] = (float)(gc_rng_u01() - 0.5) * 80.0f;
+        for (int i = 0; i < 15; i++) hb[i] = (float)(gc_rng_u01() - 0.5) * 80.0f;
         static const int32_t tb[] = {0, 4, 2, -1};
-        double *xbd = to_d(xb, 12), top = 0.0;
+        double *xbd = gc_to_d(xb, 12), top = 0.0;
         for (int n = 0; n < 3; n++) // the largest logit of a counted row is beyond exp's range
             for (int j = 0; j < V; j++) {
                 double l = 0.0;
@@ -1138,7 +1016,7 @@ START_TEST(test_cross_entropy) {
         double lb_ref = ref_ce(xbd, hb, tb, N, C, V, NULL), lb = 0.0;
         int cb = 0;
         float dxb[12] = {0}, lgb[20], xrb[12];
-        lc_cross_entropy_forward(&lb, &cb, dxb, lgb, xrb, xb, hb, tb, 1.0f, N, C, V, 2);
+        lc_cross_entropy_forward(&lb, &cb, dxb, lgb, xrb, NULL, xb, hb, tb, 1.0f, 0.0f, N, C, V, 2);
         fprintf(stderr, "  %-44s loss %.6f ref %.6f\n", "cross-entropy large logits", lb, lb_ref);
         ck_assert_msg(isfinite(lb) && fabs(lb - lb_ref) <= 1e-5 * fabs(lb_ref), "loss %g vs %g", lb, lb_ref);
         for (int i = 0; i < 12; i++) ck_assert(isfinite(dxb[i]));
@@ -1160,78 +1038,52 @@ END_TEST
 
 // ---------------------------------------------- backward kernels accumulate
 
-// Each backward kernel adds into its outputs: run once into zeros (g) and once
-// into random contents (base); the second must be base + g.
-static void check_accumulated(const char *what, const float *base, const float *g, const float *acc, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float want = base[i] + g[i];
-        ck_assert_msg(fabsf(acc[i] - want) <= 1e-5f * (fabsf(base[i]) + fabsf(g[i]) + 1e-6f),
-                      "%s[%zu]: %g, want %g + %g (does the kernel overwrite?)", what, i, acc[i], base[i], g[i]);
-    }
-}
-
-typedef struct acc_buf {
-    size_t n;
-    float *zero, *base, *acc; // gradient from zero, initial contents, accumulated
-} acc_buf;
-
-static acc_buf acc_new(size_t n) {
-    acc_buf b = {n, zero_buf(n), rand_buf(n, -1.0f, 1.0f), malloc(sizeof(float) * n)};
-    memcpy(b.acc, b.base, sizeof(float) * n);
-    return b;
-}
-
-static void acc_check(const char *what, acc_buf *b) {
-    check_accumulated(what, b->base, b->zero, b->acc, b->n);
-    free(b->zero);
-    free(b->base);
-    free(b->acc);
-}
-
+// Each backward kernel adds into its outputs (see gc_acc_new in grad_check.h).
 START_TEST(test_backward_kernels_accumulate) {
-    rng_seed(950);
+    gc_rng_seed(950);
     int N = 5, C = 8, O = 6, H = 2, D = 4, r = 3;
-    float *x = rand_buf((size_t)N * C, -1.0f, 1.0f), *w = rand_buf((size_t)O * C, -0.5f, 0.5f);
-    float *dyO = rand_buf((size_t)N * O, -1.0f, 1.0f), *dyC = rand_buf((size_t)N * C, -1.0f, 1.0f);
-    float *wc = rand_buf((size_t)C, 0.5f, 1.5f), *rstd = malloc(sizeof(float) * N), *tmp = malloc(sizeof(float) * N * C);
+    float *x = gc_rand_buf((size_t)N * C, -1.0f, 1.0f), *w = gc_rand_buf((size_t)O * C, -0.5f, 0.5f);
+    float *dyO = gc_rand_buf((size_t)N * O, -1.0f, 1.0f), *dyC = gc_rand_buf((size_t)N * C, -1.0f, 1.0f);
+    float *wc = gc_rand_buf((size_t)C, 0.5f, 1.5f), *rstd = malloc(sizeof(float) * N), *tmp = malloc(sizeof(float) * N * C);
     lc_rmsnorm_forward(tmp, rstd, x, wc, EPS, N, C);
 
-    acc_buf b = acc_new((size_t)N * C);
+    gc_acc_buf b = gc_acc_new((size_t)N * C);
     lc_matmul_backward(b.zero, dyO, w, N, C, O);
     lc_matmul_backward(b.acc, dyO, w, N, C, O);
-    acc_check("matmul dx", &b);
+    gc_acc_check("matmul dx", &b);
 
-    b = acc_new((size_t)N * C);
+    b = gc_acc_new((size_t)N * C);
     lc_rmsnorm_backward(b.zero, dyC, x, wc, rstd, N, C);
     lc_rmsnorm_backward(b.acc, dyC, x, wc, rstd, N, C);
-    acc_check("rmsnorm dx", &b);
+    gc_acc_check("rmsnorm dx", &b);
 
     static const int32_t pos[] = {0, 5, 17, 3, 9};
-    float *inv_freq = rope_inv_freq(D, 10000.0);
-    b = acc_new((size_t)N * C);
-    lc_rope_backward(b.zero, dyC, pos, inv_freq, N, H, D);
-    lc_rope_backward(b.acc, dyC, pos, inv_freq, N, H, D);
-    acc_check("rope dx", &b);
+    float *inv_freq = gc_rope_inv_freq(D, 10000.0);
+    b = gc_acc_new((size_t)N * C);
+    lc_rope_backward(b.zero, dyC, pos, inv_freq, N, H, D, D);
+    lc_rope_backward(b.acc, dyC, pos, inv_freq, N, H, D, D);
+    gc_acc_check("rope dx", &b);
 
-    acc_buf bg = acc_new((size_t)N * C), bu = acc_new((size_t)N * C);
+    gc_acc_buf bg = gc_acc_new((size_t)N * C), bu = gc_acc_new((size_t)N * C);
     lc_swiglu_backward(bg.zero, bu.zero, dyC, x, tmp, (size_t)N * C);
     lc_swiglu_backward(bg.acc, bu.acc, dyC, x, tmp, (size_t)N * C);
-    acc_check("swiglu dgate", &bg);
-    acc_check("swiglu dup", &bu);
+    gc_acc_check("swiglu dgate", &bg);
+    gc_acc_check("swiglu dup", &bu);
 
     // Attention: B=1, T=N, H=2 over KVH=1, D=4.
     {
         int T = N, KVH = 1;
-        float *q = rand_buf((size_t)T * H * D, -1.0f, 1.0f), *k = rand_buf((size_t)T * KVH * D, -1.0f, 1.0f);
-        float *v = rand_buf((size_t)T * KVH * D, -1.0f, 1.0f), *dout = rand_buf((size_t)T * H * D, -1.0f, 1.0f);
+        float *q = gc_rand_buf((size_t)T * H * D, -1.0f, 1.0f), *k = gc_rand_buf((size_t)T * KVH * D, -1.0f, 1.0f);
+        float *v = gc_rand_buf((size_t)T * KVH * D, -1.0f, 1.0f), *dout = gc_rand_buf((size_t)T * H * D, -1.0f, 1.0f);
         float *out = malloc(sizeof(float) * T * H * D), *lse = malloc(sizeof(float) * T * H), *sc = malloc(sizeof(float) * lc_attention_scratch_floats(T, T));
-        lc_attention_forward(out, lse, q, k, v, NULL, sc, 1, T, T, H, KVH, D, 0, 0);
-        acc_buf bq = acc_new((size_t)T * H * D), bk = acc_new((size_t)T * KVH * D), bv = acc_new((size_t)T * KVH * D);
-        lc_attention_backward(bq.zero, bk.zero, bv.zero, dout, q, k, v, out, lse, NULL, sc, 1, T, H, KVH, D, 0);
-        lc_attention_backward(bq.acc, bk.acc, bv.acc, dout, q, k, v, out, lse, NULL, sc, 1, T, H, KVH, D, 0);
-        acc_check("attention dq", &bq);
-        acc_check("attention dk", &bk);
-        acc_check("attention dv", &bv);
+        lc_attention_forward(out, lse, q, k, v, NULL, sc, 1, T, T, H, KVH, D, 0, NULL);
+        gc_acc_buf bq = gc_acc_new((size_t)T * H * D), bk = gc_acc_new((size_t)T * KVH * D);
+        gc_acc_buf bv = gc_acc_new((size_t)T * KVH * D);
+        lc_attention_backward(bq.zero, bk.zero, bv.zero, dout, q, k, v, out, lse, NULL, sc, 1, T, H, KVH, D, NULL);
+        lc_attention_backward(bq.acc, bk.acc, bv.acc, dout, q, k, v, out, lse, NULL, sc, 1, T, H, KVH, D, NULL);
+        gc_acc_check("attention dq", &bq);
+        gc_acc_check("attention dk", &bk);
+        gc_acc_check("attention dv", &bv);
         free(q);
         free(k);
         free(v);
@@ -1244,16 +1096,16 @@ START_TEST(test_backward_kernels_accumulate) {
     // LoRA, without and with dropout.
     for (int pi = 0; pi < 2; pi++) {
         float p = pi ? 0.3f : 0.0f;
-        float *A = rand_buf((size_t)r * C, -0.5f, 0.5f), *B = rand_buf((size_t)O * r, -0.5f, 0.5f);
-        float *y = zero_buf((size_t)N * O), *u = malloc(sizeof(float) * N * r), *xd = malloc(sizeof(float) * N * C);
+        float *A = gc_rand_buf((size_t)r * C, -0.5f, 0.5f), *B = gc_rand_buf((size_t)O * r, -0.5f, 0.5f);
+        float *y = gc_zero_buf((size_t)N * O), *u = malloc(sizeof(float) * N * r), *xd = malloc(sizeof(float) * N * C);
         float *du = malloc(sizeof(float) * N * r);
         lc_lora_forward(y, u, pi ? xd : NULL, x, A, B, 2.0f, p, 99, N, C, O, r);
-        acc_buf bA = acc_new((size_t)r * C), bB = acc_new((size_t)O * r), bx = acc_new((size_t)N * C);
+        gc_acc_buf bA = gc_acc_new((size_t)r * C), bB = gc_acc_new((size_t)O * r), bx = gc_acc_new((size_t)N * C);
         lc_lora_backward(bA.zero, bB.zero, bx.zero, du, dyO, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
         lc_lora_backward(bA.acc, bB.acc, bx.acc, du, dyO, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
-        acc_check(pi ? "lora dA (p=0.3)" : "lora dA", &bA);
-        acc_check(pi ? "lora dB (p=0.3)" : "lora dB", &bB);
-        acc_check(pi ? "lora dx (p=0.3)" : "lora dx", &bx);
+        gc_acc_check(pi ? "lora dA (p=0.3)" : "lora dA", &bA);
+        gc_acc_check(pi ? "lora dB (p=0.3)" : "lora dB", &bB);
+        gc_acc_check(pi ? "lora dx (p=0.3)" : "lora dx", &bx);
         free(A);
         free(B);
         free(y);
@@ -1265,15 +1117,15 @@ START_TEST(test_backward_kernels_accumulate) {
     // Cross-entropy dx.
     {
         int V = 7;
-        float *head = rand_buf((size_t)V * C, -1.0f, 1.0f), *lg = malloc(sizeof(float) * N * V);
+        float *head = gc_rand_buf((size_t)V * C, -1.0f, 1.0f), *lg = malloc(sizeof(float) * N * V);
         float *xr = malloc(sizeof(float) * N * C);
         static const int32_t tg[] = {1, -1, 6, 0, 3};
         double ls = 0.0;
         int cnt = 0;
-        b = acc_new((size_t)N * C);
-        lc_cross_entropy_forward(&ls, &cnt, b.zero, lg, xr, x, head, tg, 0.25f, N, C, V, 2);
-        lc_cross_entropy_forward(&ls, &cnt, b.acc, lg, xr, x, head, tg, 0.25f, N, C, V, 2);
-        acc_check("cross-entropy dx", &b);
+        b = gc_acc_new((size_t)N * C);
+        lc_cross_entropy_forward(&ls, &cnt, b.zero, lg, xr, NULL, x, head, tg, 0.25f, 0.0f, N, C, V, 2);
+        lc_cross_entropy_forward(&ls, &cnt, b.acc, lg, xr, NULL, x, head, tg, 0.25f, 0.0f, N, C, V, 2);
+        gc_acc_check("cross-entropy dx", &b);
         free(head);
         free(lg);
         free(xr);
@@ -1293,7 +1145,7 @@ END_TEST
 // Gradient accumulation over micro-batches: two backward passes into the same
 // adapter gradients without zeroing give twice one pass.
 START_TEST(test_lora_grad_accumulation) {
-    rng_seed(960);
+    gc_rng_seed(960);
     lin_ctx c;
     lin_setup(&c, 4, 6, 5, false, 3, 0.3f);
     size_t nA = (size_t)3 * c.n_in, nB = (size_t)c.n_out * 3;
@@ -1303,8 +1155,8 @@ START_TEST(test_lora_grad_accumulation) {
     memcpy(dB, c.lora.dB, sizeof(float) * nB);
     lc_graph g;
     lc_graph_init(&g, true);
-    lc_tensor *y = lc_op_linear(&g, tensor_of(&g, c.x, c.N, c.n_in, false), c.w, NULL, c.n_out, &c.lora);
-    seed_grad(&g, y, c.R);
+    lc_tensor *y = lc_op_linear(&g, gc_tensor_of(&g, c.x, c.N, c.n_in, false), c.w, NULL, c.n_out, &c.lora);
+    gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     lc_graph_free(&g);
     for (size_t i = 0; i < nA; i++) ck_assert(fabsf(c.lora.dA[i] - 2.0f * dA[i]) <= 1e-5f * (fabsf(dA[i]) + 1e-3f));
@@ -1332,10 +1184,10 @@ typedef struct comp_ctx {
 } comp_ctx;
 
 static void lora_init(lc_lora_ref *l, int n_in, int n_out, float dropout, uint64_t seed) {
-    l->A = rand_buf((size_t)CR * n_in, -0.5f, 0.5f);
-    l->B = rand_buf((size_t)n_out * CR, -0.5f, 0.5f);
-    l->dA = zero_buf((size_t)CR * n_in);
-    l->dB = zero_buf((size_t)n_out * CR);
+    l->A = gc_rand_buf((size_t)CR * n_in, -0.5f, 0.5f);
+    l->B = gc_rand_buf((size_t)n_out * CR, -0.5f, 0.5f);
+    l->dA = gc_zero_buf((size_t)CR * n_in);
+    l->dB = gc_zero_buf((size_t)n_out * CR);
     l->r = CR;
     l->scale = 2.0f;
     l->dropout = dropout;
@@ -1356,18 +1208,18 @@ static void lora_release(lc_lora_ref *l) {
 
 static void comp_setup(comp_ctx *c) {
     memset(c, 0, sizeof *c);
-    c->x = rand_buf(CN * CC, -1.0f, 1.0f);
-    c->wn1 = rand_buf(CC, 0.7f, 1.3f);
-    c->wn2 = rand_buf(CC, 0.7f, 1.3f);
-    c->wq = rand_buf(CH * CD * CC, -0.5f, 0.5f);
-    c->wk = rand_buf(CKVH * CD * CC, -0.5f, 0.5f);
-    c->wv = rand_buf(CKVH * CD * CC, -0.5f, 0.5f);
-    c->wo = rand_buf(CC * CH * CD, -0.5f, 0.5f);
-    c->wg = rand_buf(CF * CC, -0.5f, 0.5f);
-    c->wu = rand_buf(CF * CC, -0.5f, 0.5f);
-    c->wd = rand_buf(CC * CF, -0.3f, 0.3f);
-    c->head = rand_buf(CV * CC, -1.0f, 1.0f);
-    c->inv_freq = rope_inv_freq(CD, 10000.0);
+    c->x = gc_rand_buf(CN * CC, -1.0f, 1.0f);
+    c->wn1 = gc_rand_buf(CC, 0.7f, 1.3f);
+    c->wn2 = gc_rand_buf(CC, 0.7f, 1.3f);
+    c->wq = gc_rand_buf(CH * CD * CC, -0.5f, 0.5f);
+    c->wk = gc_rand_buf(CKVH * CD * CC, -0.5f, 0.5f);
+    c->wv = gc_rand_buf(CKVH * CD * CC, -0.5f, 0.5f);
+    c->wo = gc_rand_buf(CC * CH * CD, -0.5f, 0.5f);
+    c->wg = gc_rand_buf(CF * CC, -0.5f, 0.5f);
+    c->wu = gc_rand_buf(CF * CC, -0.5f, 0.5f);
+    c->wd = gc_rand_buf(CC * CF, -0.3f, 0.3f);
+    c->head = gc_rand_buf(CV * CC, -1.0f, 1.0f);
+    c->inv_freq = gc_rope_inv_freq(CD, 10000.0);
     // Sequence 0 packs two examples ([0,2) and [2,4)); sequence 1 is one.
     static const int32_t seg[CN] = {0, 0, 2, 2, 0, 0, 0, 0}, pos[CN] = {0, 1, 0, 1, 0, 1, 2, 3};
     static const int32_t tg[CN] = {3, -1, 7, 1, 10, 0, -1, 5};
@@ -1391,15 +1243,15 @@ static void comp_free(comp_ctx *c) {
 }
 
 static double comp_forward(lc_graph *g, comp_ctx *c, bool x_rg, lc_tensor **xt) {
-    lc_tensor *x = tensor_of(g, c->x, CN, CC, x_rg);
+    lc_tensor *x = gc_tensor_of(g, c->x, CN, CC, x_rg);
     lc_tensor *h = lc_op_rmsnorm(g, x, c->wn1, EPS);
     lc_tensor *q = lc_op_linear(g, h, c->wq, NULL, CH * CD, &c->lq);
     lc_tensor *k = lc_op_linear(g, h, c->wk, NULL, CKVH * CD, NULL);
     lc_tensor *v = lc_op_linear(g, h, c->wv, NULL, CKVH * CD, &c->lv);
     // In place, as the model does: the projections' outputs feed only rope and the adds.
-    q = lc_op_rope(g, q, c->pos, c->inv_freq, CD, true);
-    k = lc_op_rope(g, k, c->pos, c->inv_freq, CD, true);
-    lc_tensor *a = lc_op_attention(g, q, k, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, 0);
+    q = lc_op_rope(g, q, c->pos, c->inv_freq, CD, CD, true);
+    k = lc_op_rope(g, k, c->pos, c->inv_freq, CD, CD, true);
+    lc_tensor *a = lc_op_attention(g, q, k, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, NULL);
     lc_tensor *x2 = lc_op_add(g, x, lc_op_linear(g, a, c->wo, NULL, CC, NULL), true);
     lc_tensor *h2 = lc_op_rmsnorm(g, x2, c->wn2, EPS);
     lc_tensor *gt = lc_op_linear(g, h2, c->wg, NULL, CF, &c->lg);
@@ -1408,7 +1260,7 @@ static double comp_forward(lc_graph *g, comp_ctx *c, bool x_rg, lc_tensor **xt) 
     ck_assert(x3 != NULL);
     double ls = 0.0;
     int cnt = 0;
-    ck_assert_int_eq(lc_op_cross_entropy(g, x3, c->head, CV, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
+    ck_assert_int_eq(lc_op_cross_entropy(g, x3, c->head, CV, 0.0f, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
     ck_assert_int_eq(cnt, 6);
     if (xt) *xt = x;
     return ls * c->norm;
@@ -1434,7 +1286,7 @@ static double comp_loss_ref(void *p) {
     ref_lora(v, h, &c->lv, c->lv.dropout, CN, CC, CKVH * CD);
     ref_rope(qr, q, c->pos, c->inv_freq, CN, CH, CD);
     ref_rope(kr, k, c->pos, c->inv_freq, CN, CKVH, CD);
-    ref_attention(a, qr, kr, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, 0);
+    ref_attention(a, qr, kr, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, NULL);
     ref_linear(o, a, c->wo, NULL, CN, CH * CD, CC);
     for (int i = 0; i < CN * CC; i++) x2[i] = x[i] + o[i];
     ref_rmsnorm(h2, x2, c->wn2, EPS, CN, CC);
@@ -1461,7 +1313,7 @@ static comp_grads comp_step(lc_graph *g, comp_ctx *c, double *loss) {
     double L = comp_forward(g, c, true, &x);
     if (loss) *loss = L;
     ck_assert_int_eq(lc_graph_backward(g), LC_STATUS_OK);
-    comp_grads r = {.dx = grad_copy(x)};
+    comp_grads r = {.dx = gc_grad_copy(x)};
     lc_lora_ref *ls[3] = {&c->lq, &c->lv, &c->lg};
     int n_out[3] = {CH * CD, CKVH * CD, CF};
     for (int i = 0; i < 3; i++) {
@@ -1480,7 +1332,7 @@ static void comp_grads_free(comp_grads *r) {
 }
 
 START_TEST(test_composed) {
-    rng_seed(1000);
+    gc_rng_seed(1000);
     comp_ctx c;
     comp_setup(&c);
     lc_graph g;
@@ -1491,17 +1343,18 @@ START_TEST(test_composed) {
     fprintf(stderr, "  %-44s loss %.7f ref %.7f\n", "composed", L, Lref);
     ck_assert_msg(fabs(L - Lref) <= 1e-5 * fabs(Lref), "loss %.9g vs reference %.9g", L, Lref);
 
-    check_grad("composed dx", r.dx, c.x, CN * CC, &c, comp_loss_ref, comp_loss_f32, TOL_REF_COMPOSED);
+    gc_check_grad("composed dx", r.dx, c.x, CN * CC, &c, comp_loss_ref, comp_loss_f32, GC_TOL_REF_COMPOSED);
     lc_lora_ref *ls[3] = {&c.lq, &c.lv, &c.lg};
     static const char *names[3] = {"q", "v (dropout 0.3)", "gate"};
     int n_out[3] = {CH * CD, CKVH * CD, CF};
     for (int i = 0; i < 3; i++) {
         char name[64];
         snprintf(name, sizeof name, "composed lora %s dA", names[i]);
-        check_grad(name, r.d[2 * i], ls[i]->A, (size_t)CR * CC, &c, comp_loss_ref, comp_loss_f32, TOL_REF_COMPOSED);
+        gc_check_grad(name, r.d[2 * i], ls[i]->A, (size_t)CR * CC, &c, comp_loss_ref, comp_loss_f32,
+                      GC_TOL_REF_COMPOSED);
         snprintf(name, sizeof name, "composed lora %s dB", names[i]);
-        check_grad(name, r.d[2 * i + 1], ls[i]->B, (size_t)n_out[i] * CR, &c, comp_loss_ref, comp_loss_f32,
-                   TOL_REF_COMPOSED);
+        gc_check_grad(name, r.d[2 * i + 1], ls[i]->B, (size_t)n_out[i] * CR, &c, comp_loss_ref, comp_loss_f32,
+                   GC_TOL_REF_COMPOSED);
     }
     comp_grads_free(&r);
     lc_graph_free(&g);
@@ -1582,7 +1435,7 @@ END_TEST
 START_TEST(test_graph_step_reuse) {
     // Whole training steps on one graph: after the first, nothing new is
     // allocated and the gradients are the same.
-    rng_seed(1100);
+    gc_rng_seed(1100);
     comp_ctx c;
     comp_setup(&c);
     lc_graph g;
@@ -1622,6 +1475,7 @@ static Suite *autograd_suite(void) {
     tcase_add_test(tc, test_attention_causal);
     tcase_add_test(tc, test_attention_packed);
     tcase_add_test(tc, test_attention_window);
+    tcase_add_test(tc, test_attention_variants);
     tcase_add_test(tc, test_attention_forward_decode);
     tcase_add_test(tc, test_swiglu);
     tcase_add_test(tc, test_add);
