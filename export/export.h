@@ -4,28 +4,39 @@
 #ifndef LC_EXPORT_H
 #define LC_EXPORT_H
 
+#include <stdbool.h>
+
 #include "common/status.h"
 #include "data/tokenizer.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 
-// out_dir/adapter_model.safetensors (keys
-// base_model.model.model.layers.<l>.<parent>.<module>.lora_A.weight [r, in] and
-// ...lora_B.weight [out, r]) and out_dir/adapter_config.json (peft_type LORA,
-// r, lora_alpha, lora_dropout, target_modules, use_rslora, bias "none",
+// out_dir/adapter_model.safetensors and out_dir/adapter_config.json as PEFT
+// writes them for the model's family: keys "base_model.model.<module path>.
+// lora_A.weight" [r, in] and "...lora_B.weight" [out, r] with the family's
+// module paths (model.layers.<l>.self_attn.q_proj, transformer.h.<l>.attn.c_attn,
+// transformer.h.<l>.self_attention.query_key_value, ...; a fused module's B
+// covers its whole output in the checkpoint's row order), and the config
+// (peft_type LORA, r, lora_alpha, lora_dropout, target_modules in the family's
+// names, fan_in_fan_out for Conv1D families, use_rslora, bias "none",
 // task_type CAUSAL_LM, base_model_name_or_path). dtype: F32, F16 or BF16.
 lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          lc_dtype dtype);
 
 // Reads a PEFT adapter folder (written by lora.c or by PEFT) into lora,
-// which this initializes for m. Refuses ranks, targets or shapes that
-// disagree with adapter_config.json or with the model.
+// which this initializes for m. target_modules and tensor keys are read in
+// the model family's names; ranks, targets or shapes that disagree with
+// adapter_config.json or with the model are refused.
 lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora);
 
-// The base with the adapter merged, as a complete Hugging Face folder:
-// config.json (torch_dtype set), tokenizer and generation files copied,
-// model.safetensors in dtype. lora may be NULL (a plain conversion).
+// The base with the adapter merged, as a complete Hugging Face folder in the
+// family's own layout: config.json (torch_dtype set), tokenizer and
+// generation files copied, model.safetensors in dtype with the source's
+// tensor names (and key prefix) and order. Adapted linear weights are
+// replaced by the merged ones (stored [in, out] again for Conv1D families);
+// every other tensor comes from the source file as stored (so Gemma's norms
+// stay w, not 1 + w). lora may be NULL (a plain conversion).
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype);
 
@@ -37,7 +48,16 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
                          const lc_tokenizer *tok, lc_dtype dtype);
 
 // fp32 weight of linear (layer, kind) with the adapter merged into out
-// [out_features, in_features].
+// [out_features, in_features]; nothing for a kind the model does not have.
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);
+
+// Matches the start of s against the family's module path of a decoder
+// linear: "<layer path>.<module>" ("model.layers.3.self_attn.q_proj",
+// "transformer.h.0.mlp.c_proj"), or without the family's optional key prefix
+// ("h.0.mlp.c_proj") when short_ok. Returns the end of the match (followed by
+// '.' or the end of s) with *layer (not checked against the model's count)
+// and *kind, or NULL.
+const char *lc_export_match_module(const lc_model_config *cfg, const char *s, bool short_ok, int *layer,
+                                   lc_linear_kind *kind);
 
 #endif

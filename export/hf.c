@@ -1,6 +1,9 @@
 // Merged Hugging Face export: the base folder's tensors (same names, shapes
-// and order of names) in the requested dtype, each adapted linear replaced by
-// W + scale · B · A computed in fp32. model.safetensors is streamed: the
+// and order of names, whatever the family) in the requested dtype, each
+// adapted linear replaced by W + scale · B · A computed in fp32 (and stored
+// [in, out] again for Conv1D families). Every other tensor is read from the
+// source file, never from the loader's converted copies (Gemma's 1 + w
+// norms, transposed Conv1D weights). model.safetensors is streamed: the
 // header is computed from shapes first, then one tensor at a time is
 // converted and written, so memory stays at one merged linear.
 #include <errno.h>
@@ -14,8 +17,6 @@
 #include "common/json.h"
 #include "export/export.h"
 
-// Defined in merge.c.
-
 #define HF_CHUNK (1u << 20) // elements converted per write
 
 static const char *dtype_st_name(lc_dtype d) {
@@ -27,21 +28,17 @@ static const char *dtype_torch_name(lc_dtype d) {
 }
 
 // The (layer, kind) whose weight tensor `name` is, if the adapter changes it.
+// The source's names are the family's module paths, with or without its
+// optional key prefix (GPT-2 checkpoints say "h.0.attn.c_attn.weight").
 static int merged_target(const char *name, const lc_model *m, const lc_lora *lora, int *layer, int *kind) {
     if (!lora) return 0;
-    int l, n = 0;
-    char parent[32], mod[32];
-    if (sscanf(name, "model.layers.%d.%31[^.].%31[^.].weight%n", &l, parent, mod, &n) != 3 || name[n] != '\0')
-        return 0;
-    if (l < 0 || l >= m->cfg.n_layers) return 0;
-    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-        if (strcmp(mod, lc_linear_kind_name(k)) != 0 || strcmp(parent, lc_linear_kind_parent(k)) != 0) continue;
-        if (!lc_lora_get(lora, l, k)) return 0;
-        *layer = l;
-        *kind = k;
-        return 1;
-    }
-    return 0;
+    int l;
+    lc_linear_kind k;
+    const char *rest = lc_export_match_module(&m->cfg, name, true, &l, &k);
+    if (!rest || strcmp(rest, ".weight") != 0 || l >= m->cfg.n_layers || !lc_lora_get(lora, l, k)) return 0;
+    *layer = l;
+    *kind = (int)k;
+    return 1;
 }
 
 // Output dtype of a base tensor: floating tensors take `dtype`, anything else
@@ -120,30 +117,51 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
             size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
             if (lora && lc_lora_get(lora, l, k) && n > max_merged) max_merged = n;
         }
+    int transposed = m->cfg.weights_transposed;
     float *merged = malloc(sizeof(float) * (max_merged + 1));
+    float *flip = transposed ? malloc(sizeof(float) * (max_merged + 1)) : NULL;
     float *fbuf = malloc(sizeof(float) * HF_CHUNK);
     unsigned char *obuf = malloc(sizeof(float) * HF_CHUNK);
     char tmp[4096];
     int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = NULL;
     lc_status st = LC_STATUS_OK;
-    if (!merged || !fbuf || !obuf) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (!merged || !fbuf || !obuf || (transposed && !flip)) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     else if (len < 0 || (size_t)len >= sizeof tmp) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
     else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
     if (!st) st = write_header(f, set, dtype, path);
-    int ok = 1;
+    int ok = 1, n_merged = 0;
     for (int i = 0; !st && ok && i < set->n_tensors; i++) {
         const lc_st_tensor *t = &set->tensors[i];
         int layer, kind;
         if (merged_target(t->name, m, lora, &layer, &kind)) {
+            const lc_linear *lin = &m->layers[layer].lin[kind];
+            if (t->n_elements != (int64_t)lin->out * lin->in) { // the loader checked the shape
+                st = lc_error(LC_STATUS_RUNTIME, "%s: tensor %s does not match the loaded model", path, t->name);
+                break;
+            }
             lc_export_merge_linear(merged, m, lora, layer, (lc_linear_kind)kind);
-            ok = write_converted(f, merged, NULL, t->n_elements, dtype, fbuf, obuf);
+            const float *w = merged;
+            if (transposed) { // [out, in] back to Conv1D's [in, out]
+                for (int o = 0; o < lin->out; o++)
+                    for (int c = 0; c < lin->in; c++) flip[(size_t)c * lin->out + o] = merged[(size_t)o * lin->in + c];
+                w = flip;
+            }
+            ok = write_converted(f, w, NULL, t->n_elements, dtype, fbuf, obuf);
+            n_merged++;
         } else if (!converts(t) || t->dtype == dtype) {
             ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
         } else {
             ok = write_converted(f, NULL, t, t->n_elements, dtype, fbuf, obuf);
         }
     }
+    // Every adapted linear must have been found among the source's tensors.
+    int n_adapted = 0;
+    for (int l = 0; lora && l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) n_adapted += lc_lora_get(lora, l, k) != NULL;
+    if (!st && ok && n_merged != n_adapted)
+        st = lc_error(LC_STATUS_RUNTIME, "%s: the base's tensors hold %d of the %d adapted weights", path, n_merged,
+                      n_adapted);
     if (!st && ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (!st && !ok) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (f && fclose(f) != 0 && !st) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
@@ -152,6 +170,7 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     if (st && f) remove(tmp);
     if (!st) st = lc_file_sync_parent(path);
     free(merged);
+    free(flip);
     free(fbuf);
     free(obuf);
     return st;

@@ -12,15 +12,56 @@
 #include <cJSON.h>
 
 #include "export/export.h"
+#include "model/arch.h"
 
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind) {
     const lc_linear *lin = &m->layers[layer].lin[kind];
+    if (!lin->out) return; // the family has no such projection
     memcpy(out, lc_linear_weight_f32(lin), sizeof(float) * (size_t)lin->out * (size_t)lin->in);
     const lc_lora_ref *ref = lora ? lc_lora_get(lora, layer, kind) : NULL;
     if (!ref) return;
     // out[out, in] += scale · B[out, r] · A[r, in]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, lin->out, lin->in, ref->r, ref->scale, ref->B, ref->r,
                 ref->A, lin->in, 1.0f, out, lin->in);
+}
+
+const char *lc_export_match_module(const lc_model_config *cfg, const char *s, bool short_ok, int *layer,
+                                   lc_linear_kind *kind) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    // The layer path is a printf format with one %d: "model.layers.%d".
+    const char *d = strstr(n.layer, "%d");
+    if (!d) return NULL;
+    size_t pre = (size_t)(d - n.layer);
+    const char *p = NULL;
+    if (strncmp(s, n.layer, pre) == 0) {
+        p = s + pre;
+    } else if (short_ok && n.optional_prefix) {
+        size_t op = strlen(n.optional_prefix);
+        if (op <= pre && strncmp(n.layer, n.optional_prefix, op) == 0 && strncmp(s, n.layer + op, pre - op) == 0)
+            p = s + (pre - op);
+    }
+    if (!p || *p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9')) return NULL;
+    long l = 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        l = l * 10 + (*p - '0');
+        if (l > 1000000) return NULL;
+    }
+    const char *post = d + 2; // what follows the layer number in the path ("" in every family)
+    size_t post_len = strlen(post);
+    if (strncmp(p, post, post_len) != 0 || p[post_len] != '.') return NULL;
+    p += post_len + 1;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *path = n.lin[k];
+        if (!path || !((lc_model_linear_kinds(cfg) >> k) & 1)) continue;
+        size_t len = strlen(path);
+        if (strncmp(p, path, len) == 0 && (p[len] == '.' || p[len] == '\0')) {
+            *layer = (int)l;
+            *kind = (lc_linear_kind)k;
+            return p + len;
+        }
+    }
+    return NULL;
 }
 
 // cJSON_Print indents with tabs and puts a tab after each colon; Hugging Face

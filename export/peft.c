@@ -11,17 +11,37 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "export/export.h"
+#include "model/arch.h"
 
 // Defined in merge.c.
 char *lc_export_json_print(const cJSON *root);
 
-#define PEFT_PREFIX "base_model.model.model.layers."
+// PEFT names a LoRA tensor after the module's path in the *ForCausalLM
+// model, under the PeftModel's "base_model.model.".
+#define PEFT_PREFIX "base_model.model."
 #define PEFT_NAME_MAX 192
 #define PEFT_CONFIG_MAX (1u << 20)
+#define PEFT_LIST_MAX 160
 
-static void peft_key(char *out, size_t cap, int layer, lc_linear_kind kind, char ab) {
-    snprintf(out, cap, PEFT_PREFIX "%d.%s.%s.lora_%c.weight", layer, lc_linear_kind_parent(kind),
-             lc_linear_kind_name(kind), ab);
+// "base_model.model.<layer path>.<module>.lora_A.weight" in the family's names.
+static void peft_key(char *out, size_t cap, const lc_model_config *cfg, int layer, lc_linear_kind kind, char ab) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    char layer_path[96];
+    snprintf(layer_path, sizeof layer_path, n.layer, layer);
+    snprintf(out, cap, PEFT_PREFIX "%s.%s.lora_%c.weight", layer_path, n.lin[kind] ? n.lin[kind] : "?", ab);
+}
+
+// The family's name of a kind for messages and target_modules: its module
+// name ("c_attn", "q_proj"), or its path under the layer ("attn.c_proj") where
+// the name alone also selects another kind (GPT-2's c_proj).
+static const char *kind_label(const lc_model_config *cfg, lc_linear_kind kind) {
+    const char *name = lc_arch_linear_name(cfg, kind);
+    if (!name) return lc_linear_kind_name(kind);
+    if (lc_arch_target_bits(cfg, name) == (1u << kind)) return name;
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    return n.lin[kind]; // a static string
 }
 
 // The shortest decimal that reads back as the same float (0.05f -> 0.05),
@@ -35,14 +55,15 @@ static double float_as_decimal(float x) {
     return strtod(buf, NULL);
 }
 
-static lc_status write_config(const char *path, const char *model_dir, const lc_lora *lora) {
+static lc_status write_config(const char *path, const char *model_dir, const lc_model *m, const lc_lora *lora) {
     const lc_lora_config *c = &lora->cfg;
     cJSON *root = cJSON_CreateObject();
     if (!root) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     // PEFT writes json.dumps(..., indent=2, sort_keys=True): keys in this order.
     cJSON_AddStringToObject(root, "base_model_name_or_path", model_dir);
     cJSON_AddStringToObject(root, "bias", "none");
-    cJSON_AddBoolToObject(root, "fan_in_fan_out", 0);
+    // PEFT sets it for Conv1D layers (GPT-2), whose weights are stored [in, out].
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", m->cfg.weights_transposed);
     cJSON_AddBoolToObject(root, "inference_mode", 1);
     cJSON_AddBoolToObject(root, "init_lora_weights", 1);
     cJSON_AddNullToObject(root, "layers_pattern");
@@ -53,9 +74,23 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
     cJSON_AddStringToObject(root, "peft_type", "LORA");
     cJSON_AddNumberToObject(root, "r", c->r);
     cJSON_AddNullToObject(root, "revision");
+    // The family's module names, each once: GPT-2's "c_proj" when both the
+    // attention and the MLP output are adapted, "attn.c_proj" (PEFT matches
+    // it as a suffix of the module path) when only one is.
     cJSON *targets = cJSON_AddArrayToObject(root, "target_modules");
-    for (int k = 0; targets && k < LC_LINEAR_KIND_COUNT; k++)
-        if (c->targets & (1u << k)) cJSON_AddItemToArray(targets, cJSON_CreateString(lc_linear_kind_name(k)));
+    unsigned listed = 0;
+    for (int k = 0; targets && k < LC_LINEAR_KIND_COUNT; k++) {
+        if (!(c->targets & (1u << k)) || (listed & (1u << k))) continue;
+        const char *name = lc_arch_linear_name(&m->cfg, (lc_linear_kind)k);
+        unsigned same = name ? lc_arch_target_bits(&m->cfg, name) : 0;
+        if (name && (c->targets & same) == same) {
+            listed |= same;
+        } else {
+            name = kind_label(&m->cfg, (lc_linear_kind)k);
+            listed |= 1u << k;
+        }
+        cJSON_AddItemToArray(targets, cJSON_CreateString(name));
+    }
     cJSON_AddStringToObject(root, "task_type", "CAUSAL_LM");
     cJSON_AddBoolToObject(root, "use_dora", 0);
     cJSON_AddBoolToObject(root, "use_rslora", c->rslora);
@@ -73,9 +108,12 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
         return lc_error(LC_STATUS_INPUT, "PEFT export: dtype must be F32, F16 or BF16");
     if (!lora || !lora->params || lora->n_layers != m->cfg.n_layers)
         return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter does not belong to this model");
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+        if ((lora->cfg.targets >> k & 1) && !(lc_model_linear_kinds(&m->cfg) >> k & 1))
+            return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter adapts %s, which %s models do not have",
+                            lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch));
     lc_status st;
     if ((st = lc_dir_create(out_dir))) return st;
-
     int cap = lora->n_layers * LC_LINEAR_KIND_COUNT * 2, n = 0;
     lc_st_entry *entries = calloc((size_t)cap + 1, sizeof *entries);
     char (*names)[PEFT_NAME_MAX] = calloc((size_t)cap + 1, sizeof *names);
@@ -92,10 +130,11 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
             const lc_lora_ref *ref = lc_lora_get(lora, l, k);
             if (!ref) continue;
             const lc_linear *lin = &m->layers[l].lin[k];
+            if (!lin->out) continue; // (refused above)
             for (int ab = 0; ab < 2; ab++) {
                 const float *p = ab ? ref->B : ref->A;
                 lc_st_entry *e = &entries[n];
-                peft_key(names[n], sizeof names[n], l, k, ab ? 'B' : 'A');
+                peft_key(names[n], sizeof names[n], &m->cfg, l, k, ab ? 'B' : 'A');
                 e->name = names[n];
                 e->dtype = dtype;
                 e->n_dims = 2;
@@ -113,7 +152,7 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_model.safetensors"))) goto done;
     if ((st = lc_st_write(path, entries, n, meta, 1))) goto done;
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_config.json"))) goto done;
-    st = write_config(path, model_dir, lora);
+    st = write_config(path, model_dir, m, lora);
 done:
     free(entries);
     free(names);
@@ -124,25 +163,22 @@ done:
 // ---------------------------------------------------------------------------
 // Reading
 
-static void supported_list(char *out, size_t cap) {
-    size_t len = 0;
-    out[0] = '\0';
-    for (int k = 0; k < LC_LINEAR_KIND_COUNT && len < cap; k++)
-        len += (size_t)snprintf(out + len, cap - len, "%s%s", k ? ", " : "", lc_linear_kind_name(k));
-}
-
-// A target_modules entry: "q_proj", or with its parent ("self_attn.q_proj"),
-// which PEFT matches as a suffix of the module's full name.
-static unsigned target_bit(const char *name) {
-    unsigned bit = lc_lora_target_bit(name);
-    if (bit) return bit;
+// The kinds a target_modules entry selects in the model's family: PEFT
+// adapts every module whose full name is the entry or ends with "." + entry,
+// so "c_attn", "attn.c_proj" or "self_attn.q_proj" (0: none of its linears).
+static unsigned target_bits(const lc_model_config *cfg, const char *entry) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    unsigned bits = 0, present = lc_model_linear_kinds(cfg);
+    size_t el = strlen(entry);
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-        const char *parent = lc_linear_kind_parent(k);
-        size_t pl = strlen(parent);
-        if (strncmp(name, parent, pl) == 0 && name[pl] == '.' && strcmp(name + pl + 1, lc_linear_kind_name(k)) == 0)
-            return 1u << k;
+        const char *path = n.lin[k];
+        if (!path || !(present >> k & 1) || !el) continue;
+        size_t pl = strlen(path);
+        int suffix = pl > el && path[pl - el - 1] == '.' && strcmp(path + pl - el, entry) == 0;
+        if ((pl == el && strcmp(path, entry) == 0) || suffix) bits |= 1u << k;
     }
-    return 0;
+    return bits;
 }
 
 // A field that must be absent, null, false, or an empty list/object: what
@@ -154,7 +190,7 @@ static lc_status refuse_if_set(const cJSON *root, const char *key, const char *p
     return lc_error(LC_STATUS_INPUT, "%s: \"%s\" is set; %s", path, key, why);
 }
 
-static lc_status read_config(const char *path, lc_lora_config *cfg) {
+static lc_status read_config(const char *path, const lc_model *m, lc_lora_config *cfg) {
     cJSON *root;
     lc_status st = lc_json_load_file(path, PEFT_CONFIG_MAX, &root);
     if (st) return st;
@@ -163,8 +199,9 @@ static lc_status read_config(const char *path, lc_lora_config *cfg) {
     int64_t r;
     double alpha, dropout;
     bool b;
-    char list[128];
-    supported_list(list, sizeof list);
+    char list[PEFT_LIST_MAX];
+    lc_arch_target_list(&m->cfg, list, sizeof list);
+    const char *family = lc_arch_name(m->cfg.arch);
     if (!cJSON_IsObject(root)) {
         st = lc_error(LC_STATUS_INPUT, "%s: not a JSON object", path);
         goto done;
@@ -201,9 +238,14 @@ static lc_status read_config(const char *path, lc_lora_config *cfg) {
         st = lc_error(LC_STATUS_INPUT, "%s: use_dora is true; DoRA adapters are not supported", path);
         goto done;
     }
+    // The LoRA tensors are [r, in] and [out, r] either way; the flag says the
+    // base weights are Conv1D ([in, out]), which PEFT sets itself for them.
     if ((st = lc_json_get_bool(root, "fan_in_fan_out", path, false, &b))) goto done;
-    if (b) {
-        st = lc_error(LC_STATUS_INPUT, "%s: fan_in_fan_out is true (GPT-2 Conv1D layout); Llama linears are not", path);
+    if (b && !m->cfg.weights_transposed) {
+        st = lc_error(LC_STATUS_INPUT,
+                      "%s: fan_in_fan_out is true (Conv1D weights stored [in, out], as in GPT-2); the linears of %s "
+                      "models are not Conv1D",
+                      path, family);
         goto done;
     }
     static const struct {
@@ -225,24 +267,26 @@ static lc_status read_config(const char *path, lc_lora_config *cfg) {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
     if (cJSON_IsString(t)) {
         if (strcmp(t->valuestring, "all-linear") == 0) {
-            cfg->targets = (1u << LC_LINEAR_KIND_COUNT) - 1; // every linear but the output layer
+            cfg->targets = LC_LINEAR_KIND_ALL; // every linear the model has but the output layer
         } else {
             st = lc_error(LC_STATUS_INPUT,
-                          "%s: target_modules is the regular expression \"%s\"; only a list of module names (%s) "
-                          "or \"all-linear\" is supported",
-                          path, t->valuestring, list);
+                          "%s: target_modules is the regular expression \"%.64s\"; only a list of module names (%s "
+                          "for %s models) or \"all-linear\" is supported",
+                          path, t->valuestring, list, family);
             goto done;
         }
     } else if (cJSON_IsArray(t)) {
         for (const cJSON *e = t->child; e; e = e->next) {
-            unsigned bit = cJSON_IsString(e) ? target_bit(e->valuestring) : 0;
-            if (!bit) {
-                st = lc_error(LC_STATUS_INPUT, "%s: target_modules names %s%s%s, which is not supported (supported: %s)",
+            unsigned bits = cJSON_IsString(e) ? target_bits(&m->cfg, e->valuestring) : 0;
+            if (!bits) {
+                st = lc_error(LC_STATUS_INPUT,
+                              "%s: target_modules names %s%.64s%s, which is not supported (supported: %s, the "
+                              "modules of %s models)",
                               path, cJSON_IsString(e) ? "\"" : "", cJSON_IsString(e) ? e->valuestring : "a non-string",
-                              cJSON_IsString(e) ? "\"" : "", list);
+                              cJSON_IsString(e) ? "\"" : "", list, family);
                 goto done;
             }
-            cfg->targets |= bit;
+            cfg->targets |= bits;
         }
     }
     if (!cfg->targets) {
@@ -258,31 +302,21 @@ done:
 }
 
 // Splits a key into (layer, kind, A or B). 0 if it is not a LoRA weight of a
-// decoder linear. Accepts "...lora_A.weight" (PEFT) and "...lora_A.default.weight"
-// (the in-memory name with the adapter name, which some tools save).
-static int parse_key(const char *name, int *layer, int *kind, int *is_b) {
+// decoder linear of the model's family. Accepts "...lora_A.weight" (PEFT) and
+// "...lora_A.default.weight" (the in-memory name with the adapter name, which
+// some tools save).
+static int parse_key(const lc_model_config *cfg, const char *name, int *layer, int *kind, int *is_b) {
     size_t pl = strlen(PEFT_PREFIX);
     if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
-    const char *p = name + pl;
-    char *end;
-    if (*p < '0' || *p > '9') return 0;
-    long l = strtol(p, &end, 10);
-    if (*end != '.' || l > 1000000) return 0;
-    p = end + 1;
-    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-        const char *parent = lc_linear_kind_parent(k), *mod = lc_linear_kind_name(k);
-        size_t a = strlen(parent), b = strlen(mod);
-        if (strncmp(p, parent, a) != 0 || p[a] != '.' || strncmp(p + a + 1, mod, b) != 0 || p[a + 1 + b] != '.')
-            continue;
-        const char *rest = p + a + b + 2;
-        if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
-        if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
-        *layer = (int)l;
-        *kind = k;
-        *is_b = rest[5] == 'B';
-        return 1;
-    }
-    return 0;
+    lc_linear_kind k;
+    const char *rest = lc_export_match_module(cfg, name + pl, false, layer, &k);
+    if (!rest || *rest != '.') return 0;
+    rest++;
+    if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
+    if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
+    *kind = (int)k;
+    *is_b = rest[5] == 'B';
+    return 1;
 }
 
 static void shape_str(char *out, size_t cap, const lc_st_tensor *t) {
@@ -300,14 +334,26 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
     const lc_st_tensor **found = calloc((size_t)n_slots + 1, sizeof *found);
     if (!st && !found) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     int r = lora->cfg.r;
+    lc_arch_names names;
+    lc_arch_names_get(&names, &m->cfg);
     for (int i = 0; !st && i < set.n_tensors; i++) {
         const lc_st_tensor *t = &set.tensors[i];
         int layer, kind, is_b;
-        if (!parse_key(t->name, &layer, &kind, &is_b)) {
+        if (!parse_key(&m->cfg, t->name, &layer, &kind, &is_b)) {
+            char list[PEFT_LIST_MAX * 2], layer_path[96];
+            size_t len = 0;
+            list[0] = '\0';
+            for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+                if (!names.lin[k] || !(lc_model_linear_kinds(&m->cfg) >> k & 1) || len >= sizeof list) continue;
+                len += (size_t)snprintf(list + len, sizeof list - len, "%s%s", len ? ", " : "", names.lin[k]);
+            }
+            const char *d = strstr(names.layer, "%d");
+            snprintf(layer_path, sizeof layer_path, "%.*s<layer>%s", d ? (int)(d - names.layer) : 0, names.layer,
+                     d ? d + 2 : "");
             st = lc_error(LC_STATUS_INPUT,
                           "%s: unexpected tensor %s (expected only " PEFT_PREFIX
-                          "<layer>.<self_attn|mlp>.<module>.lora_A/lora_B.weight)",
-                          path, t->name);
+                          "%s.<module>.lora_A/lora_B.weight, <module> one of %s)",
+                          path, t->name, layer_path, list);
             break;
         }
         if (layer >= lora->n_layers) {
@@ -317,7 +363,7 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
         }
         if (!(lora->cfg.targets & (1u << kind))) {
             st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is for %s, which %s does not list in target_modules", path,
-                          t->name, lc_linear_kind_name(kind), cfg_path);
+                          t->name, kind_label(&m->cfg, (lc_linear_kind)kind), cfg_path);
             break;
         }
         int slot = (layer * LC_LINEAR_KIND_COUNT + kind) * 2 + is_b;
@@ -342,7 +388,7 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             st = lc_error(LC_STATUS_INPUT,
                           "%s: tensor %s has shape %s, expected [%lld, %lld] (r=%d from %s; the model's %s is %d -> %d)",
                           path, t->name, got, (long long)want0, (long long)want1, r, cfg_path,
-                          lc_linear_kind_name(kind), lin->in, lin->out);
+                          kind_label(&m->cfg, (lc_linear_kind)kind), lin->in, lin->out);
             break;
         }
         if (t->dtype == LC_DTYPE_OTHER) {
@@ -361,14 +407,14 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             any = found[(l * LC_LINEAR_KIND_COUNT + k) * 2] || found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + 1];
         if (!any) {
             st = lc_error(LC_STATUS_INPUT, "%s lists %s in target_modules but %s has no tensors for it", cfg_path,
-                          lc_linear_kind_name(k), path);
+                          kind_label(&m->cfg, (lc_linear_kind)k), path);
             break;
         }
         for (int l = 0; l < lora->n_layers && !st; l++) {
             for (int ab = 0; ab < 2; ab++) {
                 if (found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + ab]) continue;
                 char key[PEFT_NAME_MAX];
-                peft_key(key, sizeof key, l, k, ab ? 'B' : 'A');
+                peft_key(key, sizeof key, &m->cfg, l, (lc_linear_kind)k, ab ? 'B' : 'A');
                 st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", path, key);
                 break;
             }
@@ -397,7 +443,7 @@ lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora) {
         return lc_error(LC_STATUS_INPUT, "%s: missing", st_path);
     }
     lc_lora_config cfg;
-    if ((st = read_config(cfg_path, &cfg))) return st;
+    if ((st = read_config(cfg_path, m, &cfg))) return st;
     if ((st = lc_lora_init(lora, m, &cfg, 0, false))) {
         lc_error_prefix("%s", cfg_path);
         return st;

@@ -65,6 +65,8 @@ static int run(const char *path) {
     if (info.lora.r > 64) info.lora.r = 64;
     lc_lora lora;
     if (lc_lora_init(&lora, &lc_fuzz_model, &info.lora, 1, false) == LC_STATUS_OK) {
+        // "All" or named targets: only projections the model has get adapters.
+        if (lora.cfg.targets & ~lc_model_linear_kinds(&lc_fuzz_model.cfg)) __builtin_trap();
         lc_adamw opt;
         lc_adamw_config ac = {0.9f, 0.999f, 1e-8f, 0.0f};
         int with_opt = info.has_optimizer && lc_adamw_init(&opt, lora.n_params, &ac) == LC_STATUS_OK;

@@ -27,11 +27,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (lc_fuzz_note(lc_peft_load(dir, &lc_fuzz_model, &lora), "peft") != LC_STATUS_OK) return 0;
     if (lora.n_layers != lc_fuzz_model.cfg.n_layers || lora.cfg.r < 1) __builtin_trap();
     if (!isfinite(lora.scale) || !isfinite(lora.cfg.alpha)) __builtin_trap(); // lora_alpha must fit a float
+    // Adapters only on projections the model has (a fused kind never on a Llama).
+    if (lora.cfg.targets & ~lc_model_linear_kinds(&lc_fuzz_model.cfg)) __builtin_trap();
     size_t total = 0;
     for (int l = 0; l < lora.n_layers; l++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             if (!lc_lora_get(&lora, l, (lc_linear_kind)k)) continue;
             const lc_linear *lin = &lc_fuzz_model.layers[l].lin[k];
+            if (!lin->out || !lin->in) __builtin_trap();
             total += (size_t)lora.cfg.r * (size_t)(lin->in + lin->out);
         }
     if (total != lora.n_params) __builtin_trap();

@@ -48,7 +48,7 @@ int main(int argc, char **argv) {
     unsigned q = 1u << LC_LINEAR_KIND_Q, v = 1u << LC_LINEAR_KIND_V, down = 1u << LC_LINEAR_KIND_DOWN;
     int bad = save(argv[1], "r1_q_opt", 1, q, 1, 0) | save(argv[1], "r2_qv_noopt", 2, q | v, 0, 0) |
               save(argv[1], "r1_down_rslora_opt", 1, down, 1, 1) |
-              save(argv[1], "r3_all_opt", 3, (1u << LC_LINEAR_KIND_COUNT) - 1, 1, 0);
+              save(argv[1], "r3_all_opt", 3, LC_LINEAR_KIND_ALL, 1, 0);
     lc_model_free(&lc_fuzz_model);
     return bad;
 }

@@ -13,14 +13,21 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "model/lora.h"
 #include "model/model.h"
 #include "optim/adamw.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/trainer.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define TARGETS_QVD ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_V) | (1u << LC_LINEAR_KIND_DOWN))
+// The seven projections of a Llama-architecture model: what "all" adapts there.
+#define TARGETS_LLAMA ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_K) | (1u << LC_LINEAR_KIND_V) | \
+                       (1u << LC_LINEAR_KIND_O) | (1u << LC_LINEAR_KIND_GATE) | (1u << LC_LINEAR_KIND_UP) | \
+                       (1u << LC_LINEAR_KIND_DOWN))
 #define CONFIG_JSON "{\"lora\": {\"r\": 4, \"alpha\": 8}, \"note\": \"caf\xc3\xa9\"}"
 #define RNG_STATE 0xdeadbeefcafef00dull // above INT64_MAX: stored unsigned
 
@@ -178,7 +185,10 @@ START_TEST(test_adapter_only_large_config) {
     // rsLoRA on every linear, r = 1, no optimizer, and a config larger than
     // the 64 KiB an HDF5 compact attribute can hold.
     lc_lora all;
-    make_lora(&all, 1, (1u << LC_LINEAR_KIND_COUNT) - 1, 3.5f, 1);
+    make_lora(&all, 1, LC_LINEAR_KIND_ALL, 3.5f, 1);
+    // "All" is every projection the model has: the seven of a Llama.
+    ck_assert_uint_eq(lc_model_linear_kinds(&model.cfg), TARGETS_LLAMA);
+    ck_assert_uint_eq(all.cfg.targets, TARGETS_LLAMA);
     fill_random(all.params, all.n_params, 9, 0);
     size_t n = 300000;
     char *config = malloc(n + 1);
@@ -198,7 +208,7 @@ START_TEST(test_adapter_only_large_config) {
     ck_assert(info.lora.rslora);
     ck_assert_int_eq(info.lora.r, 1);
     ck_assert_float_eq(info.lora.alpha, 3.5f);
-    ck_assert_uint_eq(info.lora.targets, (1u << LC_LINEAR_KIND_COUNT) - 1);
+    ck_assert_uint_eq(info.lora.targets, TARGETS_LLAMA);
     ck_assert_str_eq(info.config_json, config);
     ck_assert_str_eq(info.base_fingerprint, "");
 
@@ -529,6 +539,154 @@ START_TEST(test_save_disk_full) {
 }
 END_TEST
 
+
+// ---------------------------------------------------------------------------
+// Families with fused projections: a model of the family's shape (config from
+// tests/fixtures/families/, random weights) with every projection adapted.
+
+#define MAX_MODULE_NAME 96
+
+typedef struct module_list {
+    int n;
+    char name[64][MAX_MODULE_NAME];
+    int64_t a[64][2], b[64][2];
+} module_list;
+
+static void collect_module(void *user, const char *module, const int64_t a[2], const int64_t b[2]) {
+    module_list *l = user;
+    if (l->n == 64) return;
+    snprintf(l->name[l->n], sizeof l->name[0], "%s", module);
+    memcpy(l->a[l->n], a, sizeof l->a[0]);
+    memcpy(l->b[l->n], b, sizeof l->b[0]);
+    l->n++;
+}
+
+static int find_module(const module_list *l, const char *name) {
+    for (int i = 0; i < l->n; i++)
+        if (strcmp(l->name[i], name) == 0) return i;
+    return -1;
+}
+
+// Loads the config of fixture `family` and builds a model of it with random weights.
+static void family_model(lc_model *m, const char *family) {
+    char path[4096], name[64];
+    snprintf(path, sizeof path, "%s/tests/fixtures/families/%s.json", LC_SOURCE_DIR, family);
+    char *text = lc_test_read(path, NULL);
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    ck_assert_ptr_nonnull(root);
+    char *cfg_text = cJSON_Print(cJSON_GetObjectItem(root, "config"));
+    cJSON_Delete(root);
+    ck_assert_ptr_nonnull(cfg_text);
+    snprintf(name, sizeof name, "%s_config.json", family);
+    lc_test_write(tmp, name, cfg_text, strlen(cfg_text));
+    free(cfg_text);
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    lc_model_config cfg;
+    lc_status st = lc_config_load(&cfg, path);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    st = lc_model_init_random(m, &cfg, 5, false);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    unlink(path);
+}
+
+START_TEST(test_fused_families) {
+    static const struct {
+        const char *family;
+        unsigned kinds; // what "all" adapts
+        const char *modules[4]; // of layer 0, canonical names
+    } cases[] = {
+        {"phi3",
+         (1u << LC_LINEAR_KIND_QKV) | (1u << LC_LINEAR_KIND_O) | (1u << LC_LINEAR_KIND_GATE_UP) |
+             (1u << LC_LINEAR_KIND_DOWN),
+         {"model.layers.0.self_attn.qkv_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.gate_up_proj",
+          "model.layers.0.mlp.down_proj"}},
+        {"gpt2",
+         (1u << LC_LINEAR_KIND_QKV) | (1u << LC_LINEAR_KIND_O) | (1u << LC_LINEAR_KIND_UP) |
+             (1u << LC_LINEAR_KIND_DOWN),
+         {"model.layers.0.self_attn.qkv_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.up_proj",
+          "model.layers.0.mlp.down_proj"}},
+        {"falcon",
+         (1u << LC_LINEAR_KIND_QKV) | (1u << LC_LINEAR_KIND_O) | (1u << LC_LINEAR_KIND_UP) |
+             (1u << LC_LINEAR_KIND_DOWN),
+         {"model.layers.0.self_attn.qkv_proj", "model.layers.0.self_attn.o_proj", "model.layers.0.mlp.up_proj",
+          "model.layers.0.mlp.down_proj"}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const char *fam = cases[c].family;
+        lc_model m;
+        family_model(&m, fam);
+        ck_assert_uint_eq(lc_model_linear_kinds(&m.cfg), cases[c].kinds);
+        lc_lora_config lcfg = {.r = 3, .alpha = 6.0f, .targets = LC_LINEAR_KIND_ALL};
+        lc_lora l;
+        ck_assert_int_eq(lc_lora_init(&l, &m, &lcfg, 11, false), LC_STATUS_OK);
+        ck_assert_uint_eq(l.cfg.targets, cases[c].kinds);
+        fill_random(l.params, l.n_params, 21, 0);
+        lc_adamw o;
+        ck_assert_int_eq(lc_adamw_init(&o, l.n_params, &adam_cfg), LC_STATUS_OK);
+        fill_random(o.m, o.n, 22, 0);
+        fill_random(o.v, o.n, 23, 1);
+        o.step = 3;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.h5", tmp, fam);
+        lc_checkpoint_meta meta = make_meta("{}");
+        lc_status st = lc_checkpoint_save(path, &m, &l, &o, &meta);
+        ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+
+        lc_checkpoint_info info;
+        ck_assert_int_eq(lc_checkpoint_read_info(path, &info), LC_STATUS_OK);
+        ck_assert_uint_eq(info.lora.targets, cases[c].kinds);
+        // One group per adapted projection, named canonically whatever the family
+        // calls it; a fused projection's B covers its whole output.
+        module_list list = {0};
+        ck_assert_int_eq(lc_checkpoint_list_modules(path, collect_module, &list), LC_STATUS_OK);
+        ck_assert_int_eq(list.n, 4 * m.cfg.n_layers);
+        for (int i = 0; i < 4; i++) {
+            int at = find_module(&list, cases[c].modules[i]);
+            ck_assert_msg(at >= 0, "%s: no module %s", fam, cases[c].modules[i]);
+            lc_linear_kind kind = LC_LINEAR_KIND_COUNT;
+            for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+                const char *dot = strrchr(cases[c].modules[i], '.');
+                if (strcmp(dot + 1, lc_linear_kind_name((lc_linear_kind)k)) == 0) kind = (lc_linear_kind)k;
+            }
+            ck_assert_int_lt(kind, LC_LINEAR_KIND_COUNT);
+            const lc_linear *lin = &m.layers[0].lin[kind];
+            ck_assert(list.a[at][0] == 3 && list.a[at][1] == lin->in);
+            ck_assert(list.b[at][0] == lin->out && list.b[at][1] == 3);
+        }
+        if (m.cfg.qkv != LC_QKV_LAYOUT_SEPARATE) {
+            int at = find_module(&list, "model.layers.0.self_attn.qkv_proj");
+            ck_assert_int_eq(list.b[at][0], (m.cfg.n_heads + 2 * m.cfg.n_kv_heads) * m.cfg.head_dim);
+        }
+
+        lc_lora back;
+        lc_adamw bo;
+        ck_assert_int_eq(lc_lora_init(&back, &m, &info.lora, 99, false), LC_STATUS_OK);
+        ck_assert_int_eq(lc_adamw_init(&bo, back.n_params, &adam_cfg), LC_STATUS_OK);
+        st = lc_checkpoint_load(path, &m, &back, &bo);
+        ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+        ck_assert(memcmp(back.params, l.params, sizeof(float) * l.n_params) == 0);
+        ck_assert(memcmp(bo.m, o.m, sizeof(float) * o.n) == 0 && memcmp(bo.v, o.v, sizeof(float) * o.n) == 0);
+        ck_assert_int_eq(bo.step, 3);
+        lc_adamw_free(&bo);
+        lc_lora_free(&back);
+
+        // On a Llama (stories260K) the fused projections do not exist: refused, naming them.
+        lc_lora wrong;
+        int same_base = 1;
+        assert_error(lc_adapter_load(path, &model, &wrong, &same_base), LC_STATUS_INPUT, path,
+                     "adapts qkv_proj, which llama models do not have");
+        ck_assert_ptr_null(wrong.params);
+
+        lc_checkpoint_info_free(&info);
+        lc_adamw_free(&o);
+        lc_lora_free(&l);
+        lc_model_free(&m);
+        unlink(path);
+    }
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("hdf5");
@@ -544,6 +702,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_targets_mismatch);
     tcase_add_test(tc, test_save_missing_dir);
     tcase_add_test(tc, test_save_disk_full);
+    tcase_add_test(tc, test_fused_families);
     suite_add_tcase(s, tc);
     return s;
 }

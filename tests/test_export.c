@@ -1,4 +1,5 @@
-// PEFT adapter export and import, merged Hugging Face export (stories260K).
+// PEFT adapter export and import, merged Hugging Face export (stories260K,
+// and every other family from tests/fixtures/families/).
 // The fixture tests/fixtures/peft_stories260k/ was written by
 // tests/reference/peft_reference.py from PEFT's documented layout, with the
 // logits of a PyTorch forward that applies LoRA as PEFT's LoraLayer does.
@@ -21,6 +22,9 @@
 #include "model/model.h"
 #include "model/sample.h"
 #include "test_util.h"
+// tests/CMakeLists.txt builds family_fixture.c into test_families only: it is
+// compiled into this test here (drop this if it moves into lc_test_util).
+#include "family_fixture.c"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define FIXTURE_DIR LC_SOURCE_DIR "/tests/fixtures/peft_stories260k"
@@ -37,7 +41,11 @@ static void setup(void) {
 
 static void teardown(void) { lc_model_free(&model); }
 
-#define ALL_TARGETS ((1u << LC_LINEAR_KIND_COUNT) - 1)
+#define ALL_TARGETS LC_LINEAR_KIND_ALL // every projection the model has
+// The seven projections of a Llama-architecture model: what "all" adapts there.
+#define LLAMA_TARGETS ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_K) | (1u << LC_LINEAR_KIND_V) | \
+                       (1u << LC_LINEAR_KIND_O) | (1u << LC_LINEAR_KIND_GATE) | (1u << LC_LINEAR_KIND_UP) | \
+                       (1u << LC_LINEAR_KIND_DOWN))
 #define QV_TARGETS ((1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_V))
 
 // An adapter with Kaiming A and random non-zero B, so every module matters.
@@ -181,7 +189,8 @@ START_TEST(test_peft_round_trip_f32) {
     st = lc_peft_load(out, &model, &back);
     ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
     ck_assert_int_eq(back.cfg.r, 4);
-    ck_assert(back.cfg.alpha == 8.0f && back.cfg.rslora && back.cfg.targets == ALL_TARGETS);
+    ck_assert_uint_eq(lora.cfg.targets, LLAMA_TARGETS);
+    ck_assert(back.cfg.alpha == 8.0f && back.cfg.rslora && back.cfg.targets == LLAMA_TARGETS);
     ck_assert(back.scale == lora.scale);
     ck_assert_uint_eq(back.n_params, lora.n_params);
     ck_assert_int_eq(memcmp(back.params, lora.params, sizeof(float) * lora.n_params), 0);
@@ -613,6 +622,320 @@ START_TEST(test_peft_bad_files) {
 }
 END_TEST
 
+
+// ---------------------------------------------------------------------------
+// Other families, from the fixtures of tests/reference/families_reference.py
+// (family_fixture.c): a model folder in the family's own checkpoint layout
+// and a PEFT adapter laid out as PEFT writes it for that family.
+#undef T // the stories260K sequence length above; fixtures have their own (f->T)
+
+static int n_families(void) {
+    int n = 0;
+    while (lc_family_names[n]) n++;
+    return n;
+}
+
+typedef struct family_case {
+    lc_family_fixture f;
+    char *tmp;
+    lc_model m;
+    lc_lora lora; // the fixture's PEFT adapter
+} family_case;
+
+static void family_open(family_case *c, const char *family) {
+    c->tmp = lc_test_tmpdir();
+    lc_family_fixture_load(&c->f, family, c->tmp);
+    lc_status st = lc_model_load(&c->m, c->f.model_dir);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    st = lc_peft_load(c->f.adapter_dir, &c->m, &c->lora);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+}
+
+static void family_close(family_case *c) {
+    lc_lora_free(&c->lora);
+    lc_model_free(&c->m);
+    lc_family_fixture_free(&c->f);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", c->tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    free(c->tmp);
+}
+
+static int json_has_string(const cJSON *array, const char *s) {
+    for (const cJSON *e = array ? array->child : NULL; e; e = e->next)
+        if (cJSON_IsString(e) && strcmp(e->valuestring, s) == 0) return 1;
+    return 0;
+}
+
+// Logits of the fixture's first sequence (caller frees).
+static float *family_logits(const lc_model *m, const lc_lora *lora, const lc_family_fixture *f) {
+    lc_forward_state s;
+    ck_assert_int_eq(lc_forward_state_init(&s, m, 1, f->T, f->T, f->T), LC_STATUS_OK);
+    s.lora = lora;
+    lc_status st = lc_forward(&s, m, f->tokens, 1, f->T, 0, LC_LOGITS_MODE_ALL);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    size_t n = (size_t)f->T * m->cfg.vocab_size;
+    float *out = malloc(sizeof(float) * n);
+    memcpy(out, s.logits, sizeof(float) * n);
+    lc_forward_state_free(&s);
+    return out;
+}
+
+START_TEST(test_family_peft_as_peft_writes_it) {
+    // Read the adapter PEFT wrote and write it back: the same keys, shapes and
+    // bytes, the same target_modules (as a set) and fan_in_fan_out.
+    const char *fam = lc_family_names[_i];
+    family_case c;
+    family_open(&c, fam);
+    const cJSON *fl = cJSON_GetObjectItem(c.f.root, "lora");
+    ck_assert_uint_eq(c.lora.cfg.targets, lc_model_linear_kinds(&c.m.cfg)); // fixtures adapt every projection
+    char out[700];
+    snprintf(out, sizeof out, "%s/exported", c.tmp);
+    lc_status st = lc_export_peft(out, c.f.model_dir, &c.m, &c.lora, LC_DTYPE_F32);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+
+    lc_st_set want = {0}, got = {0};
+    ck_assert_int_eq(lc_st_set_add_file(&want, path_in(c.f.adapter_dir, "adapter_model.safetensors")), 0);
+    ck_assert_int_eq(lc_st_set_add_file(&got, path_in(out, "adapter_model.safetensors")), 0);
+    ck_assert_int_eq(got.n_tensors, want.n_tensors);
+    for (int i = 0; i < want.n_tensors; i++) {
+        const lc_st_tensor *w = &want.tensors[i], *g = lc_st_set_find(&got, w->name);
+        ck_assert_msg(g != NULL, "%s: %s not written", fam, w->name);
+        ck_assert(g->dtype == LC_DTYPE_F32 && g->n_dims == 2 && g->shape[0] == w->shape[0] &&
+                  g->shape[1] == w->shape[1]);
+        ck_assert_msg(memcmp(g->data, w->data, w->nbytes) == 0, "%s: %s differs", fam, w->name);
+    }
+    lc_st_set_free(&want);
+    lc_st_set_free(&got);
+
+    cJSON *cfg = parse_file(path_in(out, "adapter_config.json"));
+    const cJSON *tm = cJSON_GetObjectItem(cfg, "target_modules"), *wm = cJSON_GetObjectItem(fl, "target_modules");
+    ck_assert_int_eq(cJSON_GetArraySize(tm), cJSON_GetArraySize(wm));
+    for (const cJSON *e = wm->child; e; e = e->next)
+        ck_assert_msg(json_has_string(tm, e->valuestring), "%s: target_modules lacks %s", fam, e->valuestring);
+    ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(cfg, "fan_in_fan_out")),
+                     cJSON_IsTrue(cJSON_GetObjectItem(fl, "fan_in_fan_out")));
+    ck_assert_int_eq(cJSON_IsTrue(cJSON_GetObjectItem(cfg, "fan_in_fan_out")), c.m.cfg.weights_transposed);
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "task_type")->valuestring, "CAUSAL_LM");
+    ck_assert_str_eq(cJSON_GetObjectItem(cfg, "base_model_name_or_path")->valuestring, c.f.model_dir);
+    ck_assert_int_eq(cJSON_GetObjectItem(cfg, "r")->valueint, cJSON_GetObjectItem(fl, "r")->valueint);
+    ck_assert(cJSON_GetObjectItem(cfg, "lora_alpha")->valuedouble == cJSON_GetObjectItem(fl, "alpha")->valuedouble);
+    cJSON_Delete(cfg);
+
+    lc_lora back;
+    st = lc_peft_load(out, &c.m, &back);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    ck_assert_uint_eq(back.cfg.targets, c.lora.cfg.targets);
+    ck_assert_int_eq(memcmp(back.params, c.lora.params, sizeof(float) * c.lora.n_params), 0);
+    lc_lora_free(&back);
+    family_close(&c);
+}
+END_TEST
+
+START_TEST(test_family_hf_merged) {
+    // The merged folder is the family's own checkpoint: the source's names (and
+    // key prefix) in its order; adapted weights W + s·B·A in the source's
+    // layout (Conv1D [in, out] for GPT-2); everything else the source's bytes
+    // (Gemma's norms as stored, not 1 + w); config.json as it was.
+    const char *fam = lc_family_names[_i];
+    family_case c;
+    family_open(&c, fam);
+    char out[700];
+    snprintf(out, sizeof out, "%s/merged", c.tmp);
+    lc_status st = lc_export_hf(out, c.f.model_dir, &c.m, &c.lora, LC_DTYPE_F32);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    size_t a, b;
+    char *x = lc_test_read(path_in(c.f.model_dir, "config.json"), &a);
+    char *y = lc_test_read(path_in(out, "config.json"), &b);
+    ck_assert_msg(a == b && memcmp(x, y, a) == 0, "%s: config.json changed", fam);
+    free(x);
+    free(y);
+
+    lc_st_set set = {0};
+    ck_assert_int_eq(lc_st_set_open_dir(&set, out), LC_STATUS_OK);
+    const lc_st_set *src = &c.m.st;
+    ck_assert_int_eq(set.n_tensors, src->n_tensors);
+    int n_merged = 0;
+    for (int i = 0; i < src->n_tensors; i++) {
+        const lc_st_tensor *p = &src->tensors[i], *q = &set.tensors[i];
+        ck_assert_str_eq(q->name, p->name);
+        ck_assert(q->dtype == p->dtype && q->n_dims == p->n_dims);
+        ck_assert(memcmp(q->shape, p->shape, sizeof(int64_t) * (size_t)p->n_dims) == 0);
+        int layer;
+        lc_linear_kind kind;
+        const char *rest = lc_export_match_module(&c.m.cfg, p->name, true, &layer, &kind);
+        const lc_lora_ref *ref = rest && strcmp(rest, ".weight") == 0 ? lc_lora_get(&c.lora, layer, kind) : NULL;
+        if (!ref) {
+            ck_assert_msg(memcmp(q->data, p->data, p->nbytes) == 0, "%s: %s is not the source's", fam, p->name);
+            continue;
+        }
+        // Element [o, i] of the linear sits at [o, i] or, Conv1D, at [i, o].
+        const lc_linear *lin = &c.m.layers[layer].lin[kind];
+        const float *w = (const float *)p->data, *g = (const float *)q->data;
+        int tr = c.m.cfg.weights_transposed;
+        ck_assert(p->shape[0] == (tr ? lin->in : lin->out) && p->shape[1] == (tr ? lin->out : lin->in));
+        for (int o = 0; o < lin->out; o++)
+            for (int in = 0; in < lin->in; in++) {
+                size_t at = tr ? (size_t)in * lin->out + o : (size_t)o * lin->in + in;
+                double want = w[at];
+                for (int r = 0; r < ref->r; r++)
+                    want += (double)ref->scale * ref->B[o * ref->r + r] * ref->A[r * lin->in + in];
+                ck_assert_msg(fabs(g[at] - want) <= 1e-5 * (1.0 + fabs(want)), "%s: %s[%d, %d] %g, want %g", fam,
+                              p->name, o, in, g[at], want);
+            }
+        n_merged++;
+    }
+    ck_assert_int_eq(n_merged, c.m.cfg.n_layers * __builtin_popcount(c.lora.cfg.targets));
+    lc_st_set_free(&set);
+
+    // It loads as the same family and gives the logits of base + adapter.
+    lc_model merged;
+    st = lc_model_load(&merged, out);
+    ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    ck_assert_int_eq(merged.cfg.arch, c.m.cfg.arch);
+    float *with = family_logits(&c.m, &c.lora, &c.f), *plain = family_logits(&merged, NULL, &c.f);
+    float *base = family_logits(&c.m, NULL, &c.f);
+    size_t n = (size_t)c.f.T * c.m.cfg.vocab_size;
+    ck_assert_msg(max_abs_diff(with, plain, n) <= 1e-4f, "%s: merged vs adapter logits differ by %g", fam,
+                  max_abs_diff(with, plain, n));
+    ck_assert_msg(max_abs_diff(with, base, n) > 1e-3f, "%s: the adapter should change the logits", fam);
+    free(with);
+    free(plain);
+    free(base);
+    lc_model_free(&merged);
+
+    // Without an adapter: the source's tensors byte for byte.
+    snprintf(out, sizeof out, "%s/plain", c.tmp);
+    ck_assert_int_eq(lc_export_hf(out, c.f.model_dir, &c.m, NULL, LC_DTYPE_F32), LC_STATUS_OK);
+    ck_assert_int_eq(lc_st_set_open_dir(&set, out), LC_STATUS_OK);
+    for (int i = 0; i < src->n_tensors; i++)
+        ck_assert(set.tensors[i].nbytes == src->tensors[i].nbytes &&
+                  memcmp(set.tensors[i].data, src->tensors[i].data, src->tensors[i].nbytes) == 0);
+    lc_st_set_free(&set);
+    family_close(&c);
+}
+END_TEST
+
+START_TEST(test_match_module) {
+    family_case c;
+    family_open(&c, "gpt2");
+    const lc_model_config *g = &c.m.cfg;
+    int l;
+    lc_linear_kind k;
+    const char *rest = lc_export_match_module(g, "h.1.attn.c_proj.weight", true, &l, &k);
+    ck_assert(rest && strcmp(rest, ".weight") == 0 && l == 1 && k == LC_LINEAR_KIND_O);
+    ck_assert_ptr_null(lc_export_match_module(g, "h.1.attn.c_proj.weight", false, &l, &k));
+    rest = lc_export_match_module(g, "transformer.h.0.mlp.c_proj", false, &l, &k);
+    ck_assert(rest && *rest == '\0' && l == 0 && k == LC_LINEAR_KIND_DOWN);
+    rest = lc_export_match_module(g, "transformer.h.0.attn.c_attn.bias", true, &l, &k);
+    ck_assert(rest && strcmp(rest, ".bias") == 0 && k == LC_LINEAR_KIND_QKV);
+    ck_assert_ptr_null(lc_export_match_module(g, "transformer.h.01.mlp.c_proj", false, &l, &k));
+    ck_assert_ptr_null(lc_export_match_module(g, "transformer.h.0.mlp.c_projx", false, &l, &k));
+    ck_assert_ptr_null(lc_export_match_module(g, "transformer.h.0.ln_1.weight", true, &l, &k));
+    ck_assert_ptr_null(lc_export_match_module(g, "model.layers.0.self_attn.q_proj", true, &l, &k));
+    // A Llama has no fused projection.
+    ck_assert_ptr_null(lc_export_match_module(&model.cfg, "model.layers.0.self_attn.qkv_proj", false, &l, &k));
+    rest = lc_export_match_module(&model.cfg, "model.layers.4.self_attn.q_proj.lora_A", false, &l, &k);
+    ck_assert(rest && l == 4 && k == LC_LINEAR_KIND_Q);
+    family_close(&c);
+}
+END_TEST
+
+// Writes adapter_config.json of dir with key set to value.
+static void gpt2_adapter_with(const family_case *c, const char *dir, const char *key, cJSON *value) {
+    char cmd[1500];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && cp '%s'/* '%s'/", dir, c->f.adapter_dir, dir);
+    ck_assert_int_eq(system(cmd), 0);
+    edit_config(dir, key, value);
+}
+
+START_TEST(test_gpt2_peft_names) {
+    family_case c;
+    family_open(&c, "gpt2");
+    unsigned O = 1u << LC_LINEAR_KIND_O, DOWN = 1u << LC_LINEAR_KIND_DOWN, QKV = 1u << LC_LINEAR_KIND_QKV;
+    // GPT-2's c_proj is the attention output and the MLP output: one name for
+    // both, "attn.c_proj" or "mlp.c_proj" (matched by PEFT as a suffix) for one.
+    const struct {
+        unsigned targets;
+        int n;
+        const char *names[2];
+        const char *key;
+    } cases[] = {
+        {O, 1, {"attn.c_proj"}, "base_model.model.transformer.h.1.attn.c_proj.lora_B.weight"},
+        {DOWN, 1, {"mlp.c_proj"}, "base_model.model.transformer.h.0.mlp.c_proj.lora_A.weight"},
+        {O | DOWN | QKV, 2, {"c_proj", "c_attn"}, "base_model.model.transformer.h.0.attn.c_attn.lora_A.weight"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lc_lora l, back;
+        make_lora(&l, &c.m, 2, 4.0f, false, cases[i].targets);
+        char out[700];
+        snprintf(out, sizeof out, "%s/names%zu", c.tmp, i);
+        ck_assert_int_eq(lc_export_peft(out, c.f.model_dir, &c.m, &l, LC_DTYPE_F32), LC_STATUS_OK);
+        cJSON *cfg = parse_file(path_in(out, "adapter_config.json"));
+        const cJSON *tm = cJSON_GetObjectItem(cfg, "target_modules");
+        ck_assert_int_eq(cJSON_GetArraySize(tm), cases[i].n);
+        for (int j = 0; j < cases[i].n; j++) ck_assert(json_has_string(tm, cases[i].names[j]));
+        ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(cfg, "fan_in_fan_out")));
+        cJSON_Delete(cfg);
+        lc_st_set set = {0};
+        ck_assert_int_eq(lc_st_set_add_file(&set, path_in(out, "adapter_model.safetensors")), 0);
+        ck_assert_ptr_nonnull(lc_st_set_find(&set, cases[i].key));
+        ck_assert_int_eq(set.n_tensors, 2 * c.m.cfg.n_layers * __builtin_popcount(cases[i].targets));
+        lc_st_set_free(&set);
+        lc_status st = lc_peft_load(out, &c.m, &back);
+        ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+        ck_assert_uint_eq(back.cfg.targets, cases[i].targets);
+        ck_assert_int_eq(memcmp(back.params, l.params, sizeof(float) * l.n_params), 0);
+        lc_lora_free(&back);
+        lc_lora_free(&l);
+    }
+
+    // target_modules as PEFT matches them: a name, or a path suffix; "all-linear".
+    char dir[700];
+    lc_lora back;
+    snprintf(dir, sizeof dir, "%s/suffixes", c.tmp);
+    const char *v[4] = {"attn.c_proj", "mlp.c_proj", "attn.c_attn", "c_fc"};
+    gpt2_adapter_with(&c, dir, "target_modules", cJSON_CreateStringArray(v, 4));
+    ck_assert_msg(lc_peft_load(dir, &c.m, &back) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_uint_eq(back.cfg.targets, c.lora.cfg.targets);
+    lc_lora_free(&back);
+    snprintf(dir, sizeof dir, "%s/all_linear", c.tmp);
+    gpt2_adapter_with(&c, dir, "target_modules", cJSON_CreateString("all-linear"));
+    ck_assert_msg(lc_peft_load(dir, &c.m, &back) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_uint_eq(back.cfg.targets, lc_model_linear_kinds(&c.m.cfg));
+    lc_lora_free(&back);
+    // fan_in_fan_out false: PEFT sets it itself for Conv1D; the tensors mean the same.
+    snprintf(dir, sizeof dir, "%s/no_fan", c.tmp);
+    gpt2_adapter_with(&c, dir, "fan_in_fan_out", cJSON_CreateFalse());
+    ck_assert_msg(lc_peft_load(dir, &c.m, &back) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(memcmp(back.params, c.lora.params, sizeof(float) * c.lora.n_params), 0);
+    lc_lora_free(&back);
+
+    // Names GPT-2 does not have are refused with its own names listed.
+    snprintf(dir, sizeof dir, "%s/llama_names", c.tmp);
+    gpt2_adapter_with(&c, dir, "target_modules", names("c_attn", "q_proj", NULL));
+    lc_lora bad;
+    ck_assert_int_eq(lc_peft_load(dir, &c.m, &bad), LC_STATUS_INPUT);
+    const char *msg = lc_error_message();
+    ck_assert_msg(strstr(msg, "adapter_config.json") && strstr(msg, "\"q_proj\", which is not supported") &&
+                      strstr(msg, "c_proj, c_fc, c_attn") && strstr(msg, "gpt2"),
+                  "%s", msg);
+    // A Llama key in a GPT-2 adapter.
+    snprintf(dir, sizeof dir, "%s/llama_key", c.tmp);
+    gpt2_adapter_with(&c, dir, "r", cJSON_CreateNumber(4));
+    float zeros[4 * 48] = {0};
+    lc_st_entry e = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight", LC_DTYPE_F32, 2, {4, 48},
+                     zeros, sizeof zeros};
+    ck_assert_int_eq(lc_st_write(path_in(dir, "adapter_model.safetensors"), &e, 1, NULL, 0), LC_STATUS_OK);
+    ck_assert_int_eq(lc_peft_load(dir, &c.m, &bad), LC_STATUS_INPUT);
+    msg = lc_error_message();
+    ck_assert_msg(strstr(msg, "unexpected tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") &&
+                      strstr(msg, "base_model.model.transformer.h.<layer>.<module>") && strstr(msg, "attn.c_attn"),
+                  "%s", msg);
+    family_close(&c);
+}
+END_TEST
+
 static Suite *export_suite(void) {
     Suite *s = suite_create("export");
     TCase *tc = tcase_create("export");
@@ -629,6 +952,10 @@ static Suite *export_suite(void) {
     tcase_add_test(tc, test_peft_tensor_not_targeted);
     tcase_add_test(tc, test_peft_config_refusals);
     tcase_add_test(tc, test_peft_bad_files);
+    tcase_add_loop_test(tc, test_family_peft_as_peft_writes_it, 0, n_families());
+    tcase_add_loop_test(tc, test_family_hf_merged, 0, n_families());
+    tcase_add_test(tc, test_match_module);
+    tcase_add_test(tc, test_gpt2_peft_names);
     suite_add_tcase(s, tc);
     return s;
 }

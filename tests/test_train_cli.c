@@ -96,6 +96,24 @@ START_TEST(test_bad_configs) {
     const char *a4[] = {"train", "--config", write_config("target", DATA, ""), "--set", "lora.targets=[\"qproj\"]",
                         NULL};
     expect_refused(a4, 2, "unknown module \"qproj\"");
+    // The names it accepts, of every family (the model is not loaded yet).
+    expect_refused(a4, 2, "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama-style");
+    expect_refused(a4, 2, "qkv_proj, gate_up_proj (Phi-3), c_attn, c_proj, c_fc (GPT-2), query_key_value, dense, "
+                          "dense_h_to_4h, dense_4h_to_h (Falcon, Bloom)");
+    // A name of another family: known, but not a module of this Llama.
+    const char *a6[] = {"train", "--config", write_config("fused", DATA, ""), "--set", "lora.targets=[\"c_attn\"]",
+                        NULL};
+    lc_test_run r = lc_test_lora(a6);
+    ck_assert_msg(r.status == 2, "exit %d: %s", r.status, r.err);
+    const char *last = r.err;
+    for (const char *p = r.err; *p; p++)
+        if (p[0] == '\n' && p[1]) last = p + 1;
+    ck_assert_msg(strstr(last, "lora train: ") == last && strstr(last, "is not a module of llama models") &&
+                      strstr(last, "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") &&
+                      lc_test_count_lines(last) == 1,
+                  "%s", r.err);
+    ck_assert_msg(!run_dir_has_checkpoint(), "a checkpoint was written");
+    lc_test_run_free(&r);
     const char *a5[] = {"train", "--config", write_config("both", DATA, "\"epochs\": 1"), NULL};
     expect_refused(a5, 2, "exactly one of \"steps\" and \"epochs\"");
 }

@@ -110,9 +110,11 @@ static void write_modules(writer *w, hid_t parent, const char *ppath, const lc_m
             char name[MAX_NAME], obj[512], desc[1024];
             module_name(name, sizeof name, layer, (lc_linear_kind)k);
             snprintf(obj, sizeof obj, "%s/%s", ppath, name);
+            int fused = k == LC_LINEAR_KIND_QKV || k == LC_LINEAR_KIND_GATE_UP;
             if (base == lora->params)
-                snprintf(desc, sizeof desc, "LoRA adapter of %s (weight [out, in] = [%d, %d]): W x + scale * B A x",
-                         name, lin->out, lin->in);
+                snprintf(desc, sizeof desc, "LoRA adapter of %s (weight [out, in] = [%d, %d]%s): W x + scale * B A x",
+                         name, lin->out, lin->in,
+                         fused ? "; a fused projection, output rows in the base checkpoint's order" : "");
             else
                 snprintf(desc, sizeof desc, "%s of the LoRA adapter of %s (same shapes as /lora/%s)", what, name,
                          name);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/file.h"
+#include "model/arch.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "export/gguf.h"
@@ -41,12 +42,19 @@ static lc_status inspect_dir(const char *dir) {
     printf("  hidden size    %d (intermediate %d)\n", c->hidden_size, c->intermediate_size);
     printf("  heads          %d query, %d key/value, head_dim %d\n", c->n_heads, c->n_kv_heads, c->head_dim);
     printf("  vocabulary     %d\n", c->vocab_size);
-    printf("  context        %d (rope theta %g%s)\n", c->max_position_embeddings, c->rope_theta,
-           c->rope_scaling == LC_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
-           : c->rope_scaling == LC_ROPE_SCALING_LINEAR ? ", linear scaling"
-                                                       : "");
+    if (c->pos == LC_POS_KIND_ROPE)
+        printf("  context        %d (rope theta %g%s)\n", c->max_position_embeddings, c->rope_theta,
+               c->rope_scaling == LC_ROPE_SCALING_LLAMA3   ? ", llama3 scaling"
+               : c->rope_scaling == LC_ROPE_SCALING_LINEAR ? ", linear scaling"
+                                                           : "");
+    else
+        printf("  context        %d (%s positions)\n", c->max_position_embeddings,
+               c->pos == LC_POS_KIND_ALIBI ? "ALiBi" : "learned");
     if (c->sliding_window) printf("  sliding window %d\n", c->sliding_window);
     printf("  head           %s\n", m.lm_head == m.embed ? "tied to the embeddings" : "separate lm_head");
+    char targets[160];
+    lc_arch_target_list(c, targets, sizeof targets);
+    printf("  LoRA targets   %s\n", targets);
     printf("  parameters     %lld in %d tensors, %d file%s\n", count_params(&m.st), m.st.n_tensors, m.st.n_files,
            m.st.n_files == 1 ? "" : "s");
     print_tensors(&m.st);

@@ -71,6 +71,17 @@ lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, in
     lc_model_fingerprint(m, fp);
     *same_base = info.base_fingerprint && strcmp(info.base_fingerprint, fp) == 0;
     info.lora.dropout = 0.0f;
+    // Our checkpoints name the kinds they adapt: one the model's family does
+    // not have means another base (a Llama adapter on a GPT-2 model).
+    unsigned missing = info.lora.targets & ~lc_model_linear_kinds(&m->cfg);
+    if (missing) {
+        int k = 0;
+        while (!(missing >> k & 1)) k++;
+        lc_checkpoint_info_free(&info);
+        return lc_error(LC_STATUS_INPUT,
+                        "%s: the checkpoint adapts %s, which %s models do not have (trained on another base model)",
+                        file, lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch));
+    }
     st = lc_lora_init(lora, m, &info.lora, 0, false);
     if (!st) st = lc_checkpoint_load(file, m, lora, NULL);
     if (st) lc_lora_free(lora);

@@ -7,6 +7,12 @@
 
 #include "common/json.h"
 
+// Every module name lora.targets accepts, by the families that use it.
+#define LC_TARGET_NAMES                                                                                               \
+    "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama-style: Llama, Mistral, Qwen2, Gemma, "       \
+    "Gemma 2, OLMo), qkv_proj, gate_up_proj (Phi-3), c_attn, c_proj, c_fc (GPT-2), query_key_value, dense, "           \
+    "dense_h_to_4h, dense_4h_to_h (Falcon, Bloom)"
+
 typedef enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT } key_type;
 
 // Every key the config accepts; anything else is a typo and refused.
@@ -169,15 +175,16 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what)
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(lora, "targets");
     cfg->lora.targets = 0;
     if (!targets) {
-        cfg->lora.targets = (1u << LC_LINEAR_KIND_COUNT) - 1;
+        cfg->lora.targets = LC_LINEAR_KIND_ALL; // every projection the model has
     } else {
+        // Names of any family: the model is not known yet. Once it is loaded,
+        // a name it does not have is refused (lc_lora_init) listing its own.
         for (const cJSON *e = targets->child; e; e = e->next) {
             unsigned bit = lc_lora_target_bit(e->valuestring);
             if (!bit)
                 return lc_error(LC_STATUS_INPUT,
-                                "%s: lora.targets: unknown module \"%s\" (q_proj, k_proj, v_proj, o_proj, gate_proj, "
-                                "up_proj, down_proj)",
-                                what, e->valuestring);
+                                "%s: lora.targets: unknown module \"%.64s\" (accepted: " LC_TARGET_NAMES ")", what,
+                                e->valuestring);
             cfg->lora.targets |= bit;
         }
         if (!cfg->lora.targets) return lc_error(LC_STATUS_INPUT, "%s: \"lora.targets\" is empty", what);

@@ -16,6 +16,21 @@ import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
+# A tiny GPT-2 of our own in its checkpoint layout (Conv1D weights [in, out],
+# keys without "transformer."): C 8, 1 layer, 2 heads, MLP 16, vocabulary 512
+# (stories260K's tokenizer is copied in by the case's setup).
+GPT2_CONFIG = {"model_type": "gpt2", "n_embd": 8, "n_layer": 1, "n_head": 2, "n_inner": 16, "n_positions": 64,
+               "vocab_size": 512, "layer_norm_epsilon": 1e-5, "activation_function": "gelu_new",
+               "tie_word_embeddings": True, "bos_token_id": 1, "eos_token_id": 2}
+GPT2_SHAPES = {
+    "wte.weight": [512, 8], "wpe.weight": [64, 8], "ln_f.weight": [8], "ln_f.bias": [8],
+    "h.0.ln_1.weight": [8], "h.0.ln_1.bias": [8], "h.0.ln_2.weight": [8], "h.0.ln_2.bias": [8],
+    "h.0.attn.c_attn.weight": [8, 24], "h.0.attn.c_attn.bias": [24],
+    "h.0.attn.c_proj.weight": [8, 8], "h.0.attn.c_proj.bias": [8],
+    "h.0.mlp.c_fc.weight": [8, 16], "h.0.mlp.c_fc.bias": [16],
+    "h.0.mlp.c_proj.weight": [16, 8], "h.0.mlp.c_proj.bias": [8],
+}
+
 # A tiny Llama of our own (never a copy of ../shared): C 8, F 16, 1 layer,
 # 2 heads of 4, 1 KV head, vocabulary 16.
 CONFIG = {"model_type": "llama", "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
@@ -148,7 +163,7 @@ def main():
                config=dict(CONFIG, intermediate_size=24))
     model_case("cfg-unsupported-model-type", good, 2, "model_type \"mamba\" is not supported",
                config=dict(CONFIG, model_type="mamba"))
-    model_case("cfg-heads-do-not-divide", good, 2, "not a multiple of num_key_value_heads",
+    model_case("cfg-heads-do-not-divide", good, 2, "the 2 attention heads are not a multiple of the 3 key/value heads",
                config=dict(CONFIG, num_key_value_heads=3))
     model_case("cfg-not-an-object", good, 2, "config.json: not a JSON object", extra={"model/config.json": "[1, 2]"})
 
@@ -181,6 +196,17 @@ def main():
                                  "config.json": train_config("@CASE@/data.jsonl")}, data_args, 2, "data.jsonl:1: ")
     write("config-unknown-key", {"config.json": train_config("@SHARED@/data/alpaca_tiny.jsonl", lerning_rate=1)},
           data_args, 2, "unknown key \"lerning_rate\"")
+    write("config-unknown-target", {"config.json": train_config("@SHARED@/data/alpaca_tiny.jsonl",
+                                                                lora={"r": 2, "targets": ["qkv"]})},
+          data_args, 2, "c_attn, c_proj, c_fc (GPT-2), query_key_value")
+    # A target the model's family does not have (known only once the model is loaded).
+    write("config-target-not-in-family",
+          {"gpt2/config.json": json.dumps(GPT2_CONFIG), "gpt2/model.safetensors": safetensors(GPT2_SHAPES),
+           "data.jsonl": good_line * 4,
+           "config.json": train_config("@CASE@/data.jsonl", model="@CASE@/gpt2", max_seq_len=64,
+                                       lora={"r": 2, "targets": ["c_attn", "q_proj"]})},
+          data_args, 2, "q_proj is not a module of gpt2 models (their modules: c_proj, c_fc, c_attn)",
+          setup=["copy @SHARED@/models/stories260K/tokenizer.json @CASE@/gpt2/tokenizer.json"])
 
     # PEFT adapters (on stories260K)
     peft_args = ["generate", "--model", "@SHARED@/models/stories260K", "--adapter", "@CASE@/peft", "--prompt", "x"]
@@ -197,6 +223,9 @@ def main():
     write("peft-targets-disagree", peft(dict(peft_cfg, target_modules=["q_proj", "v_proj"]), safetensors(lora)),
           peft_args, 2, "v_proj")
     write("peft-not-lora", peft(dict(peft_cfg, peft_type="IA3"), safetensors(lora)), peft_args, 2, "IA3")
+    write("peft-target-not-in-family", peft(dict(peft_cfg, target_modules=["c_attn"]), safetensors(lora)), peft_args,
+          2, "\"c_attn\", which is not supported (supported: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+          "down_proj, the modules of llama models)")
     write("peft-truncated-tensors", peft(peft_cfg, safetensors(lora)[:-64]), peft_args, 2,
           "adapter_model.safetensors")
 
