@@ -4,7 +4,8 @@
 // ../shared, loaded through the normal loader with a PEFT adapter.
 //   - the tokenizer gives the reference's token ids;
 //   - logits with and without the adapter, max abs diff <= 1e-4;
-//   - decoding one token at a time through the KV cache matches;
+//   - decoding one token at a time through the KV cache matches, and bf16
+//     weight storage stays within rounding;
 //   - loss and every LoRA gradient (relative to each matrix's largest) <= 1e-3,
 //     with and without activation checkpointing;
 //   - a few AdamW steps lower the loss;
@@ -134,6 +135,21 @@ START_TEST(test_logits_match_pytorch) {
     }
     ck_assert_msg(worst <= 1e-4, "%s: cached decoding differs by %g", lc_family_names[_i], worst);
     lc_forward_state_free(&s);
+
+    // bf16 storage of the frozen linear weights (Conv1D ones transposed on the
+    // way) stays within bf16 rounding of the fp32 logits.
+    lc_model mb;
+    ck_assert_int_eq(lc_model_load_opts(&mb, e.f.model_dir, true), LC_STATUS_OK);
+    float *half = full_logits(&mb, &e.lora, &e.f);
+    double dh = 0.0, scale = 0.0;
+    for (size_t i = 0; i < (size_t)e.f.B * T * V; i++) {
+        dh = fmax(dh, fabs(half[i] - with[i]));
+        scale = fmax(scale, fabs(with[i]));
+    }
+    ck_assert_msg(dh <= 0.02 * scale, "%s: bf16 weights change logits by %g (largest %g)", lc_family_names[_i], dh,
+                  scale);
+    free(half);
+    lc_model_free(&mb);
     free(with);
     free(without);
     env_close(&e);
