@@ -97,17 +97,36 @@ unsigned lc_arch_target_bits(const lc_model_config *cfg, const char *name) {
     return bits;
 }
 
-unsigned lc_arch_target_bits_any(const char *name) {
-    // One representative config per naming scheme.
+// One representative config per naming scheme: Llama, Phi-3, GPT-2, Falcon/Bloom.
+static lc_model_config naming_scheme(int i) {
     static const lc_arch archs[] = {LC_ARCH_LLAMA, LC_ARCH_PHI3, LC_ARCH_GPT2, LC_ARCH_FALCON};
+    lc_model_config cfg = {.arch = archs[i], .norm_affine = true, .mlp_gated = i < 2};
+    cfg.qkv = i == 0 ? LC_QKV_LAYOUT_SEPARATE : LC_QKV_LAYOUT_CONCAT;
+    cfg.gate_up_fused = archs[i] == LC_ARCH_PHI3;
+    return cfg;
+}
+
+unsigned lc_arch_target_bits_any(const char *name) {
     unsigned bits = 0;
-    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++) {
-        lc_model_config cfg = {.arch = archs[i], .norm_affine = true};
-        cfg.qkv = archs[i] == LC_ARCH_LLAMA ? LC_QKV_LAYOUT_SEPARATE : LC_QKV_LAYOUT_CONCAT;
-        cfg.gate_up_fused = archs[i] == LC_ARCH_PHI3;
+    for (int i = 0; i < 4; i++) {
+        lc_model_config cfg = naming_scheme(i);
         bits |= lc_arch_target_bits(&cfg, name);
     }
     return bits;
+}
+
+void lc_arch_kind_aliases(lc_linear_kind kind, char *out, size_t cap) {
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i < 4; i++) {
+        lc_model_config cfg = naming_scheme(i);
+        const char *own = lc_arch_linear_name(&cfg, kind);
+        if (!own || (len && strstr(out, own))) continue;
+        int w = snprintf(out + len, cap - len, "%s%s", len ? "/" : "", own);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    if (!len) snprintf(out, cap, "%s", lc_linear_kind_name(kind));
 }
 
 void lc_arch_target_list(const lc_model_config *cfg, char *out, size_t cap) {

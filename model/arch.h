@@ -33,6 +33,9 @@ unsigned lc_arch_target_bits(const lc_model_config *cfg, const char *name);
 // The same over every family: what a name can mean before the model is known.
 unsigned lc_arch_target_bits_any(const char *name);
 
+// "qkv_proj/c_attn/query_key_value": what the families call a kind.
+void lc_arch_kind_aliases(lc_linear_kind kind, char *out, size_t cap);
+
 // "c_attn, c_proj, c_fc": the family's module names, for error messages.
 void lc_arch_target_list(const lc_model_config *cfg, char *out, size_t cap);
 

@@ -24,10 +24,11 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
         // Named targets must exist in this family; "all" means those it has.
         int k = 0;
         while (!((cfg->targets & ~present) >> k & 1)) k++;
-        char list[160];
+        char list[160], names[96];
         lc_arch_target_list(&m->cfg, list, sizeof list);
-        return lc_error(LC_STATUS_INPUT, "lora.targets: %s is not a module of %s models (their modules: %s)",
-                        lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch), list);
+        lc_arch_kind_aliases((lc_linear_kind)k, names, sizeof names);
+        return lc_error(LC_STATUS_INPUT, "lora.targets: %s models have no %s module (theirs: %s)",
+                        lc_arch_name(m->cfg.arch), names, list);
     }
     l->cfg = *cfg;
     l->cfg.targets &= present;

@@ -108,7 +108,7 @@ START_TEST(test_bad_configs) {
     const char *last = r.err;
     for (const char *p = r.err; *p; p++)
         if (p[0] == '\n' && p[1]) last = p + 1;
-    ck_assert_msg(strstr(last, "lora train: ") == last && strstr(last, "is not a module of llama models") &&
+    ck_assert_msg(strstr(last, "lora train: ") == last && strstr(last, ".json: lora.targets: llama models have no qkv_proj/c_attn/query_key_value module") &&
                       strstr(last, "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj") &&
                       lc_test_count_lines(last) == 1,
                   "%s", r.err);

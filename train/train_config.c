@@ -290,7 +290,9 @@ lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const cha
             return st;
         }
     }
-    return finish(cfg, root, path);
+    st = finish(cfg, root, path);
+    if (!st) snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    return st;
 }
 
 void lc_train_config_free(lc_train_config *cfg) {

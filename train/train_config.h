@@ -34,6 +34,7 @@ typedef struct lc_train_config {
     bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory) // skip (and count) a batch whose loss or gradient is NaN/Inf instead of stopping
     int eval_every, save_every, keep_checkpoints, threads;
     char *json; // the full config after overrides, as written to checkpoints
+    char path[4096]; // the config file, for messages ("" when parsed from text)
 } lc_train_config;
 
 // Reads path, applies overrides ("key=value", dotted keys; values parsed as

@@ -385,7 +385,10 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     if ((st = load_data(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
-    if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) goto done;
+    if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) {
+        if (st == LC_STATUS_INPUT && cfg->path[0]) lc_error_prefix("%s", cfg->path); // a target the family lacks
+        goto done;
+    }
     if ((st = lc_adamw_init(&t.opt, t.lora.n_params, &cfg->adamw))) goto done;
     t.sched = cfg->schedule;
     int64_t per_epoch = batches_per_epoch(&t);

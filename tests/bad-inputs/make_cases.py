@@ -205,7 +205,7 @@ def main():
            "data.jsonl": good_line * 4,
            "config.json": train_config("@CASE@/data.jsonl", model="@CASE@/gpt2", max_seq_len=64,
                                        lora={"r": 2, "targets": ["c_attn", "q_proj"]})},
-          data_args, 2, "q_proj is not a module of gpt2 models (their modules: c_proj, c_fc, c_attn)",
+          data_args, 2, "config.json: lora.targets: gpt2 models have no q_proj module (theirs: c_proj, c_fc, c_attn)",
           setup=["copy @SHARED@/models/stories260K/tokenizer.json @CASE@/gpt2/tokenizer.json"])
 
     # PEFT adapters (on stories260K)
