@@ -217,11 +217,52 @@ size_t tok_utf8_valid_prefix(const unsigned char *s, size_t n) {
     return i;
 }
 
+// Oniguruma (which Hugging Face tokenizers use) allows a class inside a
+// class, meaning their union: Bloom's " ?[^(\s|[.,!?…])]+". PCRE2 does not,
+// so the inner brackets are dropped: [^A[B]] becomes [^AB]. POSIX classes
+// ([:alpha:]) and escapes are copied as they are. dst holds len + 1 bytes.
+static size_t flatten_nested_classes(char *dst, const char *p, size_t len) {
+    size_t o = 0;
+    int depth = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = p[i];
+        if (ch == '\\' && i + 1 < len) {
+            dst[o++] = ch;
+            dst[o++] = p[++i];
+            continue;
+        }
+        if (depth > 0 && ch == '[' && i + 1 < len && p[i + 1] == ':') {
+            const char *end = memchr(p + i, ']', len - i);
+            size_t n = end ? (size_t)(end - (p + i)) + 1 : len - i;
+            memcpy(dst + o, p + i, n);
+            o += n;
+            i += n - 1;
+            continue;
+        }
+        if (ch == '[') {
+            if (depth++ > 0) continue; // a nested class: its members join the outer one
+            dst[o++] = ch;
+            // A ']' right after '[' or '[^' is a literal member.
+            if (i + 1 < len && p[i + 1] == '^') dst[o++] = p[++i];
+            if (i + 1 < len && p[i + 1] == ']') dst[o++] = p[++i];
+            continue;
+        }
+        if (ch == ']' && depth > 0 && --depth > 0) continue;
+        dst[o++] = ch;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
 lc_status tok_regex_compile(pcre2_code **out, const char *pattern, size_t len, bool literal, const char *path) {
     int err;
     PCRE2_SIZE at;
     uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    *out = pcre2_compile((PCRE2_SPTR)pattern, len, opts, &err, &at, NULL);
+    char *flat = literal ? NULL : malloc(len + 1);
+    if (!literal && !flat) return lc_error(LC_STATUS_RUNTIME, "tokenizer: out of memory");
+    size_t flat_len = flat ? flatten_nested_classes(flat, pattern, len) : 0;
+    *out = pcre2_compile((PCRE2_SPTR)(flat ? flat : pattern), flat ? flat_len : len, opts, &err, &at, NULL);
+    free(flat);
     if (!*out) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);

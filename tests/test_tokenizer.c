@@ -11,6 +11,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "data/tokenizer.h"
+#include "data/tokenizer_internal.h"
 
 #define SHARED LC_SHARED_DIR
 #define VECTORS SHARED "/tokenizers/llamacpp-vectors/"
@@ -488,6 +489,33 @@ START_TEST(test_bad_files) {
 }
 END_TEST
 
+// Bloom's pre-tokenizer regex nests a class in a class (Oniguruma syntax);
+// it must compile and keep its meaning: words without whitespace, the listed
+// punctuation, '(', '|' or ')' (literal members of the class), each with one
+// optional leading space.
+START_TEST(test_nested_class_regex) {
+    static const char bloom[] = " ?[^(\\s|[.,!?\u2026\u3002\uff0c\u3001\u0964\u06d4\u060c])]+";
+    pcre2_code *re;
+    ck_assert_msg(tok_regex_compile(&re, bloom, strlen(bloom), false, "bloom") == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    const char *text = "Hello, big world(x|y)! \u2026ok";
+    static const char *const want[] = {"Hello", " big", " world", "x", "y", "ok"};
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    size_t at = 0, n = 0, len = strlen(text);
+    while (at < len && pcre2_match(re, (PCRE2_SPTR)text, len, at, 0, md, NULL) >= 0) {
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        ck_assert_uint_lt(n, sizeof want / sizeof want[0]);
+        ck_assert_msg(ov[1] - ov[0] == strlen(want[n]) && memcmp(text + ov[0], want[n], ov[1] - ov[0]) == 0,
+                      "match %zu: \"%.*s\", want \"%s\"", n, (int)(ov[1] - ov[0]), text + ov[0], want[n]);
+        n++;
+        at = ov[1];
+    }
+    ck_assert_uint_eq(n, sizeof want / sizeof want[0]);
+    pcre2_match_data_free(md);
+    pcre2_code_free(re);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("vectors");
@@ -504,6 +532,7 @@ int main(void) {
     tcase_add_test(tc, test_phi2_olmo_roundtrip);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_reference_fixtures);
+    tcase_add_test(tc, test_nested_class_regex);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
