@@ -1,10 +1,18 @@
 // The merged model as GGUF for llama.cpp: names, metadata and tokenizer as
-// convert_hf_to_gguf.py writes them.
+// convert_hf_to_gguf.py writes them, for every family the model layer loads
+// (llama/mistral as "llama", qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo,
+// bloom), with exactly the tensors llama.cpp's loader creates for the
+// architecture (it refuses a file with any other). The adapter is merged in
+// the checkpoint's row order first; then fused query/key/value rows are put
+// in llama.cpp's [q; k; v] order and, for the architectures that rotate
+// adjacent pairs (llama, olmo), q/k rows permuted. Configurations llama.cpp's
+// graph cannot express are refused (LC_STATUS_USAGE) rather than written.
 #include "export/gguf.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,21 +32,24 @@ static const char LLAMA3_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\
                                    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 static const char QWEN2_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+// Bloom's Split (with ByteLevel use_regex false): " ?[^(\s|[.,!?…。，、।۔،])]+".
+static const char BLOOM_REGEX[] = " ?[^(\\s|[.,!?\xE2\x80\xA6\xE3\x80\x82\xEF\xBC\x8C\xE3\x80\x81\xE0\xA5\xA4\xDB\x94\xD8\x8C])]+";
 
 typedef struct pre_scan {
     bool bytelevel_regex, punctuation, digits, other;
     const char *named; // a Split regex with a known name
     bool falcon_digits;
     int n_split;
+    bool metaspace_prefix; // a Metaspace pre-tokenizer that prepends "▁"
 } pre_scan;
 
-static void scan_pretok(const cJSON *p, pre_scan *s) {
+static void scan_pretok(const cJSON *p, pre_scan *s, int depth) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "type");
-    if (!cJSON_IsString(type)) return;
+    if (depth > 8 || !cJSON_IsString(type)) return;
     const char *t = type->valuestring;
     if (!strcmp(t, "Sequence")) {
         const cJSON *e;
-        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) scan_pretok(e, s);
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(p, "pretokenizers")) scan_pretok(e, s, depth + 1);
     } else if (!strcmp(t, "ByteLevel")) {
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(p, "use_regex");
         if (!r || cJSON_IsTrue(r)) s->bytelevel_regex = true;
@@ -51,37 +62,72 @@ static void scan_pretok(const cJSON *p, pre_scan *s) {
         if (!strcmp(v, GPT2_REGEX)) s->named = "gpt-2";
         else if (!strcmp(v, LLAMA3_REGEX)) s->named = "llama-bpe";
         else if (!strcmp(v, QWEN2_REGEX)) s->named = "qwen2";
+        else if (!strcmp(v, BLOOM_REGEX)) s->named = "bloom";
         else if (!strcmp(v, "[0-9][0-9][0-9]")) s->falcon_digits = true;
     } else if (!strcmp(t, "Punctuation")) {
         s->punctuation = true;
     } else if (!strcmp(t, "Digits")) {
         s->digits = true;
     } else {
+        // Metaspace prepends unless prepend_scheme is "never" (new files) or
+        // add_prefix_space is false (old files), as the tokenizer loader reads it.
+        if (!strcmp(t, "Metaspace")) {
+            const cJSON *scheme = cJSON_GetObjectItemCaseSensitive(p, "prepend_scheme");
+            const cJSON *add = cJSON_GetObjectItemCaseSensitive(p, "add_prefix_space");
+            if (cJSON_IsString(scheme)) s->metaspace_prefix |= strcmp(scheme->valuestring, "never") != 0;
+            else s->metaspace_prefix |= !cJSON_IsFalse(add);
+        }
         s->other = true;
     }
 }
 
-// tokenizer.ggml.pre for a byte-level tokenizer.json ("default" when unknown).
-static const char *pre_name(const char *tokenizer_json) {
-    static const char *dflt = "default";
-    if (!tokenizer_json) return dflt;
+// A Prepend normalizer adding "▁" (SentencePiece's add_dummy_prefix).
+static bool normalizer_prepends(const cJSON *n, int depth) {
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(n, "type");
+    if (depth > 8 || !cJSON_IsString(type)) return false;
+    if (!strcmp(type->valuestring, "Sequence")) {
+        const cJSON *e;
+        cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(n, "normalizers")) if (normalizer_prepends(e, depth + 1))
+            return true;
+        return false;
+    }
+    const cJSON *pre = cJSON_GetObjectItemCaseSensitive(n, "prepend");
+    return !strcmp(type->valuestring, "Prepend") && cJSON_IsString(pre) && !strcmp(pre->valuestring, "\xE2\x96\x81");
+}
+
+// What the GGUF tokenizer keys need from tokenizer.json beyond the vocabulary.
+typedef struct tok_json_info {
+    const char *pre;   // tokenizer.ggml.pre of a byte-level tokenizer ("default" when unknown)
+    bool space_prefix; // SentencePiece style: "▁" is prepended to the text (add_space_prefix)
+} tok_json_info;
+
+// Reads tokenizer_json (NULL, missing or unreadable: "default" and a space
+// prefix, llama.cpp's defaults). arch (the GGUF architecture or NULL) names
+// the pre-tokenizer as convert_hf_to_gguf.py does where two names share one
+// regex: OLMo's GPT-NeoX tokenizer is "olmo" there, "gpt-2" otherwise.
+static void tokenizer_json_info(const char *tokenizer_json, const char *arch, tok_json_info *ti) {
+    ti->pre = "default";
+    ti->space_prefix = true;
+    if (!tokenizer_json) return;
     cJSON *root = NULL;
-    if (lc_json_load_file(tokenizer_json, GGUF_JSON_MAX, &root)) return dflt;
+    if (lc_json_load_file(tokenizer_json, GGUF_JSON_MAX, &root)) return;
     pre_scan s = {0};
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
-    if (cJSON_IsObject(p)) scan_pretok(p, &s);
+    if (cJSON_IsObject(p)) scan_pretok(p, &s, 0);
+    ti->space_prefix = normalizer_prepends(cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0) ||
+                       s.metaspace_prefix;
     cJSON_Delete(root);
-    if (s.named && s.n_split == 1 && !s.punctuation && !s.digits && !s.other) return s.named;
-    if (s.punctuation && s.bytelevel_regex && s.digits && s.falcon_digits && !s.other) return "falcon";
-    if (s.bytelevel_regex && !s.n_split && !s.punctuation && !s.digits && !s.other) return "gpt-2";
-    return dflt;
+    if (s.named && s.n_split == 1 && !s.punctuation && !s.digits && !s.other) ti->pre = s.named;
+    else if (s.punctuation && s.bytelevel_regex && s.digits && s.falcon_digits && !s.other) ti->pre = "falcon";
+    else if (s.bytelevel_regex && !s.n_split && !s.punctuation && !s.digits && !s.other) ti->pre = "gpt-2";
+    if (arch && !strcmp(arch, "olmo") && !strcmp(ti->pre, "gpt-2")) ti->pre = "olmo";
 }
 
 // llama.cpp's token types (llama_token_type / gguf TokenType).
 enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER_DEFINED = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json, int32_t n_vocab,
-                            int32_t bos, int32_t eos, int32_t pad) {
+static lc_status add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json, int32_t n_vocab,
+                           int32_t bos, int32_t eos, int32_t pad, const char *arch) {
     const char *src = tokenizer_json ? tokenizer_json : "tokenizer";
     int32_t n_tok = lc_tokenizer_vocab_size(tok);
     if (n_vocab <= 0 || n_tok > n_vocab)
@@ -101,6 +147,8 @@ lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const ch
     const char **mstr = NULL;
     char *marena = NULL;
     lc_status st = LC_STATUS_OK;
+    tok_json_info ti;
+    tokenizer_json_info(tokenizer_json, arch, &ti);
     if (!strs || !lens || !owned || !types || !scores || !order || !first_rank) {
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", src);
         goto done;
@@ -133,7 +181,7 @@ lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const ch
     if ((st = lc_tokenizer_merges(tok, &merges, &n_merges))) goto done;
 
     if ((st = lc_gguf_set_str(w, "tokenizer.ggml.model", spm ? "llama" : "gpt2"))) goto done;
-    if ((st = lc_gguf_set_str(w, "tokenizer.ggml.pre", spm ? "default" : pre_name(tokenizer_json)))) goto done;
+    if ((st = lc_gguf_set_str(w, "tokenizer.ggml.pre", spm ? "default" : ti.pre))) goto done;
     if ((st = lc_gguf_set_arr_str(w, "tokenizer.ggml.tokens", strs, lens, n))) goto done;
     if (spm) {
         // llama.cpp's SentencePiece tokenizer merges the adjacent pair whose
@@ -177,9 +225,7 @@ lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const ch
         }
         if ((st = lc_gguf_set_arr_str(w, "tokenizer.ggml.merges", mstr, NULL, n_merges))) goto done;
     }
-    int32_t tb = lc_tokenizer_bos(tok), te = lc_tokenizer_eos(tok), tu = lc_tokenizer_unk(tok);
-    if (tb < 0) tb = bos;
-    if (te < 0) te = eos;
+    int32_t tb = bos, te = eos, tu = lc_tokenizer_unk(tok);
     if (tb >= 0 && tb < n_vocab && (st = lc_gguf_set_u32(w, "tokenizer.ggml.bos_token_id", (uint32_t)tb))) goto done;
     if (te >= 0 && te < n_vocab && (st = lc_gguf_set_u32(w, "tokenizer.ggml.eos_token_id", (uint32_t)te))) goto done;
     if (tu >= 0 && tu < n_vocab && (st = lc_gguf_set_u32(w, "tokenizer.ggml.unknown_token_id", (uint32_t)tu)))
@@ -187,7 +233,10 @@ lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const ch
     if (pad >= 0 && pad < n_vocab && (st = lc_gguf_set_u32(w, "tokenizer.ggml.padding_token_id", (uint32_t)pad)))
         goto done;
     if ((st = lc_gguf_set_bool(w, "tokenizer.ggml.add_bos_token", lc_tokenizer_adds_bos(tok)))) goto done;
-    st = lc_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", lc_tokenizer_adds_eos(tok));
+    if ((st = lc_gguf_set_bool(w, "tokenizer.ggml.add_eos_token", lc_tokenizer_adds_eos(tok)))) goto done;
+    // llama.cpp prepends a space to SentencePiece input unless told otherwise
+    // (Gemma's tokenizer does not).
+    if (spm && !ti.space_prefix) st = lc_gguf_set_bool(w, "tokenizer.ggml.add_space_prefix", false);
 done:
     if (owned)
         for (size_t i = 0; i < n; i++) free(owned[i]);
@@ -204,7 +253,109 @@ done:
     return st;
 }
 
-// ---------------------------------------------------------------- export
+lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json, int32_t n_vocab,
+                            int32_t bos, int32_t eos, int32_t pad) {
+    int32_t tb = lc_tokenizer_bos(tok), te = lc_tokenizer_eos(tok);
+    return add_vocab(w, tok, tokenizer_json, n_vocab, tb >= 0 ? tb : bos, te >= 0 ? te : eos, pad, NULL);
+}
+
+// ---------------------------------------------------------------- families
+
+// How llama.cpp holds a family (convert_hf_to_gguf.py's writer, llama.cpp's
+// loader): a tensor its loader does not create fails the load ("wrong number
+// of tensors"), so only what it consumes is written.
+typedef struct gguf_family {
+    const char *arch;   // general.architecture and the metadata key prefix
+    bool permute_qk;    // rotary on adjacent pairs (LLAMA_ROPE_TYPE_NORM): q/k rows reordered
+    bool rms;           // attention.layer_norm_rms_epsilon, else attention.layer_norm_epsilon
+    bool rope;          // rotary metadata
+    bool output_always; // output.weight even when tied (gpt2, bloom: required by older loaders)
+    bool output_never;  // no output.weight at all (gemma: the loader always reuses token_embd)
+    bool head_dim_keys; // attention.key_length/value_length always (gemma)
+    unsigned bias_ok;   // linear kinds whose bias the loader takes
+} gguf_family;
+
+#define KIND_BIT(k) (1u << LC_LINEAR_KIND_##k)
+
+// The family of m, or an error for a configuration llama.cpp cannot hold.
+static lc_status family_of(const lc_model *m, const char *out_path, gguf_family *f) {
+    const lc_model_config *c = &m->cfg;
+    const char *why = NULL;
+    memset(f, 0, sizeof *f);
+    f->rms = c->norm == LC_NORM_KIND_RMS;
+    f->rope = c->pos == LC_POS_KIND_ROPE;
+    switch (c->arch) {
+    case LC_ARCH_LLAMA:
+    case LC_ARCH_MISTRAL: // the llama architecture to llama.cpp, which has no sliding window (nor has
+                          // the converter's output): Mistral differs from HF past its window
+        f->arch = "llama";
+        f->permute_qk = true;
+        f->bias_ok = KIND_BIT(Q) | KIND_BIT(K) | KIND_BIT(V) | KIND_BIT(O) | KIND_BIT(GATE) | KIND_BIT(UP) |
+                     KIND_BIT(DOWN);
+        break;
+    case LC_ARCH_QWEN2:
+        f->arch = "qwen2";
+        f->bias_ok = KIND_BIT(Q) | KIND_BIT(K) | KIND_BIT(V);
+        break;
+    case LC_ARCH_GEMMA:
+    case LC_ARCH_GEMMA2:
+        f->arch = c->arch == LC_ARCH_GEMMA ? "gemma" : "gemma2";
+        f->output_never = f->head_dim_keys = true;
+        // llama.cpp's Gemma 2 graph always soft-caps (dividing by the cap).
+        // Its query scale is fixed by size, 1/sqrt(head_dim) (27B: 1/sqrt(n_embd/n_head)),
+        // with no key for query_pre_attn_scalar; the released models agree with it.
+        if (c->arch == LC_ARCH_GEMMA2 && (c->attn_softcap <= 0.0f || c->final_softcap <= 0.0f))
+            why = "llama.cpp's gemma2 always applies attn_logit_softcapping and final_logit_softcapping, and this "
+                  "config disables one";
+        if (m->lm_head != m->embed &&
+            memcmp(m->lm_head, m->embed, sizeof(float) * (size_t)c->vocab_size * (size_t)c->hidden_size))
+            why = "llama.cpp's gemma always ties the output to token_embd, and this model has its own lm_head";
+        break;
+    case LC_ARCH_PHI3:
+        f->arch = "phi3";
+        break;
+    case LC_ARCH_GPT2:
+        f->arch = "gpt2";
+        f->output_always = true;
+        f->bias_ok = KIND_BIT(QKV) | KIND_BIT(O) | KIND_BIT(UP) | KIND_BIT(DOWN);
+        if (c->attn_scale_by_layer || fabsf(c->attn_scale * sqrtf((float)c->head_dim) - 1.0f) > 1e-6f)
+            why = "llama.cpp's gpt2 scales attention by 1/sqrt(head_dim) only (scale_attn_weights false or "
+                  "scale_attn_by_inverse_layer_idx is not representable)";
+        break;
+    case LC_ARCH_FALCON:
+        f->arch = "falcon";
+        if (c->block != LC_BLOCK_KIND_PARALLEL) why = "llama.cpp's falcon has parallel attention/MLP blocks only";
+        break;
+    case LC_ARCH_OLMO:
+        f->arch = "olmo";
+        f->permute_qk = true;
+        break;
+    case LC_ARCH_BLOOM:
+        f->arch = "bloom";
+        f->output_always = true;
+        f->bias_ok = KIND_BIT(QKV) | KIND_BIT(O) | KIND_BIT(UP) | KIND_BIT(DOWN);
+        if (c->residual_from_norm)
+            why = "llama.cpp's bloom has no apply_residual_connection_post_layernorm";
+        break;
+    default: return lc_error(LC_STATUS_USAGE, "%s: GGUF export does not know this model family", out_path);
+    }
+    if (!why && c->rope_scaling == LC_ROPE_SCALING_LLAMA3 && strcmp(f->arch, "llama") != 0)
+        why = "llama3 rope scaling is written as rope_freqs, which only llama.cpp's llama architecture reads";
+    if (!why && f->permute_qk && c->rope_dim != c->head_dim)
+        why = "partial rotary embeddings are not supported with the interleaved rotary order";
+    for (int l = 0; l < c->n_layers && !why; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_linear *lin = &m->layers[l].lin[k];
+            if (lin->out && lin->bias && !(f->bias_ok >> k & 1)) {
+                return lc_error(LC_STATUS_USAGE, "%s: llama.cpp's %s architecture has no bias on %s (layer %d)",
+                                out_path, f->arch, lc_linear_kind_name((lc_linear_kind)k), l);
+            }
+        }
+    if (why) return lc_error(LC_STATUS_USAGE, "%s: cannot export %s as GGUF: %s", out_path, c->model_type, why);
+    return LC_STATUS_OK;
+}
+
+// ---------------------------------------------------------------- tensors
 
 // Hugging Face keeps q/k rows of each head in rotate-half order (the two
 // halves of the head are the rotated pairs); llama.cpp's llama architecture
@@ -219,14 +370,35 @@ static void permute_rows(float *dst, const float *src, int n_heads, int D, int c
                        (size_t)cols * sizeof *dst);
 }
 
+// dst row i = src row rows[i] (n rows of cols values).
+static void gather_rows(float *dst, const float *src, const int32_t *rows, int n, int cols) {
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)i * cols, src + (size_t)rows[i] * cols, (size_t)cols * sizeof *dst);
+}
+
+// llama.cpp's names of the linear kinds. Fused query/key/value stays fused
+// (attn_qkv, rows [q; k; v]); Phi-3's fused gate/up is its ffn_up with 2F
+// rows [gate; up], which llama.cpp splits in half.
 static const char *const gguf_linear_names[LC_LINEAR_KIND_COUNT] = {
-    "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down",
+    [LC_LINEAR_KIND_Q] = "attn_q",       [LC_LINEAR_KIND_K] = "attn_k",        [LC_LINEAR_KIND_V] = "attn_v",
+    [LC_LINEAR_KIND_O] = "attn_output",  [LC_LINEAR_KIND_GATE] = "ffn_gate",   [LC_LINEAR_KIND_UP] = "ffn_up",
+    [LC_LINEAR_KIND_DOWN] = "ffn_down",  [LC_LINEAR_KIND_QKV] = "attn_qkv",    [LC_LINEAR_KIND_GATE_UP] = "ffn_up",
 };
 
-enum job_kind { JOB_EMBED, JOB_FINAL_NORM, JOB_OUTPUT, JOB_ROPE_FREQS, JOB_ATTN_NORM, JOB_FFN_NORM, JOB_LINEAR, JOB_BIAS };
+enum job_src {
+    SRC_VALUES,     // a model array as it is (embeddings, norms, the output head)
+    SRC_ROPE_FREQS, // llama3 rope factors
+    SRC_LINEAR,     // merged linear weight, reordered for llama.cpp
+    SRC_BIAS,       // linear bias, reordered alike
+};
 
 typedef struct job {
-    enum job_kind kind;
+    enum job_src src;
+    char name[64];
+    int n_dims;
+    int64_t shape[2];  // row-major
+    bool f32;          // stays F32 whatever the export dtype
+    const float *data; // SRC_VALUES
     int layer;
     lc_linear_kind lin;
 } job;
@@ -236,40 +408,100 @@ typedef struct exporter {
     const lc_lora *lora;
     const char *out_path;
     lc_dtype dtype;
-    bool permute; // llama architecture: q/k rows to the interleaved order
+    gguf_family fam;
+    job *jobs;
+    size_t n_jobs, cap_jobs;
+    bool overflow;
     float *buf, *tmp;
     uint16_t *half;
 } exporter;
 
-static void job_name(const job *j, char *name, size_t cap) {
-    switch (j->kind) {
-    case JOB_EMBED: snprintf(name, cap, "token_embd.weight"); break;
-    case JOB_FINAL_NORM: snprintf(name, cap, "output_norm.weight"); break;
-    case JOB_OUTPUT: snprintf(name, cap, "output.weight"); break;
-    case JOB_ROPE_FREQS: snprintf(name, cap, "rope_freqs.weight"); break;
-    case JOB_ATTN_NORM: snprintf(name, cap, "blk.%d.attn_norm.weight", j->layer); break;
-    case JOB_FFN_NORM: snprintf(name, cap, "blk.%d.ffn_norm.weight", j->layer); break;
-    case JOB_LINEAR: snprintf(name, cap, "blk.%d.%s.weight", j->layer, gguf_linear_names[j->lin]); break;
-    case JOB_BIAS: snprintf(name, cap, "blk.%d.%s.bias", j->layer, gguf_linear_names[j->lin]); break;
-    }
+static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+// Appends a job (e->jobs is sized for every tensor a model can have; past
+// that, jobs land in a scratch slot and e->overflow is set).
+static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...) {
+    static _Thread_local job scratch;
+    job *j = &scratch;
+    if (e->n_jobs < e->cap_jobs) j = &e->jobs[e->n_jobs++];
+    else e->overflow = true;
+    memset(j, 0, sizeof *j);
+    j->src = src;
+    j->n_dims = n_dims;
+    j->shape[0] = d0;
+    j->shape[1] = d1;
+    j->f32 = n_dims < 2 || e->dtype == LC_DTYPE_F32;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(j->name, sizeof j->name, fmt, ap);
+    va_end(ap);
+    return j;
 }
 
-// Row-major shape of a job's tensor; returns n_dims.
-static int job_shape(const exporter *e, const job *j, int64_t shape[2]) {
-    const lc_model_config *c = &e->m->cfg;
-    switch (j->kind) {
-    case JOB_EMBED:
-    case JOB_OUTPUT:
-        shape[0] = c->vocab_size;
-        shape[1] = c->hidden_size;
-        return 2;
-    case JOB_ROPE_FREQS: shape[0] = c->head_dim / 2; return 1;
-    case JOB_LINEAR:
-        shape[0] = e->m->layers[j->layer].lin[j->lin].out;
-        shape[1] = e->m->layers[j->layer].lin[j->lin].in;
-        return 2;
-    case JOB_BIAS: shape[0] = e->m->layers[j->layer].lin[j->lin].out; return 1;
-    default: shape[0] = c->hidden_size; return 1;
+// A norm's weight and bias (absent parts, and OLMo's parameter-free norms, write nothing).
+static void add_norm(exporter *e, const lc_norm *n, int layer, const char *name) {
+    char full[48];
+    int64_t C = e->m->cfg.hidden_size;
+    if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name);
+    else snprintf(full, sizeof full, "%s", name);
+    if (n->w) add_job(e, SRC_VALUES, 1, C, 1, "%s.weight", full)->data = n->w;
+    if (n->b) add_job(e, SRC_VALUES, 1, C, 1, "%s.bias", full)->data = n->b;
+}
+
+static void add_linear(exporter *e, int l, lc_linear_kind k) {
+    const lc_linear *lin = &e->m->layers[l].lin[k];
+    if (!lin->out) return;
+    job *j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, gguf_linear_names[k]);
+    j->layer = l;
+    j->lin = k;
+    if (!lin->bias) return;
+    j = add_job(e, SRC_BIAS, 1, lin->out, 1, "blk.%d.%s.bias", l, gguf_linear_names[k]);
+    j->layer = l;
+    j->lin = k;
+}
+
+// The tensors, in the order llama.cpp's converter writes a Llama: token_embd,
+// output_norm, output, rope_freqs, then per block attn_norm, attn_q/k/v,
+// attn_output, ffn_norm, ffn_gate/up/down; the other families' tensors at
+// the matching places.
+static void plan_jobs(exporter *e) {
+    const lc_model *m = e->m;
+    const lc_model_config *c = &m->cfg;
+    const int64_t V = c->vocab_size, C = c->hidden_size;
+    add_job(e, SRC_VALUES, 2, V, C, "token_embd.weight")->data = m->embed;
+    if (c->embed_norm) add_norm(e, &m->embed_norm, -1, "token_embd_norm");
+    if (m->pos_embed) { // position_embd stays F32, as the converter writes it
+        job *j = add_job(e, SRC_VALUES, 2, c->max_position_embeddings, C, "position_embd.weight");
+        j->data = m->pos_embed;
+        j->f32 = true;
+    }
+    add_norm(e, &m->final_norm, -1, "output_norm");
+    bool tied = c->tie_word_embeddings || m->lm_head == m->embed;
+    if (!e->fam.output_never && (!tied || e->fam.output_always))
+        add_job(e, SRC_VALUES, 2, V, C, "output.weight")->data = m->lm_head;
+    if (c->rope_scaling == LC_ROPE_SCALING_LLAMA3)
+        add_job(e, SRC_ROPE_FREQS, 1, c->head_dim / 2, 1, "rope_freqs.weight");
+
+    bool falcon2 = c->arch == LC_ARCH_FALCON && c->parallel_two_norms;
+    for (int l = 0; l < c->n_layers; l++) {
+        const lc_layer *L = &m->layers[l];
+        // Falcon's new decoder: ln_mlp is llama.cpp's attn_norm (read by the
+        // MLP) and ln_attn its attn_norm_2 (read by attention).
+        if (falcon2) add_norm(e, &L->mlp_norm, l, "attn_norm");
+        add_norm(e, &L->attn_norm, l, falcon2 ? "attn_norm_2" : "attn_norm");
+        add_linear(e, l, LC_LINEAR_KIND_Q);
+        add_linear(e, l, LC_LINEAR_KIND_K);
+        add_linear(e, l, LC_LINEAR_KIND_V);
+        add_linear(e, l, LC_LINEAR_KIND_QKV);
+        add_linear(e, l, LC_LINEAR_KIND_O);
+        add_norm(e, &L->post_attn_norm, l, "post_attention_norm");
+        if (!falcon2) add_norm(e, &L->mlp_norm, l, "ffn_norm"); // Gemma 2's pre_feedforward_layernorm too
+        add_linear(e, l, LC_LINEAR_KIND_GATE);
+        add_linear(e, l, LC_LINEAR_KIND_UP);
+        add_linear(e, l, LC_LINEAR_KIND_GATE_UP);
+        add_linear(e, l, LC_LINEAR_KIND_DOWN);
+        add_norm(e, &L->post_mlp_norm, l, "post_ffw_norm");
     }
 }
 
@@ -294,44 +526,52 @@ static void llama3_rope_factors(const lc_model_config *c, float *out) {
     }
 }
 
-static uint32_t job_type(const exporter *e, int n_dims) {
-    if (n_dims < 2 || e->dtype == LC_DTYPE_F32) return LC_GGML_TYPE_F32;
-    return e->dtype == LC_DTYPE_F16 ? LC_GGML_TYPE_F16 : LC_GGML_TYPE_BF16;
+// The rows of a linear kind in llama.cpp's order: fused query/key/value
+// gathered into [q; k; v] (Falcon's grouped and Bloom's per-head layouts),
+// q/k permuted for interleaved rotary; Phi-3's gate_up already is [gate; up]. cols is 1 for biases. Returns the
+// buffer holding the result (e->buf or e->tmp); src is in e->buf.
+static const float *reorder_rows(exporter *e, lc_linear_kind k, int rows, int cols) {
+    const lc_model *m = e->m;
+    const lc_model_config *c = &m->cfg;
+    if (k == LC_LINEAR_KIND_QKV && m->qkv_cols) {
+        gather_rows(e->tmp, e->buf, m->qkv_cols, rows, cols);
+        return e->tmp;
+    }
+    if (e->fam.permute_qk && (k == LC_LINEAR_KIND_Q || k == LC_LINEAR_KIND_K)) {
+        int heads = k == LC_LINEAR_KIND_Q ? c->n_heads : c->n_kv_heads;
+        permute_rows(e->tmp, e->buf, heads, rows / heads, cols);
+        return e->tmp;
+    }
+    return e->buf;
 }
 
 static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
     const lc_model *m = e->m;
-    const lc_model_config *c = &m->cfg;
-    int64_t shape[2];
-    int nd = job_shape(e, j, shape);
-    size_t n = (size_t)shape[0] * (nd == 2 ? (size_t)shape[1] : 1);
-    const float *src = e->buf;
-    switch (j->kind) {
-    case JOB_EMBED: src = m->embed; break;
-    case JOB_OUTPUT: src = m->lm_head; break;
-    case JOB_FINAL_NORM: src = m->final_norm; break;
-    case JOB_ATTN_NORM: src = m->layers[j->layer].attn_norm; break;
-    case JOB_FFN_NORM: src = m->layers[j->layer].mlp_norm; break;
-    case JOB_ROPE_FREQS: llama3_rope_factors(c, e->buf); break;
-    case JOB_LINEAR:
-    case JOB_BIAS: {
+    size_t n = (size_t)j->shape[0] * (j->n_dims == 2 ? (size_t)j->shape[1] : 1);
+    const float *src = j->data;
+    switch (j->src) {
+    case SRC_VALUES: break;
+    case SRC_ROPE_FREQS:
+        llama3_rope_factors(&m->cfg, e->buf);
+        src = e->buf;
+        break;
+    case SRC_LINEAR:
+    case SRC_BIAS: {
         const lc_linear *lin = &m->layers[j->layer].lin[j->lin];
-        int cols = j->kind == JOB_LINEAR ? lin->in : 1;
-        if (j->kind == JOB_LINEAR) lc_export_merge_linear(e->buf, m, e->lora, j->layer, j->lin);
+        // The adapter is merged in the checkpoint's row order, before any reordering.
+        if (j->src == SRC_LINEAR) lc_export_merge_linear(e->buf, m, e->lora, j->layer, j->lin);
         else memcpy(e->buf, lin->bias, n * sizeof *e->buf);
-        if (e->permute && (j->lin == LC_LINEAR_KIND_Q || j->lin == LC_LINEAR_KIND_K)) {
-            int heads = j->lin == LC_LINEAR_KIND_Q ? c->n_heads : c->n_kv_heads;
-            permute_rows(e->tmp, e->buf, heads, lin->out / heads, cols);
-            src = e->tmp;
-        }
+        src = reorder_rows(e, j->lin, lin->out, j->src == SRC_LINEAR ? lin->in : 1);
         break;
     }
     }
-    uint32_t type = job_type(e, nd);
-    if (type == LC_GGML_TYPE_F32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
-    for (size_t i = 0; i < n; i++) e->half[i] = type == LC_GGML_TYPE_F16 ? lc_f32_to_f16(src[i]) : lc_f32_to_bf16(src[i]);
+    if (j->f32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
+    bool f16 = e->dtype == LC_DTYPE_F16;
+    for (size_t i = 0; i < n; i++) e->half[i] = f16 ? lc_f32_to_f16(src[i]) : lc_f32_to_bf16(src[i]);
     return lc_gguf_write_tensor_data(w, e->half, n * sizeof(uint16_t));
 }
+
+// ---------------------------------------------------------------- metadata
 
 // general.name: the model folder's last component.
 static void model_name(const char *model_dir, char *out, size_t cap) {
@@ -347,17 +587,26 @@ static void model_name(const char *model_dir, char *out, size_t cap) {
     snprintf(out, cap, "%.*s", (int)(len - start), d + start);
 }
 
-// Optional extras from tokenizer_config.json: the pad token id and the chat template.
-static lc_status read_tokenizer_config(const char *path, const lc_tokenizer *tok, int32_t *pad, char **chat_template) {
-    *pad = -1;
+// The id of tokenizer_config.json's `key` token (a string or {"content": ...}), or -1.
+static int32_t config_token(const cJSON *root, const char *key, const lc_tokenizer *tok) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (cJSON_IsObject(p)) p = cJSON_GetObjectItemCaseSensitive(p, "content");
+    return cJSON_IsString(p) ? lc_tokenizer_find(tok, p->valuestring) : -1;
+}
+
+// Optional extras from tokenizer_config.json: the BOS, EOS and pad token ids
+// (-1 when not named) and the chat template.
+static lc_status read_tokenizer_config(const char *path, const lc_tokenizer *tok, int32_t ids[3],
+                                       char **chat_template) {
+    ids[0] = ids[1] = ids[2] = -1;
     *chat_template = NULL;
     if (!lc_file_exists(path)) return LC_STATUS_OK;
     cJSON *root;
     lc_status st = lc_json_load_file(path, GGUF_JSON_MAX, &root);
     if (st) return st;
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "pad_token");
-    if (cJSON_IsObject(p)) p = cJSON_GetObjectItemCaseSensitive(p, "content");
-    if (cJSON_IsString(p)) *pad = lc_tokenizer_find(tok, p->valuestring);
+    ids[0] = config_token(root, "bos_token", tok);
+    ids[1] = config_token(root, "eos_token", tok);
+    ids[2] = config_token(root, "pad_token", tok);
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "chat_template");
     if (cJSON_IsString(t) && !(*chat_template = strdup(t->valuestring)))
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", path);
@@ -365,9 +614,30 @@ static lc_status read_tokenizer_config(const char *path, const lc_tokenizer *tok
     return st;
 }
 
+// Phi-3's original_max_position_embeddings from model_dir/config.json (the
+// model config does not keep it): max_position_embeddings when absent.
+static lc_status phi3_original_context(const char *model_dir, const lc_model_config *c, uint32_t *out) {
+    char path[4096];
+    *out = (uint32_t)c->max_position_embeddings;
+    lc_status st = lc_path_join(path, sizeof path, model_dir, "config.json");
+    if (st || !lc_file_exists(path)) return st;
+    cJSON *root;
+    if ((st = lc_json_load_file(path, 1 << 20, &root))) return st;
+    int64_t v;
+    st = lc_json_get_int(root, "original_max_position_embeddings", path, c->max_position_embeddings, &v);
+    cJSON_Delete(root);
+    if (st) return st;
+    if (v < 1 || v > (1 << 24))
+        return lc_error(LC_STATUS_INPUT, "%s: \"original_max_position_embeddings\" is %lld, outside 1..%d", path,
+                        (long long)v, 1 << 24);
+    *out = (uint32_t)v;
+    return LC_STATUS_OK;
+}
+
 static lc_status export_metadata(lc_gguf_writer *w, const char *model_dir, const lc_model *m, const lc_tokenizer *tok,
-                                 lc_dtype dtype, const char *arch) {
+                                 lc_dtype dtype, const gguf_family *fam) {
     const lc_model_config *c = &m->cfg;
+    const char *arch = fam->arch;
     char key[128], name[256], path[4096];
     lc_status st;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
@@ -379,32 +649,60 @@ static lc_status export_metadata(lc_gguf_writer *w, const char *model_dir, const
     if ((st = lc_gguf_set_str(w, "general.type", "model"))) return st;
     if ((st = lc_gguf_set_str(w, "general.name", name))) return st;
     if ((st = lc_gguf_set_u32(w, KEY("block_count"), (uint32_t)c->n_layers))) return st;
+    // GPT-2: position_embd has context_length rows.
     if ((st = lc_gguf_set_u32(w, KEY("context_length"), (uint32_t)c->max_position_embeddings))) return st;
     if ((st = lc_gguf_set_u32(w, KEY("embedding_length"), (uint32_t)c->hidden_size))) return st;
+    // The real MLP width (GPT-2's n_inner, Falcon's ffn_hidden_size), which the loader sizes ffn_up by.
     if ((st = lc_gguf_set_u32(w, KEY("feed_forward_length"), (uint32_t)c->intermediate_size))) return st;
     if ((st = lc_gguf_set_u32(w, KEY("attention.head_count"), (uint32_t)c->n_heads))) return st;
+    // Falcon-7B's multi-query attention: 1.
     if ((st = lc_gguf_set_u32(w, KEY("attention.head_count_kv"), (uint32_t)c->n_kv_heads))) return st;
-    if ((st = lc_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta))) return st;
-    if ((st = lc_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->rms_norm_eps))) return st;
-    if (c->head_dim * c->n_heads != c->hidden_size) {
+    if (fam->rope && (st = lc_gguf_set_f32(w, KEY("rope.freq_base"), c->rope_theta))) return st;
+    if (fam->rms) st = lc_gguf_set_f32(w, KEY("attention.layer_norm_rms_epsilon"), c->norm_eps);
+    else st = lc_gguf_set_f32(w, KEY("attention.layer_norm_epsilon"), c->norm_eps);
+    if (st) return st;
+    if (fam->head_dim_keys || c->head_dim * c->n_heads != c->hidden_size) {
         if ((st = lc_gguf_set_u32(w, KEY("attention.key_length"), (uint32_t)c->head_dim))) return st;
         if ((st = lc_gguf_set_u32(w, KEY("attention.value_length"), (uint32_t)c->head_dim))) return st;
     }
     if ((st = lc_gguf_set_u32(w, "general.file_type", file_type))) return st;
     if ((st = lc_gguf_set_u32(w, KEY("vocab_size"), (uint32_t)c->vocab_size))) return st;
-    if ((st = lc_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->head_dim))) return st;
-    if (c->rope_scaling == LC_ROPE_SCALING_LINEAR) {
-        if ((st = lc_gguf_set_str(w, KEY("rope.scaling.type"), "linear"))) return st;
-        if ((st = lc_gguf_set_f32(w, KEY("rope.scaling.factor"), c->rope_factor))) return st;
+    if (fam->rope) {
+        if ((st = lc_gguf_set_u32(w, KEY("rope.dimension_count"), (uint32_t)c->rope_dim))) return st;
+        if (c->rope_scaling == LC_ROPE_SCALING_LINEAR) {
+            if ((st = lc_gguf_set_str(w, KEY("rope.scaling.type"), "linear"))) return st;
+            if ((st = lc_gguf_set_f32(w, KEY("rope.scaling.factor"), c->rope_factor))) return st;
+        }
     }
+    if (c->arch == LC_ARCH_GEMMA2) {
+        if ((st = lc_gguf_set_f32(w, KEY("attn_logit_softcapping"), c->attn_softcap))) return st;
+        if ((st = lc_gguf_set_f32(w, KEY("final_logit_softcapping"), c->final_softcap))) return st;
+        // No window: one as long as the context, which masks nothing.
+        uint32_t window = (uint32_t)(c->sliding_window > 0 ? c->sliding_window : c->max_position_embeddings);
+        if ((st = lc_gguf_set_u32(w, KEY("attention.sliding_window"), window))) return st;
+    }
+    if (c->arch == LC_ARCH_PHI3) {
+        // Both always written: older loaders refuse a Phi-3 without sliding_window (0: none).
+        uint32_t orig;
+        if ((st = phi3_original_context(model_dir, c, &orig))) return st;
+        if ((st = lc_gguf_set_u32(w, KEY("rope.scaling.original_context_length"), orig))) return st;
+        if ((st = lc_gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->sliding_window))) return st;
+    }
+    if (c->arch == LC_ARCH_OLMO && c->clip_qkv > 0.0f &&
+        (st = lc_gguf_set_f32(w, KEY("attention.clamp_kqv"), c->clip_qkv)))
+        return st;
 #undef KEY
 
-    int32_t pad;
+    // Special ids as the converter's SpecialVocab picks them: tokenizer_config.json's
+    // tokens, else config.json's ids, else what the tokenizer itself names.
+    int32_t ids[3];
     char *chat_template = NULL;
     if ((st = lc_path_join(path, sizeof path, model_dir, "tokenizer_config.json"))) return st;
-    if ((st = read_tokenizer_config(path, tok, &pad, &chat_template))) return st;
+    if ((st = read_tokenizer_config(path, tok, ids, &chat_template))) return st;
+    int32_t bos = ids[0] >= 0 ? ids[0] : c->bos_token_id >= 0 ? c->bos_token_id : lc_tokenizer_bos(tok);
+    int32_t eos = ids[1] >= 0 ? ids[1] : c->eos_token_id >= 0 ? c->eos_token_id : lc_tokenizer_eos(tok);
     if ((st = lc_path_join(path, sizeof path, model_dir, "tokenizer.json"))) goto out;
-    if ((st = lc_gguf_add_vocab(w, tok, path, c->vocab_size, c->bos_token_id, c->eos_token_id, pad))) goto out;
+    if ((st = add_vocab(w, tok, path, c->vocab_size, bos, eos, ids[2], arch))) goto out;
     if (chat_template && (st = lc_gguf_set_str(w, "tokenizer.chat_template", chat_template))) goto out;
     st = lc_gguf_set_u32(w, "general.quantization_version", 2);
 out:
@@ -412,48 +710,46 @@ out:
     return st;
 }
 
+// ---------------------------------------------------------------- export
+
 lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          const lc_tokenizer *tok, lc_dtype dtype) {
     const lc_model_config *c = &m->cfg;
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
         return lc_error(LC_STATUS_USAGE, "%s: GGUF export writes f32, f16 or bf16", out_path);
-    const char *arch = c->arch == LC_ARCH_QWEN2 ? "qwen2" : "llama"; // mistral is llama to llama.cpp
+    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
+    lc_status st = family_of(m, out_path, &e.fam);
+    if (st) return st;
+    if (c->qkv != LC_QKV_LAYOUT_SEPARATE) { // the gather map covers the fused rows exactly
+        int64_t rows = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+        for (int l = 0; l < c->n_layers; l++)
+            if (!m->qkv_cols || m->layers[l].lin[LC_LINEAR_KIND_QKV].out != rows)
+                return lc_error(LC_STATUS_USAGE, "%s: the fused query/key/value projection of layer %d has %d rows, "
+                                "want %lld", out_path, l, m->layers[l].lin[LC_LINEAR_KIND_QKV].out, (long long)rows);
+    }
     lc_tokenizer *own_tok = NULL;
-    lc_status st = LC_STATUS_OK;
     if (!tok) {
         if ((st = lc_tokenizer_load_dir(&own_tok, model_dir))) return st;
         tok = own_tok;
     }
 
-    // The tensors, in the order llama.cpp's converter writes a Llama.
-    int L = c->n_layers;
-    size_t n_jobs = 0, cap_jobs = 4 + (size_t)L * (2 + 2 * LC_LINEAR_KIND_COUNT);
-    job *jobs = malloc(cap_jobs * sizeof *jobs);
     lc_gguf_writer *w = NULL;
-    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype, .permute = c->arch != LC_ARCH_QWEN2};
-    if (!jobs) {
+    e.cap_jobs = 12 + (size_t)c->n_layers * (2 * 4 + 2 * LC_LINEAR_KIND_COUNT + 2);
+    e.jobs = malloc(e.cap_jobs * sizeof *e.jobs);
+    if (!e.jobs) {
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
         goto done;
     }
-    bool tied = c->tie_word_embeddings || m->lm_head == m->embed;
-    jobs[n_jobs++] = (job){JOB_EMBED, 0, 0};
-    jobs[n_jobs++] = (job){JOB_FINAL_NORM, 0, 0};
-    if (!tied) jobs[n_jobs++] = (job){JOB_OUTPUT, 0, 0};
-    if (c->rope_scaling == LC_ROPE_SCALING_LLAMA3) jobs[n_jobs++] = (job){JOB_ROPE_FREQS, 0, 0};
-    size_t max_lin = 0;
-    for (int l = 0; l < L; l++) {
-        jobs[n_jobs++] = (job){JOB_ATTN_NORM, l, 0};
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            const lc_linear *lin = &m->layers[l].lin[k];
-            if (k == LC_LINEAR_KIND_GATE) jobs[n_jobs++] = (job){JOB_FFN_NORM, l, 0};
-            jobs[n_jobs++] = (job){JOB_LINEAR, l, (lc_linear_kind)k};
-            if (lin->bias) jobs[n_jobs++] = (job){JOB_BIAS, l, (lc_linear_kind)k};
-            if ((size_t)lin->out * (size_t)lin->in > max_lin) max_lin = (size_t)lin->out * (size_t)lin->in;
-        }
+    plan_jobs(&e);
+    if (e.overflow) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: more tensors than planned for", out_path);
+        goto done;
     }
-    size_t max_all = (size_t)c->vocab_size * (size_t)c->hidden_size;
-    if (max_lin > max_all) max_all = max_lin;
-    if ((size_t)c->head_dim > max_all) max_all = (size_t)c->head_dim;
+    size_t max_all = (size_t)c->head_dim;
+    for (size_t i = 0; i < e.n_jobs; i++) {
+        size_t n = (size_t)e.jobs[i].shape[0] * (size_t)e.jobs[i].shape[1];
+        if (n > max_all) max_all = n;
+    }
     e.buf = malloc(max_all * sizeof *e.buf);
     e.tmp = malloc(max_all * sizeof *e.tmp);
     e.half = dtype == LC_DTYPE_F32 ? NULL : malloc(max_all * sizeof *e.half);
@@ -463,21 +759,19 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
     }
 
     if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
-    if ((st = export_metadata(w, model_dir, m, tok, dtype, arch))) goto done;
-    for (size_t i = 0; i < n_jobs; i++) {
-        char name[96];
-        int64_t shape[2];
-        job_name(&jobs[i], name, sizeof name);
-        int nd = job_shape(&e, &jobs[i], shape);
-        if ((st = lc_gguf_add_tensor(w, name, job_type(&e, nd), nd, shape))) goto done;
+    if ((st = export_metadata(w, model_dir, m, tok, dtype, &e.fam))) goto done;
+    for (size_t i = 0; i < e.n_jobs; i++) {
+        const job *j = &e.jobs[i];
+        uint32_t type = j->f32 ? LC_GGML_TYPE_F32 : dtype == LC_DTYPE_F16 ? LC_GGML_TYPE_F16 : LC_GGML_TYPE_BF16;
+        if ((st = lc_gguf_add_tensor(w, j->name, type, j->n_dims, j->shape))) goto done;
     }
     if ((st = lc_gguf_write_header(w))) goto done;
-    for (size_t i = 0; i < n_jobs; i++)
-        if ((st = write_job(&e, w, &jobs[i]))) goto done;
+    for (size_t i = 0; i < e.n_jobs; i++)
+        if ((st = write_job(&e, w, &e.jobs[i]))) goto done;
     st = lc_gguf_writer_finish(w);
 done:
     lc_gguf_writer_free(w);
-    free(jobs);
+    free(e.jobs);
     free(e.buf);
     free(e.tmp);
     free(e.half);

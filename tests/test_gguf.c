@@ -2,7 +2,10 @@
 // same model (from its Hugging Face folder) compared tensor by tensor and key
 // by key with that file, F16 export, a LoRA merge round trip with the q/k
 // row permutation derived independently, the tokenizer metadata against
-// llama.cpp's vocab GGUFs, and hostile files.
+// llama.cpp's vocab GGUFs, every model family's export (tests/fixtures/
+// families: architecture, metadata, the exact tensor set, each tensor against
+// the checkpoint with the PEFT adapter merged and the layout llama.cpp's
+// converter gives it), configurations that are refused, and hostile files.
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,9 +17,11 @@
 #include "data/tokenizer.h"
 #include "export/export.h"
 #include "export/gguf.h"
+#include "model/config.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "family_fixture.h"
 #include "test_util.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
@@ -144,7 +149,7 @@ START_TEST(test_read_llamacpp_file) {
     ck_assert(lc_gguf_tensor_to_f32(&f, e, v) == LC_STATUS_OK);
     ck_assert(!memcmp(v, m.embed, e->nbytes));
     ck_assert(lc_gguf_tensor_to_f32(&f, n, v) == LC_STATUS_OK);
-    ck_assert(!memcmp(v, m.layers[4].mlp_norm, 64 * sizeof(float)));
+    ck_assert(!memcmp(v, m.layers[4].mlp_norm.w, 64 * sizeof(float)));
     free(v);
     lc_model_free(&m);
     lc_gguf_close(&f);
@@ -295,10 +300,10 @@ START_TEST(test_lora_merge_round_trip) {
     lc_tokenizer *tok;
     load_model(&m, &tok);
     lc_lora lora;
-    lc_lora_config cfg = {.r = 4, .alpha = 8.0f, .targets = (1u << LC_LINEAR_KIND_COUNT) - 1};
+    lc_lora_config cfg = {.r = 4, .alpha = 8.0f, .targets = LC_LINEAR_KIND_ALL};
     ck_assert_msg(lc_lora_init(&lora, &m, &cfg, 1234, false) == LC_STATUS_OK, "%s", lc_error_message());
     for (int l = 0; l < m.cfg.n_layers; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        for (int k = 0; k <= LC_LINEAR_KIND_DOWN; k++) {
             const lc_lora_ref *ref = lc_lora_get(&lora, l, (lc_linear_kind)k);
             ck_assert_ptr_nonnull(ref);
             for (int i = 0; i < m.layers[l].lin[k].out * ref->r; i++) ref->B[i] = 0.05f * urand();
@@ -307,7 +312,7 @@ START_TEST(test_lora_merge_round_trip) {
     export_to("lora.gguf", &m, &lora, tok, LC_DTYPE_F32, &f);
     const int D = m.cfg.head_dim;
     for (int l = 0; l < m.cfg.n_layers; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        for (int k = 0; k <= LC_LINEAR_KIND_DOWN; k++) {
             static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[k]);
@@ -460,7 +465,7 @@ START_TEST(test_export_qwen2_keeps_rows_and_biases) {
     ck_assert_int_eq(kv_int(&f, "qwen2.attention.head_count_kv"), 4);
     ck_assert_ptr_null(lc_gguf_find_kv(&f, "llama.block_count"));
     for (int l = 0; l < 5; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        for (int k = 0; k <= LC_LINEAR_KIND_DOWN; k++) {
             static const char *const names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
             const lc_linear *lin = &m.layers[l].lin[k];
             char name[64];
@@ -618,6 +623,531 @@ START_TEST(test_vocab_llama2_matches_sentencepiece_scores) {
     lc_gguf_close(&a);
     lc_gguf_close(&b);
     lc_tokenizer_free(tok);
+}
+END_TEST
+
+// ---------------------------------------------------------------- every family (tests/fixtures/families)
+
+// How a GGUF tensor is made from the checkpoint, written from llama.cpp's
+// converter (convert_hf_to_gguf.py) independently of the exporter.
+enum xform {
+    X_COPY,
+    X_PLUS1,      // Gemma's norms: 1 + w
+    X_T,          // GPT-2's Conv1D weights stored [in, out]
+    X_PERM_Q,     // LlamaModel.permute(w, n_head, n_head)
+    X_PERM_K,     // LlamaModel.permute(w, n_head, n_kv)
+    X_BLOOM_QKV,  // w.reshape(n_head, 3, hd, -1): cat(w[:, 0], w[:, 1], w[:, 2])
+    X_FALCON_QKV, // w.view(nkv, n_head/nkv + 2, hd, -1): cat(q = [:, :-2], k = [:, -2], v = [:, -1])
+};
+
+typedef struct tensor_map {
+    const char *gguf; // "%d" is the block
+    const char *hf;   // checkpoint tensor
+    enum xform x;
+    const char *lora; // PEFT module path of the adapter merged into it, or NULL
+} tensor_map;
+
+typedef struct key_expect {
+    const char *key;
+    lc_gguf_vtype type; // LC_GGUF_VTYPE_COUNT: must be absent
+    double num;
+    const char *str;
+} key_expect;
+
+#define KU(k, v) {k, LC_GGUF_U32, v, NULL}
+#define KF(k, v) {k, LC_GGUF_F32, v, NULL}
+#define KS(k, v) {k, LC_GGUF_STRING, 0, v}
+#define KNONE(k) {k, LC_GGUF_VTYPE_COUNT, 0, NULL}
+
+typedef struct family_expect {
+    const char *family, *arch;
+    int n_head, n_kv, head_dim;
+    key_expect keys[24];
+    tensor_map tensors[24];
+} family_expect;
+
+#define LLAMA_NAMES(prefix)                                                                                          \
+    {"token_embd.weight", prefix "embed_tokens.weight", X_COPY, NULL},                                             \
+        {"blk.%d.attn_v.weight", prefix "layers.%d.self_attn.v_proj.weight", X_COPY,                               \
+         "model.layers.%d.self_attn.v_proj"},                                                                      \
+        {"blk.%d.attn_output.weight", prefix "layers.%d.self_attn.o_proj.weight", X_COPY,                          \
+         "model.layers.%d.self_attn.o_proj"},                                                                      \
+        {"blk.%d.ffn_gate.weight", prefix "layers.%d.mlp.gate_proj.weight", X_COPY,                                \
+         "model.layers.%d.mlp.gate_proj"},                                                                         \
+        {"blk.%d.ffn_up.weight", prefix "layers.%d.mlp.up_proj.weight", X_COPY, "model.layers.%d.mlp.up_proj"},   \
+        {"blk.%d.ffn_down.weight", prefix "layers.%d.mlp.down_proj.weight", X_COPY, "model.layers.%d.mlp.down_proj"}
+
+#define FALCON_NAMES                                                                                                 \
+    {"token_embd.weight", "transformer.word_embeddings.weight", X_COPY, NULL},                                     \
+        {"output_norm.weight", "transformer.ln_f.weight", X_COPY, NULL},                                           \
+        {"output_norm.bias", "transformer.ln_f.bias", X_COPY, NULL}, {"output.weight", "lm_head.weight", X_COPY, NULL}, \
+        {"blk.%d.attn_qkv.weight", "transformer.h.%d.self_attention.query_key_value.weight", X_FALCON_QKV,         \
+         "transformer.h.%d.self_attention.query_key_value"},                                                       \
+        {"blk.%d.attn_output.weight", "transformer.h.%d.self_attention.dense.weight", X_COPY,                      \
+         "transformer.h.%d.self_attention.dense"},                                                                 \
+        {"blk.%d.ffn_up.weight", "transformer.h.%d.mlp.dense_h_to_4h.weight", X_COPY,                              \
+         "transformer.h.%d.mlp.dense_h_to_4h"},                                                                    \
+        {"blk.%d.ffn_down.weight", "transformer.h.%d.mlp.dense_4h_to_h.weight", X_COPY,                            \
+         "transformer.h.%d.mlp.dense_4h_to_h"}
+
+// In lc_family_names order; values from the fixtures' config.json.
+static const family_expect family_expects[] = {
+    {"mistral", "llama", 4, 2, 8,
+     {KU("llama.block_count", 2), KU("llama.context_length", 128), KU("llama.embedding_length", 32),
+      KU("llama.feed_forward_length", 96), KU("llama.attention.head_count", 4), KU("llama.attention.head_count_kv", 2),
+      KU("llama.rope.dimension_count", 8), KF("llama.rope.freq_base", 10000), KU("llama.vocab_size", 32000),
+      KF("llama.attention.layer_norm_rms_epsilon", 1e-5), KNONE("llama.attention.key_length"),
+      KS("tokenizer.ggml.model", "llama"), KS("tokenizer.ggml.pre", "default"), KU("tokenizer.ggml.bos_token_id", 1),
+      KU("tokenizer.ggml.eos_token_id", 2), KNONE("tokenizer.ggml.add_space_prefix")},
+     {LLAMA_NAMES("model."),
+      {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", X_PERM_Q, "model.layers.%d.self_attn.q_proj"},
+      {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", X_PERM_K, "model.layers.%d.self_attn.k_proj"},
+      {"output_norm.weight", "model.norm.weight", X_COPY, NULL},
+      {"output.weight", "lm_head.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", X_COPY, NULL}}},
+    {"qwen2", "qwen2", 4, 2, 8,
+     {KU("qwen2.block_count", 2), KU("qwen2.context_length", 128), KU("qwen2.embedding_length", 32),
+      KU("qwen2.feed_forward_length", 96), KU("qwen2.attention.head_count", 4), KU("qwen2.attention.head_count_kv", 2),
+      KU("qwen2.rope.dimension_count", 8), KF("qwen2.rope.freq_base", 1e6),
+      KF("qwen2.attention.layer_norm_rms_epsilon", 1e-6), KS("tokenizer.ggml.model", "gpt2"),
+      KS("tokenizer.ggml.pre", "gpt-2"), KU("tokenizer.ggml.eos_token_id", 50256)},
+     {LLAMA_NAMES("model."),
+      {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", X_COPY, "model.layers.%d.self_attn.q_proj"},
+      {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", X_COPY, "model.layers.%d.self_attn.k_proj"},
+      {"blk.%d.attn_q.bias", "model.layers.%d.self_attn.q_proj.bias", X_COPY, NULL},
+      {"blk.%d.attn_k.bias", "model.layers.%d.self_attn.k_proj.bias", X_COPY, NULL},
+      {"blk.%d.attn_v.bias", "model.layers.%d.self_attn.v_proj.bias", X_COPY, NULL},
+      {"output_norm.weight", "model.norm.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", X_COPY, NULL}}},
+    {"gemma", "gemma", 4, 1, 16,
+     {KU("gemma.block_count", 2), KU("gemma.context_length", 128), KU("gemma.embedding_length", 32),
+      KU("gemma.feed_forward_length", 64), KU("gemma.attention.head_count", 4), KU("gemma.attention.head_count_kv", 1),
+      KU("gemma.attention.key_length", 16), KU("gemma.attention.value_length", 16),
+      KF("gemma.attention.layer_norm_rms_epsilon", 1e-6), KU("gemma.rope.dimension_count", 16),
+      KS("tokenizer.ggml.model", "llama"), KS("tokenizer.ggml.pre", "default")},
+     {LLAMA_NAMES("model."),
+      {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", X_COPY, "model.layers.%d.self_attn.q_proj"},
+      {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", X_COPY, "model.layers.%d.self_attn.k_proj"},
+      {"output_norm.weight", "model.norm.weight", X_PLUS1, NULL},
+      {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", X_PLUS1, NULL},
+      {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", X_PLUS1, NULL}}},
+    {"gemma2", "gemma2", 4, 2, 16,
+     {KU("gemma2.block_count", 2), KU("gemma2.context_length", 128), KU("gemma2.embedding_length", 32),
+      KU("gemma2.feed_forward_length", 64), KU("gemma2.attention.head_count", 4),
+      KU("gemma2.attention.head_count_kv", 2), KU("gemma2.attention.key_length", 16),
+      KU("gemma2.attention.value_length", 16), KF("gemma2.attention.layer_norm_rms_epsilon", 1e-6),
+      KF("gemma2.attn_logit_softcapping", 3.0), KF("gemma2.final_logit_softcapping", 2.0),
+      KU("gemma2.attention.sliding_window", 4), KS("tokenizer.ggml.model", "llama")},
+     {LLAMA_NAMES("model."),
+      {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", X_COPY, "model.layers.%d.self_attn.q_proj"},
+      {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", X_COPY, "model.layers.%d.self_attn.k_proj"},
+      {"output_norm.weight", "model.norm.weight", X_PLUS1, NULL},
+      {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", X_PLUS1, NULL},
+      {"blk.%d.post_attention_norm.weight", "model.layers.%d.post_attention_layernorm.weight", X_PLUS1, NULL},
+      {"blk.%d.ffn_norm.weight", "model.layers.%d.pre_feedforward_layernorm.weight", X_PLUS1, NULL},
+      {"blk.%d.post_ffw_norm.weight", "model.layers.%d.post_feedforward_layernorm.weight", X_PLUS1, NULL}}},
+    {"phi3", "phi3", 4, 2, 8,
+     {KU("phi3.block_count", 2), KU("phi3.context_length", 4096), KU("phi3.embedding_length", 32),
+      KU("phi3.feed_forward_length", 64), KU("phi3.attention.head_count", 4), KU("phi3.attention.head_count_kv", 2),
+      KU("phi3.rope.dimension_count", 8), KF("phi3.rope.freq_base", 10000),
+      KF("phi3.attention.layer_norm_rms_epsilon", 1e-5), KU("phi3.attention.sliding_window", 2047),
+      KU("phi3.rope.scaling.original_context_length", 4096), KNONE("phi3.rope.scaling.type"),
+      KS("tokenizer.ggml.model", "llama"), KS("tokenizer.ggml.pre", "default"), KU("tokenizer.ggml.eos_token_id", 32000)},
+     {{"token_embd.weight", "model.embed_tokens.weight", X_COPY, NULL},
+      {"output_norm.weight", "model.norm.weight", X_COPY, NULL},
+      {"output.weight", "lm_head.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.weight", "model.layers.%d.input_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.attn_qkv.weight", "model.layers.%d.self_attn.qkv_proj.weight", X_COPY, "model.layers.%d.self_attn.qkv_proj"},
+      {"blk.%d.attn_output.weight", "model.layers.%d.self_attn.o_proj.weight", X_COPY, "model.layers.%d.self_attn.o_proj"},
+      {"blk.%d.ffn_norm.weight", "model.layers.%d.post_attention_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.ffn_up.weight", "model.layers.%d.mlp.gate_up_proj.weight", X_COPY, "model.layers.%d.mlp.gate_up_proj"},
+      {"blk.%d.ffn_down.weight", "model.layers.%d.mlp.down_proj.weight", X_COPY, "model.layers.%d.mlp.down_proj"}}},
+    {"gpt2", "gpt2", 4, 4, 12,
+     {KU("gpt2.block_count", 2), KU("gpt2.context_length", 32), KU("gpt2.embedding_length", 48),
+      KU("gpt2.feed_forward_length", 128), KU("gpt2.attention.head_count", 4), KU("gpt2.attention.head_count_kv", 4),
+      KF("gpt2.attention.layer_norm_epsilon", 1e-5), KNONE("gpt2.attention.layer_norm_rms_epsilon"),
+      KNONE("gpt2.rope.dimension_count"), KNONE("gpt2.rope.freq_base"), KS("tokenizer.ggml.model", "gpt2"),
+      KS("tokenizer.ggml.pre", "gpt-2"), KU("tokenizer.ggml.bos_token_id", 50256),
+      KU("tokenizer.ggml.eos_token_id", 50256)},
+     {{"token_embd.weight", "wte.weight", X_COPY, NULL},
+      {"position_embd.weight", "wpe.weight", X_COPY, NULL},
+      {"output_norm.weight", "ln_f.weight", X_COPY, NULL},
+      {"output_norm.bias", "ln_f.bias", X_COPY, NULL},
+      {"output.weight", "wte.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.weight", "h.%d.ln_1.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.bias", "h.%d.ln_1.bias", X_COPY, NULL},
+      {"blk.%d.attn_qkv.weight", "h.%d.attn.c_attn.weight", X_T, "transformer.h.%d.attn.c_attn"},
+      {"blk.%d.attn_qkv.bias", "h.%d.attn.c_attn.bias", X_COPY, NULL},
+      {"blk.%d.attn_output.weight", "h.%d.attn.c_proj.weight", X_T, "transformer.h.%d.attn.c_proj"},
+      {"blk.%d.attn_output.bias", "h.%d.attn.c_proj.bias", X_COPY, NULL},
+      {"blk.%d.ffn_norm.weight", "h.%d.ln_2.weight", X_COPY, NULL},
+      {"blk.%d.ffn_norm.bias", "h.%d.ln_2.bias", X_COPY, NULL},
+      {"blk.%d.ffn_up.weight", "h.%d.mlp.c_fc.weight", X_T, "transformer.h.%d.mlp.c_fc"},
+      {"blk.%d.ffn_up.bias", "h.%d.mlp.c_fc.bias", X_COPY, NULL},
+      {"blk.%d.ffn_down.weight", "h.%d.mlp.c_proj.weight", X_T, "transformer.h.%d.mlp.c_proj"},
+      {"blk.%d.ffn_down.bias", "h.%d.mlp.c_proj.bias", X_COPY, NULL}}},
+    {"falcon", "falcon", 4, 1, 8,
+     {KU("falcon.block_count", 2), KU("falcon.context_length", 128), KU("falcon.embedding_length", 32),
+      KU("falcon.feed_forward_length", 128), KU("falcon.attention.head_count", 4),
+      KU("falcon.attention.head_count_kv", 1), KF("falcon.attention.layer_norm_epsilon", 1e-5),
+      KU("falcon.rope.dimension_count", 8), KF("falcon.rope.freq_base", 10000), KS("tokenizer.ggml.model", "gpt2"),
+      KS("tokenizer.ggml.pre", "falcon"), KU("tokenizer.ggml.eos_token_id", 11)},
+     {FALCON_NAMES,
+      {"blk.%d.attn_norm.weight", "transformer.h.%d.input_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.bias", "transformer.h.%d.input_layernorm.bias", X_COPY, NULL}}},
+    {"falcon_new", "falcon", 4, 2, 8,
+     {KU("falcon.block_count", 2), KU("falcon.attention.head_count", 4), KU("falcon.attention.head_count_kv", 2),
+      KF("falcon.attention.layer_norm_epsilon", 1e-5), KU("falcon.rope.dimension_count", 8),
+      KS("tokenizer.ggml.pre", "falcon")},
+     {FALCON_NAMES,
+      {"blk.%d.attn_norm.weight", "transformer.h.%d.ln_mlp.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.bias", "transformer.h.%d.ln_mlp.bias", X_COPY, NULL},
+      {"blk.%d.attn_norm_2.weight", "transformer.h.%d.ln_attn.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm_2.bias", "transformer.h.%d.ln_attn.bias", X_COPY, NULL}}},
+    {"olmo", "olmo", 4, 2, 8,
+     {KU("olmo.block_count", 2), KU("olmo.context_length", 128), KU("olmo.embedding_length", 32),
+      KU("olmo.feed_forward_length", 96), KU("olmo.attention.head_count", 4), KU("olmo.attention.head_count_kv", 2),
+      KU("olmo.rope.dimension_count", 8), KF("olmo.attention.layer_norm_epsilon", 1e-5),
+      KF("olmo.attention.clamp_kqv", 1.5), KNONE("olmo.attention.layer_norm_rms_epsilon"),
+      KS("tokenizer.ggml.model", "gpt2"), KS("tokenizer.ggml.pre", "olmo"), KU("tokenizer.ggml.eos_token_id", 50279)},
+     {LLAMA_NAMES("model."),
+      {"blk.%d.attn_q.weight", "model.layers.%d.self_attn.q_proj.weight", X_PERM_Q, "model.layers.%d.self_attn.q_proj"},
+      {"blk.%d.attn_k.weight", "model.layers.%d.self_attn.k_proj.weight", X_PERM_K, "model.layers.%d.self_attn.k_proj"}}},
+    {"bloom", "bloom", 6, 6, 8,
+     {KU("bloom.block_count", 2), KU("bloom.context_length", 2048), KU("bloom.embedding_length", 48),
+      KU("bloom.feed_forward_length", 192), KU("bloom.attention.head_count", 6), KU("bloom.attention.head_count_kv", 6),
+      KF("bloom.attention.layer_norm_epsilon", 1e-5), KNONE("bloom.rope.dimension_count"),
+      KNONE("bloom.rope.freq_base"), KS("tokenizer.ggml.model", "gpt2"), KS("tokenizer.ggml.pre", "gpt-2")},
+     {{"token_embd.weight", "transformer.word_embeddings.weight", X_COPY, NULL},
+      {"token_embd_norm.weight", "transformer.word_embeddings_layernorm.weight", X_COPY, NULL},
+      {"token_embd_norm.bias", "transformer.word_embeddings_layernorm.bias", X_COPY, NULL},
+      {"output_norm.weight", "transformer.ln_f.weight", X_COPY, NULL},
+      {"output_norm.bias", "transformer.ln_f.bias", X_COPY, NULL},
+      {"output.weight", "transformer.word_embeddings.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.weight", "transformer.h.%d.input_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.attn_norm.bias", "transformer.h.%d.input_layernorm.bias", X_COPY, NULL},
+      {"blk.%d.attn_qkv.weight", "transformer.h.%d.self_attention.query_key_value.weight", X_BLOOM_QKV,
+       "transformer.h.%d.self_attention.query_key_value"},
+      {"blk.%d.attn_qkv.bias", "transformer.h.%d.self_attention.query_key_value.bias", X_BLOOM_QKV, NULL},
+      {"blk.%d.attn_output.weight", "transformer.h.%d.self_attention.dense.weight", X_COPY,
+       "transformer.h.%d.self_attention.dense"},
+      {"blk.%d.attn_output.bias", "transformer.h.%d.self_attention.dense.bias", X_COPY, NULL},
+      {"blk.%d.ffn_norm.weight", "transformer.h.%d.post_attention_layernorm.weight", X_COPY, NULL},
+      {"blk.%d.ffn_norm.bias", "transformer.h.%d.post_attention_layernorm.bias", X_COPY, NULL},
+      {"blk.%d.ffn_up.weight", "transformer.h.%d.mlp.dense_h_to_4h.weight", X_COPY, "transformer.h.%d.mlp.dense_h_to_4h"},
+      {"blk.%d.ffn_up.bias", "transformer.h.%d.mlp.dense_h_to_4h.bias", X_COPY, NULL},
+      {"blk.%d.ffn_down.weight", "transformer.h.%d.mlp.dense_4h_to_h.weight", X_COPY, "transformer.h.%d.mlp.dense_4h_to_h"},
+      {"blk.%d.ffn_down.bias", "transformer.h.%d.mlp.dense_4h_to_h.bias", X_COPY, NULL}}},
+};
+
+// The source row of GGUF row r under a row reordering (cols: values per row).
+static int64_t source_row(const family_expect *fx, enum xform x, int64_t r) {
+    const int H = fx->n_head, KV = fx->n_kv, D = fx->head_dim;
+    switch (x) {
+    case X_PERM_Q:
+    case X_PERM_K: { // GGUF row 2j + s of a head is HF row s*D/2 + j
+        int64_t h = r / D, i = r % D;
+        return h * D + (i % 2) * (D / 2) + i / 2;
+    }
+    case X_BLOOM_QKV: { // GGUF [part][head][d] from HF [head][part][d]
+        int64_t part = r / ((int64_t)H * D), h = r / D % H, d = r % D;
+        return (h * 3 + part) * D + d;
+    }
+    case X_FALCON_QKV: { // GGUF [q heads; k heads; v heads] from HF [group][group q heads, k, v]
+        int64_t g, slot, d = r % D, group = H / KV;
+        if (r < (int64_t)H * D) {
+            g = r / D / group;
+            slot = r / D % group;
+        } else if (r < (int64_t)(H + KV) * D) {
+            g = (r - (int64_t)H * D) / D;
+            slot = group;
+        } else {
+            g = (r - (int64_t)(H + KV) * D) / D;
+            slot = group + 1;
+        }
+        return (g * (group + 2) + slot) * D + d;
+    }
+    default: return r;
+    }
+}
+
+static const float *st_f32(const lc_st_set *s, const char *name, const lc_st_tensor **t) {
+    *t = lc_st_set_find(s, name);
+    ck_assert_msg(*t && (*t)->dtype == LC_DTYPE_F32, "checkpoint tensor %s missing", name);
+    return (const float *)(*t)->data;
+}
+
+// Checks the GGUF tensor `name` against checkpoint tensor `hf` (with the
+// adapter of module `lora` merged, scale `scale`) under transform x.
+static void check_family_tensor(const lc_gguf_file *g, const family_expect *fx, const tensor_map *tm, int layer,
+                                const lc_st_set *model, const lc_st_set *adapter, double scale) {
+    char name[96], hf[160], la[200], lb[200];
+    snprintf(name, sizeof name, tm->gguf, layer);
+    snprintf(hf, sizeof hf, tm->hf, layer);
+    const lc_st_tensor *t;
+    const float *w = st_f32(model, hf, &t);
+    const lc_gguf_tensor *gt = lc_gguf_find_tensor(g, name);
+    ck_assert_msg(gt != NULL, "%s: %s missing", fx->family, name);
+    ck_assert_msg(gt->type == LC_GGML_TYPE_F32, "%s: %s is not F32", fx->family, name);
+    // Row-major [rows, cols] of the GGUF tensor: the checkpoint's shape, transposed for Conv1D.
+    int64_t rows = t->shape[0], cols = t->n_dims == 2 ? t->shape[1] : 1;
+    if (tm->x == X_T) {
+        rows = t->shape[1];
+        cols = t->shape[0];
+    }
+    ck_assert_msg(gt->n_dims == t->n_dims && gt->ne[0] == (t->n_dims == 2 ? cols : rows) &&
+                      (t->n_dims == 1 || gt->ne[1] == rows),
+                  "%s: %s has shape [%lld, %lld], want [%lld, %lld]", fx->family, name, (long long)gt->ne[1],
+                  (long long)gt->ne[0], (long long)rows, (long long)cols);
+    const float *A = NULL, *B = NULL;
+    int64_t r_lora = 0;
+    if (tm->lora) {
+        char mod[160];
+        snprintf(mod, sizeof mod, tm->lora, layer);
+        snprintf(la, sizeof la, "base_model.model.%s.lora_A.weight", mod);
+        snprintf(lb, sizeof lb, "base_model.model.%s.lora_B.weight", mod);
+        const lc_st_tensor *ta, *tb;
+        A = st_f32(adapter, la, &ta); // [r, in]
+        B = st_f32(adapter, lb, &tb); // [out, r]
+        r_lora = ta->shape[0];
+        ck_assert(ta->shape[1] == cols && tb->shape[0] == rows && tb->shape[1] == r_lora);
+    }
+    const float *got = (const float *)gt->data;
+    double max_delta = 0;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t sr = source_row(fx, tm->x, r);
+        for (int64_t c = 0; c < cols; c++) {
+            double want = tm->x == X_T ? w[c * rows + sr] : w[sr * cols + c];
+            if (tm->x == X_PLUS1) want += 1.0;
+            if (tm->lora) {
+                double d = 0;
+                for (int64_t j = 0; j < r_lora; j++) d += (double)B[sr * r_lora + j] * A[j * cols + c];
+                want += scale * d;
+                max_delta = fmax(max_delta, fabs(d));
+            }
+            float v;
+            memcpy(&v, got + r * cols + c, 4);
+            if (!(fabs(v - want) <= 1e-6 + 1e-5 * fabs(want))) // (ck_assert per element is slow)
+                ck_abort_msg("%s: %s[%lld][%lld] = %g, want %g", fx->family, name, (long long)r, (long long)c, v, want);
+        }
+    }
+    if (tm->lora) ck_assert_msg(max_delta > 1e-4, "%s: %s: the adapter changed nothing", fx->family, name);
+}
+
+static void check_family_key(const lc_gguf_file *g, const char *fam, const key_expect *k) {
+    const lc_gguf_kv *kv = lc_gguf_find_kv(g, k->key);
+    if (k->type == LC_GGUF_VTYPE_COUNT) {
+        ck_assert_msg(kv == NULL, "%s: %s should be absent", fam, k->key);
+        return;
+    }
+    // llama.cpp's loader checks the type of each key it reads.
+    ck_assert_msg(kv && kv->type == k->type, "%s: %s missing or of type %s", fam, k->key,
+                  kv ? lc_gguf_vtype_name(kv->type) : "-");
+    if (k->type == LC_GGUF_STRING) {
+        assert_kv_str(g, k->key, k->str);
+    } else {
+        double v;
+        ck_assert(lc_gguf_kv_float(kv, 0, &v));
+        ck_assert_msg(v == (double)(float)k->num, "%s: %s = %g, want %g", fam, k->key, v, k->num);
+    }
+}
+
+START_TEST(test_export_every_family) {
+    const char *fam = lc_family_names[_i];
+    const family_expect *fx = &family_expects[_i];
+    ck_assert_str_eq(fx->family, fam);
+    lc_family_fixture f;
+    lc_family_fixture_load(&f, fam, tmp);
+    lc_model m;
+    lc_lora lora;
+    ck_assert_msg(lc_model_load(&m, f.model_dir) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    ck_assert_msg(lc_peft_load(f.adapter_dir, &m, &lora) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    char out[4096];
+    snprintf(out, sizeof out, "%s/%s.gguf", tmp, fam);
+    ck_assert_msg(lc_export_gguf(out, f.model_dir, &m, &lora, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    lc_gguf_file g;
+    ck_assert_msg(lc_gguf_open(&g, out) == LC_STATUS_OK, "%s", lc_error_message());
+
+    // Metadata.
+    assert_kv_str(&g, "general.architecture", fx->arch);
+    for (const key_expect *k = fx->keys; k->key; k++) check_family_key(&g, fam, k);
+    // Every key carries the architecture's prefix or a general./tokenizer. one.
+    for (size_t i = 0; i < g.n_kvs; i++) {
+        const char *key = g.kvs[i].key;
+        size_t n = strlen(fx->arch);
+        ck_assert_msg(!strncmp(key, "general.", 8) || !strncmp(key, "tokenizer.", 10) ||
+                          (!strncmp(key, fx->arch, n) && key[n] == '.'),
+                      "%s: stray key %s", fam, key);
+    }
+
+    // Tensors: exactly the expected set, each with the checkpoint's values
+    // (adapter merged) laid out as llama.cpp's converter lays them out.
+    lc_st_set model = {0}, adapter = {0};
+    ck_assert(lc_st_set_open_dir(&model, f.model_dir) == LC_STATUS_OK);
+    char ad[700];
+    snprintf(ad, sizeof ad, "%s/adapter_model.safetensors", f.adapter_dir);
+    ck_assert(lc_st_set_add_file(&adapter, ad) == LC_STATUS_OK);
+    const cJSON *lj = cJSON_GetObjectItem(f.root, "lora");
+    double scale = cJSON_GetObjectItem(lj, "alpha")->valuedouble / cJSON_GetObjectItem(lj, "r")->valuedouble;
+    size_t n_expected = 0;
+    for (const tensor_map *tm = fx->tensors; tm->gguf; tm++) {
+        bool per_layer = strstr(tm->gguf, "%d") != NULL;
+        for (int l = 0; l < (per_layer ? m.cfg.n_layers : 1); l++) {
+            check_family_tensor(&g, fx, tm, l, &model, &adapter, scale);
+            n_expected++;
+        }
+    }
+    if (g.n_tensors != n_expected) {
+        for (size_t i = 0; i < g.n_tensors; i++) fprintf(stderr, "%s: %s\n", fam, g.tensors[i].name);
+        ck_abort_msg("%s: %zu tensors, want %zu (no extras: llama.cpp refuses them)", fam, g.n_tensors, n_expected);
+    }
+    lc_gguf_close(&g);
+
+    // F16: 2-D tensors F16 but position_embd, 1-D ones F32; same names and shapes.
+    lc_gguf_file h;
+    snprintf(out, sizeof out, "%s/%s.f16.gguf", tmp, fam);
+    ck_assert_msg(lc_export_gguf(out, f.model_dir, &m, &lora, NULL, LC_DTYPE_F16) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    ck_assert(lc_gguf_open(&h, out) == LC_STATUS_OK);
+    ck_assert_uint_eq(h.n_tensors, n_expected);
+    ck_assert_int_eq(kv_int(&h, "general.file_type"), 1);
+    for (size_t i = 0; i < h.n_tensors; i++) {
+        const lc_gguf_tensor *t = &h.tensors[i];
+        bool f32 = t->n_dims == 1 || !strcmp(t->name, "position_embd.weight");
+        ck_assert_msg(t->type == (f32 ? LC_GGML_TYPE_F32 : LC_GGML_TYPE_F16), "%s: %s has type %u", fam, t->name,
+                      t->type);
+    }
+    lc_gguf_close(&h);
+    lc_st_set_free(&model);
+    lc_st_set_free(&adapter);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+    lc_family_fixture_free(&f);
+}
+END_TEST
+
+// Configurations llama.cpp's graph cannot run are refused, not written wrong.
+START_TEST(test_export_refuses_unrepresentable) {
+    static const struct {
+        const char *family, *key, *value, *needle;
+    } cases[] = {
+        {"gpt2", "scale_attn_by_inverse_layer_idx", "true", "scale_attn"},
+        {"gpt2", "scale_attn_weights", "false", "scale_attn"},
+        {"falcon", "bias", "true", "no bias"},
+        {"falcon", "parallel_attn", "false", "parallel"},
+        {"gemma2", "attn_logit_softcapping", "null", "softcapping"},
+        {"gemma", "tie_word_embeddings", "false", "lm_head"},
+        {"bloom", "apply_residual_connection_post_layernorm", "true", "apply_residual_connection_post_layernorm"},
+        {"qwen2", "rope_scaling",
+         "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"original_max_position_embeddings\": 64}", "rope_freqs"},
+        {"olmo", "attention_bias", "true", "no bias"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char dir[4096], path[4200], out[4200];
+        snprintf(dir, sizeof dir, "%s/refuse%zu", tmp, i);
+        lc_family_fixture f;
+        lc_family_fixture_load(&f, cases[i].family, dir);
+        cJSON *cfg = cJSON_Duplicate(cJSON_GetObjectItem(f.root, "config"), 1);
+        cJSON_DeleteItemFromObject(cfg, cases[i].key);
+        cJSON_AddItemToObject(cfg, cases[i].key, cJSON_Parse(cases[i].value));
+        char *text = cJSON_Print(cfg);
+        lc_test_write(f.model_dir, "config.json", text, strlen(text));
+        free(text);
+        cJSON_Delete(cfg);
+        lc_model_config c;
+        snprintf(path, sizeof path, "%s/config.json", f.model_dir);
+        ck_assert_msg(lc_config_load(&c, path) == LC_STATUS_OK, "%s", lc_error_message());
+        lc_model m;
+        ck_assert_msg(lc_model_init_random(&m, &c, 7, false) == LC_STATUS_OK, "%s", lc_error_message());
+        snprintf(out, sizeof out, "%s/x.gguf", dir);
+        lc_status st = lc_export_gguf(out, f.model_dir, &m, NULL, NULL, LC_DTYPE_F32);
+        ck_assert_msg(st == LC_STATUS_USAGE, "%s with %s = %s: status %d", cases[i].family, cases[i].key,
+                      cases[i].value, st);
+        ck_assert_msg(strstr(lc_error_message(), cases[i].needle) != NULL, "\"%s\" lacks \"%s\"", lc_error_message(),
+                      cases[i].needle);
+        ck_assert_msg(access(out, F_OK) != 0, "%s written anyway", out);
+        lc_model_free(&m);
+        lc_family_fixture_free(&f);
+    }
+}
+END_TEST
+
+// tokenizer.ggml.pre and add_space_prefix from tokenizer.json's pre-tokenizer and normalizer.
+static void vocab_from(const lc_tokenizer *tok, const char *json_text, int32_t n_vocab, lc_gguf_file *g) {
+    const char *json = NULL;
+    if (json_text) {
+        lc_test_write(tmp, "tok.json", json_text, strlen(json_text));
+        json = tmp_path("tok.json");
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/vocab.gguf", tmp);
+    unlink(path);
+    lc_gguf_writer *w;
+    ck_assert(lc_gguf_writer_new(&w, path) == LC_STATUS_OK);
+    ck_assert_msg(lc_gguf_add_vocab(w, tok, json, n_vocab, -1, -1, -1) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_OK);
+    lc_gguf_writer_free(w);
+    ck_assert(lc_gguf_open(g, path) == LC_STATUS_OK);
+}
+
+START_TEST(test_vocab_pre_tokenizer_and_space_prefix) {
+    lc_tokenizer *bpe, *spm;
+    ck_assert(lc_tokenizer_load(&bpe, LC_SHARED_DIR "/tokenizers/gpt2/tokenizer.json", NULL) == LC_STATUS_OK);
+    ck_assert(lc_tokenizer_load(&spm, LC_SHARED_DIR "/tokenizers/llama2/tokenizer.json",
+                                LC_SHARED_DIR "/tokenizers/llama2/tokenizer_config.json") == LC_STATUS_OK);
+    static const struct {
+        const char *json, *pre;
+    } pres[] = {
+        // Bloom: its Split regex (as Oniguruma reads it) then ByteLevel without its own regex.
+        {"{\"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": "
+         "{\"Regex\": \" ?[^(\\\\s|[.,!?\xE2\x80\xA6\xE3\x80\x82\xEF\xBC\x8C\xE3\x80\x81\xE0\xA5\xA4\xDB\x94\xD8\x8C])]+\"}, "
+         "\"behavior\": \"Isolated\", \"invert\": false}, {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+         "\"trim_offsets\": true, \"use_regex\": false}]}}",
+         "bloom"},
+        {"{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true}}", "gpt-2"},
+        {"{\"pre_tokenizer\": {\"type\": \"Whitespace\"}}", "default"},
+        {"not json {", "default"},
+        {NULL, "default"},
+    };
+    lc_gguf_file g;
+    for (size_t i = 0; i < sizeof pres / sizeof pres[0]; i++) {
+        vocab_from(bpe, pres[i].json, 50257, &g);
+        assert_kv_str(&g, "tokenizer.ggml.pre", pres[i].pre);
+        ck_assert_ptr_null(lc_gguf_find_kv(&g, "tokenizer.ggml.add_space_prefix")); // SentencePiece only
+        lc_gguf_close(&g);
+    }
+
+    static const struct {
+        const char *json;
+        int prefix; // 1: add_space_prefix absent (llama.cpp's default, true); 0: written false
+    } spms[] = {
+        {"{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+         "\"\xE2\x96\x81\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xE2\x96\x81\"}]}}",
+         1},
+        // Gemma: spaces replaced, nothing prepended.
+        {"{\"normalizer\": {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xE2\x96\x81\"}}", 0},
+        {"{\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xE2\x96\x81\", "
+         "\"prepend_scheme\": \"first\"}}",
+         1},
+        {"{\"normalizer\": null, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xE2\x96\x81\", "
+         "\"prepend_scheme\": \"never\"}}",
+         0},
+        {"{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"add_prefix_space\": false}}", 0},
+        {"{\"pre_tokenizer\": {\"type\": \"Metaspace\", \"add_prefix_space\": true}}", 1},
+    };
+    for (size_t i = 0; i < sizeof spms / sizeof spms[0]; i++) {
+        vocab_from(spm, spms[i].json, 32000, &g);
+        assert_kv_str(&g, "tokenizer.ggml.pre", "default");
+        const lc_gguf_kv *kv = lc_gguf_find_kv(&g, "tokenizer.ggml.add_space_prefix");
+        if (spms[i].prefix) ck_assert_msg(kv == NULL, "case %zu: add_space_prefix written", i);
+        else ck_assert_msg(kv && kv->type == LC_GGUF_BOOL && kv->data[0] == 0, "case %zu: add_space_prefix not false", i);
+        lc_gguf_close(&g);
+    }
+    lc_tokenizer_free(bpe);
+    lc_tokenizer_free(spm);
 }
 END_TEST
 
@@ -854,6 +1384,16 @@ int main(void) {
     tcase_add_test(tc, test_export_llama_bias_llama3_rope_and_mistral);
     tcase_add_test(tc, test_vocab_gpt2_matches_llamacpp);
     tcase_add_test(tc, test_vocab_llama2_matches_sentencepiece_scores);
+    tcase_add_test(tc, test_vocab_pre_tokenizer_and_space_prefix);
+    int n_families = 0;
+    while (lc_family_names[n_families]) n_families++;
+    if (n_families != (int)(sizeof family_expects / sizeof family_expects[0])) {
+        fprintf(stderr, "test_gguf: %d family fixtures, %zu expectations\n", n_families,
+                sizeof family_expects / sizeof family_expects[0]);
+        return 1;
+    }
+    tcase_add_loop_test(tc, test_export_every_family, 0, n_families);
+    tcase_add_test(tc, test_export_refuses_unrepresentable);
     tcase_add_test(tc, test_small_file_round_trip);
     tcase_add_test(tc, test_hostile_files);
     suite_add_tcase(s, tc);

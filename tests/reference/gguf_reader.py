@@ -52,6 +52,12 @@ class Tensor:
         self.data_start = None  # absolute, set once the header is parsed
         self.nbytes = None
 
+    def n_elements(self):
+        n = 1
+        for d in self.ne:
+            n *= d
+        return n
+
     @property
     def shape(self):
         """Row-major shape (reversed ne), as numpy/safetensors write it."""
@@ -178,6 +184,33 @@ class GGUFFile:
         if t.type == GGML_BF16:
             return [struct.unpack("<f", b"\0\0" + raw[2 * i:2 * i + 2])[0] for i in range(n)]
         raise GGUFError("%s: tensor %s type %d not decodable" % (self.path, name, t.type))
+
+
+    def row(self, name, r):
+        """Row r of a 2-D F32/F16/BF16 tensor (row-major [ne[1], ne[0]]) as a
+        list of floats, decoded alone: no numpy, no copy of the whole tensor."""
+        t = self.tensors[name]
+        cols = t.ne[0]
+        rows = t.n_elements() // cols
+        if not 0 <= r < rows:
+            raise GGUFError("%s: row %d of %s out of range (%d rows)" % (self.path, r, name, rows))
+        size = {GGML_F32: 4, GGML_F16: 2, GGML_BF16: 2}.get(t.type)
+        if size is None:
+            raise GGUFError("%s: tensor %s type %d not decodable" % (self.path, name, t.type))
+        start = t.data_start + r * cols * size
+        raw = self.blob[start:start + cols * size]
+        if t.type == GGML_F32:
+            return list(struct.unpack("<%df" % cols, raw))
+        if t.type == GGML_F16:
+            return list(struct.unpack("<%de" % cols, raw))
+        return [struct.unpack("<f", b"\0\0" + raw[2 * i:2 * i + 2])[0] for i in range(cols)]
+
+    def rows(self, name):
+        """A 1-D tensor as a list, a 2-D one as a list of rows (pure Python)."""
+        t = self.tensors[name]
+        if len(t.ne) == 1:
+            return self.row(name, 0)
+        return [self.row(name, r) for r in range(t.n_elements() // t.ne[0])]
 
 
 def _short(v):
