@@ -148,13 +148,16 @@ lc_status lc_gguf_writer_finish(lc_gguf_writer *w);
 
 // The tokenizer as llama.cpp's convert_hf_to_gguf.py writes it:
 // tokenizer.ggml.model ("llama" for SentencePiece-style BPE, "gpt2" for
-// byte-level BPE), .pre (byte-level: named from the pre-tokenizer regex of
-// tokenizer_json, which may be NULL: "default"), .tokens, .scores (SPM: minus
-// the rank of the first merge producing the piece, pieces no merge produces
-// after them in id order, special and byte tokens 0), .token_type, .merges
-// (gpt2 only), BOS/EOS/unknown/padding ids and add_bos/add_eos. n_vocab is the
-// model's vocabulary (ids beyond the tokenizer's become [PAD<id>], unused).
-// bos/eos/pad: ids to write when the tokenizer has none (-1: none).
+// byte-level BPE), .pre (byte-level: named from the pre-tokenizer of
+// tokenizer_json, which may be NULL: gpt-2, llama-bpe, qwen2, falcon, bloom,
+// else "default"), .tokens, .scores (SPM: minus the rank of the first merge
+// producing the piece, pieces no merge produces after them in id order,
+// special and byte tokens 0), .token_type, .merges (gpt2 only),
+// BOS/EOS/unknown/padding ids, add_bos/add_eos, and add_space_prefix false
+// for a SentencePiece vocabulary whose normalizer or Metaspace prepends no
+// "▁" (Gemma's). n_vocab is the model's vocabulary (ids beyond the
+// tokenizer's become [PAD<id>], unused). bos/eos/pad: ids to write when the
+// tokenizer has none (-1: none).
 lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json,
                             int32_t n_vocab, int32_t bos, int32_t eos, int32_t pad);
 
