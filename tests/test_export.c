@@ -22,9 +22,7 @@
 #include "model/model.h"
 #include "model/sample.h"
 #include "test_util.h"
-// tests/CMakeLists.txt builds family_fixture.c into test_families only: it is
-// compiled into this test here (drop this if it moves into lc_test_util).
-#include "family_fixture.c"
+#include "family_fixture.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define FIXTURE_DIR LC_SOURCE_DIR "/tests/fixtures/peft_stories260k"
