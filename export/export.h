@@ -40,9 +40,11 @@ lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora);
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype);
 
-// The merged model as one GGUF v3 file llama.cpp loads as it is: llama
-// architecture metadata, the tokenizer, tensors named as llama.cpp names
-// them with q/k rows in its interleaved rotary order. dtype: F32 or F16
+// The merged model as one GGUF v3 file llama.cpp loads as it is: the
+// family's llama.cpp architecture and metadata, the tokenizer, tensors named
+// and laid out as llama.cpp's converter writes them (q/k rows in interleaved
+// rotary order for llama/mistral/olmo, fused q/k/v as [q; k; v]). A config
+// llama.cpp cannot express is refused (LC_STATUS_USAGE). dtype: F32 or F16
 // (norms and other 1-D tensors stay F32, as llama.cpp writes them).
 lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          const lc_tokenizer *tok, lc_dtype dtype);
