@@ -45,13 +45,19 @@ static void env_open(family_env *e, int i) {
                   lc_family_names[i], lc_error_message());
 }
 
+// Removes a fixture's folder (it holds the model and adapter folders) and frees its name.
+static void remove_tmp(char *tmp) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+    ck_assert(system(cmd) == 0);
+    free(tmp);
+}
+
 static void env_close(family_env *e) {
     lc_lora_free(&e->lora);
     lc_model_free(&e->m);
     lc_family_fixture_free(&e->f);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", e->tmp);
-    ck_assert(system(cmd) == 0);
+    remove_tmp(e->tmp);
 }
 
 // Logits [B*T, V] of the fixture's tokens (lora may be NULL).
@@ -104,7 +110,7 @@ START_TEST(test_tokenizer_gives_reference_ids) {
     }
     lc_tokenizer_free(tok);
     lc_family_fixture_free(&f);
-    lc_test_rmdir(tmp);
+    remove_tmp(tmp);
 }
 END_TEST
 

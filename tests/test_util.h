@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-// Creates a fresh temporary folder; returns its path (static storage per call slot).
+// Creates a fresh temporary folder; returns its path (the caller frees it).
 char *lc_test_tmpdir(void);
 // Removes a folder and the files directly in it.
 void lc_test_rmdir(const char *dir);
