@@ -131,6 +131,18 @@ static lc_tape_entry *tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
     return e;
 }
 
+// Marks y as needing a gradient when x does and, when the graph records,
+// appends a tape entry for op with x as its input. *e is that entry (NULL
+// when nothing was recorded); false when the tape cannot grow.
+static bool record_unary(lc_graph *g, lc_op op, lc_tensor *y, lc_tensor *x, lc_tape_entry **e) {
+    *e = NULL;
+    y->requires_grad = x->requires_grad;
+    if (!g->record || !y->requires_grad) return true;
+    if (!(*e = tape_push(g, op, y))) return false;
+    (*e)->in[0] = x;
+    return true;
+}
+
 static _Thread_local float *lc_bf16_scratch;
 static _Thread_local size_t lc_bf16_scratch_n;
 
@@ -255,11 +267,9 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     float *rstd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)x->rows);
     if (!y || !rstd) return NULL;
     lc_rmsnorm_forward(y->data, rstd, x->data, w, eps, x->rows, x->cols);
-    y->requires_grad = x->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_RMSNORM, y);
-        if (!e) return NULL;
-        e->in[0] = x;
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_RMSNORM, y, x, &e)) return NULL;
+    if (e) {
         e->w = w;
         e->saved[0] = rstd;
     }
@@ -272,11 +282,9 @@ lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const floa
     float *stats = lc_arena_alloc(&g->arena, sizeof(float) * 2 * (size_t)x->rows);
     if (!y || !stats) return NULL;
     lc_layernorm_forward(y->data, stats, x->data, w, b, eps, x->rows, x->cols);
-    y->requires_grad = x->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_LAYERNORM, y);
-        if (!e) return NULL;
-        e->in[0] = x;
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_LAYERNORM, y, x, &e)) return NULL;
+    if (e) {
         e->w = w;
         e->saved[0] = stats;
     }
@@ -357,13 +365,9 @@ lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act) {
     lc_tensor *y = lc_tensor_new(g, gu->rows, F);
     if (!y) return NULL;
     lc_glu_packed_forward(y->data, gu->data, act, gu->rows, F);
-    y->requires_grad = gu->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_GLU_PACKED, y);
-        if (!e) return NULL;
-        e->in[0] = gu;
-        e->dims[0] = (int)act;
-    }
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_GLU_PACKED, y, gu, &e)) return NULL;
+    if (e) e->dims[0] = (int)act;
     return y;
 }
 
@@ -372,13 +376,9 @@ lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act) {
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
     lc_act_forward(y->data, x->data, act, (size_t)x->rows * x->cols);
-    y->requires_grad = x->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_ACT, y);
-        if (!e) return NULL;
-        e->in[0] = x;
-        e->dims[0] = (int)act;
-    }
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_ACT, y, x, &e)) return NULL;
+    if (e) e->dims[0] = (int)act;
     return y;
 }
 
@@ -387,13 +387,9 @@ lc_tensor *lc_op_clamp(lc_graph *g, lc_tensor *x, float limit) {
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
     lc_clamp_forward(y->data, x->data, limit, (size_t)x->rows * x->cols);
-    y->requires_grad = x->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_CLAMP, y);
-        if (!e) return NULL;
-        e->in[0] = x;
-        e->fparam = limit;
-    }
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_CLAMP, y, x, &e)) return NULL;
+    if (e) e->fparam = limit;
     return y;
 }
 
@@ -402,13 +398,9 @@ lc_tensor *lc_op_gather_cols(lc_graph *g, lc_tensor *x, const int32_t *cols, int
     lc_tensor *y = lc_tensor_new(g, x->rows, n);
     if (!y) return NULL;
     lc_gather_cols_forward(y->data, x->data, cols, x->rows, x->cols, n);
-    y->requires_grad = x->requires_grad;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_GATHER_COLS, y);
-        if (!e) return NULL;
-        e->in[0] = x;
-        e->ints = cols;
-    }
+    lc_tape_entry *e;
+    if (!record_unary(g, LC_OP_GATHER_COLS, y, x, &e)) return NULL;
+    if (e) e->ints = cols;
     return y;
 }
 
