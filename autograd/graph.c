@@ -6,9 +6,32 @@
 #include <string.h>
 
 #include "autograd/kernels.h"
+#include "common/file.h"
 
 #define LC_ALIGN 64
 #define LC_CE_CHUNK 128
+
+static bool prof_on;
+static double prof_s[LC_PROF_KIND_COUNT][2];
+
+void lc_prof_enable(bool on) {
+    prof_on = on;
+    memset(prof_s, 0, sizeof prof_s);
+}
+
+void lc_prof_get(double seconds[LC_PROF_KIND_COUNT][2]) { memcpy(seconds, prof_s, sizeof prof_s); }
+
+const char *lc_prof_kind_name(lc_prof_kind k) {
+    static const char *names[LC_PROF_KIND_COUNT] = {"gemm", "lora", "norm", "rope", "attention",
+                                                    "activation", "add", "head", "other"};
+    return k < LC_PROF_KIND_COUNT ? names[k] : "?";
+}
+
+static inline double prof_begin(void) { return prof_on ? lc_now_s() : 0.0; }
+
+static inline void prof_end(lc_prof_kind k, int backward, double t0) {
+    if (prof_on) prof_s[k][backward] += lc_now_s() - t0;
+}
 
 void lc_arena_init(lc_arena *a, size_t chunk_size) {
     memset(a, 0, sizeof *a);
@@ -174,7 +197,9 @@ lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint1
         g->arena.failed = 1;
         return NULL;
     }
+    double t0 = prof_begin();
     lc_matmul_forward(y->data, x->data, wf, bias, N, n_in, n_out);
+    prof_end(LC_PROF_KIND_GEMM, 0, t0);
     float *u = NULL, *xd = NULL;
     bool train_lora = lora && lora->A && lora->dA && g->training;
     if (lora && lora->A) {
@@ -182,8 +207,10 @@ lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint1
         float p = train_lora ? lora->dropout : 0.0f;
         if (p > 0.0f) xd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in);
         if (!u || (p > 0.0f && !xd)) return NULL;
+        t0 = prof_begin();
         lc_lora_forward(y->data, u, xd, x->data, lora->A, lora->B, lora->scale, p, lora->mask_seed, N, n_in, n_out,
                         lora->r);
+        prof_end(LC_PROF_KIND_LORA, 0, t0);
     }
     y->requires_grad = x->requires_grad || train_lora;
     if (g->record && y->requires_grad) {
@@ -225,7 +252,9 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
     memset(lp, 0, sizeof *lp);
     lp->n = n_parts;
     lp->n_out = n_out;
+    double t0 = prof_begin();
     lc_matmul_forward(y->data, x->data, wf, NULL, N, n_in, n_out);
+    prof_end(LC_PROF_KIND_GEMM, 0, t0);
     bool any_train = false;
     for (int p = 0, off = 0; p < n_parts; off += outs[p], p++) {
         lp->out[p] = outs[p];
@@ -238,8 +267,10 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
         float *u = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * lora->r);
         float *xd = drop > 0.0f ? lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in) : NULL;
         if (!u || (drop > 0.0f && !xd)) return NULL;
+        t0 = prof_begin();
         lc_lora_forward_ld(y->data + off, n_out, u, xd, x->data, lora->A, lora->B, lora->scale, drop,
                            lora->mask_seed, N, n_in, outs[p], lora->r);
+        prof_end(LC_PROF_KIND_LORA, 0, t0);
         if (train) {
             lp->lora[p] = *lora;
             lp->u[p] = u;
@@ -266,7 +297,9 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     float *rstd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)x->rows);
     if (!y || !rstd) return NULL;
+    double t0 = prof_begin();
     lc_rmsnorm_forward(y->data, rstd, x->data, w, eps, x->rows, x->cols);
+    prof_end(LC_PROF_KIND_NORM, 0, t0);
     lc_tape_entry *e;
     if (!record_unary(g, LC_OP_RMSNORM, y, x, &e)) return NULL;
     if (e) {
@@ -281,7 +314,9 @@ lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const floa
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     float *stats = lc_arena_alloc(&g->arena, sizeof(float) * 2 * (size_t)x->rows);
     if (!y || !stats) return NULL;
+    double t0 = prof_begin();
     lc_layernorm_forward(y->data, stats, x->data, w, b, eps, x->rows, x->cols);
+    prof_end(LC_PROF_KIND_NORM, 0, t0);
     lc_tape_entry *e;
     if (!record_unary(g, LC_OP_LAYERNORM, y, x, &e)) return NULL;
     if (e) {
@@ -296,8 +331,10 @@ lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float
     if (!x) return NULL;
     lc_tensor *y = reuse_input ? lc_tensor_wrap(g, x->data, x->rows, x->cols) : lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
+    double t0 = prof_begin();
     if (!reuse_input) memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
     lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim, rot);
+    prof_end(LC_PROF_KIND_ROPE, 0, t0);
     y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_ROPE, y);
@@ -320,8 +357,10 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
     float *lse = NULL;
     if (g->record && grad) lse = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)B * T * H);
     if (!y || !scratch || (g->record && grad && !lse)) return NULL;
+    double t0 = prof_begin();
     lc_attention_forward(y->data, lse, q->data, k->data, v->data, seg_start, scratch, B, T, Tk, H, KVH, D, q_pos0,
                          opts);
+    prof_end(LC_PROF_KIND_ATTENTION, 0, t0);
     y->requires_grad = grad;
     if (g->record && grad) {
         assert(T == Tk && q_pos0 == 0); // training attends within the batch only
@@ -343,7 +382,9 @@ lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind ac
     if (!gate || !up) return NULL;
     lc_tensor *y = lc_tensor_new(g, gate->rows, gate->cols);
     if (!y) return NULL;
+    double t0 = prof_begin();
     lc_glu_forward(y->data, gate->data, up->data, act, (size_t)gate->rows * gate->cols);
+    prof_end(LC_PROF_KIND_ACT, 0, t0);
     y->requires_grad = gate->requires_grad || up->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_GLU, y);
@@ -364,7 +405,9 @@ lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act) {
     int F = gu->cols / 2;
     lc_tensor *y = lc_tensor_new(g, gu->rows, F);
     if (!y) return NULL;
+    double t0 = prof_begin();
     lc_glu_packed_forward(y->data, gu->data, act, gu->rows, F);
+    prof_end(LC_PROF_KIND_ACT, 0, t0);
     lc_tape_entry *e;
     if (!record_unary(g, LC_OP_GLU_PACKED, y, gu, &e)) return NULL;
     if (e) e->dims[0] = (int)act;
@@ -375,7 +418,9 @@ lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act) {
     if (!x) return NULL;
     lc_tensor *y = lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
+    double t0 = prof_begin();
     lc_act_forward(y->data, x->data, act, (size_t)x->rows * x->cols);
+    prof_end(LC_PROF_KIND_ACT, 0, t0);
     lc_tape_entry *e;
     if (!record_unary(g, LC_OP_ACT, y, x, &e)) return NULL;
     if (e) e->dims[0] = (int)act;
@@ -409,12 +454,14 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b) {
     lc_tensor *y = reuse_b ? lc_tensor_wrap(g, b->data, b->rows, b->cols) : lc_tensor_new(g, a->rows, a->cols);
     if (!y) return NULL;
     size_t n = (size_t)a->rows * a->cols;
+    double t0 = prof_begin();
     if (reuse_b) {
         lc_add_forward(y->data, a->data, n);
     } else {
         memcpy(y->data, a->data, sizeof(float) * n);
         lc_add_forward(y->data, b->data, n);
     }
+    prof_end(LC_PROF_KIND_ADD, 0, t0);
     y->requires_grad = a->requires_grad || b->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_ADD, y);
@@ -440,8 +487,10 @@ lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int 
         if (dx) memset(dx, 0, sizeof(float) * (size_t)N * C);
     }
     if (!logits || !xrows || (grad && !dx) || (softcap > 0.0f && !capgrad)) return lc_graph_status(g);
+    double t0 = prof_begin();
     lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, capgrad, x->data, head, targets, norm, softcap, N,
                              C, V, chunk);
+    prof_end(LC_PROF_KIND_HEAD, 0, t0);
     if (grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_CROSS_ENTROPY, NULL);
         if (!e) return lc_graph_status(g);
@@ -462,8 +511,10 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         if (e->lora.A) {
             float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * e->lora.r);
             if (!du) return;
+            double t0 = prof_begin();
             lc_lora_backward(e->lora.dA, e->lora.dB, dx, du, dy, x->data, e->saved[1], e->saved[0], e->lora.A,
                              e->lora.B, e->lora.scale, e->lora.dropout, e->lora.mask_seed, N, n_in, n_out, e->lora.r);
+            prof_end(LC_PROF_KIND_LORA, 1, t0);
         }
         if (dx) {
             const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
@@ -471,7 +522,9 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
                 g->arena.failed = 1;
                 return;
             }
+            double t0 = prof_begin();
             lc_matmul_backward(dx, dy, w, N, n_in, n_out);
+            prof_end(LC_PROF_KIND_GEMM, 1, t0);
         }
         break;
     }
@@ -485,8 +538,10 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
             if (!l->A) continue;
             float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * l->r);
             if (!du) return;
+            double t0 = prof_begin();
             lc_lora_backward_ld(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B,
                                 l->scale, l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
+            prof_end(LC_PROF_KIND_LORA, 1, t0);
         }
         if (dx) {
             const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
@@ -494,7 +549,9 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
                 g->arena.failed = 1;
                 return;
             }
+            double t0 = prof_begin();
             lc_matmul_backward(dx, dy, w, N, n_in, n_out);
+            prof_end(LC_PROF_KIND_GEMM, 1, t0);
         }
         break;
     }
@@ -568,12 +625,29 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     }
 }
 
+static lc_prof_kind prof_kind_of(lc_op op) {
+    switch (op) {
+    case LC_OP_RMSNORM:
+    case LC_OP_LAYERNORM: return LC_PROF_KIND_NORM;
+    case LC_OP_ROPE: return LC_PROF_KIND_ROPE;
+    case LC_OP_ATTENTION: return LC_PROF_KIND_ATTENTION;
+    case LC_OP_GLU:
+    case LC_OP_GLU_PACKED:
+    case LC_OP_ACT: return LC_PROF_KIND_ACT;
+    case LC_OP_ADD: return LC_PROF_KIND_ADD;
+    case LC_OP_CROSS_ENTROPY: return LC_PROF_KIND_HEAD;
+    default: return LC_PROF_KIND_OTHER;
+    }
+}
+
 lc_status lc_graph_backward(lc_graph *g) {
     for (int i = g->n_tape - 1; i >= 0; i--) {
         lc_tape_entry *e = &g->tape[i];
         // An op whose output received no gradient contributes nothing.
         if (e->op != LC_OP_CROSS_ENTROPY && !e->out->grad) continue;
+        double t0 = prof_begin();
         backward_entry(g, e);
+        if (e->op != LC_OP_LINEAR && e->op != LC_OP_LINEAR_PARTS) prof_end(prof_kind_of(e->op), 1, t0);
         if (g->arena.failed) break;
     }
     return lc_graph_status(g);

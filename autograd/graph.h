@@ -160,6 +160,27 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b);
 lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
                               const int32_t *targets, float norm, double *loss_sum, int *n_counted);
 
+// Opt-in time accounting of ops (bench_train --profile): seconds spent in
+// each op's forward and backward since profiling was switched on. Off by
+// default, when it costs one branch per op.
+typedef enum lc_prof_kind {
+    LC_PROF_KIND_GEMM,      // frozen-weight products (linear forward, input gradient)
+    LC_PROF_KIND_LORA,      // adapter terms, forward and backward
+    LC_PROF_KIND_NORM,
+    LC_PROF_KIND_ROPE,
+    LC_PROF_KIND_ATTENTION,
+    LC_PROF_KIND_ACT,       // activations and GLUs
+    LC_PROF_KIND_ADD,
+    LC_PROF_KIND_HEAD,      // chunked cross-entropy over the vocabulary
+    LC_PROF_KIND_OTHER,     // clamp, column gather, gradient zeroing
+    LC_PROF_KIND_COUNT,
+} lc_prof_kind;
+
+void lc_prof_enable(bool on);
+// seconds[kind][0] forward, [1] backward.
+void lc_prof_get(double seconds[LC_PROF_KIND_COUNT][2]);
+const char *lc_prof_kind_name(lc_prof_kind k);
+
 // Runs the tape backwards. The seeds of the reverse pass are the gradients
 // the cross-entropy ops computed.
 lc_status lc_graph_backward(lc_graph *g);

@@ -5,6 +5,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "autograd/parallel.h"
+
 // Hot element-wise kernels are built for AVX-512, AVX2 and baseline x86-64;
 // the loader picks the clone the CPU supports.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
@@ -192,7 +194,7 @@ static inline float row_sum(const float *x, int n) {
 
 size_t lc_attention_scratch_floats(int T, int Tk) {
     int rows = T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK;
-    return 2 * (size_t)rows * (size_t)Tk;
+    return 2 * (size_t)rows * (size_t)Tk * (size_t)lc_parallel_threads();
 }
 
 // Keys visible from query row p: [lo, p].
@@ -215,123 +217,143 @@ static void att_transform_row(float *row, int lo, int hi, int k0, int p, float s
         for (int j = lo; j <= hi; j++) row[j] += slope * (float)(k0 + j - p);
 }
 
+// What every attention task shares.
+typedef struct att_job {
+    float *out, *lse, *dq, *dk, *dv, *scratch;
+    const float *q, *k, *v, *dout, *o;
+    const int32_t *seg_start;
+    int B, T, Tk, H, KVH, D, q_pos0;
+    float scale;
+    lc_attention_opts opts;
+    size_t scratch_per_thread;
+} att_job;
+
+// Query rows [t0, t1) of sequence b see keys [k0, t1 + q_pos0) at most.
+static int att_block_first_key(const att_job *j, const int32_t *seg, int t0, int t1) {
+    int k0 = j->Tk;
+    for (int t = t0; t < t1; t++) {
+        int lo = att_first_key(seg, t, j->q_pos0 + t, j->opts.window);
+        if (lo < k0) k0 = lo;
+    }
+    return k0;
+}
+
+// Forward task: one (sequence, head), all its query blocks.
 LC_VECTOR_CLONES
+static void att_forward_task(void *ctx, int task, int thread) {
+    const att_job *j = ctx;
+    int b = task / j->H, h = task % j->H, kh = h / (j->H / j->KVH), D = j->D, T = j->T, q_pos0 = j->q_pos0;
+    int ldq = j->H * D, ldk = j->KVH * D, window = j->opts.window;
+    float softcap = j->opts.softcap, slope = j->opts.alibi ? j->opts.alibi[h] : 0.0f;
+    const int32_t *seg = j->seg_start ? j->seg_start + (size_t)b * T : NULL;
+    float *S = j->scratch + (size_t)thread * j->scratch_per_thread; // [M, N]
+    for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
+        int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
+        int k0 = att_block_first_key(j, seg, t0, t1), N = q_pos0 + t1 - k0; // keys [k0, q_pos0 + t1)
+        const float *qb = j->q + ((size_t)b * T + t0) * ldq + (size_t)h * D;
+        const float *kb = j->k + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
+        const float *vb = j->v + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, j->scale, qb, ldq, kb, ldk, 0.0f, S, N);
+        for (int i = 0; i < M; i++) {
+            int p = q_pos0 + t0 + i;
+            int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
+            float *row = S + (size_t)i * N;
+            att_transform_row(row, lo, hi, k0, p, softcap, slope);
+            float maxv = row_max(row + lo, hi - lo + 1);
+            for (int c = 0; c < lo; c++) row[c] = 0.0f;
+            for (int c = lo; c <= hi; c++) row[c] = fast_expf(row[c] - maxv);
+            for (int c = hi + 1; c < N; c++) row[c] = 0.0f;
+            float sum = row_sum(row + lo, hi - lo + 1);
+            float inv = 1.0f / sum;
+            for (int c = lo; c <= hi; c++) row[c] *= inv;
+            if (j->lse) j->lse[((size_t)b * T + t0 + i) * j->H + h] = maxv + logf(sum);
+        }
+        float *ob = j->out + ((size_t)b * T + t0) * ldq + (size_t)h * D;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, S, N, vb, ldk, 0.0f, ob, ldq);
+    }
+}
+
 void lc_attention_forward(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, float *scratch, int B, int T, int Tk, int H, int KVH, int D,
                           int q_pos0, const lc_attention_opts *opts) {
-    int group = H / KVH;
-    lc_attention_opts o = opts ? *opts : (lc_attention_opts){0};
-    float scale = o.scale > 0.0f ? o.scale : 1.0f / sqrtf((float)D);
-    int window = o.window;
-    int ldq = H * D, ldk = KVH * D;
-    for (int b = 0; b < B; b++) {
-        const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
-        for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
-            int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
-            int k0 = Tk, k1 = q_pos0 + t1; // keys [k0, k1) cover the block
-            for (int t = t0; t < t1; t++) {
-                int lo = att_first_key(seg, t, q_pos0 + t, window);
-                if (lo < k0) k0 = lo;
-            }
-            int N = k1 - k0;
-            for (int h = 0; h < H; h++) {
-                int kh = h / group;
-                float slope = o.alibi ? o.alibi[h] : 0.0f;
-                const float *qb = q + ((size_t)b * T + t0) * ldq + (size_t)h * D;
-                const float *kb = k + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
-                const float *vb = v + ((size_t)b * Tk + k0) * ldk + (size_t)kh * D;
-                float *S = scratch; // [M, N]
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, qb, ldq, kb, ldk, 0.0f, S, N);
-                for (int i = 0; i < M; i++) {
-                    int p = q_pos0 + t0 + i;
-                    int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
-                    float *row = S + (size_t)i * N;
-                    att_transform_row(row, lo, hi, k0, p, o.softcap, slope);
-                    float maxv = row_max(row + lo, hi - lo + 1);
-                    for (int j = 0; j < lo; j++) row[j] = 0.0f;
-                    for (int j = lo; j <= hi; j++) row[j] = fast_expf(row[j] - maxv);
-                    for (int j = hi + 1; j < N; j++) row[j] = 0.0f;
-                    float sum = row_sum(row + lo, hi - lo + 1);
-                    float inv = 1.0f / sum;
-                    for (int j = lo; j <= hi; j++) row[j] *= inv;
-                    if (lse) lse[((size_t)b * T + t0 + i) * H + h] = maxv + logf(sum);
+    att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .seg_start = seg_start,
+                 .B = B, .T = T, .Tk = Tk, .H = H, .KVH = KVH, .D = D, .q_pos0 = q_pos0,
+                 .opts = opts ? *opts : (lc_attention_opts){0},
+                 .scratch_per_thread = lc_attention_scratch_floats(T, Tk) / (size_t)lc_parallel_threads()};
+    j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
+    lc_parallel_for(B * H, att_forward_task, &j);
+}
+
+// Backward task: one (sequence, KV head) with every query head that reads
+// it, so no two tasks add into the same rows of dk and dv.
+LC_VECTOR_CLONES
+static void att_backward_task(void *ctx, int task, int thread) {
+    const att_job *j = ctx;
+    int group = j->H / j->KVH, b = task / j->KVH, kh = task % j->KVH, D = j->D, T = j->T;
+    int ldq = j->H * D, ldk = j->KVH * D, window = j->opts.window;
+    float scale = j->scale, cap = j->opts.softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
+    const int32_t *seg = j->seg_start ? j->seg_start + (size_t)b * T : NULL;
+    for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
+        int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
+        int k0 = att_block_first_key(j, seg, t0, t1), N = t1 - k0;
+        for (int h = kh * group; h < (kh + 1) * group; h++) {
+            float slope = j->opts.alibi ? j->opts.alibi[h] : 0.0f;
+            size_t qoff = ((size_t)b * T + t0) * ldq + (size_t)h * D;
+            size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
+            float *P = j->scratch + (size_t)thread * j->scratch_per_thread, *dP = P + (size_t)M * N; // [M, N] each
+            // Recompute probabilities from the saved log-sum-exp.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, j->q + qoff, ldq, j->k + koff, ldk,
+                        0.0f, P, N);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, 1.0f, j->dout + qoff, ldq, j->v + koff, ldk,
+                        0.0f, dP, N);
+            for (int i = 0; i < M; i++) {
+                int t = t0 + i;
+                int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
+                float m = j->lse[((size_t)b * T + t) * j->H + h];
+                // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
+                const float *orow = j->o + qoff + (size_t)i * ldq, *g = j->dout + qoff + (size_t)i * ldq;
+                float delta = 0.0f;
+                for (int d = 0; d < D; d++) delta += g[d] * orow[d];
+                float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
+                for (int c = 0; c < lo; c++) pr[c] = dpr[c] = 0.0f;
+                if (cap > 0.0f || slope != 0.0f) {
+                    for (int c = lo; c <= hi; c++) {
+                        // Through the cap: d(cap·tanh(s/cap))/ds = 1 − tanh².
+                        float th = cap > 0.0f ? fast_tanhf(pr[c] * inv_cap) : 0.0f;
+                        float sc = cap > 0.0f ? cap * th : pr[c];
+                        float p = fast_expf(sc + slope * (float)(k0 + c - t) - m);
+                        pr[c] = p;
+                        dpr[c] = p * (dpr[c] - delta) * scale * (cap > 0.0f ? 1.0f - th * th : 1.0f);
+                    }
+                } else {
+                    for (int c = lo; c <= hi; c++) {
+                        float p = fast_expf(pr[c] - m);
+                        pr[c] = p;
+                        dpr[c] = p * (dpr[c] - delta) * scale;
+                    }
                 }
-                float *ob = out + ((size_t)b * T + t0) * ldq + (size_t)h * D;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, S, N, vb, ldk, 0.0f, ob, ldq);
+                for (int c = hi + 1; c < N; c++) pr[c] = dpr[c] = 0.0f;
             }
+            // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, P, N, j->dout + qoff, ldq, 1.0f,
+                        j->dv + koff, ldk);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, dP, N, j->k + koff, ldk, 1.0f,
+                        j->dq + qoff, ldq);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, dP, N, j->q + qoff, ldq, 1.0f,
+                        j->dk + koff, ldk);
         }
     }
 }
 
-LC_VECTOR_CLONES
 void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
                            const float *v, const float *out, const float *lse, const int32_t *seg_start,
                            float *scratch, int B, int T, int H, int KVH, int D, const lc_attention_opts *opts) {
-    int group = H / KVH;
-    lc_attention_opts o = opts ? *opts : (lc_attention_opts){0};
-    float scale = o.scale > 0.0f ? o.scale : 1.0f / sqrtf((float)D);
-    int window = o.window;
-    float cap = o.softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
-    int ldq = H * D, ldk = KVH * D;
-    for (int b = 0; b < B; b++) {
-        const int32_t *seg = seg_start ? seg_start + (size_t)b * T : NULL;
-        for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
-            int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
-            int k0 = T, k1 = t1;
-            for (int t = t0; t < t1; t++) {
-                int lo = att_first_key(seg, t, t, window);
-                if (lo < k0) k0 = lo;
-            }
-            int N = k1 - k0;
-            for (int h = 0; h < H; h++) {
-                int kh = h / group;
-                float slope = o.alibi ? o.alibi[h] : 0.0f;
-                size_t qoff = ((size_t)b * T + t0) * ldq + (size_t)h * D;
-                size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
-                float *P = scratch, *dP = scratch + (size_t)M * N; // [M, N] each
-                // Recompute probabilities from the saved log-sum-exp.
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, q + qoff, ldq, k + koff, ldk, 0.0f,
-                            P, N);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, 1.0f, dout + qoff, ldq, v + koff, ldk,
-                            0.0f, dP, N);
-                for (int i = 0; i < M; i++) {
-                    int t = t0 + i;
-                    int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
-                    float m = lse[((size_t)b * T + t) * H + h];
-                    // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
-                    const float *orow = out + qoff + (size_t)i * ldq, *g = dout + qoff + (size_t)i * ldq;
-                    float delta = 0.0f;
-                    for (int d = 0; d < D; d++) delta += g[d] * orow[d];
-                    float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
-                    for (int j = 0; j < lo; j++) pr[j] = dpr[j] = 0.0f;
-                    if (cap > 0.0f || slope != 0.0f) {
-                        for (int j = lo; j <= hi; j++) {
-                            // Through the cap: d(cap·tanh(s/cap))/ds = 1 − tanh².
-                            float th = cap > 0.0f ? fast_tanhf(pr[j] * inv_cap) : 0.0f;
-                            float sc = cap > 0.0f ? cap * th : pr[j];
-                            float p = fast_expf(sc + slope * (float)(k0 + j - t) - m);
-                            pr[j] = p;
-                            dpr[j] = p * (dpr[j] - delta) * scale * (cap > 0.0f ? 1.0f - th * th : 1.0f);
-                        }
-                    } else {
-                        for (int j = lo; j <= hi; j++) {
-                            float p = fast_expf(pr[j] - m);
-                            pr[j] = p;
-                            dpr[j] = p * (dpr[j] - delta) * scale;
-                        }
-                    }
-                    for (int j = hi + 1; j < N; j++) pr[j] = dpr[j] = 0.0f;
-                }
-                // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, P, N, dout + qoff, ldq, 1.0f,
-                            dv + koff, ldk);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, dP, N, k + koff, ldk, 1.0f,
-                            dq + qoff, ldq);
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, dP, N, q + qoff, ldq, 1.0f,
-                            dk + koff, ldk);
-            }
-        }
-    }
+    att_job j = {.lse = (float *)lse, .dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .q = q, .k = k, .v = v,
+                 .dout = dout, .o = out, .seg_start = seg_start, .B = B, .T = T, .Tk = T, .H = H, .KVH = KVH,
+                 .D = D, .opts = opts ? *opts : (lc_attention_opts){0},
+                 .scratch_per_thread = lc_attention_scratch_floats(T, T) / (size_t)lc_parallel_threads()};
+    j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
+    lc_parallel_for(B * KVH, att_backward_task, &j);
 }
 
 void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D,

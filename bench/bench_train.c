@@ -13,6 +13,7 @@
 
 #include "common/file.h"
 #include "autograd/blas.h"
+#include "autograd/graph.h"
 #include "model/generate.h"
 #include "model/lora.h"
 #include "model/model.h"
@@ -94,13 +95,28 @@ static int bench_generate(const shape *s, int n, bool bf16) {
     return 0;
 }
 
+// Where the measured steps' time went, by kind of op (lc_prof_*); the rest
+// is the optimizer, gradient hand-over between layers and the tape itself.
+static void print_profile(double measured) {
+    double sec[LC_PROF_KIND_COUNT][2], sum = 0;
+    lc_prof_get(sec);
+    printf("%-11s %9s %9s %7s\n", "op", "forward s", "backward s", "share");
+    for (int k = 0; k < LC_PROF_KIND_COUNT; k++) {
+        double t = sec[k][0] + sec[k][1];
+        sum += t;
+        printf("%-11s %9.3f %9.3f %6.1f%%\n", lc_prof_kind_name((lc_prof_kind)k), sec[k][0], sec[k][1],
+               100.0 * t / measured);
+    }
+    printf("%-11s %19.3f %6.1f%%\n", "rest", measured - sum, 100.0 * (measured - sum) / measured);
+}
+
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
-    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0;
+    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0;
     for (int i = 2; i < argc; i += 2) {
-        if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16")) {
-            *(!strcmp(argv[i], "--bf16") ? &bf16 : &ckpt) = 1;
+        if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16") || !strcmp(argv[i], "--profile")) {
+            *(!strcmp(argv[i], "--bf16") ? &bf16 : !strcmp(argv[i], "--profile") ? &profile : &ckpt) = 1;
             i--;
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
@@ -113,7 +129,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R] [--checkpointing] [--bf16] | [--generate N] [--bf16]\n");
+                            "[--warmup W] [--rank R] [--checkpointing] [--bf16] [--profile] | [--generate N] [--bf16]\n");
             return 1;
         }
     }
@@ -162,6 +178,7 @@ int main(int argc, char **argv) {
     lc_step_result res;
     double measured = 0;
     for (int i = 0; i < warmup + steps; i++) {
+        if (profile && i == warmup) lc_prof_enable(true);
         double t0 = lc_now_s();
         if (lc_train_step(&ctx, &b, 1, i, 1e-4f, &res)) {
             fprintf(stderr, "bench_train: %s\n", lc_error_message());
@@ -177,5 +194,6 @@ int main(int argc, char **argv) {
            "%.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
            s->name, B, T, r, ckpt ? " checkpointing," : "", bf16 ? " bf16 weights," : "", openblas_get_num_threads(), openblas_get_corename(), tps, gflops, 100.0 * gflops / peak,
            peak, flops_per_token(s, T, r) / 1e6, ru.ru_maxrss / 1048576.0, res.loss);
+    if (profile) print_profile(measured);
     return 0;
 }
