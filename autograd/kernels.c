@@ -38,6 +38,43 @@ static inline float fast_expf(float x) {
     return p * scale;
 }
 
+// Row-wise and element-wise kernels split their rows over lc_parallel_for's
+// threads when there is enough work to pay for waking them (a decoding step
+// of one token stays on the caller's thread). A job names its arrays by role;
+// each kernel's row function reads the ones it uses.
+#define LC_PAR_MIN_ELEMS ((size_t)1 << 15)
+
+typedef struct rows_job rows_job;
+typedef void (*rows_fn)(const rows_job *j, size_t r0, size_t r1);
+struct rows_job {
+    rows_fn fn;
+    float *out, *out2;                  // results (out2: per-row statistics, a second gradient)
+    const float *x, *dy, *w, *b, *aux;  // inputs, parameters, saved statistics
+    const int32_t *ints;                // positions
+    float f;                            // eps, rotation sign
+    int act, C, H, D, rot, flag;        // sizes, activation, accumulate
+    size_t rows, align;
+    int n_tasks;
+};
+
+static void rows_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const rows_job *j = ctx;
+    size_t r0, r1;
+    lc_parallel_range(j->rows, task, j->n_tasks, j->align, &r0, &r1);
+    if (r0 < r1) j->fn(j, r0, r1);
+}
+
+// Runs j->fn over rows [0, rows) of row_elems elements each; chunks start at
+// multiples of align rows (a cache line for flat element-wise kernels).
+static void rows_run(rows_job *j, size_t rows, size_t row_elems, size_t align) {
+    j->rows = rows;
+    j->align = align;
+    j->n_tasks = rows * row_elems >= LC_PAR_MIN_ELEMS ? lc_parallel_threads() : 1;
+    if (j->n_tasks == 1) j->fn(j, 0, rows);
+    else lc_parallel_for(j->n_tasks, rows_task, j);
+}
+
 void lc_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int n_in, int n_out) {
     if (N == 1) {
         // One row (incremental decoding): sgemv avoids sgemm's packing cost.
@@ -57,25 +94,33 @@ void lc_matmul_backward(float *dx, const float *dy, const float *w, int N, int n
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in, 1.0f, dx, n_in);
 }
 
-void lc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, float eps, int N, int C) {
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *orow = out + (size_t)n * C;
+LC_VECTOR_CLONES
+static void rmsnorm_forward_rows(const rows_job *j, size_t r0, size_t r1) {
+    int C = j->C;
+    for (size_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * C;
+        float *orow = j->out + n * C;
         double ss = 0.0; // double: the mean of squares must not lose the small rows
         for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
-        float r = (float)(1.0 / sqrt(ss / C + eps));
-        if (rstd) rstd[n] = r;
-        for (int c = 0; c < C; c++) orow[c] = xr[c] * r * w[c];
+        float r = (float)(1.0 / sqrt(ss / C + j->f));
+        if (j->out2) j->out2[n] = r;
+        for (int c = 0; c < C; c++) orow[c] = xr[c] * r * j->w[c];
     }
 }
 
+void lc_rmsnorm_forward(float *out, float *rstd, const float *x, const float *w, float eps, int N, int C) {
+    rows_job j = {.fn = rmsnorm_forward_rows, .out = out, .out2 = rstd, .x = x, .w = w, .f = eps, .C = C};
+    rows_run(&j, (size_t)N, (size_t)C, 1);
+}
+
 LC_VECTOR_CLONES
-void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int N,
-                         int C) {
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
-        float *dxr = dx + (size_t)n * C;
-        float r = rstd[n];
+static void rmsnorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
+    int C = j->C;
+    const float *w = j->w;
+    for (size_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * C, *dyr = j->dy + n * C;
+        float *dxr = j->out + n * C;
+        float r = j->aux[n];
         // dx = r·w·dy − r³·x·mean(w·dy·x)
         double dot = 0.0;
         for (int c = 0; c < C; c++) dot += (double)w[c] * dyr[c] * xr[c];
@@ -84,19 +129,27 @@ void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float
     }
 }
 
-void lc_layernorm_forward(float *out, float *stats, const float *x, const float *w, const float *b, float eps, int N,
-                          int C) {
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C;
-        float *orow = out + (size_t)n * C;
+void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int N,
+                         int C) {
+    rows_job j = {.fn = rmsnorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = rstd, .C = C};
+    rows_run(&j, (size_t)N, (size_t)C, 1);
+}
+
+LC_VECTOR_CLONES
+static void layernorm_forward_rows(const rows_job *j, size_t r0, size_t r1) {
+    int C = j->C;
+    const float *w = j->w, *b = j->b;
+    for (size_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * C;
+        float *orow = j->out + n * C;
         double sum = 0.0, ss = 0.0;
         for (int c = 0; c < C; c++) sum += xr[c];
         float mean = (float)(sum / C);
         for (int c = 0; c < C; c++) ss += (double)(xr[c] - mean) * (xr[c] - mean);
-        float r = (float)(1.0 / sqrt(ss / C + eps));
-        if (stats) {
-            stats[2 * n] = mean;
-            stats[2 * n + 1] = r;
+        float r = (float)(1.0 / sqrt(ss / C + j->f));
+        if (j->out2) {
+            j->out2[2 * n] = mean;
+            j->out2[2 * n + 1] = r;
         }
         for (int c = 0; c < C; c++) {
             float v = (xr[c] - mean) * r;
@@ -105,13 +158,20 @@ void lc_layernorm_forward(float *out, float *stats, const float *x, const float 
     }
 }
 
+void lc_layernorm_forward(float *out, float *stats, const float *x, const float *w, const float *b, float eps, int N,
+                          int C) {
+    rows_job j = {.fn = layernorm_forward_rows, .out = out, .out2 = stats, .x = x, .w = w, .b = b, .f = eps, .C = C};
+    rows_run(&j, (size_t)N, (size_t)C, 1);
+}
+
 LC_VECTOR_CLONES
-void lc_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *stats, int N,
-                           int C) {
-    for (int n = 0; n < N; n++) {
-        const float *xr = x + (size_t)n * C, *dyr = dy + (size_t)n * C;
-        float *dxr = dx + (size_t)n * C;
-        float mean = stats[2 * n], r = stats[2 * n + 1];
+static void layernorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
+    int C = j->C;
+    const float *w = j->w;
+    for (size_t n = r0; n < r1; n++) {
+        const float *xr = j->x + n * C, *dyr = j->dy + n * C;
+        float *dxr = j->out + n * C;
+        float mean = j->aux[2 * n], r = j->aux[2 * n + 1];
         // With g = w·dy and xh = (x − mean)·r: dx = r·(g − mean(g) − xh·mean(g·xh)).
         double sg = 0.0, sgx = 0.0;
         for (int c = 0; c < C; c++) {
@@ -127,29 +187,35 @@ void lc_layernorm_backward(float *dx, const float *dy, const float *x, const flo
     }
 }
 
-// Rotates each (i, i + D/2) pair of src by ±pos·inv_freq[i] into dst
-// (accumulating when asked). The backward is the inverse rotation.
-static void rope_rotate(float *dst, const float *src, const int32_t *pos, const float *inv_freq, int N, int H, int D,
-                        int rot, float sign, int accumulate) {
-    int half = rot / 2;
-    if (accumulate && rot < D) {
-        // Dimensions past `rot` pass through unrotated.
-        for (int n = 0; n < N; n++)
+void lc_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *stats, int N,
+                           int C) {
+    rows_job j = {.fn = layernorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = stats, .C = C};
+    rows_run(&j, (size_t)N, (size_t)C, 1);
+}
+
+// Rotates each (i, i + rot/2) pair of x's rows by ±pos·inv_freq[i] into out
+// (accumulating when flag is set). The backward is the inverse rotation.
+static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
+    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = j->flag;
+    const float *src = j->x, *inv_freq = j->w;
+    float *dst = j->out, sign = j->f;
+    for (size_t n = r0; n < r1; n++) {
+        if (acc && rot < D) {
+            // Dimensions past `rot` pass through unrotated.
             for (int h = 0; h < H; h++) {
-                size_t o = ((size_t)n * H + h) * D;
+                size_t o = (n * H + h) * D;
                 for (int i = rot; i < D; i++) dst[o + i] += src[o + i];
             }
-    }
-    for (int n = 0; n < N; n++) {
+        }
         for (int i = 0; i < half; i++) {
             // Angles in float, as PyTorch computes position * inv_freq in fp32.
-            float angle = (float)pos[n] * inv_freq[i];
+            float angle = (float)j->ints[n] * inv_freq[i];
             float c = cosf(angle), s = sign * sinf(angle);
             for (int h = 0; h < H; h++) {
-                size_t o = ((size_t)n * H + h) * D;
+                size_t o = (n * H + h) * D;
                 float a = src[o + i], b = src[o + i + half];
                 float ra = a * c - b * s, rb = b * c + a * s;
-                if (accumulate) {
+                if (acc) {
                     dst[o + i] += ra;
                     dst[o + i + half] += rb;
                 } else {
@@ -159,6 +225,13 @@ static void rope_rotate(float *dst, const float *src, const int32_t *pos, const 
             }
         }
     }
+}
+
+static void rope_rotate(float *dst, const float *src, const int32_t *pos, const float *inv_freq, int N, int H, int D,
+                        int rot, float sign, int accumulate) {
+    rows_job j = {.fn = rope_rows, .out = dst, .x = src, .ints = pos, .w = inv_freq, .f = sign, .H = H, .D = D,
+                  .rot = rot, .flag = accumulate};
+    rows_run(&j, (size_t)N, (size_t)H * D, 1);
 }
 
 void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D, int rot) {
@@ -361,23 +434,13 @@ void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const floa
     rope_rotate(dx, dy, pos, inv_freq, N, H, D, rot, -1.0f, 1);
 }
 
-LC_VECTOR_CLONES
-void lc_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        out[i] = g / (1.0f + fast_expf(-g)) * up[i];
-    }
-}
+static inline float silu_glu(float g, float u) { return g / (1.0f + fast_expf(-g)) * u; }
 
-LC_VECTOR_CLONES
-void lc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float g = gate[i];
-        float sig = 1.0f / (1.0f + fast_expf(-g));
-        float silu = g * sig;
-        dup[i] += dout[i] * silu;
-        dgate[i] += dout[i] * up[i] * sig * (1.0f + g * (1.0f - sig));
-    }
+// SwiGLU's gradients (the common case, without the activation switch).
+static inline void silu_glu_grad(float *dg, float *du, float d, float g, float u) {
+    float sig = 1.0f / (1.0f + fast_expf(-g));
+    *du += d * g * sig;
+    *dg += d * u * sig * (1.0f + g * (1.0f - sig));
 }
 
 // Activation values and derivatives. The tanh GELU is HF's gelu_new /
@@ -415,30 +478,44 @@ static inline float act_grad(lc_act_kind act, float x) {
     return 1.0f;
 }
 
+// Flat element-wise kernels run as rows of one element, split at multiples
+// of 16 (a cache line of floats).
+#define LC_FLAT_ALIGN 16
+
 LC_VECTOR_CLONES
+static void act_forward_rows(const rows_job *j, size_t i0, size_t i1) {
+    lc_act_kind act = (lc_act_kind)j->act;
+    for (size_t i = i0; i < i1; i++) j->out[i] = act_value(act, j->x[i]);
+}
+
 void lc_act_forward(float *out, const float *x, lc_act_kind act, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = act_value(act, x[i]);
+    rows_job j = {.fn = act_forward_rows, .out = out, .x = x, .act = (int)act};
+    rows_run(&j, n, 1, LC_FLAT_ALIGN);
 }
 
 LC_VECTOR_CLONES
+static void act_backward_rows(const rows_job *j, size_t i0, size_t i1) {
+    lc_act_kind act = (lc_act_kind)j->act;
+    for (size_t i = i0; i < i1; i++) j->out[i] += j->dy[i] * act_grad(act, j->x[i]);
+}
+
 void lc_act_backward(float *dx, const float *dout, const float *x, lc_act_kind act, size_t n) {
-    for (size_t i = 0; i < n; i++) dx[i] += dout[i] * act_grad(act, x[i]);
+    rows_job j = {.fn = act_backward_rows, .out = dx, .dy = dout, .x = x, .act = (int)act};
+    rows_run(&j, n, 1, LC_FLAT_ALIGN);
 }
 
-LC_VECTOR_CLONES
-void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
-    if (act == LC_ACT_KIND_SILU) {
-        lc_swiglu_forward(out, gate, up, n);
-        return;
-    }
-    for (size_t i = 0; i < n; i++) out[i] = act_value(act, gate[i]) * up[i];
+// act(gate)·up over n elements.
+static inline void glu_forward_span(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
+    if (act == LC_ACT_KIND_SILU)
+        for (size_t i = 0; i < n; i++) out[i] = silu_glu(gate[i], up[i]);
+    else
+        for (size_t i = 0; i < n; i++) out[i] = act_value(act, gate[i]) * up[i];
 }
 
-LC_VECTOR_CLONES
-void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, lc_act_kind act,
-                     size_t n) {
+static inline void glu_backward_span(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
+                                     lc_act_kind act, size_t n) {
     if (act == LC_ACT_KIND_SILU) {
-        lc_swiglu_backward(dgate, dup, dout, gate, up, n);
+        for (size_t i = 0; i < n; i++) silu_glu_grad(&dgate[i], &dup[i], dout[i], gate[i], up[i]);
         return;
     }
     for (size_t i = 0; i < n; i++) {
@@ -447,19 +524,64 @@ void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *g
     }
 }
 
-void lc_glu_packed_forward(float *out, const float *gu, lc_act_kind act, int N, int F) {
-    for (int n = 0; n < N; n++) {
-        const float *row = gu + (size_t)n * 2 * F;
-        lc_glu_forward(out + (size_t)n * F, row, row + F, act, (size_t)F);
+// Flat GLU: x is the gate, b the up projection (out2, dx of up).
+LC_VECTOR_CLONES
+static void glu_forward_rows(const rows_job *j, size_t i0, size_t i1) {
+    glu_forward_span(j->out + i0, j->x + i0, j->b + i0, (lc_act_kind)j->act, i1 - i0);
+}
+
+LC_VECTOR_CLONES
+static void glu_backward_rows(const rows_job *j, size_t i0, size_t i1) {
+    glu_backward_span(j->out + i0, j->out2 + i0, j->dy + i0, j->x + i0, j->b + i0, (lc_act_kind)j->act, i1 - i0);
+}
+
+void lc_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
+    lc_glu_forward(out, gate, up, LC_ACT_KIND_SILU, n);
+}
+
+void lc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
+    lc_glu_backward(dgate, dup, dout, gate, up, LC_ACT_KIND_SILU, n);
+}
+
+void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
+    rows_job j = {.fn = glu_forward_rows, .out = out, .x = gate, .b = up, .act = (int)act};
+    rows_run(&j, n, 1, LC_FLAT_ALIGN);
+}
+
+void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, lc_act_kind act,
+                     size_t n) {
+    rows_job j = {.fn = glu_backward_rows, .out = dgate, .out2 = dup, .dy = dout, .x = gate, .b = up, .act = (int)act};
+    rows_run(&j, n, 1, LC_FLAT_ALIGN);
+}
+
+// Packed GLU rows [gate | up] of 2F (C = F).
+LC_VECTOR_CLONES
+static void glu_packed_forward_rows(const rows_job *j, size_t r0, size_t r1) {
+    size_t F = (size_t)j->C;
+    for (size_t n = r0; n < r1; n++) {
+        const float *row = j->x + n * 2 * F;
+        glu_forward_span(j->out + n * F, row, row + F, (lc_act_kind)j->act, F);
     }
 }
 
-void lc_glu_packed_backward(float *dgu, const float *dout, const float *gu, lc_act_kind act, int N, int F) {
-    for (int n = 0; n < N; n++) {
-        const float *row = gu + (size_t)n * 2 * F;
-        float *drow = dgu + (size_t)n * 2 * F;
-        lc_glu_backward(drow, drow + F, dout + (size_t)n * F, row, row + F, act, (size_t)F);
+LC_VECTOR_CLONES
+static void glu_packed_backward_rows(const rows_job *j, size_t r0, size_t r1) {
+    size_t F = (size_t)j->C;
+    for (size_t n = r0; n < r1; n++) {
+        const float *row = j->x + n * 2 * F;
+        float *drow = j->out + n * 2 * F;
+        glu_backward_span(drow, drow + F, j->dy + n * F, row, row + F, (lc_act_kind)j->act, F);
     }
+}
+
+void lc_glu_packed_forward(float *out, const float *gu, lc_act_kind act, int N, int F) {
+    rows_job j = {.fn = glu_packed_forward_rows, .out = out, .x = gu, .act = (int)act, .C = F};
+    rows_run(&j, (size_t)N, (size_t)F, 1);
+}
+
+void lc_glu_packed_backward(float *dgu, const float *dout, const float *gu, lc_act_kind act, int N, int F) {
+    rows_job j = {.fn = glu_packed_backward_rows, .out = dgu, .dy = dout, .x = gu, .act = (int)act, .C = F};
+    rows_run(&j, (size_t)N, (size_t)F, 1);
 }
 
 void lc_clamp_forward(float *out, const float *x, float limit, size_t n) {
@@ -489,8 +611,13 @@ void lc_gather_cols_backward(float *dx, const float *dout, const int32_t *cols, 
 }
 
 LC_VECTOR_CLONES
+static void add_rows(const rows_job *j, size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; i++) j->out[i] += j->x[i];
+}
+
 void lc_add_forward(float *acc, const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++) acc[i] += x[i];
+    rows_job j = {.fn = add_rows, .out = acc, .x = x};
+    rows_run(&j, n, 1, LC_FLAT_ALIGN);
 }
 
 void lc_embedding_forward(float *out, const int32_t *ids, const float *table, int N, int C) {
@@ -565,11 +692,53 @@ void lc_softcap_forward(float *x, float *grad, float cap, int n) {
     }
 }
 
+// Σ exp(x[j] − m) over a row, writing the exponentials back: float partial
+// sums over blocks of 1024 (vectorized), added in double across blocks,
+// since a vocabulary row has tens of thousands of terms.
+static inline double exp_sum_row(float *x, float m, int n) {
+    double sum = 0.0;
+    for (int j0 = 0; j0 < n; j0 += 1024) {
+        int j1 = j0 + 1024 < n ? j0 + 1024 : n;
+        for (int j = j0; j < j1; j++) x[j] = fast_expf(x[j] - m);
+        sum += row_sum(x + j0, j1 - j0);
+    }
+    return sum;
+}
+
+typedef struct ce_job {
+    float *logits, *capgrad;
+    double *row_loss;
+    const int32_t *targets, *rows;
+    float norm, softcap;
+    int V, grad;
+} ce_job;
+
+// One row of a chunk: loss, and (grad) the logits replaced by
+// norm · d(loss)/d(logits) = norm · (softmax − onehot), through the cap.
 LC_VECTOR_CLONES
+static void ce_row_task(void *ctx, int i, int thread) {
+    const ce_job *j = ctx;
+    int V = j->V, tgt = j->targets[j->rows[i]];
+    float *lr = j->logits + (size_t)i * V;
+    float *capgrad = j->capgrad ? j->capgrad + (size_t)thread * V : NULL;
+    if (j->softcap > 0.0f) lc_softcap_forward(lr, capgrad, j->softcap, V);
+    float maxv = row_max(lr, V), target_logit = lr[tgt];
+    double sum = exp_sum_row(lr, maxv, V);
+    j->row_loss[i] = maxv + log(sum) - target_logit;
+    if (!j->grad) return;
+    float k = (float)(j->norm / sum);
+    for (int c = 0; c < V; c++) lr[c] *= k;
+    lr[tgt] -= j->norm;
+    if (capgrad)
+        for (int c = 0; c < V; c++) lr[c] *= capgrad[c];
+}
+
 void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float *logits, float *xrows,
                               float *capgrad, const float *x, const float *head, const int32_t *targets, float norm,
                               float softcap, int N, int C, int V, int chunk) {
     int rows[chunk];
+    double row_loss[chunk];
+    ce_job job = {logits, capgrad, row_loss, targets, rows, norm, softcap, V, dx != NULL};
     int n = 0;
     for (int start = 0; start <= N; start++) {
         // Gather rows that have a target; compute a chunk when full or at the end.
@@ -581,25 +750,9 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
             continue;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, xrows, C, head, C, 0.0f, logits, V);
-        for (int i = 0; i < n; i++) {
-            float *lr = logits + (size_t)i * V;
-            int tgt = targets[rows[i]];
-            if (softcap > 0.0f) lc_softcap_forward(lr, capgrad, softcap, V);
-            float maxv = row_max(lr, V), target_logit = lr[tgt];
-            for (int j = 0; j < V; j++) lr[j] = fast_expf(lr[j] - maxv);
-            double sum = 0.0; // in double: tens of thousands of terms
-            for (int j = 0; j < V; j++) sum += lr[j];
-            *loss_sum += maxv + log(sum) - target_logit;
-            (*n_counted)++;
-            if (dx) {
-                // d(loss)/d(logits) = softmax − onehot, scaled by the normalizer.
-                float k = (float)(norm / sum);
-                for (int j = 0; j < V; j++) lr[j] *= k;
-                lr[tgt] -= norm;
-                if (softcap > 0.0f)
-                    for (int j = 0; j < V; j++) lr[j] *= capgrad[j];
-            }
-        }
+        lc_parallel_for(n, ce_row_task, &job);
+        for (int i = 0; i < n; i++) *loss_sum += row_loss[i]; // in row order: the same sum on any thread count
+        *n_counted += n;
         if (dx) {
             // Gradient rows go back through the frozen head into the gathered rows.
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, logits, V, head, C, 0.0f, xrows,

@@ -253,13 +253,14 @@ int lc_dropout_keep(uint64_t mask_seed, size_t i, float p);
 // dx is not NULL it receives norm · d(loss_sum)/dx, the gradient of the loss
 // normalized by `norm` (1 / target tokens of the whole accumulated batch).
 // logits is scratch [chunk, V]; xrows scratch [chunk, C]. softcap > 0 caps
-// the logits first (Gemma 2), with capgrad as scratch.
+// the logits first (Gemma 2), with capgrad as scratch. The rows of a chunk
+// run on lc_parallel_for's threads; the loss is summed in row order.
 void lc_cross_entropy_forward(double *loss_sum,
                               int *n_counted,
                               float *dx,             // [N, C] or NULL
                               float *logits,         // [chunk, V] scratch
                               float *xrows,          // [chunk, C] scratch
-                              float *capgrad,        // [V] scratch when softcap > 0, else NULL
+                              float *capgrad,        // [lc_parallel_threads(), V] scratch when softcap > 0, else NULL
                               const float *x,        // [N, C]
                               const float *head,     // [V, C]
                               const int32_t *targets, // [N]

@@ -24,6 +24,7 @@
 #include "test_util.h"
 #include "autograd/graph.h"
 #include "autograd/kernels.h"
+#include "autograd/parallel.h"
 
 #define EPS 1e-5f
 #define PI 3.14159265358979323846
@@ -673,10 +674,11 @@ START_TEST(test_cross_entropy_softcap) {
             for (int j = 0; j < c.C; j++) ck_assert_msg(dx[i * c.C + j] == 0.0f, "skipped row %d has a gradient", i);
     gc_check_grad("cross-entropy softcap=3 dx", dx, c.x, n, &c, ce_loss_ref, ce_loss_f32, GC_TOL_REF);
 
-    // Other chunk sizes give the same loss and dx (capgrad is reused per row).
+    // Other chunk sizes give the same loss and dx (capgrad is reused per row
+    // of each thread).
     static const int chunks[] = {1, 3, 12};
     float *dxk = malloc(sizeof(float) * n), *logits = malloc(sizeof(float) * (size_t)c.N * c.V);
-    float *xrows = malloc(sizeof(float) * n), *capgrad = malloc(sizeof(float) * (size_t)c.V);
+    float *xrows = malloc(sizeof(float) * n), *capgrad = malloc(sizeof(float) * (size_t)c.V * lc_parallel_threads());
     for (int k = 0; k < 3; k++) {
         memset(dxk, 0, sizeof(float) * n);
         double lk = 0.0;
@@ -788,7 +790,8 @@ START_TEST(test_new_backward_kernels_accumulate) {
 
     {
         enum { V = 7 };
-        float *head = gc_rand_buf((size_t)V * C, -1.5f, 1.5f), lg[N * V], xr[N * C], cg[V];
+        float *head = gc_rand_buf((size_t)V * C, -1.5f, 1.5f), lg[N * V], xr[N * C];
+        float *cg = malloc(sizeof(float) * V * (size_t)lc_parallel_threads());
         static const int32_t tg[] = {1, -1, 6, 0, 3};
         double ls = 0.0;
         int cnt = 0;
@@ -797,6 +800,7 @@ START_TEST(test_new_backward_kernels_accumulate) {
         lc_cross_entropy_forward(&ls, &cnt, a.acc, lg, xr, cg, x, head, tg, 0.25f, 2.0f, N, C, V, 2);
         acc_check_nz("cross-entropy softcap dx", &a);
         free(head);
+        free(cg);
     }
 
     free(x);
