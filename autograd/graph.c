@@ -134,6 +134,16 @@ lc_tensor *lc_tensor_new(lc_graph *g, int rows, int cols) {
     return data ? lc_tensor_wrap(g, data, rows, cols) : NULL;
 }
 
+// t's gradient for an op that is about to write all of it: when nothing has
+// flowed into t yet it is allocated without zeroing and *fresh is set, and
+// the op overwrites instead of adding (one pass over memory fewer).
+static float *tensor_grad_fresh(lc_graph *g, lc_tensor *t, bool *fresh) {
+    *fresh = !t->grad;
+    if (t->grad) return t->grad;
+    t->grad = lc_arena_alloc(g->grad_arena ? g->grad_arena : &g->arena, sizeof(float) * (size_t)t->rows * t->cols);
+    return t->grad;
+}
+
 float *lc_tensor_grad(lc_graph *g, lc_tensor *t) {
     if (!t->grad) {
         size_t bytes = sizeof(float) * (size_t)t->rows * t->cols;
@@ -510,61 +520,48 @@ lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int 
     return lc_graph_status(g);
 }
 
+// Input gradient through the frozen weight (overwriting a fresh gradient),
+// then each part's adapter gradients, which also add into dx.
+static void linear_backward(lc_graph *g, const lc_tape_entry *e, const linear_parts *lp, const float *dy) {
+    lc_tensor *x = e->in[0];
+    int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
+    bool fresh = false;
+    float *dx = x->requires_grad ? tensor_grad_fresh(g, x, &fresh) : NULL;
+    if (x->requires_grad && !dx) return;
+    if (dx) {
+        const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
+        if (!w) {
+            g->arena.failed = 1;
+            return;
+        }
+        double t0 = prof_begin();
+        lc_matmul_backward(dx, dy, w, fresh, N, n_in, n_out);
+        prof_end(LC_PROF_KIND_GEMM, 1, t0);
+    }
+    for (int p = 0, off = 0; p < lp->n; off += lp->out[p], p++) {
+        const lc_lora_ref *l = &lp->lora[p];
+        if (!l->A) continue;
+        float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * l->r);
+        if (!du) return;
+        double t0 = prof_begin();
+        lc_lora_backward_ld(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B, l->scale,
+                            l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
+        prof_end(LC_PROF_KIND_LORA, 1, t0);
+    }
+}
+
 static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     lc_tensor *x = e->in[0];
     const float *dy = e->out ? e->out->grad : NULL;
     switch (e->op) {
     case LC_OP_LINEAR: {
-        int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
-        float *dx = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
-        if (x->requires_grad && !dx) return;
-        if (e->lora.A) {
-            float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * e->lora.r);
-            if (!du) return;
-            double t0 = prof_begin();
-            lc_lora_backward(e->lora.dA, e->lora.dB, dx, du, dy, x->data, e->saved[1], e->saved[0], e->lora.A,
-                             e->lora.B, e->lora.scale, e->lora.dropout, e->lora.mask_seed, N, n_in, n_out, e->lora.r);
-            prof_end(LC_PROF_KIND_LORA, 1, t0);
-        }
-        if (dx) {
-            const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
-            if (!w) {
-                g->arena.failed = 1;
-                return;
-            }
-            double t0 = prof_begin();
-            lc_matmul_backward(dx, dy, w, N, n_in, n_out);
-            prof_end(LC_PROF_KIND_GEMM, 1, t0);
-        }
+        // One part: the entry's own adapter and saved u / xd.
+        linear_parts one = {.n = 1, .out = {e->dims[1]}, .n_out = e->dims[1], .lora = {e->lora},
+                            .u = {e->saved[0]}, .xd = {e->saved[1]}};
+        linear_backward(g, e, &one, dy);
         break;
     }
-    case LC_OP_LINEAR_PARTS: {
-        const linear_parts *lp = e->aux;
-        int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
-        float *dx = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
-        if (x->requires_grad && !dx) return;
-        for (int p = 0, off = 0; p < lp->n; off += lp->out[p], p++) {
-            const lc_lora_ref *l = &lp->lora[p];
-            if (!l->A) continue;
-            float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * l->r);
-            if (!du) return;
-            double t0 = prof_begin();
-            lc_lora_backward_ld(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B,
-                                l->scale, l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
-            prof_end(LC_PROF_KIND_LORA, 1, t0);
-        }
-        if (dx) {
-            const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
-            if (!w) {
-                g->arena.failed = 1;
-                return;
-            }
-            double t0 = prof_begin();
-            lc_matmul_backward(dx, dy, w, N, n_in, n_out);
-            prof_end(LC_PROF_KIND_GEMM, 1, t0);
-        }
-        break;
-    }
+    case LC_OP_LINEAR_PARTS: linear_backward(g, e, e->aux, dy); break;
     case LC_OP_RMSNORM: {
         float *dx = lc_tensor_grad(g, x);
         if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);

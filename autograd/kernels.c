@@ -90,8 +90,9 @@ void lc_matmul_forward(float *out, const float *x, const float *w, const float *
     }
 }
 
-void lc_matmul_backward(float *dx, const float *dy, const float *w, int N, int n_in, int n_out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in, 1.0f, dx, n_in);
+void lc_matmul_backward(float *dx, const float *dy, const float *w, bool overwrite, int N, int n_in, int n_out) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in,
+                overwrite ? 0.0f : 1.0f, dx, n_in);
 }
 
 LC_VECTOR_CLONES

@@ -5,6 +5,7 @@
 #ifndef LC_KERNELS_H
 #define LC_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,11 +31,12 @@ void lc_matmul_forward(float *out,        // [N, n_out]
                        const float *bias, // [n_out] or NULL
                        int N, int n_in, int n_out);
 
-// dx += dy · w: the input gradient through a weight (frozen: no weight gradient).
+// dx += dy · w: the input gradient through a weight (frozen: no weight
+// gradient). With overwrite, dx = dy · w (dx need not be initialized).
 void lc_matmul_backward(float *dx,       // [N, n_in]
                         const float *dy, // [N, n_out]
                         const float *w,  // [n_out, n_in]
-                        int N, int n_in, int n_out);
+                        bool overwrite, int N, int n_in, int n_out);
 
 // out = (x − mean) / std · w + b per row; w, b may be NULL (1 and 0).
 // stats (saved for backward) holds mean and 1/std per row and may be NULL.

@@ -11,6 +11,7 @@ import argparse
 import math
 import os
 import resource
+import statistics
 import time
 
 import torch
@@ -95,7 +96,7 @@ def main():
     mask = torch.full((T, T), float("-inf")).triu(1)
     tokens = torch.randint(0, V, (a.batch, T))
     targets = torch.cat((tokens[:, 1:], torch.full((a.batch, 1), -100)), 1)
-    elapsed = 0.0
+    step_s = []
     for i in range(a.warmup + a.steps):
         t0 = time.time()
         x = embed[tokens]
@@ -111,8 +112,8 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         if i >= a.warmup:
-            elapsed += time.time() - t0
-    tps = a.steps * a.batch * T / elapsed
+            step_s.append(time.time() - t0)
+    tps = a.batch * T / statistics.median(step_s)  # the median step, as bench_train
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576.0
     print(f"{a.shape:<13s} batch {a.batch} x {T}, r {a.rank}, PyTorch {torch.__version__}, {torch.get_num_threads()} "
           f"threads: {tps:8.1f} tokens/s, peak RSS {rss:.2f} GB, loss {loss.item():.3f}")

@@ -1048,8 +1048,14 @@ START_TEST(test_backward_kernels_accumulate) {
     lc_rmsnorm_forward(tmp, rstd, x, wc, EPS, N, C);
 
     gc_acc_buf b = gc_acc_new((size_t)N * C);
-    lc_matmul_backward(b.zero, dyO, w, N, C, O);
-    lc_matmul_backward(b.acc, dyO, w, N, C, O);
+    lc_matmul_backward(b.zero, dyO, w, false, N, C, O);
+    lc_matmul_backward(b.acc, dyO, w, false, N, C, O);
+    // With overwrite, dx's old contents (NaN here) are not read.
+    float *ow = malloc(sizeof(float) * N * C);
+    for (int i = 0; i < N * C; i++) ow[i] = NAN;
+    lc_matmul_backward(ow, dyO, w, true, N, C, O);
+    for (int i = 0; i < N * C; i++) ck_assert_msg(ow[i] == b.zero[i], "overwrite dx[%d] %g vs %g", i, ow[i], b.zero[i]);
+    free(ow);
     gc_acc_check("matmul dx", &b);
 
     b = gc_acc_new((size_t)N * C);
