@@ -369,7 +369,7 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
                            int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *opts) {
     if (!q || !k || !v) return NULL;
     lc_tensor *y = lc_tensor_new(g, B * T, H * D);
-    float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, Tk));
+    float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, Tk, H, KVH, D));
     bool grad = q->requires_grad || k->requires_grad || v->requires_grad;
     float *lse = NULL;
     if (g->record && grad) lse = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)B * T * H);
@@ -581,7 +581,8 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     case LC_OP_ATTENTION: {
         float *dq = lc_tensor_grad(g, e->in[0]), *dk = lc_tensor_grad(g, e->in[1]), *dv = lc_tensor_grad(g, e->in[2]);
         int T = e->dims[1];
-        float *scratch = lc_arena_alloc(&g->arena, sizeof(float) * lc_attention_scratch_floats(T, T));
+        float *scratch = lc_arena_alloc(
+            &g->arena, sizeof(float) * lc_attention_scratch_floats(T, T, e->dims[2], e->dims[3], e->dims[4]));
         if (dq && dk && dv && scratch)
             lc_attention_backward(dq, dk, dv, dy, e->in[0]->data, e->in[1]->data, e->in[2]->data, e->out->data,
                                   e->saved[0], e->ints, scratch, e->dims[0], T, e->dims[2], e->dims[3], e->dims[4],

@@ -260,15 +260,39 @@ static inline float row_sum(const float *x, int n) {
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-// Attention runs per (sequence, head) over blocks of LC_ATT_BLOCK queries:
-// the block's scores against the keys it can see are one sgemm, the masked
-// softmax a row loop, and the weighted values another sgemm. Only one
-// block's scores exist at a time.
+// Attention runs per (sequence, KV head) over blocks of LC_ATT_BLOCK
+// queries. The query heads that share the KV head are gathered into one
+// [G·M, D] matrix, so the block's scores against the keys it can see are
+// one sgemm for the whole group (K and V packed once, not once per head),
+// the masked softmax a row loop, and the weighted values another sgemm.
+// Only one block's scores exist at a time, per thread.
 #define LC_ATT_BLOCK 64
 
-size_t lc_attention_scratch_floats(int T, int Tk) {
-    int rows = T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK;
-    return 2 * (size_t)rows * (size_t)Tk * (size_t)lc_parallel_threads();
+size_t lc_attention_scratch_floats(int T, int Tk, int H, int KVH, int D) {
+    size_t rows = (size_t)(T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK) * (size_t)(H / KVH);
+    // Two [rows, Tk] score matrices and three [rows, D] gathered matrices.
+    return (2 * rows * (size_t)Tk + 3 * rows * (size_t)D) * (size_t)lc_parallel_threads();
+}
+
+// Copies rows [t0, t0 + M) of the G heads h0.. of x [.., ld] into dst
+// [G·M, D], head-major; scatter adds them back.
+static void att_gather(float *dst, const float *x, int ld, int t0, int M, int h0, int G, int D) {
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < M; i++)
+            memcpy(dst + ((size_t)g * M + i) * D, x + (size_t)(t0 + i) * ld + (size_t)(h0 + g) * D,
+                   sizeof(float) * (size_t)D);
+}
+
+static void att_scatter(float *x, const float *src, int ld, int t0, int M, int h0, int G, int D, bool add) {
+    for (int g = 0; g < G; g++)
+        for (int i = 0; i < M; i++) {
+            float *row = x + (size_t)(t0 + i) * ld + (size_t)(h0 + g) * D;
+            const float *s = src + ((size_t)g * M + i) * D;
+            if (add)
+                for (int d = 0; d < D; d++) row[d] += s[d];
+            else
+                memcpy(row, s, sizeof(float) * (size_t)D);
+        }
 }
 
 // Keys visible from query row p: [lo, p].
@@ -312,38 +336,44 @@ static int att_block_first_key(const att_job *j, const int32_t *seg, int t0, int
     return k0;
 }
 
-// Forward task: one (sequence, head), all its query blocks.
+// Forward task: one (sequence, KV head), all its query blocks.
 LC_VECTOR_CLONES
 static void att_forward_task(void *ctx, int task, int thread) {
     const att_job *j = ctx;
-    int b = task / j->H, h = task % j->H, kh = h / (j->H / j->KVH), D = j->D, T = j->T, q_pos0 = j->q_pos0;
-    int ldq = j->H * D, ldk = j->KVH * D, window = j->opts.window;
-    float softcap = j->opts.softcap, slope = j->opts.alibi ? j->opts.alibi[h] : 0.0f;
+    int G = j->H / j->KVH, b = task / j->KVH, kh = task % j->KVH, h0 = kh * G, D = j->D, T = j->T;
+    int q_pos0 = j->q_pos0, ldq = j->H * D, ldk = j->KVH * D, window = j->opts.window;
+    float softcap = j->opts.softcap;
     const int32_t *seg = j->seg_start ? j->seg_start + (size_t)b * T : NULL;
-    float *S = j->scratch + (size_t)thread * j->scratch_per_thread; // [M, N]
+    const float *qs = j->q + (size_t)b * T * ldq;
+    size_t rows = (size_t)G * (T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK);
+    float *S = j->scratch + (size_t)thread * j->scratch_per_thread; // [G·M, N]
+    float *Qg = S + rows * j->Tk;                                   // [G·M, D], then the output
     for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
         int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
         int k0 = att_block_first_key(j, seg, t0, t1), N = q_pos0 + t1 - k0; // keys [k0, q_pos0 + t1)
-        const float *qb = j->q + ((size_t)b * T + t0) * ldq + (size_t)h * D;
         const float *kb = j->k + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
         const float *vb = j->v + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, j->scale, qb, ldq, kb, ldk, 0.0f, S, N);
-        for (int i = 0; i < M; i++) {
-            int p = q_pos0 + t0 + i;
-            int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
-            float *row = S + (size_t)i * N;
-            att_transform_row(row, lo, hi, k0, p, softcap, slope);
-            float maxv = row_max(row + lo, hi - lo + 1);
-            for (int c = 0; c < lo; c++) row[c] = 0.0f;
-            for (int c = lo; c <= hi; c++) row[c] = fast_expf(row[c] - maxv);
-            for (int c = hi + 1; c < N; c++) row[c] = 0.0f;
-            float sum = row_sum(row + lo, hi - lo + 1);
-            float inv = 1.0f / sum;
-            for (int c = lo; c <= hi; c++) row[c] *= inv;
-            if (j->lse) j->lse[((size_t)b * T + t0 + i) * j->H + h] = maxv + logf(sum);
+        att_gather(Qg, qs, ldq, t0, M, h0, G, D);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, j->scale, Qg, D, kb, ldk, 0.0f, S, N);
+        for (int g = 0; g < G; g++) {
+            float slope = j->opts.alibi ? j->opts.alibi[h0 + g] : 0.0f;
+            for (int i = 0; i < M; i++) {
+                int p = q_pos0 + t0 + i;
+                int lo = att_first_key(seg, t0 + i, p, window) - k0, hi = p - k0; // visible [lo, hi]
+                float *row = S + ((size_t)g * M + i) * N;
+                att_transform_row(row, lo, hi, k0, p, softcap, slope);
+                float maxv = row_max(row + lo, hi - lo + 1);
+                for (int c = 0; c < lo; c++) row[c] = 0.0f;
+                for (int c = lo; c <= hi; c++) row[c] = fast_expf(row[c] - maxv);
+                for (int c = hi + 1; c < N; c++) row[c] = 0.0f;
+                float sum = row_sum(row + lo, hi - lo + 1);
+                float inv = 1.0f / sum;
+                for (int c = lo; c <= hi; c++) row[c] *= inv;
+                if (j->lse) j->lse[((size_t)b * T + t0 + i) * j->H + h0 + g] = maxv + logf(sum);
+            }
         }
-        float *ob = j->out + ((size_t)b * T + t0) * ldq + (size_t)h * D;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, S, N, vb, ldk, 0.0f, ob, ldq);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * M, D, N, 1.0f, S, N, vb, ldk, 0.0f, Qg, D);
+        att_scatter(j->out + (size_t)b * T * ldq, Qg, ldq, t0, M, h0, G, D, false);
     }
 }
 
@@ -353,9 +383,9 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
     att_job j = {.out = out, .lse = lse, .scratch = scratch, .q = q, .k = k, .v = v, .seg_start = seg_start,
                  .B = B, .T = T, .Tk = Tk, .H = H, .KVH = KVH, .D = D, .q_pos0 = q_pos0,
                  .opts = opts ? *opts : (lc_attention_opts){0},
-                 .scratch_per_thread = lc_attention_scratch_floats(T, Tk) / (size_t)lc_parallel_threads()};
+                 .scratch_per_thread = lc_attention_scratch_floats(T, Tk, H, KVH, D) / (size_t)lc_parallel_threads()};
     j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
-    lc_parallel_for(B * H, att_forward_task, &j);
+    lc_parallel_for(B * KVH, att_forward_task, &j);
 }
 
 // Backward task: one (sequence, KV head) with every query head that reads
@@ -363,32 +393,37 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
 LC_VECTOR_CLONES
 static void att_backward_task(void *ctx, int task, int thread) {
     const att_job *j = ctx;
-    int group = j->H / j->KVH, b = task / j->KVH, kh = task % j->KVH, D = j->D, T = j->T;
+    int G = j->H / j->KVH, b = task / j->KVH, kh = task % j->KVH, h0 = kh * G, D = j->D, T = j->T;
     int ldq = j->H * D, ldk = j->KVH * D, window = j->opts.window;
     float scale = j->scale, cap = j->opts.softcap, inv_cap = cap > 0.0f ? 1.0f / cap : 0.0f;
     const int32_t *seg = j->seg_start ? j->seg_start + (size_t)b * T : NULL;
+    size_t seq = (size_t)b * T * ldq;
+    size_t rows = (size_t)G * (T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK);
+    float *P = j->scratch + (size_t)thread * j->scratch_per_thread; // [G·M, N]
+    float *dP = P + rows * T, *Qg = dP + rows * T;                  // [G·M, N], [G·M, D]
+    float *dOg = Qg + rows * D, *dQg = dOg + rows * D;              // [G·M, D] each
     for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
         int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
         int k0 = att_block_first_key(j, seg, t0, t1), N = t1 - k0;
-        for (int h = kh * group; h < (kh + 1) * group; h++) {
+        size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
+        att_gather(Qg, j->q + seq, ldq, t0, M, h0, G, D);
+        att_gather(dOg, j->dout + seq, ldq, t0, M, h0, G, D);
+        // Recompute probabilities from the saved log-sum-exp.
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, scale, Qg, D, j->k + koff, ldk, 0.0f, P, N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, 1.0f, dOg, D, j->v + koff, ldk, 0.0f, dP, N);
+        for (int g = 0; g < G; g++) {
+            int h = h0 + g;
             float slope = j->opts.alibi ? j->opts.alibi[h] : 0.0f;
-            size_t qoff = ((size_t)b * T + t0) * ldq + (size_t)h * D;
-            size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
-            float *P = j->scratch + (size_t)thread * j->scratch_per_thread, *dP = P + (size_t)M * N; // [M, N] each
-            // Recompute probabilities from the saved log-sum-exp.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, scale, j->q + qoff, ldq, j->k + koff, ldk,
-                        0.0f, P, N);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, D, 1.0f, j->dout + qoff, ldq, j->v + koff, ldk,
-                        0.0f, dP, N);
             for (int i = 0; i < M; i++) {
                 int t = t0 + i;
                 int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
                 float m = j->lse[((size_t)b * T + t) * j->H + h];
                 // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
-                const float *orow = j->o + qoff + (size_t)i * ldq, *g = j->dout + qoff + (size_t)i * ldq;
+                const float *orow = j->o + seq + (size_t)t * ldq + (size_t)h * D;
+                const float *grow = dOg + ((size_t)g * M + i) * D;
                 float delta = 0.0f;
-                for (int d = 0; d < D; d++) delta += g[d] * orow[d];
-                float *pr = P + (size_t)i * N, *dpr = dP + (size_t)i * N;
+                for (int d = 0; d < D; d++) delta += grow[d] * orow[d];
+                float *pr = P + ((size_t)g * M + i) * N, *dpr = dP + ((size_t)g * M + i) * N;
                 for (int c = 0; c < lo; c++) pr[c] = dpr[c] = 0.0f;
                 if (cap > 0.0f || slope != 0.0f) {
                     for (int c = lo; c <= hi; c++) {
@@ -408,14 +443,13 @@ static void att_backward_task(void *ctx, int task, int thread) {
                 }
                 for (int c = hi + 1; c < N; c++) pr[c] = dpr[c] = 0.0f;
             }
-            // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, P, N, j->dout + qoff, ldq, 1.0f,
-                        j->dv + koff, ldk);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, D, N, 1.0f, dP, N, j->k + koff, ldk, 1.0f,
-                        j->dq + qoff, ldq);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, M, 1.0f, dP, N, j->q + qoff, ldq, 1.0f,
-                        j->dk + koff, ldk);
         }
+        // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q, each over the whole group.
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, G * M, 1.0f, P, N, dOg, D, 1.0f, j->dv + koff, ldk);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * M, D, N, 1.0f, dP, N, j->k + koff, ldk, 0.0f, dQg,
+                    D);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, G * M, 1.0f, dP, N, Qg, D, 1.0f, j->dk + koff, ldk);
+        att_scatter(j->dq + seq, dQg, ldq, t0, M, h0, G, D, true);
     }
 }
 
@@ -425,7 +459,7 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     att_job j = {.lse = (float *)lse, .dq = dq, .dk = dk, .dv = dv, .scratch = scratch, .q = q, .k = k, .v = v,
                  .dout = dout, .o = out, .seg_start = seg_start, .B = B, .T = T, .Tk = T, .H = H, .KVH = KVH,
                  .D = D, .opts = opts ? *opts : (lc_attention_opts){0},
-                 .scratch_per_thread = lc_attention_scratch_floats(T, T) / (size_t)lc_parallel_threads()};
+                 .scratch_per_thread = lc_attention_scratch_floats(T, T, H, KVH, D) / (size_t)lc_parallel_threads()};
     j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
     lc_parallel_for(B * KVH, att_backward_task, &j);
 }

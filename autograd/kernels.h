@@ -88,12 +88,12 @@ void lc_attention_forward(float *out,               // [B, T, H, D]
                           const float *k,           // [B, Tk, KVH, D]
                           const float *v,           // [B, Tk, KVH, D]
                           const int32_t *seg_start, // [B, T] or NULL
-                          float *scratch,           // [lc_attention_scratch_floats(T, Tk)]
+                          float *scratch,           // [lc_attention_scratch_floats(T, Tk, H, KVH, D)]
                           int B, int T, int Tk, int H, int KVH, int D, int q_pos0,
                           const lc_attention_opts *opts); // NULL: plain
 
 // Scratch floats the attention kernels need for T queries over Tk keys.
-size_t lc_attention_scratch_floats(int T, int Tk);
+size_t lc_attention_scratch_floats(int T, int Tk, int H, int KVH, int D);
 
 // Gradients of attention (T == Tk, q_pos0 == 0, as in training) from the
 // saved out and lse: dq, dk, dv accumulate.
@@ -107,7 +107,7 @@ void lc_attention_backward(float *dq,                // [B, T, H, D]
                            const float *out,         // [B, T, H, D]
                            const float *lse,         // [B, T, H]
                            const int32_t *seg_start, // [B, T] or NULL
-                           float *scratch,           // [lc_attention_scratch_floats(T, T)]
+                           float *scratch,           // [lc_attention_scratch_floats(T, T, H, KVH, D)]
                            int B, int T, int H, int KVH, int D, const lc_attention_opts *opts);
 
 // dx += the inverse rotation of dy (rotation is orthogonal).

@@ -637,7 +637,7 @@ START_TEST(test_attention_forward_decode) {
     int B = 2, T = 2, Tk = 7, H = 4, KVH = 2, D = 4, q_pos0 = 5;
     size_t nq = (size_t)B * T * H * D, nk = (size_t)B * Tk * KVH * D;
     float *q = gc_rand_buf(nq, -1.5f, 1.5f), *k = gc_rand_buf(nk, -1.5f, 1.5f), *v = gc_rand_buf(nk, -1.0f, 1.0f);
-    float *out = malloc(sizeof(float) * nq), *scratch = malloc(sizeof(float) * lc_attention_scratch_floats(T, Tk));
+    float *out = malloc(sizeof(float) * nq), *scratch = malloc(sizeof(float) * lc_attention_scratch_floats(T, Tk, H, KVH, D));
     double *qd = gc_to_d(q, nq), *kd = gc_to_d(k, nk), *vd = gc_to_d(v, nk), *yr = gc_dbuf(nq);
     static const int32_t seg[] = {0, 0, 2, 2};
     for (int w = 0; w <= 3; w += 3)
@@ -1081,7 +1081,7 @@ START_TEST(test_backward_kernels_accumulate) {
         int T = N, KVH = 1;
         float *q = gc_rand_buf((size_t)T * H * D, -1.0f, 1.0f), *k = gc_rand_buf((size_t)T * KVH * D, -1.0f, 1.0f);
         float *v = gc_rand_buf((size_t)T * KVH * D, -1.0f, 1.0f), *dout = gc_rand_buf((size_t)T * H * D, -1.0f, 1.0f);
-        float *out = malloc(sizeof(float) * T * H * D), *lse = malloc(sizeof(float) * T * H), *sc = malloc(sizeof(float) * lc_attention_scratch_floats(T, T));
+        float *out = malloc(sizeof(float) * T * H * D), *lse = malloc(sizeof(float) * T * H), *sc = malloc(sizeof(float) * lc_attention_scratch_floats(T, T, H, KVH, D));
         lc_attention_forward(out, lse, q, k, v, NULL, sc, 1, T, T, H, KVH, D, 0, NULL);
         gc_acc_buf bq = gc_acc_new((size_t)T * H * D), bk = gc_acc_new((size_t)T * KVH * D);
         gc_acc_buf bv = gc_acc_new((size_t)T * KVH * D);
