@@ -1,10 +1,10 @@
 #include "autograd/kernels.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "autograd/blas.h"
 #include "autograd/parallel.h"
 
 // Hot element-wise kernels are built for AVX-512, AVX2 and baseline x86-64;
@@ -78,9 +78,9 @@ static void rows_run(rows_job *j, size_t rows, size_t row_elems, size_t align) {
 void lc_matmul_forward(float *out, const float *x, const float *w, const float *bias, int N, int n_in, int n_out) {
     if (N == 1) {
         // One row (incremental decoding): sgemv avoids sgemm's packing cost.
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, n_out, n_in, 1.0f, w, n_in, x, 1, 0.0f, out, 1);
+        lc_blas_sgemv(n_out, n_in, 1.0f, w, n_in, x, 0.0f, out);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, out, n_out);
+        lc_blas_sgemm(false, true, N, n_out, n_in, 1.0f, x, n_in, w, n_in, 0.0f, out, n_out);
     }
     if (bias) {
         for (int n = 0; n < N; n++) {
@@ -91,7 +91,7 @@ void lc_matmul_forward(float *out, const float *x, const float *w, const float *
 }
 
 void lc_matmul_backward(float *dx, const float *dy, const float *w, bool overwrite, int N, int n_in, int n_out) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, n_out, 1.0f, dy, n_out, w, n_in,
+    lc_blas_sgemm(false, false, N, n_in, n_out, 1.0f, dy, n_out, w, n_in,
                 overwrite ? 0.0f : 1.0f, dx, n_in);
 }
 
@@ -354,7 +354,7 @@ static void att_forward_task(void *ctx, int task, int thread) {
         const float *kb = j->k + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
         const float *vb = j->v + ((size_t)b * j->Tk + k0) * ldk + (size_t)kh * D;
         att_gather(Qg, qs, ldq, t0, M, h0, G, D);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, j->scale, Qg, D, kb, ldk, 0.0f, S, N);
+        lc_blas_sgemm(false, true, G * M, N, D, j->scale, Qg, D, kb, ldk, 0.0f, S, N);
         for (int g = 0; g < G; g++) {
             float slope = j->opts.alibi ? j->opts.alibi[h0 + g] : 0.0f;
             for (int i = 0; i < M; i++) {
@@ -372,7 +372,7 @@ static void att_forward_task(void *ctx, int task, int thread) {
                 if (j->lse) j->lse[((size_t)b * T + t0 + i) * j->H + h0 + g] = maxv + logf(sum);
             }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * M, D, N, 1.0f, S, N, vb, ldk, 0.0f, Qg, D);
+        lc_blas_sgemm(false, false, G * M, D, N, 1.0f, S, N, vb, ldk, 0.0f, Qg, D);
         att_scatter(j->out + (size_t)b * T * ldq, Qg, ldq, t0, M, h0, G, D, false);
     }
 }
@@ -409,8 +409,8 @@ static void att_backward_task(void *ctx, int task, int thread) {
         att_gather(Qg, j->q + seq, ldq, t0, M, h0, G, D);
         att_gather(dOg, j->dout + seq, ldq, t0, M, h0, G, D);
         // Recompute probabilities from the saved log-sum-exp.
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, scale, Qg, D, j->k + koff, ldk, 0.0f, P, N);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, G * M, N, D, 1.0f, dOg, D, j->v + koff, ldk, 0.0f, dP, N);
+        lc_blas_sgemm(false, true, G * M, N, D, scale, Qg, D, j->k + koff, ldk, 0.0f, P, N);
+        lc_blas_sgemm(false, true, G * M, N, D, 1.0f, dOg, D, j->v + koff, ldk, 0.0f, dP, N);
         for (int g = 0; g < G; g++) {
             int h = h0 + g;
             float slope = j->opts.alibi ? j->opts.alibi[h] : 0.0f;
@@ -445,10 +445,10 @@ static void att_backward_task(void *ctx, int task, int thread) {
             }
         }
         // dV += Pᵀ·dout ; dQ += dS·K ; dK += dSᵀ·Q, each over the whole group.
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, G * M, 1.0f, P, N, dOg, D, 1.0f, j->dv + koff, ldk);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, G * M, D, N, 1.0f, dP, N, j->k + koff, ldk, 0.0f, dQg,
+        lc_blas_sgemm(true, false, N, D, G * M, 1.0f, P, N, dOg, D, 1.0f, j->dv + koff, ldk);
+        lc_blas_sgemm(false, false, G * M, D, N, 1.0f, dP, N, j->k + koff, ldk, 0.0f, dQg,
                     D);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, D, G * M, 1.0f, dP, N, Qg, D, 1.0f, j->dk + koff, ldk);
+        lc_blas_sgemm(true, false, N, D, G * M, 1.0f, dP, N, Qg, D, 1.0f, j->dk + koff, ldk);
         att_scatter(j->dq + seq, dQg, ldq, t0, M, h0, G, D, true);
     }
 }
@@ -681,8 +681,8 @@ void lc_lora_forward_ld(float *y, int ldy, float *u, float *xd, const float *x, 
         for (size_t i = 0; i < n; i++) xd[i] = lc_dropout_keep(mask_seed, i, p) ? x[i] * keep_scale : 0.0f;
         src = xd;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, n_in, 1.0f, src, n_in, A, n_in, 0.0f, u, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, n_out, r, scale, u, r, B, r, 1.0f, y, ldy);
+    lc_blas_sgemm(false, true, N, r, n_in, 1.0f, src, n_in, A, n_in, 0.0f, u, r);
+    lc_blas_sgemm(false, true, N, n_out, r, scale, u, r, B, r, 1.0f, y, ldy);
 }
 
 void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *dy, const float *x, const float *xd,
@@ -695,13 +695,13 @@ void lc_lora_backward_ld(float *dA, float *dB, float *dx, float *du, const float
                          const float *xd, const float *u, const float *A, const float *B, float scale, float p,
                          uint64_t mask_seed, int N, int n_in, int n_out, int r) {
     // dB += scale · dyᵀ·u ; du = scale · dy·B ; dA += duᵀ·xd ; dx += dropout'(du·A)
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, r, N, scale, dy, ldy, u, r, 1.0f, dB, r);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, r, n_out, scale, dy, ldy, B, r, 0.0f, du, r);
+    lc_blas_sgemm(true, false, n_out, r, N, scale, dy, ldy, u, r, 1.0f, dB, r);
+    lc_blas_sgemm(false, false, N, r, n_out, scale, dy, ldy, B, r, 0.0f, du, r);
     const float *src = p > 0.0f ? xd : x;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, r, n_in, N, 1.0f, du, r, src, n_in, 1.0f, dA, n_in);
+    lc_blas_sgemm(true, false, r, n_in, N, 1.0f, du, r, src, n_in, 1.0f, dA, n_in);
     if (!dx) return;
     if (p <= 0.0f) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, n_in, r, 1.0f, du, r, A, n_in, 1.0f, dx, n_in);
+        lc_blas_sgemm(false, false, N, n_in, r, 1.0f, du, r, A, n_in, 1.0f, dx, n_in);
         return;
     }
     float keep_scale = 1.0f / (1.0f - p);
@@ -784,13 +784,13 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
         } else if (start < N || n == 0) {
             continue;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, V, C, 1.0f, xrows, C, head, C, 0.0f, logits, V);
+        lc_blas_sgemm(false, true, n, V, C, 1.0f, xrows, C, head, C, 0.0f, logits, V);
         lc_parallel_for(n, ce_row_task, &job);
         for (int i = 0; i < n; i++) *loss_sum += row_loss[i]; // in row order: the same sum on any thread count
         *n_counted += n;
         if (dx) {
             // Gradient rows go back through the frozen head into the gathered rows.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, V, 1.0f, logits, V, head, C, 0.0f, xrows,
+            lc_blas_sgemm(false, false, n, C, V, 1.0f, logits, V, head, C, 0.0f, xrows,
                         C);
             for (int i = 0; i < n; i++) {
                 float *d = dx + (size_t)rows[i] * C;

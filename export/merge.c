@@ -1,6 +1,6 @@
 // Merging an adapter into a base linear (fp32), and the file helpers the
 // export writers share: mkdir -p and whole-file atomic writes.
-#include <cblas.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 
+#include "autograd/blas.h"
 #include "export/export.h"
 #include "model/arch.h"
 
@@ -21,8 +22,8 @@ void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, 
     const lc_lora_ref *ref = lora ? lc_lora_get(lora, layer, kind) : NULL;
     if (!ref) return;
     // out[out, in] += scale · B[out, r] · A[r, in]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, lin->out, lin->in, ref->r, ref->scale, ref->B, ref->r,
-                ref->A, lin->in, 1.0f, out, lin->in);
+    lc_blas_sgemm(false, false, lin->out, lin->in, ref->r, ref->scale, ref->B, ref->r, ref->A, lin->in, 1.0f, out,
+                  lin->in);
 }
 
 const char *lc_export_match_module(const lc_model_config *cfg, const char *s, bool short_ok, int *layer,

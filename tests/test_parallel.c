@@ -1,11 +1,15 @@
 // The thread pool (autograd/parallel.c): every task runs exactly once, also
-// when runs repeat and when a task starts a run of its own, and the ranges
-// that split rows between tasks tile them exactly.
+// when runs repeat, when a task starts a run of its own and when the thread
+// count changes; the ranges that split rows between tasks tile them exactly;
+// and the products split across it (autograd/blas.c) equal one OpenBLAS call.
+#include <cblas.h>
 #include <check.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "test_util.h"
+#include "autograd/blas.h"
 #include "autograd/parallel.h"
 
 typedef struct count_ctx {
@@ -72,11 +76,77 @@ START_TEST(test_ranges_tile) {
 }
 END_TEST
 
+static float *rand_buf(size_t n, unsigned *seed) {
+    float *p = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) p[i] = (float)rand_r(seed) / (float)RAND_MAX - 0.5f;
+    return p;
+}
+
+// lc_blas_sgemm's shares (by rows and by columns, every transpose, leading
+// dimensions wider than the matrices, beta 0 and 1) give what one
+// single-threaded call gives, bit for bit: each share is the same call on
+// fewer rows or columns.
+START_TEST(test_split_products_match) {
+    unsigned seed = 11;
+    // (M, N, K): A the larger operand (split by rows), B the larger (by columns).
+    static const int shapes[][3] = {{300, 40, 200}, {40, 300, 200}, {257, 129, 65}};
+    for (int sh = 0; sh < 3; sh++)
+        for (int t = 0; t < 4; t++)
+            for (int beta = 0; beta < 2; beta++) {
+                bool ta = t & 1, tb = t & 2;
+                int M = shapes[sh][0], N = shapes[sh][1], K = shapes[sh][2];
+                int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 7;
+                float *A = rand_buf((size_t)(ta ? K : M) * lda, &seed), *B = rand_buf((size_t)(tb ? N : K) * ldb, &seed);
+                float *C = rand_buf((size_t)M * ldc, &seed), *C1 = malloc(sizeof(float) * (size_t)M * ldc);
+                memcpy(C1, C, sizeof(float) * (size_t)M * ldc);
+                lc_blas_sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, (float)beta, C, ldc);
+                cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 0.5f,
+                            A, lda, B, ldb, (float)beta, C1, ldc);
+                for (size_t i = 0; i < (size_t)M * ldc; i++)
+                    ck_assert_msg(C[i] == C1[i], "shape %d trans %d beta %d: C[%zu] %g vs %g", sh, t, beta, i, C[i], C1[i]);
+                free(A);
+                free(B);
+                free(C);
+                free(C1);
+            }
+    int M = 1000, N = 300;
+    float *A = rand_buf((size_t)M * N, &seed), *x = rand_buf((size_t)N, &seed), *y = rand_buf((size_t)M, &seed);
+    float *y1 = malloc(sizeof(float) * M);
+    memcpy(y1, y, sizeof(float) * M);
+    lc_blas_sgemv(M, N, 2.0f, A, N, x, 1.0f, y);
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, M, N, 2.0f, A, N, x, 1, 1.0f, y1, 1);
+    for (int i = 0; i < M; i++) ck_assert_msg(y[i] == y1[i], "sgemv y[%d] %g vs %g", i, y[i], y1[i]);
+    free(A);
+    free(x);
+    free(y);
+    free(y1);
+}
+END_TEST
+
+START_TEST(test_set_threads) {
+    int n = lc_parallel_threads();
+    lc_parallel_set_threads(1);
+    ck_assert_int_eq(lc_parallel_threads(), 1);
+    atomic_int runs[7];
+    for (int i = 0; i < 7; i++) atomic_init(&runs[i], 0);
+    count_ctx c = {runs, 0};
+    lc_parallel_for(7, count_task, &c);
+    lc_parallel_set_threads(3);
+    ck_assert_int_eq(lc_parallel_threads(), 3);
+    lc_parallel_for(7, count_task, &c);
+    lc_parallel_set_threads(n);
+    lc_parallel_for(7, count_task, &c);
+    for (int i = 0; i < 7; i++) ck_assert_int_eq(atomic_load(&runs[i]), 3);
+}
+END_TEST
+
 static Suite *parallel_suite(void) {
     Suite *s = suite_create("parallel");
     TCase *tc = tcase_create("pool");
     tcase_add_test(tc, test_every_task_runs_once);
     tcase_add_test(tc, test_ranges_tile);
+    tcase_add_test(tc, test_split_products_match);
+    tcase_add_test(tc, test_set_threads);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "autograd/parallel.h"
 #include "autograd/blas.h"
 #include "common/status.h"
 #include "data/tokenizer.h"
@@ -67,8 +68,8 @@ int main(int argc, char **argv) {
         return LC_STATUS_USAGE;
     }
     if (lc_cli_verbose)
-        fprintf(stderr, "lora: OpenBLAS %s, kernels for %s, %d threads\n", openblas_get_config(),
-                openblas_get_corename(), openblas_get_num_threads());
+        fprintf(stderr, "lora: OpenBLAS %s, kernels for %s, %d threads (OpenBLAS single-threaded on each)\n",
+                openblas_get_config(), openblas_get_corename(), lc_parallel_threads());
     const char *cmd = argv[i];
     static const struct {
         const char *name;

@@ -1,5 +1,5 @@
 // `lora train`: the loop over steps, with evaluation, metrics and checkpoints.
-#include <cblas.h>
+
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autograd/parallel.h"
 #include "common/file.h"
 #include "model/forward.h"
 #include "optim/adamw.h"
@@ -376,7 +377,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     t.tty = isatty(2);
     lc_status st;
     int model_loaded = 0;
-    if (cfg->threads > 0) openblas_set_num_threads(cfg->threads);
+    if (cfg->threads > 0) lc_parallel_set_threads(cfg->threads);
 
     if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
