@@ -385,7 +385,7 @@ void lc_attention_forward(float *out, float *lse, const float *q, const float *k
                  .opts = opts ? *opts : (lc_attention_opts){0},
                  .scratch_per_thread = lc_attention_scratch_floats(T, Tk, H, KVH, D) / (size_t)lc_parallel_threads()};
     j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
-    lc_parallel_for(B * KVH, att_forward_task, &j);
+    lc_parallel_for_work(B * KVH, att_forward_task, &j, (double)B * T * Tk * H * D);
 }
 
 // Backward task: one (sequence, KV head) with every query head that reads
@@ -461,7 +461,7 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
                  .D = D, .opts = opts ? *opts : (lc_attention_opts){0},
                  .scratch_per_thread = lc_attention_scratch_floats(T, T, H, KVH, D) / (size_t)lc_parallel_threads()};
     j.scale = j.opts.scale > 0.0f ? j.opts.scale : 1.0f / sqrtf((float)D);
-    lc_parallel_for(B * KVH, att_backward_task, &j);
+    lc_parallel_for_work(B * KVH, att_backward_task, &j, (double)B * T * T * H * D);
 }
 
 void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D,
@@ -785,7 +785,7 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
             continue;
         }
         lc_blas_sgemm(false, true, n, V, C, 1.0f, xrows, C, head, C, 0.0f, logits, V);
-        lc_parallel_for(n, ce_row_task, &job);
+        lc_parallel_for_work(n, ce_row_task, &job, (double)n * V);
         for (int i = 0; i < n; i++) *loss_sum += row_loss[i]; // in row order: the same sum on any thread count
         *n_counted += n;
         if (dx) {

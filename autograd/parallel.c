@@ -129,6 +129,17 @@ void lc_parallel_for(int n_tasks, lc_parallel_fn fn, void *ctx) {
     pthread_mutex_unlock(&pool.caller);
 }
 
+void lc_parallel_for_work(int n_tasks, lc_parallel_fn fn, void *ctx, double work) {
+    if (work >= LC_PARALLEL_MIN_WORK) {
+        lc_parallel_for(n_tasks, fn, ctx);
+        return;
+    }
+    bool outer = in_task;
+    in_task = true;
+    for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+    in_task = outer;
+}
+
 void lc_parallel_range(size_t n, int task, int n_tasks, size_t align, size_t *begin, size_t *end) {
     size_t units = (n + align - 1) / align;
     size_t b = units * (size_t)task / (size_t)n_tasks, e = units * (size_t)(task + 1) / (size_t)n_tasks;

@@ -17,6 +17,11 @@
 // threaded). Calls from inside a task run their tasks on the calling thread.
 typedef void (*lc_parallel_fn)(void *ctx, int task, int thread);
 void lc_parallel_for(int n_tasks, lc_parallel_fn fn, void *ctx);
+// The same, on the calling thread alone when the whole job is below
+// LC_PARALLEL_MIN_WORK (multiply-adds or elements): waking the pool costs
+// tens of microseconds, more than a decoding step's attention takes.
+#define LC_PARALLEL_MIN_WORK ((double)(1 << 18))
+void lc_parallel_for_work(int n_tasks, lc_parallel_fn fn, void *ctx, double work);
 
 // Threads a run uses: OpenBLAS's thread count when the pool starts
 // (OPENBLAS_NUM_THREADS, or the cores), or what lc_parallel_set_threads set.
