@@ -203,50 +203,6 @@ lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *
     return lc_op_linear_w(g, x, w, NULL, bias, n_out, lora);
 }
 
-lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
-                          int n_out, const lc_lora_ref *lora) {
-    if (!x) return NULL;
-    int N = x->rows, n_in = x->cols;
-    lc_tensor *y = lc_tensor_new(g, N, n_out);
-    if (!y) return NULL;
-    const float *wf = w_bf16 ? lc_bf16_scratch_f32(w_bf16, (size_t)n_out * n_in) : w;
-    if (!wf) {
-        g->arena.failed = 1;
-        return NULL;
-    }
-    double t0 = prof_begin();
-    lc_matmul_forward(y->data, x->data, wf, bias, N, n_in, n_out);
-    prof_end(LC_PROF_KIND_GEMM, 0, t0);
-    float *u = NULL, *xd = NULL;
-    bool train_lora = lora && lora->A && lora->dA && g->training;
-    if (lora && lora->A) {
-        u = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * lora->r);
-        float p = train_lora ? lora->dropout : 0.0f;
-        if (p > 0.0f) xd = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in);
-        if (!u || (p > 0.0f && !xd)) return NULL;
-        t0 = prof_begin();
-        lc_lora_forward(y->data, u, xd, x->data, lora->A, lora->B, lora->scale, p, lora->mask_seed, N, n_in, n_out,
-                        lora->r);
-        prof_end(LC_PROF_KIND_LORA, 0, t0);
-    }
-    y->requires_grad = x->requires_grad || train_lora;
-    if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR, y);
-        if (!e) return NULL;
-        e->in[0] = x;
-        e->w = w;
-        e->w_bf16 = w_bf16;
-        e->dims[0] = n_in;
-        e->dims[1] = n_out;
-        if (train_lora) {
-            e->lora = *lora;
-            e->saved[0] = u;
-            e->saved[1] = xd;
-        }
-    }
-    return y;
-}
-
 typedef struct linear_parts {
     int n, out[LC_LINEAR_MAX_PARTS], n_out;
     lc_lora_ref lora[LC_LINEAR_MAX_PARTS]; // A == NULL: no adapter trained on the part
@@ -285,8 +241,8 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
         float *xd = drop > 0.0f ? lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * n_in) : NULL;
         if (!u || (drop > 0.0f && !xd)) return NULL;
         t0 = prof_begin();
-        lc_lora_forward_ld(y->data + off, n_out, u, xd, x->data, lora->A, lora->B, lora->scale, drop,
-                           lora->mask_seed, N, n_in, outs[p], lora->r);
+        lc_lora_forward(y->data + off, n_out, u, xd, x->data, lora->A, lora->B, lora->scale, drop, lora->mask_seed,
+                        N, n_in, outs[p], lora->r);
         prof_end(LC_PROF_KIND_LORA, 0, t0);
         if (train) {
             lp->lora[p] = *lora;
@@ -297,7 +253,7 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
     }
     y->requires_grad = x->requires_grad || any_train;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR_PARTS, y);
+        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR, y);
         if (!e) return NULL;
         e->in[0] = x;
         e->w = w;
@@ -307,6 +263,11 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
         e->dims[1] = n_out;
     }
     return y;
+}
+
+lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
+                          int n_out, const lc_lora_ref *lora) {
+    return lc_op_linear_parts(g, x, w, w_bf16, 1, &n_out, &bias, &lora);
 }
 
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
@@ -411,10 +372,6 @@ lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind ac
         e->dims[0] = (int)act;
     }
     return y;
-}
-
-lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up) {
-    return lc_op_glu(g, gate, up, LC_ACT_KIND_SILU);
 }
 
 lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act) {
@@ -544,8 +501,8 @@ static void linear_backward(lc_graph *g, const lc_tape_entry *e, const linear_pa
         float *du = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * l->r);
         if (!du) return;
         double t0 = prof_begin();
-        lc_lora_backward_ld(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B, l->scale,
-                            l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
+        lc_lora_backward(l->dA, l->dB, dx, du, dy + off, n_out, x->data, lp->xd[p], lp->u[p], l->A, l->B, l->scale,
+                         l->dropout, l->mask_seed, N, n_in, lp->out[p], l->r);
         prof_end(LC_PROF_KIND_LORA, 1, t0);
     }
 }
@@ -554,14 +511,7 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     lc_tensor *x = e->in[0];
     const float *dy = e->out ? e->out->grad : NULL;
     switch (e->op) {
-    case LC_OP_LINEAR: {
-        // One part: the entry's own adapter and saved u / xd.
-        linear_parts one = {.n = 1, .out = {e->dims[1]}, .n_out = e->dims[1], .lora = {e->lora},
-                            .u = {e->saved[0]}, .xd = {e->saved[1]}};
-        linear_backward(g, e, &one, dy);
-        break;
-    }
-    case LC_OP_LINEAR_PARTS: linear_backward(g, e, e->aux, dy); break;
+    case LC_OP_LINEAR: linear_backward(g, e, e->aux, dy); break;
     case LC_OP_RMSNORM: {
         float *dx = lc_tensor_grad(g, x);
         if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
@@ -655,7 +605,7 @@ lc_status lc_graph_backward(lc_graph *g) {
         if (e->op != LC_OP_CROSS_ENTROPY && !e->out->grad) continue;
         double t0 = prof_begin();
         backward_entry(g, e);
-        if (e->op != LC_OP_LINEAR && e->op != LC_OP_LINEAR_PARTS) prof_end(prof_kind_of(e->op), 1, t0);
+        if (e->op != LC_OP_LINEAR) prof_end(prof_kind_of(e->op), 1, t0); // a linear times its own parts
         if (g->arena.failed) break;
     }
     return lc_graph_status(g);

@@ -57,8 +57,7 @@ typedef struct lc_lora_ref {
 } lc_lora_ref;
 
 typedef enum lc_op {
-    LC_OP_LINEAR,
-    LC_OP_LINEAR_PARTS,
+    LC_OP_LINEAR,          // one or more stacked parts (linear_parts in aux)
     LC_OP_RMSNORM,
     LC_OP_LAYERNORM,
     LC_OP_ROPE,
@@ -78,12 +77,11 @@ typedef struct lc_tape_entry {
     lc_tensor *in[3];
     const float *w;           // frozen weight (linear, rmsnorm), inv_freq (rope)
     const uint16_t *w_bf16;   // linear weight stored as bf16 (w NULL)
-    const float *saved[3];    // saved activations (rstd, lse, lora u / xd, ce grad)
+    const float *saved[3];    // saved activations (rstd, lse, ce grad)
     const int32_t *ints;      // positions (rope) or seg_start (attention)
-    lc_lora_ref lora;         // linear with adapter (lora.A == NULL: none)
     lc_attention_opts att;    // attention variant
     float fparam;             // clamp limit
-    const void *aux;          // op-specific saved state (stacked linear parts)
+    const void *aux;          // op-specific saved state (a linear's parts)
     int dims[6];
 } lc_tape_entry;
 
@@ -143,7 +141,6 @@ lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float
 // opts may be NULL (plain causal attention); its alibi table must outlive the backward.
 lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,
                            int T, int Tk, int H, int KVH, int D, int q_pos0, const lc_attention_opts *opts);
-lc_tensor *lc_op_swiglu(lc_graph *g, lc_tensor *gate, lc_tensor *up);
 lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind act);
 // act(gate) · up with gu [N, 2F] = [gate | up] per row (no split copies).
 lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act);

@@ -570,14 +570,6 @@ static void glu_backward_rows(const rows_job *j, size_t i0, size_t i1) {
     glu_backward_span(j->out + i0, j->out2 + i0, j->dy + i0, j->x + i0, j->b + i0, (lc_act_kind)j->act, i1 - i0);
 }
 
-void lc_swiglu_forward(float *out, const float *gate, const float *up, size_t n) {
-    lc_glu_forward(out, gate, up, LC_ACT_KIND_SILU, n);
-}
-
-void lc_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, size_t n) {
-    lc_glu_backward(dgate, dup, dout, gate, up, LC_ACT_KIND_SILU, n);
-}
-
 void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
     rows_job j = {.fn = glu_forward_rows, .out = out, .x = gate, .b = up, .act = (int)act};
     rows_run(&j, n, 1, LC_FLAT_ALIGN);
@@ -667,13 +659,8 @@ int lc_dropout_keep(uint64_t mask_seed, size_t i, float p) {
     return (float)(z >> 40) * (1.0f / 16777216.0f) >= p;
 }
 
-void lc_lora_forward(float *y, float *u, float *xd, const float *x, const float *A, const float *B, float scale,
-                     float p, uint64_t mask_seed, int N, int n_in, int n_out, int r) {
-    lc_lora_forward_ld(y, n_out, u, xd, x, A, B, scale, p, mask_seed, N, n_in, n_out, r);
-}
-
-void lc_lora_forward_ld(float *y, int ldy, float *u, float *xd, const float *x, const float *A, const float *B,
-                        float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r) {
+void lc_lora_forward(float *y, int ldy, float *u, float *xd, const float *x, const float *A, const float *B,
+                     float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r) {
     const float *src = x;
     if (p > 0.0f) {
         float keep_scale = 1.0f / (1.0f - p);
@@ -685,15 +672,9 @@ void lc_lora_forward_ld(float *y, int ldy, float *u, float *xd, const float *x, 
     lc_blas_sgemm(false, true, N, n_out, r, scale, u, r, B, r, 1.0f, y, ldy);
 }
 
-void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *dy, const float *x, const float *xd,
-                      const float *u, const float *A, const float *B, float scale, float p, uint64_t mask_seed,
-                      int N, int n_in, int n_out, int r) {
-    lc_lora_backward_ld(dA, dB, dx, du, dy, n_out, x, xd, u, A, B, scale, p, mask_seed, N, n_in, n_out, r);
-}
-
-void lc_lora_backward_ld(float *dA, float *dB, float *dx, float *du, const float *dy, int ldy, const float *x,
-                         const float *xd, const float *u, const float *A, const float *B, float scale, float p,
-                         uint64_t mask_seed, int N, int n_in, int n_out, int r) {
+void lc_lora_backward(float *dA, float *dB, float *dx, float *du, const float *dy, int ldy, const float *x,
+                      const float *xd, const float *u, const float *A, const float *B, float scale, float p,
+                      uint64_t mask_seed, int N, int n_in, int n_out, int r) {
     // dB += scale · dyᵀ·u ; du = scale · dy·B ; dA += duᵀ·xd ; dx += dropout'(du·A)
     lc_blas_sgemm(true, false, n_out, r, N, scale, dy, ldy, u, r, 1.0f, dB, r);
     lc_blas_sgemm(false, false, N, r, n_out, scale, dy, ldy, B, r, 0.0f, du, r);

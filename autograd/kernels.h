@@ -117,19 +117,6 @@ void lc_rope_backward(float *dx,              // [N, H, D]
                       const float *inv_freq,  // [rot/2]
                       int N, int H, int D, int rot);
 
-// out = silu(gate) * up, element-wise.
-void lc_swiglu_forward(float *out,        // [n]
-                       const float *gate, // [n]
-                       const float *up,   // [n]
-                       size_t n);
-
-void lc_swiglu_backward(float *dgate,      // [n]
-                        float *dup,        // [n]
-                        const float *dout, // [n]
-                        const float *gate, // [n]
-                        const float *up,   // [n]
-                        size_t n);
-
 // out = act(x), element-wise (ungated MLPs).
 void lc_act_forward(float *out,     // [n]
                     const float *x, // [n]
@@ -201,49 +188,29 @@ void lc_embedding_forward(float *out,           // [N, C]
 // LoRA branch of a linear layer, added to y = x·Wᵀ:
 //   xd = dropout(x) (kept elements scaled by 1/(1-p), mask from `mask_seed`)
 //   u  = xd · Aᵀ;  y += scale · u · Bᵀ
-// u and xd are saved for the backward (xd only when p > 0).
-void lc_lora_forward(float *y,        // [N, n_out] in/out
-                     float *u,        // [N, r]
-                     float *xd,       // [N, n_in] when p > 0, else unused (NULL)
-                     const float *x,  // [N, n_in]
-                     const float *A,  // [r, n_in]
-                     const float *B,  // [n_out, r]
+// u and xd are saved for the backward (xd only when p > 0). y may be columns
+// of a wider output (one part of a stacked projection): its rows are ldy
+// floats apart (ldy = n_out for a plain linear).
+void lc_lora_forward(float *y, int ldy, // [N, ldy] in/out, columns [0, n_out) used
+                     float *u,          // [N, r]
+                     float *xd,         // [N, n_in] when p > 0, else NULL
+                     const float *x,    // [N, n_in]
+                     const float *A,    // [r, n_in]
+                     const float *B,    // [n_out, r]
                      float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
 
 // dA, dB and (when dx is not NULL) dx accumulate. du is scratch [N, r].
-void lc_lora_backward(float *dA,        // [r, n_in]
-                      float *dB,        // [n_out, r]
-                      float *dx,        // [N, n_in] or NULL
-                      float *du,        // [N, r] scratch
-                      const float *dy,  // [N, n_out]
-                      const float *x,   // [N, n_in]
-                      const float *xd,  // [N, n_in] or NULL when p == 0
-                      const float *u,   // [N, r]
-                      const float *A,   // [r, n_in]
-                      const float *B,   // [n_out, r]
+void lc_lora_backward(float *dA,                // [r, n_in]
+                      float *dB,                // [n_out, r]
+                      float *dx,                // [N, n_in] or NULL
+                      float *du,                // [N, r] scratch
+                      const float *dy, int ldy, // [N, ldy], columns [0, n_out) used
+                      const float *x,           // [N, n_in]
+                      const float *xd,          // [N, n_in] or NULL when p == 0
+                      const float *u,           // [N, r]
+                      const float *A,           // [r, n_in]
+                      const float *B,           // [n_out, r]
                       float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
-
-// The same on columns of a wider output (a part of a stacked projection):
-// y and dy rows are ldy floats apart.
-void lc_lora_forward_ld(float *y, int ldy, // [N, ldy] in/out, columns [0, n_out) used
-                        float *u,          // [N, r]
-                        float *xd,         // [N, n_in] when p > 0, else NULL
-                        const float *x,    // [N, n_in]
-                        const float *A,    // [r, n_in]
-                        const float *B,    // [n_out, r]
-                        float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
-
-void lc_lora_backward_ld(float *dA,                // [r, n_in]
-                         float *dB,                // [n_out, r]
-                         float *dx,                // [N, n_in] or NULL
-                         float *du,                // [N, r] scratch
-                         const float *dy, int ldy, // [N, ldy], columns [0, n_out) used
-                         const float *x,           // [N, n_in]
-                         const float *xd,          // [N, n_in] or NULL when p == 0
-                         const float *u,           // [N, r]
-                         const float *A,           // [r, n_in]
-                         const float *B,           // [n_out, r]
-                         float scale, float p, uint64_t mask_seed, int N, int n_in, int n_out, int r);
 
 // Whether dropout keeps element i under mask_seed (counter-based, so the
 // backward regenerates the mask instead of storing it).

@@ -695,8 +695,8 @@ static double swiglu_loss_ref(void *p) {
 static double swiglu_loss_f32(void *p) {
     bin_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_swiglu(&c->g, gc_tensor_of(&c->g, c->a, c->N, c->C, false),
-                                gc_tensor_of(&c->g, c->b, c->N, c->C, false));
+    lc_tensor *y = lc_op_glu(&c->g, gc_tensor_of(&c->g, c->a, c->N, c->C, false),
+                             gc_tensor_of(&c->g, c->b, c->N, c->C, false), LC_ACT_KIND_SILU);
     ck_assert(y != NULL);
     return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
@@ -713,7 +713,8 @@ START_TEST(test_swiglu) {
     lc_graph_init(&c.g, false);
 
     lc_tensor *y =
-        lc_op_swiglu(&c.g, gc_tensor_of(&c.g, c.a, c.N, c.C, false), gc_tensor_of(&c.g, c.b, c.N, c.C, false));
+        lc_op_glu(&c.g, gc_tensor_of(&c.g, c.a, c.N, c.C, false), gc_tensor_of(&c.g, c.b, c.N, c.C, false),
+                  LC_ACT_KIND_SILU);
     double *ad = gc_to_d(c.a, n), *bd = gc_to_d(c.b, n), *yr = gc_dbuf(n);
     ref_swiglu(yr, ad, bd, n);
     gc_check_forward("swiglu", y->data, yr, n);
@@ -721,7 +722,7 @@ START_TEST(test_swiglu) {
     lc_graph g;
     lc_graph_init(&g, true);
     lc_tensor *gate = gc_tensor_of(&g, c.a, c.N, c.C, true), *up = gc_tensor_of(&g, c.b, c.N, c.C, true);
-    y = lc_op_swiglu(&g, gate, up);
+    y = lc_op_glu(&g, gate, up, LC_ACT_KIND_SILU);
     gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     float *dg = gc_grad_copy(gate), *du = gc_grad_copy(up);
@@ -1071,8 +1072,8 @@ START_TEST(test_backward_kernels_accumulate) {
     gc_acc_check("rope dx", &b);
 
     gc_acc_buf bg = gc_acc_new((size_t)N * C), bu = gc_acc_new((size_t)N * C);
-    lc_swiglu_backward(bg.zero, bu.zero, dyC, x, tmp, (size_t)N * C);
-    lc_swiglu_backward(bg.acc, bu.acc, dyC, x, tmp, (size_t)N * C);
+    lc_glu_backward(bg.zero, bu.zero, dyC, x, tmp, LC_ACT_KIND_SILU, (size_t)N * C);
+    lc_glu_backward(bg.acc, bu.acc, dyC, x, tmp, LC_ACT_KIND_SILU, (size_t)N * C);
     gc_acc_check("swiglu dgate", &bg);
     gc_acc_check("swiglu dup", &bu);
 
@@ -1105,10 +1106,10 @@ START_TEST(test_backward_kernels_accumulate) {
         float *A = gc_rand_buf((size_t)r * C, -0.5f, 0.5f), *B = gc_rand_buf((size_t)O * r, -0.5f, 0.5f);
         float *y = gc_zero_buf((size_t)N * O), *u = malloc(sizeof(float) * N * r), *xd = malloc(sizeof(float) * N * C);
         float *du = malloc(sizeof(float) * N * r);
-        lc_lora_forward(y, u, pi ? xd : NULL, x, A, B, 2.0f, p, 99, N, C, O, r);
+        lc_lora_forward(y, O, u, pi ? xd : NULL, x, A, B, 2.0f, p, 99, N, C, O, r);
         gc_acc_buf bA = gc_acc_new((size_t)r * C), bB = gc_acc_new((size_t)O * r), bx = gc_acc_new((size_t)N * C);
-        lc_lora_backward(bA.zero, bB.zero, bx.zero, du, dyO, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
-        lc_lora_backward(bA.acc, bB.acc, bx.acc, du, dyO, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
+        lc_lora_backward(bA.zero, bB.zero, bx.zero, du, dyO, O, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
+        lc_lora_backward(bA.acc, bB.acc, bx.acc, du, dyO, O, x, pi ? xd : NULL, u, A, B, 2.0f, p, 99, N, C, O, r);
         gc_acc_check(pi ? "lora dA (p=0.3)" : "lora dA", &bA);
         gc_acc_check(pi ? "lora dB (p=0.3)" : "lora dB", &bB);
         gc_acc_check(pi ? "lora dx (p=0.3)" : "lora dx", &bx);
@@ -1262,7 +1263,7 @@ static double comp_forward(lc_graph *g, comp_ctx *c, bool x_rg, lc_tensor **xt) 
     lc_tensor *h2 = lc_op_rmsnorm(g, x2, c->wn2, EPS);
     lc_tensor *gt = lc_op_linear(g, h2, c->wg, NULL, CF, &c->lg);
     lc_tensor *up = lc_op_linear(g, h2, c->wu, NULL, CF, NULL);
-    lc_tensor *x3 = lc_op_add(g, x2, lc_op_linear(g, lc_op_swiglu(g, gt, up), c->wd, NULL, CC, NULL), true);
+    lc_tensor *x3 = lc_op_add(g, x2, lc_op_linear(g, lc_op_glu(g, gt, up, LC_ACT_KIND_SILU), c->wd, NULL, CC, NULL), true);
     ck_assert(x3 != NULL);
     double ls = 0.0;
     int cnt = 0;
