@@ -39,11 +39,10 @@ static inline float fast_expf(float x) {
 }
 
 // Row-wise and element-wise kernels split their rows over lc_parallel_for's
-// threads when there is enough work to pay for waking them (a decoding step
-// of one token stays on the caller's thread). A job names its arrays by role;
-// each kernel's row function reads the ones it uses.
-#define LC_PAR_MIN_ELEMS ((size_t)1 << 15)
-
+// threads when there is enough work to pay for waking them
+// (LC_PARALLEL_MIN_WORK elements; a decoding step of one token stays on the
+// caller's thread). A job names its arrays by role; each kernel's row
+// function reads the ones it uses.
 typedef struct rows_job rows_job;
 typedef void (*rows_fn)(const rows_job *j, size_t r0, size_t r1);
 struct rows_job {
@@ -70,7 +69,7 @@ static void rows_task(void *ctx, int task, int thread) {
 static void rows_run(rows_job *j, size_t rows, size_t row_elems, size_t align) {
     j->rows = rows;
     j->align = align;
-    j->n_tasks = rows * row_elems >= LC_PAR_MIN_ELEMS ? lc_parallel_threads() : 1;
+    j->n_tasks = (double)rows * row_elems >= LC_PARALLEL_MIN_WORK ? lc_parallel_threads() : 1;
     if (j->n_tasks == 1) j->fn(j, 0, rows);
     else lc_parallel_for(j->n_tasks, rows_task, j);
 }

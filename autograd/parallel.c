@@ -99,14 +99,20 @@ void lc_parallel_set_threads(int n) {
 
 bool lc_parallel_in_task(void) { return in_task; }
 
+// Every task on the calling thread, marked as in a task so that BLAS calls
+// and nested runs inside stay on it.
+static void run_inline(int n_tasks, lc_parallel_fn fn, void *ctx) {
+    bool outer = in_task;
+    in_task = true;
+    for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
+    in_task = outer;
+}
+
 void lc_parallel_for(int n_tasks, lc_parallel_fn fn, void *ctx) {
     if (n_tasks <= 0) return;
     int threads = lc_parallel_threads();
     if (threads == 1 || n_tasks == 1 || in_task) {
-        bool outer = in_task;
-        in_task = true; // BLAS calls inside stay on this thread
-        for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
-        in_task = outer;
+        run_inline(n_tasks, fn, ctx);
         return;
     }
     // One job at a time, whichever thread of the program asks.
@@ -130,14 +136,8 @@ void lc_parallel_for(int n_tasks, lc_parallel_fn fn, void *ctx) {
 }
 
 void lc_parallel_for_work(int n_tasks, lc_parallel_fn fn, void *ctx, double work) {
-    if (work >= LC_PARALLEL_MIN_WORK) {
-        lc_parallel_for(n_tasks, fn, ctx);
-        return;
-    }
-    bool outer = in_task;
-    in_task = true;
-    for (int t = 0; t < n_tasks; t++) fn(ctx, t, 0);
-    in_task = outer;
+    if (work >= LC_PARALLEL_MIN_WORK) lc_parallel_for(n_tasks, fn, ctx);
+    else run_inline(n_tasks, fn, ctx);
 }
 
 void lc_parallel_range(size_t n, int task, int n_tasks, size_t align, size_t *begin, size_t *end) {

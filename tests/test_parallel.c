@@ -1,7 +1,8 @@
 // The thread pool (autograd/parallel.c): every task runs exactly once, also
 // when runs repeat, when a task starts a run of its own and when the thread
 // count changes; the ranges that split rows between tasks tile them exactly;
-// and the products split across it (autograd/blas.c) equal one OpenBLAS call.
+// the products split across it (autograd/blas.c) equal one OpenBLAS call, and
+// row kernels split across it equal the same kernel run row by row.
 #include <cblas.h>
 #include <check.h>
 #include <stdatomic.h>
@@ -10,6 +11,7 @@
 
 #include "test_util.h"
 #include "autograd/blas.h"
+#include "autograd/kernels.h"
 #include "autograd/parallel.h"
 
 typedef struct count_ctx {
@@ -140,6 +142,34 @@ START_TEST(test_set_threads) {
 }
 END_TEST
 
+// Row-wise kernels split across the pool above LC_PARALLEL_MIN_WORK give what
+// the same kernel gives one row at a time on the calling thread, bit for bit.
+START_TEST(test_split_rows_match) {
+    unsigned seed = 5;
+    int N = 640, C = 512; // 327,680 elements: split
+    ck_assert_double_ge((double)N * C, LC_PARALLEL_MIN_WORK);
+    float *x = rand_buf((size_t)N * C, &seed), *w = rand_buf((size_t)C, &seed), *dy = rand_buf((size_t)N * C, &seed);
+    float *y = malloc(sizeof(float) * N * C), *y1 = malloc(sizeof(float) * N * C), *r = malloc(sizeof(float) * N);
+    float *r1 = malloc(sizeof(float) * N);
+    lc_rmsnorm_forward(y, r, x, w, 1e-5f, N, C);
+    for (int n = 0; n < N; n++) lc_rmsnorm_forward(y1 + (size_t)n * C, r1 + n, x + (size_t)n * C, w, 1e-5f, 1, C);
+    for (size_t i = 0; i < (size_t)N * C; i++) ck_assert_msg(y[i] == y1[i], "rmsnorm y[%zu]", i);
+    for (int n = 0; n < N; n++) ck_assert_msg(r[n] == r1[n], "rmsnorm rstd[%d]", n);
+    // Flat kernels: one call over everything against row-sized calls.
+    lc_glu_forward(y, x, dy, LC_ACT_KIND_GELU_TANH, (size_t)N * C);
+    for (int n = 0; n < N; n++)
+        lc_glu_forward(y1 + (size_t)n * C, x + (size_t)n * C, dy + (size_t)n * C, LC_ACT_KIND_GELU_TANH, (size_t)C);
+    for (size_t i = 0; i < (size_t)N * C; i++) ck_assert_msg(y[i] == y1[i], "glu y[%zu]", i);
+    free(x);
+    free(w);
+    free(dy);
+    free(y);
+    free(y1);
+    free(r);
+    free(r1);
+}
+END_TEST
+
 static Suite *parallel_suite(void) {
     Suite *s = suite_create("parallel");
     TCase *tc = tcase_create("pool");
@@ -147,6 +177,7 @@ static Suite *parallel_suite(void) {
     tcase_add_test(tc, test_ranges_tile);
     tcase_add_test(tc, test_split_products_match);
     tcase_add_test(tc, test_set_threads);
+    tcase_add_test(tc, test_split_rows_match);
     suite_add_tcase(s, tc);
     return s;
 }
