@@ -161,3 +161,45 @@ float *gc_rope_inv_freq(int rot, double theta) {
     for (int i = 0; i < rot / 2; i++) f[i] = (float)(1.0 / pow(theta, (double)(2 * i) / rot));
     return f;
 }
+
+double gc_ref_ce(const double *x, const float *head, const int32_t *tg, double cap, int N, int C, int V,
+                 int *n_counted) {
+    double loss = 0.0;
+    double *z = gc_dbuf((size_t)V);
+    int cnt = 0;
+    for (int n = 0; n < N; n++) {
+        if (tg[n] < 0) continue;
+        double m = -INFINITY;
+        for (int j = 0; j < V; j++) {
+            double s = 0.0;
+            for (int k = 0; k < C; k++) s += x[(size_t)n * C + k] * head[(size_t)j * C + k];
+            z[j] = cap > 0.0 ? cap * tanh(s / cap) : s;
+            if (z[j] > m) m = z[j];
+        }
+        double sum = 0.0;
+        for (int j = 0; j < V; j++) sum += exp(z[j] - m);
+        loss += m + log(sum) - z[tg[n]];
+        cnt++;
+    }
+    free(z);
+    if (n_counted) *n_counted = cnt;
+    return loss;
+}
+
+double gc_ce_loss_ref(void *ctx) {
+    gc_ce_ctx *c = ctx;
+    double *x = gc_to_d(c->x, (size_t)c->N * c->C);
+    double L = gc_ref_ce(x, c->head, c->tg, c->cap, c->N, c->C, c->V, NULL) * c->norm;
+    free(x);
+    return L;
+}
+
+double gc_ce_loss_f32(void *ctx) {
+    gc_ce_ctx *c = ctx;
+    lc_graph_reset(&c->g);
+    double ls = 0.0;
+    int cnt = 0;
+    lc_tensor *x = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
+    ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, c->cap, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
+    return ls * c->norm;
+}

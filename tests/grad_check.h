@@ -85,6 +85,24 @@ typedef struct gc_acc_buf {
 gc_acc_buf gc_acc_new(size_t n);
 void gc_acc_check(const char *what, gc_acc_buf *b);
 
+// Reference cross-entropy of rows x [N, C] through head [V, C], the logits
+// soft-capped (cap · tanh(z / cap)) when cap > 0, summed over the rows whose
+// target is >= 0; *n_counted (may be NULL) receives their number.
+double gc_ref_ce(const double *x, const float *head, const int32_t *tg, double cap, int N, int C, int V,
+                 int *n_counted);
+
+// Losses for gc_check_grad of lc_op_cross_entropy with respect to x:
+// norm · gc_ref_ce, and norm · the op's own loss (through c->g).
+typedef struct gc_ce_ctx {
+    int N, C, V;
+    float *x, *head;
+    const int32_t *tg;
+    float cap, norm;
+    lc_graph g;
+} gc_ce_ctx;
+double gc_ce_loss_ref(void *ctx);
+double gc_ce_loss_f32(void *ctx);
+
 // RoPE inverse frequencies 1 / theta^(2i / rot), i < rot / 2 (rot = head_dim
 // unless partial rotary).
 float *gc_rope_inv_freq(int rot, double theta);

@@ -147,29 +147,6 @@ static void ref_swiglu(double *y, const double *gate, const double *up, size_t n
 }
 
 // Sum over rows with a target of logsumexp(logits) - logits[target].
-static double ref_ce(const double *x, const float *head, const int32_t *tg, int N, int C, int V, int *n_counted) {
-    double loss = 0.0;
-    double *lg = gc_dbuf((size_t)V);
-    int cnt = 0;
-    for (int n = 0; n < N; n++) {
-        if (tg[n] < 0) continue;
-        double m = -INFINITY;
-        for (int j = 0; j < V; j++) {
-            double s = 0.0;
-            for (int c = 0; c < C; c++) s += x[(size_t)n * C + c] * head[(size_t)j * C + c];
-            lg[j] = s;
-            if (s > m) m = s;
-        }
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += exp(lg[j] - m);
-        loss += m + log(sum) - lg[tg[n]];
-        cnt++;
-    }
-    free(lg);
-    if (n_counted) *n_counted = cnt;
-    return loss;
-}
-
 // ------------------------------------------------------------------ linear
 
 typedef struct lin_ctx {
@@ -882,43 +859,19 @@ END_TEST
 
 // ------------------------------------------------------------ cross-entropy
 
-typedef struct ce_ctx {
-    int N, C, V;
-    float *x, *head;
-    int32_t *tg;
-    float norm;
-    lc_graph g;
-} ce_ctx;
-
-static double ce_loss_ref(void *p) {
-    ce_ctx *c = p;
-    double *x = gc_to_d(c->x, (size_t)c->N * c->C);
-    double L = ref_ce(x, c->head, c->tg, c->N, c->C, c->V, NULL) * c->norm;
-    free(x);
-    return L;
-}
-
-static double ce_loss_f32(void *p) {
-    ce_ctx *c = p;
-    lc_graph_reset(&c->g);
-    double ls = 0.0;
-    int cnt = 0;
-    lc_tensor *x = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
-    ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, 0.0f, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
-    return ls * c->norm;
-}
-
 START_TEST(test_cross_entropy) {
     gc_rng_seed(900);
-    // 300 rows, more than two chunks of 128 counted rows.
-    ce_ctx c = {.N = 300, .C = 6, .V = 7};
+    // 300 rows: more than two chunks of 128 counted rows when the kernel is run
+    // with chunks of 128 below (the op itself takes them in one chunk).
+    gc_ce_ctx c = {.N = 300, .C = 6, .V = 7};
     size_t n = (size_t)c.N * c.C;
     c.x = gc_rand_buf(n, -1.0f, 1.0f);
     c.head = gc_rand_buf((size_t)c.V * c.C, -1.5f, 1.5f);
-    c.tg = malloc(sizeof(int32_t) * c.N);
+    int32_t *tg = malloc(sizeof(int32_t) * c.N);
+    c.tg = tg;
     int n_targets = 0;
     for (int i = 0; i < c.N; i++) {
-        c.tg[i] = (i % 10 == 3 || i == 0 || i == c.N - 1) ? -1 : (int32_t)(gc_rng_u01() * c.V);
+        tg[i] = (i % 10 == 3 || i == 0 || i == c.N - 1) ? -1 : (int32_t)(gc_rng_u01() * c.V);
         n_targets += c.tg[i] >= 0;
     }
     ck_assert(n_targets > 2 * 128);
@@ -927,7 +880,7 @@ START_TEST(test_cross_entropy) {
 
     double *xd = gc_to_d(c.x, n);
     int ref_cnt = 0;
-    double ref_loss = ref_ce(xd, c.head, c.tg, c.N, c.C, c.V, &ref_cnt);
+    double ref_loss = gc_ref_ce(xd, c.head, c.tg, 0.0, c.N, c.C, c.V, &ref_cnt);
 
     lc_graph g;
     lc_graph_init(&g, true);
@@ -947,7 +900,7 @@ START_TEST(test_cross_entropy) {
     for (int i = 0; i < c.N; i++)
         if (c.tg[i] < 0)
             for (int j = 0; j < c.C; j++) ck_assert_msg(dx[(size_t)i * c.C + j] == 0.0f, "skipped row %d has a gradient", i);
-    gc_check_grad("cross-entropy dx (N=300)", dx, c.x, n, &c, ce_loss_ref, ce_loss_f32, GC_TOL_REF);
+    gc_check_grad("cross-entropy dx (N=300)", dx, c.x, n, &c, gc_ce_loss_ref, gc_ce_loss_f32, GC_TOL_REF);
 
     // The kernel with other chunk sizes (1, 7, 128, all) gives the same loss and dx.
     static const int chunks[] = {1, 7, 128, 300};
@@ -1014,7 +967,7 @@ START_TEST(test_cross_entropy) {
                 if (l > top) top = l;
             }
         ck_assert_msg(top > 800.0, "largest logit %g", top);
-        double lb_ref = ref_ce(xbd, hb, tb, N, C, V, NULL), lb = 0.0;
+        double lb_ref = gc_ref_ce(xbd, hb, tb, 0.0, N, C, V, NULL), lb = 0.0;
         int cb = 0;
         float dxb[12] = {0}, lgb[20], xrb[12];
         lc_cross_entropy_forward(&lb, &cb, dxb, lgb, xrb, NULL, xb, hb, tb, 1.0f, 0.0f, N, C, V, 2);
@@ -1033,7 +986,7 @@ START_TEST(test_cross_entropy) {
     free(xd);
     free(c.x);
     free(c.head);
-    free(c.tg);
+    free(tg);
 }
 END_TEST
 
@@ -1303,7 +1256,7 @@ static double comp_loss_ref(void *p) {
     ref_swiglu(s, gt, up, CN * CF);
     ref_linear(d, s, c->wd, NULL, CN, CF, CC);
     for (int i = 0; i < CN * CC; i++) x2[i] += d[i];
-    return ref_ce(x2, c->head, c->tg, CN, CC, CV, NULL) * c->norm;
+    return gc_ref_ce(x2, c->head, c->tg, 0.0, CN, CC, CV, NULL) * c->norm;
 }
 
 typedef struct comp_grads {

@@ -96,30 +96,6 @@ static void ref_rope_partial(double *y, const double *x, const int32_t *pos, con
 
 // Sum over rows with a target of logsumexp(z) - z[target], z = cap·tanh(logits/cap)
 // (cap 0: the logits themselves).
-static double ref_ce_cap(const double *x, const float *head, const int32_t *tg, double cap, int N, int C, int V,
-                         int *n_counted) {
-    double loss = 0.0;
-    double *z = gc_dbuf((size_t)V);
-    int cnt = 0;
-    for (int n = 0; n < N; n++) {
-        if (tg[n] < 0) continue;
-        double m = -INFINITY;
-        for (int j = 0; j < V; j++) {
-            double s = 0.0;
-            for (int c = 0; c < C; c++) s += x[(size_t)n * C + c] * head[(size_t)j * C + c];
-            z[j] = cap > 0.0 ? cap * tanh(s / cap) : s;
-            if (z[j] > m) m = z[j];
-        }
-        double sum = 0.0;
-        for (int j = 0; j < V; j++) sum += exp(z[j] - m);
-        loss += m + log(sum) - z[tg[n]];
-        cnt++;
-    }
-    free(z);
-    if (n_counted) *n_counted = cnt;
-    return loss;
-}
-
 // ----------------------------------------------- one-input ops: the harness
 
 typedef struct un_ctx un_ctx;
@@ -602,42 +578,16 @@ END_TEST
 
 // ------------------------------------------------ soft-capped cross-entropy
 
-typedef struct ce_ctx {
-    int N, C, V;
-    float *x, *head;
-    const int32_t *tg;
-    float cap, norm;
-    lc_graph g;
-} ce_ctx;
-
-static double ce_loss_ref(void *p) {
-    ce_ctx *c = p;
-    double *x = gc_to_d(c->x, (size_t)c->N * c->C);
-    double L = ref_ce_cap(x, c->head, c->tg, c->cap, c->N, c->C, c->V, NULL) * c->norm;
-    free(x);
-    return L;
-}
-
-static double ce_loss_f32(void *p) {
-    ce_ctx *c = p;
-    lc_graph_reset(&c->g);
-    double ls = 0.0;
-    int cnt = 0;
-    lc_tensor *x = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
-    ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, c->cap, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
-    return ls * c->norm;
-}
-
 START_TEST(test_cross_entropy_softcap) {
     gc_rng_seed(1900);
     static const int32_t tg[] = {2, -1, 6, 0, 3, 3, -1, 5, 1, 4, 0, 6};
-    ce_ctx c = {.N = 12, .C = 6, .V = 7, .tg = tg, .cap = 3.0f};
+    gc_ce_ctx c = {.N = 12, .C = 6, .V = 7, .tg = tg, .cap = 3.0f};
     size_t n = (size_t)c.N * c.C;
     c.x = gc_rand_buf(n, -1.5f, 1.5f);
     c.head = gc_rand_buf((size_t)c.V * c.C, -1.5f, 1.5f);
     double *xd = gc_to_d(c.x, n);
     int n_targets = 0;
-    double ref_loss = ref_ce_cap(xd, c.head, tg, c.cap, c.N, c.C, c.V, &n_targets);
+    double ref_loss = gc_ref_ce(xd, c.head, tg, c.cap, c.N, c.C, c.V, &n_targets);
     ck_assert_int_eq(n_targets, 10);
     c.norm = 1.0f / (float)n_targets;
 
@@ -649,7 +599,7 @@ START_TEST(test_cross_entropy_softcap) {
             for (int k = 0; k < c.C; k++) l += xd[i * c.C + k] * c.head[j * c.C + k];
             top = fmax(top, fabs(l));
         }
-    double uncapped = ref_ce_cap(xd, c.head, tg, 0.0, c.N, c.C, c.V, NULL);
+    double uncapped = gc_ref_ce(xd, c.head, tg, 0.0, c.N, c.C, c.V, NULL);
     fprintf(stderr, "  %-44s max|logit| %.3g cap %g, loss %.6f uncapped %.6f\n", "cross-entropy softcap", top, c.cap,
             ref_loss, uncapped);
     ck_assert_msg(top > 1.5 * c.cap, "largest |logit| %g does not reach past the cap %g", top, c.cap);
@@ -672,7 +622,7 @@ START_TEST(test_cross_entropy_softcap) {
     for (int i = 0; i < c.N; i++)
         if (tg[i] < 0)
             for (int j = 0; j < c.C; j++) ck_assert_msg(dx[i * c.C + j] == 0.0f, "skipped row %d has a gradient", i);
-    gc_check_grad("cross-entropy softcap=3 dx", dx, c.x, n, &c, ce_loss_ref, ce_loss_f32, GC_TOL_REF);
+    gc_check_grad("cross-entropy softcap=3 dx", dx, c.x, n, &c, gc_ce_loss_ref, gc_ce_loss_f32, GC_TOL_REF);
 
     // Other chunk sizes give the same loss and dx (capgrad is reused per row
     // of each thread).
