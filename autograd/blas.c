@@ -29,7 +29,8 @@ void lc_blas_pick_core(char **argv) {
 }
 
 // Below this many multiply-adds a product stays on one thread: waking the
-// pool costs tens of microseconds.
+// pool costs tens of microseconds, and OpenBLAS runs small products below
+// its peak, so the bar is higher than the pool's LC_PARALLEL_MIN_WORK.
 #define LC_BLAS_SPLIT_MIN ((double)(1 << 21))
 
 typedef struct gemm_job {
@@ -95,7 +96,7 @@ static void gemv_task(void *ctx, int task, int thread) {
 
 void lc_blas_sgemv(int M, int N, float alpha, const float *A, int lda, const float *x, float beta, float *y) {
     int threads = lc_parallel_threads();
-    if (threads < 2 || lc_parallel_in_task() || (double)M * N < LC_BLAS_SPLIT_MIN / 8 || M < 32) {
+    if (threads < 2 || lc_parallel_in_task() || (double)M * N < LC_PARALLEL_MIN_WORK || M < 32) {
         cblas_sgemv(CblasRowMajor, CblasNoTrans, M, N, alpha, A, lda, x, 1, beta, y, 1);
         return;
     }
