@@ -238,25 +238,33 @@ void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N,
     rope_rotate(x, x, pos, inv_freq, N, H, D, rot, 1.0f, 0);
 }
 
-// Reductions with 8 partial results: the compiler may not reorder a float
-// sum on its own, and a single accumulator keeps the loop scalar.
+// Reductions the compiler vectorizes: kernels.c is built with -fopenmp-simd,
+// which lets these loops (and only these) reorder their float sums. A
+// single scalar accumulator would keep them one element per cycle.
 static inline float row_max(const float *x, int n) {
-    float m[8] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY};
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int u = 0; u < 8; u++) m[u] = x[j + u] > m[u] ? x[j + u] : m[u];
-    for (; j < n; j++) m[0] = x[j] > m[0] ? x[j] : m[0];
-    for (int u = 1; u < 8; u++) m[0] = m[u] > m[0] ? m[u] : m[0];
-    return m[0];
+    float m = -INFINITY;
+#pragma omp simd reduction(max : m)
+    for (int j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    return m;
 }
 
-static inline float row_sum(const float *x, int n) {
-    float a[8] = {0};
-    int j = 0;
-    for (; j + 8 <= n; j += 8)
-        for (int u = 0; u < 8; u++) a[u] += x[j + u];
-    for (; j < n; j++) a[0] += x[j];
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+static inline float row_dot(const float *x, const float *y, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < n; j++) s += x[j] * y[j];
+    return s;
+}
+
+// x[j] = exp(x[j] − m) over a row, returning their sum.
+static inline float row_exp_sum(float *x, float m, int n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int j = 0; j < n; j++) {
+        float e = fast_expf(x[j] - m);
+        x[j] = e;
+        s += e;
+    }
+    return s;
 }
 
 // Attention runs per (sequence, KV head) over blocks of LC_ATT_BLOCK
@@ -269,8 +277,9 @@ static inline float row_sum(const float *x, int n) {
 
 size_t lc_attention_scratch_floats(int T, int Tk, int H, int KVH, int D) {
     size_t rows = (size_t)(T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK) * (size_t)(H / KVH);
-    // Two [rows, Tk] score matrices and three [rows, D] gathered matrices.
-    return (2 * rows * (size_t)Tk + 3 * rows * (size_t)D) * (size_t)lc_parallel_threads();
+    // Two [rows, Tk] score matrices, three [rows, D] gathered matrices and
+    // one value per row.
+    return (2 * rows * (size_t)Tk + 3 * rows * (size_t)D + rows) * (size_t)lc_parallel_threads();
 }
 
 // Copies rows [t0, t0 + M) of the G heads h0.. of x [.., ld] into dst
@@ -282,15 +291,18 @@ static void att_gather(float *dst, const float *x, int ld, int t0, int M, int h0
                    sizeof(float) * (size_t)D);
 }
 
-static void att_scatter(float *x, const float *src, int ld, int t0, int M, int h0, int G, int D, bool add) {
+// scale (may be NULL) multiplies row i of src by scale[i] on the way.
+static void att_scatter(float *x, const float *src, const float *scale, int ld, int t0, int M, int h0, int G, int D,
+                        bool add) {
     for (int g = 0; g < G; g++)
         for (int i = 0; i < M; i++) {
             float *row = x + (size_t)(t0 + i) * ld + (size_t)(h0 + g) * D;
             const float *s = src + ((size_t)g * M + i) * D;
+            float k = scale ? scale[(size_t)g * M + i] : 1.0f;
             if (add)
                 for (int d = 0; d < D; d++) row[d] += s[d];
             else
-                memcpy(row, s, sizeof(float) * (size_t)D);
+                for (int d = 0; d < D; d++) row[d] = k * s[d];
         }
 }
 
@@ -347,6 +359,7 @@ static void att_forward_task(void *ctx, int task, int thread) {
     size_t rows = (size_t)G * (T < LC_ATT_BLOCK ? T : LC_ATT_BLOCK);
     float *S = j->scratch + (size_t)thread * j->scratch_per_thread; // [G·M, N]
     float *Qg = S + rows * j->Tk;                                   // [G·M, D], then the output
+    float *inv_sum = Qg + rows * D;                                 // [G·M]
     for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
         int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
         int k0 = att_block_first_key(j, seg, t0, t1), N = q_pos0 + t1 - k0; // keys [k0, q_pos0 + t1)
@@ -363,16 +376,15 @@ static void att_forward_task(void *ctx, int task, int thread) {
                 att_transform_row(row, lo, hi, k0, p, softcap, slope);
                 float maxv = row_max(row + lo, hi - lo + 1);
                 for (int c = 0; c < lo; c++) row[c] = 0.0f;
-                for (int c = lo; c <= hi; c++) row[c] = fast_expf(row[c] - maxv);
+                float sum = row_exp_sum(row + lo, maxv, hi - lo + 1);
                 for (int c = hi + 1; c < N; c++) row[c] = 0.0f;
-                float sum = row_sum(row + lo, hi - lo + 1);
-                float inv = 1.0f / sum;
-                for (int c = lo; c <= hi; c++) row[c] *= inv;
+                // Rows stay unnormalized; the output is scaled instead (D values, not N).
+                inv_sum[(size_t)g * M + i] = 1.0f / sum;
                 if (j->lse) j->lse[((size_t)b * T + t0 + i) * j->H + h0 + g] = maxv + logf(sum);
             }
         }
         lc_blas_sgemm(false, false, G * M, D, N, 1.0f, S, N, vb, ldk, 0.0f, Qg, D);
-        att_scatter(j->out + (size_t)b * T * ldq, Qg, ldq, t0, M, h0, G, D, false);
+        att_scatter(j->out + (size_t)b * T * ldq, Qg, inv_sum, ldq, t0, M, h0, G, D, false);
     }
 }
 
@@ -401,12 +413,19 @@ static void att_backward_task(void *ctx, int task, int thread) {
     float *P = j->scratch + (size_t)thread * j->scratch_per_thread; // [G·M, N]
     float *dP = P + rows * T, *Qg = dP + rows * T;                  // [G·M, N], [G·M, D]
     float *dOg = Qg + rows * D, *dQg = dOg + rows * D;              // [G·M, D] each
+    float *delta = dQg + rows * D;                                  // [G·M]
     for (int t0 = 0; t0 < T; t0 += LC_ATT_BLOCK) {
         int t1 = t0 + LC_ATT_BLOCK < T ? t0 + LC_ATT_BLOCK : T, M = t1 - t0;
         int k0 = att_block_first_key(j, seg, t0, t1), N = t1 - k0;
         size_t koff = ((size_t)b * T + k0) * ldk + (size_t)kh * D;
         att_gather(Qg, j->q + seq, ldq, t0, M, h0, G, D);
         att_gather(dOg, j->dout + seq, ldq, t0, M, h0, G, D);
+        // softmax backward needs Σ P·dP per row, which is dout·out: taken in one
+        // pass here, where the loads of out's rows can overlap.
+        for (int g = 0; g < G; g++)
+            for (int i = 0; i < M; i++)
+                delta[(size_t)g * M + i] = row_dot(dOg + ((size_t)g * M + i) * D,
+                                                   j->o + seq + (size_t)(t0 + i) * ldq + (size_t)(h0 + g) * D, D);
         // Recompute probabilities from the saved log-sum-exp.
         lc_blas_sgemm(false, true, G * M, N, D, scale, Qg, D, j->k + koff, ldk, 0.0f, P, N);
         lc_blas_sgemm(false, true, G * M, N, D, 1.0f, dOg, D, j->v + koff, ldk, 0.0f, dP, N);
@@ -417,12 +436,9 @@ static void att_backward_task(void *ctx, int task, int thread) {
                 int t = t0 + i;
                 int lo = att_first_key(seg, t, t, window) - k0, hi = t - k0;
                 float m = j->lse[((size_t)b * T + t) * j->H + h];
-                // softmax backward: dS = P ⊙ (dP − Σ P·dP), and Σ P·dP = dout·out.
-                const float *orow = j->o + seq + (size_t)t * ldq + (size_t)h * D;
-                const float *grow = dOg + ((size_t)g * M + i) * D;
-                float delta = 0.0f;
-                for (int d = 0; d < D; d++) delta += grow[d] * orow[d];
-                float *pr = P + ((size_t)g * M + i) * N, *dpr = dP + ((size_t)g * M + i) * N;
+                // softmax backward: dS = P ⊙ (dP − Σ P·dP).
+                float dl = delta[(size_t)g * M + i];
+                float *restrict pr = P + ((size_t)g * M + i) * N, *restrict dpr = dP + ((size_t)g * M + i) * N;
                 for (int c = 0; c < lo; c++) pr[c] = dpr[c] = 0.0f;
                 if (cap > 0.0f || slope != 0.0f) {
                     for (int c = lo; c <= hi; c++) {
@@ -431,13 +447,13 @@ static void att_backward_task(void *ctx, int task, int thread) {
                         float sc = cap > 0.0f ? cap * th : pr[c];
                         float p = fast_expf(sc + slope * (float)(k0 + c - t) - m);
                         pr[c] = p;
-                        dpr[c] = p * (dpr[c] - delta) * scale * (cap > 0.0f ? 1.0f - th * th : 1.0f);
+                        dpr[c] = p * (dpr[c] - dl) * scale * (cap > 0.0f ? 1.0f - th * th : 1.0f);
                     }
                 } else {
                     for (int c = lo; c <= hi; c++) {
                         float p = fast_expf(pr[c] - m);
                         pr[c] = p;
-                        dpr[c] = p * (dpr[c] - delta) * scale;
+                        dpr[c] = p * (dpr[c] - dl) * scale;
                     }
                 }
                 for (int c = hi + 1; c < N; c++) pr[c] = dpr[c] = 0.0f;
@@ -448,7 +464,7 @@ static void att_backward_task(void *ctx, int task, int thread) {
         lc_blas_sgemm(false, false, G * M, D, N, 1.0f, dP, N, j->k + koff, ldk, 0.0f, dQg,
                     D);
         lc_blas_sgemm(true, false, N, D, G * M, 1.0f, dP, N, Qg, D, 1.0f, j->dk + koff, ldk);
-        att_scatter(j->dq + seq, dQg, ldq, t0, M, h0, G, D, true);
+        att_scatter(j->dq + seq, dQg, NULL, ldq, t0, M, h0, G, D, true);
     }
 }
 
@@ -714,8 +730,7 @@ static inline double exp_sum_row(float *x, float m, int n) {
     double sum = 0.0;
     for (int j0 = 0; j0 < n; j0 += 1024) {
         int j1 = j0 + 1024 < n ? j0 + 1024 : n;
-        for (int j = j0; j < j1; j++) x[j] = fast_expf(x[j] - m);
-        sum += row_sum(x + j0, j1 - j0);
+        sum += row_exp_sum(x + j0, m, j1 - j0);
     }
     return sum;
 }
