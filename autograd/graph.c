@@ -304,22 +304,29 @@ lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const floa
     return y;
 }
 
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim, int rot,
-                      bool reuse_input) {
-    if (!x) return NULL;
+const float *lc_graph_rope_table(lc_graph *g, const int32_t *pos, const float *inv_freq, int N, int rot) {
+    float *cs = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * rot);
+    if (!cs) return NULL;
+    double t0 = prof_begin();
+    lc_rope_table(cs, pos, inv_freq, N, rot);
+    prof_end(LC_PROF_KIND_ROPE, 0, t0);
+    return cs;
+}
+
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const float *cs, int head_dim, int rot, bool reuse_input) {
+    if (!x || !cs) return NULL;
     lc_tensor *y = reuse_input ? lc_tensor_wrap(g, x->data, x->rows, x->cols) : lc_tensor_new(g, x->rows, x->cols);
     if (!y) return NULL;
     double t0 = prof_begin();
     if (!reuse_input) memcpy(y->data, x->data, sizeof(float) * (size_t)x->rows * x->cols);
-    lc_rope_forward(y->data, pos, inv_freq, x->rows, x->cols / head_dim, head_dim, rot);
+    lc_rope_forward(y->data, cs, x->rows, x->cols / head_dim, head_dim, rot);
     prof_end(LC_PROF_KIND_ROPE, 0, t0);
     y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
         lc_tape_entry *e = tape_push(g, LC_OP_ROPE, y);
         if (!e) return NULL;
         e->in[0] = x;
-        e->w = inv_freq;
-        e->ints = pos;
+        e->w = cs;
         e->dims[0] = head_dim;
         e->dims[1] = rot;
     }
@@ -525,7 +532,7 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     case LC_OP_ROPE: {
         float *dx = lc_tensor_grad(g, x);
         int D = e->dims[0];
-        if (dx) lc_rope_backward(dx, dy, e->ints, e->w, x->rows, x->cols / D, D, e->dims[1]);
+        if (dx) lc_rope_backward(dx, dy, e->w, x->rows, x->cols / D, D, e->dims[1]);
         break;
     }
     case LC_OP_ATTENTION: {

@@ -134,9 +134,12 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
 lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const float *b, float eps);
 // reuse_input: rotate x's storage in place (x's values must not be needed by
 // anything else); the result is still a new tensor with its own gradient.
-// rot: rotated dimensions of each head (head_dim unless partial).
-lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const int32_t *pos, const float *inv_freq, int head_dim, int rot,
-                      bool reuse_input);
+// rot: rotated dimensions of each head (head_dim unless partial); cs the
+// table of lc_graph_rope_table for x's rows.
+lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const float *cs, int head_dim, int rot, bool reuse_input);
+// The cos/sin table [N, rot] of positions pos (lc_rope_table) in g's arena,
+// for every rope op of the pass (NULL when out of memory).
+const float *lc_graph_rope_table(lc_graph *g, const int32_t *pos, const float *inv_freq, int N, int rot);
 // q [B*T, H*D]; k, v [B*Tk, KVH*D] (rows beyond what a query sees are not read).
 // opts may be NULL (plain causal attention); its alibi table must outlive the backward.
 lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v, const int32_t *seg_start, int B,

@@ -193,49 +193,70 @@ void lc_layernorm_backward(float *dx, const float *dy, const float *x, const flo
     rows_run(&j, (size_t)N, (size_t)C, 1);
 }
 
-// Rotates each (i, i + rot/2) pair of x's rows by ±pos·inv_freq[i] into out
-// (accumulating when flag is set). The backward is the inverse rotation.
-static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
-    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = j->flag;
-    const float *src = j->x, *inv_freq = j->w;
-    float *dst = j->out, sign = j->f;
+LC_VECTOR_CLONES
+static void rope_table_rows(const rows_job *j, size_t r0, size_t r1) {
+    int half = j->rot / 2;
     for (size_t n = r0; n < r1; n++) {
-        if (acc && rot < D) {
-            // Dimensions past `rot` pass through unrotated.
-            for (int h = 0; h < H; h++) {
-                size_t o = (n * H + h) * D;
-                for (int i = rot; i < D; i++) dst[o + i] += src[o + i];
-            }
-        }
+        float *cs = j->out + n * j->rot;
         for (int i = 0; i < half; i++) {
             // Angles in float, as PyTorch computes position * inv_freq in fp32.
-            float angle = (float)j->ints[n] * inv_freq[i];
-            float c = cosf(angle), s = sign * sinf(angle);
-            for (int h = 0; h < H; h++) {
-                size_t o = (n * H + h) * D;
-                float a = src[o + i], b = src[o + i + half];
-                float ra = a * c - b * s, rb = b * c + a * s;
-                if (acc) {
-                    dst[o + i] += ra;
-                    dst[o + i + half] += rb;
-                } else {
-                    dst[o + i] = ra;
-                    dst[o + i + half] = rb;
+            float angle = (float)j->ints[n] * j->w[i];
+            cs[i] = cosf(angle);
+            cs[half + i] = sinf(angle);
+        }
+    }
+}
+
+void lc_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int N, int rot) {
+    rows_job j = {.fn = rope_table_rows, .out = cs, .ints = pos, .w = inv_freq, .rot = rot};
+    rows_run(&j, (size_t)N, (size_t)rot * 8, 1); // a sin and cos cost some eight element-wise ops
+}
+
+// Rotates each (i, i + rot/2) pair of x's rows by ± the table's angle into
+// out (accumulating when flag is set). The backward is the inverse rotation.
+// In place (out == x) the simd loop is still right: iteration i alone reads
+// and writes elements i and i + rot/2.
+LC_VECTOR_CLONES
+static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
+    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = j->flag;
+    const float *src = j->x;
+    float *dst = j->out, sign = j->f;
+    for (size_t n = r0; n < r1; n++) {
+        const float *cosv = j->w + n * rot, *sinv = cosv + half;
+        for (int h = 0; h < H; h++) {
+            size_t o = (n * H + h) * D;
+            const float *a = src + o, *b = src + o + half;
+            float *da = dst + o, *db = dst + o + half;
+            if (acc) {
+                // Dimensions past `rot` pass through unrotated.
+                for (int i = rot; i < D; i++) dst[o + i] += src[o + i];
+#pragma omp simd
+                for (int i = 0; i < half; i++) {
+                    float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
+                    da[i] += ai * c - bi * s;
+                    db[i] += bi * c + ai * s;
+                }
+            } else {
+#pragma omp simd
+                for (int i = 0; i < half; i++) {
+                    float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
+                    da[i] = ai * c - bi * s;
+                    db[i] = bi * c + ai * s;
                 }
             }
         }
     }
 }
 
-static void rope_rotate(float *dst, const float *src, const int32_t *pos, const float *inv_freq, int N, int H, int D,
-                        int rot, float sign, int accumulate) {
-    rows_job j = {.fn = rope_rows, .out = dst, .x = src, .ints = pos, .w = inv_freq, .f = sign, .H = H, .D = D,
-                  .rot = rot, .flag = accumulate};
+static void rope_rotate(float *dst, const float *src, const float *cs, int N, int H, int D, int rot, float sign,
+                        int accumulate) {
+    rows_job j = {.fn = rope_rows, .out = dst, .x = src, .w = cs, .f = sign, .H = H, .D = D, .rot = rot,
+                  .flag = accumulate};
     rows_run(&j, (size_t)N, (size_t)H * D, 1);
 }
 
-void lc_rope_forward(float *x, const int32_t *pos, const float *inv_freq, int N, int H, int D, int rot) {
-    rope_rotate(x, x, pos, inv_freq, N, H, D, rot, 1.0f, 0);
+void lc_rope_forward(float *x, const float *cs, int N, int H, int D, int rot) {
+    rope_rotate(x, x, cs, N, H, D, rot, 1.0f, 0);
 }
 
 // Reductions the compiler vectorizes: kernels.c is built with -fopenmp-simd,
@@ -479,9 +500,8 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     lc_parallel_for_work(B * KVH, att_backward_task, &j, (double)B * T * T * H * D);
 }
 
-void lc_rope_backward(float *dx, const float *dy, const int32_t *pos, const float *inv_freq, int N, int H, int D,
-                      int rot) {
-    rope_rotate(dx, dy, pos, inv_freq, N, H, D, rot, -1.0f, 1);
+void lc_rope_backward(float *dx, const float *dy, const float *cs, int N, int H, int D, int rot) {
+    rope_rotate(dx, dy, cs, N, H, D, rot, -1.0f, 1);
 }
 
 static inline float silu_glu(float g, float u) { return g / (1.0f + fast_expf(-g)) * u; }

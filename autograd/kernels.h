@@ -70,10 +70,15 @@ void lc_rmsnorm_backward(float *dx,         // [N, C]
 
 // Rotary embedding in the Hugging Face rotate-half layout, in place:
 // pairs (i, i + rot/2) of each head rotate by angle pos * inv_freq[i];
-// dimensions rot..D-1 are left as they are (partial rotary).
+// dimensions rot..D-1 are left as they are (partial rotary). The cos and sin
+// of the angles come from lc_rope_table, computed once per pass and shared by
+// every layer's q and k, forward and backward.
+void lc_rope_table(float *cs,              // [N, rot]: cos in [0, rot/2), sin in [rot/2, rot)
+                   const int32_t *pos,     // [N]
+                   const float *inv_freq,  // [rot/2]
+                   int N, int rot);
 void lc_rope_forward(float *x,               // [N, H, D] in/out
-                     const int32_t *pos,     // [N]
-                     const float *inv_freq,  // [rot/2]
+                     const float *cs,        // [N, rot] from lc_rope_table
                      int N, int H, int D, int rot);
 
 // Causal grouped-query attention. Query t of sequence b sits at row
@@ -113,8 +118,7 @@ void lc_attention_backward(float *dq,                // [B, T, H, D]
 // dx += the inverse rotation of dy (rotation is orthogonal).
 void lc_rope_backward(float *dx,              // [N, H, D]
                       const float *dy,        // [N, H, D]
-                      const int32_t *pos,     // [N]
-                      const float *inv_freq,  // [rot/2]
+                      const float *cs,        // [N, rot] from lc_rope_table
                       int N, int H, int D, int rot);
 
 // out = act(x), element-wise (ungated MLPs).

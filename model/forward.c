@@ -5,7 +5,6 @@
 
 #include "autograd/kernels.h"
 
-
 // Rotary positions of in (pos0 + t when in->pos is NULL), in g's arena.
 const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in) {
     if (in->pos) return in->pos;
@@ -14,6 +13,11 @@ const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in) {
         for (int b = 0; b < in->B; b++)
             for (int t = 0; t < in->T; t++) pos[b * in->T + t] = in->pos0 + t;
     return pos;
+}
+
+const float *lc_forward_rope_table(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos) {
+    if (m->cfg.pos != LC_POS_KIND_ROPE) return NULL;
+    return lc_graph_rope_table(g, pos, m->inv_freq, in->B * in->T, m->cfg.rope_dim);
 }
 
 lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in) {
@@ -124,8 +128,8 @@ static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
     }
     if (cfg->pos == LC_POS_KIND_ROPE) {
         // q and k feed only rope, whose backward needs no values: rotate in place.
-        q = lc_op_rope(g, q, c->pos, m->inv_freq, D, cfg->rope_dim, true);
-        k = lc_op_rope(g, k, c->pos, m->inv_freq, D, cfg->rope_dim, true);
+        q = lc_op_rope(g, q, c->rope_cs, D, cfg->rope_dim, true);
+        k = lc_op_rope(g, k, c->rope_cs, D, cfg->rope_dim, true);
     }
     if (!q || !k || !v) return NULL;
     int Tk = c->in->T;
@@ -195,8 +199,9 @@ lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora 
     lc_status st = lc_forward_check_tokens(m, in);
     if (st) return st;
     const int32_t *pos = lc_forward_positions(g, in);
-    if (!pos) return lc_graph_status(g);
-    lc_block_ctx c = {g, m, lora, cache, in, pos};
+    const float *cs = pos ? lc_forward_rope_table(g, m, in, pos) : NULL;
+    if (!pos || (cfg->pos == LC_POS_KIND_ROPE && !cs)) return lc_graph_status(g);
+    lc_block_ctx c = {g, m, lora, cache, in, pos, cs};
 
     lc_tensor *x = lc_model_embed(g, m, in, pos);
     if (!x) return lc_graph_status(g);

@@ -54,7 +54,8 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     lc_graph_reset(&p->keep);
     lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
     const int32_t *pos = lc_forward_positions(&p->keep, in);
-    lc_tensor *x = pos ? lc_model_embed(&p->keep, m, in, pos) : NULL;
+    const float *cs = pos ? lc_forward_rope_table(&p->keep, m, in, pos) : NULL;
+    lc_tensor *x = pos && (cs || cfg->pos != LC_POS_KIND_ROPE) ? lc_model_embed(&p->keep, m, in, pos) : NULL;
     lc_tensor **ins = lc_arena_alloc(&p->keep.arena, sizeof *ins * (size_t)(L + 1));
     float *ping = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
     float *pong = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
@@ -65,7 +66,7 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     for (int l = 0; l < L; l++) {
         lc_graph *g = &p->layers[p->checkpointing ? 0 : l];
         lc_graph_reset(g);
-        lc_block_ctx c = {g, m, lora, NULL, in, pos};
+        lc_block_ctx c = {g, m, lora, NULL, in, pos, cs};
         if (!p->checkpointing) {
             if (!(ins[l + 1] = lc_block_forward(&c, l, ins[l]))) return status_of(p, g);
             continue;
@@ -101,7 +102,7 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
             // Record the layer again from its kept input, then hand the
             // incoming gradient to the recorded output.
             lc_graph_reset(g);
-            lc_block_ctx c = {g, m, lora, NULL, in, pos};
+            lc_block_ctx c = {g, m, lora, NULL, in, pos, cs};
             lc_tensor *y = lc_block_forward(&c, l, ins[l]);
             if (!y) return status_of(p, g);
             y->grad = out->grad;

@@ -442,8 +442,8 @@ static double rope_loss_ref(void *p) {
 static double rope_loss_f32(void *p) {
     unary_ctx *c = p;
     lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_rope(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c->pos, c->inv_freq, c->head_dim,
-                              c->head_dim, false);
+    const float *cs = lc_graph_rope_table(&c->g, c->pos, c->inv_freq, c->N, c->head_dim);
+    lc_tensor *y = lc_op_rope(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), cs, c->head_dim, c->head_dim, false);
     ck_assert(y != NULL);
     return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
 }
@@ -460,7 +460,7 @@ START_TEST(test_rope) {
     lc_graph_init(&c.g, false);
 
     lc_tensor *xin = gc_tensor_of(&c.g, c.x, c.N, c.C, false);
-    lc_tensor *y = lc_op_rope(&c.g, xin, pos, inv_freq, 8, 8, false);
+    lc_tensor *y = lc_op_rope(&c.g, xin, lc_graph_rope_table(&c.g, pos, inv_freq, c.N, 8), 8, 8, false);
     ck_assert(memcmp(xin->data, c.x, sizeof(float) * n) == 0); // the op does not rotate its input
     double *xd = gc_to_d(c.x, n), *yr = gc_dbuf(n);
     ref_rope(yr, xd, pos, inv_freq, c.N, 2, 8);
@@ -470,7 +470,7 @@ START_TEST(test_rope) {
     lc_graph g;
     lc_graph_init(&g, true);
     lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
-    y = lc_op_rope(&g, x, pos, inv_freq, 8, 8, false);
+    y = lc_op_rope(&g, x, lc_graph_rope_table(&g, pos, inv_freq, c.N, 8), 8, 8, false);
     gc_seed_grad(&g, y, c.R);
     ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
     float *dx = gc_grad_copy(x);
@@ -1019,9 +1019,12 @@ START_TEST(test_backward_kernels_accumulate) {
 
     static const int32_t pos[] = {0, 5, 17, 3, 9};
     float *inv_freq = gc_rope_inv_freq(D, 10000.0);
+    float *cs = malloc(sizeof(float) * (size_t)N * D);
+    lc_rope_table(cs, pos, inv_freq, N, D);
     b = gc_acc_new((size_t)N * C);
-    lc_rope_backward(b.zero, dyC, pos, inv_freq, N, H, D, D);
-    lc_rope_backward(b.acc, dyC, pos, inv_freq, N, H, D, D);
+    lc_rope_backward(b.zero, dyC, cs, N, H, D, D);
+    lc_rope_backward(b.acc, dyC, cs, N, H, D, D);
+    free(cs);
     gc_acc_check("rope dx", &b);
 
     gc_acc_buf bg = gc_acc_new((size_t)N * C), bu = gc_acc_new((size_t)N * C);
@@ -1209,8 +1212,9 @@ static double comp_forward(lc_graph *g, comp_ctx *c, bool x_rg, lc_tensor **xt) 
     lc_tensor *k = lc_op_linear(g, h, c->wk, NULL, CKVH * CD, NULL);
     lc_tensor *v = lc_op_linear(g, h, c->wv, NULL, CKVH * CD, &c->lv);
     // In place, as the model does: the projections' outputs feed only rope and the adds.
-    q = lc_op_rope(g, q, c->pos, c->inv_freq, CD, CD, true);
-    k = lc_op_rope(g, k, c->pos, c->inv_freq, CD, CD, true);
+    const float *cs = lc_graph_rope_table(g, c->pos, c->inv_freq, CN, CD);
+    q = lc_op_rope(g, q, cs, CD, CD, true);
+    k = lc_op_rope(g, k, cs, CD, CD, true);
     lc_tensor *a = lc_op_attention(g, q, k, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, NULL);
     lc_tensor *x2 = lc_op_add(g, x, lc_op_linear(g, a, c->wo, NULL, CC, NULL), true);
     lc_tensor *h2 = lc_op_rmsnorm(g, x2, c->wn2, EPS);

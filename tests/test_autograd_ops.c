@@ -532,19 +532,20 @@ static void rope_ref(double *y, const double *x, const un_ctx *c) {
 }
 
 static lc_tensor *rope_op(lc_graph *g, lc_tensor *x, const un_ctx *c) {
-    return lc_op_rope(g, x, c->pos, c->inv_freq, c->head_dim, c->rot, c->reuse);
+    return lc_op_rope(g, x, lc_graph_rope_table(g, c->pos, c->inv_freq, c->N, c->rot), c->head_dim, c->rot, c->reuse);
 }
 
 START_TEST(test_rope_partial) {
     static const int32_t pos[] = {0, 5, 17, 3};
-    enum { N = 4, H = 2, D = 8 };
+    enum { N = 4, H = 2 };
+    // Head 64 runs the rotation's vector loop on whole registers.
     static const struct {
-        int rot;
+        int D, rot;
         bool reuse;
-    } cases[] = {{4, false}, {4, true}, {6, false}};
-    for (int k = 0; k < 3; k++) {
+    } cases[] = {{8, 4, false}, {8, 4, true}, {8, 6, false}, {64, 64, true}, {64, 48, false}};
+    for (int k = 0; k < (int)(sizeof cases / sizeof *cases); k++) {
         gc_rng_seed(1800 + k);
-        int rot = cases[k].rot;
+        int rot = cases[k].rot, D = cases[k].D;
         size_t n = (size_t)N * H * D;
         float *inv_freq = gc_rope_inv_freq(rot, 10000.0);
         float *x = gc_rand_buf(n, -1.0f, 1.0f), *R = gc_rand_buf(n, -1.0f, 1.0f);
@@ -731,9 +732,11 @@ START_TEST(test_new_backward_kernels_accumulate) {
     {
         static const int32_t pos[] = {0, 5, 17, 3, 9};
         float *inv_freq = gc_rope_inv_freq(2, 10000.0);
+        float cs[5 * 2];
+        lc_rope_table(cs, pos, inv_freq, N, 2);
         gc_acc_buf a = gc_acc_new(n);
-        lc_rope_backward(a.zero, dy, pos, inv_freq, N, H, D, 2);
-        lc_rope_backward(a.acc, dy, pos, inv_freq, N, H, D, 2);
+        lc_rope_backward(a.zero, dy, cs, N, H, D, 2);
+        lc_rope_backward(a.acc, dy, cs, N, H, D, 2);
         acc_check_nz("rope dx (D=4 rot=2)", &a);
         free(inv_freq);
     }
