@@ -520,19 +520,22 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     switch (e->op) {
     case LC_OP_LINEAR: linear_backward(g, e, e->aux, dy); break;
     case LC_OP_RMSNORM: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
+        if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], fresh, x->rows, x->cols);
         break;
     }
     case LC_OP_LAYERNORM: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_layernorm_backward(dx, dy, x->data, e->w, e->saved[0], x->rows, x->cols);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
+        if (dx) lc_layernorm_backward(dx, dy, x->data, e->w, e->saved[0], fresh, x->rows, x->cols);
         break;
     }
     case LC_OP_ROPE: {
-        float *dx = lc_tensor_grad(g, x);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
         int D = e->dims[0];
-        if (dx) lc_rope_backward(dx, dy, e->w, x->rows, x->cols / D, D, e->dims[1]);
+        if (dx) lc_rope_backward(dx, dy, e->w, fresh, x->rows, x->cols / D, D, e->dims[1]);
         break;
     }
     case LC_OP_ATTENTION: {
@@ -547,20 +550,25 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         break;
     }
     case LC_OP_GLU: {
-        float *dg = lc_tensor_grad(g, e->in[0]), *du = lc_tensor_grad(g, e->in[1]);
-        if (dg && du)
-            lc_glu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (lc_act_kind)e->dims[0],
-                            (size_t)x->rows * x->cols);
+        // One flag for both: when only one is fresh, it is zeroed and added to.
+        size_t n = (size_t)x->rows * x->cols;
+        bool fg, fu;
+        float *dg = tensor_grad_fresh(g, e->in[0], &fg), *du = tensor_grad_fresh(g, e->in[1], &fu);
+        if (!dg || !du) break;
+        if (fg != fu) memset(fg ? dg : du, 0, sizeof(float) * n);
+        lc_glu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (lc_act_kind)e->dims[0], fg && fu, n);
         break;
     }
     case LC_OP_GLU_PACKED: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_glu_packed_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], x->rows, x->cols / 2);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
+        if (dx) lc_glu_packed_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], fresh, x->rows, x->cols / 2);
         break;
     }
     case LC_OP_ACT: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_act_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], (size_t)x->rows * x->cols);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
+        if (dx) lc_act_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], fresh, (size_t)x->rows * x->cols);
         break;
     }
     case LC_OP_CLAMP: {
@@ -577,14 +585,19 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         size_t n = (size_t)x->rows * x->cols;
         for (int i = 0; i < 2; i++) {
             if (!e->in[i]->requires_grad) continue;
-            float *d = lc_tensor_grad(g, e->in[i]);
-            if (d) lc_add_forward(d, dy, n);
+            bool fresh;
+            float *d = tensor_grad_fresh(g, e->in[i], &fresh);
+            if (d && fresh) memcpy(d, dy, sizeof(float) * n);
+            else if (d) lc_add_forward(d, dy, n);
         }
         break;
     }
     case LC_OP_CROSS_ENTROPY: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_add_forward(dx, e->saved[0], (size_t)x->rows * x->cols);
+        bool fresh;
+        float *dx = tensor_grad_fresh(g, x, &fresh);
+        size_t n = (size_t)x->rows * x->cols;
+        if (dx && fresh) memcpy(dx, e->saved[0], sizeof(float) * n);
+        else if (dx) lc_add_forward(dx, e->saved[0], n);
         break;
     }
     }

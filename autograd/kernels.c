@@ -51,7 +51,7 @@ struct rows_job {
     const float *x, *dy, *w, *b, *aux;  // inputs, parameters, saved statistics
     const int32_t *ints;                // positions
     float f;                            // eps, rotation sign
-    int act, C, H, D, rot, flag;        // sizes, activation, accumulate
+    int act, C, H, D, rot, flag;        // sizes, activation, overwrite (write, not add, the result)
     size_t rows, align;
     int n_tasks;
 };
@@ -125,13 +125,17 @@ static void rmsnorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
         double dot = 0.0;
         for (int c = 0; c < C; c++) dot += (double)w[c] * dyr[c] * xr[c];
         float k = (float)(dot / C) * r * r * r;
-        for (int c = 0; c < C; c++) dxr[c] += r * w[c] * dyr[c] - k * xr[c];
+        if (j->flag)
+            for (int c = 0; c < C; c++) dxr[c] = r * w[c] * dyr[c] - k * xr[c];
+        else
+            for (int c = 0; c < C; c++) dxr[c] += r * w[c] * dyr[c] - k * xr[c];
     }
 }
 
-void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *rstd, int N,
-                         int C) {
-    rows_job j = {.fn = rmsnorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = rstd, .C = C};
+void lc_rmsnorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *rstd, bool overwrite,
+                         int N, int C) {
+    rows_job j = {.fn = rmsnorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = rstd, .C = C,
+                  .flag = overwrite};
     rows_run(&j, (size_t)N, (size_t)C, 1);
 }
 
@@ -182,14 +186,15 @@ static void layernorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
         float mg = (float)(sg / C), mgx = (float)(sgx / C);
         for (int c = 0; c < C; c++) {
             float g = w ? w[c] * dyr[c] : dyr[c];
-            dxr[c] += r * (g - mg - (xr[c] - mean) * r * mgx);
+            dxr[c] = (j->flag ? 0.0f : dxr[c]) + r * (g - mg - (xr[c] - mean) * r * mgx);
         }
     }
 }
 
-void lc_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *stats, int N,
-                           int C) {
-    rows_job j = {.fn = layernorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = stats, .C = C};
+void lc_layernorm_backward(float *dx, const float *dy, const float *x, const float *w, const float *stats,
+                           bool overwrite, int N, int C) {
+    rows_job j = {.fn = layernorm_backward_rows, .out = dx, .dy = dy, .x = x, .w = w, .aux = stats, .C = C,
+                  .flag = overwrite};
     rows_run(&j, (size_t)N, (size_t)C, 1);
 }
 
@@ -213,12 +218,12 @@ void lc_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int N, 
 }
 
 // Rotates each (i, i + rot/2) pair of x's rows by ± the table's angle into
-// out (accumulating when flag is set). The backward is the inverse rotation.
+// out (adding to it unless flag is set). The backward is the inverse rotation.
 // In place (out == x) the simd loop is still right: iteration i alone reads
 // and writes elements i and i + rot/2.
 LC_VECTOR_CLONES
 static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
-    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = j->flag;
+    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = !j->flag;
     const float *src = j->x;
     float *dst = j->out, sign = j->f;
     for (size_t n = r0; n < r1; n++) {
@@ -237,6 +242,8 @@ static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
                     db[i] += bi * c + ai * s;
                 }
             } else {
+                if (src != dst)
+                    for (int i = rot; i < D; i++) dst[o + i] = src[o + i];
 #pragma omp simd
                 for (int i = 0; i < half; i++) {
                     float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
@@ -249,14 +256,14 @@ static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
 }
 
 static void rope_rotate(float *dst, const float *src, const float *cs, int N, int H, int D, int rot, float sign,
-                        int accumulate) {
+                        bool overwrite) {
     rows_job j = {.fn = rope_rows, .out = dst, .x = src, .w = cs, .f = sign, .H = H, .D = D, .rot = rot,
-                  .flag = accumulate};
+                  .flag = overwrite};
     rows_run(&j, (size_t)N, (size_t)H * D, 1);
 }
 
 void lc_rope_forward(float *x, const float *cs, int N, int H, int D, int rot) {
-    rope_rotate(x, x, cs, N, H, D, rot, 1.0f, 0);
+    rope_rotate(x, x, cs, N, H, D, rot, 1.0f, true);
 }
 
 // Reductions the compiler vectorizes: kernels.c is built with -fopenmp-simd,
@@ -500,17 +507,19 @@ void lc_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     lc_parallel_for_work(B * KVH, att_backward_task, &j, (double)B * T * T * H * D);
 }
 
-void lc_rope_backward(float *dx, const float *dy, const float *cs, int N, int H, int D, int rot) {
-    rope_rotate(dx, dy, cs, N, H, D, rot, -1.0f, 1);
+void lc_rope_backward(float *dx, const float *dy, const float *cs, bool overwrite, int N, int H, int D, int rot) {
+    rope_rotate(dx, dy, cs, N, H, D, rot, -1.0f, overwrite);
 }
 
 static inline float silu_glu(float g, float u) { return g / (1.0f + fast_expf(-g)) * u; }
 
 // SwiGLU's gradients (the common case, without the activation switch).
-static inline void silu_glu_grad(float *dg, float *du, float d, float g, float u) {
+// ow: overwrite the gradients instead of adding to them (a select, so
+// whatever an unset buffer holds, NaN included, is not read into the result).
+static inline void silu_glu_grad(float *dg, float *du, float d, float g, float u, bool ow) {
     float sig = 1.0f / (1.0f + fast_expf(-g));
-    *du += d * g * sig;
-    *dg += d * u * sig * (1.0f + g * (1.0f - sig));
+    *du = (ow ? 0.0f : *du) + d * g * sig;
+    *dg = (ow ? 0.0f : *dg) + d * u * sig * (1.0f + g * (1.0f - sig));
 }
 
 // Activation values and derivatives. The tanh GELU is HF's gelu_new /
@@ -566,11 +575,12 @@ void lc_act_forward(float *out, const float *x, lc_act_kind act, size_t n) {
 LC_VECTOR_CLONES
 static void act_backward_rows(const rows_job *j, size_t i0, size_t i1) {
     lc_act_kind act = (lc_act_kind)j->act;
-    for (size_t i = i0; i < i1; i++) j->out[i] += j->dy[i] * act_grad(act, j->x[i]);
+    bool ow = j->flag;
+    for (size_t i = i0; i < i1; i++) j->out[i] = (ow ? 0.0f : j->out[i]) + j->dy[i] * act_grad(act, j->x[i]);
 }
 
-void lc_act_backward(float *dx, const float *dout, const float *x, lc_act_kind act, size_t n) {
-    rows_job j = {.fn = act_backward_rows, .out = dx, .dy = dout, .x = x, .act = (int)act};
+void lc_act_backward(float *dx, const float *dout, const float *x, lc_act_kind act, bool overwrite, size_t n) {
+    rows_job j = {.fn = act_backward_rows, .out = dx, .dy = dout, .x = x, .act = (int)act, .flag = overwrite};
     rows_run(&j, n, 1, LC_FLAT_ALIGN);
 }
 
@@ -583,14 +593,14 @@ static inline void glu_forward_span(float *out, const float *gate, const float *
 }
 
 static inline void glu_backward_span(float *dgate, float *dup, const float *dout, const float *gate, const float *up,
-                                     lc_act_kind act, size_t n) {
+                                     lc_act_kind act, bool ow, size_t n) {
     if (act == LC_ACT_KIND_SILU) {
-        for (size_t i = 0; i < n; i++) silu_glu_grad(&dgate[i], &dup[i], dout[i], gate[i], up[i]);
+        for (size_t i = 0; i < n; i++) silu_glu_grad(&dgate[i], &dup[i], dout[i], gate[i], up[i], ow);
         return;
     }
     for (size_t i = 0; i < n; i++) {
-        dup[i] += dout[i] * act_value(act, gate[i]);
-        dgate[i] += dout[i] * up[i] * act_grad(act, gate[i]);
+        dup[i] = (ow ? 0.0f : dup[i]) + dout[i] * act_value(act, gate[i]);
+        dgate[i] = (ow ? 0.0f : dgate[i]) + dout[i] * up[i] * act_grad(act, gate[i]);
     }
 }
 
@@ -602,7 +612,8 @@ static void glu_forward_rows(const rows_job *j, size_t i0, size_t i1) {
 
 LC_VECTOR_CLONES
 static void glu_backward_rows(const rows_job *j, size_t i0, size_t i1) {
-    glu_backward_span(j->out + i0, j->out2 + i0, j->dy + i0, j->x + i0, j->b + i0, (lc_act_kind)j->act, i1 - i0);
+    glu_backward_span(j->out + i0, j->out2 + i0, j->dy + i0, j->x + i0, j->b + i0, (lc_act_kind)j->act, j->flag,
+                      i1 - i0);
 }
 
 void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind act, size_t n) {
@@ -611,8 +622,9 @@ void lc_glu_forward(float *out, const float *gate, const float *up, lc_act_kind 
 }
 
 void lc_glu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, lc_act_kind act,
-                     size_t n) {
-    rows_job j = {.fn = glu_backward_rows, .out = dgate, .out2 = dup, .dy = dout, .x = gate, .b = up, .act = (int)act};
+                     bool overwrite, size_t n) {
+    rows_job j = {.fn = glu_backward_rows, .out = dgate, .out2 = dup, .dy = dout, .x = gate, .b = up, .act = (int)act,
+                  .flag = overwrite};
     rows_run(&j, n, 1, LC_FLAT_ALIGN);
 }
 
@@ -632,7 +644,7 @@ static void glu_packed_backward_rows(const rows_job *j, size_t r0, size_t r1) {
     for (size_t n = r0; n < r1; n++) {
         const float *row = j->x + n * 2 * F;
         float *drow = j->out + n * 2 * F;
-        glu_backward_span(drow, drow + F, j->dy + n * F, row, row + F, (lc_act_kind)j->act, F);
+        glu_backward_span(drow, drow + F, j->dy + n * F, row, row + F, (lc_act_kind)j->act, j->flag, F);
     }
 }
 
@@ -641,8 +653,10 @@ void lc_glu_packed_forward(float *out, const float *gu, lc_act_kind act, int N, 
     rows_run(&j, (size_t)N, (size_t)F, 1);
 }
 
-void lc_glu_packed_backward(float *dgu, const float *dout, const float *gu, lc_act_kind act, int N, int F) {
-    rows_job j = {.fn = glu_packed_backward_rows, .out = dgu, .dy = dout, .x = gu, .act = (int)act, .C = F};
+void lc_glu_packed_backward(float *dgu, const float *dout, const float *gu, lc_act_kind act, bool overwrite, int N,
+                            int F) {
+    rows_job j = {.fn = glu_packed_backward_rows, .out = dgu, .dy = dout, .x = gu, .act = (int)act, .C = F,
+                  .flag = overwrite};
     rows_run(&j, (size_t)N, (size_t)F, 1);
 }
 

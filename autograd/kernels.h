@@ -1,7 +1,9 @@
 // Kernels of the transformer as forward/backward pairs: outputs first, sizes
 // last, a shape comment on every pointer. Row-major throughout; N is the
 // number of token rows (batch x time). Backward kernels accumulate (+=) into
-// their gradient outputs, so a value used twice needs no special case.
+// their gradient outputs, so a value used twice needs no special case. Those
+// with an `overwrite` flag write (=) instead when it is set, so a gradient's
+// first contribution needs neither a zeroed buffer nor a read of it.
 #ifndef LC_KERNELS_H
 #define LC_KERNELS_H
 
@@ -52,7 +54,7 @@ void lc_layernorm_backward(float *dx,          // [N, C]
                            const float *x,     // [N, C]
                            const float *w,     // [C] or NULL
                            const float *stats, // [N, 2]
-                           int N, int C);
+                           bool overwrite, int N, int C);
 
 // out = x / rms(x) * w, per row; rstd (saved for backward) may be NULL.
 void lc_rmsnorm_forward(float *out,     // [N, C]
@@ -66,7 +68,7 @@ void lc_rmsnorm_backward(float *dx,         // [N, C]
                          const float *x,    // [N, C]
                          const float *w,    // [C]
                          const float *rstd, // [N]
-                         int N, int C);
+                         bool overwrite, int N, int C);
 
 // Rotary embedding in the Hugging Face rotate-half layout, in place:
 // pairs (i, i + rot/2) of each head rotate by angle pos * inv_freq[i];
@@ -119,7 +121,7 @@ void lc_attention_backward(float *dq,                // [B, T, H, D]
 void lc_rope_backward(float *dx,              // [N, H, D]
                       const float *dy,        // [N, H, D]
                       const float *cs,        // [N, rot] from lc_rope_table
-                      int N, int H, int D, int rot);
+                      bool overwrite, int N, int H, int D, int rot);
 
 // out = act(x), element-wise (ungated MLPs).
 void lc_act_forward(float *out,     // [n]
@@ -129,7 +131,7 @@ void lc_act_forward(float *out,     // [n]
 void lc_act_backward(float *dx,         // [n]
                      const float *dout, // [n]
                      const float *x,    // [n]
-                     lc_act_kind act, size_t n);
+                     lc_act_kind act, bool overwrite, size_t n);
 
 // out = act(gate) * up (SwiGLU for silu, GeGLU for the GELUs).
 void lc_glu_forward(float *out,        // [n]
@@ -142,7 +144,7 @@ void lc_glu_backward(float *dgate,      // [n]
                      const float *dout, // [n]
                      const float *gate, // [n]
                      const float *up,   // [n]
-                     lc_act_kind act, size_t n);
+                     lc_act_kind act, bool overwrite, size_t n);
 
 // The same with gate and up as the two halves of each row of one tensor
 // (a stacked or fused gate/up projection's output).
@@ -153,7 +155,7 @@ void lc_glu_packed_forward(float *out,      // [N, F]
 void lc_glu_packed_backward(float *dgu,        // [N, 2F]
                             const float *dout, // [N, F]
                             const float *gu,   // [N, 2F]
-                            lc_act_kind act, int N, int F);
+                            lc_act_kind act, bool overwrite, int N, int F);
 
 // out = x clamped to [-limit, limit] (OLMo's clip_qkv).
 void lc_clamp_forward(float *out, const float *x /* [n] */, float limit, size_t n); // out [n]

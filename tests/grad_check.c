@@ -137,10 +137,18 @@ void gc_check_forward(const char *what, const float *y, const double *ref, size_
 }
 
 gc_acc_buf gc_acc_new(size_t n) {
-    gc_acc_buf b = {n, gc_zero_buf(n), gc_rand_buf(n, -1.0f, 1.0f), malloc(sizeof(float) * (n ? n : 1))};
-    ck_assert(b.acc != NULL);
+    gc_acc_buf b = {n, gc_zero_buf(n), gc_rand_buf(n, -1.0f, 1.0f), malloc(sizeof(float) * (n ? n : 1)),
+                    malloc(sizeof(float) * (n ? n : 1))};
+    ck_assert(b.acc != NULL && b.over != NULL);
     memcpy(b.acc, b.base, sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) b.over[i] = NAN;
     return b;
+}
+
+void gc_over_check(const char *what, const gc_acc_buf *b) {
+    for (size_t i = 0; i < b->n; i++)
+        ck_assert_msg(b->over[i] == b->zero[i], "%s[%zu] with overwrite: %g, want %g", what, i, b->over[i],
+                      b->zero[i]);
 }
 
 void gc_acc_check(const char *what, gc_acc_buf *b) {
@@ -153,6 +161,7 @@ void gc_acc_check(const char *what, gc_acc_buf *b) {
     free(b->zero);
     free(b->base);
     free(b->acc);
+    free(b->over);
 }
 
 float *gc_rope_inv_freq(int rot, double theta) {

@@ -77,12 +77,15 @@ void gc_check_forward(const char *what, const float *y, const double *ref, size_
 // Backward kernels accumulate (+=) into their outputs: run a kernel once into
 // `zero` (its gradient g) and once into `acc`, which starts as a copy of the
 // random `base`; gc_acc_check then requires acc == base + g and frees the buffers.
+// A kernel with an overwrite flag also runs with it into `over`, which starts
+// as NaN; gc_over_check (before gc_acc_check) requires over == g.
 typedef struct gc_acc_buf {
     size_t n;
-    float *zero, *base, *acc; // gradient from zero, initial contents, accumulated
+    float *zero, *base, *acc, *over; // gradient from zero, initial contents, accumulated, overwritten
 } gc_acc_buf;
 
 gc_acc_buf gc_acc_new(size_t n);
+void gc_over_check(const char *what, const gc_acc_buf *b);
 void gc_acc_check(const char *what, gc_acc_buf *b);
 
 // Reference cross-entropy of rows x [N, C] through head [V, C], the logits

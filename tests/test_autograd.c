@@ -1004,17 +1004,15 @@ START_TEST(test_backward_kernels_accumulate) {
     gc_acc_buf b = gc_acc_new((size_t)N * C);
     lc_matmul_backward(b.zero, dyO, w, false, N, C, O);
     lc_matmul_backward(b.acc, dyO, w, false, N, C, O);
-    // With overwrite, dx's old contents (NaN here) are not read.
-    float *ow = malloc(sizeof(float) * N * C);
-    for (int i = 0; i < N * C; i++) ow[i] = NAN;
-    lc_matmul_backward(ow, dyO, w, true, N, C, O);
-    for (int i = 0; i < N * C; i++) ck_assert_msg(ow[i] == b.zero[i], "overwrite dx[%d] %g vs %g", i, ow[i], b.zero[i]);
-    free(ow);
+    lc_matmul_backward(b.over, dyO, w, true, N, C, O);
+    gc_over_check("matmul dx", &b);
     gc_acc_check("matmul dx", &b);
 
     b = gc_acc_new((size_t)N * C);
-    lc_rmsnorm_backward(b.zero, dyC, x, wc, rstd, N, C);
-    lc_rmsnorm_backward(b.acc, dyC, x, wc, rstd, N, C);
+    lc_rmsnorm_backward(b.zero, dyC, x, wc, rstd, false, N, C);
+    lc_rmsnorm_backward(b.acc, dyC, x, wc, rstd, false, N, C);
+    lc_rmsnorm_backward(b.over, dyC, x, wc, rstd, true, N, C);
+    gc_over_check("rmsnorm dx", &b);
     gc_acc_check("rmsnorm dx", &b);
 
     static const int32_t pos[] = {0, 5, 17, 3, 9};
@@ -1022,14 +1020,19 @@ START_TEST(test_backward_kernels_accumulate) {
     float *cs = malloc(sizeof(float) * (size_t)N * D);
     lc_rope_table(cs, pos, inv_freq, N, D);
     b = gc_acc_new((size_t)N * C);
-    lc_rope_backward(b.zero, dyC, cs, N, H, D, D);
-    lc_rope_backward(b.acc, dyC, cs, N, H, D, D);
+    lc_rope_backward(b.zero, dyC, cs, false, N, H, D, D);
+    lc_rope_backward(b.acc, dyC, cs, false, N, H, D, D);
+    lc_rope_backward(b.over, dyC, cs, true, N, H, D, D);
     free(cs);
+    gc_over_check("rope dx", &b);
     gc_acc_check("rope dx", &b);
 
     gc_acc_buf bg = gc_acc_new((size_t)N * C), bu = gc_acc_new((size_t)N * C);
-    lc_glu_backward(bg.zero, bu.zero, dyC, x, tmp, LC_ACT_KIND_SILU, (size_t)N * C);
-    lc_glu_backward(bg.acc, bu.acc, dyC, x, tmp, LC_ACT_KIND_SILU, (size_t)N * C);
+    lc_glu_backward(bg.zero, bu.zero, dyC, x, tmp, LC_ACT_KIND_SILU, false, (size_t)N * C);
+    lc_glu_backward(bg.acc, bu.acc, dyC, x, tmp, LC_ACT_KIND_SILU, false, (size_t)N * C);
+    lc_glu_backward(bg.over, bu.over, dyC, x, tmp, LC_ACT_KIND_SILU, true, (size_t)N * C);
+    gc_over_check("swiglu dgate", &bg);
+    gc_over_check("swiglu dup", &bu);
     gc_acc_check("swiglu dgate", &bg);
     gc_acc_check("swiglu dup", &bu);
 

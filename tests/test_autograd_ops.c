@@ -293,7 +293,7 @@ START_TEST(test_act) {
     // ReLU at exactly 0: value 0, gradient 0 (as torch.relu).
     float z[2] = {0.0f, -0.0f}, y[2] = {1.0f, 1.0f}, d[2] = {0.0f, 0.0f}, one[2] = {1.0f, 1.0f};
     lc_act_forward(y, z, LC_ACT_KIND_RELU, 2);
-    lc_act_backward(d, one, z, LC_ACT_KIND_RELU, 2);
+    lc_act_backward(d, one, z, LC_ACT_KIND_RELU, false, 2);
     ck_assert(y[0] == 0.0f && y[1] == 0.0f && d[0] == 0.0f && d[1] == 0.0f);
 }
 END_TEST
@@ -690,27 +690,59 @@ START_TEST(test_new_backward_kernels_accumulate) {
         const float *wk = k ? NULL : w;
         lc_layernorm_forward(tmp, stats, x, wk, k ? NULL : b, EPS, N, C);
         gc_acc_buf a = gc_acc_new(n);
-        lc_layernorm_backward(a.zero, dy, x, wk, stats, N, C);
-        lc_layernorm_backward(a.acc, dy, x, wk, stats, N, C);
+        lc_layernorm_backward(a.zero, dy, x, wk, stats, false, N, C);
+        lc_layernorm_backward(a.acc, dy, x, wk, stats, false, N, C);
+        lc_layernorm_backward(a.over, dy, x, wk, stats, true, N, C);
+        gc_over_check("layernorm dx", &a);
         acc_check_nz(k ? "layernorm dx (w NULL)" : "layernorm dx", &a);
     }
 
     for (int k = 0; k < 4; k++) {
         gc_acc_buf a = gc_acc_new(n);
-        lc_act_backward(a.zero, dy, x, (lc_act_kind)k, n);
-        lc_act_backward(a.acc, dy, x, (lc_act_kind)k, n);
+        lc_act_backward(a.zero, dy, x, (lc_act_kind)k, false, n);
+        lc_act_backward(a.acc, dy, x, (lc_act_kind)k, false, n);
+        lc_act_backward(a.over, dy, x, (lc_act_kind)k, true, n);
         snprintf(name, sizeof name, "act %s dx", act_names[k]);
+        gc_over_check(name, &a);
         acc_check_nz(name, &a);
     }
 
     for (int k = 0; k < 3; k++) {
         gc_acc_buf ag = gc_acc_new(n), au = gc_acc_new(n);
-        lc_glu_backward(ag.zero, au.zero, dy, x, up, (lc_act_kind)k, n);
-        lc_glu_backward(ag.acc, au.acc, dy, x, up, (lc_act_kind)k, n);
+        lc_glu_backward(ag.zero, au.zero, dy, x, up, (lc_act_kind)k, false, n);
+        lc_glu_backward(ag.acc, au.acc, dy, x, up, (lc_act_kind)k, false, n);
+        lc_glu_backward(ag.over, au.over, dy, x, up, (lc_act_kind)k, true, n);
         snprintf(name, sizeof name, "glu %s dgate", act_names[k]);
+        gc_over_check(name, &ag);
+        gc_over_check(name, &au);
         acc_check_nz(name, &ag);
         snprintf(name, sizeof name, "glu %s dup", act_names[k]);
         acc_check_nz(name, &au);
+    }
+
+    for (int k = 0; k < 3; k++) {
+        // Packed rows [gate | up] of x: the flat kernel's gradients, in the rows' halves.
+        enum { F = C / 2 };
+        float gate[N * F], upv[N * F], dg[N * F], du[N * F];
+        for (int r = 0; r < N; r++)
+            for (int f = 0; f < F; f++) {
+                gate[r * F + f] = x[r * C + f];
+                upv[r * F + f] = x[r * C + F + f];
+                dg[r * F + f] = du[r * F + f] = 0.0f;
+            }
+        lc_glu_backward(dg, du, dy, gate, upv, (lc_act_kind)k, false, N * F);
+        gc_acc_buf a = gc_acc_new(n);
+        lc_glu_packed_backward(a.zero, dy, x, (lc_act_kind)k, false, N, F);
+        lc_glu_packed_backward(a.acc, dy, x, (lc_act_kind)k, false, N, F);
+        lc_glu_packed_backward(a.over, dy, x, (lc_act_kind)k, true, N, F);
+        snprintf(name, sizeof name, "packed glu %s dgu", act_names[k]);
+        for (int r = 0; r < N; r++)
+            for (int f = 0; f < F; f++) {
+                ck_assert_msg(a.zero[r * C + f] == dg[r * F + f], "%s: gate row %d col %d", name, r, f);
+                ck_assert_msg(a.zero[r * C + F + f] == du[r * F + f], "%s: up row %d col %d", name, r, f);
+            }
+        gc_over_check(name, &a);
+        acc_check_nz(name, &a);
     }
 
     {
@@ -735,8 +767,10 @@ START_TEST(test_new_backward_kernels_accumulate) {
         float cs[5 * 2];
         lc_rope_table(cs, pos, inv_freq, N, 2);
         gc_acc_buf a = gc_acc_new(n);
-        lc_rope_backward(a.zero, dy, cs, N, H, D, 2);
-        lc_rope_backward(a.acc, dy, cs, N, H, D, 2);
+        lc_rope_backward(a.zero, dy, cs, false, N, H, D, 2);
+        lc_rope_backward(a.acc, dy, cs, false, N, H, D, 2);
+        lc_rope_backward(a.over, dy, cs, true, N, H, D, 2);
+        gc_over_check("rope dx (D=4 rot=2)", &a); // the unrotated dims are copied
         acc_check_nz("rope dx (D=4 rot=2)", &a);
         free(inv_freq);
     }
