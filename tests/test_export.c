@@ -92,21 +92,6 @@ static char *path_in(const char *dir, const char *name) {
 }
 
 // Removes dir and the files in it, one level of subfolders deep.
-static void rm_tree(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
-        struct stat s;
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        if (stat(p, &s) == 0 && S_ISDIR(s.st_mode)) lc_test_rmdir(p);
-    }
-    closedir(d);
-    lc_test_rmdir(dir);
-}
-
 static cJSON *parse_file(const char *path) {
     char *text = lc_test_read(path, NULL);
     cJSON *j = cJSON_Parse(text);
@@ -210,8 +195,8 @@ START_TEST(test_peft_round_trip_f32) {
     lc_lora_free(&back);
     lc_lora_free(&lora);
     free(out);
-    rm_tree(path_in(dir, "nested"));
-    rm_tree(dir);
+    lc_test_rmdir(path_in(dir, "nested"));
+    lc_test_rmdir(dir);
     free(dir);
 }
 END_TEST

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -23,7 +24,10 @@ void lc_test_rmdir(const char *dir) {
     while ((e = readdir(d))) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) continue;
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        unlink(path);
+        struct stat st;
+        // lstat: a link is removed, never followed.
+        if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) lc_test_rmdir(path);
+        else unlink(path);
     }
     closedir(d);
     rmdir(dir);

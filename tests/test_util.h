@@ -6,7 +6,7 @@
 
 // Creates a fresh temporary folder; returns its path (the caller frees it).
 char *lc_test_tmpdir(void);
-// Removes a folder and the files directly in it.
+// Removes a folder and everything in it.
 void lc_test_rmdir(const char *dir);
 // Writes len bytes to dir/name.
 void lc_test_write(const char *dir, const char *name, const void *data, size_t len);
