@@ -71,6 +71,7 @@ static void rmsnorm_forward_rows(const rows_job *j, size_t r0, size_t r1) {
         const float *xr = j->x + n * C;
         float *orow = j->out + n * C;
         double ss = 0.0; // double: the mean of squares must not lose the small rows
+#pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += (double)xr[c] * xr[c];
         float r = (float)(1.0 / sqrt(ss / C + j->f));
         if (j->out2) j->out2[n] = r;
@@ -93,6 +94,7 @@ static void rmsnorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
         float r = j->aux[n];
         // dx = r·w·dy − r³·x·mean(w·dy·x)
         double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
         for (int c = 0; c < C; c++) dot += (double)w[c] * dyr[c] * xr[c];
         float k = (float)(dot / C) * r * r * r;
         if (j->flag)
