@@ -119,8 +119,10 @@ static void layernorm_forward_rows(const rows_job *j, size_t r0, size_t r1) {
         const float *xr = j->x + n * C;
         float *orow = j->out + n * C;
         double sum = 0.0, ss = 0.0;
+#pragma omp simd reduction(+ : sum)
         for (int c = 0; c < C; c++) sum += xr[c];
         float mean = (float)(sum / C);
+#pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += (double)(xr[c] - mean) * (xr[c] - mean);
         float r = (float)(1.0 / sqrt(ss / C + j->f));
         if (j->out2) {
@@ -150,6 +152,7 @@ static void layernorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
         float mean = j->aux[2 * n], r = j->aux[2 * n + 1];
         // With g = w·dy and xh = (x − mean)·r: dx = r·(g − mean(g) − xh·mean(g·xh)).
         double sg = 0.0, sgx = 0.0;
+#pragma omp simd reduction(+ : sg, sgx)
         for (int c = 0; c < C; c++) {
             float g = w ? w[c] * dyr[c] : dyr[c];
             sg += g;
