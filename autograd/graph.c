@@ -144,6 +144,15 @@ static float *tensor_grad_fresh(lc_graph *g, lc_tensor *t, bool *fresh) {
     return t->grad;
 }
 
+// Adds src [t's size] into t's gradient; a first contribution is copied.
+static void grad_add(lc_graph *g, lc_tensor *t, const float *src) {
+    bool fresh;
+    float *d = tensor_grad_fresh(g, t, &fresh);
+    size_t n = (size_t)t->rows * t->cols;
+    if (d && fresh) memcpy(d, src, sizeof(float) * n);
+    else if (d) lc_add_forward(d, src, n);
+}
+
 float *lc_tensor_grad(lc_graph *g, lc_tensor *t) {
     if (!t->grad) {
         size_t bytes = sizeof(float) * (size_t)t->rows * t->cols;
@@ -582,22 +591,12 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         break;
     }
     case LC_OP_ADD: {
-        size_t n = (size_t)x->rows * x->cols;
-        for (int i = 0; i < 2; i++) {
-            if (!e->in[i]->requires_grad) continue;
-            bool fresh;
-            float *d = tensor_grad_fresh(g, e->in[i], &fresh);
-            if (d && fresh) memcpy(d, dy, sizeof(float) * n);
-            else if (d) lc_add_forward(d, dy, n);
-        }
+        for (int i = 0; i < 2; i++)
+            if (e->in[i]->requires_grad) grad_add(g, e->in[i], dy);
         break;
     }
     case LC_OP_CROSS_ENTROPY: {
-        bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
-        size_t n = (size_t)x->rows * x->cols;
-        if (dx && fresh) memcpy(dx, e->saved[0], sizeof(float) * n);
-        else if (dx) lc_add_forward(dx, e->saved[0], n);
+        grad_add(g, x, e->saved[0]);
         break;
     }
     }

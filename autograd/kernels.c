@@ -97,10 +97,7 @@ static void rmsnorm_backward_rows(const rows_job *j, size_t r0, size_t r1) {
 #pragma omp simd reduction(+ : dot)
         for (int c = 0; c < C; c++) dot += (double)w[c] * dyr[c] * xr[c];
         float k = (float)(dot / C) * r * r * r;
-        if (j->flag)
-            for (int c = 0; c < C; c++) dxr[c] = r * w[c] * dyr[c] - k * xr[c];
-        else
-            for (int c = 0; c < C; c++) dxr[c] += r * w[c] * dyr[c] - k * xr[c];
+        for (int c = 0; c < C; c++) dxr[c] = (j->flag ? 0.0f : dxr[c]) + r * w[c] * dyr[c] - k * xr[c];
     }
 }
 
@@ -198,7 +195,8 @@ void lc_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int N, 
 // and writes elements i and i + rot/2.
 LC_VECTOR_CLONES
 static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
-    int H = j->H, D = j->D, rot = j->rot, half = rot / 2, acc = !j->flag;
+    int H = j->H, D = j->D, rot = j->rot, half = rot / 2;
+    bool ow = j->flag;
     const float *src = j->x;
     float *dst = j->out, sign = j->f;
     for (size_t n = r0; n < r1; n++) {
@@ -207,24 +205,14 @@ static void rope_rows(const rows_job *j, size_t r0, size_t r1) {
             size_t o = (n * H + h) * D;
             const float *a = src + o, *b = src + o + half;
             float *da = dst + o, *db = dst + o + half;
-            if (acc) {
-                // Dimensions past `rot` pass through unrotated.
-                for (int i = rot; i < D; i++) dst[o + i] += src[o + i];
+            // Dimensions past `rot` pass through unrotated (in place: already there).
+            if (src != dst)
+                for (int i = rot; i < D; i++) dst[o + i] = (ow ? 0.0f : dst[o + i]) + src[o + i];
 #pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
-                    da[i] += ai * c - bi * s;
-                    db[i] += bi * c + ai * s;
-                }
-            } else {
-                if (src != dst)
-                    for (int i = rot; i < D; i++) dst[o + i] = src[o + i];
-#pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
-                    da[i] = ai * c - bi * s;
-                    db[i] = bi * c + ai * s;
-                }
+            for (int i = 0; i < half; i++) {
+                float c = cosv[i], s = sign * sinv[i], ai = a[i], bi = b[i];
+                da[i] = (ow ? 0.0f : da[i]) + ai * c - bi * s;
+                db[i] = (ow ? 0.0f : db[i]) + bi * c + ai * s;
             }
         }
     }

@@ -5,19 +5,21 @@
 
 #include "autograd/kernels.h"
 
-// Rotary positions of in (pos0 + t when in->pos is NULL), in g's arena.
-const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in) {
-    if (in->pos) return in->pos;
-    int32_t *pos = lc_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)in->B * in->T);
-    if (pos)
+lc_status lc_forward_positions(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t **pos,
+                               const float **rope_cs) {
+    const int32_t *p = in->pos;
+    if (!p) {
+        int32_t *own = lc_arena_alloc(&g->arena, sizeof(int32_t) * (size_t)in->B * in->T);
+        if (!own) return lc_graph_status(g);
         for (int b = 0; b < in->B; b++)
-            for (int t = 0; t < in->T; t++) pos[b * in->T + t] = in->pos0 + t;
-    return pos;
-}
-
-const float *lc_forward_rope_table(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos) {
-    if (m->cfg.pos != LC_POS_KIND_ROPE) return NULL;
-    return lc_graph_rope_table(g, pos, m->inv_freq, in->B * in->T, m->cfg.rope_dim);
+            for (int t = 0; t < in->T; t++) own[b * in->T + t] = in->pos0 + t;
+        p = own;
+    }
+    *pos = p;
+    *rope_cs = NULL;
+    if (m->cfg.pos != LC_POS_KIND_ROPE) return LC_STATUS_OK;
+    *rope_cs = lc_graph_rope_table(g, p, m->inv_freq, in->B * in->T, m->cfg.rope_dim);
+    return *rope_cs ? LC_STATUS_OK : lc_graph_status(g);
 }
 
 lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in) {
@@ -198,9 +200,9 @@ lc_status lc_model_forward_hidden(lc_graph *g, const lc_model *m, const lc_lora 
                         in->pos0, cache->max_tokens);
     lc_status st = lc_forward_check_tokens(m, in);
     if (st) return st;
-    const int32_t *pos = lc_forward_positions(g, in);
-    const float *cs = pos ? lc_forward_rope_table(g, m, in, pos) : NULL;
-    if (!pos || (cfg->pos == LC_POS_KIND_ROPE && !cs)) return lc_graph_status(g);
+    const int32_t *pos;
+    const float *cs;
+    if ((st = lc_forward_positions(g, m, in, &pos, &cs))) return st;
     lc_block_ctx c = {g, m, lora, cache, in, pos, cs};
 
     lc_tensor *x = lc_model_embed(g, m, in, pos);

@@ -40,7 +40,7 @@ typedef struct lc_block_ctx {
     lc_kv_cache *cache; // NULL: attend within the batch
     const lc_forward_input *in;
     const int32_t *pos; // [B*T] rotary positions
-    const float *rope_cs; // [B*T, rope_dim] their cos/sin (lc_forward_rope_table), NULL without rope
+    const float *rope_cs; // [B*T, rope_dim] their cos/sin (lc_forward_positions), NULL without rope
 } lc_block_ctx;
 
 lc_tensor *lc_block_forward(const lc_block_ctx *c, int layer, lc_tensor *x);
@@ -49,10 +49,11 @@ lc_tensor *lc_block_forward(const lc_block_ctx *c, int layer, lc_tensor *x);
 lc_tensor *lc_model_embed(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos);
 // A norm of the model's kind (RMS or layer norm) with parameters n.
 lc_tensor *lc_model_norm(lc_graph *g, const lc_model *m, const lc_norm *n, lc_tensor *x);
-const int32_t *lc_forward_positions(lc_graph *g, const lc_forward_input *in);
-// The cos/sin table of the positions for every layer's rope, in g's arena:
-// NULL for a model without rope, or when out of memory (g's status says).
-const float *lc_forward_rope_table(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t *pos);
+// The positions of in's tokens (pos0 + t when in->pos is NULL) and, for a
+// rope model, their cos/sin table shared by every layer (else NULL), both in
+// g's arena.
+lc_status lc_forward_positions(lc_graph *g, const lc_model *m, const lc_forward_input *in, const int32_t **pos,
+                               const float **rope_cs);
 lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in);
 
 // Generation state: a graph without tape, the KV cache, and the logits.

@@ -53,13 +53,14 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     if (st) return st;
     lc_graph_reset(&p->keep);
     lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
-    const int32_t *pos = lc_forward_positions(&p->keep, in);
-    const float *cs = pos ? lc_forward_rope_table(&p->keep, m, in, pos) : NULL;
-    lc_tensor *x = pos && (cs || cfg->pos != LC_POS_KIND_ROPE) ? lc_model_embed(&p->keep, m, in, pos) : NULL;
+    const int32_t *pos;
+    const float *cs;
+    if ((st = lc_forward_positions(&p->keep, m, in, &pos, &cs))) return st;
+    lc_tensor *x = lc_model_embed(&p->keep, m, in, pos);
     lc_tensor **ins = lc_arena_alloc(&p->keep.arena, sizeof *ins * (size_t)(L + 1));
     float *ping = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
     float *pong = lc_arena_alloc(&p->keep.arena, sizeof(float) * (size_t)N * C);
-    if (!pos || !x || !ins || !ping || !pong) return lc_graph_status(&p->keep);
+    if (!x || !ins || !ping || !pong) return lc_graph_status(&p->keep);
     ins[0] = x; // the embeddings are frozen: no gradient flows into them
 
     // Forward. ins[l] is layer l's input; ins[L] the last layer's output.
