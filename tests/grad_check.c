@@ -212,3 +212,95 @@ double gc_ce_loss_f32(void *ctx) {
     ck_assert_int_eq(lc_op_cross_entropy(&c->g, x, c->head, c->V, c->cap, c->tg, c->norm, &ls, &cnt), LC_STATUS_OK);
     return ls * c->norm;
 }
+
+static double un_loss_ref(void *p) {
+    gc_un_ctx *c = p;
+    size_t ny = (size_t)c->N * c->out_cols;
+    double *x = gc_to_d(c->x, (size_t)c->N * c->C), *y = gc_dbuf(ny);
+    c->ref(y, x, c);
+    double L = gc_dot_dR(y, c->R, ny);
+    free(x);
+    free(y);
+    return L;
+}
+
+static double un_loss_f32(void *p) {
+    gc_un_ctx *c = p;
+    lc_graph_reset(&c->g);
+    lc_tensor *y = c->op(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c);
+    ck_assert(y != NULL);
+    ck_assert_int_eq(lc_graph_status(&c->g), LC_STATUS_OK);
+    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->out_cols);
+}
+
+gc_un_result gc_un_run(gc_un_ctx *c, const char *label, double h_ref, size_t n_f32) {
+    size_t nx = (size_t)c->N * c->C, ny = (size_t)c->N * c->out_cols;
+    char name[128];
+    gc_un_result r;
+    lc_graph_init(&c->g, false);
+
+    lc_tensor *xt = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
+    lc_tensor *y = c->op(&c->g, xt, c);
+    ck_assert(y != NULL);
+    ck_assert_int_eq(y->rows, c->N);
+    ck_assert_int_eq(y->cols, c->out_cols);
+    ck_assert(!y->requires_grad);
+    if (!c->reuse) ck_assert(memcmp(xt->data, c->x, sizeof(float) * nx) == 0); // the input is only read
+    r.y = malloc(sizeof(float) * ny);
+    ck_assert(r.y != NULL);
+    memcpy(r.y, y->data, sizeof(float) * ny);
+    double *xd = gc_to_d(c->x, nx), *yr = gc_dbuf(ny);
+    c->ref(yr, xd, c);
+    gc_check_forward(label, r.y, yr, ny);
+    free(xd);
+    free(yr);
+
+    // Nothing to differentiate: no tape entry.
+    lc_graph g;
+    lc_graph_init(&g, true);
+    y = c->op(&g, gc_tensor_of(&g, c->x, c->N, c->C, false), c);
+    ck_assert(y != NULL && !y->requires_grad);
+    ck_assert_int_eq(g.n_tape, 0);
+    lc_graph_reset(&g);
+
+    lc_tensor *x = gc_tensor_of(&g, c->x, c->N, c->C, true);
+    y = c->op(&g, x, c);
+    ck_assert(y != NULL && y->requires_grad);
+    ck_assert_int_eq(g.n_tape, 1);
+    gc_seed_grad(&g, y, c->R);
+    ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
+    r.dx = gc_grad_copy(x);
+    lc_graph_free(&g);
+
+    snprintf(name, sizeof name, "%s dx", label);
+    if (n_f32 < nx) snprintf(name, sizeof name, "%s dx (first %zu)", label, n_f32);
+    gc_check_grad_h(name, r.dx, c->x, n_f32, c, un_loss_ref, un_loss_f32, GC_TOL_REF, h_ref);
+    if (n_f32 < nx) {
+        snprintf(name, sizeof name, "%s dx (last %zu, ref only)", label, nx - n_f32);
+        gc_check_grad_h(name, r.dx + n_f32, c->x + n_f32, nx - n_f32, c, un_loss_ref, NULL, GC_TOL_REF, h_ref);
+    }
+    lc_graph_free(&c->g);
+    return r;
+}
+
+void gc_un_result_free(gc_un_result *r) {
+    free(r->y);
+    free(r->dx);
+}
+
+void gc_ref_rope(double *y, const double *x, const int32_t *pos, const float *inv_freq, int N, int H, int D,
+                 int rot) {
+    int half = rot / 2;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < H; h++) {
+            const double *xh = x + ((size_t)n * H + h) * D;
+            double *yh = y + ((size_t)n * H + h) * D;
+            for (int i = rot; i < D; i++) yh[i] = xh[i];
+            for (int i = 0; i < half; i++) {
+                double angle = (double)((float)pos[n] * inv_freq[i]);
+                double c = cos(angle), s = sin(angle);
+                yh[i] = xh[i] * c - xh[i + half] * s;
+                yh[i + half] = xh[i + half] * c + xh[i] * s;
+            }
+        }
+}

@@ -110,4 +110,46 @@ double gc_ce_loss_f32(void *ctx);
 // unless partial rotary).
 float *gc_rope_inv_freq(int rot, double theta);
 
+// One-input ops (norms, activations, rope, ...): an op callback run through
+// the graph, a double reference of it, and the parameters they read.
+typedef struct gc_un_ctx gc_un_ctx;
+typedef void (*gc_un_ref_fn)(double *y, const double *x, const gc_un_ctx *c);
+typedef lc_tensor *(*gc_un_op_fn)(lc_graph *g, lc_tensor *x, const gc_un_ctx *c);
+
+struct gc_un_ctx {
+    int N, C, out_cols; // x [N, C], y [N, out_cols]
+    float *x, *R;       // R [N, out_cols]
+    gc_un_ref_fn ref;
+    gc_un_op_fn op;
+    // Parameters of the op under test.
+    const float *w, *b;   // layernorm
+    lc_act_kind act;      // act
+    float limit;          // clamp
+    const int32_t *cols;  // gather_cols
+    const int32_t *pos;   // rope
+    const float *inv_freq;
+    int head_dim, rot;
+    bool reuse;
+    lc_graph g; // not recording: the fp32 loss re-runs
+};
+
+typedef struct gc_un_result {
+    float *y;  // the fp32 forward [N, out_cols]
+    float *dx; // the backward's gradient [N, C]
+} gc_un_result;
+
+// Forward against the reference (the input left as it was unless c->reuse);
+// no tape entry without a gradient to take, one with; dx against finite differences of the
+// reference (step h_ref) and of the fp32 forward. The fp32 FD covers the
+// first n_f32 elements of x (rows where a step of GC_H_F32 is small enough);
+// the rest are checked on their own against the reference only, so their
+// (larger) gradient does not dilute the error metric of the others.
+gc_un_result gc_un_run(gc_un_ctx *c, const char *label, double h_ref, size_t n_f32);
+void gc_un_result_free(gc_un_result *r);
+
+// Rotate-half RoPE reference on the first `rot` dims of each head (pairs
+// (i, i + rot/2)), the rest copied; angles as the kernel takes them
+// (pos * inv_freq in fp32), the rotation in double.
+void gc_ref_rope(double *y, const double *x, const int32_t *pos, const float *inv_freq, int N, int H, int D, int rot);
+
 #endif

@@ -78,22 +78,6 @@ static void ref_rmsnorm(double *y, const double *x, const float *w, float eps, i
     }
 }
 
-// Angles as the kernel takes them (pos * inv_freq in fp32), the rotation in double.
-static void ref_rope(double *y, const double *x, const int32_t *pos, const float *inv_freq, int N, int H, int D) {
-    int half = D / 2;
-    for (int n = 0; n < N; n++)
-        for (int h = 0; h < H; h++) {
-            const double *xh = x + ((size_t)n * H + h) * D;
-            double *yh = y + ((size_t)n * H + h) * D;
-            for (int i = 0; i < half; i++) {
-                double angle = (double)((float)pos[n] * inv_freq[i]);
-                double c = cos(angle), s = sin(angle);
-                yh[i] = xh[i] * c - xh[i + half] * s;
-                yh[i + half] = xh[i + half] * c + xh[i] * s;
-            }
-        }
-}
-
 // Naive masked softmax attention: query t of sequence b (at position
 // q_pos0 + t) may see key s iff seg_start <= s <= q_pos0 + t and, with a
 // window, q_pos0 + t - s < window. Every key is visited; masked ones are
@@ -358,132 +342,28 @@ START_TEST(test_dropout_mask) {
 END_TEST
 
 // ----------------------------------------------------------------- RMSNorm
+// (RoPE: test_rope_partial in test_autograd_ops.c, full rotation included.)
 
-typedef struct unary_ctx {
-    int N, C;
-    float *x, *w, *R;
-    const int32_t *pos;
-    const float *inv_freq;
-    int head_dim;
-    lc_graph g;
-} unary_ctx;
+static void rms_ref(double *y, const double *x, const gc_un_ctx *c) { ref_rmsnorm(y, x, c->w, EPS, c->N, c->C); }
 
-static double rms_loss_ref(void *p) {
-    unary_ctx *c = p;
-    size_t n = (size_t)c->N * c->C;
-    double *x = gc_to_d(c->x, n), *y = gc_dbuf(n);
-    ref_rmsnorm(y, x, c->w, EPS, c->N, c->C);
-    double L = gc_dot_dR(y, c->R, n);
-    free(x);
-    free(y);
-    return L;
-}
-
-static double rms_loss_f32(void *p) {
-    unary_ctx *c = p;
-    lc_graph_reset(&c->g);
-    lc_tensor *y = lc_op_rmsnorm(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c->w, EPS);
-    ck_assert(y != NULL);
-    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
-}
+static lc_tensor *rms_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) { return lc_op_rmsnorm(g, x, c->w, EPS); }
 
 START_TEST(test_rmsnorm) {
     gc_rng_seed(300);
-    unary_ctx c = {.N = 4, .C = 8};
-    size_t n = (size_t)c.N * c.C;
-    c.x = gc_rand_buf(n, -2.0f, 2.0f);
-    for (int i = 0; i < c.C; i++) c.x[3 * c.C + i] *= 0.02f; // a small row: eps matters there
-    c.w = gc_rand_buf((size_t)c.C, 0.5f, 1.5f);
-    c.R = gc_rand_buf(n, -1.0f, 1.0f);
-    lc_graph_init(&c.g, false);
-
-    lc_tensor *y = lc_op_rmsnorm(&c.g, gc_tensor_of(&c.g, c.x, c.N, c.C, false), c.w, EPS);
-    double *xd = gc_to_d(c.x, n), *yr = gc_dbuf(n);
-    ref_rmsnorm(yr, xd, c.w, EPS, c.N, c.C);
-    gc_check_forward("rmsnorm", y->data, yr, n);
-
-    lc_graph g;
-    lc_graph_init(&g, true);
-    lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
-    y = lc_op_rmsnorm(&g, x, c.w, EPS);
-    gc_seed_grad(&g, y, c.R);
-    ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = gc_grad_copy(x);
-    // Step 1e-4: the curvature of the small row is ~1/|x|^2 (|x| ~ 0.02).
-    gc_check_grad_h("rmsnorm dx", dx, c.x, n, &c, rms_loss_ref, NULL, GC_TOL_REF, 1e-4);
-    // The fp32 FD is run on the normal rows only: on the small row a step of
+    enum { N = 4, C = 8 };
+    size_t n = (size_t)N * C;
+    float *x = gc_rand_buf(n, -2.0f, 2.0f);
+    for (int i = 0; i < C; i++) x[3 * C + i] *= 0.02f; // a small row: eps matters there
+    float *w = gc_rand_buf((size_t)C, 0.5f, 1.5f), *R = gc_rand_buf(n, -1.0f, 1.0f);
+    gc_un_ctx c = {.N = N, .C = C, .out_cols = C, .x = x, .R = R, .ref = rms_ref, .op = rms_op, .w = w};
+    // Step 1e-4: the curvature of the small row is ~1/|x|^2 (|x| ~ 0.02). The
+    // fp32 FD runs on the normal rows only: on the small row a step of
     // GC_H_F32 is not small against |x| ~ 0.02.
-    gc_check_grad("rmsnorm dx (rows 0-2)", dx, c.x, (size_t)3 * c.C, &c, NULL, rms_loss_f32, GC_TOL_REF);
-
-    lc_graph_free(&g);
-    lc_graph_free(&c.g);
-    free(dx);
-    free(xd);
-    free(yr);
-    free(c.x);
-    free(c.w);
-    free(c.R);
-}
-END_TEST
-
-// -------------------------------------------------------------------- RoPE
-
-static double rope_loss_ref(void *p) {
-    unary_ctx *c = p;
-    size_t n = (size_t)c->N * c->C;
-    double *x = gc_to_d(c->x, n), *y = gc_dbuf(n);
-    ref_rope(y, x, c->pos, c->inv_freq, c->N, c->C / c->head_dim, c->head_dim);
-    double L = gc_dot_dR(y, c->R, n);
+    gc_un_result r = gc_un_run(&c, "rmsnorm", 1e-4, (size_t)3 * C);
+    gc_un_result_free(&r);
     free(x);
-    free(y);
-    return L;
-}
-
-static double rope_loss_f32(void *p) {
-    unary_ctx *c = p;
-    lc_graph_reset(&c->g);
-    const float *cs = lc_graph_rope_table(&c->g, c->pos, c->inv_freq, c->N, c->head_dim);
-    lc_tensor *y = lc_op_rope(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), cs, c->head_dim, c->head_dim, false);
-    ck_assert(y != NULL);
-    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->C);
-}
-
-START_TEST(test_rope) {
-    gc_rng_seed(400);
-    static const int32_t pos[] = {0, 5, 17, 3};
-    unary_ctx c = {.N = 4, .C = 16, .head_dim = 8, .pos = pos};
-    size_t n = (size_t)c.N * c.C;
-    float *inv_freq = gc_rope_inv_freq(8, 10000.0);
-    c.inv_freq = inv_freq;
-    c.x = gc_rand_buf(n, -1.0f, 1.0f);
-    c.R = gc_rand_buf(n, -1.0f, 1.0f);
-    lc_graph_init(&c.g, false);
-
-    lc_tensor *xin = gc_tensor_of(&c.g, c.x, c.N, c.C, false);
-    lc_tensor *y = lc_op_rope(&c.g, xin, lc_graph_rope_table(&c.g, pos, inv_freq, c.N, 8), 8, 8, false);
-    ck_assert(memcmp(xin->data, c.x, sizeof(float) * n) == 0); // the op does not rotate its input
-    double *xd = gc_to_d(c.x, n), *yr = gc_dbuf(n);
-    ref_rope(yr, xd, pos, inv_freq, c.N, 2, 8);
-    gc_check_forward("rope", y->data, yr, n);
-    for (int i = 0; i < c.C; i++) ck_assert(y->data[i] == c.x[i]); // position 0: identity
-
-    lc_graph g;
-    lc_graph_init(&g, true);
-    lc_tensor *x = gc_tensor_of(&g, c.x, c.N, c.C, true);
-    y = lc_op_rope(&g, x, lc_graph_rope_table(&g, pos, inv_freq, c.N, 8), 8, 8, false);
-    gc_seed_grad(&g, y, c.R);
-    ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    float *dx = gc_grad_copy(x);
-    gc_check_grad("rope dx", dx, c.x, n, &c, rope_loss_ref, rope_loss_f32, GC_TOL_REF);
-
-    lc_graph_free(&g);
-    lc_graph_free(&c.g);
-    free(dx);
-    free(xd);
-    free(yr);
-    free(inv_freq);
-    free(c.x);
-    free(c.R);
+    free(w);
+    free(R);
 }
 END_TEST
 
@@ -1251,8 +1131,8 @@ static double comp_loss_ref(void *p) {
     ref_linear(k, h, c->wk, NULL, CN, CC, CKVH * CD);
     ref_linear(v, h, c->wv, NULL, CN, CC, CKVH * CD);
     ref_lora(v, h, &c->lv, c->lv.dropout, CN, CC, CKVH * CD);
-    ref_rope(qr, q, c->pos, c->inv_freq, CN, CH, CD);
-    ref_rope(kr, k, c->pos, c->inv_freq, CN, CKVH, CD);
+    gc_ref_rope(qr, q, c->pos, c->inv_freq, CN, CH, CD, CD);
+    gc_ref_rope(kr, k, c->pos, c->inv_freq, CN, CKVH, CD, CD);
     ref_attention(a, qr, kr, v, c->seg, CB, CT, CT, CH, CKVH, CD, 0, NULL);
     ref_linear(o, a, c->wo, NULL, CN, CH * CD, CC);
     for (int i = 0; i < CN * CC; i++) x2[i] = x[i] + o[i];
@@ -1438,7 +1318,6 @@ static Suite *autograd_suite(void) {
     tcase_add_test(tc, test_linear_lora);
     tcase_add_test(tc, test_dropout_mask);
     tcase_add_test(tc, test_rmsnorm);
-    tcase_add_test(tc, test_rope);
     tcase_add_test(tc, test_attention_causal);
     tcase_add_test(tc, test_attention_packed);
     tcase_add_test(tc, test_attention_window);

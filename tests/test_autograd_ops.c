@@ -75,140 +75,12 @@ static double ref_act_grad(lc_act_kind act, double x) {
     return 0.0;
 }
 
-// Rotate-half RoPE on the first `rot` dims of each head (pairs (i, i + rot/2)),
-// the rest copied; angles as the kernel takes them (pos * inv_freq in fp32).
-static void ref_rope_partial(double *y, const double *x, const int32_t *pos, const float *inv_freq, int N, int H,
-                             int D, int rot) {
-    int half = rot / 2;
-    for (int n = 0; n < N; n++)
-        for (int h = 0; h < H; h++) {
-            const double *xh = x + ((size_t)n * H + h) * D;
-            double *yh = y + ((size_t)n * H + h) * D;
-            for (int i = rot; i < D; i++) yh[i] = xh[i];
-            for (int i = 0; i < half; i++) {
-                double angle = (double)((float)pos[n] * inv_freq[i]);
-                double c = cos(angle), s = sin(angle);
-                yh[i] = xh[i] * c - xh[i + half] * s;
-                yh[i + half] = xh[i + half] * c + xh[i] * s;
-            }
-        }
-}
-
-// Sum over rows with a target of logsumexp(z) - z[target], z = cap·tanh(logits/cap)
-// (cap 0: the logits themselves).
-// ----------------------------------------------- one-input ops: the harness
-
-typedef struct un_ctx un_ctx;
-typedef void (*un_ref_fn)(double *y, const double *x, const un_ctx *c);
-typedef lc_tensor *(*un_op_fn)(lc_graph *g, lc_tensor *x, const un_ctx *c);
-
-struct un_ctx {
-    int N, C, out_cols; // x [N, C], y [N, out_cols]
-    float *x, *R;       // R [N, out_cols]
-    un_ref_fn ref;
-    un_op_fn op;
-    // Parameters of the op under test.
-    const float *w, *b;   // layernorm
-    lc_act_kind act;      // act
-    float limit;          // clamp
-    const int32_t *cols;  // gather_cols
-    const int32_t *pos;   // rope
-    const float *inv_freq;
-    int head_dim, rot;
-    bool reuse;
-    lc_graph g; // not recording: the fp32 loss re-runs
-};
-
-static double un_loss_ref(void *p) {
-    un_ctx *c = p;
-    size_t ny = (size_t)c->N * c->out_cols;
-    double *x = gc_to_d(c->x, (size_t)c->N * c->C), *y = gc_dbuf(ny);
-    c->ref(y, x, c);
-    double L = gc_dot_dR(y, c->R, ny);
-    free(x);
-    free(y);
-    return L;
-}
-
-static double un_loss_f32(void *p) {
-    un_ctx *c = p;
-    lc_graph_reset(&c->g);
-    lc_tensor *y = c->op(&c->g, gc_tensor_of(&c->g, c->x, c->N, c->C, false), c);
-    ck_assert(y != NULL);
-    ck_assert_int_eq(lc_graph_status(&c->g), LC_STATUS_OK);
-    return gc_dot_fR(y->data, c->R, (size_t)c->N * c->out_cols);
-}
-
-typedef struct un_result {
-    float *y;  // the fp32 forward [N, out_cols]
-    float *dx; // the backward's gradient [N, C]
-} un_result;
-
-// Forward against the reference; dx against finite differences of the
-// reference (step h_ref) and of the fp32 forward. The fp32 FD covers the
-// first n_f32 elements of x (rows where a step of GC_H_F32 is small enough);
-// the rest are checked on their own against the reference only, so their
-// (larger) gradient does not dilute the error metric of the others.
-static un_result un_run(un_ctx *c, const char *label, double h_ref, size_t n_f32) {
-    size_t nx = (size_t)c->N * c->C, ny = (size_t)c->N * c->out_cols;
-    char name[128];
-    un_result r;
-    lc_graph_init(&c->g, false);
-
-    lc_tensor *xt = gc_tensor_of(&c->g, c->x, c->N, c->C, false);
-    lc_tensor *y = c->op(&c->g, xt, c);
-    ck_assert(y != NULL);
-    ck_assert_int_eq(y->rows, c->N);
-    ck_assert_int_eq(y->cols, c->out_cols);
-    ck_assert(!y->requires_grad);
-    if (!c->reuse) ck_assert(memcmp(xt->data, c->x, sizeof(float) * nx) == 0); // the input is only read
-    r.y = malloc(sizeof(float) * ny);
-    ck_assert(r.y != NULL);
-    memcpy(r.y, y->data, sizeof(float) * ny);
-    double *xd = gc_to_d(c->x, nx), *yr = gc_dbuf(ny);
-    c->ref(yr, xd, c);
-    gc_check_forward(label, r.y, yr, ny);
-    free(xd);
-    free(yr);
-
-    // Nothing to differentiate: no tape entry.
-    lc_graph g;
-    lc_graph_init(&g, true);
-    y = c->op(&g, gc_tensor_of(&g, c->x, c->N, c->C, false), c);
-    ck_assert(y != NULL && !y->requires_grad);
-    ck_assert_int_eq(g.n_tape, 0);
-    lc_graph_reset(&g);
-
-    lc_tensor *x = gc_tensor_of(&g, c->x, c->N, c->C, true);
-    y = c->op(&g, x, c);
-    ck_assert(y != NULL && y->requires_grad);
-    ck_assert_int_eq(g.n_tape, 1);
-    gc_seed_grad(&g, y, c->R);
-    ck_assert_int_eq(lc_graph_backward(&g), LC_STATUS_OK);
-    r.dx = gc_grad_copy(x);
-    lc_graph_free(&g);
-
-    snprintf(name, sizeof name, "%s dx", label);
-    if (n_f32 < nx) snprintf(name, sizeof name, "%s dx (first %zu)", label, n_f32);
-    gc_check_grad_h(name, r.dx, c->x, n_f32, c, un_loss_ref, un_loss_f32, GC_TOL_REF, h_ref);
-    if (n_f32 < nx) {
-        snprintf(name, sizeof name, "%s dx (last %zu, ref only)", label, nx - n_f32);
-        gc_check_grad_h(name, r.dx + n_f32, c->x + n_f32, nx - n_f32, c, un_loss_ref, NULL, GC_TOL_REF, h_ref);
-    }
-    lc_graph_free(&c->g);
-    return r;
-}
-
-static void un_result_free(un_result *r) {
-    free(r->y);
-    free(r->dx);
-}
 
 // --------------------------------------------------------------- LayerNorm
 
-static void ln_ref(double *y, const double *x, const un_ctx *c) { ref_layernorm(y, x, c->w, c->b, EPS, c->N, c->C); }
+static void ln_ref(double *y, const double *x, const gc_un_ctx *c) { ref_layernorm(y, x, c->w, c->b, EPS, c->N, c->C); }
 
-static lc_tensor *ln_op(lc_graph *g, lc_tensor *x, const un_ctx *c) { return lc_op_layernorm(g, x, c->w, c->b, EPS); }
+static lc_tensor *ln_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) { return lc_op_layernorm(g, x, c->w, c->b, EPS); }
 
 START_TEST(test_layernorm) {
     gc_rng_seed(1300);
@@ -220,14 +92,14 @@ START_TEST(test_layernorm) {
     float *R = gc_rand_buf((size_t)N * C, -1.0f, 1.0f);
     static const char *labels[] = {"layernorm w,b", "layernorm w=b=NULL", "layernorm w, b=NULL"};
     for (int k = 0; k < 3; k++) {
-        un_ctx c = {.N = N, .C = C, .out_cols = C, .x = x, .R = R, .ref = ln_ref, .op = ln_op};
+        gc_un_ctx c = {.N = N, .C = C, .out_cols = C, .x = x, .R = R, .ref = ln_ref, .op = ln_op};
         c.w = k == 1 ? NULL : w;
         c.b = k == 0 ? b : NULL;
         // Step 1e-4 for the reference: the curvature of the small row is ~1/|x|^2.
         // The fp32 FD is run on the other rows only: on the small row a step
         // of GC_H_F32 is not small against |x| ~ 0.01 (checked on its own
         // against the reference).
-        un_result r = un_run(&c, labels[k], 1e-4, (size_t)4 * C);
+        gc_un_result r = gc_un_run(&c, labels[k], 1e-4, (size_t)4 * C);
         // Shifting a row does not change its normalized output: each row of dx sums to 0.
         for (int n = 0; n < N; n++) {
             double s = 0.0, m = 0.0;
@@ -237,7 +109,7 @@ START_TEST(test_layernorm) {
             }
             ck_assert_msg(fabs(s) <= 1e-5 * m, "%s: row %d of dx sums to %g", labels[k], n, s);
         }
-        un_result_free(&r);
+        gc_un_result_free(&r);
     }
     free(x);
     free(w);
@@ -248,11 +120,11 @@ END_TEST
 
 // ------------------------------------------------------------- activations
 
-static void act_ref(double *y, const double *x, const un_ctx *c) {
+static void act_ref(double *y, const double *x, const gc_un_ctx *c) {
     for (size_t i = 0; i < (size_t)c->N * c->C; i++) y[i] = ref_act(c->act, x[i]);
 }
 
-static lc_tensor *act_op(lc_graph *g, lc_tensor *x, const un_ctx *c) { return lc_op_act(g, x, c->act); }
+static lc_tensor *act_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) { return lc_op_act(g, x, c->act); }
 
 // Rows 0-1 random in [-4, 4], row 2 near 0, row 3 saturated.
 enum { ACT_N = 4, ACT_C = 10 };
@@ -272,11 +144,11 @@ START_TEST(test_act) {
         if (act == LC_ACT_KIND_RELU)
             for (size_t i = 0; i < n; i++)
                 if (fabsf(x[i]) < 0.02f) x[i] = x[i] < 0.0f ? -0.02f : 0.02f;
-        un_ctx c = {.N = ACT_N, .C = ACT_C, .out_cols = ACT_C, .x = x, .R = R,
+        gc_un_ctx c = {.N = ACT_N, .C = ACT_C, .out_cols = ACT_C, .x = x, .R = R,
                     .ref = act_ref, .op = act_op, .act = act};
         char label[64];
         snprintf(label, sizeof label, "act %s", act_names[k]);
-        un_result r = un_run(&c, label, GC_H_REF, n);
+        gc_un_result r = gc_un_run(&c, label, GC_H_REF, n);
         // Element by element near 0 and saturated (relative to each element's
         // own size, where the max-normalized FD error would not see it).
         for (size_t i = 2 * ACT_C; i < n; i++) {
@@ -286,7 +158,7 @@ START_TEST(test_act) {
             ck_assert_msg(fabs(r.y[i] - yw) <= 1e-5 * fabs(yw) + 1e-7, "%s: y at x=%g: %g, want %g", label, x[i],
                           r.y[i], yw);
         }
-        un_result_free(&r);
+        gc_un_result_free(&r);
         free(x);
         free(R);
     }
@@ -390,12 +262,12 @@ END_TEST
 
 // ------------------------------------------------------------------- clamp
 
-static void clamp_ref(double *y, const double *x, const un_ctx *c) {
+static void clamp_ref(double *y, const double *x, const gc_un_ctx *c) {
     double l = c->limit;
     for (size_t i = 0; i < (size_t)c->N * c->C; i++) y[i] = x[i] < -l ? -l : x[i] > l ? l : x[i];
 }
 
-static lc_tensor *clamp_op(lc_graph *g, lc_tensor *x, const un_ctx *c) { return lc_op_clamp(g, x, c->limit); }
+static lc_tensor *clamp_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) { return lc_op_clamp(g, x, c->limit); }
 
 START_TEST(test_clamp) {
     gc_rng_seed(1600);
@@ -417,14 +289,14 @@ START_TEST(test_clamp) {
     }
     ck_assert_msg(inside > 0 && above > 0 && below > 0, "inside %d above %d below %d", inside, above, below);
 
-    un_ctx c = {.N = N, .C = C, .out_cols = C, .x = x, .R = R, .ref = clamp_ref, .op = clamp_op, .limit = limit};
-    un_result r = un_run(&c, "clamp limit=1.5", GC_H_REF, n);
+    gc_un_ctx c = {.N = N, .C = C, .out_cols = C, .x = x, .R = R, .ref = clamp_ref, .op = clamp_op, .limit = limit};
+    gc_un_result r = gc_un_run(&c, "clamp limit=1.5", GC_H_REF, n);
     for (size_t i = 0; i < n; i++) {
         float want = x[i] < -limit ? -limit : x[i] > limit ? limit : x[i];
         ck_assert_msg(r.y[i] == want, "clamp(%g) = %g", x[i], r.y[i]);
         ck_assert_msg(r.dx[i] == (fabsf(x[i]) <= limit ? R[i] : 0.0f), "dx at x=%g: %g (R %g)", x[i], r.dx[i], R[i]);
     }
-    un_result_free(&r);
+    gc_un_result_free(&r);
 
     // At the limits exactly the gradient passes (torch.clamp: -limit <= x <= limit);
     // one float beyond, it does not.
@@ -447,12 +319,12 @@ END_TEST
 
 // ------------------------------------------------------------- gather_cols
 
-static void gather_ref(double *y, const double *x, const un_ctx *c) {
+static void gather_ref(double *y, const double *x, const gc_un_ctx *c) {
     for (int r = 0; r < c->N; r++)
         for (int j = 0; j < c->out_cols; j++) y[(size_t)r * c->out_cols + j] = x[(size_t)r * c->C + c->cols[j]];
 }
 
-static lc_tensor *gather_op(lc_graph *g, lc_tensor *x, const un_ctx *c) {
+static lc_tensor *gather_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) {
     return lc_op_gather_cols(g, x, c->cols, c->out_cols);
 }
 
@@ -473,8 +345,8 @@ START_TEST(test_gather_cols) {
     static const int32_t perm[] = {14, 3, 9, 0, 17, 5, 11, 6};
     enum { NP = sizeof perm / sizeof *perm };
     float *R = gc_rand_buf((size_t)GN * NP, -1.0f, 1.0f);
-    un_ctx c = {.N = GN, .C = GC, .out_cols = NP, .x = x, .R = R, .ref = gather_ref, .op = gather_op, .cols = perm};
-    un_result r = un_run(&c, "gather_cols permuted subset", GC_H_REF, n);
+    gc_un_ctx c = {.N = GN, .C = GC, .out_cols = NP, .x = x, .R = R, .ref = gather_ref, .op = gather_op, .cols = perm};
+    gc_un_result r = gc_un_run(&c, "gather_cols permuted subset", GC_H_REF, n);
     for (int row = 0; row < GN; row++) {
         for (int j = 0; j < NP; j++) ck_assert(r.y[row * NP + j] == x[row * GC + perm[j]]);
         for (int col = 0; col < GC; col++) {
@@ -485,7 +357,7 @@ START_TEST(test_gather_cols) {
                           want);
         }
     }
-    un_result_free(&r);
+    gc_un_result_free(&r);
     free(R);
 
     // Bloom's split into q, k, v (three gathers of one tensor, gradients summed).
@@ -527,11 +399,11 @@ END_TEST
 
 // ---------------------------------------------------------- partial RoPE
 
-static void rope_ref(double *y, const double *x, const un_ctx *c) {
-    ref_rope_partial(y, x, c->pos, c->inv_freq, c->N, c->C / c->head_dim, c->head_dim, c->rot);
+static void rope_ref(double *y, const double *x, const gc_un_ctx *c) {
+    gc_ref_rope(y, x, c->pos, c->inv_freq, c->N, c->C / c->head_dim, c->head_dim, c->rot);
 }
 
-static lc_tensor *rope_op(lc_graph *g, lc_tensor *x, const un_ctx *c) {
+static lc_tensor *rope_op(lc_graph *g, lc_tensor *x, const gc_un_ctx *c) {
     return lc_op_rope(g, x, lc_graph_rope_table(g, c->pos, c->inv_freq, c->N, c->rot), c->head_dim, c->rot, c->reuse);
 }
 
@@ -542,18 +414,18 @@ START_TEST(test_rope_partial) {
     static const struct {
         int D, rot;
         bool reuse;
-    } cases[] = {{8, 4, false}, {8, 4, true}, {8, 6, false}, {64, 64, true}, {64, 48, false}};
+    } cases[] = {{8, 8, false}, {8, 4, false}, {8, 4, true}, {8, 6, false}, {64, 64, true}, {64, 48, false}};
     for (int k = 0; k < (int)(sizeof cases / sizeof *cases); k++) {
         gc_rng_seed(1800 + k);
         int rot = cases[k].rot, D = cases[k].D;
         size_t n = (size_t)N * H * D;
         float *inv_freq = gc_rope_inv_freq(rot, 10000.0);
         float *x = gc_rand_buf(n, -1.0f, 1.0f), *R = gc_rand_buf(n, -1.0f, 1.0f);
-        un_ctx c = {.N = N, .C = H * D, .out_cols = H * D, .x = x, .R = R, .ref = rope_ref, .op = rope_op,
+        gc_un_ctx c = {.N = N, .C = H * D, .out_cols = H * D, .x = x, .R = R, .ref = rope_ref, .op = rope_op,
                     .pos = pos, .inv_freq = inv_freq, .head_dim = D, .rot = rot, .reuse = cases[k].reuse};
         char label[64];
         snprintf(label, sizeof label, "rope D=%d rot=%d%s", D, rot, cases[k].reuse ? " in place" : "");
-        un_result r = un_run(&c, label, GC_H_REF, n);
+        gc_un_result r = gc_un_run(&c, label, GC_H_REF, n);
         int rotated = 0;
         for (int row = 0; row < N; row++)
             for (int h = 0; h < H; h++)
@@ -569,7 +441,7 @@ START_TEST(test_rope_partial) {
                     }
                 }
         ck_assert_msg(rotated > N * H * rot / 2, "%s: only %d rotated values changed", label, rotated);
-        un_result_free(&r);
+        gc_un_result_free(&r);
         free(inv_freq);
         free(x);
         free(R);
