@@ -959,23 +959,7 @@ START_TEST(test_backward_kernels_accumulate) {
         free(xd);
         free(du);
     }
-
-    // Cross-entropy dx.
-    {
-        int V = 7;
-        float *head = gc_rand_buf((size_t)V * C, -1.0f, 1.0f), *lg = malloc(sizeof(float) * N * V);
-        float *xr = malloc(sizeof(float) * N * C);
-        static const int32_t tg[] = {1, -1, 6, 0, 3};
-        double ls = 0.0;
-        int cnt = 0;
-        b = gc_acc_new((size_t)N * C);
-        lc_cross_entropy_forward(&ls, &cnt, b.zero, lg, xr, NULL, x, head, tg, 0.25f, 0.0f, N, C, V, 2);
-        lc_cross_entropy_forward(&ls, &cnt, b.acc, lg, xr, NULL, x, head, tg, 0.25f, 0.0f, N, C, V, 2);
-        gc_acc_check("cross-entropy dx", &b);
-        free(head);
-        free(lg);
-        free(xr);
-    }
+    // Cross-entropy dx: test_new_backward_kernels_accumulate (test_autograd_ops.c).
 
     free(x);
     free(w);
