@@ -4,12 +4,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "autograd/kernels.h"
 #include "autograd/parallel.h"
 #include "common/file.h"
 
 #define LC_ALIGN 64
+#define LC_PAGE ((size_t)4096) // chunk sizes are whole pages
 // Cross-entropy rows per chunk: every chunk packs the whole [V, C] head for
 // its two GEMMs, so fewer, larger chunks run closer to sgemm peak (135M
 // head: 128 rows 168 GFLOP/s, 512 rows 300); the [chunk, V] logits are kept
@@ -45,56 +47,88 @@ void lc_arena_init(lc_arena *a, size_t chunk_size) {
     a->chunk_size = chunk_size;
 }
 
+// Chunks are anonymous mappings, not malloc blocks: freed chunks go back to
+// the system at once (no heap left fragmented by chunks of changing sizes),
+// and pages never touched cost nothing.
+static unsigned char *chunk_map(size_t size) {
+    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void chunks_unmap(lc_arena *a) {
+    for (int i = 0; i < a->n_chunks; i++) munmap(a->chunks[i].base, a->chunks[i].size);
+    a->n_chunks = a->cur = 0;
+    a->held_bytes = 0;
+}
+
 void lc_arena_free(lc_arena *a) {
-    for (int i = 0; i < a->n_chunks; i++) free(a->chunks[i].base);
+    chunks_unmap(a);
     free(a->chunks);
     memset(a, 0, sizeof *a);
 }
 
+static size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
 void *lc_arena_alloc(lc_arena *a, size_t bytes) {
-    if (bytes > SIZE_MAX / 2) {
+    if (bytes > SIZE_MAX / 4) {
         a->failed = 1;
         return NULL;
     }
-    bytes = (bytes + LC_ALIGN - 1) & ~(size_t)(LC_ALIGN - 1);
+    bytes = round_up(bytes, LC_ALIGN);
     // Current chunk, then later chunks kept from earlier steps, then a new one.
+    void *p = NULL;
     for (; a->cur < a->n_chunks; a->cur++) {
         lc_arena_chunk *c = &a->chunks[a->cur];
         if (c->size - c->used >= bytes) {
-            void *p = c->base + c->used;
+            p = c->base + c->used;
             c->used += bytes;
-            return p;
+            break;
         }
         if (a->cur + 1 < a->n_chunks) a->chunks[a->cur + 1].used = 0;
     }
-    size_t size = bytes > a->chunk_size ? bytes : a->chunk_size;
-    lc_arena_chunk *chunks = realloc(a->chunks, sizeof *chunks * (size_t)(a->n_chunks + 1));
-    void *base = NULL;
-    if (chunks) {
-        a->chunks = chunks;
-        base = aligned_alloc(LC_ALIGN, size);
+    if (!p) {
+        size_t size = round_up(bytes > a->chunk_size ? bytes : a->chunk_size, LC_PAGE);
+        lc_arena_chunk *chunks = realloc(a->chunks, sizeof *chunks * (size_t)(a->n_chunks + 1));
+        if (chunks) a->chunks = chunks;
+        if (!chunks || !(p = chunk_map(size))) {
+            // Leave cur on a real chunk so marks taken after a failure stay valid.
+            a->cur = a->n_chunks ? a->n_chunks - 1 : 0;
+            a->failed = 1;
+            return NULL;
+        }
+        a->chunks[a->n_chunks] = (lc_arena_chunk){p, size, bytes};
+        a->cur = a->n_chunks++;
+        a->held_bytes += size;
+        a->n_maps++;
     }
-    if (!base) {
-        // Leave cur on a real chunk so marks taken after a failure stay valid.
-        a->cur = a->n_chunks ? a->n_chunks - 1 : 0;
-        a->failed = 1;
-        return NULL;
-    }
-    a->chunks[a->n_chunks] = (lc_arena_chunk){base, size, bytes};
-    a->cur = a->n_chunks++;
-    a->peak_bytes += size;
-    return base;
+    a->live += bytes;
+    if (a->live > a->high) a->high = a->live;
+    return p;
 }
 
 lc_arena_mark lc_arena_get_mark(const lc_arena *a) {
-    lc_arena_mark m = {a->cur, a->n_chunks ? a->chunks[a->cur].used : 0};
+    lc_arena_mark m = {a->cur, a->n_chunks ? a->chunks[a->cur].used : 0, a->live};
     return m;
 }
 
 void lc_arena_reset(lc_arena *a, lc_arena_mark m) {
+    a->failed = 0;
+    a->live = m.live;
+    if (m.chunk == 0 && m.used == 0 && a->n_chunks > 1) {
+        // Nothing is in use: one chunk for the most any step took, with room
+        // to grow. Kept as it is if that chunk cannot be had.
+        size_t size = round_up(a->high + a->high / 4, LC_PAGE);
+        unsigned char *base = chunk_map(size);
+        if (base) {
+            chunks_unmap(a);
+            a->chunks[0] = (lc_arena_chunk){base, size, 0};
+            a->n_chunks = 1;
+            a->held_bytes = size;
+            a->n_maps++;
+        }
+    }
     a->cur = m.chunk;
     if (a->n_chunks) a->chunks[m.chunk].used = m.used;
-    a->failed = 0;
 }
 
 lc_status lc_graph_init(lc_graph *g, bool record) {
@@ -112,8 +146,7 @@ void lc_graph_free(lc_graph *g) {
 }
 
 void lc_graph_reset(lc_graph *g) {
-    lc_arena_mark start = {0, 0};
-    lc_arena_reset(&g->arena, start);
+    lc_arena_reset(&g->arena, (lc_arena_mark){0});
     g->n_tape = 0;
 }
 

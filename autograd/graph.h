@@ -13,7 +13,14 @@
 #include "common/status.h"
 
 // Chunked bump allocator. Reset rewinds without freeing, so a step that makes
-// the same allocations as the last one allocates nothing new.
+// the same allocations as the last one allocates nothing new. Steps whose
+// sizes vary (packed batches of different lengths) would leave chunks sized
+// for one step's requests that the next step's do not fit; so a reset to
+// the start that finds more than one chunk replaces them by one chunk of the
+// most bytes any step used plus a quarter. From then on every step that
+// uses no more runs in that chunk: after the largest shape has been seen, the
+// arena allocates nothing and holds one chunk. Chunks are mapped pages, so
+// the headroom costs no memory until it is touched.
 typedef struct lc_arena_chunk {
     unsigned char *base;
     size_t size, used;
@@ -22,14 +29,16 @@ typedef struct lc_arena_chunk {
 typedef struct lc_arena {
     lc_arena_chunk *chunks;
     int n_chunks, cur;
-    size_t chunk_size;  // default size of a new chunk
-    size_t peak_bytes;  // bytes held in chunks
+    size_t chunk_size;  // size of the first chunk, and the least of any chunk
+    size_t held_bytes;  // bytes held in chunks now
+    size_t live, high;  // bytes handed out since the last reset to the start; the most ever
+    int64_t n_maps;     // chunks mapped so far (a step that maps none allocated nothing)
     int failed;         // an allocation failed since the last reset
 } lc_arena;
 
 typedef struct lc_arena_mark {
     int chunk;
-    size_t used;
+    size_t used, live;
 } lc_arena_mark;
 
 void lc_arena_init(lc_arena *a, size_t chunk_size);
@@ -37,6 +46,7 @@ void lc_arena_free(lc_arena *a);
 // 64-byte aligned; NULL (and a->failed) when memory runs out.
 void *lc_arena_alloc(lc_arena *a, size_t bytes);
 lc_arena_mark lc_arena_get_mark(const lc_arena *a);
+// Rewinds to m; {0} rewinds to the start (everything handed out is free).
 void lc_arena_reset(lc_arena *a, lc_arena_mark m);
 
 typedef struct lc_tensor {

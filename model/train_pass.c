@@ -33,10 +33,26 @@ void lc_train_pass_free(lc_train_pass *p) {
     memset(p, 0, sizeof *p);
 }
 
+static void add_arena(lc_train_pass_memory *m, const lc_arena *a) {
+    m->held_bytes += a->held_bytes;
+    m->n_maps += a->n_maps;
+    m->n_chunks += a->n_chunks;
+}
+
+lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p) {
+    lc_train_pass_memory m = {0};
+    int n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; p->layers && i < n_graphs; i++) add_arena(&m, &p->layers[i].arena);
+    add_arena(&m, &p->keep.arena);
+    add_arena(&m, &p->head.arena);
+    add_arena(&m, &p->grads);
+    return m;
+}
+
 // Moves t's gradient out of the gradient arena into dst and rewinds the arena.
 static void carry_gradient(lc_train_pass *p, lc_tensor *t, float *dst) {
     memcpy(dst, t->grad, sizeof(float) * (size_t)t->rows * t->cols);
-    lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
+    lc_arena_reset(&p->grads, (lc_arena_mark){0});
     t->grad = dst;
 }
 
@@ -52,7 +68,7 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     lc_status st = lc_forward_check_tokens(m, in);
     if (st) return st;
     lc_graph_reset(&p->keep);
-    lc_arena_reset(&p->grads, (lc_arena_mark){0, 0});
+    lc_arena_reset(&p->grads, (lc_arena_mark){0});
     const int32_t *pos;
     const float *cs;
     if ((st = lc_forward_positions(&p->keep, m, in, &pos, &cs))) return st;

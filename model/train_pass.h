@@ -26,6 +26,17 @@ typedef struct lc_train_pass {
 lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpointing);
 void lc_train_pass_free(lc_train_pass *p);
 
+// Memory the pass holds for activations and their gradients: the bytes of
+// every arena's chunks, and how many chunks were mapped so far (constant from
+// step to step once the largest batch shape has been seen).
+typedef struct lc_train_pass_memory {
+    size_t held_bytes;
+    int64_t n_maps;
+    int n_chunks;
+} lc_train_pass_memory;
+
+lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p);
+
 // Adds the summed cross-entropy over targets >= 0 to *loss_sum (and the
 // count to *counted) and norm-scaled LoRA gradients into the adapter's
 // gradient buffers (norm: 1 / target tokens of the whole accumulated batch).
