@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "autograd/parallel.h"
+#include "bench/write_model.h"
 #include "common/file.h"
 #include "autograd/blas.h"
 #include "autograd/graph.h"
@@ -137,13 +138,18 @@ static void print_profile(double measured) {
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
-    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0;
+    int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0, vocab = 0;
+    const char *write_dir = NULL, *tokenizer = NULL;
     for (int i = 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16") || !strcmp(argv[i], "--profile")) {
             *(!strcmp(argv[i], "--bf16") ? &bf16 : !strcmp(argv[i], "--profile") ? &profile : &ckpt) = 1;
             i--;
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--write-model") && i + 1 < argc) {
+            write_dir = argv[i + 1];
+        } else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) {
+            tokenizer = argv[i + 1];
         } else if (i + 1 >= argc) {
             B = 0;
         } else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
@@ -151,20 +157,41 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
         else {
             fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R] [--checkpointing] [--bf16] [--profile] | [--generate N] [--bf16]\n");
+                            "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--bf16] [--profile] | [--generate N] [--bf16] | "
+                            "--write-model DIR --tokenizer FILE [--seq T]\n");
             return 1;
         }
     }
+    shape sv = {0};
     const shape *s = NULL;
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
         if (!strcmp(shapes[i].name, name)) s = &shapes[i];
-    if (!s || B < 1 || T < 2 || steps < 1 || r < 1) {
+    if (s && vocab > 0) { // the vocabulary of a real tokenizer (bench/run_train.sh)
+        sv = *s;
+        sv.V = vocab;
+        s = &sv;
+    }
+    if (!s || B < 1 || T < 2 || steps < 1 || r < 1 || vocab < 0) {
         fprintf(stderr, "bench_train: unknown shape \"%s\" or bad sizes\n", name);
         return 1;
     }
     if (generate > 0) return bench_generate(s, generate, bf16);
+    if (write_dir || tokenizer) {
+        // The shape's vocabulary is the tokenizer's; max_position_embeddings T.
+        if (!write_dir || !tokenizer) {
+            fprintf(stderr, "bench_train: --write-model DIR and --tokenizer FILE go together\n");
+            return 1;
+        }
+        if (bench_write_model(write_dir, tokenizer, s->C, s->F, s->L, s->H, s->KVH, s->D, s->tied, T, 1)) {
+            fprintf(stderr, "bench_train: %s\n", lc_error_message());
+            return 3;
+        }
+        printf("%s: %s shape with seeded random weights, tokenizer %s\n", write_dir, s->name, tokenizer);
+        return 0;
+    }
     double peak = sgemm_peak(B * T, s->C, s->F);
 
     lc_model_config cfg;

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The real path, measured: writes a model folder of a named shape with seeded
+# random weights and a real tokenizer from ../shared (bench_train
+# --write-model), then runs the `lora train` command itself on a ../shared
+# JSONL, with packing on and off, and reports per run the median and slowest
+# step (tokens/s from metrics.jsonl), peak RSS and RSS at the first and last
+# step (sampled from /proc every 0.1 s); then bench_train on the same shape
+# and batch in memory, for the ratio. Not a test: run it by hand (README).
+#   bash bench/run_train.sh [SHAPE] [--steps N] [--batch B] [--seq T] [--data FILE]
+#                           [--tokenizer FILE] [--packing both|on|off] [--no-bench]
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+shared="$root/../shared"
+shape=smollm2-135m
+if [ $# -gt 0 ] && [ "${1#--}" = "$1" ]; then shape="$1"; shift; fi
+steps=50 batch=4 seq=512 packing=both in_memory=1
+data="$shared/data/gsm8k_train.jsonl"
+tokenizer="$shared/tokenizers/gpt2/tokenizer.json"
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --steps) steps="$2"; shift 2 ;;
+    --batch) batch="$2"; shift 2 ;;
+    --seq) seq="$2"; shift 2 ;;
+    --data) data="$(realpath "$2")"; shift 2 ;;
+    --tokenizer) tokenizer="$(realpath "$2")"; shift 2 ;;
+    --packing) packing="$2"; shift 2 ;;
+    --no-bench) in_memory=0; shift ;;
+    *) echo "usage: bash bench/run_train.sh [SHAPE] [--steps N] [--batch B] [--seq T] [--data FILE]" \
+            "[--tokenizer FILE] [--packing both|on|off] [--no-bench]" >&2; exit 1 ;;
+    esac
+done
+export OPENBLAS_CORETYPE="${OPENBLAS_CORETYPE:-$(grep -q avx512f /proc/cpuinfo && echo SkylakeX || echo Haswell)}"
+work="${LC_BENCH_DIR:-${TMPDIR:-/tmp}/lora-bench}"
+model="$work/$shape-$(basename "$(dirname "$tokenizer")")-$seq"
+mkdir -p "$work"
+[ -f "$model/model.safetensors" ] || "$root/build/bench/bench_train" "$shape" --write-model "$model" \
+    --tokenizer "$tokenizer" --seq "$seq" >/dev/null
+echo "$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, OpenBLAS $OPENBLAS_CORETYPE kernels"
+
+# One `lora train` run; prints its summary line.
+run_one() {
+    local pack="$1" out="$work/run-$shape-$1"
+    rm -rf "$out"
+    cat >"$work/config-$pack.json" <<JSON
+{"model": "$model", "train_data": "$data", "output_dir": "$out",
+ "lora": {"r": 16, "alpha": 32, "targets": ["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"]},
+ "optimizer": {"lr": 2e-4}, "schedule": {"type": "constant"},
+ "batch_size": $batch, "max_seq_len": $seq, "steps": $steps, "packing": $pack,
+ "eval_every": 0, "save_every": 0, "keep_checkpoints": 1, "seed": 0}
+JSON
+    "$root/build/lora" train --config "$work/config-$pack.json" 2>"$work/train-$pack.log" &
+    local pid=$! rss hwm n first_rss="" last_rss="" peak=0 step8=""
+    : >"$work/rss-$pack.txt"
+    while kill -0 "$pid" 2>/dev/null; do
+        rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
+        n=$(grep -c tokens_per_s "$out/metrics.jsonl" 2>/dev/null || true)
+        if [ -n "$rss" ]; then
+            echo "${n:-0} $rss" >>"$work/rss-$pack.txt"
+            [ "${hwm:-0}" -gt "$peak" ] && peak=$hwm
+        fi
+        sleep 0.1
+    done
+    if ! wait "$pid"; then
+        echo "lora train failed (packing $pack): $(tail -1 "$work/train-$pack.log")" >&2
+        return 1
+    fi
+    # RSS when step 1, step 8 and the last step were done (first sample after each).
+    read -r first_rss step8 last_rss < <(awk -v last="$steps" '
+        $1 >= 1 && f == "" { f = $2 } $1 >= 8 && e == "" { e = $2 } $1 >= last && l == "" { l = $2 }
+        END { print (f == "" ? 0 : f), (e == "" ? 0 : e), (l == "" ? 0 : l) }' "$work/rss-$pack.txt")
+    grep -o '"tokens_per_s": [0-9.]*' "$out/metrics.jsonl" | awk '{print $2}' >"$work/tps-$pack.txt"
+    local med
+    med=$(sort -g "$work/tps-$pack.txt" | awk '{ s[NR] = $1 } END { print NR % 2 ? s[(NR + 1) / 2] : (s[NR / 2] + s[NR / 2 + 1]) / 2 }')
+    awk -v pack="$pack" -v med="$med" -v peak="$peak" -v f="$first_rss" -v e="$step8" -v l="$last_rss" '
+        { v[NR] = $1 }
+        END {
+            slow = 1e30; slow3 = 1e30
+            for (i = 1; i <= NR; i++) { if (v[i] < slow) slow = v[i]; if (i >= 3 && v[i] < slow3) slow3 = v[i] }
+            printf "lora train, packing %-5s %d steps: median %.1f tokens/s, slowest %.1f (%.0f%% of median; from step 3 on: %.1f, %.0f%%), peak RSS %.2f GB, RSS at step 1 %.2f, step 8 %.2f, last %.2f GB (%+.1f%% since step 8)\n",
+                pack, NR, med, slow, 100 * slow / med, slow3, 100 * slow3 / med, peak / 1048576, f / 1048576, e / 1048576,
+                l / 1048576, (e > 0 ? 100 * (l - e) / e : 0)
+        }' "$work/tps-$pack.txt"
+}
+
+[ "$packing" = off ] || run_one true
+[ "$packing" = on ] || run_one false
+if [ "$in_memory" = 1 ]; then
+    vocab=$(grep -o '"vocab_size": [0-9]*' "$model/config.json" | awk '{print $2}')
+    "$root/build/bench/bench_train" "$shape" --batch "$batch" --seq "$seq" --steps 5 --vocab "$vocab"
+fi
