@@ -54,7 +54,21 @@ typedef struct lc_tensor {
     float *grad; // [rows, cols], allocated (zeroed) when a gradient first flows in
     int rows, cols;
     bool requires_grad;
+    int producer; // 1 + tape index of the op that recomputes data in the graph's
+                  // transient memory where the backward needs it; 0: data is kept
 } lc_tensor;
+
+// Memory for one recomputable tensor at a time, shared by the graphs of a
+// training pass: the output of an MLP's activation or GLU, the largest
+// activation of a block ([N, intermediate]), whose only reader in the forward
+// is the next op (the down projection) and in the backward that op's LoRA
+// gradient. Holding it here instead of in each layer's arena, and
+// recomputing it from the kept pre-activations where the backward needs it,
+// saves one [N, intermediate] buffer per layer for one elementwise pass.
+typedef struct lc_transient {
+    lc_arena arena;
+    const lc_tensor *holder; // the tensor whose data the arena holds now
+} lc_transient;
 
 // A LoRA adapter on one linear layer (parameters owned elsewhere).
 typedef struct lc_lora_ref {
@@ -98,6 +112,7 @@ typedef struct lc_tape_entry {
 typedef struct lc_graph {
     lc_arena arena;
     lc_arena *grad_arena;     // where activation gradients go; NULL: arena
+    lc_transient *transient;  // recording: where activation/GLU outputs go; NULL: arena
     bool record;              // keep a tape for backward (training)
     bool training;            // apply LoRA dropout (set with record; stays on for a
                               // checkpointed forward that records nothing)

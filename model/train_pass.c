@@ -13,9 +13,11 @@ lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpoin
     p->layers = calloc((size_t)n_graphs, sizeof *p->layers);
     if (!p->layers) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     lc_arena_init(&p->grads, 16u << 20);
+    lc_arena_init(&p->transient.arena, 16u << 20);
     for (int i = 0; i < n_graphs; i++) {
         lc_graph_init(&p->layers[i], true);
         p->layers[i].grad_arena = &p->grads;
+        p->layers[i].transient = &p->transient;
     }
     lc_graph_init(&p->keep, false);
     lc_graph_init(&p->head, true);
@@ -30,6 +32,7 @@ void lc_train_pass_free(lc_train_pass *p) {
     lc_graph_free(&p->keep);
     lc_graph_free(&p->head);
     lc_arena_free(&p->grads);
+    lc_arena_free(&p->transient.arena);
     memset(p, 0, sizeof *p);
 }
 
@@ -46,6 +49,7 @@ lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p) {
     add_arena(&m, &p->keep.arena);
     add_arena(&m, &p->head.arena);
     add_arena(&m, &p->grads);
+    add_arena(&m, &p->transient.arena);
     return m;
 }
 
@@ -58,6 +62,7 @@ static void carry_gradient(lc_train_pass *p, lc_tensor *t, float *dst) {
 
 static lc_status status_of(lc_train_pass *p, lc_graph *g) {
     if (p->keep.arena.failed) return lc_graph_status(&p->keep);
+    if (p->transient.arena.failed) return lc_error(LC_STATUS_RUNTIME, "out of memory for activations");
     return lc_graph_status(g);
 }
 
@@ -69,6 +74,7 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     if (st) return st;
     lc_graph_reset(&p->keep);
     lc_arena_reset(&p->grads, (lc_arena_mark){0});
+    p->transient.holder = NULL;
     const int32_t *pos;
     const float *cs;
     if ((st = lc_forward_positions(&p->keep, m, in, &pos, &cs))) return st;

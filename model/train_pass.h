@@ -21,6 +21,7 @@ typedef struct lc_train_pass {
     lc_graph keep;      // embeddings, positions, layer inputs (checkpointing), residual gradients
     lc_graph head;      // final norm and cross-entropy
     lc_arena grads;     // activation gradients of the layer being differentiated
+    lc_transient transient; // the MLP activation of one layer at a time (recomputed in the backward)
 } lc_train_pass;
 
 lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpointing);

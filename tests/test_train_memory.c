@@ -84,13 +84,13 @@ static void run_steps(bool checkpointing) {
         // nothing changes.
         if (s == largest + 1) {
             settled = mem;
-            ck_assert_int_eq(mem.n_chunks, n_graphs + 3);
+            ck_assert_int_eq(mem.n_chunks, n_graphs + 4);
         } else if (s > largest + 1) {
             ck_assert_msg(mem.n_maps == settled.n_maps && mem.held_bytes == settled.held_bytes,
                           "step %d (T %d, largest %d at step %d): %lld chunks mapped, %zu bytes held; after the "
                           "largest: %lld, %zu", s + 1, T[s], T[largest], largest + 1, (long long)mem.n_maps,
                           mem.held_bytes, (long long)settled.n_maps, settled.held_bytes);
-            ck_assert_int_eq(mem.n_chunks, n_graphs + 3);
+            ck_assert_int_eq(mem.n_chunks, n_graphs + 4);
         }
     }
     ck_assert(last_loss < first_loss); // it did train
