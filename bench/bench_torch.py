@@ -80,9 +80,11 @@ def main():
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--checkpointing", action="store_true")
+    p.add_argument("--vocab", type=int, default=0, help="vocabulary size instead of the shape's")
     a = p.parse_args()
     torch.set_num_threads(len(os.sched_getaffinity(0)))  # as many as lora.c's BLAS uses
     C, F, L, H, KVH, D, V = SHAPES[a.shape]
+    V = a.vocab or V
     torch.manual_seed(0)
     embed = torch.randn(V, C) * 0.02
     blocks = torch.nn.ModuleList(Block(C, F, H, KVH, D, a.rank) for _ in range(L))

@@ -86,6 +86,13 @@ JSON
 [ "$packing" = off ] || run_one true
 [ "$packing" = on ] || run_one false
 if [ "$in_memory" = 1 ]; then
+    # The same shape and batch in memory (bench_train), and the PyTorch loop.
     vocab=$(grep -o '"vocab_size": [0-9]*' "$model/config.json" | awk '{print $2}')
     "$root/build/bench/bench_train" "$shape" --batch "$batch" --seq "$seq" --steps 5 --vocab "$vocab"
+    if /usr/bin/python3 -c "import torch" 2>/dev/null; then
+        /usr/bin/python3 "$root/bench/bench_torch.py" "$shape" --batch "$batch" --seq "$seq" --steps 5 --vocab "$vocab" \
+            2>/dev/null | tail -1
+    else
+        echo "(no PyTorch: apt-get install python3-torch for the comparison)"
+    fi
 fi
