@@ -4,7 +4,7 @@
 # --write-model), then runs the `lora train` command itself on a ../shared
 # JSONL, with packing on and off, and reports per run the median and slowest
 # step (tokens/s from metrics.jsonl), peak RSS and RSS at the first and last
-# step (sampled from /proc every 0.1 s); then bench_train on the same shape
+# step (sampled from /proc every 0.2 s); then bench_train on the same shape
 # and batch in memory, for the ratio. Not a test: run it by hand (README).
 #   bash bench/run_train.sh [SHAPE] [--steps N] [--batch B] [--seq T] [--data FILE]
 #                           [--tokenizer FILE] [--packing both|on|off] [--no-bench]
@@ -49,17 +49,19 @@ run_one() {
  "eval_every": 0, "save_every": 0, "keep_checkpoints": 1, "seed": 0}
 JSON
     "$root/build/lora" train --config "$work/config-$pack.json" 2>"$work/train-$pack.log" &
-    local pid=$! rss hwm n first_rss="" last_rss="" peak=0 step8=""
+    local pid=$! rss=0 hwm=0 n k v first_rss="" last_rss="" peak=0 step8="" rows
     : >"$work/rss-$pack.txt"
+    # Shell builtins only (and one sleep), so the sampler takes no CPU from the run.
     while kill -0 "$pid" 2>/dev/null; do
-        rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-        hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true)
-        n=$(grep -c tokens_per_s "$out/metrics.jsonl" 2>/dev/null || true)
-        if [ -n "$rss" ]; then
-            echo "${n:-0} $rss" >>"$work/rss-$pack.txt"
-            [ "${hwm:-0}" -gt "$peak" ] && peak=$hwm
-        fi
-        sleep 0.1
+        while read -r k v _; do
+            case "$k" in VmRSS:) rss=$v ;; VmHWM:) hwm=$v ;; esac
+        done <"/proc/$pid/status" 2>/dev/null || true
+        rows=()
+        [ -f "$out/metrics.jsonl" ] && mapfile -t rows <"$out/metrics.jsonl"
+        n=${#rows[@]}
+        echo "$n $rss" >>"$work/rss-$pack.txt"
+        [ "$hwm" -gt "$peak" ] && peak=$hwm
+        sleep 0.2
     done
     if ! wait "$pid"; then
         echo "lora train failed (packing $pack): $(tail -1 "$work/train-$pack.log")" >&2
