@@ -53,6 +53,40 @@ lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p) {
     return m;
 }
 
+static void rewind_arenas(lc_train_pass *p) {
+    int n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; i < n_graphs; i++) lc_graph_reset(&p->layers[i]);
+    lc_graph_reset(&p->keep);
+    lc_graph_reset(&p->head);
+    lc_arena_reset(&p->grads, (lc_arena_mark){0});
+    lc_arena_reset(&p->transient.arena, (lc_arena_mark){0});
+    p->transient.holder = NULL;
+}
+
+lc_status lc_train_pass_plan(lc_train_pass *p, const lc_model *m, lc_lora *lora, int B, int T) {
+    size_t n = (size_t)B * (size_t)T;
+    int32_t *tokens = calloc(n, sizeof *tokens), *targets = calloc(n, sizeof *targets);
+    int32_t *pos = calloc(n, sizeof *pos), *seg = calloc(n, sizeof *seg);
+    lc_status st = LC_STATUS_OK;
+    if (!tokens || !targets || !pos || !seg) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    } else {
+        // Positions stay 0: the plan needs the shape, not the values, and a
+        // packed row may be longer than a learned position table.
+        lc_forward_input in = {tokens, B, T, pos, seg, 0};
+        double loss = 0.0;
+        int counted = 0;
+        st = lc_train_pass_run(p, m, lora, &in, targets, 0.0f, &loss, &counted);
+    }
+    free(tokens);
+    free(targets);
+    free(pos);
+    free(seg);
+    if (lora->grads) memset(lora->grads, 0, sizeof(float) * lora->n_params);
+    if (!st) rewind_arenas(p); // each arena becomes one chunk for this shape
+    return st;
+}
+
 // Moves t's gradient out of the gradient arena into dst and rewinds the arena.
 static void carry_gradient(lc_train_pass *p, lc_tensor *t, float *dst) {
     memcpy(dst, t->grad, sizeof(float) * (size_t)t->rows * t->cols);

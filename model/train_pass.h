@@ -38,6 +38,14 @@ typedef struct lc_train_pass_memory {
 
 lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p);
 
+// Plans the pass's memory for micro-batches of up to B x T tokens: runs it
+// once on such a batch (token 0 everywhere, every position a target) and
+// leaves each arena one chunk sized for it, so the steps that follow map
+// nothing new whatever their shapes, and a run that cannot fit in memory
+// fails before its first step instead of hours in. The adapter's gradient
+// buffers are zeroed after (nothing else changes).
+lc_status lc_train_pass_plan(lc_train_pass *p, const lc_model *m, lc_lora *lora, int B, int T);
+
 // Adds the summed cross-entropy over targets >= 0 to *loss_sum (and the
 // count to *counted) and norm-scaled LoRA gradients into the adapter's
 // gradient buffers (norm: 1 / target tokens of the whole accumulated batch).

@@ -1,7 +1,8 @@
 // Memory of a training run whose batch shapes vary, as packed batches of
 // real data make them: after the largest shape has been seen, the training
-// pass maps nothing new and holds the same bytes, step after step. Counted
-// in chunks mapped and bytes held, never wall time.
+// pass maps nothing new and holds the same bytes, step after step; planned
+// for the largest shape the config allows (as `lora train` does), from the
+// first step on. Counted in chunks mapped and bytes held, never wall time.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@ enum { STEPS = 48, B = 4, MAX_LEN = 512 };
 // size lowered to 64 KiB, so each step's activations span many chunks (the
 // real model's default 16 MiB would hold this small model in one and hide
 // the effect), and checks what the pass holds after each step.
-static void run_steps(bool checkpointing) {
+static void run_steps(bool checkpointing, bool plan) {
     lc_model m;
     lc_tokenizer *tok;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
@@ -67,6 +68,15 @@ static void run_steps(bool checkpointing) {
     for (int i = 0; i < n_graphs; i++) pass.layers[i].arena.chunk_size = 1 << 16;
     pass.keep.arena.chunk_size = pass.head.arena.chunk_size = pass.grads.chunk_size = 1 << 16;
 
+    // Planned for the largest shape the config allows: nothing is mapped from
+    // the first step on, and each arena is one chunk.
+    lc_train_pass_memory planned = {0};
+    if (plan) {
+        ck_assert_int_eq(lc_train_pass_plan(&pass, &m, &lora, B, MAX_LEN), LC_STATUS_OK);
+        planned = lc_train_pass_get_memory(&pass);
+        ck_assert_int_eq(planned.n_chunks, n_graphs + 4);
+        for (size_t i = 0; i < lora.n_params; i++) ck_assert(lora.grads[i] == 0.0f);
+    }
     ck_assert_int_eq(lc_batcher_init(&it, &ds, B, MAX_LEN, true, true, 3), LC_STATUS_OK);
     lc_step_ctx ctx = {&m, &lora, &opt, &pass, 1.0f, 0};
     lc_train_pass_memory settled = {0};
@@ -80,6 +90,11 @@ static void run_steps(bool checkpointing) {
         if (s == 0) first_loss = r.loss;
         last_loss = r.loss;
         lc_train_pass_memory mem = lc_train_pass_get_memory(&pass);
+        if (plan)
+            ck_assert_msg(mem.n_maps == planned.n_maps && mem.held_bytes == planned.held_bytes,
+                          "planned: step %d (T %d) mapped %lld chunks, %zu bytes held; after the plan %lld, %zu",
+                          s + 1, T[s], (long long)mem.n_maps, mem.held_bytes, (long long)planned.n_maps,
+                          planned.held_bytes);
         // The step after the largest makes each arena one chunk; from then on
         // nothing changes.
         if (s == largest + 1) {
@@ -105,10 +120,16 @@ static void run_steps(bool checkpointing) {
     lc_model_free(&m);
 }
 
-START_TEST(test_packed_steps_hold_memory) { run_steps(false); }
+START_TEST(test_packed_steps_hold_memory) { run_steps(false, false); }
 END_TEST
 
-START_TEST(test_packed_steps_hold_memory_checkpointing) { run_steps(true); }
+START_TEST(test_packed_steps_hold_memory_checkpointing) { run_steps(true, false); }
+END_TEST
+
+START_TEST(test_planned_steps_map_nothing) {
+    run_steps(false, true);
+    run_steps(true, true);
+}
 END_TEST
 
 static Suite *memory_suite(void) {
@@ -117,6 +138,7 @@ static Suite *memory_suite(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_packed_steps_hold_memory);
     tcase_add_test(tc, test_packed_steps_hold_memory_checkpointing);
+    tcase_add_test(tc, test_planned_steps_map_nothing);
     suite_add_tcase(s, tc);
     return s;
 }

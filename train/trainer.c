@@ -94,6 +94,28 @@ static int64_t batches_per_epoch(const trainer *t) {
     return (rows + cfg->batch_size - 1) / cfg->batch_size;
 }
 
+// Sizes the training pass for the largest micro-batch this run can make
+// (batch_size rows of the longest example, or of max_seq_len when packing),
+// so memory is flat from the first step and a run too large for the machine
+// fails now, not at the batch that first reaches that length.
+static lc_status plan_memory(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    int64_t T = 0, total = 0;
+    for (int i = 0; i < t->train.n_examples; i++) {
+        int n = t->train.examples[i].n;
+        if (n > T) T = n;
+        total += n;
+    }
+    if (cfg->packing) T = total < cfg->max_seq_len ? total : cfg->max_seq_len;
+    int B = cfg->batch_size < t->train.n_examples || cfg->packing ? cfg->batch_size : t->train.n_examples;
+    if (T < 1 || B < 1) return LC_STATUS_OK;
+    lc_status st = lc_train_pass_plan(&t->pass, &t->model, &t->lora, B, (int)T);
+    if (st == LC_STATUS_RUNTIME)
+        lc_error_prefix("planning memory for batches of %d x %lld tokens (batch_size x the longest %s)", B,
+                        (long long)T, cfg->packing ? "packed row" : "example");
+    return st;
+}
+
 static lc_status save_checkpoint(trainer *t, int64_t step) {
     char path[4200];
     lc_status st = lc_run_dir_checkpoint_path(path, sizeof path, t->cfg->output_dir, step);
@@ -413,6 +435,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
             (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
+    if (first < t.sched.total_steps && (st = plan_memory(&t))) goto done;
     struct sigaction old_int, old_term;
     install_stop_handlers(&old_int, &old_term);
     st = train_loop(&t, first);
