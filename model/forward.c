@@ -29,7 +29,9 @@ lc_status lc_forward_check_tokens(const lc_model *m, const lc_forward_input *in)
                             m->cfg.vocab_size);
     if (m->pos_embed) {
         // A learned position table ends: later positions have no embedding.
-        int P = m->cfg.max_position_embeddings, last = in->pos0 + in->T - 1;
+        // Given positions (packed rows restart them per example) are the
+        // ones looked up, whatever the row length.
+        int P = m->cfg.max_position_embeddings, last = in->pos ? -1 : in->pos0 + in->T - 1;
         for (int i = 0; in->pos && i < in->B * in->T; i++)
             if (in->pos[i] > last) last = in->pos[i];
         if (last >= P)

@@ -328,6 +328,32 @@ START_TEST(test_export_round_trips) {
 }
 END_TEST
 
+// A learned position table bounds the positions looked up, not the row: a
+// packed row longer than the table whose examples restart their positions is
+// fine (the memory plan of `lora train` runs such a row), one position past
+// the table is refused, and so is a row past it without explicit positions.
+START_TEST(test_learned_positions_bound_positions) {
+    family_env e;
+    env_open(&e, _i);
+    if (e.m.pos_embed) {
+        int P = e.m.cfg.max_position_embeddings, T = P + 8;
+        int32_t *tokens = calloc((size_t)T, sizeof *tokens), *pos = calloc((size_t)T, sizeof *pos);
+        for (int t = 0; t < T; t++) pos[t] = t % 16; // examples of 16 tokens
+        lc_forward_input in = {tokens, 1, T, pos, NULL, 0};
+        ck_assert_msg(lc_forward_check_tokens(&e.m, &in) == LC_STATUS_OK, "%s: %s", lc_family_names[_i],
+                      lc_error_message());
+        pos[T - 1] = P;
+        ck_assert_int_eq(lc_forward_check_tokens(&e.m, &in), LC_STATUS_INPUT);
+        ck_assert_msg(strstr(lc_error_message(), "beyond the model's") != NULL, "%s", lc_error_message());
+        in.pos = NULL;
+        ck_assert_int_eq(lc_forward_check_tokens(&e.m, &in), LC_STATUS_INPUT);
+        free(tokens);
+        free(pos);
+    }
+    env_close(&e);
+}
+END_TEST
+
 static Suite *families_suite(void) {
     Suite *s = suite_create("families");
     int n = 0;
@@ -339,6 +365,7 @@ static Suite *families_suite(void) {
     tcase_add_loop_test(tc, test_lora_gradients_match_pytorch, 0, n);
     tcase_add_loop_test(tc, test_training_lowers_loss, 0, n);
     tcase_add_loop_test(tc, test_export_round_trips, 0, n);
+    tcase_add_loop_test(tc, test_learned_positions_bound_positions, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }
