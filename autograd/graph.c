@@ -685,6 +685,16 @@ static lc_prof_kind prof_kind_of(lc_op op) {
     }
 }
 
+// Whether e's backward reads its inputs' values: a linear's only for the
+// x of its adapters' gradients (dx needs the weight alone).
+static bool reads_input(const lc_tape_entry *e) {
+    if (e->op != LC_OP_LINEAR) return true;
+    const linear_parts *lp = e->aux;
+    for (int p = 0; p < lp->n; p++)
+        if (lp->lora[p].A) return true;
+    return false;
+}
+
 // Recomputes t's data (an activation or GLU output) into the transient
 // memory from its op's kept inputs, unless it is there already.
 static void recompute(lc_graph *g, lc_tensor *t) {
@@ -712,7 +722,7 @@ lc_status lc_graph_backward(lc_graph *g) {
         // An op whose output received no gradient contributes nothing.
         if (e->op != LC_OP_CROSS_ENTROPY && !e->out->grad) continue;
         for (int k = 0; k < 3; k++)
-            if (e->in[k] && e->in[k]->producer) recompute(g, e->in[k]);
+            if (e->in[k] && e->in[k]->producer && reads_input(e)) recompute(g, e->in[k]);
         if (lc_graph_status(g)) break;
         double t0 = prof_begin();
         backward_entry(g, e);

@@ -67,21 +67,24 @@ JSON
         echo "lora train failed (packing $pack): $(tail -1 "$work/train-$pack.log")" >&2
         return 1
     fi
-    # RSS when step 1, step 8 and the last step were done (first sample after each).
-    read -r first_rss step8 last_rss < <(awk -v last="$steps" '
-        $1 >= 1 && f == "" { f = $2 } $1 >= 8 && e == "" { e = $2 } $1 >= last && l == "" { l = $2 }
-        END { print (f == "" ? 0 : f), (e == "" ? 0 : e), (l == "" ? 0 : l) }' "$work/rss-$pack.txt")
+    # RSS at the first sample after step 1 and step 8 were done, and at the
+    # last sample taken (the process may end before one follows its last step).
+    read -r first_rss step8 last_rss last_n < <(awk '
+        $1 >= 1 && f == "" { f = $2 } $1 >= 8 && e == "" { e = $2 } { l = $2; n = $1 }
+        END { print (f == "" ? 0 : f), (e == "" ? 0 : e), (l == "" ? 0 : l), (n == "" ? 0 : n) }' "$work/rss-$pack.txt")
     grep -o '"tokens_per_s": [0-9.]*' "$out/metrics.jsonl" | awk '{print $2}' >"$work/tps-$pack.txt"
     local med
     med=$(sort -g "$work/tps-$pack.txt" | awk '{ s[NR] = $1 } END { print NR % 2 ? s[(NR + 1) / 2] : (s[NR / 2] + s[NR / 2 + 1]) / 2 }')
-    awk -v pack="$pack" -v med="$med" -v peak="$peak" -v f="$first_rss" -v e="$step8" -v l="$last_rss" '
+    awk -v pack="$pack" -v med="$med" -v peak="$peak" -v f="$first_rss" -v e="$step8" -v l="$last_rss" -v ln="$last_n" '
+        function gb(kb) { return kb > 0 ? sprintf("%.2f", kb / 1048576) : "n/a" }
         { v[NR] = $1 }
         END {
             slow = 1e30; slow3 = 1e30
             for (i = 1; i <= NR; i++) { if (v[i] < slow) slow = v[i]; if (i >= 3 && v[i] < slow3) slow3 = v[i] }
-            printf "lora train, packing %-5s %d steps: median %.1f tokens/s, slowest %.1f (%.0f%% of median; from step 3 on: %.1f, %.0f%%), peak RSS %.2f GB, RSS at step 1 %.2f, step 8 %.2f, last %.2f GB (%+.1f%% since step 8)\n",
-                pack, NR, med, slow, 100 * slow / med, slow3, 100 * slow3 / med, peak / 1048576, f / 1048576, e / 1048576,
-                l / 1048576, (e > 0 ? 100 * (l - e) / e : 0)
+            if (slow3 == 1e30) slow3 = slow
+            trend = (e > 0 && l > 0 && ln >= 8) ? sprintf(" (%+.1f%% since step 8)", 100 * (l - e) / e) : ""
+            printf "lora train, packing %-5s %d steps: median %.1f tokens/s, slowest %.1f (%.0f%% of median; from step 3 on: %.1f, %.0f%%), peak RSS %.2f GB, RSS after step 1 %s, step 8 %s, step %d %s GB%s\n",
+                pack, NR, med, slow, 100 * slow / med, slow3, 100 * slow3 / med, peak / 1048576, gb(f), gb(e), ln, gb(l), trend
         }' "$work/tps-$pack.txt"
 }
 
@@ -93,7 +96,7 @@ if [ "$in_memory" = 1 ]; then
     "$root/build/bench/bench_train" "$shape" --batch "$batch" --seq "$seq" --steps 5 --vocab "$vocab"
     if /usr/bin/python3 -c "import torch" 2>/dev/null; then
         /usr/bin/python3 "$root/bench/bench_torch.py" "$shape" --batch "$batch" --seq "$seq" --steps 5 --vocab "$vocab" \
-            2>/dev/null | tail -1
+            2>"$work/torch.log" | tail -1 || echo "bench_torch.py failed: $(tail -1 "$work/torch.log")"
     else
         echo "(no PyTorch: apt-get install python3-torch for the comparison)"
     fi

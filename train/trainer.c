@@ -95,19 +95,17 @@ static int64_t batches_per_epoch(const trainer *t) {
 }
 
 // Sizes the training pass for the largest micro-batch this run can make
-// (batch_size rows of the longest example, or of max_seq_len when packing),
-// so memory is flat from the first step and a run too large for the machine
-// fails now, not at the batch that first reaches that length.
+// (batch_size rows, as the batcher fills them across epochs, of the longest
+// example, or of max_seq_len when packing), so memory is flat from the first
+// step and a run too large for the machine fails now, not at the batch that
+// first reaches that length.
 static lc_status plan_memory(trainer *t) {
     const lc_train_config *cfg = t->cfg;
-    int64_t T = 0, total = 0;
-    for (int i = 0; i < t->train.n_examples; i++) {
-        int n = t->train.examples[i].n;
-        if (n > T) T = n;
-        total += n;
-    }
-    if (cfg->packing) T = total < cfg->max_seq_len ? total : cfg->max_seq_len;
-    int B = cfg->batch_size < t->train.n_examples || cfg->packing ? cfg->batch_size : t->train.n_examples;
+    int64_t T = 0;
+    for (int i = 0; i < t->train.n_examples; i++)
+        if (t->train.examples[i].n > T) T = t->train.examples[i].n;
+    if (cfg->packing) T = cfg->max_seq_len;
+    int B = cfg->batch_size;
     if (T < 1 || B < 1) return LC_STATUS_OK;
     lc_status st = lc_train_pass_plan(&t->pass, &t->model, &t->lora, B, (int)T);
     if (st == LC_STATUS_RUNTIME)
