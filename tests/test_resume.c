@@ -4,6 +4,7 @@
 #include <check.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +43,14 @@ static void teardown(void) {
     free(tmp);
 }
 
-// Starts `lora train --config cfg_path` with stderr to tmp/err.txt.
-static pid_t start_training(void) {
+// Starts `lora train --config cfg_path` with stderr to tmp/err.txt; with
+// ignore_sigchld, as a parent that ignores SIGCHLD would start it (an
+// ignored signal stays ignored across exec).
+static pid_t start_training_as(bool ignore_sigchld) {
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
+        if (ignore_sigchld) signal(SIGCHLD, SIG_IGN);
         char err[4300];
         snprintf(err, sizeof err, "%s/err.txt", tmp);
         int fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -59,6 +63,8 @@ static pid_t start_training(void) {
     }
     return pid;
 }
+
+static pid_t start_training(void) { return start_training_as(false); }
 
 static int file_exists(const char *path) {
     struct stat st;
@@ -148,6 +154,63 @@ START_TEST(test_sigint_saves_and_exits_130) {
 }
 END_TEST
 
+// SIGHUP (a closed terminal or ssh session) and SIGPIPE (a reader of its
+// output that went away) stop a run as SIGINT does: the step finishes, the
+// checkpoint is saved, exit 130; the resumed run ends with the same bytes.
+START_TEST(test_hup_and_pipe_save_and_exit_130) {
+    size_t ref_len, len;
+    char *ref = reference_adapter(&ref_len);
+    const int sigs[] = {SIGHUP, SIGPIPE};
+    for (int i = 0; i < 2; i++) {
+        pid_t pid = start_training();
+        wait_for_checkpoint(pid, 4 + 4 * i);
+        kill(pid, sigs[i]);
+        ck_assert_int_eq(finish(pid), 130);
+        char err[4300], want[64];
+        snprintf(err, sizeof err, "%s/err.txt", tmp);
+        snprintf(want, sizeof want, "stopped by signal %d after step", sigs[i]);
+        char *log = lc_test_read(err, NULL);
+        ck_assert_msg(strstr(log, want) != NULL, "%s", log);
+        free(log);
+    }
+    ck_assert_int_eq(finish(start_training()), 0);
+    char *got = final_adapter(&len);
+    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
+    free(got);
+    free(ref);
+}
+END_TEST
+
+// Started by a parent that ignores SIGCHLD, a resumed run still reads its
+// checkpoint (in a child process) instead of waiting forever for it.
+START_TEST(test_resume_with_sigchld_ignored) {
+    size_t ref_len, len;
+    char *ref = reference_adapter(&ref_len);
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 6);
+    kill(pid, SIGINT);
+    ck_assert_int_eq(finish(pid), 130);
+    pid = start_training_as(true);
+    int wst = 0;
+    pid_t done = 0;
+    for (int i = 0; i < 600 && done == 0; i++) { // 60 s
+        struct timespec ts = {0, 100000000};
+        nanosleep(&ts, NULL);
+        done = waitpid(pid, &wst, WNOHANG);
+    }
+    if (done == 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ck_abort_msg("a resumed run started with SIGCHLD ignored did not finish in 60 s");
+    }
+    ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
+    char *got = final_adapter(&len);
+    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
+    free(got);
+    free(ref);
+}
+END_TEST
+
 START_TEST(test_damaged_checkpoint_skipped) {
     size_t ref_len, len;
     char *ref = reference_adapter(&ref_len);
@@ -214,6 +277,8 @@ int main(void) {
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sigkill_at_several_points);
     tcase_add_test(tc, test_sigint_saves_and_exits_130);
+    tcase_add_test(tc, test_hup_and_pipe_save_and_exit_130);
+    tcase_add_test(tc, test_resume_with_sigchld_ignored);
     tcase_add_test(tc, test_damaged_checkpoint_skipped);
     tcase_add_test(tc, test_other_base_refused);
     suite_add_tcase(s, tc);

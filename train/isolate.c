@@ -1,5 +1,6 @@
 #include "train/isolate.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,8 +26,16 @@ lc_status lc_isolated_call(const char *path, size_t bytes, lc_isolated_fn fn, vo
     shared_head *head = (shared_head *)mem;
     fflush(stdout);
     fflush(stderr);
+    // A SIGCHLD inherited as ignored makes the system reap the child itself,
+    // and waitpid could never report it: default handling while it runs.
+    struct sigaction dfl, old_chld;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGCHLD, &dfl, &old_chld);
     pid_t pid = fork();
     if (pid < 0) {
+        sigaction(SIGCHLD, &old_chld, NULL);
         munmap(mem, total);
         return lc_error(LC_STATUS_RUNTIME, "%s: cannot start the reader process", path);
     }
@@ -41,8 +50,15 @@ lc_status lc_isolated_call(const char *path, size_t bytes, lc_isolated_fn fn, vo
         head->done = 1;
         _exit(0); // no atexit handlers: the parent owns every resource
     }
-    int wst;
-    while (waitpid(pid, &wst, 0) < 0) {
+    int wst = 0;
+    pid_t got;
+    while ((got = waitpid(pid, &wst, 0)) < 0 && errno == EINTR) {
+    }
+    int wait_errno = errno;
+    sigaction(SIGCHLD, &old_chld, NULL);
+    if (got < 0) {
+        munmap(mem, total);
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot wait for the reader process: %s", path, strerror(wait_errno));
     }
     if (!WIFEXITED(wst) || !head->done) {
         // A crash inside the library (a sanitizer turns it into an exit).

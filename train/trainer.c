@@ -137,19 +137,29 @@ static void save_or_warn(trainer *t, int64_t step) {
         fprintf(stderr, "lora train: warning: %s; training goes on\n", lc_error_message());
 }
 
-// Set by SIGINT/SIGTERM; the loop finishes its step, saves and stops.
+// Set by a stop signal; the loop finishes its step, saves and stops. Besides
+// SIGINT and SIGTERM: SIGHUP (the terminal or ssh session closed) and SIGPIPE
+// (`lora train ... 2>&1 | head` whose reader went away; the write then fails
+// instead of killing the run) stop it the same way, so none loses the steps
+// since the last checkpoint.
 static volatile sig_atomic_t lc_stop_signal = 0;
 
 static void on_stop_signal(int sig) { lc_stop_signal = sig; }
 
-static void install_stop_handlers(struct sigaction *old_int, struct sigaction *old_term) {
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
+#define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
+
+static void install_stop_handlers(struct sigaction old[N_STOP_SIGNALS]) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     lc_stop_signal = 0;
-    sigaction(SIGINT, &sa, old_int);
-    sigaction(SIGTERM, &sa, old_term);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old[i]);
+}
+
+static void restore_stop_handlers(const struct sigaction old[N_STOP_SIGNALS]) {
+    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &old[i], NULL);
 }
 
 // Keeps the rows of metrics.jsonl up to `step` (a resumed run rewrites the
@@ -434,11 +444,10 @@ lc_status lc_train_run(const lc_train_config *cfg) {
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
             (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
     if (first < t.sched.total_steps && (st = plan_memory(&t))) goto done;
-    struct sigaction old_int, old_term;
-    install_stop_handlers(&old_int, &old_term);
+    struct sigaction old_handlers[N_STOP_SIGNALS];
+    install_stop_handlers(old_handlers);
     st = train_loop(&t, first);
-    sigaction(SIGINT, &old_int, NULL);
-    sigaction(SIGTERM, &old_term, NULL);
+    restore_stop_handlers(old_handlers);
 done:
     if (t.metrics) fclose(t.metrics);
     if (t.batches)
