@@ -139,6 +139,16 @@ void lc_arena_reset(lc_arena *a, lc_arena_mark m) {
     if (a->n_chunks) a->chunks[m.chunk].used = m.used;
 }
 
+void lc_arena_prefault(lc_arena *a) {
+    size_t used = 0;
+    for (int i = 0; i < a->n_chunks && used < a->high; i++) {
+        lc_arena_chunk *c = &a->chunks[i];
+        size_t n = a->high - used < c->size ? a->high - used : c->size;
+        for (size_t off = 0; off < n; off += LC_PAGE) c->base[off] = 0;
+        used += n;
+    }
+}
+
 lc_status lc_graph_init(lc_graph *g, bool record) {
     memset(g, 0, sizeof *g);
     lc_arena_init(&g->arena, 16u << 20);

@@ -48,6 +48,9 @@ void *lc_arena_alloc(lc_arena *a, size_t bytes);
 lc_arena_mark lc_arena_get_mark(const lc_arena *a);
 // Rewinds to m; {0} rewinds to the start (everything handed out is free).
 void lc_arena_reset(lc_arena *a, lc_arena_mark m);
+// Touches every page of the most bytes any step used (after a reset to the
+// start), so a planned arena holds its memory before the step that needs it.
+void lc_arena_prefault(lc_arena *a);
 
 typedef struct lc_tensor {
     float *data; // [rows, cols]

@@ -83,8 +83,17 @@ lc_status lc_train_pass_plan(lc_train_pass *p, const lc_model *m, lc_lora *lora,
     free(pos);
     free(seg);
     if (lora->grads) memset(lora->grads, 0, sizeof(float) * lora->n_params);
-    if (!st) rewind_arenas(p); // each arena becomes one chunk for this shape
-    return st;
+    if (st) return st;
+    // Each arena becomes one chunk for this shape, its pages touched now: the
+    // pass's memory is held from here on, not gained step by step.
+    rewind_arenas(p);
+    int n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; i < n_graphs; i++) lc_arena_prefault(&p->layers[i].arena);
+    lc_arena_prefault(&p->keep.arena);
+    lc_arena_prefault(&p->head.arena);
+    lc_arena_prefault(&p->grads);
+    lc_arena_prefault(&p->transient.arena);
+    return LC_STATUS_OK;
 }
 
 // Moves t's gradient out of the gradient arena into dst and rewinds the arena.

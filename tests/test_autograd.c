@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "grad_check.h"
 #include "test_util.h"
@@ -1309,6 +1310,28 @@ START_TEST(test_arena_varying_steps) {
 }
 END_TEST
 
+// A reset to the start makes a fresh chunk whose pages are not yet in
+// memory; lc_arena_prefault brings in exactly those the largest step used.
+START_TEST(test_arena_prefault) {
+    lc_arena a;
+    lc_arena_init(&a, 1 << 16);
+    for (int i = 0; i < 8; i++) ck_assert(lc_arena_alloc(&a, 100000) != NULL); // several chunks
+    lc_arena_reset(&a, (lc_arena_mark){0});
+    ck_assert_int_eq(a.n_chunks, 1);
+    size_t page = 4096, pages = (a.high + page - 1) / page, all = a.chunks[0].size / page;
+    unsigned char *vec = malloc(all);
+    ck_assert_int_eq(mincore(a.chunks[0].base, all * page, vec), 0);
+    size_t resident = 0;
+    for (size_t i = 0; i < all; i++) resident += vec[i] & 1;
+    ck_assert_uint_eq(resident, 0);
+    lc_arena_prefault(&a);
+    ck_assert_int_eq(mincore(a.chunks[0].base, all * page, vec), 0);
+    for (size_t i = 0; i < pages; i++) ck_assert_msg(vec[i] & 1, "page %zu of %zu not in memory", i, pages);
+    free(vec);
+    lc_arena_free(&a);
+}
+END_TEST
+
 START_TEST(test_graph_step_reuse) {
     // Whole training steps on one graph: after the first (whose chunks the
     // next reset makes one), nothing new is allocated and the gradients are
@@ -1370,6 +1393,7 @@ static Suite *autograd_suite(void) {
     TCase *ta = tcase_create("arena");
     tcase_add_test(ta, test_arena_reuse);
     tcase_add_test(ta, test_arena_varying_steps);
+    tcase_add_test(ta, test_arena_prefault);
     tcase_add_test(ta, test_graph_step_reuse);
     suite_add_tcase(s, ta);
     return s;
