@@ -1,6 +1,7 @@
-// Resume: a run killed with SIGKILL at several points (or stopped by SIGINT)
-// and restarted ends with the same adapter bytes as an uninterrupted run;
-// damaged checkpoints are skipped with a warning; another base is refused.
+// Resume: a run killed with SIGKILL at several points (or stopped by SIGINT,
+// SIGHUP or SIGPIPE) and restarted ends with the same adapter bytes as an
+// uninterrupted run; damaged checkpoints are skipped with a warning; another
+// base is refused; a parent that ignores SIGCHLD does not hang a resume.
 #include <check.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -134,49 +135,39 @@ START_TEST(test_sigkill_at_several_points) {
 }
 END_TEST
 
-START_TEST(test_sigint_saves_and_exits_130) {
-    size_t ref_len, len;
-    char *ref = reference_adapter(&ref_len);
-    pid_t pid = start_training();
-    wait_for_checkpoint(pid, 4);
-    kill(pid, SIGINT);
-    ck_assert_int_eq(finish(pid), 130);
-    char err[4300];
-    snprintf(err, sizeof err, "%s/err.txt", tmp);
-    char *log = lc_test_read(err, NULL);
-    ck_assert_msg(strstr(log, "stopped by signal 2 after step") != NULL, "%s", log);
-    free(log);
-    ck_assert_int_eq(finish(start_training()), 0);
+// The run's final adapter holds exactly the reference bytes.
+static void assert_final_adapter(const char *ref, size_t ref_len) {
+    size_t len;
     char *got = final_adapter(&len);
-    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
+    ck_assert_msg(len == ref_len && memcmp(got, ref, len) == 0, "resumed adapter differs from the uninterrupted one");
     free(got);
-    free(ref);
 }
-END_TEST
 
-// SIGHUP (a closed terminal or ssh session) and SIGPIPE (a reader of its
-// output that went away) stop a run as SIGINT does: the step finishes, the
-// checkpoint is saved, exit 130; the resumed run ends with the same bytes.
-START_TEST(test_hup_and_pipe_save_and_exit_130) {
-    size_t ref_len, len;
+// A run stopped by sig once checkpoint `after` exists: it finishes its step,
+// saves and exits 130, naming the signal.
+static void stop_with(int sig, int after) {
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, after);
+    kill(pid, sig);
+    ck_assert_int_eq(finish(pid), 130);
+    char err[4300], want[64];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(want, sizeof want, "stopped by signal %d after step", sig);
+    char *log = lc_test_read(err, NULL);
+    ck_assert_msg(strstr(log, want) != NULL, "%s", log);
+    free(log);
+}
+
+// SIGINT, SIGHUP (a closed terminal or ssh session) and SIGPIPE (a reader of
+// its output that went away) each stop a run the same way; resumed after
+// each, the run ends with the uninterrupted run's bytes.
+START_TEST(test_stop_signals_save_and_exit_130) {
+    size_t ref_len;
     char *ref = reference_adapter(&ref_len);
-    const int sigs[] = {SIGHUP, SIGPIPE};
-    for (int i = 0; i < 2; i++) {
-        pid_t pid = start_training();
-        wait_for_checkpoint(pid, 4 + 4 * i);
-        kill(pid, sigs[i]);
-        ck_assert_int_eq(finish(pid), 130);
-        char err[4300], want[64];
-        snprintf(err, sizeof err, "%s/err.txt", tmp);
-        snprintf(want, sizeof want, "stopped by signal %d after step", sigs[i]);
-        char *log = lc_test_read(err, NULL);
-        ck_assert_msg(strstr(log, want) != NULL, "%s", log);
-        free(log);
-    }
+    const int sigs[] = {SIGINT, SIGHUP, SIGPIPE};
+    for (int i = 0; i < 3; i++) stop_with(sigs[i], 4 + 4 * i);
     ck_assert_int_eq(finish(start_training()), 0);
-    char *got = final_adapter(&len);
-    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
-    free(got);
+    assert_final_adapter(ref, ref_len);
     free(ref);
 }
 END_TEST
@@ -184,13 +175,10 @@ END_TEST
 // Started by a parent that ignores SIGCHLD, a resumed run still reads its
 // checkpoint (in a child process) instead of waiting forever for it.
 START_TEST(test_resume_with_sigchld_ignored) {
-    size_t ref_len, len;
+    size_t ref_len;
     char *ref = reference_adapter(&ref_len);
-    pid_t pid = start_training();
-    wait_for_checkpoint(pid, 6);
-    kill(pid, SIGINT);
-    ck_assert_int_eq(finish(pid), 130);
-    pid = start_training_as(true);
+    stop_with(SIGINT, 6);
+    pid_t pid = start_training_as(true);
     int wst = 0;
     pid_t done = 0;
     for (int i = 0; i < 600 && done == 0; i++) { // 60 s
@@ -204,9 +192,7 @@ START_TEST(test_resume_with_sigchld_ignored) {
         ck_abort_msg("a resumed run started with SIGCHLD ignored did not finish in 60 s");
     }
     ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-    char *got = final_adapter(&len);
-    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
-    free(got);
+    assert_final_adapter(ref, ref_len);
     free(ref);
 }
 END_TEST
@@ -276,8 +262,7 @@ int main(void) {
     tcase_set_timeout(tc, 240);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_sigkill_at_several_points);
-    tcase_add_test(tc, test_sigint_saves_and_exits_130);
-    tcase_add_test(tc, test_hup_and_pipe_save_and_exit_130);
+    tcase_add_test(tc, test_stop_signals_save_and_exit_130);
     tcase_add_test(tc, test_resume_with_sigchld_ignored);
     tcase_add_test(tc, test_damaged_checkpoint_skipped);
     tcase_add_test(tc, test_other_base_refused);
