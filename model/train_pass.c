@@ -36,31 +36,28 @@ void lc_train_pass_free(lc_train_pass *p) {
     memset(p, 0, sizeof *p);
 }
 
-static void add_arena(lc_train_pass_memory *m, const lc_arena *a) {
-    m->held_bytes += a->held_bytes;
-    m->n_maps += a->n_maps;
-    m->n_chunks += a->n_chunks;
+// Every arena of the pass, in one list for the memory report and the plan.
+#define LC_PASS_MAX_ARENAS(p) ((p)->n_layers + 4)
+static int pass_arenas(lc_train_pass *p, lc_arena **out) {
+    int n = 0, n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; p->layers && i < n_graphs; i++) out[n++] = &p->layers[i].arena;
+    out[n++] = &p->keep.arena;
+    out[n++] = &p->head.arena;
+    out[n++] = &p->grads;
+    out[n++] = &p->transient.arena;
+    return n;
 }
 
 lc_train_pass_memory lc_train_pass_get_memory(const lc_train_pass *p) {
     lc_train_pass_memory m = {0};
-    int n_graphs = p->checkpointing ? 1 : p->n_layers;
-    for (int i = 0; p->layers && i < n_graphs; i++) add_arena(&m, &p->layers[i].arena);
-    add_arena(&m, &p->keep.arena);
-    add_arena(&m, &p->head.arena);
-    add_arena(&m, &p->grads);
-    add_arena(&m, &p->transient.arena);
+    lc_arena *arenas[LC_PASS_MAX_ARENAS(p)];
+    int n = pass_arenas((lc_train_pass *)p, arenas);
+    for (int i = 0; i < n; i++) {
+        m.held_bytes += arenas[i]->held_bytes;
+        m.n_maps += arenas[i]->n_maps;
+        m.n_chunks += arenas[i]->n_chunks;
+    }
     return m;
-}
-
-static void rewind_arenas(lc_train_pass *p) {
-    int n_graphs = p->checkpointing ? 1 : p->n_layers;
-    for (int i = 0; i < n_graphs; i++) lc_graph_reset(&p->layers[i]);
-    lc_graph_reset(&p->keep);
-    lc_graph_reset(&p->head);
-    lc_arena_reset(&p->grads, (lc_arena_mark){0});
-    lc_arena_reset(&p->transient.arena, (lc_arena_mark){0});
-    p->transient.holder = NULL;
 }
 
 lc_status lc_train_pass_plan(lc_train_pass *p, const lc_model *m, lc_lora *lora, int B, int T) {
@@ -84,15 +81,16 @@ lc_status lc_train_pass_plan(lc_train_pass *p, const lc_model *m, lc_lora *lora,
     free(seg);
     if (lora->grads) memset(lora->grads, 0, sizeof(float) * lora->n_params);
     if (st) return st;
-    // Each arena becomes one chunk for this shape, its pages touched now: the
-    // pass's memory is held from here on, not gained step by step.
-    rewind_arenas(p);
-    int n_graphs = p->checkpointing ? 1 : p->n_layers;
-    for (int i = 0; i < n_graphs; i++) lc_arena_prefault(&p->layers[i].arena);
-    lc_arena_prefault(&p->keep.arena);
-    lc_arena_prefault(&p->head.arena);
-    lc_arena_prefault(&p->grads);
-    lc_arena_prefault(&p->transient.arena);
+    // Each arena becomes one chunk for this shape (a rewind to the start
+    // makes it so), its pages touched now: the pass's memory is held from
+    // here on, not gained step by step. The tapes restart with the next run.
+    lc_arena *arenas[LC_PASS_MAX_ARENAS(p)];
+    int n_arenas = pass_arenas(p, arenas);
+    for (int i = 0; i < n_arenas; i++) {
+        lc_arena_reset(arenas[i], (lc_arena_mark){0});
+        lc_arena_prefault(arenas[i]);
+    }
+    p->transient.holder = NULL;
     return LC_STATUS_OK;
 }
 
