@@ -354,6 +354,57 @@ START_TEST(test_learned_positions_bound_positions) {
 }
 END_TEST
 
+// Issue 20.4: data longer than a learned position table is refused when
+// `lora train` and `lora eval` start, naming the file, the setting and both
+// numbers, not mid-run from the kernel; a rotary model only warns (its
+// positions extrapolate); ALiBi has no table.
+START_TEST(test_examples_beyond_positions_found_at_start) {
+    family_env e;
+    env_open(&e, _i);
+    int P = e.m.cfg.max_position_embeddings;
+    // One "text" record of about 2P tokens (a space-separated word is a token
+    // or two in every fixture tokenizer).
+    size_t cap = 4 * (size_t)P + 64;
+    char *text = malloc(cap);
+    int n = snprintf(text, cap, "{\"text\": \"");
+    for (int k = 0; k < 2 * P; k++) n += snprintf(text + n, cap - (size_t)n, " a");
+    n += snprintf(text + n, cap - (size_t)n, "\"}\n");
+    lc_test_write(e.tmp, "long.jsonl", text, (size_t)n);
+    free(text);
+    char data[600], limit[32], cfg[1800];
+    snprintf(data, sizeof data, "%s/long.jsonl", e.tmp);
+    snprintf(limit, sizeof limit, "%d", 4 * P);
+    int c = snprintf(cfg, sizeof cfg,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"output_dir\": \"%s/run\", \"lora\": {\"r\": 2},"
+                     " \"batch_size\": 1, \"max_seq_len\": %d, \"steps\": 2}\n",
+                     e.f.model_dir, data, e.tmp, 4 * P);
+    lc_test_write(e.tmp, "cfg.json", cfg, (size_t)c);
+    char cfg_path[600];
+    snprintf(cfg_path, sizeof cfg_path, "%s/cfg.json", e.tmp);
+    const char *train[] = {"train", "--config", cfg_path, NULL};
+    const char *eval[] = {"eval", "--model", e.f.model_dir, "--data", data, "--max-seq-len", limit, NULL};
+    lc_test_run t = lc_test_lora(train), v = lc_test_lora(eval);
+    char want[700];
+    if (e.m.cfg.pos == LC_POS_KIND_LEARNED) {
+        snprintf(want, sizeof want, "%s:1: an example of ", data);
+        ck_assert_msg(t.status == 2 && strstr(t.err, want) && strstr(t.err, "set max_seq_len to") &&
+                          !strstr(t.err, "step 1/"),
+                      "%s: %s", lc_family_names[_i], t.err);
+        snprintf(want, sizeof want, "longer than the model's %d learned positions", P);
+        ck_assert_msg(strstr(t.err, want) != NULL, "%s", t.err);
+        ck_assert_msg(v.status == 2 && strstr(v.err, "set --max-seq-len to") && strstr(v.err, want),
+                      "%s: %s", lc_family_names[_i], v.err);
+    } else {
+        ck_assert_msg(t.status == 0 && v.status == 0, "%s: %s%s", lc_family_names[_i], t.err, v.err);
+        int warned = strstr(v.err, "rotary positions extrapolate") != NULL;
+        ck_assert_msg(warned == (e.m.cfg.pos == LC_POS_KIND_ROPE), "%s: %s", lc_family_names[_i], v.err);
+    }
+    lc_test_run_free(&t);
+    lc_test_run_free(&v);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *families_suite(void) {
     Suite *s = suite_create("families");
     int n = 0;
@@ -366,6 +417,7 @@ static Suite *families_suite(void) {
     tcase_add_loop_test(tc, test_training_lowers_loss, 0, n);
     tcase_add_loop_test(tc, test_export_round_trips, 0, n);
     tcase_add_loop_test(tc, test_learned_positions_bound_positions, 0, n);
+    tcase_add_loop_test(tc, test_examples_beyond_positions_found_at_start, 0, n);
     suite_add_tcase(s, tc);
     return s;
 }

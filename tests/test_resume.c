@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -256,6 +257,192 @@ START_TEST(test_other_base_refused) {
 }
 END_TEST
 
+// Replaces `from` (which must occur) by `to` in the run's config file.
+static void edit_config(const char *from, const char *to) {
+    char *text = lc_test_read(cfg_path, NULL);
+    char *at = strstr(text, from);
+    ck_assert_msg(at != NULL, "config lacks %s", from);
+    char out[8192];
+    int n = snprintf(out, sizeof out, "%.*s%s%s", (int)(at - text), text, to, at + strlen(from));
+    lc_test_write(tmp, "cfg.json", out, (size_t)n);
+    free(text);
+}
+
+static char *run_log(void) {
+    char err[4300];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    return lc_test_read(err, NULL);
+}
+
+// Issue 20.1: with keep_checkpoints 1, a newer-numbered but damaged
+// checkpoint in the folder must not make pruning delete the good ones: the
+// checkpoint a stopped run names exists and the next run resumes from it;
+// `--adapter RUN_DIR` passes over the damaged file as resume does.
+START_TEST(test_damaged_newer_checkpoint_never_displaces_good_ones) {
+    edit_config("\"keep_checkpoints\": 2", "\"keep_checkpoints\": 1");
+    size_t ref_len;
+    char *ref = reference_adapter(&ref_len);
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 6);
+    kill(pid, SIGKILL);
+    finish(pid);
+    char dir[4300], good[4400];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    snprintf(good, sizeof good, "%s/checkpoint-6.h5", dir);
+    size_t n;
+    char *bytes = lc_test_read(good, &n);
+    lc_test_write(dir, "checkpoint-30.h5", bytes, 1000); // newer number, cut short
+    free(bytes);
+
+    stop_with(SIGINT, 10);
+    char *log = run_log();
+    const char *saved = strstr(log, "saved ");
+    ck_assert_msg(saved != NULL, "%s", log);
+    char named[4300];
+    ck_assert_int_eq(sscanf(saved, "saved %4299[^;]", named), 1);
+    ck_assert_msg(access(named, R_OK) == 0, "the run said it saved %s, which is gone", named);
+    free(log);
+
+    // The folder as a reader sees it: the newest readable checkpoint.
+    const char *args[] = {"eval", "--model", MODEL_DIR, "--adapter", dir, "--data", DATA, "--max-seq-len", "128", NULL};
+    lc_test_run by_dir = lc_test_lora(args);
+    ck_assert_msg(by_dir.status == 0, "%s", by_dir.err);
+    ck_assert_msg(strstr(by_dir.err, "skipping") && strstr(by_dir.err, "checkpoint-30.h5"), "%s", by_dir.err);
+    args[4] = named;
+    lc_test_run by_file = lc_test_lora(args);
+    ck_assert_msg(by_file.status == 0, "%s", by_file.err);
+    ck_assert_str_eq(by_dir.out, by_file.out);
+    lc_test_run_free(&by_dir);
+    lc_test_run_free(&by_file);
+
+    ck_assert_int_eq(finish(start_training()), 0);
+    log = run_log();
+    ck_assert_msg(strstr(log, "resuming from") != NULL && strstr(log, named) != NULL, "did not resume: %s", log);
+    free(log);
+    assert_final_adapter(ref, ref_len);
+    ck_assert_msg(access(good, F_OK) != 0, "checkpoint-6.h5 was never pruned");
+    free(ref);
+}
+END_TEST
+
+// Issue 20.2: a second run on a folder in use is refused with one line
+// naming the holder; once the holder is killed (its lock dies with it) the
+// folder is free again.
+START_TEST(test_second_run_on_folder_refused) {
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 2);
+    const char *args[] = {"train", "--config", cfg_path, NULL};
+    lc_test_run r = lc_test_lora(args);
+    char want[64];
+    snprintf(want, sizeof want, "in use by another lora train (process %d)", (int)pid);
+    ck_assert_msg(r.status == 2 && strstr(r.err, want) != NULL, "status %d: %s", r.status, r.err);
+    ck_assert_int_eq(lc_test_count_lines(r.err), 1);
+    lc_test_run_free(&r);
+    kill(pid, SIGKILL);
+    finish(pid);
+    ck_assert_int_eq(finish(start_training()), 0);
+    char *log = run_log();
+    ck_assert_msg(strstr(log, "resuming from") != NULL, "%s", log);
+    free(log);
+}
+END_TEST
+
+// Waits until the run's stderr holds needle (or the process ends).
+static void wait_for_log(pid_t pid, const char *needle) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/err.txt", tmp);
+    for (int i = 0; i < 60000; i++) {
+        if (access(path, R_OK) == 0) { // the child may not have made it yet
+            char *log = lc_test_read(path, NULL);
+            int found = strstr(log, needle) != NULL;
+            free(log);
+            if (found) return;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid) ck_abort_msg("training ended before \"%s\"", needle);
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_abort_msg("\"%s\" never appeared", needle);
+}
+
+static void two_signals(pid_t pid) {
+    kill(pid, SIGINT);
+    struct timespec ts = {0, 100000000};
+    nanosleep(&ts, NULL);
+    kill(pid, SIGINT);
+}
+
+// Issue 20.5: a second SIGINT abandons an evaluation under way: the step's
+// checkpoint is written (before the evaluation), no evaluation row is
+// recorded, and the run exits 130; the same in the final evaluation, after
+// the final adapter is saved.
+START_TEST(test_second_signal_stops_evaluation) {
+    // Validation on GSM8K's training set takes seconds on this model.
+    edit_config("\"keep_checkpoints\": 2", "\"keep_checkpoints\": 2, \"valid_data\": \"" LC_SHARED_DIR
+                "/data/gsm8k_train.jsonl\", \"eval_every\": 4");
+    pid_t pid = start_training();
+    wait_for_log(pid, "step 4/");
+    two_signals(pid);
+    ck_assert_int_eq(finish(pid), 130);
+    char *log = run_log();
+    ck_assert_msg(strstr(log, "step 4: evaluation stopped by a second signal") &&
+                      strstr(log, "saved ") && strstr(log, "/run/checkpoint-4.h5"),
+                  "%s", log);
+    free(log);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    char *metrics = lc_test_read(path, NULL);
+    ck_assert_msg(strstr(metrics, "\"eval_loss\"") == NULL, "an abandoned evaluation was recorded: %s", metrics);
+    free(metrics);
+
+    edit_config("\"eval_every\": 4", "\"eval_every\": 0");
+    pid = start_training();
+    wait_for_log(pid, "step 24/24");
+    two_signals(pid);
+    ck_assert_int_eq(finish(pid), 130);
+    log = run_log();
+    ck_assert_msg(strstr(log, "in the final evaluation; the adapter is saved to") != NULL, "%s", log);
+    free(log);
+    snprintf(path, sizeof path, "%s/run/checkpoint-%d.h5", tmp, STEPS);
+    ck_assert_msg(access(path, R_OK) == 0, "no final adapter");
+}
+END_TEST
+
+// Issue 20.7: the rewrite of metrics.jsonl on resume cannot lose the
+// history: here every write beyond 200 bytes fails (RLIMIT_FSIZE), so the
+// resumed run fails, and the file must still hold what it held.
+START_TEST(test_metrics_history_survives_a_failed_rewrite) {
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 8);
+    kill(pid, SIGKILL);
+    finish(pid);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    size_t before_len, after_len;
+    char *before = lc_test_read(path, &before_len);
+    ck_assert_int_ge(lc_test_count_lines(before), 8);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        struct rlimit lim = {200, 200};
+        setrlimit(RLIMIT_FSIZE, &lim);
+        signal(SIGXFSZ, SIG_IGN); // a write past the limit fails with EFBIG instead
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(LC_LORA_BIN, LC_LORA_BIN, "train", "--config", cfg_path, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_ne(finish(pid), 0);
+    char *after = lc_test_read(path, &after_len);
+    ck_assert_msg(after_len == before_len && memcmp(before, after, after_len) == 0,
+                  "metrics.jsonl lost its history: %zu bytes before, %zu after", before_len, after_len);
+    free(before);
+    free(after);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("stories260K");
@@ -266,6 +453,10 @@ int main(void) {
     tcase_add_test(tc, test_resume_with_sigchld_ignored);
     tcase_add_test(tc, test_damaged_checkpoint_skipped);
     tcase_add_test(tc, test_other_base_refused);
+    tcase_add_test(tc, test_damaged_newer_checkpoint_never_displaces_good_ones);
+    tcase_add_test(tc, test_second_run_on_folder_refused);
+    tcase_add_test(tc, test_second_signal_stops_evaluation);
+    tcase_add_test(tc, test_metrics_history_survives_a_failed_rewrite);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "test_util.h"
 
@@ -306,6 +307,122 @@ START_TEST(test_export_round_trips) {
 }
 END_TEST
 
+// Issue 20.3: a validation set with no target token (every completion cut
+// by max_seq_len) is refused before the first step, naming the file, for a
+// valid_data file and for a valid_split of the training data alike.
+START_TEST(test_validation_without_targets_refused_at_start) {
+    char path[4200], text[2048];
+    int n = snprintf(text, sizeof text, "{\"prompt\": \"");
+    for (int k = 0; k < 60; k++) n += snprintf(text + n, sizeof text - (size_t)n, "word ");
+    n += snprintf(text + n, sizeof text - (size_t)n, "\", \"completion\": \"the end\"}\n");
+    lc_test_write(tmp, "long_prompts.jsonl", text, (size_t)n);
+    snprintf(path, sizeof path, "%s/long_prompts.jsonl", tmp);
+    const char *shorts = "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"prompt\": \"c\", \"completion\": \"d\"}\n";
+    lc_test_write(tmp, "short.jsonl", shorts, strlen(shorts));
+    char extra[4400], train[4200];
+    snprintf(train, sizeof train, "%s/short.jsonl", tmp);
+    snprintf(extra, sizeof extra, "\"valid_data\": \"%s\", \"eval_every\": 4", path);
+    const char *a1[] = {"train", "--config", write_config("valid", train, extra), "--set", "max_seq_len=32", NULL};
+    lc_test_run r = lc_test_lora(a1);
+    char want[4300];
+    snprintf(want, sizeof want, "%s: no validation example has a completion token within max_seq_len 32", path);
+    ck_assert_msg(r.status == 2 && strstr(r.err, want) && !strstr(r.err, "step 1/"), "exit %d: %s", r.status, r.err);
+    ck_assert_msg(!run_dir_has_checkpoint(), "a checkpoint was written");
+    lc_test_run_free(&r);
+
+    // Long prompts mixed into the training data: the split that takes only
+    // those is found, whatever examples the seed sends to validation.
+    FILE *f = fopen(path, "w");
+    ck_assert(f != NULL);
+    fprintf(f, "%s%s", text, text);
+    for (int k = 0; k < 4; k++) fprintf(f, "{\"prompt\": \"a\", \"completion\": \"b\"}\n");
+    fclose(f);
+    int refused = 0;
+    for (int seed = 0; seed < 16 && !refused; seed++) {
+        char set_seed[32];
+        snprintf(set_seed, sizeof set_seed, "seed=%d", seed);
+        const char *a2[] = {"train", "--config", write_config("split", path, "\"valid_split\": 0.3"), "--set",
+                            "max_seq_len=32", "--set", set_seed, "--set", "steps=2", NULL};
+        r = lc_test_lora(a2);
+        if (r.status == 2) {
+            snprintf(want, sizeof want, "%s: none of the 2 examples split off for validation (valid_split 0.3, "
+                     "seed %d)", path, seed);
+            ck_assert_msg(strstr(r.err, want) && !strstr(r.err, "step 1/"), "%s", r.err);
+            ck_assert_msg(!run_dir_has_checkpoint(), "a checkpoint was written");
+            refused = 1;
+        } else {
+            ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+            char cmd[4300];
+            snprintf(cmd, sizeof cmd, "rm -rf '%s/run'", tmp);
+            ck_assert_int_eq(system(cmd), 0);
+        }
+        lc_test_run_free(&r);
+    }
+    ck_assert_msg(refused, "no seed split off only the long examples");
+}
+END_TEST
+
+// Issue 20.17: a token the model has no embedding for (a tokenizer with more
+// tokens than the model) is reported naming FILE:LINE before training, and
+// by `lora eval`.
+START_TEST(test_token_outside_vocabulary_names_the_line) {
+    char model[4200];
+    snprintf(model, sizeof model, "%s/model", tmp);
+    ck_assert_int_eq(mkdir(model, 0755), 0);
+    lc_test_copy(MODEL_DIR "/config.json", model, "config.json");
+    lc_test_copy(MODEL_DIR "/model.safetensors", model, "model.safetensors");
+    size_t len;
+    char *tok = lc_test_read(MODEL_DIR "/tokenizer.json", &len);
+    const char *key = "\"added_tokens\": [";
+    char *at = strstr(tok, key);
+    ck_assert(at != NULL);
+    at += strlen(key);
+    char *grown = malloc(len + 256);
+    int n = snprintf(grown, len + 256, "%.*s{\"id\": 600, \"content\": \"<|extra|>\", \"single_word\": false, "
+                     "\"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}, %s",
+                     (int)(at - tok), tok, at);
+    lc_test_write(model, "tokenizer.json", grown, (size_t)n);
+    free(grown);
+    free(tok);
+    const char *data = "{\"prompt\": \"hi\", \"completion\": \"ok\"}\n{\"prompt\": \"hi <|extra|>\", \"completion\": "
+                       "\"ok\"}\n";
+    lc_test_write(tmp, "extra.jsonl", data, strlen(data));
+    char path[4300], set_model[4300], want[4400];
+    snprintf(path, sizeof path, "%s/extra.jsonl", tmp);
+    snprintf(set_model, sizeof set_model, "model=%s", model);
+    snprintf(want, sizeof want, "%s:2: token id 600 is outside the model's vocabulary of 512", path);
+    const char *train[] = {"train", "--config", write_config("vocab", path, ""), "--set", set_model, NULL};
+    lc_test_run r = lc_test_lora(train);
+    ck_assert_msg(r.status == 2 && strstr(r.err, want) && !strstr(r.err, "step 1/"), "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    const char *eval[] = {"eval", "--model", model, "--data", path, NULL};
+    r = lc_test_lora(eval);
+    ck_assert_msg(r.status == 2 && strstr(r.err, want) && lc_test_count_lines(r.err) == 1, "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// Issue 20.18: a folder whose checkpoint is past the config's steps says what
+// it holds and what to do (exit 2) instead of claiming a final checkpoint
+// that does not exist; rerunning a finished run names its adapter (exit 0).
+START_TEST(test_steps_below_existing_checkpoint) {
+    const char *run[] = {"train", "--config", write_config("done", DATA, ""), NULL};
+    lc_test_run r = lc_test_lora(run);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    r = lc_test_lora(run);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "/run/checkpoint-12.h5 is already this run's final adapter"), "%s",
+                  r.err);
+    lc_test_run_free(&r);
+    const char *fewer[] = {"train", "--config", write_config("done", DATA, ""), "--set", "steps=6", NULL};
+    r = lc_test_lora(fewer);
+    ck_assert_msg(r.status == 2 && strstr(r.err, "/run/checkpoint-12.h5 is already 12 steps in, past this config's 6 "
+                                                 "steps: raise \"steps\""),
+                  "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_create("stories260K");
@@ -317,6 +434,9 @@ int main(void) {
     tcase_add_test(tc, test_same_config_same_bytes);
     tcase_add_test(tc, test_init_adapter);
     tcase_add_test(tc, test_export_round_trips);
+    tcase_add_test(tc, test_validation_without_targets_refused_at_start);
+    tcase_add_test(tc, test_token_outside_vocabulary_names_the_line);
+    tcase_add_test(tc, test_steps_below_existing_checkpoint);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

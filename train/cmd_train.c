@@ -97,8 +97,12 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     }
     lc_dataset_options opt = {(int)max_seq_len, true};
     if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;
+    if ((st = lc_train_check_dataset(&ds, data, &model, "--max-seq-len", (int)max_seq_len))) goto done;
     lc_eval_result r;
-    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, &r))) goto done;
+    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, NULL, NULL, &r))) {
+        if (st == LC_STATUS_INPUT) lc_error_prefix("%s", data);
+        goto done;
+    }
     printf("{\"loss\": %.6f, \"ppl\": %.6f, \"tokens\": %lld}\n", r.loss, exp(r.loss), (long long)r.n_targets);
 done:
     lc_dataset_free(&ds);

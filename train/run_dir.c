@@ -2,12 +2,20 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/file.h"
+#include "common/json.h"
+
+#define INDEX_NAME "checkpoints.json"
+#define LOCK_NAME "train.lock"
+#define INDEX_MAX_BYTES ((size_t)16 << 20)
 
 // checkpoint-<digits>.h5 exactly.
 static int parse_name(const char *name, int64_t *step) {
@@ -65,12 +73,219 @@ lc_status lc_run_dir_checkpoint_path(char *out, size_t cap, const char *dir, int
     return LC_STATUS_OK;
 }
 
-void lc_run_dir_prune(const char *dir, int keep) {
+// Size of dir/checkpoint-<step>.h5, or -1 when it is not a regular file.
+static int64_t checkpoint_bytes(const char *dir, int64_t step) {
+    char path[4200];
+    struct stat sb;
+    if (lc_run_dir_checkpoint_path(path, sizeof path, dir, step) || stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return -1;
+    return (int64_t)sb.st_size;
+}
+
+static int find_entry(const lc_run_dir *r, int64_t step) {
+    for (int i = 0; i < r->n; i++)
+        if (r->entries[i].step == step) return i;
+    return -1;
+}
+
+static lc_status push_entry(lc_run_dir *r, int64_t step, int64_t bytes) {
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 16;
+        lc_run_entry *grown = realloc(r->entries, sizeof *grown * (size_t)cap);
+        if (!grown) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+        r->entries = grown;
+        r->cap = cap;
+    }
+    r->entries[r->n++] = (lc_run_entry){step, bytes};
+    return LC_STATUS_OK;
+}
+
+// Reads dir's index into r. A missing index is an empty one; an index that
+// does not parse is reported and treated as empty (its checkpoints are then
+// only never pruned).
+static lc_status read_index(lc_run_dir *r, const char *dir) {
+    char path[4200];
+    lc_status st = lc_path_join(path, sizeof path, dir, INDEX_NAME);
+    if (st || !lc_file_exists(path)) return st;
+    cJSON *root;
+    if (lc_json_load_file(path, INDEX_MAX_BYTES, &root)) {
+        fprintf(stderr, "lora: warning: %s; its checkpoints are kept (not pruned)\n", lc_error_message());
+        return LC_STATUS_OK;
+    }
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "checkpoints");
+    if (!cJSON_IsArray(list))
+        fprintf(stderr, "lora: warning: %s: no \"checkpoints\" list; its checkpoints are kept (not pruned)\n", path);
+    for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e && !st; e = e->next) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "step");
+        const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bytes");
+        if (!cJSON_IsNumber(s) || !cJSON_IsNumber(b) || s->valuedouble < 0 || s->valuedouble > 9e15 ||
+            b->valuedouble < 0 || b->valuedouble > 9e15)
+            continue;
+        int64_t step = (int64_t)s->valuedouble, bytes = (int64_t)b->valuedouble;
+        if (find_entry(r, step) < 0) st = push_entry(r, step, bytes);
+    }
+    cJSON_Delete(root);
+    return st;
+}
+
+static lc_status write_index(const lc_run_dir *r) {
+    char path[4200];
+    lc_status st = lc_path_join(path, sizeof path, r->dir, INDEX_NAME);
+    if (st) return st;
+    size_t cap = 128 + 64 * (size_t)r->n, len = 0;
+    char *text = malloc(cap);
+    if (!text) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    len += (size_t)snprintf(text, cap,
+                            "{\"format\": \"lora.c run index\", \"version\": 1,\n"
+                            " \"about\": \"checkpoints written completely, oldest first\",\n \"checkpoints\": [");
+    for (int i = 0; i < r->n; i++)
+        len += (size_t)snprintf(text + len, cap - len, "%s\n  {\"step\": %lld, \"bytes\": %lld}", i ? "," : "",
+                                (long long)r->entries[i].step, (long long)r->entries[i].bytes);
+    len += (size_t)snprintf(text + len, cap - len, "\n ]}\n");
+    st = lc_file_write_atomic(path, text, len);
+    free(text);
+    return st;
+}
+
+lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
+    memset(r, 0, sizeof *r);
+    r->lock_fd = -1;
+    if (strlen(dir) >= sizeof r->dir) return lc_error(LC_STATUS_INPUT, "%s: path too long", dir);
+    snprintf(r->dir, sizeof r->dir, "%s", dir);
+    lc_status st = lc_dir_create(dir);
+    if (st) return st;
+    char path[4200];
+    if ((st = lc_path_join(path, sizeof path, dir, LOCK_NAME))) return st;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        if (err == EWOULDBLOCK) {
+            char pid[32] = {0};
+            ssize_t got = pread(fd, pid, sizeof pid - 1, 0);
+            close(fd);
+            long holder = got > 0 ? strtol(pid, NULL, 10) : 0;
+            if (holder > 0)
+                return lc_error(LC_STATUS_INPUT, "%s is in use by another lora train (process %ld); wait for it to "
+                                "end or use another output_dir", dir, holder);
+            return lc_error(LC_STATUS_INPUT, "%s is in use by another lora train; wait for it to end or use another "
+                            "output_dir", dir);
+        }
+        // A file system without locks (some network mounts): run unguarded.
+        fprintf(stderr, "lora train: warning: %s: cannot lock (%s); make sure no other run uses this folder\n", path,
+                strerror(err));
+    } else {
+        // Only for the message another run prints; the flock is the lock.
+        char pid[32];
+        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+            // The pid is informative only.
+        }
+    }
+    r->lock_fd = fd;
+    if ((st = read_index(r, dir))) lc_run_dir_close(r);
+    return st;
+}
+
+void lc_run_dir_close(lc_run_dir *r) {
+    if (r->lock_fd >= 0) close(r->lock_fd); // drops the flock
+    r->lock_fd = -1;
+    free(r->entries);
+    r->entries = NULL;
+    r->n = r->cap = 0;
+}
+
+lc_status lc_run_dir_add(lc_run_dir *r, int64_t step) {
+    int64_t bytes = checkpoint_bytes(r->dir, step);
+    if (bytes < 0) return lc_error(LC_STATUS_RUNTIME, "%s/checkpoint-%lld.h5: missing after writing it", r->dir,
+                                   (long long)step);
+    int i = find_entry(r, step);
+    if (i >= 0) { // rewritten: it moves to the newest place
+        memmove(&r->entries[i], &r->entries[i + 1], sizeof *r->entries * (size_t)(r->n - i - 1));
+        r->n--;
+    }
+    lc_status st = push_entry(r, step, bytes);
+    return st ? st : write_index(r);
+}
+
+lc_status lc_run_dir_forget(lc_run_dir *r, int64_t step) {
+    int i = find_entry(r, step);
+    if (i < 0) return LC_STATUS_OK;
+    memmove(&r->entries[i], &r->entries[i + 1], sizeof *r->entries * (size_t)(r->n - i - 1));
+    r->n--;
+    return write_index(r);
+}
+
+// A listed checkpoint whose file is gone or changed size since it was written.
+static int entry_changed(const lc_run_dir *r, const char *dir, int i) {
+    return checkpoint_bytes(dir, r->entries[i].step) != r->entries[i].bytes;
+}
+
+lc_status lc_run_dir_prune(lc_run_dir *r, int keep) {
+    if (keep < 1) keep = 1; // never the one just written
+    // Changed files are no longer known to be complete: they neither count
+    // nor are deleted.
+    int kept = 0;
+    for (int i = 0; i < r->n; i++)
+        if (!entry_changed(r, r->dir, i)) r->entries[kept++] = r->entries[i];
+    r->n = kept;
+    int drop = r->n - keep;
+    if (drop <= 0) return LC_STATUS_OK;
+    // The index is rewritten first: a crash in between leaves files the
+    // index no longer lists (kept for good), never a listed file that is gone.
+    lc_run_entry *gone = malloc(sizeof *gone * (size_t)drop);
+    if (!gone) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    memcpy(gone, r->entries, sizeof *gone * (size_t)drop);
+    memmove(r->entries, r->entries + drop, sizeof *r->entries * (size_t)keep);
+    r->n = keep;
+    lc_status st = write_index(r);
+    for (int i = 0; !st && i < drop; i++) {
+        char path[4200];
+        if (!lc_run_dir_checkpoint_path(path, sizeof path, r->dir, gone[i].step) &&
+            checkpoint_bytes(r->dir, gone[i].step) == gone[i].bytes)
+            remove(path);
+    }
+    free(gone);
+    return st;
+}
+
+lc_status lc_run_dir_find(const char *dir, const lc_run_dir *r, lc_run_dir_try_fn try_fn, void *ctx, int64_t *step,
+                          int *n_skipped) {
+    *step = 0;
+    *n_skipped = 0;
+    lc_run_dir own = {.lock_fd = -1};
+    if (!r) {
+        lc_status st = read_index(&own, dir);
+        if (st) return st;
+        r = &own;
+    }
     int64_t *steps;
     int n;
-    if (lc_run_dir_checkpoints(dir, &steps, &n)) return;
-    char path[4200];
-    for (int i = keep; i < n; i++)
-        if (!lc_run_dir_checkpoint_path(path, sizeof path, dir, steps[i])) remove(path);
+    lc_status st = lc_run_dir_checkpoints(dir, &steps, &n);
+    for (int i = 0; !st && i < n; i++) {
+        char path[4200];
+        if ((st = lc_run_dir_checkpoint_path(path, sizeof path, dir, steps[i]))) break;
+        int k = find_entry(r, steps[i]), skip = 0;
+        lc_status got;
+        if (k >= 0 && entry_changed(r, dir, k)) {
+            skip = 1;
+            got = lc_error(LC_STATUS_INPUT, "%s: %lld bytes, not the %lld it was written with", path,
+                           (long long)checkpoint_bytes(dir, steps[i]), (long long)r->entries[k].bytes);
+        } else {
+            got = try_fn(ctx, path, &skip);
+        }
+        if (!got) {
+            *step = steps[i];
+            break;
+        }
+        if (!skip) {
+            st = got;
+            break;
+        }
+        fprintf(stderr, "lora: warning: skipping %s\n", lc_error_message());
+        ++*n_skipped;
+    }
     free(steps);
+    lc_run_dir_close(&own);
+    return st;
 }

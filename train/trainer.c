@@ -41,9 +41,12 @@ typedef struct trainer {
     FILE *metrics;
     char fingerprint[17];
     int tty;
+    lc_run_dir run;     // output_dir: its lock and checkpoint index
     int64_t saved_step; // step of the newest checkpoint written or resumed from
+    int64_t resumed_step;
     int64_t n_skipped;  // batches skipped for a non-finite loss (skip_nonfinite)
     int metrics_failed; // a metrics.jsonl write failed (reported once)
+    int eval_stopped;   // an evaluation was abandoned on a second stop signal
 } trainer;
 
 static lc_status load_data(trainer *t) {
@@ -72,7 +75,21 @@ static lc_status load_data(trainer *t) {
     if (t->has_valid)
         fprintf(stderr, "lora train: validation: %d examples%s\n", t->valid.n_examples,
                 cfg->valid_data[0] ? "" : " split from the training data");
-    return LC_STATUS_OK;
+    // Found now, not after the last step: a validation set with nothing to
+    // score, and data the model cannot take.
+    if (t->has_valid && lc_train_count_targets(&t->valid) == 0) {
+        if (cfg->valid_data[0])
+            return lc_error(LC_STATUS_INPUT, "%s: no validation example has a completion token within max_seq_len %d",
+                            cfg->valid_data, cfg->max_seq_len);
+        return lc_error(LC_STATUS_INPUT, "%s: none of the %d examples split off for validation (valid_split %g, seed "
+                        "%llu) has a completion token within max_seq_len %d", cfg->train_data, t->valid.n_examples,
+                        cfg->valid_split, (unsigned long long)cfg->seed, cfg->max_seq_len);
+    }
+    lc_status st2 = lc_train_check_dataset(&t->train, cfg->train_data, &t->model, "max_seq_len", cfg->max_seq_len);
+    if (!st2 && t->has_valid)
+        st2 = lc_train_check_dataset(&t->valid, cfg->valid_data[0] ? cfg->valid_data : cfg->train_data, &t->model,
+                                     "max_seq_len", cfg->max_seq_len);
+    return st2;
 }
 
 // Micro-batches an epoch takes (packing fills rows, so count them).
@@ -121,7 +138,12 @@ static lc_status save_checkpoint(trainer *t, int64_t step) {
     lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint};
     if ((st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta))) return st;
     t->saved_step = step;
-    lc_run_dir_prune(t->cfg->output_dir, t->cfg->keep_checkpoints);
+    // The checkpoint is complete; an index that cannot be updated (full disk)
+    // only stops pruning, which deletes nothing the index does not list.
+    if ((st = lc_run_dir_add(&t->run, step)) || (st = lc_run_dir_prune(&t->run, t->cfg->keep_checkpoints))) {
+        if (t->tty) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "lora train: warning: %s; older checkpoints are kept\n", lc_error_message());
+    }
     return LC_STATUS_OK;
 }
 
@@ -142,9 +164,19 @@ static void save_or_warn(trainer *t, int64_t step) {
 // (`lora train ... 2>&1 | head` whose reader went away; the write then fails
 // instead of killing the run) stop it the same way, so none loses the steps
 // since the last checkpoint.
-static volatile sig_atomic_t lc_stop_signal = 0;
+// A second signal abandons an evaluation under way (the checkpoint is
+// written first, so nothing trained is lost).
+static volatile sig_atomic_t lc_stop_signal = 0, lc_stop_count = 0;
 
-static void on_stop_signal(int sig) { lc_stop_signal = sig; }
+static void on_stop_signal(int sig) {
+    lc_stop_signal = sig;
+    lc_stop_count++;
+}
+
+static int eval_should_stop(void *user) {
+    (void)user;
+    return lc_stop_count >= 2;
+}
 
 static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 #define N_STOP_SIGNALS ((int)(sizeof stop_signals / sizeof stop_signals[0]))
@@ -154,7 +186,7 @@ static void install_stop_handlers(struct sigaction old[N_STOP_SIGNALS]) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    lc_stop_signal = 0;
+    lc_stop_signal = lc_stop_count = 0;
     for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old[i]);
 }
 
@@ -163,76 +195,93 @@ static void restore_stop_handlers(const struct sigaction old[N_STOP_SIGNALS]) {
 }
 
 // Keeps the rows of metrics.jsonl up to `step` (a resumed run rewrites the
-// ones after its checkpoint) and opens the file for appending.
+// ones after its checkpoint) and opens the file for appending. The kept rows
+// go to a temporary file renamed over the old one, so a run killed or out of
+// disk space meanwhile leaves the history whole.
 static lc_status open_metrics(trainer *t, int64_t step) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/metrics.jsonl", t->cfg->output_dir);
-    if (step == 0) {
-        t->metrics = fopen(path, "w");
-    } else {
-        char *text = NULL;
-        size_t len = 0;
-        if (lc_file_exists(path)) {
-            lc_status st = lc_file_read(path, (size_t)1 << 30, &text, &len);
-            if (st) return st;
+    lc_status st = lc_path_join(path, sizeof path, t->cfg->output_dir, "metrics.jsonl");
+    if (st) return st;
+    char *text = NULL, *kept = NULL;
+    size_t len = 0, n_kept = 0;
+    if (step > 0 && lc_file_exists(path) && (st = lc_file_read(path, (size_t)1 << 30, &text, &len))) return st;
+    if (text && !(kept = malloc(len + 1))) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    for (char *line = kept ? text : NULL; line && *line;) {
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+        long long row_step;
+        if (sscanf(line, "{\"step\": %lld", &row_step) == 1 && row_step <= step && nl) {
+            memcpy(kept + n_kept, line, n);
+            n_kept += n;
         }
-        t->metrics = fopen(path, "w");
-        for (char *line = text; t->metrics && line && *line;) {
-            char *nl = strchr(line, '\n');
-            long long row_step;
-            if (sscanf(line, "{\"step\": %lld", &row_step) == 1 && row_step <= step)
-                fwrite(line, 1, nl ? (size_t)(nl - line + 1) : strlen(line), t->metrics);
-            line = nl ? nl + 1 : NULL;
-        }
-        free(text);
+        line = nl ? nl + 1 : NULL;
     }
-    if (!t->metrics) return lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", path, strerror(errno));
+    if (!st) st = lc_file_write_atomic(path, kept ? kept : "", n_kept);
+    free(text);
+    free(kept);
+    if (st) return st;
+    if (!(t->metrics = fopen(path, "a")))
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", path, strerror(errno));
     return LC_STATUS_OK;
+}
+
+// Checks one checkpoint of output_dir for resume() and loads it: damage
+// (an unreadable file) is skipped in favour of an older checkpoint, while a
+// checkpoint of another base or LoRA shape ends the search.
+static lc_status try_resume(void *ctx, const char *path, int *skip) {
+    trainer *t = ctx;
+    const lc_train_config *cfg = t->cfg;
+    lc_checkpoint_info info;
+    lc_status st = lc_checkpoint_read_info(path, &info);
+    if (st) {
+        *skip = 1;
+        return st;
+    }
+    if (!info.base_fingerprint || strcmp(info.base_fingerprint, t->fingerprint) != 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: was trained on a different base model than %s; use another output_dir",
+                      path, cfg->model);
+    } else if (info.lora.r != cfg->lora.r || info.lora.targets != t->lora.cfg.targets || !info.has_optimizer) {
+        st = lc_error(LC_STATUS_INPUT, "%s: its LoRA rank or targets differ from the config; use another output_dir",
+                      path);
+    } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: data position (epoch %lld, index %lld) does not fit %s", path,
+                      (long long)info.epoch, (long long)info.data_index, cfg->train_data);
+    } else if ((st = lc_checkpoint_load(path, &t->model, &t->lora, &t->opt))) {
+        *skip = 1;
+    } else {
+        if (info.config_json && strcmp(info.config_json, cfg->json) != 0)
+            fprintf(stderr, "lora train: note: the config differs from the one %s was written with\n", path);
+        lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
+        t->resumed_step = info.step;
+        fprintf(stderr, "lora train: resuming from %s (step %lld)\n", path, (long long)info.step);
+    }
+    lc_checkpoint_info_free(&info);
+    return st;
 }
 
 // Continues from the newest readable checkpoint in output_dir, if any.
 // Returns the step to start from in *start (0 for a fresh run).
 static lc_status resume(trainer *t, int64_t *start) {
     const lc_train_config *cfg = t->cfg;
-    int64_t *steps;
-    int n;
+    int64_t found;
+    int n_skipped;
     *start = 0;
-    lc_status st = lc_run_dir_checkpoints(cfg->output_dir, &steps, &n);
+    t->resumed_step = 0;
+    lc_status st = lc_run_dir_find(cfg->output_dir, &t->run, try_resume, t, &found, &n_skipped);
     if (st) return st;
-    for (int i = 0; i < n && *start == 0; i++) {
-        char path[4200];
-        lc_checkpoint_info info;
-        if ((st = lc_run_dir_checkpoint_path(path, sizeof path, cfg->output_dir, steps[i]))) break;
-        if (lc_checkpoint_read_info(path, &info)) {
-            // A damaged or half-written file: fall back to the one before.
-            fprintf(stderr, "lora train: warning: skipping %s\n", lc_error_message());
-            continue;
-        }
-        if (!info.base_fingerprint || strcmp(info.base_fingerprint, t->fingerprint) != 0) {
-            st = lc_error(LC_STATUS_INPUT, "%s: was trained on a different base model than %s; use another output_dir",
-                          path, cfg->model);
-        } else if (info.lora.r != cfg->lora.r || info.lora.targets != t->lora.cfg.targets || !info.has_optimizer) {
-            st = lc_error(LC_STATUS_INPUT, "%s: its LoRA rank or targets differ from the config; use another output_dir",
-                          path);
-        } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
-            st = lc_error(LC_STATUS_INPUT, "%s: data position (epoch %lld, index %lld) does not fit %s", path,
-                          (long long)info.epoch, (long long)info.data_index, cfg->train_data);
-        } else if (lc_checkpoint_load(path, &t->model, &t->lora, &t->opt)) {
-            fprintf(stderr, "lora train: warning: skipping %s\n", lc_error_message());
-        } else {
-            if (info.config_json && strcmp(info.config_json, cfg->json) != 0)
-                fprintf(stderr, "lora train: note: the config differs from the one %s was written with\n", path);
-            lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
-            *start = info.step;
-            t->saved_step = info.step;
-            fprintf(stderr, "lora train: resuming from %s (step %lld)\n", path, (long long)info.step);
-        }
-        lc_checkpoint_info_free(&info);
-        if (st) break;
-    }
-    free(steps);
-    if (!st && *start == 0 && n > 0) {
+    // Listed checkpoints newer than the one taken did not read: they no
+    // longer count as complete (their files stay for inspection).
+    for (int i = t->run.n - 1; i >= 0; i--)
+        if (t->run.entries[i].step > found && (st = lc_run_dir_forget(&t->run, t->run.entries[i].step))) return st;
+    if (found) {
+        *start = t->resumed_step;
+        t->saved_step = found;
+        // Read back whole: complete, so it counts (once listed) for pruning.
+        lc_status listed = lc_run_dir_add(&t->run, found);
+        if (listed) fprintf(stderr, "lora train: warning: %s\n", lc_error_message());
+    } else if (n_skipped) {
         // Every checkpoint was unreadable: start over from the initial adapter.
+        fprintf(stderr, "lora train: warning: no readable checkpoint in %s; starting from step 0\n", cfg->output_dir);
         lc_adamw_free(&t->opt);
         st = lc_adamw_init(&t->opt, t->lora.n_params, &cfg->adamw);
     }
@@ -261,7 +310,15 @@ static lc_status load_init_adapter(trainer *t) {
 static lc_status run_eval(trainer *t, int64_t step) {
     if (!t->has_valid) return LC_STATUS_OK;
     lc_eval_result r;
-    lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len, &r);
+    lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len,
+                               eval_should_stop, NULL, &r);
+    if (st == LC_STATUS_INTERRUPTED) {
+        if (t->tty) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "lora train: step %lld: evaluation stopped by a second signal\n", (long long)step);
+        t->eval_stopped = 1;
+        return LC_STATUS_OK; // the caller saves (if it has not) and stops
+    }
+    if (st == LC_STATUS_INPUT) lc_error_prefix("%s", t->cfg->valid_data[0] ? t->cfg->valid_data : t->cfg->train_data);
     if (st) return st;
     if (t->tty) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens\n", (long long)step, r.loss,
@@ -334,18 +391,25 @@ static lc_status train_loop(trainer *t, int64_t first) {
     int64_t total = t->sched.total_steps;
     double start = lc_now_s();
     lc_status st = LC_STATUS_OK;
-    if (first >= total) {
-        fprintf(stderr, "lora train: %s already holds the final checkpoint of %lld steps\n", cfg->output_dir,
-                (long long)total);
+    if (first == total) {
+        fprintf(stderr, "lora train: %s/checkpoint-%lld.h5 is already this run's final adapter; nothing to train\n",
+                cfg->output_dir, (long long)total);
         return LC_STATUS_OK;
     }
+    if (first > total)
+        return lc_error(LC_STATUS_INPUT, "%s/checkpoint-%lld.h5 is already %lld steps in, past this config's %lld "
+                        "steps: raise \"steps\" to train on, or use another output_dir for a new run",
+                        cfg->output_dir, (long long)first, (long long)first, (long long)total);
     for (int64_t step = first; step < total && !st; step++) {
         double t0 = lc_now_s();
         double loss;
         float gnorm;
         int n_tokens, skipped;
         float lr = lc_schedule_lr(&t->sched, step);
-        if ((st = train_step(t, step, &loss, &gnorm, &n_tokens, &skipped))) break;
+        if ((st = train_step(t, step, &loss, &gnorm, &n_tokens, &skipped))) {
+            if (st == LC_STATUS_INPUT) lc_error_prefix("%s", cfg->train_data);
+            break;
+        }
         double dt = lc_now_s() - t0, elapsed = lc_now_s() - start;
         double tps = dt > 0 ? n_tokens / dt : 0.0;
         if (skipped) {
@@ -371,8 +435,10 @@ static lc_status train_loop(trainer *t, int64_t first) {
         fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s%s", t->tty ? "\r\033[K" : "",
                 (long long)step + 1, (long long)total, loss, lr, tps, eta, t->tty ? "" : "\n");
         int64_t done = step + 1;
+        // Saved before evaluating: an evaluation that fails or is stopped
+        // costs no training.
+        if (cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
         if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
-        if (!st && cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
         if (!st && lc_stop_signal && done < total) {
             if (t->saved_step != done) st = save_checkpoint(t, done);
             if (t->tty) fprintf(stderr, "\n");
@@ -384,13 +450,16 @@ static lc_status train_loop(trainer *t, int64_t first) {
         }
     }
     if (t->tty) fprintf(stderr, "\n");
-    if (!st) st = run_eval(t, total);
     if (!st && (st = save_checkpoint(t, total)) && t->saved_step > 0) {
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", lc_error_message());
         st = lc_error(st, "%s; %s/checkpoint-%lld.h5 (step %lld) is kept", reason, cfg->output_dir,
                       (long long)t->saved_step, (long long)t->saved_step);
     }
+    if (!st) st = run_eval(t, total);
+    if (!st && t->eval_stopped)
+        return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
+                        "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);
     if (!st)
         fprintf(stderr, "lora train: %lld steps in %.1f s; adapter saved to %s/checkpoint-%lld.h5\n", (long long)total,
                 lc_now_s() - start, cfg->output_dir, (long long)total);
@@ -403,12 +472,16 @@ static lc_status train_loop(trainer *t, int64_t first) {
 lc_status lc_train_run(const lc_train_config *cfg) {
     trainer t;
     memset(&t, 0, sizeof t);
+    t.run.lock_fd = -1;
     t.cfg = cfg;
     t.tty = isatty(2);
     lc_status st;
     int model_loaded = 0;
     if (cfg->threads > 0) lc_parallel_set_threads(cfg->threads);
 
+    // The folder is locked before anything else: a second run on it is
+    // refused at once, not after loading the model and data.
+    if ((st = lc_run_dir_open(&t.run, cfg->output_dir))) goto done;
     if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
     lc_model_fingerprint(&t.model, t.fingerprint);
@@ -438,7 +511,6 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     int64_t first = 0;
     if ((st = resume(&t, &first))) goto done;
     if (first == 0 && cfg->init_adapter[0] && (st = load_init_adapter(&t))) goto done;
-    if ((st = lc_dir_create(cfg->output_dir))) goto done;
     if ((st = open_metrics(&t, first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
@@ -450,6 +522,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     restore_stop_handlers(old_handlers);
 done:
     if (t.metrics) fclose(t.metrics);
+    lc_run_dir_close(&t.run);
     if (t.batches)
         for (int a = 0; a < cfg->grad_accum; a++) lc_batch_free(&t.batches[a]);
     free(t.batches);

@@ -16,10 +16,28 @@ typedef struct lc_eval_result {
     int64_t n_targets; // tokens the mean is over
 } lc_eval_result;
 
+// Asked between batches; nonzero abandons the evaluation.
+typedef int (*lc_eval_stop_fn)(void *user);
+
 // Mean cross-entropy of ds (completion tokens, as the dataset masked them)
-// in file order, batch_size sequences at a time. lora may be NULL.
+// in file order, batch_size sequences at a time. lora may be NULL. When
+// stop (may be NULL) answers nonzero the evaluation ends with
+// LC_STATUS_INTERRUPTED and no result.
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
-                      lc_eval_result *out);
+                      lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out);
+
+// Checks a dataset read from `path` against the model before any step, so a
+// mismatch is reported naming FILE:LINE instead of mid-run from a kernel:
+// every token id inside the model's vocabulary (a tokenizer larger than the
+// embedding table), and with a learned position table every example within
+// it (`limit_name` is the setting that bounds example length, as
+// "max_seq_len" or "--max-seq-len"). Examples beyond a rotary model's
+// max_position_embeddings only warn, once: rotary positions extrapolate.
+lc_status lc_train_check_dataset(const lc_dataset *ds, const char *path, const lc_model *m, const char *limit_name,
+                                 int limit);
+
+// Target tokens of ds (positions with a loss): zero means nothing to evaluate.
+int64_t lc_train_count_targets(const lc_dataset *ds);
 
 // Loads an adapter for m from PATH: an HDF5 checkpoint written by `lora
 // train`, a run's output folder (its newest checkpoint), or a PEFT adapter
