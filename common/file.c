@@ -99,7 +99,9 @@ lc_status lc_dir_create(const char *dir) {
         char c = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return lc_error(LC_STATUS_RUNTIME, "%s: cannot create folder: %s", buf, strerror(errno));
+            // A file where the path needs a folder is the user's input.
+            return lc_error(errno == ENOTDIR ? LC_STATUS_INPUT : LC_STATUS_RUNTIME, "%s: cannot create folder: %s",
+                            buf, strerror(errno));
         buf[i] = c;
     }
     if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: exists and is not a folder", dir);

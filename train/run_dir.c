@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -158,13 +157,16 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
     if ((st = lc_path_join(path, sizeof path, dir, LOCK_NAME))) return st;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    // A POSIX record lock, for F_GETLK names the holder; the file stays
+    // empty. (Closing any other descriptor of this file would drop it: none
+    // is ever opened.)
+    struct flock lk = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    if (fcntl(fd, F_SETLK, &lk) != 0) {
         int err = errno;
-        if (err == EWOULDBLOCK) {
-            char pid[32] = {0};
-            ssize_t got = pread(fd, pid, sizeof pid - 1, 0);
+        if (err == EACCES || err == EAGAIN) {
+            struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+            long holder = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
             close(fd);
-            long holder = got > 0 ? strtol(pid, NULL, 10) : 0;
             if (holder > 0)
                 return lc_error(LC_STATUS_INPUT, "%s is in use by another lora train (process %ld); wait for it to "
                                 "end or use another output_dir", dir, holder);
@@ -174,13 +176,6 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
         // A file system without locks (some network mounts): run unguarded.
         fprintf(stderr, "lora train: warning: %s: cannot lock (%s); make sure no other run uses this folder\n", path,
                 strerror(err));
-    } else {
-        // Only for the message another run prints; the flock is the lock.
-        char pid[32];
-        int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
-        if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
-            // The pid is informative only.
-        }
     }
     r->lock_fd = fd;
     if ((st = read_index(r, dir))) lc_run_dir_close(r);

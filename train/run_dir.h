@@ -30,9 +30,10 @@ typedef struct lc_run_dir {
 } lc_run_dir;
 
 // Creates dir when missing, takes its lock and reads its index. The lock is
-// an flock on dir/train.lock, which the kernel drops when its holder ends
-// however it ends, so a crashed run leaves no stale lock; a folder another
-// live process holds is refused (LC_STATUS_INPUT) naming that process.
+// a POSIX record lock on dir/train.lock (an empty file), which the kernel
+// drops when its holder ends however it ends, so a crashed run leaves no
+// stale lock; a folder another live process holds is refused
+// (LC_STATUS_INPUT) naming that process.
 lc_status lc_run_dir_open(lc_run_dir *r, const char *dir);
 // Releases the lock and the index.
 void lc_run_dir_close(lc_run_dir *r);

@@ -267,7 +267,7 @@ def main():
           setup=["mkdir @CASE@/run/checkpoint-12.h5.tmp"], exists=["@CASE@/run/checkpoint-8.h5"])
     write("train-output-dir-is-a-file", {"config.json": train_config("@SHARED@/data/alpaca_tiny.jsonl",
                                                                      output_dir="@CASE@/config.json/run")},
-          data_args, 2, "config.json/run: cannot open folder: Not a directory")
+          data_args, 2, "config.json/run: cannot create folder: Not a directory")
 
 
 if __name__ == "__main__":
