@@ -5,7 +5,8 @@
 // source file, never from the loader's converted copies (Gemma's 1 + w
 // norms, transposed Conv1D weights). model.safetensors is streamed: the
 // header is computed from shapes first, then one tensor at a time is
-// converted and written, so memory stays at one merged linear.
+// converted and written, so memory stays at one merged linear. A head tensor
+// that a tied config leaves unused is dropped.
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -41,11 +42,18 @@ static int merged_target(const char *name, const lc_model *m, const lc_lora *lor
     return 1;
 }
 
+// Whether the source tensor is a head the tied model does not use: it is left
+// out, so transformers cannot load it over the embeddings either.
+static int dropped(const lc_st_tensor *t, const lc_model *m) {
+    return m->ignored_head && strcmp(t->name, m->ignored_head) == 0;
+}
+
 // Output dtype of a base tensor: floating tensors take `dtype`, anything else
 // (integer buffers) is copied as it is.
 static int converts(const lc_st_tensor *t) { return t->dtype != LC_DTYPE_OTHER; }
 
-static lc_status write_header(FILE *f, const lc_st_set *set, lc_dtype dtype, const char *path) {
+static lc_status write_header(FILE *f, const lc_model *m, lc_dtype dtype, const char *path) {
+    const lc_st_set *set = &m->st;
     cJSON *root = cJSON_CreateObject();
     cJSON *meta = root ? cJSON_AddObjectToObject(root, "__metadata__") : NULL;
     if (!meta || !cJSON_AddStringToObject(meta, "format", "pt")) {
@@ -55,6 +63,7 @@ static lc_status write_header(FILE *f, const lc_st_set *set, lc_dtype dtype, con
     uint64_t offset = 0;
     for (int i = 0; i < set->n_tensors; i++) {
         const lc_st_tensor *t = &set->tensors[i];
+        if (dropped(t, m)) continue;
         uint64_t nbytes = converts(t) ? (uint64_t)t->n_elements * lc_dtype_size(dtype) : t->nbytes;
         cJSON *e = cJSON_AddObjectToObject(root, t->name);
         cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
@@ -129,11 +138,12 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     if (!merged || !fbuf || !obuf || (transposed && !flip)) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     else if (len < 0 || (size_t)len >= sizeof tmp) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
     else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
-    if (!st) st = write_header(f, set, dtype, path);
+    if (!st) st = write_header(f, m, dtype, path);
     int ok = 1, n_merged = 0;
     for (int i = 0; !st && ok && i < set->n_tensors; i++) {
         const lc_st_tensor *t = &set->tensors[i];
         int layer, kind;
+        if (dropped(t, m)) continue;
         if (merged_target(t->name, m, lora, &layer, &kind)) {
             const lc_linear *lin = &m->layers[layer].lin[kind];
             if (t->n_elements != (int64_t)lin->out * lin->in) { // the loader checked the shape

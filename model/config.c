@@ -168,6 +168,7 @@ static lc_status parse_llama_like(lc_model_config *cfg, const cJSON *root, const
 
     bool gemma = a == LC_ARCH_GEMMA || a == LC_ARCH_GEMMA2;
     bool tie, attn_bias, mlp_bias, use_sw;
+    // transformers' defaults: LlamaConfig and the others untied, Gemma's tied.
     if ((st = lc_json_get_bool(root, "tie_word_embeddings", path, gemma, &tie))) return st;
     if ((st = lc_json_get_bool(root, "attention_bias", path, false, &attn_bias))) return st;
     if ((st = lc_json_get_bool(root, "mlp_bias", path, false, &mlp_bias))) return st;
@@ -249,9 +250,10 @@ static lc_status parse_gpt2(lc_model_config *cfg, const cJSON *root, const char 
     cfg->mlp_gated = false;
     cfg->weights_transposed = true;
     cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = true;
-    cfg->tie_word_embeddings = true;
     double eps;
     bool scaled, by_layer;
+    // transformers' default (PretrainedConfig): tied unless the file says otherwise.
+    if ((st = lc_json_get_bool(root, "tie_word_embeddings", path, true, &cfg->tie_word_embeddings))) return st;
     if ((st = lc_json_get_double(root, "layer_norm_epsilon", path, 1e-5, &eps))) return st;
     if (eps <= 0.0 || eps > 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"layer_norm_epsilon\" must be in (0, 1]", path);
     cfg->norm_eps = (float)eps;
@@ -330,9 +332,10 @@ static lc_status parse_bloom(lc_model_config *cfg, const cJSON *root, const char
     cfg->mlp_gated = false;
     cfg->act = LC_ACT_KIND_GELU_TANH;
     cfg->qkv_bias = cfg->o_bias = cfg->mlp_bias = true;
-    cfg->tie_word_embeddings = true;
     double eps;
     bool post;
+    // transformers' default (PretrainedConfig): tied unless the file says otherwise.
+    if ((st = lc_json_get_bool(root, "tie_word_embeddings", path, true, &cfg->tie_word_embeddings))) return st;
     if ((st = lc_json_get_double(root, "layer_norm_epsilon", path, 1e-5, &eps))) return st;
     if (eps <= 0.0 || eps > 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"layer_norm_epsilon\" must be in (0, 1]", path);
     cfg->norm_eps = (float)eps;

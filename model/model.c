@@ -323,8 +323,12 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     if (n.embed_norm && (st = load_norm(m, n.embed_norm, &m->embed_norm))) goto fail;
     if ((st = load_norm(m, n.final_norm, &m->final_norm))) goto fail;
     snprintf(name, sizeof name, "%s.weight", n.head);
-    if (c->tie_word_embeddings && !find_tensor(m, name)) {
+    if (c->tie_word_embeddings) {
+        // As in transformers: a tied head IS the embedding matrix, whatever
+        // head tensor the file also stores (exports then agree with generation).
+        const lc_st_tensor *stale = find_tensor(m, name);
         m->lm_head = m->embed;
+        m->ignored_head = stale ? stale->name : NULL;
     } else if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
         goto fail;
     }

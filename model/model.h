@@ -58,6 +58,7 @@ typedef struct lc_model {
     lc_norm embed_norm;      // after the embeddings (Bloom), else {NULL, NULL} unused
     lc_norm final_norm;
     const float *lm_head;    // [V, C]; the embedding when tied
+    const char *ignored_head; // the head tensor a tied config leaves unused (its name in st), or NULL
     lc_layer *layers;        // [n_layers]
     float *inv_freq;         // [rope_dim/2]
     float *alibi;            // [H] ALiBi slopes, or NULL
@@ -77,7 +78,9 @@ const char *lc_linear_kind_parent(lc_linear_kind kind);
 unsigned lc_model_linear_kinds(const lc_model_config *cfg);
 
 // Loads dir/config.json and the safetensors weights; every tensor's shape is
-// checked against the config and a mismatch names the tensor.
+// checked against the config and a mismatch names the tensor. With
+// tie_word_embeddings the head is the embedding matrix, and a stored head
+// tensor is not used (m->ignored_head names it, for the caller to warn).
 lc_status lc_model_load(lc_model *m, const char *dir);
 // The same, keeping the linear layers' frozen weights in bf16 (half the
 // memory; converted to fp32 where used) when bf16_weights is set.

@@ -20,6 +20,7 @@
 #include "export/export.h"
 #include "model/forward.h"
 #include "model/model.h"
+#include "model/safetensors.h"
 #include "model/sample.h"
 #include "test_util.h"
 #include "family_fixture.h"
@@ -352,6 +353,86 @@ START_TEST(test_hf_half_and_plain) {
     rm_tmp(d16);
     rm_tmp(dbf);
     rm_tmp(dplain);
+}
+END_TEST
+
+// stories260K (tie_word_embeddings true) with a stored lm_head.weight unlike
+// its embeddings, written into dir with its tokenizer files.
+static void write_stale_head_model(const char *dir) {
+    int n = model.st.n_tensors;
+    lc_st_entry *e = calloc((size_t)n + 1, sizeof *e);
+    for (int i = 0; i < n; i++) {
+        const lc_st_tensor *t = &model.st.tensors[i];
+        e[i] = (lc_st_entry){.name = t->name, .dtype = t->dtype, .n_dims = t->n_dims, .data = t->data,
+                             .nbytes = t->nbytes};
+        memcpy(e[i].shape, t->shape, sizeof t->shape);
+    }
+    size_t V = (size_t)model.cfg.vocab_size, C = (size_t)model.cfg.hidden_size;
+    float *head = malloc(sizeof(float) * V * C);
+    for (size_t i = 0; i < V * C; i++) head[i] = -2.0f * model.embed[i]; // greedy would pick the least likely token
+    e[n] = (lc_st_entry){.name = "lm_head.weight", .dtype = LC_DTYPE_F32, .n_dims = 2,
+                         .shape = {(int64_t)V, (int64_t)C}, .data = head, .nbytes = sizeof(float) * V * C};
+    ck_assert_int_eq(lc_st_write(path_in(dir, "model.safetensors"), e, n + 1, NULL, 0), LC_STATUS_OK);
+    static const char *const files[] = {"config.json", "generation_config.json", "tokenizer.json",
+                                        "tokenizer_config.json"};
+    for (int i = 0; i < 4; i++) lc_test_copy(path_in(MODEL_DIR, files[i]), dir, files[i]);
+    free(head);
+    free(e);
+}
+
+// Greedy ids of `lora generate` on dir (stdout; *err gets stderr, caller frees).
+static char *generate_ids(const char *dir, char **err) {
+    const char *args[] = {"generate", "--model", dir, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "12", "--ids", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    char *out = r.out;
+    r.out = NULL;
+    if (err) {
+        *err = r.err;
+        r.err = NULL;
+    }
+    lc_test_run_free(&r);
+    return out;
+}
+
+// tie_word_embeddings true: the head IS the embedding matrix (as in
+// transformers) even when the file also stores an lm_head.weight, in the
+// forward pass, `lora generate` and the merged export, which must not carry
+// the stale head into a folder transformers would load it from.
+START_TEST(test_tied_config_ignores_stored_head) {
+    char *dir = lc_test_tmpdir(), *out = lc_test_tmpdir();
+    write_stale_head_model(dir);
+    lc_model tied;
+    lc_status st = lc_model_load(&tied, dir);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    size_t n = (size_t)T * model.cfg.vocab_size;
+    float *want = logits_of(&model, NULL), *got = logits_of(&tied, NULL);
+    ck_assert_msg(memcmp(want, got, sizeof(float) * n) == 0, "logits differ from the model without lm_head.weight");
+    free(got);
+
+    st = lc_export_hf(out, dir, &tied, NULL, LC_DTYPE_F32);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    lc_model merged;
+    ck_assert_int_eq(lc_model_load(&merged, out), LC_STATUS_OK);
+    ck_assert_ptr_null(lc_st_set_find(&merged.st, "lm_head.weight"));
+    ck_assert_int_eq(merged.st.n_tensors, model.st.n_tensors);
+    got = logits_of(&merged, NULL);
+    ck_assert(memcmp(want, got, sizeof(float) * n) == 0);
+    free(got);
+    lc_model_free(&merged);
+    lc_model_free(&tied);
+
+    char *err, *base_ids = generate_ids(MODEL_DIR, NULL), *tied_ids = generate_ids(dir, &err);
+    ck_assert_str_eq(tied_ids, base_ids);
+    const char *warn = strstr(err, "stored lm_head.weight is ignored");
+    ck_assert_msg(warn && !strstr(warn + 1, "stored lm_head.weight is ignored"), "stderr: %s", err);
+    free(err);
+    free(base_ids);
+    free(tied_ids);
+    free(want);
+    rm_tmp(dir);
+    rm_tmp(out);
 }
 END_TEST
 
@@ -928,6 +1009,7 @@ static Suite *export_suite(void) {
     tcase_add_test(tc, test_hf_merged);
     tcase_add_test(tc, test_hf_half_and_plain);
     tcase_add_test(tc, test_hf_config_dtype);
+    tcase_add_test(tc, test_tied_config_ignores_stored_head);
     tcase_add_test(tc, test_merge_linear);
     tcase_add_test(tc, test_peft_fixture_from_pytorch);
     tcase_add_test(tc, test_peft_bad_rank);

@@ -296,6 +296,39 @@ START_TEST(test_config_errors) {
 }
 END_TEST
 
+// tie_word_embeddings as transformers reads it: each family's default when
+// absent (LlamaConfig untied, Gemma tied, GPT-2, Falcon and Bloom
+// PretrainedConfig's tied), and the file's value when present.
+START_TEST(test_tie_word_embeddings_defaults) {
+    static const struct {
+        const char *sizes;
+        bool absent;
+    } fam[] = {
+        {"\"model_type\": \"llama\", \"hidden_size\": 8, \"intermediate_size\": 8, \"num_hidden_layers\": 1, "
+         "\"num_attention_heads\": 2",
+         false},
+        {"\"model_type\": \"gemma\", \"hidden_size\": 8, \"intermediate_size\": 8, \"num_hidden_layers\": 1, "
+         "\"num_attention_heads\": 2, \"head_dim\": 4",
+         true},
+        {"\"model_type\": \"gpt2\", \"n_embd\": 8, \"n_layer\": 1, \"n_head\": 2", true},
+        {"\"model_type\": \"falcon\", \"hidden_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2", true},
+        {"\"model_type\": \"bloom\", \"hidden_size\": 8, \"n_layer\": 1, \"n_head\": 2", true},
+    };
+    static const char *const tie[] = {"", ", \"tie_word_embeddings\": false", ", \"tie_word_embeddings\": true"};
+    char text[512], path[4200];
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    for (size_t f = 0; f < sizeof fam / sizeof fam[0]; f++)
+        for (int k = 0; k < 3; k++) {
+            int len = snprintf(text, sizeof text, "{%s, \"vocab_size\": 10%s}", fam[f].sizes, tie[k]);
+            lc_test_write(tmp, "config.json", text, (size_t)len);
+            lc_model_config c;
+            ck_assert_msg(lc_config_load(&c, path) == LC_STATUS_OK, "%s", lc_error_message());
+            bool want = k == 0 ? fam[f].absent : k == 2;
+            ck_assert_msg(c.tie_word_embeddings == want, "%s: tied %d, want %d", text, c.tie_word_embeddings, want);
+        }
+}
+END_TEST
+
 START_TEST(test_shard_path_leaving_folder) {
     lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
     const char *index = "{\"weight_map\": {\"model.norm.weight\": \"../model.safetensors\"}}";
@@ -335,6 +368,7 @@ int main(void) {
     tcase_add_test(load, test_overlapping_and_mis_sized_tensors);
     tcase_add_test(load, test_config_disagrees_with_tensors);
     tcase_add_test(load, test_config_errors);
+    tcase_add_test(load, test_tie_word_embeddings_defaults);
     tcase_add_test(load, test_shard_path_leaving_folder);
     tcase_add_test(load, test_missing_tensor);
     suite_add_tcase(s, load);

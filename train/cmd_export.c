@@ -59,6 +59,7 @@ lc_status lc_cmd_export(int argc, char **argv) {
     int same_base;
     lc_status st = lc_model_load(&model, model_dir);
     if (st) return st;
+    lc_train_warn_model("lora export", model_dir, &model);
     if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done_model;
     if (!same_base) fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
     if (fmt == 0) {

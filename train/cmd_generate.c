@@ -94,6 +94,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     model_loaded = 1;
+    lc_train_warn_model("lora generate", model_dir, &model);
     if (adapter) {
         int same_base;
         if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done;

@@ -10,6 +10,7 @@
 #include "export/gguf.h"
 #include "train/checkpoint.h"
 #include "train/cli.h"
+#include "train/trainer.h"
 
 static const char inspect_usage[] =
     "usage: lora inspect PATH\n"
@@ -35,6 +36,7 @@ static lc_status inspect_dir(const char *dir) {
     lc_model m;
     lc_status st = lc_model_load(&m, dir);
     if (st) return st;
+    lc_train_warn_model("lora inspect", dir, &m);
     const lc_model_config *c = &m.cfg;
     printf("model folder %s\n", dir);
     printf("  architecture   %s\n", c->model_type);

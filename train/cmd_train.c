@@ -88,6 +88,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     loaded = 1;
+    lc_train_warn_model("lora eval", model_dir, &model);
     if (max_seq_len == 0) max_seq_len = model.cfg.max_position_embeddings;
     if (adapter) {
         int same_base;

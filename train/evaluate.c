@@ -87,6 +87,14 @@ done:
     return st;
 }
 
+void lc_train_warn_model(const char *cmd, const char *dir, const lc_model *m) {
+    if (m->ignored_head)
+        fprintf(stderr,
+                "%s: warning: %s/config.json sets tie_word_embeddings, so the head is the embedding matrix and the "
+                "stored %s is ignored\n",
+                cmd, dir, m->ignored_head);
+}
+
 typedef struct adapter_try {
     const lc_model *m;
     lc_lora *lora;

@@ -484,6 +484,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     if ((st = lc_run_dir_open(&t.run, cfg->output_dir))) goto done;
     if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
+    lc_train_warn_model("lora train", cfg->model, &t.model);
     lc_model_fingerprint(&t.model, t.fingerprint);
     if ((st = lc_tokenizer_load_dir(&t.tok, cfg->model))) goto done;
     if ((st = load_data(&t))) goto done;

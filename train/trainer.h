@@ -45,6 +45,10 @@ int64_t lc_train_count_targets(const lc_dataset *ds);
 // different base (shapes still match).
 lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, int *same_base);
 
+// Warns on stderr ("CMD: warning: ...") about what loading m from dir left
+// unused: a stored head that tie_word_embeddings overrides.
+void lc_train_warn_model(const char *cmd, const char *dir, const lc_model *m);
+
 // One optimizer step over accumulated micro-batches: forward and backward of
 // each (loss normalized by the target tokens of all of them together, not
 // per micro-batch), clipping, and the AdamW update at lr. Shared by `lora
