@@ -61,7 +61,12 @@ typedef struct lc_detokenizer {
 } lc_detokenizer;
 
 void lc_detokenizer_init(lc_detokenizer *d, const lc_tokenizer *tok, bool skip_special);
-// Writes up to cap bytes to out (cap >= 256 is always enough for one token) and sets *n_out.
+// The most bytes one push or flush can write with this vocabulary (planned at
+// load from its longest token: OLMo's 512 spaces after a held partial UTF-8
+// character are 515): size the output buffer once with it.
+size_t lc_tokenizer_stream_max_bytes(const lc_tokenizer *tok);
+// Writes up to cap bytes to out (lc_tokenizer_stream_max_bytes is always
+// enough; a smaller cap may fail) and sets *n_out.
 lc_status lc_detokenizer_push(lc_detokenizer *d, int32_t id, char *out, size_t cap, size_t *n_out);
 // Flushes whatever is held (invalid trailing bytes become U+FFFD as HF does).
 lc_status lc_detokenizer_flush(lc_detokenizer *d, char *out, size_t cap, size_t *n_out);

@@ -12,6 +12,7 @@
 #define TOK_MAX_ID 16000000        // sanity bound on any id read from a file
 #define TOK_MAX_PIECE 4096         // longest vocabulary piece / added token accepted
 #define TOK_MAX_TEMPLATE 8         // post-processor tokens before / after the text
+#define TOK_MAX_STREAM ((size_t)1 << 20) // most bytes one streamed token may decode to
 #define TOK_NONE UINT32_MAX
 
 // Growable byte buffer; data stays NUL-terminated when non-NULL.
@@ -171,6 +172,7 @@ struct lc_tokenizer {
     int32_t tmpl_prefix[TOK_MAX_TEMPLATE], tmpl_suffix[TOK_MAX_TEMPLATE];
     int n_prefix, n_suffix;
     int32_t bos, eos;
+    size_t stream_max;           // lc_tokenizer_stream_max_bytes, planned at load
 
     // ByteLevel alphabet: byte -> UTF-8 of its stand-in char, and back.
     char bl_enc[256][2];

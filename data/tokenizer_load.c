@@ -652,6 +652,31 @@ static void init_byte_level(lc_tokenizer *tok) {
     }
 }
 
+// Bounds the bytes one lc_detokenizer_push can write, from the longest token
+// text: decoder steps only shorten a token's text (ByteLevel and ByteFallback
+// map characters to bytes, Metaspace a replacement to one space, Strip
+// removes), except Replace, whose non-empty matches each become its content;
+// without a decoder a space goes before each token. Then up to 3 held bytes of
+// an unfinished character join the text, and any byte may become a 3-byte
+// U+FFFD. A file whose bound passes TOK_MAX_STREAM is refused.
+static lc_status plan_stream(lc_tokenizer *tok, const char *path) {
+    size_t n = 0, len;
+    for (int32_t id = 0; id < tok->vocab_size; id++)
+        if (tok_token_text(tok, id, &len) && len > n) n = len;
+    if (!tok->has_decoder) n++;
+    for (size_t k = 0; k < tok->n_decs; k++) {
+        const tok_dec *x = &tok->decs[k];
+        if (x->kind != TOK_DEC_REPLACE || x->len <= 1) continue;
+        if (n > TOK_MAX_STREAM / x->len) n = TOK_MAX_STREAM + 1;
+        else n *= x->len;
+    }
+    if (n > TOK_MAX_STREAM)
+        return lc_error(LC_STATUS_INPUT, "%s: the decoder can expand one token to more than %zu bytes", path,
+                        TOK_MAX_STREAM);
+    tok->stream_max = 3 * (n + 3);
+    return LC_STATUS_OK;
+}
+
 static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, const char *config_path) {
     load_ctx c = {.tok = tok, .path = path, .post_bos = -1, .post_eos = -1};
     lc_status st;
@@ -685,6 +710,7 @@ static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, co
     tok_buf_free(&tmp);
     if (st) return st;
     if ((st = build_group(tok, &tok->raw_group, false)) || (st = build_group(tok, &tok->norm_group, true))) return st;
+    if ((st = plan_stream(tok, path))) return st;
 
     int32_t bos, eos;
     if ((st = parse_config(&c, config_path, &bos, &eos))) return st;
@@ -748,6 +774,7 @@ void lc_tokenizer_free(lc_tokenizer *tok) {
 int32_t lc_tokenizer_vocab_size(const lc_tokenizer *tok) { return tok->vocab_size; }
 int32_t lc_tokenizer_bos(const lc_tokenizer *tok) { return tok->bos; }
 int32_t lc_tokenizer_eos(const lc_tokenizer *tok) { return tok->eos; }
+size_t lc_tokenizer_stream_max_bytes(const lc_tokenizer *tok) { return tok->stream_max; }
 
 bool lc_tokenizer_adds_bos(const lc_tokenizer *tok) {
     for (int i = 0; i < tok->n_prefix; i++)

@@ -16,6 +16,20 @@ static const char *const fixed[] = {
     "\xff\xfe invalid utf-8",
 };
 
+// Streams ids through the detokenizer into a buffer of the size the
+// tokenizer plans: no push or flush may need more.
+static void stream(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool skip) {
+    size_t cap = lc_tokenizer_stream_max_bytes(tok), got;
+    char *buf = malloc(cap);
+    if (!buf) return;
+    lc_detokenizer d;
+    lc_detokenizer_init(&d, tok, skip);
+    for (size_t i = 0; i < n; i++)
+        if (lc_detokenizer_push(&d, ids[i], buf, cap, &got) != LC_STATUS_OK || got > cap) __builtin_trap();
+    if (lc_detokenizer_flush(&d, buf, cap, &got) != LC_STATUS_OK || got > cap) __builtin_trap();
+    free(buf);
+}
+
 static void exercise(const lc_tokenizer *tok, const char *text, size_t len) {
     int32_t *ids = NULL;
     size_t cap = 0, n = 0;
@@ -29,14 +43,7 @@ static void exercise(const lc_tokenizer *tok, const char *text, size_t len) {
                 if (strlen(out) > out_len) __builtin_trap();
             }
             free(out);
-            lc_detokenizer d;
-            lc_detokenizer_init(&d, tok, skip != 0);
-            char buf[256];
-            size_t got;
-            for (size_t i = 0; i < n; i++)
-                if (lc_detokenizer_push(&d, ids[i], buf, sizeof buf, &got) == LC_STATUS_OK && got > sizeof buf)
-                    __builtin_trap();
-            if (lc_detokenizer_flush(&d, buf, sizeof buf, &got) == LC_STATUS_OK && got > sizeof buf) __builtin_trap();
+            stream(tok, ids, n, skip != 0);
         }
     }
     free(ids);
@@ -82,14 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t out_len;
     lc_tokenizer_decode(tok, all, (size_t)lim + 2, false, &out, &out_len);
     free(out);
-    lc_detokenizer d;
-    lc_detokenizer_init(&d, tok, false);
-    char buf[256];
-    size_t got;
-    for (int32_t i = 0; i < lim + 2; i++)
-        if (lc_detokenizer_push(&d, all[i], buf, sizeof buf, &got) == LC_STATUS_OK && got > sizeof buf)
-            __builtin_trap();
-    lc_detokenizer_flush(&d, buf, sizeof buf, &got);
+    stream(tok, all, (size_t)lim + 2, false);
     free(all);
     lc_tokenizer_merge *merges = NULL;
     size_t n_merges = 0;

@@ -47,22 +47,24 @@ static char *decode(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool 
 }
 
 // Streams ids through a detokenizer and returns the concatenated output.
+// Each push writes into a buffer of exactly lc_tokenizer_stream_max_bytes.
 static char *stream(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool skip, size_t *len) {
     lc_detokenizer d;
-    char buf[256];
-    size_t k, total = 0;
-    char *acc = malloc(n * 256 + 256);
+    size_t cap = lc_tokenizer_stream_max_bytes(tok), k, total = 0;
+    char *buf = malloc(cap), *acc = malloc((n + 1) * cap + 1);
     lc_detokenizer_init(&d, tok, skip);
     for (size_t i = 0; i < n; i++) {
-        ck_assert_int_eq(lc_detokenizer_push(&d, ids[i], buf, sizeof buf, &k), LC_STATUS_OK);
+        lc_status st = lc_detokenizer_push(&d, ids[i], buf, cap, &k);
+        ck_assert_msg(st == LC_STATUS_OK, "push of id %d: %s", ids[i], lc_error_message());
         memcpy(acc + total, buf, k);
         total += k;
     }
-    ck_assert_int_eq(lc_detokenizer_flush(&d, buf, sizeof buf, &k), LC_STATUS_OK);
+    ck_assert_int_eq(lc_detokenizer_flush(&d, buf, cap, &k), LC_STATUS_OK);
     memcpy(acc + total, buf, k);
     total += k;
     acc[total] = '\0';
     *len = total;
+    free(buf);
     return acc;
 }
 
@@ -299,6 +301,39 @@ END_TEST
 
 // ---- other real tokenizers ----
 
+// OLMo's longest piece (512 spaces) streamed right after a byte that starts
+// a UTF-8 character: one push writes U+FFFD and the spaces, 515 bytes, which
+// the planned buffer holds (lora generate had 512 and stopped there).
+START_TEST(test_stream_longest_piece) {
+    lc_tokenizer *tok = load(SHARED "/tokenizers/olmo/tokenizer.json", NULL);
+    // The longest single-token text, found by decoding every id on its own.
+    size_t longest = 0, len;
+    int32_t longest_id = -1;
+    for (int32_t id = 0; id < lc_tokenizer_vocab_size(tok); id++) {
+        char *s = decode(tok, &id, 1, false, &len);
+        if (len > longest) {
+            longest = len;
+            longest_id = id;
+        }
+        free(s);
+    }
+    ck_assert_uint_ge(longest, 512);
+    // A held partial character (up to 3 bytes) becomes U+FFFD before it.
+    ck_assert_uint_ge(lc_tokenizer_stream_max_bytes(tok), longest + 3);
+    int32_t ids[2] = {lc_tokenizer_find(tok, "\xC3\xA2"), longest_id}; // byte-level 'â' is the byte 0xE2
+    ck_assert_int_ge(ids[0], 0);
+    size_t dlen, slen;
+    char *d = decode(tok, ids, 2, false, &dlen);
+    ck_assert_uint_eq(dlen, longest + 3);
+    char *s = stream(tok, ids, 2, false, &slen);
+    ck_assert_uint_eq(slen, dlen);
+    ck_assert(memcmp(s, d, dlen) == 0);
+    free(d);
+    free(s);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
 START_TEST(test_phi2_olmo_roundtrip) {
     static const char *files[] = {SHARED "/tokenizers/phi-2/tokenizer.json", SHARED "/tokenizers/olmo/tokenizer.json"};
     static const char *texts[] = {
@@ -471,6 +506,13 @@ START_TEST(test_bad_files) {
                      " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}}],"
                      " \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [7]}}}}");
     expect_input_error(path, "range");
+    // Replace decoders that could blow one token up past what a stream buffer is planned for.
+    char big[4096];
+    const char *r = "{\"type\": \"Replace\", \"pattern\": {\"String\": \"a\"}, \"content\": \"0123456789abcdef\"}";
+    snprintf(big, sizeof big, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"aaaa\": 0}, \"merges\": []},"
+             " \"decoder\": {\"type\": \"Sequence\", \"decoders\": [%s, %s, %s, %s, %s]}}", r, r, r, r, r);
+    write_file(path, big);
+    expect_input_error(path, "the decoder can expand one token to more than 1048576 bytes");
 
     // A minimal valid file: merges as pairs, unknown chars -> fused <unk>.
     write_file(path, "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"<unk>\": 0, \"a\": 1, \"b\": 2, \"ab\": 3},"
@@ -529,6 +571,7 @@ int main(void) {
     tcase_add_test(tc, test_bos_eos_sources);
     tcase_add_test(tc, test_added_tokens);
     tcase_add_test(tc, test_streaming_multibyte);
+    tcase_add_test(tc, test_stream_longest_piece);
     tcase_add_test(tc, test_phi2_olmo_roundtrip);
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_reference_fixtures);

@@ -26,6 +26,8 @@ static const char generate_usage[] =
 
 typedef struct generate_sink {
     lc_detokenizer detok;
+    char *text; // the bytes one token can decode to (lc_tokenizer_stream_max_bytes)
+    size_t cap;
     int print_ids;
     lc_status status;
 } generate_sink;
@@ -35,11 +37,10 @@ static int on_token(void *user, int32_t token) {
     if (sink->print_ids) {
         printf(" %d", token);
     } else {
-        char buf[512];
         size_t n;
-        sink->status = lc_detokenizer_push(&sink->detok, token, buf, sizeof buf, &n);
+        sink->status = lc_detokenizer_push(&sink->detok, token, sink->text, sink->cap, &n);
         if (sink->status) return 1;
-        fwrite(buf, 1, n, stdout);
+        fwrite(sink->text, 1, n, stdout);
     }
     fflush(stdout);
     return 0;
@@ -91,6 +92,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t cap = 0, n_ids = 0;
     int model_loaded = 0;
+    generate_sink sink = {.print_ids = print_ids};
     if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     model_loaded = 1;
@@ -146,16 +148,21 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         goto done;
 
     if (seed_from_clock && temperature > 0) fprintf(stderr, "lora generate: seed %ld\n", seed);
-    generate_sink sink = {.print_ids = print_ids};
+    // One buffer for every token: the vocabulary's longest piece decides its size.
+    sink.cap = lc_tokenizer_stream_max_bytes(tok);
+    if (!(sink.text = malloc(sink.cap))) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        goto done;
+    }
     lc_detokenizer_init(&sink.detok, tok, true);
     if (print_ids) {
         for (size_t i = 0; i < n_ids; i++) printf(i ? " %d" : "%d", ids[i]);
     } else {
         // The prompt is echoed as given; its tokens still prime the detokenizer
         // so the continuation's first piece keeps its leading space.
-        char buf[512];
         size_t n;
-        for (size_t i = 0; i < n_ids && !st; i++) st = lc_detokenizer_push(&sink.detok, ids[i], buf, sizeof buf, &n);
+        for (size_t i = 0; i < n_ids && !st; i++)
+            st = lc_detokenizer_push(&sink.detok, ids[i], sink.text, sink.cap, &n);
         if (st) goto done;
         if (prompt) fputs(prompt, stdout);
     }
@@ -165,9 +172,8 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     st = lc_generate(&state, &model, &sampler, ids, (int)n_ids, (int)max_tokens, eos, on_token, &sink, &stats);
     if (!st) st = sink.status;
     if (!st && !print_ids) {
-        char buf[64];
         size_t n;
-        if (!(st = lc_detokenizer_flush(&sink.detok, buf, sizeof buf, &n))) fwrite(buf, 1, n, stdout);
+        if (!(st = lc_detokenizer_flush(&sink.detok, sink.text, sink.cap, &n))) fwrite(sink.text, 1, n, stdout);
     }
     putchar('\n');
     fflush(stdout);
@@ -177,6 +183,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
                 stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0);
     }
 done:
+    free(sink.text);
     free(ids);
     lc_sampler_free(&sampler);
     lc_forward_state_free(&state);
