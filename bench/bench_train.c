@@ -103,7 +103,7 @@ static int bench_generate(const shape *s, int n, bool bf16) {
     int32_t prompt[16];
     for (int i = 0; i < 16; i++) prompt[i] = (i * 7919) % s->V;
     lc_generate_stats stats;
-    if (lc_generate(&st, &m, &sampler, prompt, 16, n, -1, NULL, NULL, &stats)) {
+    if (lc_generate(&st, &m, &sampler, prompt, 16, n, NULL, 0, NULL, NULL, &stats)) {
         fprintf(stderr, "bench_train: %s\n", lc_error_message());
         return 3;
     }

@@ -334,6 +334,9 @@ lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *
     memset(ds, 0, sizeof *ds);
     if (opt->max_seq_len < 2)
         return lc_error(LC_STATUS_INPUT, "max_seq_len must be at least 2 (got %d)", opt->max_seq_len);
+    // One EOS ends every completion: the tokenizer's (tokenizer_config.json's
+    // eos_token). Generation also stops at the other ids a config may list
+    // in eos_token_id, but this one comes first among its stops.
     int32_t eos = lc_tokenizer_eos(tok);
     if (eos < 0) return lc_error(LC_STATUS_INPUT, "tokenizer has no EOS token");
 

@@ -90,17 +90,37 @@ static lc_status parse_rope_scaling(lc_model_config *cfg, const cJSON *root, con
     return LC_STATUS_OK;
 }
 
-// bos/eos may be an integer or a list of integers (Llama 3 lists several EOS ids).
-static lc_status get_token_id(const cJSON *root, const char *key, const char *path, int *out) {
+// A token id key: an integer or a list of them (Llama 3 lists several EOS
+// ids), at most `cap` ids into ids[0..*n). Absent or null: none.
+static lc_status get_token_ids(const cJSON *root, const char *key, const char *path, int *ids, int cap, int *n) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
-    *out = -1;
+    *n = 0;
     if (!v || cJSON_IsNull(v)) return LC_STATUS_OK;
-    if (cJSON_IsArray(v)) v = cJSON_GetArrayItem(v, 0);
-    if (!v || !cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e8 ||
-        v->valuedouble != floor(v->valuedouble))
-        return lc_error(LC_STATUS_INPUT, "%s: \"%s\" must be a token id", path, key);
-    *out = (int)v->valuedouble;
+    bool list = cJSON_IsArray(v);
+    if (list && cJSON_GetArraySize(v) > cap)
+        return lc_error(LC_STATUS_INPUT, "%s: \"%s\" lists %d ids (at most %d)", path, key, cJSON_GetArraySize(v), cap);
+    for (const cJSON *e = list ? v->child : v; e; e = list ? e->next : NULL) {
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 1e8 || e->valuedouble != floor(e->valuedouble))
+            return lc_error(LC_STATUS_INPUT, "%s: \"%s\" must be a token id or a list of them", path, key);
+        ids[(*n)++] = (int)e->valuedouble;
+    }
     return LC_STATUS_OK;
+}
+
+// The first id of a token id key, or -1.
+static lc_status get_token_id(const cJSON *root, const char *key, const char *path, int *out) {
+    int ids[LC_MAX_EOS_IDS], n;
+    lc_status st = get_token_ids(root, key, path, ids, LC_MAX_EOS_IDS, &n);
+    *out = n ? ids[0] : -1;
+    return st;
+}
+
+// eos_token_id: every id is a stop for generation; the first is the one EOS
+// (eos_token_id) that exports and fallbacks use.
+static lc_status get_eos_ids(lc_model_config *cfg, const cJSON *root, const char *path) {
+    lc_status st = get_token_ids(root, "eos_token_id", path, cfg->eos_ids, LC_MAX_EOS_IDS, &cfg->n_eos_ids);
+    cfg->eos_token_id = cfg->n_eos_ids ? cfg->eos_ids[0] : -1;
+    return st;
 }
 
 static lc_status get_act(const cJSON *root, const char *key, const char *path, const char *def, lc_act_kind *out) {
@@ -370,7 +390,7 @@ static lc_status config_parse(lc_model_config *cfg, const cJSON *root, const cha
     if (st) return st;
     if ((st = get_int_in(root, KEYS("vocab_size"), path, 0, 1, 1 << 22, &cfg->vocab_size))) return st;
     if ((st = get_token_id(root, "bos_token_id", path, &cfg->bos_token_id))) return st;
-    if ((st = get_token_id(root, "eos_token_id", path, &cfg->eos_token_id))) return st;
+    if ((st = get_eos_ids(cfg, root, path))) return st;
 
     if (cfg->n_heads % cfg->n_kv_heads != 0)
         return lc_error(LC_STATUS_INPUT, "%s: the %d attention heads are not a multiple of the %d key/value heads", path,
@@ -393,6 +413,17 @@ lc_status lc_config_load(lc_model_config *cfg, const char *path) {
     lc_status st = lc_json_load_file(path, 1 << 20, &root);
     if (st) return st;
     st = config_parse(cfg, root, path);
+    cJSON_Delete(root);
+    return st;
+}
+
+lc_status lc_config_load_generation(lc_model_config *cfg, const char *path) {
+    cJSON *root;
+    lc_status st = lc_json_load_file(path, 1 << 20, &root);
+    if (st) return st;
+    const cJSON *eos = cJSON_IsObject(root) ? cJSON_GetObjectItemCaseSensitive(root, "eos_token_id") : NULL;
+    if (!cJSON_IsObject(root)) st = lc_error(LC_STATUS_INPUT, "%s: not a JSON object", path);
+    else if (eos && !cJSON_IsNull(eos)) st = get_eos_ids(cfg, root, path);
     cJSON_Delete(root);
     return st;
 }

@@ -10,6 +10,8 @@
 #include "autograd/kernels.h"
 #include "common/status.h"
 
+#define LC_MAX_EOS_IDS 16 // most ids an eos_token_id list may hold
+
 typedef enum lc_arch {
     LC_ARCH_LLAMA,
     LC_ARCH_MISTRAL,
@@ -103,13 +105,20 @@ typedef struct lc_model_config {
     bool qkv_bias;  // bias on the query/key/value projection(s)
     bool o_bias;    // bias on the attention output projection
     bool mlp_bias;  // bias on the MLP projections
-    int bos_token_id, eos_token_id; // -1 if absent
+    int bos_token_id, eos_token_id; // -1 if absent; eos_token_id is eos_ids[0]
+    int eos_ids[LC_MAX_EOS_IDS];    // every id generation stops at (a list in Llama 3 instruct)
+    int n_eos_ids;
 } lc_model_config;
 
 // Parses and validates path (config.json). Sizes must be positive, consistent
 // (heads divide evenly, even head_dim) and below sane caps. A model_type that
 // is not supported is an error naming it and listing the supported ones.
 lc_status lc_config_load(lc_model_config *cfg, const char *path);
+
+// Reads eos_token_id from generation_config.json (path): when the file sets
+// it, it replaces config.json's ids for generation, as transformers'
+// GenerationConfig does. Other keys are not read.
+lc_status lc_config_load_generation(lc_model_config *cfg, const char *path);
 
 // Fills the description of a Llama-architecture model of the given sizes (for
 // benchmarks and tests that build a model in memory): rope theta 10000, norm

@@ -1,9 +1,11 @@
 #include "model/generate.h"
 
+#include <stdbool.h>
+
 #include "common/file.h"
 
 lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sampler, const int32_t *prompt,
-                      int n_prompt, int max_new, int32_t eos, lc_token_fn on_token, void *user,
+                      int n_prompt, int max_new, const int32_t *stop, int n_stop, lc_token_fn on_token, void *user,
                       lc_generate_stats *stats) {
     lc_generate_stats local = {0};
     lc_status st = LC_STATUS_OK;
@@ -27,7 +29,9 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
         int32_t tok = lc_sampler_sample(sampler, s->logits);
         stats->n_generated++;
         if (on_token && on_token(user, tok)) break;
-        if (tok == eos || i == max_new - 1) break;
+        bool stops = i == max_new - 1;
+        for (int k = 0; k < n_stop && !stops; k++) stops = tok == stop[k];
+        if (stops) break;
         st = lc_forward(s, m, &tok, 1, 1, pos++, LC_LOGITS_MODE_LAST);
     }
     stats->decode_s = lc_now_s() - t1;

@@ -17,11 +17,11 @@ typedef struct lc_generate_stats {
     double prefill_s, decode_s;
 } lc_generate_stats;
 
-// Generates up to max_new tokens after prompt[0..n_prompt). Stops after
-// `eos` (which is passed to the callback) unless eos < 0. The state must hold
-// n_prompt + max_new positions for one sequence.
+// Generates up to max_new tokens after prompt[0..n_prompt). Stops after any
+// of the tokens stop[0..n_stop) (which is passed to the callback); n_stop may
+// be 0. The state must hold n_prompt + max_new positions for one sequence.
 lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sampler, const int32_t *prompt,
-                      int n_prompt, int max_new, int32_t eos, lc_token_fn on_token, void *user,
+                      int n_prompt, int max_new, const int32_t *stop, int n_stop, lc_token_fn on_token, void *user,
                       lc_generate_stats *stats);
 
 #endif

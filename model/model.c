@@ -302,6 +302,8 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder", dir);
     if ((st = lc_path_join(path, sizeof path, dir, "config.json"))) return st;
     if ((st = lc_config_load(&m->cfg, path))) return st;
+    if ((st = lc_path_join(path, sizeof path, dir, "generation_config.json"))) return st;
+    if (lc_file_exists(path) && (st = lc_config_load_generation(&m->cfg, path))) return st;
     if ((st = lc_st_set_open_dir(&m->st, dir))) goto fail;
 
     const lc_model_config *c = &m->cfg;

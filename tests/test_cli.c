@@ -1,6 +1,8 @@
 // The `lora` executable end to end: generate, tokenize, inspect, and the
 // exit status and one-line error of each failure.
 #include <check.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,85 @@ START_TEST(test_inspect) {
 END_TEST
 
 // Asserts exit status `status` and a single stderr line containing `needle`.
+// `lora generate --ids` greedily from "Once upon a time" for up to 10
+// tokens on dir: the prompt's ids then the continuation's, into ids.
+static int greedy_ids(const char *dir, int32_t *ids, int cap) {
+    const char *args[] = {"generate", "--model", dir, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "10", "--ids", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    int n = 0;
+    char *p = r.out, *end;
+    for (long v = strtol(p, &end, 10); end != p && n < cap; v = strtol(p, &end, 10)) {
+        ids[n++] = (int32_t)v;
+        p = end;
+    }
+    lc_test_run_free(&r);
+    return n;
+}
+
+// A new folder with stories260K's weights and tokenizer whose config.json
+// says "eos_token_id": eos, plus a generation_config.json saying gen_eos
+// unless NULL (caller removes it).
+static char *eos_model(const char *eos, const char *gen_eos) {
+    char *dir = lc_test_tmpdir(), text[4096];
+    char *cfg = lc_test_read(MODEL_DIR "/config.json", NULL);
+    const char *key = "\"eos_token_id\": 2";
+    char *at = strstr(cfg, key);
+    ck_assert_ptr_nonnull(at);
+    int n = snprintf(text, sizeof text, "%.*s\"eos_token_id\": %s%s", (int)(at - cfg), cfg, eos, at + strlen(key));
+    lc_test_write(dir, "config.json", text, (size_t)n);
+    if (gen_eos) {
+        n = snprintf(text, sizeof text, "{\"bos_token_id\": 1, \"eos_token_id\": %s}\n", gen_eos);
+        lc_test_write(dir, "generation_config.json", text, (size_t)n);
+    }
+    lc_test_copy(MODEL_DIR "/model.safetensors", dir, "model.safetensors");
+    lc_test_copy(MODEL_DIR "/tokenizer.json", dir, "tokenizer.json");
+    lc_test_copy(MODEL_DIR "/tokenizer_config.json", dir, "tokenizer_config.json");
+    free(cfg);
+    return dir;
+}
+
+static bool occurs(const int32_t *ids, int n, int32_t id) {
+    for (int i = 0; i < n; i++)
+        if (ids[i] == id) return true;
+    return false;
+}
+
+// eos_token_id as a list (Llama 3 instruct: [128001, 128008, 128009]):
+// generation stops at any of its ids, not only the first. The stop listed
+// second is a token greedy decoding reaches a few steps in.
+START_TEST(test_generate_stops_at_any_listed_eos) {
+    enum { PROMPT = 5, NEW = 10 }; // BOS and the four prompt tokens, then the continuation
+    int32_t base[32], got[32];
+    ck_assert_int_eq(greedy_ids(MODEL_DIR, base, 32), PROMPT + NEW);
+    // The first continuation token from the third on that has not come before.
+    int k = 2;
+    while (k < NEW && occurs(base + PROMPT, k, base[PROMPT + k])) k++;
+    ck_assert_int_lt(k, NEW);
+    char list[64];
+    snprintf(list, sizeof list, "[2, %d]", base[PROMPT + k]);
+    // config.json's eos_token_id, generation_config.json's (NULL: no file), and whether step k stops.
+    const struct {
+        const char *config, *generation;
+        bool stops;
+    } cases[] = {
+        {list, NULL, true}, // config.json's list
+        {"2", list, true},  // generation_config.json's, which generation reads
+        {list, "2", false}, // instead of config.json's, as transformers does
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        char *dir = eos_model(cases[c].config, cases[c].generation);
+        int n = greedy_ids(dir, got, 32);
+        int want = cases[c].stops ? PROMPT + k + 1 : PROMPT + NEW;
+        ck_assert_msg(n == want, "case %zu: %d ids, want %d", c, n, want);
+        ck_assert(memcmp(got, base, sizeof(int32_t) * (size_t)n) == 0);
+        lc_test_rmdir(dir);
+        free(dir);
+    }
+}
+END_TEST
+
 static void expect_failure(const char *const *args, int status, const char *needle) {
     lc_test_run r = lc_test_lora(args);
     ck_assert_msg(r.status == status, "exit %d, wanted %d: %s", r.status, status, r.err);
@@ -171,6 +252,7 @@ int main(void) {
     tcase_add_test(tc, test_generate_ids_and_bos_start);
     tcase_add_test(tc, test_generate_seeded_sampling_reproducible);
     tcase_add_test(tc, test_top_k_one_is_greedy);
+    tcase_add_test(tc, test_generate_stops_at_any_listed_eos);
     tcase_add_test(tc, test_tokenize);
     tcase_add_test(tc, test_inspect);
     tcase_add_test(tc, test_missing_tokenizer);

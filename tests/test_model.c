@@ -293,6 +293,33 @@ START_TEST(test_config_errors) {
     expect_load_error(tmp, "config.json: \"hidden_size\" is 1000000000000, outside 1..65536");
     lc_test_write(tmp, "config.json", "{\"model_type\": ", 15);
     expect_load_error(tmp, "config.json: invalid JSON");
+    // eos_token_id lists: every id checked, their number bounded; generation_config.json's too.
+    size_t len;
+    char *cfg = lc_test_read(MODEL_DIR "/config.json", &len), text[2048];
+    const char *key = "\"eos_token_id\": 2";
+    char *at = strstr(cfg, key);
+    ck_assert_ptr_nonnull(at);
+    static const struct {
+        const char *eos, *needle;
+    } bad[] = {
+        {"[2, \"x\"]", "config.json: \"eos_token_id\" must be a token id or a list of them"},
+        {"[2, -1]", "config.json: \"eos_token_id\" must be a token id or a list of them"},
+        {"[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16]",
+         "config.json: \"eos_token_id\" lists 17 ids (at most 16)"},
+    };
+    lc_test_copy(MODEL_DIR "/model.safetensors", tmp, "model.safetensors");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int n = snprintf(text, sizeof text, "%.*s\"eos_token_id\": %s%s", (int)(at - cfg), cfg, bad[i].eos,
+                         at + strlen(key));
+        lc_test_write(tmp, "config.json", text, (size_t)n);
+        expect_load_error(tmp, bad[i].needle);
+        lc_test_write(tmp, "config.json", cfg, len);
+        n = snprintf(text, sizeof text, "{\"eos_token_id\": %s}", bad[i].eos);
+        lc_test_write(tmp, "generation_config.json", text, (size_t)n);
+        expect_load_error(tmp, "generation_config.json: \"eos_token_id\"");
+        remove(strcat(strcpy(text, tmp), "/generation_config.json"));
+    }
+    free(cfg);
 }
 END_TEST
 

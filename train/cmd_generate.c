@@ -167,9 +167,19 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         if (prompt) fputs(prompt, stdout);
     }
     fflush(stdout);
-    int32_t eos = lc_tokenizer_eos(tok) >= 0 ? lc_tokenizer_eos(tok) : model.cfg.eos_token_id;
+    // Stop at the tokenizer's EOS (the one training appends to completions)
+    // and at every id the model's config lists (eos_token_id may be a list).
+    int32_t stop[1 + LC_MAX_EOS_IDS];
+    int n_stop = 0;
+    if (lc_tokenizer_eos(tok) >= 0) stop[n_stop++] = lc_tokenizer_eos(tok);
+    for (int i = 0; i < model.cfg.n_eos_ids; i++) {
+        int k = 0;
+        while (k < n_stop && stop[k] != model.cfg.eos_ids[i]) k++;
+        if (k == n_stop) stop[n_stop++] = model.cfg.eos_ids[i];
+    }
     lc_generate_stats stats;
-    st = lc_generate(&state, &model, &sampler, ids, (int)n_ids, (int)max_tokens, eos, on_token, &sink, &stats);
+    st = lc_generate(&state, &model, &sampler, ids, (int)n_ids, (int)max_tokens, stop, n_stop, on_token, &sink,
+                     &stats);
     if (!st) st = sink.status;
     if (!st && !print_ids) {
         size_t n;
