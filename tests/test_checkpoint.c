@@ -20,6 +20,7 @@
 #include "optim/adamw.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/adapter.h"
 #include "train/trainer.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
@@ -500,6 +501,25 @@ START_TEST(test_targets_mismatch) {
 }
 END_TEST
 
+// lc_adapter_load gives the adapter as it was trained, dropout included, and
+// without gradients (what keeps inference free of dropout).
+START_TEST(test_adapter_load_as_stored) {
+    lc_lora back;
+    int same_base = 0;
+    lc_status st = lc_adapter_load(ckpt, &model, &back, &same_base);
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(same_base, 1);
+    ck_assert_int_eq(back.cfg.r, 4);
+    ck_assert_float_eq(back.cfg.alpha, 8.0f);
+    ck_assert_float_eq(back.cfg.dropout, 0.05f);
+    ck_assert_uint_eq(back.cfg.targets, TARGETS_QVD);
+    ck_assert_ptr_null(back.grads);
+    ck_assert_uint_eq(back.n_params, lora.n_params);
+    ck_assert(memcmp(back.params, lora.params, sizeof(float) * lora.n_params) == 0);
+    lc_lora_free(&back);
+}
+END_TEST
+
 START_TEST(test_save_missing_dir) {
     char dir[2048], path[4096];
     snprintf(dir, sizeof dir, "%s/no/such", tmp);
@@ -700,6 +720,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_hostile_datasets);
     tcase_add_test(tc, test_rank_mismatch);
     tcase_add_test(tc, test_targets_mismatch);
+    tcase_add_test(tc, test_adapter_load_as_stored);
     tcase_add_test(tc, test_save_missing_dir);
     tcase_add_test(tc, test_save_disk_full);
     tcase_add_test(tc, test_fused_families);

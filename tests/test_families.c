@@ -26,6 +26,7 @@
 #include "model/forward.h"
 #include "model/train_pass.h"
 #include "optim/adamw.h"
+#include "train/adapter.h"
 #include "train/trainer.h"
 
 typedef struct family_env {

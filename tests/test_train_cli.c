@@ -244,6 +244,49 @@ START_TEST(test_init_adapter) {
 }
 END_TEST
 
+// An adapter trained with dropout keeps it: the PEFT export says
+// lora_dropout 0.1, and evaluation, which applies no dropout, gives the same
+// loss every time and whatever the adapter's dropout says.
+START_TEST(test_dropout_kept_in_export) {
+    const char *train[] = {"train", "--config", write_config("drop", DATA, ""), "--set", "lora.dropout=0.1", NULL};
+    lc_test_run r = lc_test_lora(train);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    char adapter[4300], peft[4300], cfg_path[4400];
+    snprintf(adapter, sizeof adapter, "%s/run/checkpoint-12.h5", tmp);
+    snprintf(peft, sizeof peft, "%s/peft", tmp);
+    const char *exp[] = {"export", "--model", MODEL_DIR, "--adapter", adapter, "--out", peft, "--format", "peft", NULL};
+    r = lc_test_lora(exp);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", peft);
+    char *cfg = lc_test_read(cfg_path, NULL);
+    ck_assert_msg(strstr(cfg, "\"lora_dropout\": 0.1,") != NULL, "%s", cfg);
+
+    const char *ev_ckpt[] = {"eval", "--model", MODEL_DIR, "--adapter", adapter, "--data", DATA,
+                             "--max-seq-len", "128", NULL};
+    const char *ev_peft[] = {"eval", "--model", MODEL_DIR, "--adapter", peft, "--data", DATA,
+                             "--max-seq-len", "128", NULL};
+    lc_test_run e1 = lc_test_lora(ev_ckpt), e2 = lc_test_lora(ev_ckpt), e3 = lc_test_lora(ev_peft);
+    ck_assert_msg(e1.status == 0 && e2.status == 0 && e3.status == 0, "%s %s %s", e1.err, e2.err, e3.err);
+    ck_assert_str_eq(e1.out, e2.out);
+    ck_assert_str_eq(e1.out, e3.out);
+    // The same tensors with lora_dropout 0: the same loss.
+    char *at = strstr(cfg, "\"lora_dropout\": 0.1,");
+    memmove(at + 17, at + 19, strlen(at + 19) + 1); // "0.1," -> "0,"
+    ck_assert_ptr_nonnull(strstr(cfg, "\"lora_dropout\": 0,"));
+    lc_test_write(peft, "adapter_config.json", cfg, strlen(cfg));
+    free(cfg);
+    lc_test_run e4 = lc_test_lora(ev_peft);
+    ck_assert_msg(e4.status == 0, "%s", e4.err);
+    ck_assert_str_eq(e1.out, e4.out);
+    lc_test_run_free(&e1);
+    lc_test_run_free(&e2);
+    lc_test_run_free(&e3);
+    lc_test_run_free(&e4);
+}
+END_TEST
+
 // stdout of a greedy --ids generation (caller frees).
 static char *greedy_ids(const char *model, const char *adapter) {
     const char *args[] = {"generate", "--model", model, "--prompt", "Once upon a time", "--temperature", "0",
@@ -437,6 +480,7 @@ int main(void) {
     tcase_add_test(tc, test_validation_without_targets_refused_at_start);
     tcase_add_test(tc, test_token_outside_vocabulary_names_the_line);
     tcase_add_test(tc, test_steps_below_existing_checkpoint);
+    tcase_add_test(tc, test_dropout_kept_in_export);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

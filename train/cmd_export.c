@@ -6,6 +6,7 @@
 
 #include "export/export.h"
 #include "data/tokenizer.h"
+#include "train/adapter.h"
 #include "train/cli.h"
 #include "train/trainer.h"
 

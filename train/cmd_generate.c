@@ -8,6 +8,7 @@
 #include "data/tokenizer.h"
 #include "model/generate.h"
 #include "model/model.h"
+#include "train/adapter.h"
 #include "train/cli.h"
 #include "train/trainer.h"
 

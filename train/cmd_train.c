@@ -7,6 +7,7 @@
 
 #include "data/dataset.h"
 #include "data/tokenizer.h"
+#include "train/adapter.h"
 #include "train/cli.h"
 #include "train/trainer.h"
 

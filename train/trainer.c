@@ -14,6 +14,7 @@
 #include "common/file.h"
 #include "model/forward.h"
 #include "optim/adamw.h"
+#include "train/adapter.h"
 #include "train/checkpoint.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"

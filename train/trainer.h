@@ -39,12 +39,6 @@ lc_status lc_train_check_dataset(const lc_dataset *ds, const char *path, const l
 // Target tokens of ds (positions with a loss): zero means nothing to evaluate.
 int64_t lc_train_count_targets(const lc_dataset *ds);
 
-// Loads an adapter for m from PATH: an HDF5 checkpoint written by `lora
-// train`, a run's output folder (its newest checkpoint), or a PEFT adapter
-// folder. *same_base is set to 0 when a checkpoint was trained on a
-// different base (shapes still match).
-lc_status lc_adapter_load(const char *path, const lc_model *m, lc_lora *lora, int *same_base);
-
 // Warns on stderr ("CMD: warning: ...") about what loading m from dir left
 // unused: a stored head that tie_word_embeddings overrides.
 void lc_train_warn_model(const char *cmd, const char *dir, const lc_model *m);
