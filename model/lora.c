@@ -1,6 +1,7 @@
 #include "model/lora.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,22 @@ unsigned lc_lora_target_bit(const char *name) {
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
         if (strcmp(name, lc_linear_kind_name(k)) == 0) return 1u << k;
     return lc_arch_target_bits_any(name); // a family's own name: c_attn, query_key_value, ...
+}
+
+float lc_lora_config_scale(const lc_lora_config *cfg) {
+    return cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
+}
+
+void lc_lora_targets_string(char *out, size_t cap, unsigned targets) {
+    if (cap == 0) return;
+    out[0] = '\0';
+    size_t len = 0;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        if (!(targets & (1u << k))) continue;
+        int n = snprintf(out + len, cap - len, "%s%s", len ? "," : "", lc_linear_kind_name((lc_linear_kind)k));
+        if (n < 0 || (size_t)n >= cap - len) break;
+        len += (size_t)n;
+    }
 }
 
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads) {
@@ -32,7 +49,7 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     }
     l->cfg = *cfg;
     l->cfg.targets &= present;
-    l->scale = cfg->rslora ? cfg->alpha / sqrtf((float)cfg->r) : cfg->alpha / (float)cfg->r;
+    l->scale = lc_lora_config_scale(cfg);
     l->n_layers = m->cfg.n_layers;
     int r = cfg->r;
     size_t n = 0;
@@ -87,6 +104,16 @@ const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind)
     if (!l || layer >= l->n_layers) return NULL;
     const lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + kind];
     return ref->A ? ref : NULL;
+}
+
+void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor) {
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(l, layer, (lc_linear_kind)k);
+            if (!ref) continue;
+            size_t n = (size_t)m->layers[layer].lin[k].out * (size_t)ref->r;
+            for (size_t i = 0; i < n; i++) ref->B[i] *= factor;
+        }
 }
 
 void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed) {

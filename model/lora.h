@@ -33,12 +33,21 @@ typedef struct lc_lora {
 // Bit for a module name ("q_proj", ...); 0 if the name is unknown.
 unsigned lc_lora_target_bit(const char *name);
 
+// alpha / r, or alpha / sqrt(r) with rsLoRA: what B A is multiplied by.
+float lc_lora_config_scale(const lc_lora_config *cfg);
+
+// "q_proj,v_proj,down_proj": the targeted kinds in lc_linear_kind order.
+void lc_lora_targets_string(char *out, size_t cap, unsigned targets);
+
 // Allocates adapters for every targeted linear of m; A from `seed`, B zero.
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads);
 void lc_lora_free(lc_lora *l);
 
 // The adapter of (layer, kind), or NULL.
 const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind);
+
+// Multiplies every B by factor (l was initialized for m).
+void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor);
 
 // Per-step dropout masks: each adapted linear gets a distinct mask seed.
 void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed);

@@ -505,10 +505,10 @@ END_TEST
 // without gradients (what keeps inference free of dropout).
 START_TEST(test_adapter_load_as_stored) {
     lc_lora back;
-    int same_base = 0;
-    lc_status st = lc_adapter_load(ckpt, &model, &back, &same_base);
+    unsigned differ = ~0u;
+    lc_status st = lc_adapter_load(ckpt, &model, NULL, LC_ADAPTER_USE_AS_IS, &back, &differ);
     ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
-    ck_assert_int_eq(same_base, 1);
+    ck_assert_uint_eq(differ, 0);
     ck_assert_int_eq(back.cfg.r, 4);
     ck_assert_float_eq(back.cfg.alpha, 8.0f);
     ck_assert_float_eq(back.cfg.dropout, 0.05f);
@@ -693,8 +693,7 @@ START_TEST(test_fused_families) {
 
         // On a Llama (stories260K) the fused projections do not exist: refused, naming them.
         lc_lora wrong;
-        int same_base = 1;
-        assert_error(lc_adapter_load(path, &model, &wrong, &same_base), LC_STATUS_INPUT, path,
+        assert_error(lc_adapter_load(path, &model, NULL, LC_ADAPTER_USE_AS_IS, &wrong, NULL), LC_STATUS_INPUT, path,
                      "adapts qkv_proj, which llama models do not have");
         ck_assert_ptr_null(wrong.params);
 
@@ -704,6 +703,114 @@ START_TEST(test_fused_families) {
         lc_model_free(&m);
         unlink(path);
     }
+}
+END_TEST
+
+// One comparison for every use of an adapter: resume needs every field
+// equal, init rank and targets, as it is nothing; each refusal names the
+// differing fields with both values.
+START_TEST(test_adapter_identity) {
+    lc_lora_config a = {.r = 4, .alpha = 8.0f, .dropout = 0.1f, .rslora = false, .targets = TARGETS_QVD};
+    lc_lora_config b = a;
+    lc_adapter_identity have, want;
+    unsigned differ;
+    lc_adapter_identity_set(&have, &a, fingerprint, NULL);
+    lc_adapter_identity_set(&want, &b, fingerprint, MODEL_DIR);
+    for (int use = 0; use < 3; use++)
+        ck_assert_int_eq(lc_adapter_identity_check("x.h5", &have, &want, (lc_adapter_use)use, &differ), LC_STATUS_OK);
+
+    // Same rank, other targets: the targets are named, each side's.
+    b.targets = (1u << LC_LINEAR_KIND_Q) | (1u << LC_LINEAR_KIND_K);
+    lc_adapter_identity_set(&want, &b, fingerprint, MODEL_DIR);
+    assert_error(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_INIT, &differ), LC_STATUS_INPUT,
+                 "x.h5: the adapter has targets q_proj,v_proj,down_proj; the config has targets q_proj,k_proj;", NULL);
+    ck_assert_uint_eq(differ, LC_ADAPTER_TARGETS);
+
+    // Rank, alpha and dropout differ: init refuses the rank only (alpha is
+    // rescaled, dropout is the run's), resume all three, as it is none.
+    b = a;
+    b.r = 8;
+    b.alpha = 32.0f;
+    b.dropout = 0.0f;
+    lc_adapter_identity_set(&want, &b, fingerprint, MODEL_DIR);
+    assert_error(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_INIT, &differ), LC_STATUS_INPUT,
+                 "the adapter has rank 4; the config has rank 8;", NULL);
+    ck_assert_uint_eq(differ, LC_ADAPTER_RANK | LC_ADAPTER_ALPHA | LC_ADAPTER_DROPOUT);
+    assert_error(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_RESUME, NULL), LC_STATUS_INPUT,
+                 "the checkpoint has rank 4, alpha 8, dropout 0.1; the config has rank 8, alpha 32, dropout 0;",
+                 "use another output_dir");
+    ck_assert_int_eq(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_AS_IS, NULL), LC_STATUS_OK);
+    b = a;
+    b.rslora = true;
+    lc_adapter_identity_set(&want, &b, fingerprint, MODEL_DIR);
+    assert_error(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_RESUME, NULL), LC_STATUS_INPUT,
+                 "the checkpoint has rsLoRA off; the config has rsLoRA on;", NULL);
+
+    // Another base: refused for resume only; an unknown base (PEFT) differs
+    // from none but cannot be resumed; a malformed fingerprint matches none.
+    lc_adapter_identity_set(&want, &a, "0123456789abcdef", MODEL_DIR);
+    assert_error(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_RESUME, NULL), LC_STATUS_INPUT,
+                 "x.h5: was trained on a different base model than " MODEL_DIR, "0123456789abcdef");
+    ck_assert_int_eq(lc_adapter_identity_check("x.h5", &have, &want, LC_ADAPTER_USE_INIT, &differ), LC_STATUS_OK);
+    ck_assert_uint_eq(differ, LC_ADAPTER_BASE);
+    lc_adapter_identity_set(&have, &a, NULL, NULL);
+    ck_assert_int_eq(lc_adapter_identity_check("x", &have, &want, LC_ADAPTER_USE_AS_IS, &differ), LC_STATUS_OK);
+    ck_assert_uint_eq(differ, 0);
+    assert_error(lc_adapter_identity_check("x", &have, &want, LC_ADAPTER_USE_RESUME, NULL), LC_STATUS_INPUT,
+                 "different base model", "not recorded");
+    char longer[40];
+    snprintf(longer, sizeof longer, "%sff", fingerprint);
+    lc_adapter_identity_set(&have, &a, longer, NULL);
+    lc_adapter_identity_set(&want, &a, fingerprint, NULL);
+    ck_assert_uint_eq(lc_adapter_identity_diff(&have, &want), LC_ADAPTER_BASE);
+}
+END_TEST
+
+// init: B rescaled so the run's scale times B is the adapter's scale times
+// the stored B; a run whose scale is 0 cannot, and is refused naming both alphas.
+START_TEST(test_adapter_rescale) {
+    lc_lora run;
+    make_lora(&run, 4, TARGETS_QVD, 16.0f, 0);
+    memcpy(run.params, lora.params, sizeof(float) * lora.n_params);
+    float f = 0;
+    ck_assert_int_eq(lc_adapter_rescale(&run, &model, &lora.cfg, "x.h5", &f), LC_STATUS_OK);
+    ck_assert_float_eq(f, 0.5f);
+    const lc_lora_ref *a = lc_lora_get(&lora, 0, LC_LINEAR_KIND_DOWN), *b = lc_lora_get(&run, 0, LC_LINEAR_KIND_DOWN);
+    ck_assert_float_eq(b->B[5] * run.scale, a->B[5] * lora.scale);
+    ck_assert_float_eq(b->A[5], a->A[5]);
+    lc_lora_free(&run);
+    make_lora(&run, 4, TARGETS_QVD, 0.0f, 0);
+    assert_error(lc_adapter_rescale(&run, &model, &lora.cfg, "x.h5", &f), LC_STATUS_INPUT,
+                 "x.h5: the adapter was trained with alpha 8, which the config's alpha 0 cannot express", NULL);
+    lc_lora_free(&run);
+}
+END_TEST
+
+// An adapter trained on another base of the same family (other sizes) is
+// refused as that, not as a module or shape the LoRA lacks.
+START_TEST(test_adapter_other_base) {
+    lc_model m;
+    family_model(&m, "mistral");
+    char fp[17];
+    lc_model_fingerprint(&m, fp);
+    lc_lora_config lcfg = {.r = 2, .alpha = 4.0f, .targets = LC_LINEAR_KIND_ALL};
+    lc_lora l;
+    ck_assert_int_eq(lc_lora_init(&l, &m, &lcfg, 3, false), LC_STATUS_OK);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/mistral.h5", tmp);
+    lc_checkpoint_meta meta = make_meta("{}");
+    meta.base_fingerprint = fp;
+    ck_assert_int_eq(lc_checkpoint_save(path, &m, &l, NULL, &meta), LC_STATUS_OK);
+    lc_lora back;
+    unsigned differ;
+    assert_error(lc_adapter_load(path, &model, NULL, LC_ADAPTER_USE_AS_IS, &back, &differ), LC_STATUS_INPUT, path,
+                 ": was trained on a different base model");
+    const char *msg = lc_error_message();
+    ck_assert_msg(strstr(msg, fp) && strstr(msg, fingerprint) && strstr(msg + strlen(path) + 1, path) == NULL,
+                  "%s", msg);
+    ck_assert_ptr_null(back.params);
+    lc_lora_free(&l);
+    lc_model_free(&m);
 }
 END_TEST
 
@@ -724,6 +831,9 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_save_missing_dir);
     tcase_add_test(tc, test_save_disk_full);
     tcase_add_test(tc, test_fused_families);
+    tcase_add_test(tc, test_adapter_identity);
+    tcase_add_test(tc, test_adapter_other_base);
+    tcase_add_test(tc, test_adapter_rescale);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -41,8 +41,8 @@ static void env_open(family_env *e, int i) {
     lc_family_fixture_load(&e->f, lc_family_names[i], e->tmp);
     ck_assert_msg(lc_model_load(&e->m, e->f.model_dir) == LC_STATUS_OK, "%s: %s", lc_family_names[i],
                   lc_error_message());
-    int same_base;
-    ck_assert_msg(lc_adapter_load(e->f.adapter_dir, &e->m, &e->lora, &same_base) == LC_STATUS_OK, "%s: %s",
+    ck_assert_msg(lc_adapter_load(e->f.adapter_dir, &e->m, NULL, LC_ADAPTER_USE_AS_IS, &e->lora, NULL) ==
+                      LC_STATUS_OK, "%s: %s",
                   lc_family_names[i], lc_error_message());
 }
 

@@ -443,6 +443,45 @@ START_TEST(test_metrics_history_survives_a_failed_rewrite) {
 }
 END_TEST
 
+// A run stopped after checkpoint 2, then `lora train` with the overrides:
+// its result (the caller frees it).
+static lc_test_run resume_with(const char *const *sets, int n_sets) {
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 2);
+    kill(pid, SIGKILL);
+    finish(pid);
+    const char *args[32] = {"train", "--config", cfg_path};
+    int n = 3;
+    for (int i = 0; i < n_sets && n < 30; i++) {
+        args[n++] = "--set";
+        args[n++] = sets[i];
+    }
+    args[n] = NULL;
+    return lc_test_lora(args);
+}
+
+// The last line of stderr: the error, after the lines about the data.
+static const char *last_line(const char *err) {
+    const char *last = err;
+    for (const char *p = err; *p; p++)
+        if (p[0] == '\n' && p[1]) last = p + 1;
+    return last;
+}
+
+// The checkpoint's LoRA must be the config's: another alpha or dropout is
+// refused naming both values (it was only a note, and the run went on).
+START_TEST(test_changed_lora_refused) {
+    const char *sets[] = {"lora.alpha=16", "lora.dropout=0"};
+    lc_test_run r = resume_with(sets, 2);
+    ck_assert_msg(r.status == 2, "exit %d: %s", r.status, r.err);
+    const char *err = last_line(r.err);
+    ck_assert_msg(strstr(err, "checkpoint-2.h5: the checkpoint has alpha 8, dropout 0.1; the config has alpha 16, "
+                              "dropout 0; use another output_dir") != NULL && strstr(err, "lora train: ") == err,
+                  "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("stories260K");
@@ -457,6 +496,7 @@ int main(void) {
     tcase_add_test(tc, test_second_run_on_folder_refused);
     tcase_add_test(tc, test_second_signal_stops_evaluation);
     tcase_add_test(tc, test_metrics_history_survives_a_failed_rewrite);
+    tcase_add_test(tc, test_changed_lora_refused);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

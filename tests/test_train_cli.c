@@ -3,6 +3,7 @@
 // the adapter used by eval and generate, and bitwise determinism.
 #include <check.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,14 +234,73 @@ START_TEST(test_init_adapter) {
     ck_assert_msg(l2 > 0 && l3 > 0 && l2 < l3, "init_adapter loss %g vs fresh %g", l2, l3);
     free(m2);
     free(m3);
-    // A rank that disagrees with the adapter is refused.
+    // A rank or targets that disagree with the adapter are refused, naming
+    // the adapter's value and the config's.
     snprintf(out2, sizeof out2, "output_dir=%s/bad", tmp);
     const char *bad[] = {"train", "--config", write_config("bad", DATA, ""), "--set", set_init, "--set", out2,
                          "--set", "lora.r=8", NULL};
     r = lc_test_lora(bad);
     ck_assert_int_eq(r.status, 2);
-    ck_assert_msg(strstr(r.err, "checkpoint-12.h5: adapter has rank 4") != NULL, "%s", r.err);
+    ck_assert_msg(strstr(r.err, "checkpoint-12.h5: the adapter has rank 4; the config has rank 8;") != NULL, "%s",
+                  r.err);
     lc_test_run_free(&r);
+    const char *bad_targets[] = {"train", "--config", write_config("bad", DATA, ""), "--set", set_init, "--set", out2,
+                                 "--set", "lora.targets=[\"q_proj\",\"v_proj\"]", NULL};
+    r = lc_test_lora(bad_targets);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strstr(r.err, "checkpoint-12.h5: the adapter has targets q_proj,k_proj,v_proj,o_proj,gate_proj,"
+                                "up_proj,down_proj; the config has targets q_proj,v_proj;") != NULL,
+                  "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// Loss of step 1 (before any update: the model the run starts from) of a
+// one-step run from `adapter` with the given lora overrides.
+static double init_start_loss(const char *adapter, const char *name, const char *alpha, const char *rslora,
+                              char **err) {
+    char set_init[4400], out[4300];
+    snprintf(set_init, sizeof set_init, "init_adapter=%s", adapter);
+    snprintf(out, sizeof out, "output_dir=%s/%s", tmp, name);
+    const char *args[] = {"train", "--config", write_config(name, DATA, ""), "--set", set_init, "--set", out,
+                          "--set", "steps=1", "--set", alpha, "--set", rslora, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    *err = r.err;
+    free(r.out);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", tmp, name);
+    char *m = lc_test_read(path, NULL);
+    double loss = metric(m, 1, "loss");
+    free(m);
+    ck_assert(loss > 0);
+    return loss;
+}
+
+// An adapter trained with alpha 8 started in runs with alpha 64, or with
+// rsLoRA: B is rescaled so each starts from the adapter's model (the same
+// first loss), and stderr says so naming both alphas.
+START_TEST(test_init_adapter_other_alpha) {
+    const char *first[] = {"train", "--config", write_config("first", DATA, ""), NULL};
+    lc_test_run r = lc_test_lora(first);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    char adapter[4300];
+    snprintf(adapter, sizeof adapter, "%s/run/checkpoint-12.h5", tmp);
+    char *e_same, *e_alpha, *e_rs;
+    double same = init_start_loss(adapter, "same", "lora.alpha=8", "lora.rslora=false", &e_same);
+    double alpha = init_start_loss(adapter, "alpha", "lora.alpha=64", "lora.rslora=false", &e_alpha);
+    double rs = init_start_loss(adapter, "rs", "lora.alpha=8", "lora.rslora=true", &e_rs);
+    ck_assert_msg(fabs(alpha - same) < 1e-5 && fabs(rs - same) < 1e-5, "first losses %.6f, alpha 64 %.6f, rsLoRA %.6f",
+                  same, alpha, rs);
+    ck_assert_msg(strstr(e_same, "multiplied") == NULL, "%s", e_same);
+    ck_assert_msg(strstr(e_alpha, "trained with alpha 8, this run has alpha 64: its B is multiplied by 0.125") != NULL,
+                  "%s", e_alpha);
+    ck_assert_msg(strstr(e_rs, "trained with alpha 8, this run has alpha 8 (rsLoRA): its B is multiplied by 0.5") !=
+                      NULL, "%s", e_rs);
+    free(e_same);
+    free(e_alpha);
+    free(e_rs);
 }
 END_TEST
 
@@ -476,6 +536,7 @@ int main(void) {
     tcase_add_test(tc, test_train_learns_and_adapter_is_used);
     tcase_add_test(tc, test_same_config_same_bytes);
     tcase_add_test(tc, test_init_adapter);
+    tcase_add_test(tc, test_init_adapter_other_alpha);
     tcase_add_test(tc, test_export_round_trips);
     tcase_add_test(tc, test_validation_without_targets_refused_at_start);
     tcase_add_test(tc, test_token_outside_vocabulary_names_the_line);

@@ -85,14 +85,7 @@ static inline void module_name(char *out, size_t cap, int layer, lc_linear_kind 
 
 // "q_proj,v_proj,down_proj" in lc_linear_kind order.
 static inline void targets_string(char *out, size_t cap, unsigned targets) {
-    out[0] = '\0';
-    size_t len = 0;
-    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-        if (!(targets & (1u << k))) continue;
-        int n = snprintf(out + len, cap - len, "%s%s", len ? "," : "", lc_linear_kind_name(k));
-        if (n < 0 || (size_t)n >= cap - len) break;
-        len += (size_t)n;
-    }
+    lc_lora_targets_string(out, cap, targets);
 }
 
 #endif

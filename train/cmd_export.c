@@ -57,12 +57,13 @@ lc_status lc_cmd_export(int argc, char **argv) {
     lc_model model;
     lc_lora lora;
     lc_tokenizer *tok = NULL;
-    int same_base;
+    unsigned differ;
     lc_status st = lc_model_load(&model, model_dir);
     if (st) return st;
     lc_train_warn_model("lora export", model_dir, &model);
-    if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done_model;
-    if (!same_base) fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
+    if ((st = lc_adapter_load(adapter, &model, NULL, LC_ADAPTER_USE_AS_IS, &lora, &differ))) goto done_model;
+    if (differ & LC_ADAPTER_BASE)
+        fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
     if (fmt == 0) {
         st = lc_export_peft(out, model_dir, &model, &lora, dtype);
     } else if (fmt == 1) {

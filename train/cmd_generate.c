@@ -99,10 +99,11 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     model_loaded = 1;
     lc_train_warn_model("lora generate", model_dir, &model);
     if (adapter) {
-        int same_base;
-        if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done;
+        unsigned differ;
+        if ((st = lc_adapter_load(adapter, &model, NULL, LC_ADAPTER_USE_AS_IS, &lora, &differ))) goto done;
         has_lora = 1;
-        if (!same_base) fprintf(stderr, "lora generate: note: %s was trained on a different base model\n", adapter);
+        if (differ & LC_ADAPTER_BASE)
+            fprintf(stderr, "lora generate: note: %s was trained on a different base model\n", adapter);
     }
     if (lc_tokenizer_vocab_size(tok) > model.cfg.vocab_size) {
         st = lc_error(LC_STATUS_INPUT, "%s: tokenizer has %d tokens but the model's vocabulary is %d", model_dir,

@@ -92,10 +92,11 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     lc_train_warn_model("lora eval", model_dir, &model);
     if (max_seq_len == 0) max_seq_len = model.cfg.max_position_embeddings;
     if (adapter) {
-        int same_base;
-        if ((st = lc_adapter_load(adapter, &model, &lora, &same_base))) goto done;
+        unsigned differ;
+        if ((st = lc_adapter_load(adapter, &model, NULL, LC_ADAPTER_USE_AS_IS, &lora, &differ))) goto done;
         has_lora = 1;
-        if (!same_base) fprintf(stderr, "lora eval: note: %s was trained on a different base model\n", adapter);
+        if (differ & LC_ADAPTER_BASE)
+            fprintf(stderr, "lora eval: note: %s was trained on a different base model\n", adapter);
     }
     lc_dataset_options opt = {(int)max_seq_len, true};
     if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;

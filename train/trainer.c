@@ -238,12 +238,15 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
         *skip = 1;
         return st;
     }
-    if (!info.base_fingerprint || strcmp(info.base_fingerprint, t->fingerprint) != 0) {
-        st = lc_error(LC_STATUS_INPUT, "%s: was trained on a different base model than %s; use another output_dir",
-                      path, cfg->model);
-    } else if (info.lora.r != cfg->lora.r || info.lora.targets != t->lora.cfg.targets || !info.has_optimizer) {
-        st = lc_error(LC_STATUS_INPUT, "%s: its LoRA rank or targets differ from the config; use another output_dir",
-                      path);
+    lc_adapter_identity have, want;
+    lc_adapter_identity_set(&have, &info.lora, info.base_fingerprint, NULL);
+    lc_adapter_identity_set(&want, &t->lora.cfg, t->fingerprint, cfg->model);
+    st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
+    if (!st && !info.has_optimizer)
+        st = lc_error(LC_STATUS_INPUT, "%s: holds an adapter without optimizer state, which cannot be resumed; "
+                      "use another output_dir", path);
+    if (st) {
+        // refused: ends the search
     } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
         st = lc_error(LC_STATUS_INPUT, "%s: data position (epoch %lld, index %lld) does not fit %s", path,
                       (long long)info.epoch, (long long)info.data_index, cfg->train_data);
@@ -289,20 +292,30 @@ static lc_status resume(trainer *t, int64_t *start) {
     return st;
 }
 
-// init_adapter: a new run starting from an existing adapter's weights.
+// init_adapter: a new run starting from an existing adapter's weights, as
+// the model the adapter was trained as (alpha and rsLoRA may be the run's own).
 static lc_status load_init_adapter(trainer *t) {
     const lc_train_config *cfg = t->cfg;
     lc_lora init;
-    int same_base;
-    lc_status st = lc_adapter_load(cfg->init_adapter, &t->model, &init, &same_base);
+    lc_adapter_identity want;
+    unsigned differ;
+    lc_adapter_identity_set(&want, &t->lora.cfg, t->fingerprint, cfg->model);
+    lc_status st = lc_adapter_load(cfg->init_adapter, &t->model, &want, LC_ADAPTER_USE_INIT, &init, &differ);
     if (st) return st;
-    if (init.cfg.r != cfg->lora.r || init.cfg.targets != t->lora.cfg.targets || init.n_params != t->lora.n_params) {
-        st = lc_error(LC_STATUS_INPUT, "%s: adapter has rank %d and other targets than the config's lora (rank %d)",
-                      cfg->init_adapter, init.cfg.r, cfg->lora.r);
+    if (init.n_params != t->lora.n_params) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: adapter holds %zu parameters, the run %zu", cfg->init_adapter,
+                      init.n_params, t->lora.n_params);
     } else {
         memcpy(t->lora.params, init.params, sizeof(float) * init.n_params);
-        fprintf(stderr, "lora train: starting from the adapter %s%s\n", cfg->init_adapter,
-                same_base ? "" : " (trained on a different base model)");
+        float factor;
+        if ((differ & (LC_ADAPTER_ALPHA | LC_ADAPTER_RSLORA)) &&
+            !(st = lc_adapter_rescale(&t->lora, &t->model, &init.cfg, cfg->init_adapter, &factor)))
+            fprintf(stderr, "lora train: the adapter was trained with alpha %g%s, this run has alpha %g%s: its B is "
+                    "multiplied by %g so the run starts from the adapter's model\n", init.cfg.alpha,
+                    init.cfg.rslora ? " (rsLoRA)" : "", cfg->lora.alpha, cfg->lora.rslora ? " (rsLoRA)" : "", factor);
+        if (!st)
+            fprintf(stderr, "lora train: starting from the adapter %s%s\n", cfg->init_adapter,
+                    differ & LC_ADAPTER_BASE ? " (trained on a different base model)" : "");
     }
     lc_lora_free(&init);
     return st;
