@@ -20,6 +20,7 @@
 #include "optim/adamw.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/resume_check.h"
 #include "train/adapter.h"
 #include "train/trainer.h"
 
@@ -814,6 +815,33 @@ START_TEST(test_adapter_other_base) {
 }
 END_TEST
 
+// The stored config against the current one: "all" targets and the model's
+// full list are the same adapter; a stored config that does not parse is
+// refused (nothing to compare with); epochs, like steps, only lengthen it.
+START_TEST(test_resume_check_config) {
+    const char *stored = "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": \"o\", \"epochs\": 1}";
+    lc_train_config now;
+    ck_assert_int_eq(lc_train_config_parse(&now, "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": "
+                                                 "\"o\", \"epochs\": 3, \"lora\": {\"targets\": [\"q_proj\", "
+                                                 "\"k_proj\", \"v_proj\", \"o_proj\", \"gate_proj\", \"up_proj\", "
+                                                 "\"down_proj\"]}}", "now"),
+                     LC_STATUS_OK);
+    char note[256];
+    ck_assert_int_eq(lc_resume_check_config("c.h5", stored, &now, TARGETS_LLAMA, note, sizeof note), LC_STATUS_OK);
+    ck_assert_str_eq(note, "epochs 1 -> 3");
+    // For a family with more kinds than the seven, "all" is another adapter: refused.
+    assert_error(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, note, sizeof note), LC_STATUS_INPUT,
+                 "c.h5: was written with other values of lora.targets;", NULL);
+    assert_error(lc_resume_check_config("c.h5", "{\"model\": ", &now, TARGETS_LLAMA, note, sizeof note),
+                 LC_STATUS_INPUT, "c.h5: attribute 'config'", "use another output_dir");
+    assert_error(lc_resume_check_config("c.h5", "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": "
+                                                "\"o\", \"epochs\": 1, \"lerning_rate\": 1}",
+                                        &now, TARGETS_LLAMA, note, sizeof note),
+                 LC_STATUS_INPUT, "unknown key \"lerning_rate\"", "use another output_dir");
+    lc_train_config_free(&now);
+}
+END_TEST
+
 static Suite *checkpoint_suite(void) {
     Suite *s = suite_create("checkpoint");
     TCase *tc = tcase_create("hdf5");
@@ -834,6 +862,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_adapter_identity);
     tcase_add_test(tc, test_adapter_other_base);
     tcase_add_test(tc, test_adapter_rescale);
+    tcase_add_test(tc, test_resume_check_config);
     suite_add_tcase(s, tc);
     return s;
 }

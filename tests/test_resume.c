@@ -482,6 +482,47 @@ START_TEST(test_changed_lora_refused) {
 }
 END_TEST
 
+// Another train_data or learning rate is refused before any step, listing
+// the keys with both values and what to do (it was a note, and the run went
+// on from the old data position).
+START_TEST(test_changed_config_refused) {
+    lc_test_copy(DATA, tmp, "other.jsonl");
+    char set_data[4300];
+    snprintf(set_data, sizeof set_data, "train_data=%s/other.jsonl", tmp);
+    const char *sets[] = {set_data, "optimizer.lr=0.1", "grad_accum=1", "steps=30"};
+    lc_test_run r = resume_with(sets, 4);
+    ck_assert_msg(r.status == 2, "exit %d: %s", r.status, r.err);
+    const char *err = last_line(r.err);
+    char want[4400];
+    snprintf(want, sizeof want, "train_data \"%s\" -> \"%s/other.jsonl\", optimizer.lr 0.002 -> 0.1, grad_accum 2 -> 1",
+             DATA, tmp);
+    ck_assert_msg(strstr(err, "checkpoint-2.h5: was written with other values of train_data, optimizer.lr, "
+                              "grad_accum; ") != NULL &&
+                      strstr(err, "use another output_dir for a new run, or restore these keys") != NULL &&
+                      strstr(err, want) != NULL && strstr(err, "steps") == NULL && strstr(err, "lora train: ") == err,
+                  "%s", r.err);
+    ck_assert_ptr_null(strstr(r.err, "resuming from"));
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// Keys that change only the length of the run, how often it saves, or its
+// threads are allowed, named in one note; raising steps continues training.
+START_TEST(test_harmless_changes_noted) {
+    const char *sets[] = {"steps=28", "save_every=4", "threads=1", "activation_checkpointing=true"};
+    lc_test_run r = resume_with(sets, 4);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(strstr(r.err, "lora train: note: continuing with changed steps 24 -> 28, save_every 2 -> 4, "
+                                "threads 0 -> 1, activation_checkpointing false -> true\n") != NULL &&
+                      strstr(r.err, "resuming from") != NULL,
+                  "%s", r.err);
+    lc_test_run_free(&r);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/checkpoint-28.h5", tmp);
+    ck_assert(file_exists(path));
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("stories260K");
@@ -497,6 +538,8 @@ int main(void) {
     tcase_add_test(tc, test_second_signal_stops_evaluation);
     tcase_add_test(tc, test_metrics_history_survives_a_failed_rewrite);
     tcase_add_test(tc, test_changed_lora_refused);
+    tcase_add_test(tc, test_changed_config_refused);
+    tcase_add_test(tc, test_harmless_changes_noted);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

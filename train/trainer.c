@@ -16,6 +16,7 @@
 #include "optim/adamw.h"
 #include "train/adapter.h"
 #include "train/checkpoint.h"
+#include "train/resume_check.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
 
@@ -239,12 +240,16 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
         return st;
     }
     lc_adapter_identity have, want;
+    char changed[1024] = "";
     lc_adapter_identity_set(&have, &info.lora, info.base_fingerprint, NULL);
     lc_adapter_identity_set(&want, &t->lora.cfg, t->fingerprint, cfg->model);
     st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
     if (!st && !info.has_optimizer)
         st = lc_error(LC_STATUS_INPUT, "%s: holds an adapter without optimizer state, which cannot be resumed; "
                       "use another output_dir", path);
+    if (!st)
+        st = lc_resume_check_config(path, info.config_json, cfg, lc_model_linear_kinds(&t->model.cfg), changed,
+                                    sizeof changed);
     if (st) {
         // refused: ends the search
     } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
@@ -253,8 +258,7 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
     } else if ((st = lc_checkpoint_load(path, &t->model, &t->lora, &t->opt))) {
         *skip = 1;
     } else {
-        if (info.config_json && strcmp(info.config_json, cfg->json) != 0)
-            fprintf(stderr, "lora train: note: the config differs from the one %s was written with\n", path);
+        if (changed[0]) fprintf(stderr, "lora train: note: continuing with changed %s\n", changed);
         lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
         t->resumed_step = info.step;
         fprintf(stderr, "lora train: resuming from %s (step %lld)\n", path, (long long)info.step);
