@@ -91,7 +91,15 @@ END_TEST
 START_TEST(test_bad_configs) {
     const char *a1[] = {"train", "--config", write_config("typo", DATA, "\"lerning_rate\": 1e-3"), NULL};
     expect_refused(a1, 2, "unknown key \"lerning_rate\"");
-    const char *a2[] = {"train", "--config", write_config("nested", DATA, "\"schedule\": {\"kind\": \"cosine\"}"), NULL};
+    // A typo inside an object; written whole, since write_config's own
+    // "schedule" would make it a duplicate key.
+    char nested[8192], nested_path[4200];
+    int n = snprintf(nested, sizeof nested,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"output_dir\": \"%s/run\", \"steps\": 12,\n"
+                     " \"schedule\": {\"kind\": \"cosine\"}}\n", MODEL_DIR, DATA, tmp);
+    lc_test_write(tmp, "nested.json", nested, (size_t)n);
+    snprintf(nested_path, sizeof nested_path, "%s/nested.json", tmp);
+    const char *a2[] = {"train", "--config", nested_path, NULL};
     expect_refused(a2, 2, "unknown key \"schedule.kind\"");
     const char *a3[] = {"train", "--config", write_config("ok", DATA, ""), "--set", "lora.rank=8", NULL};
     expect_refused(a3, 1, "unknown key \"lora.rank\"");

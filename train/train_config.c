@@ -70,6 +70,12 @@ static lc_status check_keys(const cJSON *obj, const char *prefix, const char *wh
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", e->string ? e->string : "");
         int k = find_key(path);
         if (k < 0) return lc_error(LC_STATUS_INPUT, "%s: unknown key \"%s\"", what, path);
+        // cJSON keeps duplicates and its lookups take the first; Python's json
+        // takes the last. Which one was meant would be a guess. A level holds
+        // at most one of each known key, so this scan stays short.
+        for (const cJSON *p = obj->child; p != e; p = p->next)
+            if (strcmp(p->string, e->string) == 0)
+                return lc_error(LC_STATUS_INPUT, "%s: duplicate key \"%s\"", what, path);
         if (!type_ok(e, known_keys[k].type))
             return lc_error(LC_STATUS_INPUT, "%s: \"%s\" must be %s", what, path, type_name(known_keys[k].type));
         if (known_keys[k].type == KEY_OBJECT) {

@@ -1,5 +1,5 @@
 // The training config (SPEC "Training config"): one JSON file per run, with
-// --set key=value overrides (dotted keys). Unknown keys are errors.
+// --set key=value overrides (dotted keys). Unknown and duplicate keys are errors.
 #ifndef LC_TRAIN_CONFIG_H
 #define LC_TRAIN_CONFIG_H
 
