@@ -71,11 +71,93 @@ START_TEST(test_duplicate_keys_refused) {
 }
 END_TEST
 
+START_TEST(test_set_value_checked_whole) {
+    // cJSON_Parse took a valid prefix: each of these trained.
+    expect_error("\"steps\": 3", (const char *[]){"optimizer.lr=0.01abc", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set optimizer.lr=0.01abc: \"optimizer.lr\" must be a number", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"seed=1", "steps=10x", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set steps=10x: \"steps\" must be an integer", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"lora.r=4 5", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set lora.r=4 5: \"lora.r\" must be an integer", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"packing=yes", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set packing=yes: \"packing\" must be true or false", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"lora.targets=q_proj", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set lora.targets=q_proj: \"lora.targets\" must be a list of strings", NULL});
+    // Valid JSON of the wrong type or out of range names the --set, not the file.
+    expect_error("\"steps\": 3", (const char *[]){"steps=1.5", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set steps=1.5: \"steps\" must be an integer", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"lora.r=0", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set lora.r=0: \"lora.r\" is 0, outside 1..4096", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"lora={\"r\": \"x\"}", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set lora={\"r\": \"x\"}: \"lora.r\" must be an integer", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"schedule.min_lr=1", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set schedule.min_lr=1: ", NULL});
+    // A later --set of the same key is the one named.
+    expect_error("\"steps\": 3", (const char *[]){"steps=x", "steps=-1", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set steps=-1: \"steps\" is -1", NULL});
+    // A bad value from the file still names the file.
+    expect_error("\"steps\": 3, \"lora\": {\"r\": 0}", (const char *[]){"lora.alpha=4", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){cfg_path, "\"lora.r\" is 0", NULL});
+    lc_train_config cfg;
+    lc_status st = load(&cfg, "\"steps\": 3", (const char *[]){"optimizer.lr=0.01", "lora.r= 5 ", "packing=true", NULL});
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(cfg.lr == 0.01f && cfg.lora.r == 5 && cfg.packing);
+    lc_train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_set_strings) {
+    // Text that is not JSON is a string (paths); so is any non-string JSON
+    // given to a string key (output_dir=2024 is a folder name).
+    lc_train_config cfg;
+    lc_status st = load(&cfg, "\"steps\": 3",
+                        (const char *[]){"output_dir=runs/x y", "train_data=2024", "model=\"quoted\"", NULL});
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_str_eq(cfg.output_dir, "runs/x y");
+    ck_assert_str_eq(cfg.train_data, "2024");
+    ck_assert_str_eq(cfg.model, "quoted");
+    lc_train_config_free(&cfg);
+    expect_error("\"steps\": 3", (const char *[]){"schedule.type=step", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set schedule.type=step: schedule.type \"step\"", NULL});
+}
+END_TEST
+
+START_TEST(test_set_empty_unsets) {
+    lc_train_config cfg;
+    // Switching a steps config to epochs needs steps removed.
+    lc_status st = load(&cfg, "\"steps\": 3, \"lora\": {\"r\": 4}", (const char *[]){"steps=", "epochs=1", NULL});
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(cfg.steps, 0);
+    ck_assert_int_eq(cfg.epochs, 1);
+    ck_assert_int_eq(cfg.lora.r, 4);
+    ck_assert_msg(strstr(cfg.json, "\"steps\"") == NULL, "%s", cfg.json); // gone from the recorded config
+    lc_train_config_free(&cfg);
+    // Unsetting falls back to the default; an absent key (or parent) is no error.
+    st = load(&cfg, "\"steps\": 3, \"lora\": {\"r\": 4}",
+              (const char *[]){"lora.r=", "optimizer.lr=", "valid_data=", "lora=", "lora.alpha=", NULL});
+    ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(cfg.lora.r, 16);
+    ck_assert_msg(strstr(cfg.json, "\"lora\"") == NULL, "%s", cfg.json); // no empty object made
+    lc_train_config_free(&cfg);
+    // Unsetting a required key leaves it missing.
+    expect_error("\"steps\": 3", (const char *[]){"model=", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"\"model\" is required", NULL});
+    // Both given: the message names the --set that made it so.
+    expect_error("\"steps\": 3", (const char *[]){"epochs=1", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set epochs=1: give exactly one of \"steps\" and \"epochs\"", NULL});
+    expect_error("\"steps\": 3", (const char *[]){"nope=", NULL}, LC_STATUS_USAGE,
+                 (const char *[]){"unknown key \"nope\"", NULL});
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_config");
     TCase *tc = tcase_create("load");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_duplicate_keys_refused);
+    tcase_add_test(tc, test_set_value_checked_whole);
+    tcase_add_test(tc, test_set_strings);
+    tcase_add_test(tc, test_set_empty_unsets);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

@@ -13,8 +13,9 @@
 
 static const char train_usage[] =
     "usage: lora train --config FILE.json [--set key=value]...\n"
-    "  --config FILE     training config (see configs/ and SPEC); unknown keys are errors\n"
-    "  --set key=value   override a config key; dotted for nested keys (lora.r=8)\n"
+    "  --config FILE     training config (see configs/ and SPEC); unknown or duplicate keys are errors\n"
+    "  --set key=value   override a config key; dotted for nested keys (lora.r=8); the value is JSON\n"
+    "                    (text for string keys: output_dir=runs/x); key= removes the key (steps=)\n"
     "Writes output_dir/metrics.jsonl and output_dir/checkpoint-<step>.h5 (the last is the adapter).\n";
 
 lc_status lc_cmd_train(int argc, char **argv) {

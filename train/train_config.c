@@ -63,11 +63,48 @@ static const char *type_name(key_type t) {
     return names[t];
 }
 
-// Walks obj checking every key against the schema; prefix is the dotted path so far.
-static lc_status check_keys(const cJSON *obj, const char *prefix, const char *what) {
+// Where the values came from, for messages: an error about a value an
+// override gave names that "--set key=value", any other the config file.
+typedef struct config_src {
+    const char *file;
+    const char *const *overrides; // "key=value" texts, in the order applied
+    char **labels;                // "--set key=value" for each
+    int n_overrides;
+} config_src;
+
+// The label of the last override that set `path` or an object holding it
+// (a later one replaces an earlier), else the file.
+static const char *src_of(const config_src *s, const char *path) {
+    const char *what = s->file;
+    size_t plen = strlen(path);
+    for (int i = 0; i < s->n_overrides; i++) {
+        const char *o = s->overrides[i];
+        size_t klen = strcspn(o, "=");
+        if (klen <= plen && memcmp(o, path, klen) == 0 && (path[klen] == '\0' || path[klen] == '.'))
+            what = s->labels[i];
+    }
+    return what;
+}
+
+// The same for a check on several keys: the latest override among them.
+static const char *src_any(const config_src *s, const char *const *paths, int n) {
+    const char *what = s->file;
+    int best = -1;
+    for (int k = 0; k < n; k++) {
+        const char *w = src_of(s, paths[k]);
+        for (int i = best + 1; i < s->n_overrides; i++)
+            if (w == s->labels[i]) best = i, what = w;
+    }
+    return what;
+}
+
+// Walks obj checking every key against the schema (names, duplicates, and
+// with `types` the value types); prefix is the dotted path so far.
+static lc_status check_keys(const cJSON *obj, const char *prefix, const config_src *s, bool types) {
     for (const cJSON *e = obj->child; e; e = e->next) {
         char path[256];
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", e->string ? e->string : "");
+        const char *what = src_of(s, path);
         int k = find_key(path);
         if (k < 0) return lc_error(LC_STATUS_INPUT, "%s: unknown key \"%s\"", what, path);
         // cJSON keeps duplicates and its lookups take the first; Python's json
@@ -76,17 +113,22 @@ static lc_status check_keys(const cJSON *obj, const char *prefix, const char *wh
         for (const cJSON *p = obj->child; p != e; p = p->next)
             if (strcmp(p->string, e->string) == 0)
                 return lc_error(LC_STATUS_INPUT, "%s: duplicate key \"%s\"", what, path);
-        if (!type_ok(e, known_keys[k].type))
+        if (types && !type_ok(e, known_keys[k].type))
             return lc_error(LC_STATUS_INPUT, "%s: \"%s\" must be %s", what, path, type_name(known_keys[k].type));
-        if (known_keys[k].type == KEY_OBJECT) {
-            lc_status st = check_keys(e, path, what);
+        if (known_keys[k].type == KEY_OBJECT && cJSON_IsObject(e)) {
+            lc_status st = check_keys(e, path, s, types);
             if (st) return st;
         }
     }
     return LC_STATUS_OK;
 }
 
-// Sets root[dotted key] = value text (JSON if it parses, else a string).
+// Sets root[dotted key] = value text, or removes the key when the text is
+// empty (`--set steps= --set epochs=1` on a config that has steps). The
+// whole text must be JSON (cJSON_Parse alone took "10x" as 10); text that
+// is not is a string, which check_keys refuses for a key of another type.
+// A string key takes any text that is not a JSON string as it is, so
+// output_dir=2024 names a folder.
 static lc_status apply_override(cJSON *root, const char *override) {
     const char *eq = strchr(override, '=');
     if (!eq || eq == override) return lc_error(LC_STATUS_USAGE, "--set %s: expected key=value", override);
@@ -95,17 +137,27 @@ static lc_status apply_override(cJSON *root, const char *override) {
     if (klen >= sizeof key) return lc_error(LC_STATUS_USAGE, "--set %s: key too long", override);
     memcpy(key, override, klen);
     key[klen] = '\0';
-    if (find_key(key) < 0) return lc_error(LC_STATUS_USAGE, "--set: unknown key \"%s\"", key);
+    int k = find_key(key);
+    if (k < 0) return lc_error(LC_STATUS_USAGE, "--set: unknown key \"%s\"", key);
     const char *text = eq + 1;
-    cJSON *value = cJSON_Parse(text);
-    if (!value) value = cJSON_CreateString(text);
-    if (!value) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    bool unset = *text == '\0';
+    cJSON *value = NULL;
+    if (!unset) {
+        value = cJSON_ParseWithOpts(text, NULL, true);
+        if (value && known_keys[k].type == KEY_STRING && !cJSON_IsString(value)) {
+            cJSON_Delete(value);
+            value = NULL;
+        }
+        if (!value) value = cJSON_CreateString(text);
+        if (!value) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
     cJSON *parent = root;
     char *dot;
     char *name = key;
     while ((dot = strchr(name, '.'))) {
         *dot = '\0';
         cJSON *child = cJSON_GetObjectItemCaseSensitive(parent, name);
+        if (!child && unset) return LC_STATUS_OK; // nothing there to remove
         if (!child) child = cJSON_AddObjectToObject(parent, name);
         if (!cJSON_IsObject(child)) {
             cJSON_Delete(value);
@@ -114,7 +166,8 @@ static lc_status apply_override(cJSON *root, const char *override) {
         parent = child;
         name = dot + 1;
     }
-    if (cJSON_GetObjectItemCaseSensitive(parent, name)) cJSON_ReplaceItemInObjectCaseSensitive(parent, name, value);
+    if (unset) cJSON_DeleteItemFromObjectCaseSensitive(parent, name);
+    else if (cJSON_GetObjectItemCaseSensitive(parent, name)) cJSON_ReplaceItemInObjectCaseSensitive(parent, name, value);
     else cJSON_AddItemToObject(parent, name, value);
     return LC_STATUS_OK;
 }
@@ -145,7 +198,8 @@ static lc_status get_int_range(const cJSON *obj, const char *key, const char *pa
         if (st_) return st_;                                                                                          \
     } while (0)
 
-static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what) {
+static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src *s) {
+#define W(path) src_of(s, path)
     const cJSON *lora = cJSON_GetObjectItemCaseSensitive(root, "lora");
     const cJSON *opt = cJSON_GetObjectItemCaseSensitive(root, "optimizer");
     const cJSON *sched = cJSON_GetObjectItemCaseSensitive(root, "schedule");
@@ -158,25 +212,26 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what)
     double d;
     bool b;
 
-    TRY(get_path(root, "model", what, 1, cfg->model, sizeof cfg->model));
-    TRY(get_path(root, "train_data", what, 1, cfg->train_data, sizeof cfg->train_data));
-    TRY(get_path(root, "valid_data", what, 0, cfg->valid_data, sizeof cfg->valid_data));
-    TRY(get_path(root, "output_dir", what, 1, cfg->output_dir, sizeof cfg->output_dir));
-    TRY(get_path(root, "init_adapter", what, 0, cfg->init_adapter, sizeof cfg->init_adapter));
-    TRY(lc_json_get_double(root, "valid_split", what, 0.0, &cfg->valid_split));
+    TRY(get_path(root, "model", W("model"), 1, cfg->model, sizeof cfg->model));
+    TRY(get_path(root, "train_data", W("train_data"), 1, cfg->train_data, sizeof cfg->train_data));
+    TRY(get_path(root, "valid_data", W("valid_data"), 0, cfg->valid_data, sizeof cfg->valid_data));
+    TRY(get_path(root, "output_dir", W("output_dir"), 1, cfg->output_dir, sizeof cfg->output_dir));
+    TRY(get_path(root, "init_adapter", W("init_adapter"), 0, cfg->init_adapter, sizeof cfg->init_adapter));
+    TRY(lc_json_get_double(root, "valid_split", W("valid_split"), 0.0, &cfg->valid_split));
     if (cfg->valid_split < 0.0 || cfg->valid_split >= 1.0)
-        return lc_error(LC_STATUS_INPUT, "%s: \"valid_split\" must be in [0, 1)", what);
+        return lc_error(LC_STATUS_INPUT, "%s: \"valid_split\" must be in [0, 1)", W("valid_split"));
     if (cfg->valid_split > 0.0 && cfg->valid_data[0])
-        return lc_error(LC_STATUS_INPUT, "%s: give \"valid_data\" or \"valid_split\", not both", what);
+        return lc_error(LC_STATUS_INPUT, "%s: give \"valid_data\" or \"valid_split\", not both",
+                        src_any(s, (const char *[]){"valid_data", "valid_split"}, 2));
 
-    TRY(get_int_range(lora, "r", "lora.r", what, 16, 1, 4096, &v));
+    TRY(get_int_range(lora, "r", "lora.r", W("lora.r"), 16, 1, 4096, &v));
     cfg->lora.r = (int)v;
-    TRY(lc_json_get_double(lora, "alpha", what, 2.0 * cfg->lora.r, &d));
+    TRY(lc_json_get_double(lora, "alpha", W("lora.alpha"), 2.0 * cfg->lora.r, &d));
     cfg->lora.alpha = (float)d;
-    TRY(lc_json_get_double(lora, "dropout", what, 0.0, &d));
-    if (d < 0.0 || d >= 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"lora.dropout\" must be in [0, 1)", what);
+    TRY(lc_json_get_double(lora, "dropout", W("lora.dropout"), 0.0, &d));
+    if (d < 0.0 || d >= 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"lora.dropout\" must be in [0, 1)", W("lora.dropout"));
     cfg->lora.dropout = (float)d;
-    TRY(lc_json_get_bool(lora, "rslora", what, false, &b));
+    TRY(lc_json_get_bool(lora, "rslora", W("lora.rslora"), false, &b));
     cfg->lora.rslora = b;
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(lora, "targets");
     cfg->lora.targets = 0;
@@ -189,78 +244,93 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const char *what)
             unsigned bit = lc_lora_target_bit(e->valuestring);
             if (!bit)
                 return lc_error(LC_STATUS_INPUT,
-                                "%s: lora.targets: unknown module \"%.64s\" (accepted: " LC_TARGET_NAMES ")", what,
+                                "%s: lora.targets: unknown module \"%.64s\" (accepted: " LC_TARGET_NAMES ")", W("lora.targets"),
                                 e->valuestring);
             cfg->lora.targets |= bit;
         }
-        if (!cfg->lora.targets) return lc_error(LC_STATUS_INPUT, "%s: \"lora.targets\" is empty", what);
+        if (!cfg->lora.targets) return lc_error(LC_STATUS_INPUT, "%s: \"lora.targets\" is empty", W("lora.targets"));
     }
 
-    TRY(lc_json_get_double(opt, "lr", what, 2e-4, &d));
-    if (d <= 0.0) return lc_error(LC_STATUS_INPUT, "%s: \"optimizer.lr\" must be positive", what);
+    TRY(lc_json_get_double(opt, "lr", W("optimizer.lr"), 2e-4, &d));
+    if (d <= 0.0) return lc_error(LC_STATUS_INPUT, "%s: \"optimizer.lr\" must be positive", W("optimizer.lr"));
     cfg->lr = (float)d;
-    TRY(lc_json_get_double(opt, "beta1", what, 0.9, &d));
+    TRY(lc_json_get_double(opt, "beta1", W("optimizer.beta1"), 0.9, &d));
     cfg->adamw.beta1 = (float)d;
-    TRY(lc_json_get_double(opt, "beta2", what, 0.999, &d));
+    TRY(lc_json_get_double(opt, "beta2", W("optimizer.beta2"), 0.999, &d));
     cfg->adamw.beta2 = (float)d;
-    TRY(lc_json_get_double(opt, "eps", what, 1e-8, &d));
+    TRY(lc_json_get_double(opt, "eps", W("optimizer.eps"), 1e-8, &d));
     cfg->adamw.eps = (float)d;
-    TRY(lc_json_get_double(opt, "weight_decay", what, 0.0, &d));
+    TRY(lc_json_get_double(opt, "weight_decay", W("optimizer.weight_decay"), 0.0, &d));
     cfg->adamw.weight_decay = (float)d;
     if (!(cfg->adamw.beta1 >= 0 && cfg->adamw.beta1 < 1 && cfg->adamw.beta2 >= 0 && cfg->adamw.beta2 < 1 &&
           cfg->adamw.eps > 0 && cfg->adamw.weight_decay >= 0))
         return lc_error(LC_STATUS_INPUT, "%s: optimizer betas must be in [0, 1), eps positive, weight_decay >= 0",
-                        what);
+                        src_any(s, (const char *[]){"optimizer.beta1", "optimizer.beta2", "optimizer.eps",
+                                                    "optimizer.weight_decay"}, 4));
 
     const char *type;
-    TRY(lc_json_get_string(sched, "type", what, "cosine", &type));
+    TRY(lc_json_get_string(sched, "type", W("schedule.type"), "cosine", &type));
     int t = lc_schedule_type_parse(type);
     if (t < 0)
-        return lc_error(LC_STATUS_INPUT, "%s: schedule.type \"%s\" is not constant, linear or cosine", what, type);
+        return lc_error(LC_STATUS_INPUT, "%s: schedule.type \"%s\" is not constant, linear or cosine",
+                        W("schedule.type"), type);
     cfg->schedule.type = (lc_schedule_type)t;
-    TRY(get_int_range(sched, "warmup_steps", "schedule.warmup_steps", what, 0, 0, 1 << 30, &v));
+    TRY(get_int_range(sched, "warmup_steps", "schedule.warmup_steps", W("schedule.warmup_steps"), 0, 0, 1 << 30,
+                      &v));
     cfg->schedule.warmup_steps = v;
-    TRY(lc_json_get_double(sched, "min_lr", what, 0.0, &d));
-    if (d < 0.0 || d > cfg->lr) return lc_error(LC_STATUS_INPUT, "%s: \"schedule.min_lr\" must be in [0, lr]", what);
+    TRY(lc_json_get_double(sched, "min_lr", W("schedule.min_lr"), 0.0, &d));
+    if (d < 0.0 || d > cfg->lr)
+        return lc_error(LC_STATUS_INPUT, "%s: \"schedule.min_lr\" must be in [0, lr]",
+                        src_any(s, (const char *[]){"schedule.min_lr", "optimizer.lr"}, 2));
     cfg->schedule.min_lr = (float)d;
     cfg->schedule.lr = cfg->lr;
 
-    TRY(get_int_range(root, "batch_size", "batch_size", what, 4, 1, 1 << 16, &v));
+    TRY(get_int_range(root, "batch_size", "batch_size", W("batch_size"), 4, 1, 1 << 16, &v));
     cfg->batch_size = (int)v;
-    TRY(get_int_range(root, "grad_accum", "grad_accum", what, 1, 1, 1 << 16, &v));
+    TRY(get_int_range(root, "grad_accum", "grad_accum", W("grad_accum"), 1, 1, 1 << 16, &v));
     cfg->grad_accum = (int)v;
-    TRY(get_int_range(root, "max_seq_len", "max_seq_len", what, 512, 2, 1 << 20, &v));
+    TRY(get_int_range(root, "max_seq_len", "max_seq_len", W("max_seq_len"), 512, 2, 1 << 20, &v));
     cfg->max_seq_len = (int)v;
-    TRY(get_int_range(root, "steps", "steps", what, 0, 0, (int64_t)1 << 40, &v));
+    TRY(get_int_range(root, "steps", "steps", W("steps"), 0, 0, (int64_t)1 << 40, &v));
     cfg->steps = v;
-    TRY(get_int_range(root, "epochs", "epochs", what, 0, 0, 1 << 20, &v));
+    TRY(get_int_range(root, "epochs", "epochs", W("epochs"), 0, 0, 1 << 20, &v));
     cfg->epochs = (int)v;
-    if ((cfg->steps > 0) == (cfg->epochs > 0))
+    if ((cfg->steps > 0) == (cfg->epochs > 0)) {
+        const char *what = src_any(s, (const char *[]){"steps", "epochs"}, 2);
+        bool steps_set = W("steps") != s->file, epochs_set = W("epochs") != s->file;
+        // One from the file, one from --set: say how to drop the file's.
+        if (cfg->steps > 0 && steps_set != epochs_set)
+            return lc_error(LC_STATUS_INPUT, "%s: give exactly one of \"steps\" and \"epochs\" (--set %s= removes "
+                            "the config's)", what, steps_set ? "epochs" : "steps");
         return lc_error(LC_STATUS_INPUT, "%s: give exactly one of \"steps\" and \"epochs\"", what);
-    TRY(lc_json_get_double(root, "max_grad_norm", what, 1.0, &d));
-    if (d < 0.0) return lc_error(LC_STATUS_INPUT, "%s: \"max_grad_norm\" must be >= 0 (0 disables)", what);
+    }
+    TRY(lc_json_get_double(root, "max_grad_norm", W("max_grad_norm"), 1.0, &d));
+    if (d < 0.0)
+        return lc_error(LC_STATUS_INPUT, "%s: \"max_grad_norm\" must be >= 0 (0 disables)", W("max_grad_norm"));
     cfg->max_grad_norm = (float)d;
-    TRY(get_int_range(root, "seed", "seed", what, 0, 0, (int64_t)1 << 53, &v));
+    TRY(get_int_range(root, "seed", "seed", W("seed"), 0, 0, (int64_t)1 << 53, &v));
     cfg->seed = (uint64_t)v;
-    TRY(lc_json_get_bool(root, "packing", what, false, &cfg->packing));
-    TRY(lc_json_get_bool(root, "mask_prompt", what, true, &cfg->mask_prompt));
-    TRY(lc_json_get_bool(root, "skip_nonfinite", what, false, &cfg->skip_nonfinite));
-    TRY(lc_json_get_bool(root, "activation_checkpointing", what, false, &cfg->activation_checkpointing));
-    TRY(lc_json_get_bool(root, "bf16_weights", what, false, &cfg->bf16_weights));
-    TRY(get_int_range(root, "eval_every", "eval_every", what, 0, 0, 1 << 30, &v));
+    TRY(lc_json_get_bool(root, "packing", W("packing"), false, &cfg->packing));
+    TRY(lc_json_get_bool(root, "mask_prompt", W("mask_prompt"), true, &cfg->mask_prompt));
+    TRY(lc_json_get_bool(root, "skip_nonfinite", W("skip_nonfinite"), false, &cfg->skip_nonfinite));
+    TRY(lc_json_get_bool(root, "activation_checkpointing", W("activation_checkpointing"), false, &cfg->activation_checkpointing));
+    TRY(lc_json_get_bool(root, "bf16_weights", W("bf16_weights"), false, &cfg->bf16_weights));
+    TRY(get_int_range(root, "eval_every", "eval_every", W("eval_every"), 0, 0, 1 << 30, &v));
     cfg->eval_every = (int)v;
-    TRY(get_int_range(root, "save_every", "save_every", what, 0, 0, 1 << 30, &v));
+    TRY(get_int_range(root, "save_every", "save_every", W("save_every"), 0, 0, 1 << 30, &v));
     cfg->save_every = (int)v;
-    TRY(get_int_range(root, "keep_checkpoints", "keep_checkpoints", what, 3, 1, 1 << 20, &v));
+    TRY(get_int_range(root, "keep_checkpoints", "keep_checkpoints", W("keep_checkpoints"), 3, 1, 1 << 20, &v));
     cfg->keep_checkpoints = (int)v;
-    TRY(get_int_range(root, "threads", "threads", what, 0, 0, 4096, &v));
+    TRY(get_int_range(root, "threads", "threads", W("threads"), 0, 0, 4096, &v));
     cfg->threads = (int)v;
     return LC_STATUS_OK;
 }
 
-static lc_status finish(lc_train_config *cfg, cJSON *root, const char *what) {
-    lc_status st = check_keys(root, "", what);
-    if (!st) st = fill(cfg, root, what);
+#undef W
+
+static lc_status finish(lc_train_config *cfg, cJSON *root, const config_src *s) {
+    lc_status st = check_keys(root, "", s, true);
+    if (!st) st = fill(cfg, root, s);
     if (!st) {
         cfg->json = cJSON_Print(root);
         if (!cfg->json) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
@@ -278,7 +348,8 @@ lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const ch
         cJSON_Delete(root);
         return lc_error(LC_STATUS_INPUT, "%s: not a JSON object", what);
     }
-    return finish(cfg, root, what);
+    config_src src = {what, NULL, NULL, 0};
+    return finish(cfg, root, &src);
 }
 
 lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const char *const *overrides, int n_overrides) {
@@ -286,18 +357,30 @@ lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const cha
     cJSON *root;
     lc_status st = lc_json_load_file(path, 1 << 20, &root);
     if (st) return st;
+    config_src src = {path, overrides, NULL, n_overrides};
     if (!cJSON_IsObject(root)) {
-        cJSON_Delete(root);
-        return lc_error(LC_STATUS_INPUT, "%s: not a JSON object", path);
+        st = lc_error(LC_STATUS_INPUT, "%s: not a JSON object", path);
+    } else {
+        // The file's own keys first: an override would replace or remove only
+        // the first of two duplicates and hide the other.
+        config_src file_only = {path, NULL, NULL, 0};
+        st = check_keys(root, "", &file_only, false);
     }
-    for (int i = 0; i < n_overrides; i++) {
-        if ((st = apply_override(root, overrides[i]))) {
-            cJSON_Delete(root);
-            return st;
-        }
+    if (!st && n_overrides > 0) {
+        src.labels = calloc((size_t)n_overrides, sizeof *src.labels);
+        if (!src.labels) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     }
-    st = finish(cfg, root, path);
+    for (int i = 0; !st && i < n_overrides; i++) {
+        size_t n = strlen(overrides[i]) + sizeof "--set ";
+        if (!(src.labels[i] = malloc(n))) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        else snprintf(src.labels[i], n, "--set %s", overrides[i]);
+    }
+    for (int i = 0; !st && i < n_overrides; i++) st = apply_override(root, overrides[i]);
+    if (st) cJSON_Delete(root);
+    else st = finish(cfg, root, &src);
     if (!st) snprintf(cfg->path, sizeof cfg->path, "%s", path);
+    for (int i = 0; src.labels && i < n_overrides; i++) free(src.labels[i]);
+    free(src.labels);
     return st;
 }
 

@@ -37,9 +37,11 @@ typedef struct lc_train_config {
     char path[4096]; // the config file, for messages ("" when parsed from text)
 } lc_train_config;
 
-// Reads path, applies overrides ("key=value", dotted keys; values parsed as
-// JSON when they are valid JSON, else taken as strings), validates, and fills
-// cfg. Relative paths in the config are taken relative to the current folder.
+// Reads path, applies overrides ("key=value", dotted keys; the whole value
+// parsed as JSON when it is valid JSON, else taken as a string, and always as
+// a string for a string key; an empty value removes the key), validates, and
+// fills cfg; an error about a value an override gave names "--set key=value".
+// Relative paths in the config are taken relative to the current folder.
 lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const char *const *overrides, int n_overrides);
 // The same from a JSON text (checkpoints store it); `what` names it in errors.
 lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const char *what);
