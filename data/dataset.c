@@ -510,18 +510,21 @@ void lc_batch_free(lc_batch *b) {
     memset(b, 0, sizeof *b);
 }
 
-static void lc_batcher_shuffle(lc_batcher *it) {
+// Writes epoch's order of the examples into order[n_examples].
+static void lc_batcher_order(const lc_batcher *it, int64_t epoch, int *order) {
     int n = it->ds->n_examples;
-    for (int i = 0; i < n; i++) it->order[i] = i;
+    for (int i = 0; i < n; i++) order[i] = i;
     if (!it->shuffle) return;
-    uint64_t rng = lc_dataset_rng_seed(it->seed, LC_RNG_DOMAIN_SHUFFLE, (uint64_t)it->epoch);
+    uint64_t rng = lc_dataset_rng_seed(it->seed, LC_RNG_DOMAIN_SHUFFLE, (uint64_t)epoch);
     for (int i = n - 1; i > 0; i--) {
         int j = lc_rng_below(&rng, i + 1);
-        int t = it->order[i];
-        it->order[i] = it->order[j];
-        it->order[j] = t;
+        int t = order[i];
+        order[i] = order[j];
+        order[j] = t;
     }
 }
+
+static void lc_batcher_shuffle(lc_batcher *it) { lc_batcher_order(it, it->epoch, it->order); }
 
 lc_status lc_batcher_init(lc_batcher *it, const lc_dataset *ds, int B, int max_seq_len, bool packing, bool shuffle,
                           uint64_t seed) {
@@ -573,6 +576,13 @@ static void lc_put_example(lc_batch *b, size_t row, int off, const lc_example *e
     b->n_tokens += e->n;
 }
 
+// Whether a row holding len tokens takes no example of n tokens more: one
+// example a row unpacked, whole examples up to max_seq_len packed. The
+// batches and lc_batcher_count_batches both plan rows by it.
+static bool lc_row_full(const lc_batcher *it, int len, int n) {
+    return len > 0 && (!it->packing || len + n > it->max_seq_len);
+}
+
 // Fills rows at stride max_seq_len (T is only known at the end), pads each
 // row to max_seq_len, then compacts to stride T in place (T <= max_seq_len, so
 // moving rows forward in order never overwrites an unmoved one). Returns the
@@ -594,7 +604,7 @@ static int lc_batcher_fill(lc_batcher *it, lc_batch *b, bool wrap) {
                 lc_batcher_shuffle(it);
             }
             const lc_example *e = &it->ds->examples[it->order[it->index]];
-            if (len > 0 && (!it->packing || len + e->n > L)) break;
+            if (lc_row_full(it, len, e->n)) break;
             lc_put_example(b, row, len, e);
             len += e->n;
             it->index++;
@@ -621,6 +631,48 @@ static int lc_batcher_fill(lc_batcher *it, lc_batch *b, bool wrap) {
     return rows;
 }
 
-void lc_batcher_next(lc_batcher *it, lc_batch *b) { lc_batcher_fill(it, b, true); }
+void lc_batcher_next(lc_batcher *it, lc_batch *b) {
+    if (it->epochs <= 0) {
+        lc_batcher_fill(it, b, true);
+        return;
+    }
+    // Bounded: the next epoch starts with a fresh batch, and none follows the last.
+    if (it->index >= it->ds->n_examples && it->epoch + 1 < it->epochs) {
+        it->epoch++;
+        it->index = 0;
+        lc_batcher_shuffle(it);
+    }
+    lc_batcher_fill(it, b, false);
+}
+
+void lc_batcher_set_epochs(lc_batcher *it, int64_t epochs) { it->epochs = epochs < 0 ? 0 : epochs; }
+
+lc_status lc_batcher_count_batches(const lc_batcher *it, int64_t epochs, int64_t *n_batches) {
+    const int n = it->ds->n_examples, B = it->B;
+    *n_batches = 0;
+    if (!it->packing) { // one example a row, whatever the order
+        *n_batches = epochs * (((int64_t)n + B - 1) / B);
+        return LC_STATUS_OK;
+    }
+    int *order = malloc((size_t)n * sizeof *order);
+    if (!order) return lc_error(LC_STATUS_RUNTIME, "out of memory counting the batches of an epoch");
+    for (int64_t epoch = 0; epoch < epochs; epoch++) {
+        lc_batcher_order(it, epoch, order);
+        int64_t rows = 0;
+        int len = 0;
+        for (int i = 0; i < n; i++) {
+            int len_i = it->ds->examples[order[i]].n;
+            if (lc_row_full(it, len, len_i)) {
+                rows++;
+                len = 0;
+            }
+            len += len_i;
+        }
+        rows += len > 0;
+        *n_batches += (rows + B - 1) / B;
+    }
+    free(order);
+    return LC_STATUS_OK;
+}
 
 bool lc_batcher_next_in_epoch(lc_batcher *it, lc_batch *b) { return lc_batcher_fill(it, b, false) > 0; }

@@ -82,6 +82,7 @@ typedef struct lc_batcher {
     int64_t epoch; // 0-based
     int index;     // next position in the epoch's order
     int *order;    // [n_examples] this epoch's permutation
+    int64_t epochs; // 0: epochs run into each other; else the walk's epoch count (lc_batcher_set_epochs)
 } lc_batcher;
 
 lc_status lc_batcher_init(lc_batcher *it, const lc_dataset *ds, int B, int max_seq_len, bool packing, bool shuffle,
@@ -92,7 +93,19 @@ void lc_batcher_seek(lc_batcher *it, int64_t epoch, int index);
 // Fills the next batch, continuing into the next epoch when this one runs out.
 // Unpadded: B examples, T = the longest of them. Packed: each row filled in
 // order with whole examples up to max_seq_len, T = the longest row.
+// With lc_batcher_set_epochs, a batch holds one epoch's examples only.
 void lc_batcher_next(lc_batcher *it, lc_batch *b);
+// Makes the walk `epochs` epochs long (an epoch-based run, which must train
+// each example exactly once an epoch): an epoch's last batch ends short (fewer
+// rows) instead of being filled from the next epoch, and once the last epoch
+// is served lc_batcher_next gives empty batches (B 0, no targets). 0, the
+// default, is the endless walk of a steps-based run. The position stays
+// (epoch, index), index n_examples at an epoch's end, so seek is unchanged.
+void lc_batcher_set_epochs(lc_batcher *it, int64_t epochs);
+// The batches lc_batcher_next makes over `epochs` epochs from the start when
+// set to that many, with batches of lc_batch_init(b, B, max_seq_len): packed
+// rows depend on the order, so each epoch is counted in its own shuffle.
+lc_status lc_batcher_count_batches(const lc_batcher *it, int64_t epochs, int64_t *n_batches);
 // For evaluation: fills the next batch of the current epoch only; returns
 // false (and an empty batch) once every example has been served.
 bool lc_batcher_next_in_epoch(lc_batcher *it, lc_batch *b);

@@ -646,6 +646,100 @@ START_TEST(test_packing_seek_and_rows) {
 }
 END_TEST
 
+// Appends the examples of b (syn indices, in batch order) to out; returns how many.
+static int syn_batch_examples(const lc_batch *b, int *out) {
+    int n = 0;
+    for (int r = 0; r < b->B; r++)
+        for (int t = 0; t < b->T; t++) {
+            int k = r * b->T + t;
+            if (t > 0 && b->pos[k] == 0 && b->seg_start[k] == 0) break; // padding
+            if (b->pos[k] == 0) out[n++] = syn_example(b->tokens[k]);
+        }
+    return n;
+}
+
+// An epoch-based walk (96 examples in batches of 7 ended at epoch 1 index 2):
+// every example exactly once an epoch, in that epoch's order, no batch
+// spanning two epochs, nothing after the last, and as many batches as
+// lc_batcher_count_batches says, packed or not. 53 examples divide by none
+// of the batch sizes.
+START_TEST(test_batcher_epoch_bound) {
+    const int L = 16, sizes[] = {1, 4, 7};
+    int64_t packed_counts[3] = {0};
+    for (int packing = 0; packing < 2; packing++)
+        for (int si = 0; si < 3; si++)
+            for (int64_t E = 1; E <= 3; E++) {
+                const int B = sizes[si];
+                lc_batcher a, c;
+                lc_batch b, b2;
+                ck_assert_int_eq(lc_batcher_init(&a, &syn, B, L, packing, true, 11), LC_STATUS_OK);
+                ck_assert_int_eq(lc_batcher_init(&c, &syn, B, L, packing, true, 11), LC_STATUS_OK);
+                ck_assert_int_eq(lc_batch_init(&b, B, L), LC_STATUS_OK);
+                ck_assert_int_eq(lc_batch_init(&b2, B, L), LC_STATUS_OK);
+                lc_batcher_set_epochs(&a, E);
+                lc_batcher_set_epochs(&c, E);
+                int64_t want_batches;
+                ck_assert_int_eq(lc_batcher_count_batches(&a, E, &want_batches), LC_STATUS_OK);
+                static int orders[3][SYN_N];
+                for (int e = 0; e < E; e++) {
+                    lc_batcher_seek(&c, e, 0);
+                    memcpy(orders[e], c.order, sizeof orders[e]);
+                }
+                int seen[3][SYN_N] = {{0}}, served = 0, ids[16 * 8];
+                int64_t batches = 0, per_epoch[3] = {0};
+                int64_t pairs[16 * 8];
+                for (;;) {
+                    int64_t e0 = a.epoch;
+                    int i0 = a.index;
+                    lc_batcher_next(&a, &b);
+                    if (b.B == 0) break;
+                    ck_assert_int_le(b.B, B);
+                    if (packing) check_packed(&b, L, pairs, 1 << 20);
+                    else check_unpacked(&b);
+                    int n = syn_batch_examples(&b, ids);
+                    int ep = served / SYN_N;
+                    ck_assert_int_lt(ep, E);
+                    ck_assert_int_le(served % SYN_N + n, SYN_N); // within one epoch
+                    for (int k = 0; k < n; k++, served++) {
+                        ck_assert_int_eq(ids[k], orders[ep][served % SYN_N]);
+                        seen[ep][ids[k]]++;
+                    }
+                    batches++;
+                    per_epoch[ep]++;
+                    // A resumed run replays the same batch from the saved position.
+                    lc_batcher_seek(&c, e0, i0);
+                    lc_batcher_next(&c, &b2);
+                    ck_assert_int_eq(b2.B, b.B);
+                    ck_assert_int_eq(b2.T, b.T);
+                    ck_assert_mem_eq(b2.tokens, b.tokens, (size_t)(b.B * b.T) * sizeof(int32_t));
+                    ck_assert_mem_eq(b2.targets, b.targets, (size_t)(b.B * b.T) * sizeof(int32_t));
+                    ck_assert_int_eq(c.epoch, a.epoch);
+                    ck_assert_int_eq(c.index, a.index);
+                }
+                ck_assert_int_eq(served, E * SYN_N);
+                for (int e = 0; e < E; e++)
+                    for (int i = 0; i < SYN_N; i++) ck_assert_int_eq(seen[e][i], 1);
+                ck_assert_int_eq(batches, want_batches);
+                ck_assert_int_eq(a.epoch, E - 1); // ends exactly at the last epoch's end
+                ck_assert_int_eq(a.index, SYN_N);
+                ck_assert_int_eq(b.n_targets, 0);
+                ck_assert_int_eq(b.n_tokens, 0);
+                lc_batcher_next(&a, &b); // and stays there
+                ck_assert_int_eq(b.B, 0);
+                ck_assert_int_eq(a.epoch, E - 1);
+                if (!packing) ck_assert_int_eq(per_epoch[E - 1], (SYN_N + B - 1) / B);
+                if (packing && E == 3 && B == 1) memcpy(packed_counts, per_epoch, sizeof packed_counts);
+                lc_batch_free(&b);
+                lc_batch_free(&b2);
+                lc_batcher_free(&a);
+                lc_batcher_free(&c);
+            }
+    // Packed rows follow each epoch's own order: here (B 1) the epochs'
+    // batch counts differ, so no one order counts them all.
+    ck_assert(packed_counts[0] != packed_counts[1] || packed_counts[1] != packed_counts[2]);
+}
+END_TEST
+
 START_TEST(test_batcher_refuses_long_examples) {
     lc_batcher it;
     ck_assert_int_eq(lc_batcher_init(&it, &syn, 2, 8, false, false, 0), LC_STATUS_INPUT);
@@ -768,6 +862,7 @@ int main(void) {
     tcase_add_test(batch, test_batcher_eval_in_file_order);
     tcase_add_test(batch, test_packing_seek_and_rows);
     tcase_add_test(batch, test_batcher_refuses_long_examples);
+    tcase_add_test(batch, test_batcher_epoch_bound);
     suite_add_tcase(s, batch);
     return lc_test_run_suite(s);
 }

@@ -534,6 +534,67 @@ START_TEST(test_steps_below_existing_checkpoint) {
 }
 END_TEST
 
+// Runs an epoch-based config and checks it ends exactly at the last epoch's
+// end: the final checkpoint's data position is (epochs - 1, every example),
+// and every step trained something (an extra step would find the batcher
+// spent). Returns the number of steps.
+static long long run_epochs(const char *name, const char *extra, int batch_size, int max_seq_len, int epochs) {
+    char set_out[4300], set_epochs[64], set_batch[64], set_len[64];
+    snprintf(set_out, sizeof set_out, "output_dir=%s/%s", tmp, name);
+    snprintf(set_epochs, sizeof set_epochs, "epochs=%d", epochs);
+    snprintf(set_batch, sizeof set_batch, "batch_size=%d", batch_size);
+    snprintf(set_len, sizeof set_len, "max_seq_len=%d", max_seq_len);
+    const char *args[] = {"train", "--config", write_config(name, DATA, extra), "--set", set_out, "--set", "steps=",
+                          "--set", set_epochs, "--set", set_batch, "--set", set_len, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    const char *p = strstr(r.err, "training on ");
+    ck_assert_ptr_nonnull(p);
+    int n_examples = atoi(p + strlen("training on "));
+    p = strstr(r.err, "adapter saved to ");
+    ck_assert_ptr_nonnull(p);
+    p = strstr(p, "/checkpoint-");
+    long long steps = atoll(p + strlen("/checkpoint-"));
+    char ckpt[4400];
+    snprintf(ckpt, sizeof ckpt, "%s/%s/checkpoint-%lld.h5", tmp, name, steps);
+    lc_test_run_free(&r);
+
+    const char *insp[] = {"inspect", ckpt, NULL};
+    r = lc_test_lora(insp);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    char want[128];
+    snprintf(want, sizeof want, "(data position: epoch %d, index %d)", epochs - 1, n_examples);
+    ck_assert_msg(strstr(r.out, want) != NULL, "%s: %lld steps end at %s, not at %s", name, steps, r.out, want);
+    lc_test_run_free(&r);
+
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s/metrics.jsonl", tmp, name);
+    char *m = lc_test_read(path, NULL);
+    for (int s = 1; s <= steps; s++)
+        ck_assert_msg(metric(m, s, "loss") > 0, "%s: step %d of %lld trained nothing", name, s, steps);
+    ck_assert(metric(m, (int)steps + 1, "loss") < 0);
+    free(m);
+    return steps;
+}
+
+START_TEST(test_epochs_train_each_example_once) {
+    // 96 examples (at max_seq_len 256) in batches of 7: the 14th batch of an
+    // epoch holds 5, not 7 with 2 from the next epoch; grad_accum makes the
+    // last step short of micro-batches.
+    long long s1 = run_epochs("e1", "", 7, 256, 1);
+    ck_assert_int_eq(s1, 14);
+    long long s2 = run_epochs("e2", "\"grad_accum\": 3", 7, 256, 2);
+    ck_assert_int_eq(s2, 10); // ceil(2 * 14 / 3)
+    long long s3 = run_epochs("e3", "\"grad_accum\": 4", 7, 256, 1);
+    ck_assert_int_eq(s3, 4); // ceil(14 / 4)
+    // Packed, the rows (so the steps) follow each epoch's shuffled order: at
+    // max_seq_len 512 the file order makes 81 rows, the first shuffle 79 (41
+    // micro-batches of 2 counted, 40 made).
+    run_epochs("p1", "\"packing\": true", 2, 512, 1);
+    run_epochs("p2", "\"packing\": true, \"grad_accum\": 3", 2, 512, 2);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_create("stories260K");
@@ -550,6 +611,7 @@ int main(void) {
     tcase_add_test(tc, test_token_outside_vocabulary_names_the_line);
     tcase_add_test(tc, test_steps_below_existing_checkpoint);
     tcase_add_test(tc, test_dropout_kept_in_export);
+    tcase_add_test(tc, test_epochs_train_each_example_once);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

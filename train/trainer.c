@@ -94,23 +94,13 @@ static lc_status load_data(trainer *t) {
     return st2;
 }
 
-// Micro-batches an epoch takes (packing fills rows, so count them).
-static int64_t batches_per_epoch(const trainer *t) {
-    const lc_train_config *cfg = t->cfg;
-    int64_t rows = t->train.n_examples;
-    if (cfg->packing) {
-        rows = 0;
-        int used = cfg->max_seq_len;
-        for (int i = 0; i < t->train.n_examples; i++) {
-            int n = t->train.examples[i].n;
-            if (used + n > cfg->max_seq_len) {
-                rows++;
-                used = 0;
-            }
-            used += n;
-        }
-    }
-    return (rows + cfg->batch_size - 1) / cfg->batch_size;
+// Micro-batches an epoch-based run takes. The batcher is bounded to the
+// epochs, so each epoch trains every example once (its last batch ends short
+// rather than taking the next epoch's examples), and it counts them: packed
+// rows depend on each epoch's shuffled order, not the file's.
+static lc_status epoch_run_batches(trainer *t, int64_t *n) {
+    lc_batcher_set_epochs(&t->it, t->cfg->epochs);
+    return lc_batcher_count_batches(&t->it, t->cfg->epochs, n);
 }
 
 // Sizes the training pass for the largest micro-batch this run can make
@@ -514,11 +504,16 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     }
     if ((st = lc_adamw_init(&t.opt, t.lora.n_params, &cfg->adamw))) goto done;
     t.sched = cfg->schedule;
-    int64_t per_epoch = batches_per_epoch(&t);
-    t.sched.total_steps = cfg->steps > 0 ? cfg->steps
-                                         : ((int64_t)cfg->epochs * per_epoch + cfg->grad_accum - 1) / cfg->grad_accum;
     if ((st = lc_batcher_init(&t.it, &t.train, cfg->batch_size, cfg->max_seq_len, cfg->packing, true, cfg->seed)))
         goto done;
+    t.sched.total_steps = cfg->steps;
+    if (cfg->epochs > 0) {
+        // The last step may be short of grad_accum micro-batches: the bounded
+        // batcher gives it empty ones rather than examples past the last epoch.
+        int64_t n_batches;
+        if ((st = epoch_run_batches(&t, &n_batches))) goto done;
+        t.sched.total_steps = (n_batches + cfg->grad_accum - 1) / cfg->grad_accum;
+    }
     t.batches = calloc((size_t)cfg->grad_accum, sizeof *t.batches);
     if (!t.batches) {
         st = lc_error(LC_STATUS_RUNTIME, "out of memory");
