@@ -12,6 +12,15 @@ lc_status lc_json_parse(const char *text, size_t len, const char *what, cJSON **
         size_t at = (end && end >= text) ? (size_t)(end - text) : 0;
         return lc_error(LC_STATUS_INPUT, "%s: invalid JSON near byte %zu", what, at);
     }
+    // One value and nothing after it but white space: a second object or
+    // stray text would otherwise be dropped unseen.
+    size_t at = end && end >= text ? (size_t)(end - text) : len;
+    while (at < len && (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r')) at++;
+    if (at < len && text[at] != '\0') {
+        cJSON_Delete(*out);
+        *out = NULL;
+        return lc_error(LC_STATUS_INPUT, "%s: unexpected text after the JSON value at byte %zu", what, at);
+    }
     return LC_STATUS_OK;
 }
 

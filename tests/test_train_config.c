@@ -150,6 +150,22 @@ START_TEST(test_set_empty_unsets) {
 }
 END_TEST
 
+// Text after the config's object (a second object, a stray brace) was
+// dropped unseen; Python's json refuses it too.
+START_TEST(test_text_after_the_object_refused) {
+    const char *texts[] = {"{\"model\": \"m\"} {\"steps\": 3}\n", "{\"model\": \"m\"}}\n", "{\"model\": \"m\"} x"};
+    for (int i = 0; i < 3; i++) {
+        lc_test_write(tmp, "c.json", texts[i], strlen(texts[i]));
+        snprintf(cfg_path, sizeof cfg_path, "%s/c.json", tmp);
+        lc_train_config cfg;
+        ck_assert_int_eq(lc_train_config_load(&cfg, cfg_path, NULL, 0), LC_STATUS_INPUT);
+        ck_assert_msg(strstr(lc_error_message(), "unexpected text after the JSON value") &&
+                          strstr(lc_error_message(), cfg_path),
+                      "%s", lc_error_message());
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_config");
     TCase *tc = tcase_create("load");
@@ -158,6 +174,7 @@ int main(void) {
     tcase_add_test(tc, test_set_value_checked_whole);
     tcase_add_test(tc, test_set_strings);
     tcase_add_test(tc, test_set_empty_unsets);
+    tcase_add_test(tc, test_text_after_the_object_refused);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
