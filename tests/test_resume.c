@@ -22,6 +22,7 @@
 #define STEPS 24
 
 static char *tmp;
+static char *run_log(void);
 static char cfg_path[4200];
 
 static void setup(void) {
@@ -169,6 +170,49 @@ START_TEST(test_stop_signals_save_and_exit_130) {
     for (int i = 0; i < 3; i++) stop_with(sigs[i], 4 + 4 * i);
     ck_assert_int_eq(finish(start_training()), 0);
     assert_final_adapter(ref, ref_len);
+    free(ref);
+}
+END_TEST
+
+// A real broken pipe: stderr goes to a pipe whose reader closes it after
+// step 3. The next write raises SIGPIPE, the run saves and exits 130 (its
+// last message, written to the same dead pipe, must not kill it with
+// SIGPIPE, 141), and a resume ends with the uninterrupted run's bytes.
+START_TEST(test_closed_pipe_reader_saves_and_exits_130) {
+    size_t ref_len;
+    char *ref = reference_adapter(&ref_len);
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        close(fds[0]);
+        dup2(fds[1], 2);
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        execl(LC_LORA_BIN, LC_LORA_BIN, "train", "--config", cfg_path, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char seen[65536];
+    size_t n = 0;
+    while (n + 1 < sizeof seen) {
+        ssize_t got = read(fds[0], seen + n, sizeof seen - 1 - n);
+        if (got <= 0) break;
+        n += (size_t)got;
+        seen[n] = 0;
+        if (strstr(seen, "step 3/")) break;
+    }
+    seen[n] = 0;
+    ck_assert_msg(strstr(seen, "step 3/") != NULL, "%s", seen);
+    close(fds[0]);
+    ck_assert_int_eq(finish(pid), 130);
+    ck_assert_int_eq(finish(start_training()), 0);
+    assert_final_adapter(ref, ref_len);
+    char *log = run_log();
+    ck_assert_msg(strstr(log, "resuming from") != NULL, "%s", log);
+    free(log);
     free(ref);
 }
 END_TEST
@@ -531,6 +575,7 @@ int main(void) {
     tcase_add_test(tc, test_sigkill_at_several_points);
     tcase_add_test(tc, test_stop_signals_save_and_exit_130);
     tcase_add_test(tc, test_resume_with_sigchld_ignored);
+    tcase_add_test(tc, test_closed_pipe_reader_saves_and_exits_130);
     tcase_add_test(tc, test_damaged_checkpoint_skipped);
     tcase_add_test(tc, test_other_base_refused);
     tcase_add_test(tc, test_damaged_newer_checkpoint_never_displaces_good_ones);

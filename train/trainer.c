@@ -182,8 +182,16 @@ static void install_stop_handlers(struct sigaction old[N_STOP_SIGNALS]) {
     for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &sa, &old[i]);
 }
 
+// After a stop SIGPIPE stays ignored: when the reader of stderr went away,
+// the run's last message goes to the same dead pipe and must fail there
+// rather than kill the process before it exits 130.
 static void restore_stop_handlers(const struct sigaction old[N_STOP_SIGNALS]) {
-    for (int i = 0; i < N_STOP_SIGNALS; i++) sigaction(stop_signals[i], &old[i], NULL);
+    for (int i = 0; i < N_STOP_SIGNALS; i++) {
+        if (stop_signals[i] == SIGPIPE && lc_stop_count > 0)
+            signal(SIGPIPE, SIG_IGN);
+        else
+            sigaction(stop_signals[i], &old[i], NULL);
+    }
 }
 
 // Keeps the rows of metrics.jsonl up to `step` (a resumed run rewrites the
