@@ -452,6 +452,54 @@ START_TEST(test_second_signal_stops_evaluation) {
 }
 END_TEST
 
+// Counts the evaluation rows of run/metrics.jsonl for step.
+static int eval_rows(int step) {
+    char path[4300], want[64];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    snprintf(want, sizeof want, "{\"step\": %d, \"eval_loss\"", step);
+    char *metrics = lc_test_read(path, NULL);
+    int n = 0;
+    for (const char *p = metrics; (p = strstr(p, want)); p++) n++;
+    free(metrics);
+    return n;
+}
+
+// The checkpoint is saved before its step's evaluation, so SIGKILL during
+// the evaluation must not lose that evaluation: the resumed run evaluates
+// the step first, mid-run and after the final step alike (where a rerun
+// would otherwise find nothing to train), and records it once.
+START_TEST(test_killed_during_evaluation_evaluates_on_resume) {
+    edit_config("\"keep_checkpoints\": 2", "\"keep_checkpoints\": 2, \"valid_data\": \"" LC_SHARED_DIR
+                "/data/gsm8k_train.jsonl\", \"eval_every\": 4");
+    pid_t pid = start_training();
+    wait_for_checkpoint(pid, 4); // written just before the evaluation, which takes seconds
+    kill(pid, SIGKILL);
+    finish(pid);
+    ck_assert_int_eq(eval_rows(4), 0);
+    pid = start_training();
+    wait_for_log(pid, "step 5/");
+    kill(pid, SIGINT);
+    ck_assert_int_eq(finish(pid), 130);
+    char *log = run_log();
+    ck_assert_msg(strstr(log, "step 4: its evaluation is missing") && strstr(log, "step 4: eval loss"), "%s", log);
+    free(log);
+    ck_assert_int_eq(eval_rows(4), 1);
+
+    edit_config("\"eval_every\": 4", "\"eval_every\": 0");
+    pid = start_training();
+    wait_for_checkpoint(pid, STEPS);
+    kill(pid, SIGKILL);
+    finish(pid);
+    ck_assert_int_eq(eval_rows(STEPS), 0);
+    ck_assert_int_eq(finish(start_training()), 0);
+    log = run_log();
+    ck_assert_msg(strstr(log, "step 24: eval loss") && strstr(log, "nothing to train"), "%s", log);
+    free(log);
+    ck_assert_int_eq(eval_rows(STEPS), 1);
+    ck_assert_int_eq(eval_rows(4), 1);
+}
+END_TEST
+
 // Issue 20.7: the rewrite of metrics.jsonl on resume cannot lose the
 // history: here every write beyond 200 bytes fails (RLIMIT_FSIZE), so the
 // resumed run fails, and the file must still hold what it held.
@@ -581,6 +629,7 @@ int main(void) {
     tcase_add_test(tc, test_damaged_newer_checkpoint_never_displaces_good_ones);
     tcase_add_test(tc, test_second_run_on_folder_refused);
     tcase_add_test(tc, test_second_signal_stops_evaluation);
+    tcase_add_test(tc, test_killed_during_evaluation_evaluates_on_resume);
     tcase_add_test(tc, test_metrics_history_survives_a_failed_rewrite);
     tcase_add_test(tc, test_changed_lora_refused);
     tcase_add_test(tc, test_changed_config_refused);

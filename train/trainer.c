@@ -49,6 +49,7 @@ typedef struct trainer {
     int64_t n_skipped;  // batches skipped for a non-finite loss (skip_nonfinite)
     int metrics_failed; // a metrics.jsonl write failed (reported once)
     int eval_stopped;   // an evaluation was abandoned on a second stop signal
+    int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
 } trainer;
 
 static lc_status load_data(trainer *t) {
@@ -213,6 +214,8 @@ static lc_status open_metrics(trainer *t, int64_t step) {
         if (sscanf(line, "{\"step\": %lld", &row_step) == 1 && row_step <= step && nl) {
             memcpy(kept + n_kept, line, n);
             n_kept += n;
+            const char *eval = strstr(line, "\"eval_loss\"");
+            if (row_step == step && eval && eval < line + n) t->eval_recorded = 1;
         }
         line = nl ? nl + 1 : NULL;
     }
@@ -407,6 +410,18 @@ static lc_status train_loop(trainer *t, int64_t first) {
     int64_t total = t->sched.total_steps;
     double start = lc_now_s();
     lc_status st = LC_STATUS_OK;
+    // The checkpoint is saved before its step's evaluation: a run killed
+    // during that evaluation resumes here without it, so it runs first.
+    int eval_step = first == total || (cfg->eval_every && first % cfg->eval_every == 0);
+    if (first > 0 && first <= total && eval_step && t->has_valid && !t->eval_recorded) {
+        fprintf(stderr, "lora train: step %lld: its evaluation is missing from metrics.jsonl; evaluating first\n",
+                (long long)first);
+        if ((st = run_eval(t, first))) return st;
+        if (t->eval_stopped)
+            return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the evaluation of step %lld; %s/"
+                            "checkpoint-%lld.h5 is kept", (int)lc_stop_signal, (long long)first, cfg->output_dir,
+                            (long long)first);
+    }
     if (first == total) {
         fprintf(stderr, "lora train: %s/checkpoint-%lld.h5 is already this run's final adapter; nothing to train\n",
                 cfg->output_dir, (long long)total);
