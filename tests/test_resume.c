@@ -615,6 +615,25 @@ START_TEST(test_harmless_changes_noted) {
 }
 END_TEST
 
+// Another spelling of the same model folder and data file resumes: the base
+// is checked by its weights, the data by the file it names; a new
+// valid_data only changes evaluation, so it is noted, not refused.
+START_TEST(test_same_files_other_spelling_resume) {
+    char link[4300], model[4400], valid[4400];
+    snprintf(link, sizeof link, "%s/model-link", tmp);
+    ck_assert_int_eq(symlink(MODEL_DIR, link), 0);
+    snprintf(model, sizeof model, "model=%s", link);
+    snprintf(valid, sizeof valid, "valid_data=%s", DATA);
+    const char *sets[] = {model, "train_data=" LC_SHARED_DIR "/models/../data/./alpaca_tiny.jsonl", valid};
+    lc_test_run r = resume_with(sets, 3);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "resuming from") != NULL, "exit %d: %s", r.status, r.err);
+    char want[4400];
+    snprintf(want, sizeof want, "note: continuing with changed valid_data \"\" -> \"%s\"\n", DATA);
+    ck_assert_msg(strstr(r.err, want) != NULL, "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("resume");
     TCase *tc = tcase_create("stories260K");
@@ -634,6 +653,7 @@ int main(void) {
     tcase_add_test(tc, test_changed_lora_refused);
     tcase_add_test(tc, test_changed_config_refused);
     tcase_add_test(tc, test_harmless_changes_noted);
+    tcase_add_test(tc, test_same_files_other_spelling_resume);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

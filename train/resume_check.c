@@ -5,8 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
-typedef enum field_type { F_STR, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_SCHEDULE } field_type;
+typedef enum field_type { F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_SCHEDULE } field_type;
 
 #define AT(member) offsetof(lc_train_config, member)
 
@@ -18,9 +19,12 @@ static const struct {
     size_t off;
     bool refuse;
 } keys[] = {
-    {"model", F_STR, AT(model), true},
-    {"train_data", F_STR, AT(train_data), true},
-    {"valid_data", F_STR, AT(valid_data), true}, // the eval rows before and after would not compare
+    // The base is checked by its weights' fingerprint, not its path: a
+    // copy or another spelling of the same folder resumes (with a note).
+    {"model", F_PATH, AT(model), false},
+    {"train_data", F_PATH, AT(train_data), true},
+    // Evaluation does not change training; its rows before and after differ.
+    {"valid_data", F_PATH, AT(valid_data), false},
     {"valid_split", F_DBL, AT(valid_split), true},
     {"lora.r", F_INT, AT(lora.r), true},
     {"lora.alpha", F_FLT, AT(lora.alpha), true},
@@ -59,9 +63,19 @@ static const struct {
 
 #define FIELD(cfg, i, T) ((const T *)((const char *)(cfg) + keys[i].off))
 
+// Two spellings of one file or folder (a symlink, "..", "./") are the same
+// path; a path that no longer resolves compares as written.
+static bool same_file(const char *a, const char *b) {
+    if (strcmp(a, b) == 0) return true;
+    if (!a[0] || !b[0]) return false;
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
 static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsigned target_mask) {
     switch (keys[i].type) {
     case F_STR: return strcmp(FIELD(a, i, char), FIELD(b, i, char)) == 0;
+    case F_PATH: return same_file(FIELD(a, i, char), FIELD(b, i, char));
     case F_DBL: return *FIELD(a, i, double) == *FIELD(b, i, double);
     case F_FLT: return *FIELD(a, i, float) == *FIELD(b, i, float);
     case F_INT: return *FIELD(a, i, int) == *FIELD(b, i, int);
@@ -77,7 +91,8 @@ static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsi
 static void format_value(char *out, size_t cap, const lc_train_config *c, int i, unsigned target_mask) {
     static const char *schedules[] = {"constant", "linear", "cosine"};
     switch (keys[i].type) {
-    case F_STR: snprintf(out, cap, "\"%s\"", FIELD(c, i, char)); break;
+    case F_STR:
+    case F_PATH: snprintf(out, cap, "\"%s\"", FIELD(c, i, char)); break;
     case F_DBL: snprintf(out, cap, "%g", *FIELD(c, i, double)); break;
     case F_FLT: snprintf(out, cap, "%g", *FIELD(c, i, float)); break;
     case F_INT: snprintf(out, cap, "%d", *FIELD(c, i, int)); break;
