@@ -138,7 +138,7 @@ static lc_status load_checkpoint_file(void *ctx, const char *file, int *skip) {
     lc_checkpoint_info info;
     lc_status st = lc_checkpoint_read_info(file, &info);
     if (st) {
-        *skip = 1;
+        *skip = st == LC_STATUS_INPUT; // damage; not a failure to read (memory, processes)
         return st;
     }
     lc_adapter_identity_set(&have, &info.lora, info.base_fingerprint, NULL);
@@ -167,7 +167,7 @@ static lc_status load_checkpoint_file(void *ctx, const char *file, int *skip) {
     if ((st = lc_checkpoint_load(file, m, a->lora, NULL))) {
         lc_lora_free(a->lora);
         if (st == LC_STATUS_INPUT && (d & LC_ADAPTER_BASE)) st = other_base(file, &have, want->base_fingerprint);
-        else *skip = 1;
+        else *skip = st == LC_STATUS_INPUT;
     }
     return st;
 }

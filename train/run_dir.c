@@ -99,21 +99,62 @@ static lc_status push_entry(lc_run_dir *r, int64_t step, int64_t bytes) {
     return LC_STATUS_OK;
 }
 
+typedef struct step_pos {
+    int64_t step;
+    int pos;
+} step_pos;
+
+static int cmp_step_pos(const void *a, const void *b) {
+    const step_pos *x = a, *y = b;
+    if (x->step != y->step) return x->step < y->step ? -1 : 1;
+    return (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int cmp_step_only(const void *a, const void *b) {
+    const step_pos *x = a, *y = b;
+    return (x->step > y->step) - (x->step < y->step);
+}
+
+// Keeps the first entry of each step, in order: O(n log n), for an index
+// may list a great many.
+static lc_status drop_repeated_steps(lc_run_dir *r) {
+    if (r->n < 2) return LC_STATUS_OK;
+    step_pos *order = malloc(sizeof *order * (size_t)r->n);
+    unsigned char *repeat = calloc((size_t)r->n, 1);
+    if (!order || !repeat) {
+        free(order);
+        free(repeat);
+        return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    for (int i = 0; i < r->n; i++) order[i] = (step_pos){r->entries[i].step, i};
+    qsort(order, (size_t)r->n, sizeof *order, cmp_step_pos);
+    for (int i = 1; i < r->n; i++)
+        if (order[i].step == order[i - 1].step) repeat[order[i].pos] = 1;
+    int kept = 0;
+    for (int i = 0; i < r->n; i++)
+        if (!repeat[i]) r->entries[kept++] = r->entries[i];
+    r->n = kept;
+    free(order);
+    free(repeat);
+    return LC_STATUS_OK;
+}
+
 // Reads dir's index into r. A missing index is an empty one; an index that
-// does not parse is reported and treated as empty (its checkpoints are then
-// only never pruned).
-static lc_status read_index(lc_run_dir *r, const char *dir) {
+// does not parse is treated as empty (its checkpoints are then only never
+// pruned), said on stderr when a run (not a reader) opens it.
+static lc_status read_index(lc_run_dir *r, const char *dir, int quiet) {
     char path[4200];
     lc_status st = lc_path_join(path, sizeof path, dir, INDEX_NAME);
     if (st || !lc_file_exists(path)) return st;
     cJSON *root;
     if (lc_json_load_file(path, INDEX_MAX_BYTES, &root)) {
-        fprintf(stderr, "lora: warning: %s; its checkpoints are kept (not pruned)\n", lc_error_message());
+        if (!quiet) fprintf(stderr, "lora train: warning: %s; its checkpoints are kept (not pruned)\n", lc_error_message());
         return LC_STATUS_OK;
     }
     const cJSON *list = cJSON_GetObjectItemCaseSensitive(root, "checkpoints");
-    if (!cJSON_IsArray(list))
-        fprintf(stderr, "lora: warning: %s: no \"checkpoints\" list; its checkpoints are kept (not pruned)\n", path);
+    if (!cJSON_IsArray(list) && !quiet)
+        fprintf(stderr, "lora train: warning: %s: no \"checkpoints\" list; its checkpoints are kept (not pruned)\n",
+                path);
     for (const cJSON *e = cJSON_IsArray(list) ? list->child : NULL; e && !st; e = e->next) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(e, "step");
         const cJSON *b = cJSON_GetObjectItemCaseSensitive(e, "bytes");
@@ -121,10 +162,10 @@ static lc_status read_index(lc_run_dir *r, const char *dir) {
             b->valuedouble < 0 || b->valuedouble > 9e15)
             continue;
         int64_t step = (int64_t)s->valuedouble, bytes = (int64_t)b->valuedouble;
-        if (find_entry(r, step) < 0) st = push_entry(r, step, bytes);
+        st = push_entry(r, step, bytes);
     }
     cJSON_Delete(root);
-    return st;
+    return st ? st : drop_repeated_steps(r);
 }
 
 static lc_status write_index(const lc_run_dir *r) {
@@ -178,7 +219,7 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
                 strerror(err));
     }
     r->lock_fd = fd;
-    if ((st = read_index(r, dir))) lc_run_dir_close(r);
+    if ((st = read_index(r, dir, 0))) lc_run_dir_close(r);
     return st;
 }
 
@@ -250,19 +291,29 @@ lc_status lc_run_dir_find(const char *dir, const lc_run_dir *r, lc_run_dir_try_f
     *n_skipped = 0;
     lc_run_dir own = {.lock_fd = -1};
     if (!r) {
-        lc_status st = read_index(&own, dir);
+        lc_status st = read_index(&own, dir, 1);
         if (st) return st;
         r = &own;
     }
-    int64_t *steps;
-    int n;
-    lc_status st = lc_run_dir_checkpoints(dir, &steps, &n);
+    int64_t *steps = NULL;
+    int n = 0;
+    // The listed steps, sorted, for a lookup per file in O(log n).
+    step_pos *listed = malloc(sizeof *listed * (size_t)(r->n ? r->n : 1));
+    lc_status st = listed ? lc_run_dir_checkpoints(dir, &steps, &n) : lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (listed) {
+        for (int i = 0; i < r->n; i++) listed[i] = (step_pos){r->entries[i].step, i};
+        qsort(listed, (size_t)r->n, sizeof *listed, cmp_step_pos);
+    }
     for (int i = 0; !st && i < n; i++) {
         char path[4200];
         if ((st = lc_run_dir_checkpoint_path(path, sizeof path, dir, steps[i]))) break;
-        int k = find_entry(r, steps[i]), skip = 0;
+        step_pos key = {steps[i], -1};
+        const step_pos *hit = bsearch(&key, listed, (size_t)r->n, sizeof *listed, cmp_step_only);
+        int k = hit ? hit->pos : -1, skip = 0;
         lc_status got;
-        if (k >= 0 && entry_changed(r, dir, k)) {
+        // A run trusts only files of the size it wrote; a reader reads what
+        // is there (the read itself checks it whole).
+        if (r != &own && k >= 0 && entry_changed(r, dir, k)) {
             skip = 1;
             got = lc_error(LC_STATUS_INPUT, "%s: %lld bytes, not the %lld it was written with", path,
                            (long long)checkpoint_bytes(dir, steps[i]), (long long)r->entries[k].bytes);
@@ -281,6 +332,7 @@ lc_status lc_run_dir_find(const char *dir, const lc_run_dir *r, lc_run_dir_try_f
         ++*n_skipped;
     }
     free(steps);
+    free(listed);
     lc_run_dir_close(&own);
     return st;
 }

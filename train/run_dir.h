@@ -7,8 +7,9 @@
 // so a damaged or foreign file never displaces a good checkpoint, and the one
 // just written is always kept. Readers (resume, --adapter RUN_DIR) take the
 // newest checkpoint that reads completely, listed or not (a run killed
-// between the rename and the index update leaves a complete, unlisted one),
-// and pass over a listed one whose size changed since it was written.
+// between the rename and the index update leaves a complete, unlisted one);
+// a run also passes over a listed one whose size changed since it was
+// written.
 #ifndef LC_RUN_DIR_H
 #define LC_RUN_DIR_H
 

@@ -237,7 +237,7 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
     lc_checkpoint_info info;
     lc_status st = lc_checkpoint_read_info(path, &info);
     if (st) {
-        *skip = 1;
+        *skip = st == LC_STATUS_INPUT; // damage; not a failure to read (memory, processes)
         return st;
     }
     lc_adapter_identity have, want;
@@ -257,7 +257,7 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
         st = lc_error(LC_STATUS_INPUT, "%s: data position (epoch %lld, index %lld) does not fit %s", path,
                       (long long)info.epoch, (long long)info.data_index, cfg->train_data);
     } else if ((st = lc_checkpoint_load(path, &t->model, &t->lora, &t->opt))) {
-        *skip = 1;
+        *skip = st == LC_STATUS_INPUT; // damage; not a failure to read (memory, processes)
     } else {
         if (changed[0]) fprintf(stderr, "lora train: note: continuing with changed %s\n", changed);
         lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
