@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "test_util.h"
@@ -72,6 +73,10 @@ START_TEST(test_bad_data_lines) {
     char needle[4300];
     snprintf(needle, sizeof needle, "%s:3: ", path);
     expect_refused(a1, 2, needle);
+    // The refused run leaves no output_dir behind (it made it, for its lock).
+    char run[4300];
+    snprintf(run, sizeof run, "%s/run", tmp);
+    ck_assert_msg(access(run, F_OK) != 0, "a refused run left %s", run);
 
     snprintf(text, sizeof text, "%s{\"prompt\": \"only a prompt\"}\n", good);
     lc_test_write(tmp, "nocompletion.jsonl", text, strlen(text));

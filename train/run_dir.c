@@ -192,8 +192,11 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
     r->lock_fd = -1;
     if (strlen(dir) >= sizeof r->dir) return lc_error(LC_STATUS_INPUT, "%s: path too long", dir);
     snprintf(r->dir, sizeof r->dir, "%s", dir);
+    struct stat sb;
+    int existed = stat(dir, &sb) == 0;
     lc_status st = lc_dir_create(dir);
     if (st) return st;
+    r->created = !existed;
     char path[4200];
     if ((st = lc_path_join(path, sizeof path, dir, LOCK_NAME))) return st;
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
@@ -229,6 +232,15 @@ void lc_run_dir_close(lc_run_dir *r) {
     free(r->entries);
     r->entries = NULL;
     r->n = r->cap = 0;
+}
+
+void lc_run_dir_close_failed(lc_run_dir *r) {
+    if (r->lock_fd >= 0 && r->created) {
+        char path[4200];
+        if (!lc_path_join(path, sizeof path, r->dir, LOCK_NAME)) unlink(path);
+        rmdir(r->dir); // only when nothing else is in it
+    }
+    lc_run_dir_close(r);
 }
 
 lc_status lc_run_dir_add(lc_run_dir *r, int64_t step) {

@@ -28,6 +28,7 @@ typedef struct lc_run_dir {
     int lock_fd;           // -1 when the lock is not held
     lc_run_entry *entries; // [n] the index, oldest written first
     int n, cap;
+    int created; // lc_run_dir_open made the folder
 } lc_run_dir;
 
 // Creates dir when missing, takes its lock and reads its index. The lock is
@@ -38,6 +39,9 @@ typedef struct lc_run_dir {
 lc_status lc_run_dir_open(lc_run_dir *r, const char *dir);
 // Releases the lock and the index.
 void lc_run_dir_close(lc_run_dir *r);
+// The same for a run that failed: a folder it created and left empty (a
+// wrong data path, say) is removed with its lock file.
+void lc_run_dir_close_failed(lc_run_dir *r);
 
 // Records dir/checkpoint-<step>.h5, just written completely, as the newest
 // entry and rewrites the index (temporary file and rename).

@@ -559,7 +559,8 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     restore_stop_handlers(old_handlers);
 done:
     if (t.metrics) fclose(t.metrics);
-    lc_run_dir_close(&t.run);
+    if (st && st != LC_STATUS_INTERRUPTED) lc_run_dir_close_failed(&t.run);
+    else lc_run_dir_close(&t.run);
     if (t.batches)
         for (int a = 0; a < cfg->grad_accum; a++) lc_batch_free(&t.batches[a]);
     free(t.batches);
