@@ -48,6 +48,17 @@ lc_status lc_tokenizer_encode(const lc_tokenizer *tok, const char *text, size_t 
 lc_status lc_tokenizer_decode(const lc_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
                               char **out, size_t *out_len);
 
+// Where each token of ids = encode(text, add_special=false) begins in text:
+// offsets[j] is the byte offset of the first byte of text that token j
+// stands for. A token that stands for no byte of text (the dummy-prefix "▁"
+// a SentencePiece normalizer inserts, alone) gets the offset of the next
+// token's first byte (len at the end). Whitespace an added token's
+// lstrip/rstrip took belongs to that token. Fails (LC_STATUS_INPUT) when the
+// tokens' bytes cannot be aligned with text (a normalizer rewrote it, the ids
+// are not this text's, or an unknown-token id stands for unknown characters).
+lc_status lc_tokenizer_offsets(const lc_tokenizer *tok, const char *text, size_t len, const int32_t *ids, size_t n,
+                               size_t *offsets /*[n]*/);
+
 // Streaming decode for generation: push one id at a time and receive the bytes
 // that are now final. Incomplete UTF-8 (byte-fallback or byte-level pieces
 // split across tokens) is held back until complete; the leading-space strip

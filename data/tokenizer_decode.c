@@ -56,8 +56,7 @@ static int hexval(char c) {
     return -1;
 }
 
-// "<0xNN>" -> NN, or -1.
-static int byte_token(const char *s, size_t n) {
+int tok_byte_piece(const char *s, size_t n) {
     if (n != 6 || memcmp(s, "<0x", 3) != 0 || s[5] != '>') return -1;
     int hi = hexval(s[3]), lo = hexval(s[4]);
     return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
@@ -109,8 +108,7 @@ static void strip_range(const tok_dec *x, const char *s, size_t n, int64_t start
     *b = j;
 }
 
-// Byte-level chars back to bytes; a token with a char outside the alphabet keeps its own bytes (HF).
-static lc_status byte_level_bytes(const lc_tokenizer *tok, const char *s, size_t n, tok_buf *out) {
+lc_status tok_byte_level_bytes(const lc_tokenizer *tok, const char *s, size_t n, tok_buf *out) {
     size_t mark = out->len;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -155,7 +153,7 @@ static lc_status run_step(const lc_tokenizer *tok, const tok_dec *x, slist *in, 
         // A run of <0xNN> tokens becomes its UTF-8 text, or one U+FFFD per byte if invalid (HF).
         bytes->len = 0;
         for (size_t i = 0; i <= in->n && !st; i++) {
-            int b = i < in->n ? byte_token(in->text.data + in->off[i], in->len[i]) : -1;
+            int b = i < in->n ? tok_byte_piece(in->text.data + in->off[i], in->len[i]) : -1;
             if (b >= 0) {
                 char c = (char)b;
                 st = tok_buf_append(bytes, &c, 1);
@@ -186,7 +184,7 @@ static lc_status run_step(const lc_tokenizer *tok, const tok_dec *x, slist *in, 
     case TOK_DEC_BYTELEVEL: {
         bytes->len = 0;
         for (size_t i = 0; i < in->n && !st; i++)
-            st = byte_level_bytes(tok, in->text.data + in->off[i], in->len[i], bytes);
+            st = tok_byte_level_bytes(tok, in->text.data + in->off[i], in->len[i], bytes);
         tok_buf text = {0};
         if (!st) st = tok_utf8_lossy(&text, (const unsigned char *)bytes->data, bytes->len);
         if (!st) st = slist_push(out, text.data ? text.data : "", text.len);
@@ -287,7 +285,7 @@ static lc_status stream_chain(lc_detokenizer *d, const char *t, size_t len, tok_
             free(r.v);
             pcre2_match_data_free(md);
         } else if (x->kind == TOK_DEC_BYTEFALLBACK) {
-            int b = byte_token(cur->data, cur->len);
+            int b = tok_byte_piece(cur->data, cur->len);
             if (b < 0) continue;
             char c = (char)b;
             *raw = true;
@@ -299,7 +297,7 @@ static lc_status stream_chain(lc_detokenizer *d, const char *t, size_t len, tok_
             strip_range(x, cur->data, cur->len, x->start, 0, &a, &e);
             st = tok_buf_append(tmp, cur->data + a, e - a);
         } else if (x->kind == TOK_DEC_BYTELEVEL) {
-            st = byte_level_bytes(tok, cur->data, cur->len, tmp);
+            st = tok_byte_level_bytes(tok, cur->data, cur->len, tmp);
         } else {
             continue; // FUSE: one token is already one string
         }

@@ -189,5 +189,10 @@ bool tok_is_space(uint32_t cp);
 // Token text for decoding: added-token content first, then the vocab piece.
 const char *tok_token_text(const lc_tokenizer *tok, int32_t id, size_t *len);
 bool tok_is_special(const lc_tokenizer *tok, int32_t id);
+// A byte-fallback piece "<0xNN>" -> NN, or -1 for any other piece.
+int tok_byte_piece(const char *s, size_t n);
+// Appends the bytes a byte-level piece stands for to out; a piece with a char
+// outside the alphabet stands for its own bytes, as HF's decoder keeps them.
+lc_status tok_byte_level_bytes(const lc_tokenizer *tok, const char *s, size_t n, tok_buf *out);
 
 #endif

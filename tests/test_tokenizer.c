@@ -1,6 +1,6 @@
 // Tokenizer tests: llama.cpp's tokenizer vectors for four real tokenizers
 // (exact ids and decode round trip), BOS handling, streaming decode, added
-// tokens, and error reporting on bad files.
+// tokens, token offsets, and error reporting on bad files.
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -558,6 +558,275 @@ START_TEST(test_nested_class_regex) {
 }
 END_TEST
 
+// ---- token offsets ----
+
+// GPT-2's byte-level alphabet, rebuilt here so the check does not lean on
+// the loader's table: printable Latin-1 bytes stand for themselves, the
+// other 68 bytes for U+0100 on, in byte order. inv: code point -> byte.
+static void gpt2_alphabet(int inv[324]) {
+    for (int i = 0; i < 324; i++) inv[i] = -1;
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+        inv[printable ? b : next++] = b;
+    }
+}
+
+// The bytes token id stands for, worked out from its vocabulary entry
+// without the library's decoder: added-token content, byte-level chars
+// through the GPT-2 alphabet, SentencePiece "▁" as ' ' and <0xNN> as NN.
+static size_t token_bytes(const lc_tokenizer *tok, int32_t id, const int *inv, char *out /*[8192]*/) {
+    lc_token_kind kind = lc_tokenizer_token_kind(tok, id);
+    size_t n = 0, len;
+    const char *s = lc_tokenizer_token_text(tok, id, &len);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_lt(len, 2048);
+    if (kind == LC_TOKEN_CONTROL || kind == LC_TOKEN_ADDED) {
+        memcpy(out, s, len);
+        return len;
+    }
+    if (lc_tokenizer_get_style(tok) == LC_TOKENIZER_BYTE_LEVEL) {
+        for (size_t i = 0; i < len;) {
+            unsigned c0 = (unsigned char)s[i];
+            unsigned cp = c0 < 0x80 ? c0 : (c0 & 0x1F) << 6 | ((unsigned char)s[i + 1] & 0x3F);
+            i += c0 < 0x80 ? 1 : 2;
+            ck_assert_msg(cp < 324 && inv[cp] >= 0, "byte-level piece of id %d has U+%04X", id, cp);
+            out[n++] = (char)inv[cp];
+        }
+        return n;
+    }
+    if (kind == LC_TOKEN_BYTE) {
+        out[0] = (char)strtol(s + 3, NULL, 16);
+        return 1;
+    }
+    for (size_t i = 0; i < len;) {
+        if (len - i >= 3 && memcmp(s + i, "\xE2\x96\x81", 3) == 0) {
+            out[n++] = ' ';
+            i += 3;
+        } else {
+            out[n++] = s[i++];
+        }
+    }
+    return n;
+}
+
+static bool all_space(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!strchr(" \t\r\n", s[i])) return false;
+    return true;
+}
+
+// Encodes text and checks lc_tokenizer_offsets against independent facts:
+// offsets start at 0 and never decrease; every token's span of text is the
+// bytes it stands for (a SentencePiece token at a segment start may lack its
+// dummy-prefix space; an added token's span is its content with whitespace
+// its lstrip/rstrip took); with prefix_decode, decoding the first j tokens
+// gives the text up to offsets[j] wherever that is a character boundary.
+static void check_offsets(const lc_tokenizer *tok, const char *name, const char *text, bool prefix_decode) {
+    static int inv[324];
+    gpt2_alphabet(inv);
+    size_t len = strlen(text), cap = 0;
+    int32_t *ids = NULL;
+    size_t n = encode(tok, text, len, false, &ids, &cap);
+    size_t *off = malloc((n + 1) * sizeof *off);
+    lc_status st = lc_tokenizer_offsets(tok, text, len, ids, n, off);
+    ck_assert_msg(st == LC_STATUS_OK, "%s \"%s\": %s", name, text, lc_error_message());
+    off[n] = len;
+    if (n) ck_assert_msg(off[0] == 0, "%s \"%s\": offsets[0] = %zu", name, text, off[0]);
+    bool sp = lc_tokenizer_get_style(tok) == LC_TOKENIZER_SENTENCEPIECE;
+    static char want[8192];
+    for (size_t j = 0; j < n; j++) {
+        ck_assert_msg(off[j] <= off[j + 1], "%s \"%s\": offsets[%zu] = %zu > offsets[%zu] = %zu", name, text, j, off[j],
+                      j + 1, off[j + 1]);
+        const char *span = text + off[j];
+        size_t sl = off[j + 1] - off[j], wl = token_bytes(tok, ids[j], inv, want);
+        lc_token_kind kind = lc_tokenizer_token_kind(tok, ids[j]);
+        bool ok = sl == wl && memcmp(span, want, wl) == 0;
+        if (kind == LC_TOKEN_CONTROL || kind == LC_TOKEN_ADDED) {
+            for (size_t k = 0; !ok && k + wl <= sl; k++)
+                ok = memcmp(span + k, want, wl) == 0 && all_space(span, k) && all_space(span + k + wl, sl - k - wl);
+        } else if (!ok && sp && wl && want[0] == ' ' && sl == wl - 1 && memcmp(span, want + 1, sl) == 0) {
+            lc_token_kind prev = j ? lc_tokenizer_token_kind(tok, ids[j - 1]) : LC_TOKEN_CONTROL;
+            ok = prev == LC_TOKEN_CONTROL || prev == LC_TOKEN_ADDED;
+        }
+        ck_assert_msg(ok, "%s \"%s\": token %zu (id %d, \"%s\") has the span [%zu, %zu) \"%.*s\"", name, text, j,
+                      ids[j], lc_tokenizer_piece(tok, ids[j]), off[j], off[j + 1], (int)sl, span);
+    }
+    for (size_t j = 0; prefix_decode && j <= n; j++) {
+        if (off[j] < len && ((unsigned char)text[off[j]] & 0xC0) == 0x80) continue; // mid-character
+        size_t dl;
+        char *d = decode(tok, ids, j, false, &dl);
+        ck_assert_msg(dl == off[j] && memcmp(d, text, dl) == 0, "%s \"%s\": tokens [0, %zu) decode to \"%s\", offset %zu",
+                      name, text, j, d, off[j]);
+        free(d);
+    }
+    free(off);
+    free(ids);
+}
+
+static const struct {
+    const char *dir;
+    const char *special; // text with the tokenizer's added tokens
+} OFF_TOK[] = {
+    {SHARED "/tokenizers/phi-3-mini", "<|user|>\nHi<|end|>\n<|assistant|>\n"},
+    {SHARED "/tokenizers/llama2", "<s>Hi a <s> b</s>"},
+    {SHARED "/models/stories260K", "<s>Once upon a time</s>"}, // 512 pieces: most text through byte fallback
+    {SHARED "/tokenizers/gpt2", "a<|endoftext|>b <|endoftext|>"},
+    {SHARED "/tokenizers/falcon", ">>TITLE<<Hi\n>>ABSTRACT<< text<|endoftext|>"},
+    {SHARED "/tokenizers/phi-2", "x =                1\n\t\t\tpass<|endoftext|>"},
+    {SHARED "/tokenizers/olmo", "<|endoftext|>after |||IP_ADDRESS||| x"},
+};
+
+START_TEST(test_offsets_real) {
+    static const char *texts[] = {
+        "Hello world",
+        " leading space",
+        "  two leading and   three inside  ",
+        "line one\nline two\n\n\ttabbed\r\nend\n",
+        "\t\n \n",
+        "Ünïcödé café naïve façade Ærøskøbing",
+        "日本語のテキスト、中文和한국어 龘",
+        "emoji 🦙 👨\u200d👩\u200d👧\u200d👦 🏳\uFE0F\u200d🌈 ✅ ok",
+        "def f(x):\n    return x  +  1\n",
+        "12345 3.14159 $100",
+    };
+    char dir[512], json[600], config[600];
+    snprintf(dir, sizeof dir, "%s", OFF_TOK[_i].dir);
+    snprintf(json, sizeof json, "%s/tokenizer.json", dir);
+    snprintf(config, sizeof config, "%s/tokenizer_config.json", dir);
+    lc_tokenizer *tok = load(json, access(config, R_OK) == 0 ? config : NULL);
+    for (size_t t = 0; t < sizeof texts / sizeof *texts; t++) check_offsets(tok, dir, texts[t], true);
+    // SentencePiece decoding turns the dummy prefix after an added token into
+    // a space and drops rstripped newlines, so only the spans check there.
+    bool sp = lc_tokenizer_get_style(tok) == LC_TOKENIZER_SENTENCEPIECE;
+    check_offsets(tok, dir, OFF_TOK[_i].special, !sp);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
+// Offsets worked out by hand from the pieces (`lora tokenize --no-bos`).
+START_TEST(test_offsets_known) {
+    static const struct {
+        const char *dir, *text;
+        int32_t ids[8];
+        size_t off[8], n;
+    } cases[] = {
+        // ▁Hi ▁there: the dummy ▁ of ▁Hi stands for nothing.
+        {"phi-3-mini", "Hi there", {6324, 727}, {0, 2}, 2},
+        // ▁ (dummy) ▁Hi ▁ ▁there: the dummy gets the next token's offset.
+        {"phi-3-mini", " Hi  there", {29871, 6324, 29871, 727}, {0, 0, 3, 4}, 4},
+        // ▁ <0xF0> <0x9F> <0xA6> <0x99> ▁ok: one byte per byte-fallback token.
+        {"phi-3-mini", "🦙 ok", {29871, 243, 162, 169, 156, 3431}, {0, 0, 1, 2, 3, 4}, 6},
+        // ▁a ▁b: the second ▁ is a literal U+2581 of the text (3 bytes).
+        {"phi-3-mini", "a\xE2\x96\x81" "b", {263, 289}, {0, 1}, 2},
+        // <|user|> (takes "\n"), ▁Hi (dummy ▁), <|end|> (takes "\n"), <|assistant|> (takes "\n").
+        {"phi-3-mini", "<|user|>\nHi<|end|>\n<|assistant|>\n", {32010, 6324, 32007, 32001}, {0, 9, 11, 19}, 4},
+        // ▁ <0xE9> <0xBE> <0x98> 日: 龘 is E9 BE 98 through byte fallback.
+        {"llama2", "龘日", {29871, 236, 193, 155, 30325}, {0, 0, 1, 2, 3}, 5},
+        // <s> is matched as "▁<s>" in normalized text: the dummy at the start, the space before the second.
+        {"llama2", "<s>Hi a <s>", {1, 18567, 263, 1}, {0, 3, 5, 7}, 4},
+        {"gpt2", "Hello world", {15496, 995}, {0, 5}, 2},
+        // ðŁ ¦ Ļ Ġæ Ĺ ¥: F09F A6 99 20E6 97 A5, characters split across pieces.
+        {"gpt2", "🦙 日", {8582, 99, 247, 10545, 245, 98}, {0, 2, 3, 4, 6, 7}, 6},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        char json[512];
+        snprintf(json, sizeof json, "%s/tokenizers/%s/tokenizer.json", SHARED, cases[c].dir);
+        lc_tokenizer *tok = load(json, NULL);
+        int32_t *ids = NULL;
+        size_t cap = 0, off[8];
+        size_t n = encode(tok, cases[c].text, strlen(cases[c].text), false, &ids, &cap);
+        ck_assert_uint_eq(n, cases[c].n);
+        ck_assert_mem_eq(ids, cases[c].ids, n * sizeof *ids);
+        ck_assert_int_eq(lc_tokenizer_offsets(tok, cases[c].text, strlen(cases[c].text), ids, n, off), LC_STATUS_OK);
+        for (size_t j = 0; j < n; j++)
+            ck_assert_msg(off[j] == cases[c].off[j], "%s \"%s\": offsets[%zu] = %zu, want %zu", cases[c].dir,
+                          cases[c].text, j, off[j], cases[c].off[j]);
+        free(ids);
+        lc_tokenizer_free(tok);
+    }
+}
+END_TEST
+
+static lc_tokenizer *load_text(const char *json) {
+    char path[] = "/tmp/lc_tok_off_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    write_file(path, json);
+    lc_tokenizer *tok = load(path, NULL);
+    unlink(path);
+    return tok;
+}
+
+static void expect_offsets(const lc_tokenizer *tok, const char *text, const size_t *want, size_t n_want) {
+    int32_t *ids = NULL;
+    size_t cap = 0, off[8];
+    size_t n = encode(tok, text, strlen(text), false, &ids, &cap);
+    ck_assert_uint_eq(n, n_want);
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, text, strlen(text), ids, n, off), LC_STATUS_OK);
+    for (size_t j = 0; j < n; j++) ck_assert_msg(off[j] == want[j], "\"%s\": offsets[%zu] = %zu, want %zu", text, j, off[j], want[j]);
+    free(ids);
+}
+
+// Pre-tokenizers that insert a space only where the text has none.
+START_TEST(test_offsets_inserted_prefix) {
+    // ByteLevel add_prefix_space: "a b" -> Ġa Ġ b; " a" -> Ġa with the text's own space.
+    lc_tokenizer *tok = load_text("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xC4\xA0\": 0, \"a\": 1, \"\xC4\xA0" "a\": 2,"
+                                  " \"b\": 3}, \"merges\": [[\"\xC4\xA0\", \"a\"]]}, \"pre_tokenizer\": {\"type\": \"ByteLevel\","
+                                  " \"add_prefix_space\": true}, \"decoder\": {\"type\": \"ByteLevel\"}}");
+    expect_offsets(tok, "a b", (size_t[]){0, 1, 2}, 3);
+    expect_offsets(tok, " a", (size_t[]){0}, 1);
+    lc_tokenizer_free(tok);
+    // Metaspace prepend_scheme always, split: "a b" -> ▁a ▁ b; " a" -> ▁a.
+    tok = load_text("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xE2\x96\x81\": 0, \"a\": 1, \"\xE2\x96\x81" "a\": 2,"
+                    " \"b\": 3}, \"merges\": [[\"\xE2\x96\x81\", \"a\"]]}, \"pre_tokenizer\": {\"type\": \"Metaspace\","
+                    " \"replacement\": \"\xE2\x96\x81\", \"prepend_scheme\": \"always\"}, \"decoder\": {\"type\": \"Metaspace\","
+                    " \"replacement\": \"\xE2\x96\x81\", \"prepend_scheme\": \"always\"}}");
+    expect_offsets(tok, "a b", (size_t[]){0, 1, 2}, 3);
+    expect_offsets(tok, " a", (size_t[]){0}, 1);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
+START_TEST(test_offsets_errors) {
+    lc_tokenizer *tok = load(SHARED "/tokenizers/phi-3-mini/tokenizer.json", NULL);
+    int32_t *ids = NULL;
+    size_t cap = 0, off[8];
+    size_t n = encode(tok, "Hi there", 8, false, &ids, &cap);
+    ck_assert_uint_eq(n, 2);
+    // Another text than the ids': the token that differs and where it begins.
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "Hi thera", 8, ids, n, off), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "token 1") && strstr(lc_error_message(), "byte 2"), "%s",
+                  lc_error_message());
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "Hi", 2, ids, n, off), LC_STATUS_INPUT);
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "Hi there!", 9, ids, n, off), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "8 of the text's 9 bytes"), "%s", lc_error_message());
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "x", 1, ids, 0, off), LC_STATUS_INPUT);
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "", 0, ids, 0, off), LC_STATUS_OK);
+    // Ids no token has.
+    int32_t bad[] = {6324, 999999};
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "Hi there", 8, bad, 2, off), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "999999"), "%s", lc_error_message());
+    bad[1] = -1;
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "Hi there", 8, bad, 2, off), LC_STATUS_INPUT);
+    free(ids);
+    lc_tokenizer_free(tok);
+    // A normalizer that rewrites the text: the tokens are "ab", the text "AB".
+    tok = load_text("{\"normalizer\": {\"type\": \"Lowercase\"}, \"model\": {\"type\": \"BPE\","
+                    " \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []}}");
+    ids = NULL;
+    cap = 0;
+    n = encode(tok, "AB", 2, false, &ids, &cap);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(lc_tokenizer_offsets(tok, "AB", 2, ids, n, off), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "token 0") && strstr(lc_error_message(), "byte 0"), "%s",
+                  lc_error_message());
+    free(ids);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("vectors");
@@ -576,6 +845,10 @@ int main(void) {
     tcase_add_test(tc, test_bad_files);
     tcase_add_test(tc, test_reference_fixtures);
     tcase_add_test(tc, test_nested_class_regex);
+    tcase_add_loop_test(tc, test_offsets_real, 0, sizeof OFF_TOK / sizeof *OFF_TOK);
+    tcase_add_test(tc, test_offsets_known);
+    tcase_add_test(tc, test_offsets_inserted_prefix);
+    tcase_add_test(tc, test_offsets_errors);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
