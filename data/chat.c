@@ -368,8 +368,22 @@ lc_status lc_chat_tokenize(const lc_chat *c, const lc_tokenizer *tok, const cJSO
     }
     if (!st) st = lc_tokenizer_offsets(tok, full, full_len, v, count, off);
     if (!st) {
+        // A span's end is where the renderings stop agreeing, which can fall a
+        // character or two into the next turn's first token when the text the
+        // template writes after a last message starts the same way ("<|" of
+        // "<|endoftext|>" and "<|user|>"): an end inside a token moves back to
+        // where that token begins, so no token of the next turn is in the loss.
+        size_t j = 0;
+        for (int k = 0; k < n_spans; k++) {
+            size_t e = spans[k].end;
+            while (j < count && off[j] < e) j++; // j: the first token starting at or after e
+            if (e < full_len && j > 0 && (j == count || off[j] > e) && off[j - 1] < e) {
+                size_t next = j < count ? off[j] : full_len;
+                if (next > e) spans[k].end = off[j - 1] > spans[k].begin ? off[j - 1] : spans[k].begin;
+            }
+        }
         int s = 0;
-        for (size_t j = 0; j < count; j++) {
+        for (j = 0; j < count; j++) {
             while (s < n_spans && spans[s].end <= off[j]) s++;
             mk[j] = s < n_spans && off[j] >= spans[s].begin;
         }

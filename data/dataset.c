@@ -159,6 +159,7 @@ static const char *lc_key_for_message(const char *key, char out[48]) {
 
 typedef struct lc_record {
     const char *prompt, *completion, *text;
+    const cJSON *messages;
 } lc_record;
 
 static lc_status lc_record_parse(const cJSON *obj, const char *path, int line, lc_record *rec) {
@@ -166,12 +167,17 @@ static lc_status lc_record_parse(const cJSON *obj, const char *path, int line, l
     if (!cJSON_IsObject(obj)) return lc_error(LC_STATUS_INPUT, "%s:%d: expected a JSON object", path, line);
     for (const cJSON *it = obj->child; it; it = it->next) {
         const char **slot = NULL;
+        if (strcmp(it->string, "messages") == 0) {
+            if (rec->messages) return lc_error(LC_STATUS_INPUT, "%s:%d: duplicate key \"messages\"", path, line);
+            rec->messages = it;
+            continue;
+        }
         if (strcmp(it->string, "prompt") == 0) slot = &rec->prompt;
         else if (strcmp(it->string, "completion") == 0) slot = &rec->completion;
         else if (strcmp(it->string, "text") == 0) slot = &rec->text;
         else {
             char key[48];
-            return lc_error(LC_STATUS_INPUT, "%s:%d: unexpected key \"%s\" (expected prompt/completion or text)",
+            return lc_error(LC_STATUS_INPUT, "%s:%d: unexpected key \"%s\" (expected prompt/completion, text or messages)",
                             path, line, lc_key_for_message(it->string, key));
         }
         // cJSON keeps duplicate keys; which one wins would be a guess.
@@ -180,6 +186,10 @@ static lc_status lc_record_parse(const cJSON *obj, const char *path, int line, l
             return lc_error(LC_STATUS_INPUT, "%s:%d: \"%s\" must be a string", path, line, it->string);
         *slot = it->valuestring;
     }
+    if (rec->messages && (rec->text || rec->prompt || rec->completion))
+        return lc_error(LC_STATUS_INPUT, "%s:%d: \"messages\" cannot be combined with prompt/completion or text", path,
+                        line);
+    if (rec->messages) return LC_STATUS_OK;
     if (rec->text && (rec->prompt || rec->completion))
         return lc_error(LC_STATUS_INPUT, "%s:%d: \"text\" cannot be combined with prompt/completion", path, line);
     if (rec->prompt && !rec->completion)
@@ -187,7 +197,8 @@ static lc_status lc_record_parse(const cJSON *obj, const char *path, int line, l
     if (rec->completion && !rec->prompt)
         return lc_error(LC_STATUS_INPUT, "%s:%d: missing \"prompt\" (\"completion\" is present)", path, line);
     if (!rec->text && !rec->prompt)
-        return lc_error(LC_STATUS_INPUT, "%s:%d: expected \"prompt\" and \"completion\", or \"text\"", path, line);
+        return lc_error(LC_STATUS_INPUT, "%s:%d: expected \"prompt\" and \"completion\", \"text\", or \"messages\"",
+                        path, line);
     return LC_STATUS_OK;
 }
 
@@ -204,8 +215,10 @@ typedef struct lc_loader {
     size_t joined_cap;
     int32_t *full, *pre;
     size_t full_cap, pre_cap;
+    uint8_t *chat_target; // [n_full] for a chat record
     // Growing outputs; examples point into storage only once loading is done.
     int32_t *storage;
+    uint8_t *target_storage; // parallel to storage
     size_t n_storage, storage_cap;
     lc_example *examples;
     int n_examples, examples_cap;
@@ -214,7 +227,25 @@ typedef struct lc_loader {
 static lc_status lc_loader_add(lc_loader *L, const lc_record *rec, int line, lc_dataset *ds) {
     size_t n_full, n_pre = 0;
     lc_status st;
-    if (rec->text) {
+    free(L->chat_target);
+    L->chat_target = NULL;
+    if (rec->messages) {
+        char what[4200];
+        snprintf(what, sizeof what, "%s:%d", L->path, line);
+        if (!L->opt->chat && L->opt->chat_error)
+            return lc_error(LC_STATUS_INPUT, "%s: chat data (\"messages\") needs the model's chat template: %s", what,
+                            L->opt->chat_error);
+        if (!L->opt->chat)
+            return lc_error(LC_STATUS_INPUT, "%s: chat data (\"messages\") needs a chat template, and %s has none "
+                            "(set \"chat_template\": FILE.jinja)", what, L->opt->model_name ? L->opt->model_name : "the model");
+        if ((st = lc_chat_check_messages(rec->messages, what))) return st;
+        free(L->full);
+        L->full = NULL;
+        L->full_cap = 0;
+        st = lc_chat_tokenize(L->opt->chat, L->tok, rec->messages, &L->full, &L->chat_target, &n_full);
+        L->full_cap = n_full;
+        if (!st && n_full == 0) st = lc_error(LC_STATUS_INPUT, "the conversation renders to no tokens");
+    } else if (rec->text) {
         st = lc_tokenizer_encode(L->tok, rec->text, strlen(rec->text), true, &L->full, &L->full_cap, &n_full);
     } else {
         size_t lp = strlen(rec->prompt), lcpl = strlen(rec->completion);
@@ -245,7 +276,13 @@ static lc_status lc_loader_add(lc_loader *L, const lc_record *rec, int line, lc_
         if (n_prompt < 1) n_prompt = 1; // no BOS and empty prompt: same targets as 1
     }
 
-    size_t n = n_full + 1; // + EOS
+    if (rec->messages) {
+        // the first trained token; the chat loss follows its spans, not a boundary
+        n_prompt = 1;
+        if (L->opt->mask_prompt)
+            while (n_prompt < n_full && !L->chat_target[n_prompt]) n_prompt++;
+    }
+    size_t n = n_full + (rec->messages ? 0 : 1); // + EOS, except where the template wrote the ends
     bool truncated = n > (size_t)L->opt->max_seq_len;
     if (truncated) n = (size_t)L->opt->max_seq_len;
     if (n_prompt > n) n_prompt = n;
@@ -256,6 +293,9 @@ static lc_status lc_loader_add(lc_loader *L, const lc_record *rec, int line, lc_
         int32_t *s = realloc(L->storage, cap * sizeof *s);
         if (!s) return lc_error(LC_STATUS_RUNTIME, "out of memory reading %s", L->path);
         L->storage = s;
+        uint8_t *ts = realloc(L->target_storage, cap);
+        if (!ts) return lc_error(LC_STATUS_RUNTIME, "out of memory reading %s", L->path);
+        L->target_storage = ts;
         L->storage_cap = cap;
     }
     if (L->n_examples == L->examples_cap) {
@@ -271,6 +311,15 @@ static lc_status lc_loader_add(lc_loader *L, const lc_record *rec, int line, lc_
     size_t n_copy = n < n_full ? n : n_full;
     memcpy(dst, L->full, n_copy * sizeof *dst);
     if (n_copy < n) dst[n_copy] = L->eos;
+    uint8_t *tgt = L->target_storage + L->n_storage;
+    int n_trained = 0;
+    for (size_t t = 0; t < n; t++) {
+        bool on = t >= 1 && t >= n_prompt;
+        if (rec->messages && L->opt->mask_prompt) on = t >= 1 && L->chat_target[t];
+        tgt[t] = on;
+        n_trained += on;
+    }
+    if (n_trained == 0) n_prompt = n; // nothing to train: counted (and dropped) as such
     L->n_storage += n;
 
     lc_example *ex = &L->examples[L->n_examples++];
@@ -289,6 +338,7 @@ static void lc_dataset_attach_ids(lc_dataset *ds) {
     size_t off = 0;
     for (int i = 0; i < ds->n_examples; i++) {
         ds->examples[i].ids = ds->storage + off;
+        ds->examples[i].target = ds->target_storage + off;
         off += (size_t)ds->examples[i].n;
     }
 }
@@ -356,8 +406,10 @@ lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *
     free(L.joined);
     free(L.full);
     free(L.pre);
+    free(L.chat_target);
     if (st) {
         free(L.storage);
+        free(L.target_storage);
         free(L.examples);
         memset(ds, 0, sizeof *ds);
         return st;
@@ -367,6 +419,8 @@ lc_status lc_dataset_load(lc_dataset *ds, const char *path, const lc_tokenizer *
     // Give back the growth slack; keep the block if the shrink fails.
     int32_t *fit = realloc(L.storage, (L.n_storage ? L.n_storage : 1) * sizeof *fit);
     ds->storage = fit ? fit : L.storage;
+    uint8_t *tfit = realloc(L.target_storage, L.n_storage ? L.n_storage : 1);
+    ds->target_storage = tfit ? tfit : L.target_storage;
     lc_dataset_attach_ids(ds);
     return LC_STATUS_OK;
 }
@@ -388,6 +442,7 @@ void lc_dataset_free(lc_dataset *ds) {
     if (!ds) return;
     free(ds->examples);
     free(ds->storage);
+    free(ds->target_storage);
     memset(ds, 0, sizeof *ds);
 }
 
@@ -404,7 +459,8 @@ static lc_status lc_dataset_subset(const lc_dataset *src, const unsigned char *k
         if (keep[i] == want) n_tokens += src->examples[i].n;
     out->examples = malloc((size_t)count * sizeof *out->examples);
     out->storage = malloc((size_t)(n_tokens ? n_tokens : 1) * sizeof *out->storage);
-    if (!out->examples || !out->storage) {
+    out->target_storage = malloc((size_t)(n_tokens ? n_tokens : 1));
+    if (!out->examples || !out->storage || !out->target_storage) {
         lc_dataset_free(out);
         return lc_error(LC_STATUS_RUNTIME, "out of memory splitting the dataset");
     }
@@ -413,6 +469,7 @@ static lc_status lc_dataset_subset(const lc_dataset *src, const unsigned char *k
         if (keep[i] != want) continue;
         const lc_example *e = &src->examples[i];
         memcpy(out->storage + off, e->ids, (size_t)e->n * sizeof *out->storage);
+        memcpy(out->target_storage + off, e->target, (size_t)e->n);
         off += (size_t)e->n;
         out->examples[out->n_examples++] = *e;
         out->n_truncated += e->truncated;
@@ -567,7 +624,7 @@ static void lc_put_example(lc_batch *b, size_t row, int off, const lc_example *e
     for (int t = 0; t < e->n; t++) {
         tok[off + t] = e->ids[t];
         // Target stays inside the example: its last token predicts nothing.
-        bool has = t + 1 < e->n && t + 1 >= e->n_prompt;
+        bool has = t + 1 < e->n && e->target[t + 1];
         tgt[off + t] = has ? e->ids[t + 1] : -1;
         pos[off + t] = t;
         seg[off + t] = off;

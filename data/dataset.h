@@ -8,15 +8,17 @@
 #include <stdint.h>
 
 #include "common/status.h"
+#include "data/chat.h"
 #include "data/tokenizer.h"
 
 // One tokenized record. Token t (0 <= t < n-1) is trained to predict token
 // t+1 when t+1 >= n_prompt; with mask_prompt off n_prompt is 1 (everything
 // after BOS, or after the first token when there is no BOS).
 typedef struct lc_example {
-    int32_t *ids;  // [n] BOS? + prompt + completion + EOS, truncated to max_seq_len
+    int32_t *ids;  // [n] BOS? + prompt + completion + EOS (or a rendered conversation), truncated to max_seq_len
+    uint8_t *target; // [n] 1 where token t is trained (predicted from t-1): t >= n_prompt, or in an assistant span
     int n;
-    int n_prompt;
+    int n_prompt;  // the first trained token (n when none)
     int line;      // 1-based line in the source file
     bool truncated; // cut to max_seq_len (lc_dataset_split recounts n_truncated from it)
 } lc_example;
@@ -28,15 +30,22 @@ typedef struct lc_dataset {
     int n_no_targets;     // examples left with no target token after truncation
     int64_t n_tokens;     // total tokens after truncation
     int32_t *storage;     // one block holding every example's ids
+    uint8_t *target_storage; // the same for their target flags
 } lc_dataset;
 
 typedef struct lc_dataset_options {
     int max_seq_len;  // >= 2
-    bool mask_prompt; // loss on completion tokens only
+    bool mask_prompt; // loss on completion tokens only (assistant messages for chat data)
+    const lc_chat *chat;    // the model's chat template for {"messages"} lines; NULL: none
+    const char *model_name; // named when chat data meets a model without a template
+    const char *chat_error; // why the model's template could not be read (chat NULL), or NULL
 } lc_dataset_options;
 
 // Reads and tokenizes a JSONL file. Each non-blank line must be a JSON object
-// with string "prompt" and "completion", or a string "text"; the first bad
+// with string "prompt" and "completion", a string "text", or "messages" (a
+// chat conversation, rendered with opt->chat and tokenized without adding
+// BOS/EOS: the template writes them; with mask_prompt the loss is on the
+// tokens whose first byte lies in an assistant span); the first bad
 // line stops the load with "FILE:LINE: reason" (LC_STATUS_INPUT). An empty
 // file is an error. EOS is appended to every completion (and text).
 // The prompt/completion boundary is found by tokenizing prompt+completion

@@ -52,8 +52,9 @@ lc_status lc_tokenizer_decode(const lc_tokenizer *tok, const int32_t *ids, size_
 // offsets[j] is the byte offset of the first byte of text that token j
 // stands for. A token that stands for no byte of text (the dummy-prefix "▁"
 // a SentencePiece normalizer inserts, alone) gets the offset of the next
-// token's first byte (len at the end). Whitespace an added token's
-// lstrip/rstrip took belongs to that token. Fails (LC_STATUS_INPUT) when the
+// token's first byte (len at the end). An added token begins where its own
+// text does: whitespace its lstrip took before it lies between tokens, what
+// its rstrip took after it is its own. Fails (LC_STATUS_INPUT) when the
 // tokens' bytes cannot be aligned with text (a normalizer rewrote it, the ids
 // are not this text's, or an unknown-token id stands for unknown characters).
 lc_status lc_tokenizer_offsets(const lc_tokenizer *tok, const char *text, size_t len, const int32_t *ids, size_t n,

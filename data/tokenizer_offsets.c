@@ -68,7 +68,7 @@ static size_t strip_len(const off_ctx *c, size_t p, bool normalized) {
     return (size_t)k;
 }
 
-static lc_status match_added(const off_ctx *c, const tok_added *a, bool pending, size_t *pos) {
+static lc_status match_added(const off_ctx *c, const tok_added *a, bool pending, size_t *pos, size_t *begin) {
     const lc_tokenizer *tok = c->tok;
     // Normalized tokens were matched in normalized text, by their normalized content.
     const char *s = tok->arena.data + (a->normalized ? a->moff : a->off);
@@ -76,7 +76,7 @@ static lc_status match_added(const off_ctx *c, const tok_added *a, bool pending,
     bool literal = !a->normalized;
     // lstrip: HF extends the match back over whitespace, so the token begins
     // where the whitespace before its leftmost match does.
-    while (!match_piece(c, s, n, literal, pending, &p)) {
+    while (*begin = p, !match_piece(c, s, n, literal, pending, &p)) {
         if (!a->lstrip || !(k = strip_len(c, p, a->normalized))) return LC_STATUS_INPUT;
         p += k;
     }
@@ -87,9 +87,11 @@ static lc_status match_added(const off_ctx *c, const tok_added *a, bool pending,
 }
 
 // LC_STATUS_INPUT without a message: the token does not match; the caller says where.
-static lc_status match_token(off_ctx *c, int32_t id, const char *s, size_t n, bool pending, size_t *pos) {
+static lc_status match_token(off_ctx *c, int32_t id, const char *s, size_t n, bool pending, size_t *pos,
+                             size_t *begin) {
     const lc_tokenizer *tok = c->tok;
-    if (tok->added_of_id[id] >= 0) return match_added(c, &tok->added[tok->added_of_id[id]], pending, pos);
+    *begin = *pos;
+    if (tok->added_of_id[id] >= 0) return match_added(c, &tok->added[tok->added_of_id[id]], pending, pos, begin);
     if (c->byte_level) {
         c->bytes.len = 0;
         lc_status st = tok_byte_level_bytes(tok, s, n, &c->bytes);
@@ -165,11 +167,11 @@ lc_status lc_tokenizer_offsets(const lc_tokenizer *tok, const char *text, size_t
             st = lc_error(LC_STATUS_INPUT, "tokenizer offsets: token %zu: no token has id %d", j, ids[j]);
             break;
         }
-        offsets[j] = pos;
-        st = match_token(&c, ids[j], t, tl, pending, &pos);
+        size_t at = pos;
+        st = match_token(&c, ids[j], t, tl, pending, &pos, &offsets[j]);
         if (st == LC_STATUS_INPUT)
             st = lc_error(LC_STATUS_INPUT, "tokenizer offsets: token %zu (id %d) does not match the text at byte %zu", j,
-                          ids[j], offsets[j]);
+                          ids[j], at);
         int32_t a = tok->added_of_id[ids[j]];
         pending = a >= 0 && !tok->added[a].normalized && c.prepend_len > 0;
     }

@@ -323,13 +323,13 @@ START_TEST(test_bad_files) {
     BAD("", ": ", "no examples");
     BAD("\n  \n\t\r\n", ": ", "no examples");
     BAD(OK_LINE "\n\n{\"prompt\": \"a\", \"completion\": \"b\", \"answer\": \"c\"}\n", ":4: ",
-        "unexpected key \"answer\" (expected prompt/completion or text)");
+        "unexpected key \"answer\" (expected prompt/completion, text or messages)");
     BAD("{\"prompt\": 1, \"completion\": \"b\"}\n", ":1: ", "\"prompt\" must be a string");
     BAD("{\"text\": null}\n", ":1: ", "\"text\" must be a string");
     BAD("{\"prompt\": \"a\", \"completion\": \"b\", \"text\": \"c\"}\n", ":1: ", "cannot be combined");
     BAD("[\"prompt\", \"completion\"]\n", ":1: ", "expected a JSON object");
     BAD("\"text\"\n", ":1: ", "expected a JSON object");
-    BAD("{}\n", ":1: ", "expected \"prompt\" and \"completion\", or \"text\"");
+    BAD("{}\n", ":1: ", "expected \"prompt\" and \"completion\", \"text\", or \"messages\"");
     BAD("{\"text\": \"a\"} {\"text\": \"b\"}\n", ":1: ", "invalid JSON");
     BAD("{\"text\": \"a\", \"text\": \"b\"}\n", ":1: ", "duplicate key");
     BAD(OK_LINE "{\"text\": \"\xff\"}\n", ":2: ", "invalid UTF-8");
@@ -370,6 +370,7 @@ static void syn_setup(void) {
     memset(&syn, 0, sizeof syn);
     syn.examples = calloc(SYN_N, sizeof *syn.examples);
     syn.storage = malloc(SYN_N * 16 * sizeof *syn.storage);
+    syn.target_storage = malloc(SYN_N * 16);
     size_t off = 0;
     for (int i = 0; i < SYN_N; i++) {
         lc_example *e = &syn.examples[i];
@@ -377,7 +378,9 @@ static void syn_setup(void) {
         e->n_prompt = 1 + i % 3;
         e->line = i + 1;
         e->ids = syn.storage + off;
+        e->target = syn.target_storage + off;
         for (int t = 0; t < e->n; t++) e->ids[t] = 1000 * (i + 1) + t;
+        for (int t = 0; t < e->n; t++) e->target[t] = t >= e->n_prompt;
         off += (size_t)e->n;
     }
     syn.n_examples = SYN_N;

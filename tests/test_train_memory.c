@@ -32,7 +32,7 @@ static void run_steps(bool checkpointing, bool plan) {
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
     ck_assert_int_eq(lc_tokenizer_load_dir(&tok, MODEL_DIR), LC_STATUS_OK);
     lc_dataset ds;
-    lc_dataset_options dopt = {MAX_LEN, true};
+    lc_dataset_options dopt = {.max_seq_len = MAX_LEN, .mask_prompt = true};
     ck_assert_int_eq(lc_dataset_load(&ds, DATA, tok, &dopt), LC_STATUS_OK);
 
     // The shapes this run's batches will have, from the same batcher.

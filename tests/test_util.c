@@ -75,8 +75,19 @@ static char *slurp_fd(int fd) {
     return buf;
 }
 
-lc_test_run lc_test_lora(const char *const *args) {
+lc_test_run lc_test_lora(const char *const *args) { return lc_test_lora_stdin(args, NULL); }
+
+lc_test_run lc_test_lora_stdin(const char *const *args, const char *input) {
     lc_test_run r = {-1, NULL, NULL};
+    char in_path[] = "/tmp/lc_in_XXXXXX";
+    int in_fd = -1;
+    if (input) { // a file, not a pipe: the child reads it to EOF as from a closed pipe
+        in_fd = mkstemp(in_path);
+        ck_assert(in_fd >= 0);
+        ck_assert(write(in_fd, input, strlen(input)) == (ssize_t)strlen(input));
+        lseek(in_fd, 0, SEEK_SET);
+        unlink(in_path);
+    }
     char out_path[] = "/tmp/lc_out_XXXXXX", err_path[] = "/tmp/lc_err_XXXXXX";
     int out_fd = mkstemp(out_path), err_fd = mkstemp(err_path);
     ck_assert(out_fd >= 0 && err_fd >= 0);
@@ -88,7 +99,7 @@ lc_test_run lc_test_lora(const char *const *args) {
         argv[n++] = LC_LORA_BIN;
         for (int i = 0; args[i] && n < 63; i++) argv[n++] = args[i];
         argv[n] = NULL;
-        int devnull = open("/dev/null", O_RDONLY);
+        int devnull = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY);
         dup2(devnull, 0);
         dup2(out_fd, 1);
         dup2(err_fd, 2);
@@ -97,6 +108,7 @@ lc_test_run lc_test_lora(const char *const *args) {
     }
     int wst;
     waitpid(pid, &wst, 0);
+    if (in_fd >= 0) close(in_fd);
     r.status = WIFEXITED(wst) ? WEXITSTATUS(wst) : -1;
     lseek(out_fd, 0, SEEK_SET);
     lseek(err_fd, 0, SEEK_SET);

@@ -23,6 +23,8 @@ typedef struct lc_test_run {
 
 // Runs the lora binary with argv (NULL-terminated, without argv[0]) and captures its output.
 lc_test_run lc_test_lora(const char *const *args);
+// The same with `input` as its stdin (NULL: /dev/null).
+lc_test_run lc_test_lora_stdin(const char *const *args, const char *input);
 void lc_test_run_free(lc_test_run *r);
 // Runs every test of s (forking, as Check does by default); the exit status for main.
 struct Suite;

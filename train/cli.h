@@ -11,6 +11,8 @@ lc_status lc_cmd_inspect(int argc, char **argv);
 lc_status lc_cmd_train(int argc, char **argv);
 lc_status lc_cmd_eval(int argc, char **argv);
 lc_status lc_cmd_export(int argc, char **argv);
+lc_status lc_cmd_template(int argc, char **argv);
+lc_status lc_cmd_chat(int argc, char **argv);
 
 // Set by --verbose before the subcommand: notes on kernels and timings.
 extern int lc_cli_verbose;
@@ -19,5 +21,13 @@ extern int lc_cli_verbose;
 lc_status lc_cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out);
 lc_status lc_cli_parse_float(const char *opt, const char *s, double lo, double hi, double *out);
 
+// Chat helpers (cmd_template.c). A messages file is a JSON list of messages or
+// an object with "messages"; *messages points into *root (caller deletes root).
+struct cJSON;
+struct lc_chat;
+lc_status lc_cli_read_messages(const char *path, struct cJSON **root, const struct cJSON **messages);
+// The chat template of a model folder (template_path overrides it), or of a
+// template file alone when model_dir is NULL; a folder without one is an error.
+lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, struct lc_chat **out);
 
 #endif

@@ -52,16 +52,19 @@ lc_status lc_cmd_train(int argc, char **argv) {
 
 static const char eval_usage[] =
     "usage: lora eval --model DIR [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
-    "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n";
+    "                 [--chat-template FILE.jinja]\n"
+    "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n"
+    "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n";
 
 lc_status lc_cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'},       {"adapter", required_argument, 0, 'a'},
         {"data", required_argument, 0, 'd'},        {"max-seq-len", required_argument, 0, 'n'},
         {"batch-size", required_argument, 0, 'b'},  {"help", no_argument, 0, 'h'},
+        {"chat-template", required_argument, 0, 'C'},
         {0, 0, 0, 0},
     };
-    const char *model_dir = NULL, *adapter = NULL, *data = NULL;
+    const char *model_dir = NULL, *adapter = NULL, *data = NULL, *chat_template = NULL;
     long max_seq_len = 0, batch = 8;
     int c;
     lc_status st;
@@ -72,6 +75,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         case 'm': model_dir = optarg; break;
         case 'a': adapter = optarg; break;
         case 'd': data = optarg; break;
+        case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-seq-len", optarg, 2, 1 << 20, &max_seq_len))) return st; break;
         case 'b': if ((st = lc_cli_parse_int("--batch-size", optarg, 1, 4096, &batch))) return st; break;
         case 'h': fputs(eval_usage, stdout); return LC_STATUS_OK;
@@ -83,6 +87,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     if (!model_dir || !data) return lc_error(LC_STATUS_USAGE, "--model DIR and --data FILE are required");
 
     lc_tokenizer *tok = NULL;
+    lc_chat *chat = NULL;
     lc_model model;
     lc_lora lora = {0};
     lc_dataset ds = {0};
@@ -99,7 +104,10 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         if (differ & LC_ADAPTER_BASE)
             fprintf(stderr, "lora eval: note: %s was trained on a different base model\n", adapter);
     }
-    lc_dataset_options opt = {(int)max_seq_len, true};
+    char chat_error[512];
+    if ((st = lc_train_load_chat(model_dir, chat_template, &chat, chat_error, sizeof chat_error))) goto done;
+    lc_dataset_options opt = {.max_seq_len = (int)max_seq_len, .mask_prompt = true, .chat = chat,
+                              .model_name = model_dir, .chat_error = chat_error[0] ? chat_error : NULL};
     if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;
     if ((st = lc_train_check_dataset(&ds, data, &model, "--max-seq-len", (int)max_seq_len))) goto done;
     lc_eval_result r;
@@ -110,6 +118,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     printf("{\"loss\": %.6f, \"ppl\": %.6f, \"tokens\": %lld}\n", r.loss, exp(r.loss), (long long)r.n_targets);
 done:
     lc_dataset_free(&ds);
+    lc_chat_free(chat);
     if (has_lora) lc_lora_free(&lora);
     if (loaded) lc_model_free(&model);
     lc_tokenizer_free(tok);

@@ -33,12 +33,11 @@ lc_status lc_train_check_dataset(const lc_dataset *ds, const char *path, const l
 }
 
 int64_t lc_train_count_targets(const lc_dataset *ds) {
-    // Token t predicts t + 1 when t + 1 >= n_prompt (and t + 1 >= 1).
+    // Token t predicts t + 1 when t + 1 is trained.
     int64_t n = 0;
     for (int i = 0; i < ds->n_examples; i++) {
         const lc_example *e = &ds->examples[i];
-        int first = e->n_prompt > 1 ? e->n_prompt : 1;
-        if (e->n > first) n += e->n - first;
+        for (int t = 1; t < e->n; t++) n += e->target[t];
     }
     return n;
 }

@@ -22,8 +22,10 @@ static const char usage[] =
     "  train      fine-tune a LoRA adapter from a JSON config\n"
     "  eval       mean loss of a model (and adapter) on a JSONL file\n"
     "  export     write an adapter as PEFT, or merged as a Hugging Face folder or GGUF\n"
-    "  generate   generate text from a model folder\n"
-    "  tokenize   print the token ids of a text\n"
+    "  generate   generate text from a model folder (--chat TEXT: one chat turn)\n"
+    "  chat       a multi-turn conversation on stdin/stdout with the model's chat template\n"
+    "  template   render a conversation with a chat template, exactly\n"
+    "  tokenize   print the token ids of a text or a conversation\n"
     "  inspect    show what a model folder, safetensors, checkpoint, PEFT folder or GGUF holds\n"
     "\n"
     "Run 'lora COMMAND --help' for the options of a command.\n";
@@ -80,6 +82,8 @@ int main(int argc, char **argv) {
         {"export", lc_cmd_export},
         {"generate", lc_cmd_generate},
         {"tokenize", lc_cmd_tokenize},
+        {"template", lc_cmd_template},
+        {"chat", lc_cmd_chat},
         {"inspect", lc_cmd_inspect},
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {

@@ -23,6 +23,7 @@ static const struct {
     // copy or another spelling of the same folder resumes (with a note).
     {"model", F_PATH, AT(model), false},
     {"train_data", F_PATH, AT(train_data), true},
+    {"chat_template", F_PATH, AT(chat_template), true}, // renders chat data: other tokens
     // Evaluation does not change training; its rows before and after differ.
     {"valid_data", F_PATH, AT(valid_data), false},
     {"valid_split", F_DBL, AT(valid_split), true},

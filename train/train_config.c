@@ -22,6 +22,7 @@ static const struct {
 } known_keys[] = {
     {"model", KEY_STRING},          {"train_data", KEY_STRING},      {"valid_data", KEY_STRING},
     {"valid_split", KEY_NUMBER},    {"output_dir", KEY_STRING},      {"init_adapter", KEY_STRING},
+    {"chat_template", KEY_STRING},
     {"lora", KEY_OBJECT},           {"lora.r", KEY_INT},             {"lora.alpha", KEY_NUMBER},
     {"lora.dropout", KEY_NUMBER},   {"lora.rslora", KEY_BOOL},       {"lora.targets", KEY_STRING_LIST},
     {"optimizer", KEY_OBJECT},      {"optimizer.lr", KEY_NUMBER},    {"optimizer.beta1", KEY_NUMBER},
@@ -217,6 +218,7 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     TRY(get_path(root, "valid_data", W("valid_data"), 0, cfg->valid_data, sizeof cfg->valid_data));
     TRY(get_path(root, "output_dir", W("output_dir"), 1, cfg->output_dir, sizeof cfg->output_dir));
     TRY(get_path(root, "init_adapter", W("init_adapter"), 0, cfg->init_adapter, sizeof cfg->init_adapter));
+    TRY(get_path(root, "chat_template", W("chat_template"), 0, cfg->chat_template, sizeof cfg->chat_template));
     TRY(lc_json_get_double(root, "valid_split", W("valid_split"), 0.0, &cfg->valid_split));
     if (cfg->valid_split < 0.0 || cfg->valid_split >= 1.0)
         return lc_error(LC_STATUS_INPUT, "%s: \"valid_split\" must be in [0, 1)", W("valid_split"));

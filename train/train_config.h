@@ -19,6 +19,7 @@ typedef struct lc_train_config {
     double valid_split;    // 0: none
     char output_dir[4096];
     char init_adapter[4096]; // "" for a fresh adapter
+    char chat_template[4096]; // a .jinja file for chat data instead of the model's template; "" for the model's
     lc_lora_config lora;
     float lr;
     lc_adamw_config adamw;

@@ -32,6 +32,8 @@ typedef struct trainer {
     const lc_train_config *cfg;
     lc_model model;
     lc_tokenizer *tok;
+    lc_chat *chat;          // the model's chat template (NULL: none, or unreadable: chat_error)
+    char chat_error[512];
     lc_dataset train, valid;
     int has_valid;
     lc_lora lora;
@@ -52,10 +54,26 @@ typedef struct trainer {
     int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
 } trainer;
 
+lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap) {
+    *chat = NULL;
+    err[0] = 0;
+    lc_status st = lc_chat_load(chat, model_dir, override);
+    if (st && !override && st == LC_STATUS_INPUT) {
+        // Only chat data needs it: prompt/completion data trains on a model whose template cannot be read.
+        snprintf(err, cap, "%s", lc_error_message());
+        return LC_STATUS_OK;
+    }
+    return st;
+}
+
 static lc_status load_data(trainer *t) {
     const lc_train_config *cfg = t->cfg;
-    lc_dataset_options opt = {cfg->max_seq_len, cfg->mask_prompt};
-    lc_status st = lc_dataset_load(&t->train, cfg->train_data, t->tok, &opt);
+    lc_status st = lc_train_load_chat(cfg->model, cfg->chat_template[0] ? cfg->chat_template : NULL, &t->chat,
+                                      t->chat_error, sizeof t->chat_error);
+    if (st) return st;
+    lc_dataset_options opt = {.max_seq_len = cfg->max_seq_len, .mask_prompt = cfg->mask_prompt, .chat = t->chat,
+                              .model_name = cfg->model, .chat_error = t->chat_error[0] ? t->chat_error : NULL};
+    st = lc_dataset_load(&t->train, cfg->train_data, t->tok, &opt);
     if (st) return st;
     if (cfg->valid_data[0]) {
         if ((st = lc_dataset_load(&t->valid, cfg->valid_data, t->tok, &opt))) return st;
@@ -570,6 +588,7 @@ done:
     lc_dataset_free(&t.train);
     lc_dataset_free(&t.valid);
     lc_tokenizer_free(t.tok);
+    lc_chat_free(t.chat);
     lc_train_pass_free(&t.pass);
     if (model_loaded) lc_model_free(&t.model);
     return st;

@@ -36,6 +36,11 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
 lc_status lc_train_check_dataset(const lc_dataset *ds, const char *path, const lc_model *m, const char *limit_name,
                                  int limit);
 
+// The chat template of a model folder for chat data: override (a .jinja
+// file) or the folder's own. A folder template that cannot be read is no
+// error here (*chat NULL, the reason in err) since only chat data needs it.
+lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap);
+
 // Target tokens of ds (positions with a loss): zero means nothing to evaluate.
 int64_t lc_train_count_targets(const lc_dataset *ds);
 

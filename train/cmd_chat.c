@@ -1,0 +1,179 @@
+// `lora chat`: a multi-turn conversation on the terminal (or a pipe). Each
+// line of stdin is a user turn; the reply streams to stdout. The history is
+// rendered with the model's chat template every turn and trimmed from the
+// oldest exchange when it outgrows the context.
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/chat.h"
+#include "train/cli.h"
+#include "train/gen_session.h"
+
+static const char chat_usage[] =
+    "usage: lora chat --model DIR [options]\n"
+    "  --model DIR          Hugging Face model folder with a chat template\n"
+    "  --adapter PATH       LoRA adapter: a checkpoint-<step>.h5, a run's output folder\n"
+    "  --system TEXT        a system message at the start of the conversation\n"
+    "  --chat-template F    a .jinja template instead of the model's\n"
+    "  --max-tokens N       longest reply in tokens (default 512)\n"
+    "  --ctx N              tokens of history kept, prompt and reply (default: the model's context, at most 4096)\n"
+    "  --temperature T      0 for greedy (default 0.8)\n"
+    "  --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
+    "  --top-p P            nucleus mass, 1 = off (default 0.95)\n"
+    "  --seed S             sampling seed (default: from the clock)\n"
+    "Each line on stdin is a user turn; EOF ends the conversation. Replies go to stdout, one per line.\n";
+
+typedef struct chat_sink {
+    lc_detokenizer detok;
+    lc_gen_session *g;
+    int32_t *reply; // [cap] the reply's ids
+    int n, cap;
+    lc_status status;
+} chat_sink;
+
+static int on_token(void *user, int32_t token) {
+    chat_sink *s = user;
+    for (int k = 0; k < s->g->n_stop; k++)
+        if (s->g->stop[k] == token) return 0; // the end of the turn: not part of the reply's text
+    if (s->n < s->cap) s->reply[s->n++] = token;
+    size_t n;
+    s->status = lc_detokenizer_push(&s->detok, token, s->g->text, s->g->text_cap, &n);
+    if (s->status) return 1;
+    fwrite(s->g->text, 1, n, stdout);
+    fflush(stdout);
+    return 0;
+}
+
+static cJSON *message(const char *role, const char *content) {
+    cJSON *m = cJSON_CreateObject();
+    if (!m) return NULL;
+    cJSON_AddStringToObject(m, "role", role);
+    cJSON_AddStringToObject(m, "content", content);
+    return m;
+}
+
+lc_status lc_cmd_chat(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, 'm'},         {"adapter", required_argument, 0, 'a'},
+        {"system", required_argument, 0, 'S'},        {"chat-template", required_argument, 0, 'C'},
+        {"max-tokens", required_argument, 0, 'n'},    {"ctx", required_argument, 0, 'x'},
+        {"temperature", required_argument, 0, 't'},   {"top-k", required_argument, 0, 'k'},
+        {"top-p", required_argument, 0, 'P'},         {"seed", required_argument, 0, 's'},
+        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+    };
+    const char *system = NULL, *chat_template = NULL;
+    lc_gen_options o = {.cmd = "lora chat", .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
+    long max_tokens = 512, ctx = 0;
+    int c;
+    lc_status st;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'm': o.model_dir = optarg; break;
+        case 'a': o.adapter = optarg; break;
+        case 'S': system = optarg; break;
+        case 'C': chat_template = optarg; break;
+        case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 1, 1 << 24, &max_tokens))) return st; break;
+        case 'x': if ((st = lc_cli_parse_int("--ctx", optarg, 2, 1 << 24, &ctx))) return st; break;
+        case 't': if ((st = lc_cli_parse_float("--temperature", optarg, 0.0, 100.0, &o.temperature))) return st; break;
+        case 'k': if ((st = lc_cli_parse_int("--top-k", optarg, 0, 1 << 24, &o.top_k))) return st; break;
+        case 'P': if ((st = lc_cli_parse_float("--top-p", optarg, 0.0, 1.0, &o.top_p))) return st; break;
+        case 's': if ((st = lc_cli_parse_int("--seed", optarg, 0, 0x7fffffffL, &o.seed))) return st; break;
+        case 'h': fputs(chat_usage, stdout); return LC_STATUS_OK;
+        default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora chat --help)",
+                                 argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
+    if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR is required (see lora chat --help)");
+
+    lc_gen_session g;
+    lc_chat *chat = NULL;
+    cJSON *history = NULL;
+    chat_sink sink = {0};
+    char *line = NULL, *rendered = NULL, *reply_text = NULL;
+    size_t line_cap = 0;
+    int32_t *ids = NULL;
+    size_t ids_cap = 0;
+    if ((st = lc_gen_session_open(&g, &o))) goto done;
+    if ((st = lc_cli_load_chat(o.model_dir, chat_template, &chat))) goto done;
+    if (ctx == 0) ctx = g.model.cfg.max_position_embeddings < 4096 ? g.model.cfg.max_position_embeddings : 4096;
+    if ((st = lc_gen_session_plan(&g, (int)ctx))) goto done;
+    if (max_tokens >= g.positions) max_tokens = g.positions / 2;
+    lc_gen_session_add_chat_stops(&g, chat);
+    sink.g = &g;
+    sink.cap = (int)max_tokens;
+    if (!(sink.reply = malloc((size_t)sink.cap * sizeof *sink.reply)) || !(history = cJSON_CreateArray())) {
+        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        goto done;
+    }
+    if (system) cJSON_AddItemToArray(history, message("system", system));
+    int first_turn = system ? 1 : 0; // history[first_turn..] are the exchanges that may be dropped
+    bool tty = isatty(STDIN_FILENO);
+    while (!st) {
+        if (tty) fputs("> ", stderr);
+        ssize_t len = getline(&line, &line_cap, stdin);
+        if (len < 0) break;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        cJSON_AddItemToArray(history, message("user", line));
+        if ((st = lc_chat_check_messages(history, "stdin"))) break; // e.g. invalid UTF-8 in the turn
+        // Render; drop the oldest exchange while prompt + reply outgrow the context.
+        size_t n_ids = 0;
+        while (true) {
+            size_t rlen;
+            free(rendered);
+            rendered = NULL;
+            if ((st = lc_chat_render(chat, history, -1, true, &rendered, &rlen))) break;
+            if ((st = lc_tokenizer_encode(g.tok, rendered, rlen, false, &ids, &ids_cap, &n_ids))) break;
+            if ((long)n_ids + max_tokens <= g.positions) break;
+            if (cJSON_GetArraySize(history) - first_turn <= 1) {
+                st = lc_error(LC_STATUS_USAGE, "this turn is %zu tokens: with a %ld-token reply it does not fit the %d "
+                              "tokens of context (--ctx)", n_ids, max_tokens, g.positions);
+                break;
+            }
+            cJSON_DeleteItemFromArray(history, first_turn); // the user turn
+            if (cJSON_GetArraySize(history) - first_turn > 1) {
+                cJSON *next = cJSON_GetArrayItem(history, first_turn);
+                const cJSON *role = cJSON_GetObjectItemCaseSensitive(next, "role");
+                if (cJSON_IsString(role) && strcmp(role->valuestring, "assistant") == 0)
+                    cJSON_DeleteItemFromArray(history, first_turn); // and its reply
+            }
+        }
+        if (st) break;
+        lc_detokenizer_init(&sink.detok, g.tok, true);
+        sink.n = 0;
+        sink.status = LC_STATUS_OK;
+        // Prime the detokenizer with the prompt so the reply's first piece decodes as it will read.
+        size_t n;
+        for (size_t i = 0; i < n_ids && !st; i++) st = lc_detokenizer_push(&sink.detok, ids[i], g.text, g.text_cap, &n);
+        if (st) break;
+        lc_generate_stats stats;
+        st = lc_generate(&g.state, &g.model, &g.sampler, ids, (int)n_ids, (int)max_tokens, g.stop, g.n_stop, on_token,
+                         &sink, &stats);
+        if (!st) st = sink.status;
+        if (!st && !(st = lc_detokenizer_flush(&sink.detok, g.text, g.text_cap, &n))) fwrite(g.text, 1, n, stdout);
+        putchar('\n');
+        fflush(stdout);
+        if (st) break;
+        size_t rn;
+        free(reply_text);
+        reply_text = NULL;
+        if ((st = lc_tokenizer_decode(g.tok, sink.reply, (size_t)sink.n, true, &reply_text, &rn))) break;
+        cJSON_AddItemToArray(history, message("assistant", reply_text));
+    }
+done:
+    free(line);
+    free(rendered);
+    free(reply_text);
+    free(ids);
+    free(sink.reply);
+    cJSON_Delete(history);
+    lc_chat_free(chat);
+    lc_gen_session_close(&g);
+    return st;
+}

@@ -1,0 +1,80 @@
+// Loading for generation, shared by lora generate and lora chat.
+#include "train/gen_session.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "train/adapter.h"
+#include "train/trainer.h"
+
+static void add_stop(lc_gen_session *s, int32_t id) {
+    if (id < 0 || s->n_stop == LC_GEN_MAX_STOPS) return;
+    for (int k = 0; k < s->n_stop; k++)
+        if (s->stop[k] == id) return;
+    s->stop[s->n_stop++] = id;
+}
+
+lc_status lc_gen_session_open(lc_gen_session *s, const lc_gen_options *o) {
+    memset(s, 0, sizeof *s);
+    lc_status st;
+    if ((st = lc_tokenizer_load_dir(&s->tok, o->model_dir))) return st;
+    if ((st = lc_model_load(&s->model, o->model_dir))) return st;
+    s->model_loaded = 1;
+    lc_train_warn_model(o->cmd, o->model_dir, &s->model);
+    if (o->adapter) {
+        unsigned differ;
+        if ((st = lc_adapter_load(o->adapter, &s->model, NULL, LC_ADAPTER_USE_AS_IS, &s->lora, &differ))) return st;
+        s->has_lora = 1;
+        if (differ & LC_ADAPTER_BASE)
+            fprintf(stderr, "%s: note: %s was trained on a different base model\n", o->cmd, o->adapter);
+    }
+    if (lc_tokenizer_vocab_size(s->tok) > s->model.cfg.vocab_size)
+        return lc_error(LC_STATUS_INPUT, "%s: tokenizer has %d tokens but the model's vocabulary is %d", o->model_dir,
+                        lc_tokenizer_vocab_size(s->tok), s->model.cfg.vocab_size);
+    long seed = o->seed;
+    if (seed < 0) {
+        seed = (long)(time(NULL) & 0x7fffffff);
+        if (o->temperature > 0) fprintf(stderr, "%s: seed %ld\n", o->cmd, seed);
+    }
+    if ((st = lc_sampler_init(&s->sampler, s->model.cfg.vocab_size, (float)o->temperature, (int)o->top_k,
+                              (float)o->top_p, (uint64_t)seed)))
+        return st;
+    // One buffer for every token: the vocabulary's longest piece decides its size.
+    s->text_cap = lc_tokenizer_stream_max_bytes(s->tok);
+    if (!(s->text = malloc(s->text_cap))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    // Stop at the tokenizer's EOS (the one training appends to completions)
+    // and at every id the model's config lists (eos_token_id may be a list).
+    add_stop(s, lc_tokenizer_eos(s->tok));
+    for (int i = 0; i < s->model.cfg.n_eos_ids; i++) add_stop(s, s->model.cfg.eos_ids[i]);
+    return LC_STATUS_OK;
+}
+
+lc_status lc_gen_session_plan(lc_gen_session *s, int positions) {
+    int ctx = s->model.cfg.max_position_embeddings;
+    s->positions = positions < ctx ? positions : ctx;
+    if (s->positions < 1) s->positions = 1;
+    int rows = s->positions < 512 ? s->positions : 512;
+    lc_status st = lc_forward_state_init(&s->state, &s->model, 1, s->positions, rows, 1);
+    if (st) return st;
+    s->planned = 1;
+    s->state.lora = s->has_lora ? &s->lora : NULL;
+    return LC_STATUS_OK;
+}
+
+void lc_gen_session_add_chat_stops(lc_gen_session *s, const lc_chat *chat) {
+    int32_t ids[8];
+    int n = lc_chat_end_of_turn_ids(chat, s->tok, ids, 8);
+    for (int i = 0; i < n; i++) add_stop(s, ids[i]);
+}
+
+void lc_gen_session_close(lc_gen_session *s) {
+    free(s->text);
+    lc_sampler_free(&s->sampler);
+    if (s->planned) lc_forward_state_free(&s->state);
+    if (s->has_lora) lc_lora_free(&s->lora);
+    if (s->model_loaded) lc_model_free(&s->model);
+    lc_tokenizer_free(s->tok);
+    memset(s, 0, sizeof *s);
+}
