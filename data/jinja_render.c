@@ -11,7 +11,7 @@
 #include "data/jinja_internal.h"
 
 #define MAX_CALL_DEPTH 100
-#define MAX_STEPS 20000000
+#define MAX_STEPS 5000000
 #define MAX_OUTPUT (64u << 20)
 #define MAX_ARENA ((size_t)256 << 20)
 #define MAX_ARGS 32

@@ -194,6 +194,21 @@ def seeds_jsonl(shared, out):
     put(out, "fuzz_jsonl", "escapes.jsonl", b'{"prompt": "\\u00e9\\ud83d\\ude00\\n", "completion": "\\t\\"ok\\""}\r\n')
 
 
+# ---- jinja ----
+
+def seeds_jinja(shared, repo, out):
+    for p in sorted(glob.glob(os.path.join(shared, "chat-templates", "*.jinja"))):
+        put(out, "fuzz_jinja", os.path.basename(p), read(p))
+    # the semantic cases' templates, with their variables after the separator
+    sep = SEP
+    fx = os.path.join(repo, "tests/fixtures/jinja_semantics.jsonl")
+    for k, line in enumerate(read(fx).split(b"\n")[::7]):
+        if not line.strip():
+            continue
+        c = json.loads(line)
+        put(out, "fuzz_jinja", "case_%03d.bin" % k, c["template"].encode() + sep + json.dumps(c["vars"]).encode())
+
+
 # ---- peft ----
 
 def seeds_peft(repo, out, extra_dirs):
@@ -338,6 +353,7 @@ def main():
     seeds_peft(repo, out, extra)
     seeds_checkpoint(out, extra)
     seeds_gguf(shared, out)
+    seeds_jinja(shared, repo, out)
 
 
 if __name__ == "__main__":

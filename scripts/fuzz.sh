@@ -5,7 +5,7 @@
 #                                                 each target SECONDS (default 60) from its seeds
 #   bash scripts/fuzz.sh --replay [TARGET|all]    build and replay fuzz/regressions/ only (CI)
 #
-# Targets: fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_jsonl fuzz_peft fuzz_checkpoint fuzz_gguf
+# Targets: fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_jsonl fuzz_peft fuzz_checkpoint fuzz_gguf fuzz_jinja
 # (the "fuzz_" prefix may be left out). Builds with clang into build-fuzz/ (its own CMake
 # project, fuzz/CMakeLists.txt; the main build is not touched). Seeds are made from ../shared
 # and tests/fixtures into build-fuzz/work/seeds/, the growing corpus is build-fuzz/work/corpus/,
@@ -19,7 +19,7 @@ FUZZ_BUILD="${FUZZ_BUILD:-$LC_ROOT/build-fuzz}"
 WORK="$FUZZ_BUILD/work"
 LC_SHARED="${LC_SHARED:-$LC_ROOT/../shared}"
 FUZZ_JOBS="${FUZZ_JOBS:-2}"
-ALL_TARGETS=(fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_jsonl fuzz_peft fuzz_checkpoint fuzz_gguf)
+ALL_TARGETS=(fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_jsonl fuzz_peft fuzz_checkpoint fuzz_gguf fuzz_jinja)
 
 usage() {
     sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
@@ -53,6 +53,7 @@ max_len() {
     fuzz_peft) echo 131072 ;;
     fuzz_config) echo 16384 ;;
     fuzz_jsonl) echo 32768 ;;
+    fuzz_jinja) echo 32768 ;;          # the largest real chat template is 12.8 kB
     esac
 }
 

@@ -360,7 +360,14 @@ START_TEST(test_phi3_chat_path) {
                                             "--temperature", "0", NULL},
                            "Hello!\nWhat is 2 + 2?\n");
     ck_assert_msg(r.status == 0, "%s", r.err);
-    ck_assert_int_eq(lc_test_count_lines(r.out), 2);
+    ck_assert_ptr_nonnull(strstr(r.err, "lora chat: turn 1: "));
+    ck_assert_ptr_nonnull(strstr(r.err, "lora chat: turn 2: "));
+    ck_assert_ptr_null(strstr(r.err, "lora chat: turn 3: "));
+    int p1, r1, p2;
+    ck_assert_int_eq(sscanf(strstr(r.err, "turn 1: "), "turn 1: %d prompt tokens, %d reply", &p1, &r1), 2);
+    ck_assert_int_eq(sscanf(strstr(r.err, "turn 2: "), "turn 2: %d prompt", &p2), 1);
+    ck_assert_int_gt(p2, p1 + r1); // the second turn sees the first exchange
+    ck_assert(r.out[0] && r.out[strlen(r.out) - 1] == '\n');
     lc_test_run_free(&r);
 
     // chat data with a model that has no template is refused before training, naming the folder

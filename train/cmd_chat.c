@@ -24,7 +24,8 @@ static const char chat_usage[] =
     "  --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
     "  --top-p P            nucleus mass, 1 = off (default 0.95)\n"
     "  --seed S             sampling seed (default: from the clock)\n"
-    "Each line on stdin is a user turn; EOF ends the conversation. Replies go to stdout, one per line.\n";
+    "Each line on stdin is a user turn; EOF ends the conversation. Each reply goes to stdout followed by a\n"
+    "newline; a line per turn on stderr counts its tokens.\n";
 
 typedef struct chat_sink {
     lc_detokenizer detok;
@@ -114,6 +115,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     if (system) cJSON_AddItemToArray(history, message("system", system));
     int first_turn = system ? 1 : 0; // history[first_turn..] are the exchanges that may be dropped
     bool tty = isatty(STDIN_FILENO);
+    int turn = 0;
     while (!st) {
         if (tty) fputs("> ", stderr);
         ssize_t len = getline(&line, &line_cap, stdin);
@@ -160,6 +162,10 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         putchar('\n');
         fflush(stdout);
         if (st) break;
+        turn++;
+        fprintf(stderr, "lora chat: turn %d: %d prompt tokens, %d reply tokens (%.1f tokens/s)%s\n", turn, stats.n_prompt,
+                stats.n_generated, stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0,
+                sink.n >= sink.cap ? "; cut at --max-tokens" : "");
         size_t rn;
         free(reply_text);
         reply_text = NULL;
