@@ -232,4 +232,34 @@ bool jb_is_builtin(const char *name, size_t n);
 // Whether `self.name` is a method of self's type (str, dict, list, loop).
 bool jb_has_method(jv self, const char *name, size_t n);
 
+// --- shared by the builtins (jinja_text.c) ---
+
+typedef struct bargs {
+    const jv *args;
+    int nargs;
+    const char **kwn;
+    const jv *kwv;
+    int nkw;
+} bargs;
+
+// Argument `pos` (positional index, -1 for keyword only) or keyword `name`; def when absent.
+jv jt_arg(const bargs *a, int pos, const char *name, jv def);
+bool jt_want_str(jrender *r, jv v, const char *what); // false (and the error) unless a string
+uint32_t jt_cp_at(const char *p, size_t n, size_t *i); // the code point at p[*i], advancing *i
+size_t jt_cp_put(uint32_t cp, char *o);                // its UTF-8 bytes (1..4)
+bool jt_space(uint32_t c);                             // Python's str.isspace
+uint32_t jt_lower(uint32_t c);
+uint32_t jt_upper(uint32_t c);
+bool jt_cased(uint32_t c);
+enum { CASE_LOWER, CASE_UPPER, CASE_CAPITALIZE, CASE_TITLE_METHOD, CASE_TITLE_FILTER };
+bool jt_change_case(jrender *r, jv s, int mode, jv *out);
+jv jt_strip(jv s, jv chars, bool left, bool right); // chars none: Python's whitespace
+bool jt_split(jrender *r, jv s, jv sep, int64_t maxsplit, jv *out);
+bool jt_replace(jrender *r, jv s, jv old, jv new_, int64_t count, jv *out);
+bool jt_starts_ends(jrender *r, jv s, jv pre, bool ends, bool *res);
+// item.attr, with dotted paths ("a.b") and integer parts as Jinja's make_attrgetter does.
+bool jt_attr_path(jrender *r, jv item, jv attr, jv *out);
+// Jinja's indent filter (str.splitlines' line ends).
+bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out);
+
 #endif

@@ -265,16 +265,6 @@ bool jv_write_float(jbuf *b, double f) {
     return jbuf_put(b, out, o);
 }
 
-static uint32_t next_cp(const char *p, size_t n, size_t *i) {
-    const unsigned char *s = (const unsigned char *)p;
-    uint32_t c = s[*i];
-    int k = c < 0x80 ? 0 : c < 0xE0 ? 1 : c < 0xF0 ? 2 : 3;
-    if (c >= 0x80) c &= 0x3F >> k;
-    (*i)++;
-    for (int j = 0; j < k && *i < n; j++) c = (c << 6) | (s[(*i)++] & 0x3F);
-    return c;
-}
-
 // Python's str.isprintable, for the characters repr escapes.
 static bool cp_printable(uint32_t c) {
     if (c < 0x20 || (c >= 0x7F && c <= 0xA0) || c == 0xAD) return false;
@@ -292,7 +282,7 @@ static bool write_str_repr(jbuf *b, const char *p, size_t n) {
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        uint32_t c = next_cp(p, n, &i);
+        uint32_t c = jt_cp_at(p, n, &i);
         char esc[16];
         const char *e = NULL;
         if (c == (uint32_t)quote || c == '\\') {
@@ -367,7 +357,7 @@ static bool write_json_str(jbuf *b, const char *p, size_t n, bool ascii) {
         char esc[16];
         if (ascii && c >= 0x80) { // \uXXXX, astral characters as a surrogate pair
             size_t j = i;
-            uint32_t cp = next_cp(p, n, &j);
+            uint32_t cp = jt_cp_at(p, n, &j);
             if (cp >= 0x10000)
                 snprintf(esc, sizeof esc, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF));
             else

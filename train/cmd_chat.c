@@ -61,9 +61,8 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},         {"adapter", required_argument, 0, 'a'},
         {"system", required_argument, 0, 'S'},        {"chat-template", required_argument, 0, 'C'},
         {"max-tokens", required_argument, 0, 'n'},    {"ctx", required_argument, 0, 'x'},
-        {"temperature", required_argument, 0, 't'},   {"top-k", required_argument, 0, 'k'},
-        {"top-p", required_argument, 0, 'P'},         {"seed", required_argument, 0, 's'},
-        {"help", no_argument, 0, 'h'},                {0, 0, 0, 0},
+        LC_GEN_SAMPLING_OPTIONS,                      {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *system = NULL, *chat_template = NULL;
     lc_gen_options o = {.cmd = "lora chat", .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
@@ -73,6 +72,9 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool used;
+        if ((st = lc_gen_parse_option(&o, c, optarg, &used))) return st;
+        if (used) continue;
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case 'a': o.adapter = optarg; break;
@@ -80,10 +82,6 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 1, 1 << 24, &max_tokens))) return st; break;
         case 'x': if ((st = lc_cli_parse_int("--ctx", optarg, 2, 1 << 24, &ctx))) return st; break;
-        case 't': if ((st = lc_cli_parse_float("--temperature", optarg, 0.0, 100.0, &o.temperature))) return st; break;
-        case 'k': if ((st = lc_cli_parse_int("--top-k", optarg, 0, 1 << 24, &o.top_k))) return st; break;
-        case 'P': if ((st = lc_cli_parse_float("--top-p", optarg, 0.0, 1.0, &o.top_p))) return st; break;
-        case 's': if ((st = lc_cli_parse_int("--seed", optarg, 0, 0x7fffffffL, &o.seed))) return st; break;
         case 'h': fputs(chat_usage, stdout); return LC_STATUS_OK;
         default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora chat --help)",
                                  argv[optind - 1]);

@@ -53,10 +53,9 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},   {"adapter", required_argument, 0, 'a'},
         {"prompt", required_argument, 0, 'p'},  {"chat", required_argument, 0, 'c'},
         {"system", required_argument, 0, 'S'},  {"chat-template", required_argument, 0, 'C'},
-        {"max-tokens", required_argument, 0, 'n'}, {"temperature", required_argument, 0, 't'},
-        {"top-k", required_argument, 0, 'k'},   {"top-p", required_argument, 0, 'P'},
-        {"seed", required_argument, 0, 's'},    {"ids", no_argument, 0, 'i'},
-        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+        {"max-tokens", required_argument, 0, 'n'}, LC_GEN_SAMPLING_OPTIONS,
+        {"ids", no_argument, 0, 'i'},           {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
     };
     const char *prompt = NULL, *chat_text = NULL, *system = NULL, *chat_template = NULL;
     lc_gen_options o = {.cmd = "lora generate", .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
@@ -66,6 +65,9 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        bool used;
+        if ((st = lc_gen_parse_option(&o, c, optarg, &used))) return st;
+        if (used) continue;
         switch (c) {
         case 'm': o.model_dir = optarg; break;
         case 'a': o.adapter = optarg; break;
@@ -74,10 +76,6 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         case 'S': system = optarg; break;
         case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 0, 1 << 24, &max_tokens))) return st; break;
-        case 't': if ((st = lc_cli_parse_float("--temperature", optarg, 0.0, 100.0, &o.temperature))) return st; break;
-        case 'k': if ((st = lc_cli_parse_int("--top-k", optarg, 0, 1 << 24, &o.top_k))) return st; break;
-        case 'P': if ((st = lc_cli_parse_float("--top-p", optarg, 0.0, 1.0, &o.top_p))) return st; break;
-        case 's': if ((st = lc_cli_parse_int("--seed", optarg, 0, 0x7fffffffL, &o.seed))) return st; break;
         case 'i': print_ids = 1; break;
         case 'h': fputs(generate_usage, stdout); return LC_STATUS_OK;
         default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora generate --help)",

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "train/adapter.h"
+#include "train/cli.h"
 #include "train/trainer.h"
 
 static void add_stop(lc_gen_session *s, int32_t id) {
@@ -14,6 +15,17 @@ static void add_stop(lc_gen_session *s, int32_t id) {
     for (int k = 0; k < s->n_stop; k++)
         if (s->stop[k] == id) return;
     s->stop[s->n_stop++] = id;
+}
+
+lc_status lc_gen_parse_option(lc_gen_options *o, int c, const char *arg, bool *used) {
+    *used = true;
+    switch (c) {
+    case 't': return lc_cli_parse_float("--temperature", arg, 0.0, 100.0, &o->temperature);
+    case 'k': return lc_cli_parse_int("--top-k", arg, 0, 1 << 24, &o->top_k);
+    case 'P': return lc_cli_parse_float("--top-p", arg, 0.0, 1.0, &o->top_p);
+    case 's': return lc_cli_parse_int("--seed", arg, 0, 0x7fffffffL, &o->seed);
+    default: *used = false; return LC_STATUS_OK;
+    }
 }
 
 lc_status lc_gen_session_open(lc_gen_session *s, const lc_gen_options *o) {

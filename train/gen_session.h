@@ -4,6 +4,7 @@
 #ifndef LC_GEN_SESSION_H
 #define LC_GEN_SESSION_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "data/chat.h"
@@ -35,6 +36,14 @@ typedef struct lc_gen_session {
     char *text;                     // one token's decoded bytes (lc_tokenizer_stream_max_bytes)
     size_t text_cap;
 } lc_gen_session;
+
+// The sampling options lora generate and lora chat share (--temperature,
+// --top-k, --top-p, --seed, as getopt codes 't', 'k', 'P', 's'): *used says
+// whether c was one of them.
+lc_status lc_gen_parse_option(lc_gen_options *o, int c, const char *arg, bool *used);
+#define LC_GEN_SAMPLING_OPTIONS                                                                                     \
+    {"temperature", required_argument, 0, 't'}, {"top-k", required_argument, 0, 'k'},                             \
+        {"top-p", required_argument, 0, 'P'}, {"seed", required_argument, 0, 's'}
 
 lc_status lc_gen_session_open(lc_gen_session *s, const lc_gen_options *o);
 void lc_gen_session_close(lc_gen_session *s);
