@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/file.h"
 
@@ -77,4 +78,13 @@ lc_status lc_json_get_string(const cJSON *obj, const char *key, const char *what
     if (!cJSON_IsString(v)) return lc_error(LC_STATUS_INPUT, "%s: \"%s\" must be a string", what, key);
     *out = v->valuestring;
     return LC_STATUS_OK;
+}
+
+bool lc_json_has_nul_escape(const char *s, size_t n) {
+    for (const char *p = s; (p = memchr(p, '\\', (size_t)(s + n - p))) != NULL;) {
+        if (p + 1 < s + n && p[1] == 'u' && (size_t)(s + n - p) >= 6 && memcmp(p + 2, "0000", 4) == 0) return true;
+        p += 2; // skip the escaped character (an escaped backslash included)
+        if (p >= s + n) break;
+    }
+    return false;
 }

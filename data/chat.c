@@ -10,6 +10,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "data/jinja.h"
+#include "data/jinja_internal.h"
 
 #define MAX_TEMPLATE_BYTES (4u << 20)
 
@@ -201,6 +202,9 @@ lc_status lc_chat_check_messages(const cJSON *messages, const char *what) {
         if (!cJSON_IsString(content))
             return lc_error(LC_STATUS_INPUT, "%s: message %d (%.20s): \"content\" must be a string", what, i,
                             role->valuestring);
+        size_t n = strlen(content->valuestring), rn = strlen(role->valuestring);
+        if (jt_utf8_check(role->valuestring, rn) < rn || jt_utf8_check(content->valuestring, n) < n)
+            return lc_error(LC_STATUS_INPUT, "%s: message %d: text that is not valid UTF-8", what, i);
     }
     return LC_STATUS_OK;
 }
@@ -273,8 +277,42 @@ static lc_status content_start(const lc_chat *c, const cJSON *messages, int i, c
     return LC_STATUS_OK;
 }
 
-lc_status lc_chat_assistant_spans(const lc_chat *c, const cJSON *messages, char **full, size_t *full_len,
-                                  lc_chat_span **spans, int *n_spans) {
+// Token starts of text (offsets of its encoding, and len): where a span may end.
+typedef struct boundaries {
+    int32_t *ids;
+    size_t *off; // [n] token starts
+    size_t n, cap;
+} boundaries;
+
+static lc_status boundaries_of(const lc_tokenizer *tok, const char *text, size_t len, boundaries *b) {
+    lc_status st = lc_tokenizer_encode(tok, text, len, false, &b->ids, &b->cap, &b->n);
+    if (st) return st;
+    size_t *off = realloc(b->off, (b->n ? b->n : 1) * sizeof *off);
+    if (!off) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    b->off = off;
+    return lc_tokenizer_offsets(tok, text, len, b->ids, b->n, b->off);
+}
+
+static bool is_boundary(const boundaries *b, size_t len, size_t pos) {
+    if (pos == len) return true;
+    size_t lo = 0, hi = b->n; // offsets are non-decreasing
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (b->off[mid] < pos) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < b->n && b->off[lo] == pos;
+}
+
+static void boundaries_free(boundaries *b) {
+    free(b->ids);
+    free(b->off);
+    memset(b, 0, sizeof *b);
+}
+
+// The spans, and with tok the whole rendering's tokens (*fb, caller frees).
+static lc_status find_spans(const lc_chat *c, const lc_tokenizer *tok, const cJSON *messages, char **full,
+                            size_t *full_len, lc_chat_span **spans, int *n_spans, boundaries *fb) {
     *full = NULL;
     *spans = NULL;
     *n_spans = 0;
@@ -282,11 +320,9 @@ lc_status lc_chat_assistant_spans(const lc_chat *c, const cJSON *messages, char 
     lc_status st = lc_chat_render(c, messages, -1, false, full, full_len);
     if (st) return st;
     lc_chat_span *sp = calloc((size_t)n + 1, sizeof *sp);
-    if (!sp) {
-        free(*full);
-        *full = NULL;
-        return lc_error(LC_STATUS_RUNTIME, "out of memory");
-    }
+    if (!sp) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (!st && tok) st = boundaries_of(tok, *full, *full_len, fb);
+    boundaries qb = {0};
     int k = 0, i = 0;
     size_t prev_end = 0;
     for (const cJSON *m = messages->child; m && !st; m = m->next, i++) {
@@ -294,32 +330,45 @@ lc_status lc_chat_assistant_spans(const lc_chat *c, const cJSON *messages, char 
         if (strcmp(role, "assistant") != 0) continue;
         char *pre = NULL, *upto = NULL;
         size_t npre = 0, nupto = 0;
-        long at = -1;
-        if ((st = lc_chat_render(c, messages, i, true, &pre, &npre))) break;
-        if ((st = lc_chat_render(c, messages, i + 1, false, &upto, &nupto))) {
+        if ((st = lc_chat_render(c, messages, i, true, &pre, &npre)) ||
+            (st = lc_chat_render(c, messages, i + 1, false, &upto, &nupto))) {
             free(pre);
             break;
         }
-        if ((st = content_start(c, messages, i, *full, *full_len, &at))) {
-            free(pre);
-            free(upto);
-            break;
+        // The span begins where the messages before it with the generation
+        // prompt end. A template that rewrites earlier turns makes that no
+        // prefix of the whole: then the content is looked for in the rendering.
+        size_t agree = common_prefix(pre, npre, *full, *full_len), begin = npre;
+        if (agree < npre) {
+            long at = -1;
+            if ((st = content_start(c, messages, i, *full, *full_len, &at))) {
+                free(pre);
+                free(upto);
+                break;
+            }
+            if (at < 0) {
+                st = lc_error(LC_STATUS_INPUT, "the chat template renders assistant message %d so that its text "
+                              "cannot be told from the prompt's (the rendering up to it with the generation prompt is "
+                              "not a prefix of the whole conversation's, and its content is not found in it)", i);
+                free(pre);
+                free(upto);
+                break;
+            }
+            begin = agree > (size_t)at ? agree : (size_t)at; // a generation prompt that reaches into the content keeps that part out
         }
-        size_t agree = common_prefix(pre, npre, *full, *full_len);
-        size_t begin;
-        if (at >= 0) // the content starts at `at`; a generation prompt that reaches into it keeps that part out
-            begin = agree > (size_t)at ? agree : (size_t)at;
-        else if (agree == npre) // the content is not shown verbatim: trust the generation prompt
-            begin = npre;
-        else {
-            st = lc_error(LC_STATUS_INPUT, "the chat template renders assistant message %d so that its text cannot be "
-                          "told from the prompt's (the rendering up to it with the generation prompt is not a prefix "
-                          "of the whole conversation's)", i);
-            free(pre);
-            free(upto);
-            break;
-        }
+        // It ends where the rendering that ends with it stops agreeing with the
+        // whole. Text the template writes after a last message can start like
+        // the next turn's header ("<|" of "<|endoftext|>" and "<|user|>"):
+        // with a tokenizer the end moves back to a token start of both renderings.
         size_t end = common_prefix(upto, nupto, *full, *full_len);
+        if (tok && end < *full_len && end > begin) {
+            if ((st = boundaries_of(tok, upto, nupto, &qb))) {
+                free(pre);
+                free(upto);
+                break;
+            }
+            while (end > begin && !(is_boundary(fb, *full_len, end) && is_boundary(&qb, nupto, end))) end--;
+        }
         free(pre);
         free(upto);
         if (begin < prev_end) {
@@ -334,15 +383,25 @@ lc_status lc_chat_assistant_spans(const lc_chat *c, const cJSON *messages, char 
             k++;
         }
     }
+    boundaries_free(&qb);
     if (st) {
         free(sp);
         free(*full);
         *full = NULL;
+        boundaries_free(fb);
         return st;
     }
     *spans = sp;
     *n_spans = k;
     return LC_STATUS_OK;
+}
+
+lc_status lc_chat_assistant_spans(const lc_chat *c, const lc_tokenizer *tok, const cJSON *messages, char **full,
+                                  size_t *full_len, lc_chat_span **spans, int *n_spans) {
+    boundaries fb = {0};
+    lc_status st = find_spans(c, tok, messages, full, full_len, spans, n_spans, &fb);
+    boundaries_free(&fb);
+    return st;
 }
 
 lc_status lc_chat_tokenize(const lc_chat *c, const lc_tokenizer *tok, const cJSON *messages, int32_t **ids,
@@ -354,51 +413,26 @@ lc_status lc_chat_tokenize(const lc_chat *c, const lc_tokenizer *tok, const cJSO
     size_t full_len;
     lc_chat_span *spans;
     int n_spans;
-    lc_status st = lc_chat_assistant_spans(c, messages, &full, &full_len, &spans, &n_spans);
+    boundaries fb = {0};
+    lc_status st = find_spans(c, tok, messages, &full, &full_len, &spans, &n_spans, &fb);
     if (st) return st;
-    size_t cap = 0, count = 0;
-    int32_t *v = NULL;
-    size_t *off = NULL;
-    uint8_t *mk = NULL;
-    st = lc_tokenizer_encode(tok, full, full_len, false, &v, &cap, &count);
-    if (!st) {
-        off = malloc((count ? count : 1) * sizeof *off);
-        mk = calloc(count ? count : 1, 1);
-        if (!off || !mk) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
-    }
-    if (!st) st = lc_tokenizer_offsets(tok, full, full_len, v, count, off);
-    if (!st) {
-        // A span's end is where the renderings stop agreeing, which can fall a
-        // character or two into the next turn's first token when the text the
-        // template writes after a last message starts the same way ("<|" of
-        // "<|endoftext|>" and "<|user|>"): an end inside a token moves back to
-        // where that token begins, so no token of the next turn is in the loss.
-        size_t j = 0;
-        for (int k = 0; k < n_spans; k++) {
-            size_t e = spans[k].end;
-            while (j < count && off[j] < e) j++; // j: the first token starting at or after e
-            if (e < full_len && j > 0 && (j == count || off[j] > e) && off[j - 1] < e) {
-                size_t next = j < count ? off[j] : full_len;
-                if (next > e) spans[k].end = off[j - 1] > spans[k].begin ? off[j - 1] : spans[k].begin;
-            }
-        }
-        int s = 0;
-        for (j = 0; j < count; j++) {
-            while (s < n_spans && spans[s].end <= off[j]) s++;
-            mk[j] = s < n_spans && off[j] >= spans[s].begin;
-        }
+    uint8_t *mk = calloc(fb.n ? fb.n : 1, 1);
+    if (!mk) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    // A token is in the loss when its first byte lies in an assistant span.
+    for (size_t j = 0, s = 0; mk && j < fb.n; j++) {
+        while (s < (size_t)n_spans && spans[s].end <= fb.off[j]) s++;
+        mk[j] = s < (size_t)n_spans && fb.off[j] >= spans[s].begin;
     }
     free(full);
     free(spans);
-    free(off);
     if (st) {
-        free(v);
-        free(mk);
+        boundaries_free(&fb);
         return st;
     }
-    *ids = v;
+    *ids = fb.ids;
     *mask = mk;
-    *n = count;
+    *n = fb.n;
+    free(fb.off);
     return LC_STATUS_OK;
 }
 
@@ -409,7 +443,7 @@ int lc_chat_end_of_turn_ids(const lc_chat *c, const lc_tokenizer *tok, int32_t *
     size_t full_len = 0;
     lc_chat_span *spans = NULL;
     int n_spans = 0, found = 0;
-    if (!lc_chat_assistant_spans(c, msgs, &full, &full_len, &spans, &n_spans) && n_spans == 1) {
+    if (!lc_chat_assistant_spans(c, tok, msgs, &full, &full_len, &spans, &n_spans) && n_spans == 1) {
         // the text after the reply in its span: the special tokens there end a turn
         const char *reply = find_bytes(full + spans[0].begin, spans[0].end - spans[0].begin, "Yes", 3);
         if (reply) {

@@ -48,14 +48,17 @@ typedef struct lc_chat_span {
 
 // Renders the whole conversation (*full, caller frees) and finds each
 // assistant message's span in it: from where the rendering of the messages
-// before it with the generation prompt ends, as far as the rendering that
+// before it with the generation prompt ends (for a template that rewrites
+// earlier turns, so that this is no prefix of the whole: from where the
+// message's content is found in the rendering) as far as the rendering that
 // ends with it agrees with the whole: its content and the template's
-// end-of-turn text, never a header or another role's text. Templates that
-// rewrite earlier turns are handled by locating the message's content in
-// the rendering; a conversation whose spans cannot be found that way is
-// refused (LC_STATUS_INPUT). *spans is a heap array (caller frees).
-lc_status lc_chat_assistant_spans(const lc_chat *c, const cJSON *messages, char **full, size_t *full_len,
-                                  lc_chat_span **spans, int *n_spans);
+// end-of-turn text, and an EOS written after the last turn. With tok (may be
+// NULL) a span ends on a token start of both renderings, so a next header
+// that begins like the template's closing text ("<|") stays out. A
+// conversation whose spans cannot be found is refused (LC_STATUS_INPUT).
+// *spans is a heap array (caller frees).
+lc_status lc_chat_assistant_spans(const lc_chat *c, const lc_tokenizer *tok, const cJSON *messages, char **full,
+                                  size_t *full_len, lc_chat_span **spans, int *n_spans);
 
 // The rendered conversation tokenized without adding BOS/EOS (the template
 // writes them) and, per token, 1 when its first byte lies in an assistant

@@ -136,17 +136,6 @@ static size_t lc_utf8_check(const unsigned char *s, size_t n) {
     return n;
 }
 
-// True if the line holds a \u0000 escape: cJSON would end the C string there
-// and silently drop the rest of the text.
-static bool lc_has_nul_escape(const char *s, size_t n) {
-    for (const char *p = s; (p = memchr(p, '\\', (size_t)(s + n - p))) != NULL;) {
-        if (p + 1 < s + n && p[1] == 'u' && (size_t)(s + n - p) >= 6 && memcmp(p + 2, "0000", 4) == 0) return true;
-        p += 2; // skip the escaped character (an escaped backslash included)
-        if (p >= s + n) break;
-    }
-    return false;
-}
-
 // Copies an untrusted key into out for an error message: at most 40 bytes,
 // control characters replaced so the message stays on one line.
 static const char *lc_key_for_message(const char *key, char out[48]) {
@@ -237,7 +226,7 @@ static lc_status lc_loader_add(lc_loader *L, const lc_record *rec, int line, lc_
                             L->opt->chat_error);
         if (!L->opt->chat)
             return lc_error(LC_STATUS_INPUT, "%s: chat data (\"messages\") needs a chat template, and %s has none "
-                            "(set \"chat_template\": FILE.jinja)", what, L->opt->model_name ? L->opt->model_name : "the model");
+                            "(give one: \"chat_template\": FILE.jinja in the config, --chat-template FILE.jinja for lora eval)", what, L->opt->model_name ? L->opt->model_name : "the model");
         if ((st = lc_chat_check_messages(rec->messages, what))) return st;
         free(L->full);
         L->full = NULL;
@@ -360,7 +349,7 @@ static lc_status lc_dataset_read(lc_loader *L, lc_line_reader *r, lc_dataset *ds
         size_t bad = lc_utf8_check((const unsigned char *)r->line, r->len);
         if (bad < r->len) return lc_error(LC_STATUS_INPUT, "%s:%d: invalid UTF-8 at byte %zu", L->path, line, bad);
 
-        if (lc_has_nul_escape(r->line, r->len))
+        if (lc_json_has_nul_escape(r->line, r->len))
             return lc_error(LC_STATUS_INPUT, "%s:%d: \\u0000 (NUL) in a string is not supported", L->path, line);
 
         // Parse the line plus its NUL so cJSON rejects trailing garbage after the object.

@@ -1,9 +1,12 @@
 // Jinja's filters and tests, with Jinja2 3.1's behaviour and transformers'
 // tojson (json.dumps without HTML escaping).
+#include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "data/jinja_internal.h"
 
@@ -96,6 +99,7 @@ static bool tojson(jrender *r, jv v, const bargs *a, jv *out) {
     if (rc) {
         free(b.p);
         if (rc < 0) return jr_oom(r);
+        if (rc == 2) return jr_fail(r, "tojson: a value nested too deep");
         return jr_fail(r, "TypeError: Object of type %s is not JSON serializable", jv_type_name(v));
     }
     *out = jv_str_copy(&r->arena, b.p ? b.p : "", b.n);
@@ -147,6 +151,55 @@ static bool sorted(jrender *r, jlist *items, bool reverse, bool cs, jv attr, jli
     return true;
 }
 
+// A string as Python's int() (1) or float() (2) reads it, underscores between
+// digits allowed; 0 when neither does.
+static int py_number(jv s, int64_t *iv, double *d) {
+    char buf[80];
+    size_t n = 0;
+    const char *p = s.u.s.p, *e = p + s.u.s.n;
+    if (s.u.s.n == 0 || s.u.s.n >= sizeof buf) return 0;
+    for (const char *q = p; q < e; q++) {
+        if (*q == '_') { // only between two digits
+            if (q == p || q + 1 == e || !isdigit((unsigned char)q[-1]) || !isdigit((unsigned char)q[1])) return 0;
+            continue;
+        }
+        buf[n++] = *q;
+    }
+    buf[n] = 0;
+    size_t i = buf[0] == '+' || buf[0] == '-';
+    size_t digits = 0;
+    while (isdigit((unsigned char)buf[i + digits])) digits++;
+    if (digits && !buf[i + digits]) {
+        errno = 0;
+        long long v = strtoll(buf, NULL, 10);
+        if (errno) return 0;
+        *iv = v;
+        return 1;
+    }
+    // float(): digits with an optional point and exponent, or inf/infinity/nan
+    const char *w = buf + i;
+    if (!strcasecmp(w, "inf") || !strcasecmp(w, "infinity") || !strcasecmp(w, "nan")) {
+        *d = strtod(buf, NULL);
+        return 2;
+    }
+    size_t k = i, before = 0, after = 0;
+    while (isdigit((unsigned char)buf[k])) k++, before++;
+    if (buf[k] == '.') {
+        k++;
+        while (isdigit((unsigned char)buf[k])) k++, after++;
+    }
+    if (!before && !after) return 0;
+    if (buf[k] == 'e' || buf[k] == 'E') {
+        k++;
+        if (buf[k] == '+' || buf[k] == '-') k++;
+        if (!isdigit((unsigned char)buf[k])) return 0;
+        while (isdigit((unsigned char)buf[k])) k++;
+    }
+    if (buf[k]) return 0;
+    *d = strtod(buf, NULL);
+    return 2;
+}
+
 bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, const char **kwn, const jv *kwv, int nkw,
                jv *out) {
     bargs a = {args, nargs, kwn, kwv, nkw};
@@ -160,20 +213,23 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
         default: return jr_fail(r, "TypeError: object of type '%s' has no len()", jv_type_name(in));
         }
     }
-    if (!strcmp(name, "safe")) {
-        *out = in;
+    if (!strcmp(name, "safe")) { // Markup: a plain string added to it is escaped (autoescape stays off)
+        if (in.t != JV_STR && !make_str(r, in, &in)) return false;
+        *out = jv_markup(in, true);
         return true;
     }
     if (!strcmp(name, "string")) return make_str(r, in, out);
     if (!strcmp(name, "trim")) {
         if (!make_str(r, in, &s)) return false;
-        *out = jt_strip(s, jt_arg(&a, 0, "chars", jv_none()), true, true);
+        *out = jv_markup(jt_strip(s, jt_arg(&a, 0, "chars", jv_none()), true, true), JV_IS_MARKUP(in));
         return true;
     }
     if (!strcmp(name, "lower") || !strcmp(name, "upper") || !strcmp(name, "capitalize") || !strcmp(name, "title")) {
         if (!make_str(r, in, &s)) return false;
         int mode = name[0] == 'l' ? CASE_LOWER : name[0] == 'u' ? CASE_UPPER : name[0] == 'c' ? CASE_CAPITALIZE : CASE_TITLE_FILTER;
-        return jt_change_case(r, s, mode, out);
+        if (!jt_change_case(r, s, mode, out)) return false;
+        *out = jv_markup(*out, JV_IS_MARKUP(in) && mode != CASE_TITLE_FILTER); // Jinja's title rebuilds a plain str
+        return true;
     }
     if (!strcmp(name, "replace")) {
         if (!make_str(r, in, &s)) return false;
@@ -189,8 +245,11 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
     if (!strcmp(name, "tojson")) return tojson(r, in, &a, out);
     if (!strcmp(name, "indent")) {
         if (!make_str(r, in, &s)) return false;
-        return jt_indent(r, s, jt_arg(&a, 0, "width", jv_int(4)), jv_truthy(jt_arg(&a, 1, "first", jv_bool(false))),
-                      jv_truthy(jt_arg(&a, 2, "blank", jv_bool(false))), out);
+        if (!jt_indent(r, s, jt_arg(&a, 0, "width", jv_int(4)), jv_truthy(jt_arg(&a, 1, "first", jv_bool(false))),
+                       jv_truthy(jt_arg(&a, 2, "blank", jv_bool(false))), out))
+            return false;
+        *out = jv_markup(*out, JV_IS_MARKUP(in));
+        return true;
     }
     if (!strcmp(name, "list") || !strcmp(name, "first") || !strcmp(name, "last") || !strcmp(name, "reverse") ||
         !strcmp(name, "unique") || !strcmp(name, "join") || !strcmp(name, "map") || !strcmp(name, "sort") ||
@@ -344,12 +403,14 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
             return true;
         }
         if (in.t == JV_STR) {
-            char tmp[64];
-            snprintf(tmp, sizeof tmp, "%.*s", (int)(in.u.s.n < 63 ? in.u.s.n : 63), in.u.s.p);
-            char *end;
-            double d = strtod(tmp, &end);
-            while (*end == ' ' || *end == '\t' || *end == '\n') end++;
-            if (end != tmp && !*end && in.u.s.n < 63) {
+            int64_t iv;
+            double d;
+            int kind = py_number(jt_strip(in, jv_none(), true, true), &iv, &d);
+            if (kind == 1) {
+                *out = is_int ? jv_int(iv) : jv_float((double)iv);
+                return true;
+            }
+            if (kind == 2 && (!is_int || fabs(d) < 9.2e18)) { // int(float(s)); inf and nan give the default
                 *out = is_int ? jv_int((int64_t)d) : jv_float(d);
                 return true;
             }
@@ -370,8 +431,17 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
         if (p < -300 || p > 300) return jr_fail(r, "round: precision out of range");
         bool common = !(method.t == JV_STR && ((method.u.s.n == 4 && !memcmp(method.u.s.p, "ceil", 4)) ||
                                                (method.u.s.n == 5 && !memcmp(method.u.s.p, "floor", 5))));
-        if (common && in.t != JV_FLOAT && p >= 0) { // Python's round keeps an int an int
-            *out = jv_int(in.u.i);
+        if (common && in.t != JV_FLOAT) { // Python's round keeps an int an int (halves to even)
+            int64_t x = in.u.i, m = 1;
+            for (int64_t k = 0; k < -p && m <= INT64_MAX / 10; k++) m *= 10;
+            if (p >= 0 || -p > 18) {
+                *out = jv_int(p >= 0 ? x : 0);
+                return true;
+            }
+            int64_t q = x / m, rem = x % m;
+            if (rem < 0) rem += m, q--;
+            if (2 * rem > m || (2 * rem == m && (q & 1))) q++;
+            *out = jv_int(q * m);
             return true;
         }
         if (common) { // correctly rounded, halves to even, as Python's round(x, n)
@@ -405,17 +475,11 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
         return true;
     }
     if (!strcmp(name, "escape") || !strcmp(name, "e")) {
-        if (!make_str(r, in, &s)) return false;
-        jbuf b = {0};
-        bool ok = true;
-        for (size_t i = 0; ok && i < s.u.s.n; i++) {
-            char c = s.u.s.p[i];
-            const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
-            ok = e ? jbuf_puts(&b, e) : jbuf_put(&b, &c, 1);
+        if (JV_IS_MARKUP(in)) {
+            *out = in;
+            return true;
         }
-        *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
-        free(b.p);
-        return (ok && out->t == JV_STR) || jr_oom(r);
+        return make_str(r, in, &s) && jt_escape(r, s, out);
     }
     return jr_fail(r, "TemplateAssertionError: no filter named '%s'", name);
 }

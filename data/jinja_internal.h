@@ -39,7 +39,7 @@ typedef struct jfunc jfunc;
 
 typedef struct jv {
     uint8_t t;     // jv_type
-    uint8_t tuple; // JV_LIST printed as a tuple
+    uint8_t tuple; // JV_LIST: a tuple; JV_STR: a Markup string (|safe, |escape)
     union {
         int64_t i; // JV_BOOL (0/1), JV_INT
         double f;
@@ -150,6 +150,7 @@ typedef struct jbuf {
     char *p;
     size_t n, cap;
     size_t limit; // appends past it fail
+    bool too_deep; // a write failed on a value nested too deep (not the limit)
 } jbuf;
 
 bool jbuf_put(jbuf *b, const char *p, size_t n);
@@ -161,6 +162,10 @@ static inline jv jv_bool(bool b) { jv v = {0}; v.t = JV_BOOL; v.u.i = b; return 
 static inline jv jv_int(int64_t i) { jv v = {0}; v.t = JV_INT; v.u.i = i; return v; }
 static inline jv jv_float(double f) { jv v = {0}; v.t = JV_FLOAT; v.u.f = f; return v; }
 static inline jv jv_str(const char *p, size_t n) { jv v = {0}; v.t = JV_STR; v.u.s.p = p; v.u.s.n = n; return v; }
+// Markup is Jinja's "safe" string: a plain string added to it is HTML-escaped
+// first (transformers turns autoescape off, but Markup still escapes).
+#define JV_IS_MARKUP(v) ((v).t == JV_STR && (v).tuple)
+static inline jv jv_markup(jv v, bool m) { if (v.t == JV_STR) v.tuple = m; return v; }
 
 jv jv_str_copy(jarena *a, const char *p, size_t n); // JV_NONE... never: t = JV_UNDEF on allocation failure
 jlist *jlist_new(jarena *a, size_t cap);
@@ -172,7 +177,9 @@ jv jv_list(jlist *l);
 jv jv_dict(jdict *d);
 
 bool jv_truthy(jv v);
-bool jv_equal(jv a, jv b);
+bool jv_equal(jv a, jv b); // Python's ==
+// Whether a jv_equal since the last call gave up (too deep or too costly); clears it.
+bool jv_equal_overflowed(void);
 bool jv_is_number(jv v); // bool, int, float
 double jv_num(jv v);
 // Python str(v): strings as they are, everything else as repr. false when the buffer is full.
@@ -180,7 +187,7 @@ bool jv_write_str(jbuf *b, jv v);
 bool jv_write_repr(jbuf *b, jv v);
 bool jv_write_float(jbuf *b, double f);
 // json.dumps(v, ensure_ascii, indent, separators, sort_keys); indent NULL for none.
-// Returns 0, or -1 when the buffer is full, or 1 for a value JSON cannot hold.
+// Returns 0, or -1 when the buffer is full, 1 for a value JSON cannot hold, 2 for one nested too deep.
 int jv_write_json(jbuf *b, jv v, const char *indent, size_t indent_n, int level, const char *item_sep,
                   const char *key_sep, bool sort_keys, bool ascii);
 const char *jv_type_name(jv v); // Python's name: 'str', 'int', 'dict', ...
@@ -261,5 +268,7 @@ bool jt_starts_ends(jrender *r, jv s, jv pre, bool ends, bool *res);
 bool jt_attr_path(jrender *r, jv item, jv attr, jv *out);
 // Jinja's indent filter (str.splitlines' line ends).
 bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out);
+bool jt_escape(jrender *r, jv s, jv *out); // Markup's escape: & < > " ' as entities
+size_t jt_utf8_check(const char *p, size_t n); // offset of the first byte that is not valid UTF-8, or n
 
 #endif

@@ -35,13 +35,34 @@ static bool push_tok(parser *ps, tok t) {
     return true;
 }
 
-static int line_at(const parser *ps, size_t off) {
-    int line = 1;
-    for (size_t i = 0; i < off && i < ps->len; i++) line += ps->src[i] == '\n';
-    return line;
+// Line of a source offset; tokens come in order, so count on from the last answer.
+static int line_at(parser *ps, size_t off) {
+    if (off < ps->line_off) {
+        ps->line_off = 0;
+        ps->line_no = 1;
+    }
+    for (; ps->line_off < off && ps->line_off < ps->len; ps->line_off++) ps->line_no += ps->src[ps->line_off] == '\n';
+    return ps->line_no;
 }
 
 static bool is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+
+// Whitespace as Python's \s and str.strip see it (Unicode: NBSP, U+3000, ...):
+// the bytes of the whitespace character at src[i], or 0.
+static size_t ws_at(const parser *ps, size_t i) {
+    if (i >= ps->len) return 0;
+    size_t j = i;
+    uint32_t c = jt_cp_at(ps->src, ps->len, &j);
+    return jt_space(c) ? j - i : 0;
+}
+
+// The same for the character that ends at src[i] (after lo).
+static size_t ws_before(const parser *ps, size_t i, size_t lo) {
+    if (i <= lo) return 0;
+    size_t k = i - 1;
+    while (k > lo && ((unsigned char)ps->src[k] & 0xC0) == 0x80) k--;
+    return ws_at(ps, k) == i - k ? i - k : 0;
+}
 
 static int hexdig(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -99,6 +120,8 @@ static bool lex_string(parser *ps, size_t *i, int line, tok *out) {
                 for (int k = 0; k < 2 && j < end && ps->src[j] >= '0' && ps->src[j] <= '7'; k++)
                     cp = cp * 8 + (uint32_t)(ps->src[j++] - '0');
                 o += jt_cp_put(cp, v + o);
+            } else if (e == 'N') {
+                return jp_err(ps, line, "\\N{...} escapes are not supported; write the character itself");
             } else { // Python keeps an unknown escape as written
                 v[o++] = '\\';
                 v[o++] = e;
@@ -235,21 +258,21 @@ bool jp_lex(parser *ps) {
         if (!open) j = ps->len;
         size_t ts = i, te = j; // the text between
         if (strip_next)
-            while (ts < te && is_ws(ps->src[ts])) ts++;
+            for (size_t w; ts < te && (w = ws_at(ps, ts));) ts += w;
         else if (trim_nl && ts < te && ps->src[ts] == '\n')
             ts++;
         char kind = open ? open[1] : 0;
         char sign = open && j + 2 < ps->len ? ps->src[j + 2] : 0;
         if (open && sign == '-') {
-            while (te > ts && is_ws(ps->src[te - 1])) te--;
+            for (size_t w; te > ts && (w = ws_before(ps, te, ts));) te -= w;
         } else if (open && kind != '{' && sign != '+') {
             // lstrip_blocks: whitespace from the line start to the tag
             size_t l = te;
             while (l > ts && ps->src[l - 1] != '\n') l--;
             bool at_line = l > ts || line_start;
             bool blank = l < te;
-            for (size_t k = l; k < te && blank; k++)
-                if (!is_ws(ps->src[k])) blank = false;
+            for (size_t k = l, w; k < te && blank; k += w)
+                if (!(w = ws_at(ps, k))) blank = false;
             if (at_line && blank) te = l;
         }
         if (te > ts && !push_tok(ps, (tok){.kind = TK_TEXT, .line = line_at(ps, ts), .p = ps->src + ts, .n = te - ts}))
@@ -286,8 +309,8 @@ bool jp_lex(parser *ps) {
                 if (ps->len - m >= 2 && memcmp(ps->src + m, "%}", 2) == 0) {
                     ps->ntok--; // no block token for raw
                     size_t body = m + 2;
-                    if (dash) while (body < ps->len && is_ws(ps->src[body])) body++;
-                    else if (body < ps->len && ps->src[body] == '\n') body++;
+                    if (dash) // no trim_blocks after {% raw %}: Jinja2 keeps that newline
+                        for (size_t w; (w = ws_at(ps, body));) body += w;
                     const char *endraw = NULL;
                     size_t close = 0;
                     for (size_t q = body; q + 1 < ps->len && !endraw; q++) {
@@ -311,7 +334,7 @@ bool jp_lex(parser *ps) {
                     if (!endraw) return jp_err(ps, line, "unclosed raw block");
                     size_t re = (size_t)(endraw - ps->src);
                     if (ps->src[re + 2] == '-')
-                        while (re > body && is_ws(ps->src[re - 1])) re--;
+                        for (size_t w; re > body && (w = ws_before(ps, re, body));) re -= w;
                     if (re > body &&
                         !push_tok(ps, (tok){.kind = TK_TEXT, .line = line_at(ps, body), .p = ps->src + body, .n = re - body}))
                         return false;

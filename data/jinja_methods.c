@@ -50,8 +50,8 @@ static bool str_pred(jv s, const char *name) {
     return any && all;
 }
 
-bool jb_call_method(jrender *r, jv self, const char *name, const jv *args, int nargs, const char **kwn, const jv *kwv,
-                    int nkw, jv *out) {
+static bool call_method(jrender *r, jv self, const char *name, const jv *args, int nargs, const char **kwn,
+                        const jv *kwv, int nkw, jv *out) {
     bargs a = {args, nargs, kwn, kwv, nkw};
     if (in_set(MUTATORS, name, strlen(name)) && !(self.t == JV_DICT && self.u.d->kind == JDICT_LOOP))
         return jr_fail(r, "SecurityError: access to attribute '%s' of '%s' object is unsafe.", name, jv_type_name(self));
@@ -186,6 +186,17 @@ bool jb_call_method(jrender *r, jv self, const char *name, const jv *args, int n
         return true;
     }
     *out = jv_bool(str_pred(self, name));
+    return true;
+}
+
+bool jb_call_method(jrender *r, jv self, const char *name, const jv *args, int nargs, const char **kwn, const jv *kwv,
+                    int nkw, jv *out) {
+    if (!call_method(r, self, name, args, nargs, kwn, kwv, nkw, out)) return false;
+    if (JV_IS_MARKUP(self) && strcmp(name, "join") != 0) { // Markup's string methods give Markup
+        *out = jv_markup(*out, true);
+        if (out->t == JV_LIST)
+            for (size_t i = 0; i < out->u.l->n; i++) out->u.l->items[i] = jv_markup(out->u.l->items[i], true);
+    }
     return true;
 }
 

@@ -277,7 +277,7 @@ lc_status lc_jinja_parse(lc_jinja_template **out, const char *src, size_t len, c
     lc_jinja_template *t = calloc(1, sizeof *t);
     if (!t) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     snprintf(t->name, sizeof t->name, "%s", name ? name : "template");
-    parser ps = {.t = t};
+    parser ps = {.t = t, .line_no = 1};
     // Newlines normalized to \n, and one trailing newline dropped (keep_trailing_newline off).
     char *s = jarena_alloc(&t->arena, len + 1);
     if (!s) {
@@ -293,6 +293,14 @@ lc_status lc_jinja_parse(lc_jinja_template **out, const char *src, size_t len, c
             s[n++] = src[i];
     }
     if (n && s[n - 1] == '\n') n--;
+    size_t bad = jt_utf8_check(s, n);
+    if (bad < n) {
+        int line = 1;
+        for (size_t i = 0; i < bad; i++) line += s[i] == '\n';
+        lc_status st = lc_error(LC_STATUS_INPUT, "%s:%d: invalid UTF-8 at byte %zu", t->name, line, bad);
+        lc_jinja_free(t);
+        return st;
+    }
     ps.src = s;
     ps.len = n;
     nvec body = {0};

@@ -29,6 +29,8 @@ typedef struct parser {
     size_t pos;
     int depth;
     int loops; // for loops open around the statement being parsed (macros reset it)
+    size_t line_off; // line_at's memo: line_no is the line of src[line_off]
+    int line_no;
     char err[768];
 } parser;
 

@@ -32,6 +32,12 @@ bool jr_fail(jrender *r, const char *fmt, ...) {
 
 bool jr_oom(jrender *r) { return jr_fail(r, "out of memory (or over the template's memory limit)"); }
 
+// A write into a jbuf failed: say why.
+static bool write_failed(jrender *r, const jbuf *b) {
+    if (b->too_deep) return jr_fail(r, "a value nested too deep to print");
+    return jr_fail(r, "output too large (over %u MiB)", MAX_OUTPUT >> 20);
+}
+
 static jframe *frame_new(jrender *r, jframe *parent) {
     jframe *f = jarena_alloc(&r->arena, sizeof *f);
     if (!f) return NULL;
@@ -55,10 +61,10 @@ static bool frame_set(jrender *r, jframe *f, const char *name, size_t n, jv v) {
 jv jr_str_value(jrender *r, jv v, bool *ok) {
     *ok = true;
     if (v.t == JV_STR) return v;
-    jbuf b = {0};
+    jbuf b = {.limit = MAX_OUTPUT};
     if (!jv_write_str(&b, v)) {
+        *ok = write_failed(r, &b);
         free(b.p);
-        *ok = jr_oom(r);
         return jv_undef();
     }
     jv s = jv_str_copy(&r->arena, b.p ? b.p : "", b.n);
@@ -68,6 +74,7 @@ jv jr_str_value(jrender *r, jv v, bool *ok) {
 }
 
 static bool eval(jrender *r, const jnode *e, jframe *f, jv *out);
+static bool write_failed(jrender *r, const jbuf *b);
 
 static bool undefined_use(jrender *r, jv v) {
     if (v.u.s.n) return jr_fail(r, "UndefinedError: '%.*s' is undefined", (int)v.u.s.n, v.u.s.p);
@@ -120,7 +127,7 @@ static bool get_item(jrender *r, jv obj, jv key, jv *out) {
         if (obj.t == JV_LIST) *out = obj.u.l->items[i];
         else {
             size_t a = jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)i), b = jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)i + 1);
-            *out = jv_str(obj.u.s.p + a, b - a);
+            *out = jv_markup(jv_str(obj.u.s.p + a, b - a), JV_IS_MARKUP(obj));
         }
         return true;
     }
@@ -168,15 +175,18 @@ static bool get_slice(jrender *r, jv obj, const jv *parts, jv *out) {
     if (step == 1) {
         size_t a = jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)start);
         size_t b = stop > start ? jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)stop) : a;
-        *out = jv_str(obj.u.s.p + a, b - a);
+        *out = jv_markup(jv_str(obj.u.s.p + a, b - a), JV_IS_MARKUP(obj));
         return true;
     }
-    jbuf b = {0};
+    // where each character starts, once: n + 1 offsets
+    size_t *at = jarena_alloc(&r->arena, ((size_t)n + 1) * sizeof *at);
+    if (!at) return jr_oom(r);
+    for (size_t k = 0, c = 0; k <= obj.u.s.n; k++)
+        if (k == obj.u.s.n || ((unsigned char)obj.u.s.p[k] & 0xC0) != 0x80) at[c++] = k;
+    jbuf b = {.limit = MAX_OUTPUT};
     bool ok = true;
-    for (int64_t i = start; ok && (step > 0 ? i < stop : i > stop); i += step) {
-        size_t a = jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)i), e = jv_utf8_offset(obj.u.s.p, obj.u.s.n, (size_t)i + 1);
-        ok = jbuf_put(&b, obj.u.s.p + a, e - a);
-    }
+    for (int64_t i = start; ok && (step > 0 ? i < stop : i > stop); i += step)
+        ok = jbuf_put(&b, obj.u.s.p + at[i], at[i + 1] - at[i]);
     *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
     free(b.p);
     return (ok && out->t == JV_STR) || jr_oom(r);
@@ -194,7 +204,14 @@ static bool str_concat(jrender *r, jv a, jv b, jv *out) {
 static bool arith(jrender *r, int op, jv a, jv b, jv *out) {
     if (a.t == JV_UNDEF) return undefined_use(r, a);
     if (b.t == JV_UNDEF) return undefined_use(r, b);
-    if (op == JOP_ADD && a.t == JV_STR && b.t == JV_STR) return str_concat(r, a, b, out);
+    if (op == JOP_ADD && a.t == JV_STR && b.t == JV_STR) {
+        bool markup = JV_IS_MARKUP(a) || JV_IS_MARKUP(b);
+        if (markup && !JV_IS_MARKUP(a) && !jt_escape(r, a, &a)) return false;
+        if (markup && !JV_IS_MARKUP(b) && !jt_escape(r, b, &b)) return false;
+        if (!str_concat(r, a, b, out)) return false;
+        *out = jv_markup(*out, markup);
+        return true;
+    }
     if (op == JOP_ADD && a.t == JV_LIST && b.t == JV_LIST) {
         if (a.tuple != b.tuple) return jr_fail(r, "TypeError: can only concatenate %s to %s", jv_type_name(a), jv_type_name(a));
         jlist *l = jlist_new(&r->arena, a.u.l->n + b.u.l->n);
@@ -218,7 +235,7 @@ static bool arith(jrender *r, int op, jv a, jv b, jv *out) {
             char *p = jarena_alloc(&r->arena, unit * (size_t)k + 1);
             if (!p) return jr_oom(r);
             for (int64_t i = 0; i < k; i++) memcpy(p + (size_t)i * unit, b.u.s.p, unit);
-            *out = jv_str(p, unit * (size_t)k);
+            *out = jv_markup(jv_str(p, unit * (size_t)k), JV_IS_MARKUP(b));
         } else {
             jlist *l = jlist_new(&r->arena, unit * (size_t)k);
             if (!l) return jr_oom(r);
@@ -295,7 +312,8 @@ static int str_cmp(jv a, jv b) {
 }
 
 // Python's <, <=, >, >= as a three-way compare; false on a type error.
-static bool order(jrender *r, jv a, jv b, int *c) {
+static bool order(jrender *r, jv a, jv b, int *c, int depth) {
+    if (depth > 200) return jr_fail(r, "a comparison of values nested too deep");
     if (jv_is_number(a) && jv_is_number(b)) {
         double x = jv_num(a), y = jv_num(b);
         if (a.t != JV_FLOAT && b.t != JV_FLOAT) *c = (a.u.i > b.u.i) - (a.u.i < b.u.i);
@@ -309,7 +327,7 @@ static bool order(jrender *r, jv a, jv b, int *c) {
     if (a.t == JV_LIST && b.t == JV_LIST) {
         for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
             if (jv_equal(a.u.l->items[i], b.u.l->items[i])) continue;
-            return order(r, a.u.l->items[i], b.u.l->items[i], c);
+            return order(r, a.u.l->items[i], b.u.l->items[i], c, depth + 1);
         }
         *c = (a.u.l->n > b.u.l->n) - (a.u.l->n < b.u.l->n);
         return true;
@@ -349,7 +367,7 @@ static bool compare(jrender *r, int op, jv a, jv b, bool *res) {
         *res = !*res;
         return true;
     default:
-        if (!order(r, a, b, &c)) return false;
+        if (!order(r, a, b, &c, 0)) return false;
         *res = op == JOP_LT ? c < 0 : op == JOP_LE ? c <= 0 : op == JOP_GT ? c > 0 : c >= 0;
         return true;
     }
@@ -451,7 +469,15 @@ static bool apply_chain(jrender *r, const jnode *e, jframe *f, jv in, jv *out) {
     return apply_filter(r, e, f, inner, out);
 }
 
+static bool eval_node(jrender *r, const jnode *e, jframe *f, jv *out);
+
 static bool eval(jrender *r, const jnode *e, jframe *f, jv *out) {
+    bool ok = eval_node(r, e, f, out);
+    if (jv_equal_overflowed()) return jr_fail(r, "a comparison of values nested too deep, or too costly");
+    return ok;
+}
+
+static bool eval_node(jrender *r, const jnode *e, jframe *f, jv *out) {
     if (++r->steps > MAX_STEPS) return jr_fail(r, "the template ran too long");
     r->line = e->line;
     switch (e->kind) {
@@ -714,7 +740,7 @@ static int exec_stmt(jrender *r, const jnode *s, jframe *f) {
     case JN_OUTPUT: {
         jv v;
         if (!eval(r, s->a, f, &v)) return FLOW_ERROR;
-        return jv_write_str(&r->out, v) ? FLOW_OK : (jr_fail(r, "output too large"), FLOW_ERROR);
+        return jv_write_str(&r->out, v) ? FLOW_OK : (write_failed(r, &r->out), FLOW_ERROR);
     }
     case JN_IF: {
         jv c;
@@ -751,7 +777,7 @@ static int exec_stmt(jrender *r, const jnode *s, jframe *f) {
         if (text.t != JV_STR) return jr_oom(r), FLOW_ERROR;
         if (s->a && !apply_chain(r, s->a, f, text, &v)) return FLOW_ERROR;
         if (s->kind == JN_SET_BLOCK) return frame_set(r, f, s->s, s->sn, v) ? FLOW_OK : FLOW_ERROR;
-        return jv_write_str(&r->out, v) ? FLOW_OK : (jr_fail(r, "output too large"), FLOW_ERROR);
+        return jv_write_str(&r->out, v) ? FLOW_OK : (write_failed(r, &r->out), FLOW_ERROR);
     }
     case JN_MACRO: {
         jfunc *fn = jarena_alloc(&r->arena, sizeof *fn);
@@ -776,6 +802,15 @@ static int exec_body(jrender *r, jnode *const *body, int n, jframe *f) {
     return FLOW_OK;
 }
 
+// Every string and key of a variable is valid UTF-8 (cJSON checks none).
+static bool json_utf8_ok(const cJSON *j) {
+    if (j->string && jt_utf8_check(j->string, strlen(j->string)) != strlen(j->string)) return false;
+    if (cJSON_IsString(j) && jt_utf8_check(j->valuestring, strlen(j->valuestring)) != strlen(j->valuestring)) return false;
+    for (const cJSON *c = j->child; c; c = c->next)
+        if (!json_utf8_ok(c)) return false;
+    return true;
+}
+
 lc_status lc_jinja_render(const lc_jinja_template *t, const cJSON *vars, char **out, size_t *out_len) {
     *out = NULL;
     if (out_len) *out_len = 0;
@@ -791,6 +826,14 @@ lc_status lc_jinja_render(const lc_jinja_template *t, const cJSON *vars, char **
     if (vars && !cJSON_IsObject(vars)) {
         jarena_free(&r.arena);
         return lc_error(LC_STATUS_INPUT, "%s: template variables must be a JSON object", t->name);
+    }
+    const char *bad_var = NULL;
+    for (const cJSON *c = vars ? vars->child : NULL; c && !bad_var; c = c->next)
+        if (!json_utf8_ok(c)) bad_var = c->string;
+    if (bad_var) {
+        jarena_free(&r.arena);
+        return lc_error(LC_STATUS_INPUT, "%s: template variable \"%.40s\" holds text that is not valid UTF-8", t->name,
+                        jt_utf8_check(bad_var, strlen(bad_var)) == strlen(bad_var) ? bad_var : "?");
     }
     bool ok = true;
     for (const cJSON *c = vars ? vars->child : NULL; c && ok; c = c->next) {

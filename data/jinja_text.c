@@ -52,6 +52,7 @@ bool jt_space(uint32_t c) {
 }
 
 uint32_t jt_lower(uint32_t c) {
+    if (c == 0x178) return 0xFF; // Ÿ
     if (c >= 'A' && c <= 'Z') return c + 32;
     if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) || (c >= 0x410 && c <= 0x42F))
         return c + 32;
@@ -60,6 +61,9 @@ uint32_t jt_lower(uint32_t c) {
 }
 
 uint32_t jt_upper(uint32_t c) {
+    if (c == 0xFF) return 0x178; // ÿ
+    if (c == 0xB5) return 0x39C; // µ
+    if (c == 0x3C2) return 0x3A3; // ς
     if (c >= 'a' && c <= 'z') return c - 32;
     if ((c >= 0xE0 && c <= 0xFE && c != 0xF7) || (c >= 0x3B1 && c <= 0x3C9 && c != 0x3C2) || (c >= 0x430 && c <= 0x44F))
         return c - 32;
@@ -73,7 +77,7 @@ bool jt_change_case(jrender *r, jv s, int mode, jv *out) {
     char *o = jarena_alloc(&r->arena, 2 * s.u.s.n + 1); // the mapped ranges keep their UTF-8 length; ß -> SS does not
     if (!o) return jr_oom(r);
     size_t i = 0, n = 0;
-    bool prev_cased = false, word_start = true;
+    bool prev_cased = false, word_start = true, prev_char_cased = false;
     while (i < s.u.s.n) {
         bool prev_was_cased = prev_cased, at_word_start = word_start;
         uint32_t c = jt_cp_at(s.u.s.p, s.u.s.n, &i), m;
@@ -91,6 +95,12 @@ bool jt_change_case(jrender *r, jv s, int mode, jv *out) {
             word_start = delim;
         }
         }
+        if (m == 0x3C3 && c == 0x3A3) { // Σ lowered at the end of a word is ς, as Python does
+            size_t j = i;
+            bool next_cased = j < s.u.s.n && jt_cased(jt_cp_at(s.u.s.p, s.u.s.n, &j));
+            if (prev_char_cased && !next_cased) m = 0x3C2;
+        }
+        prev_char_cased = jt_cased(c);
         if (c == 0xDF && mode != CASE_LOWER) {
             bool up = mode == CASE_UPPER || (mode == CASE_CAPITALIZE && n == 0) ||
                       (mode == CASE_TITLE_METHOD && !prev_was_cased) || (mode == CASE_TITLE_FILTER && at_word_start);
@@ -311,4 +321,44 @@ bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out) {
     *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
     free(b.p);
     return (ok && out->t == JV_STR) || jr_oom(r);
+}
+
+bool jt_escape(jrender *r, jv s, jv *out) {
+    jbuf b = {.limit = 64u << 20};
+    bool ok = true;
+    for (size_t i = 0; ok && i < s.u.s.n; i++) {
+        char c = s.u.s.p[i];
+        const char *e = c == '&' ? "&amp;" : c == '<' ? "&lt;" : c == '>' ? "&gt;" : c == '"' ? "&#34;" : c == '\'' ? "&#39;" : NULL;
+        ok = e ? jbuf_puts(&b, e) : jbuf_put(&b, &c, 1);
+    }
+    *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
+    free(b.p);
+    if (!ok || out->t != JV_STR) return jr_oom(r);
+    *out = jv_markup(*out, true);
+    return true;
+}
+
+size_t jt_utf8_check(const char *p, size_t n) {
+    const unsigned char *s = (const unsigned char *)p;
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
+        if (k == 9 || i + k >= n + (k == 0)) {
+            if (k == 0) {
+                i++;
+                continue;
+            }
+            return i;
+        }
+        uint32_t cp = c & (0x7F >> (k + 1));
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xC0) != 0x80) return i;
+            cp = (cp << 6) | (s[i + j] & 0x3F);
+        }
+        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+        i += k + 1;
+    }
+    return n;
 }

@@ -163,7 +163,19 @@ bool jv_is_number(jv v) { return v.t == JV_BOOL || v.t == JV_INT || v.t == JV_FL
 
 double jv_num(jv v) { return v.t == JV_FLOAT ? v.u.f : (double)v.u.i; }
 
-bool jv_equal(jv a, jv b) {
+// Equality walks nested values: bounded in depth and in work (a template can
+// build a value whose parts are shared exponentially often), with Python's
+// identity shortcut for the same container.
+#define EQ_MAX_DEPTH 200
+#define EQ_MAX_WORK 2000000
+static _Thread_local int64_t eq_work;
+static _Thread_local bool eq_overflow;
+
+static bool equal_rec(jv a, jv b, int depth) {
+    if (++eq_work > EQ_MAX_WORK || depth > EQ_MAX_DEPTH) {
+        eq_overflow = true;
+        return false;
+    }
     if (jv_is_number(a) && jv_is_number(b)) {
         if (a.t != JV_FLOAT && b.t != JV_FLOAT) return a.u.i == b.u.i;
         return jv_num(a) == jv_num(b);
@@ -175,17 +187,19 @@ bool jv_equal(jv a, jv b) {
     case JV_STR: return a.u.s.n == b.u.s.n && memcmp(a.u.s.p, b.u.s.p, a.u.s.n) == 0;
     case JV_LIST:
         if (a.tuple != b.tuple || a.u.l->n != b.u.l->n) return false;
+        if (a.u.l == b.u.l) return true;
         for (size_t i = 0; i < a.u.l->n; i++)
-            if (!jv_equal(a.u.l->items[i], b.u.l->items[i])) return false;
+            if (!equal_rec(a.u.l->items[i], b.u.l->items[i], depth + 1)) return false;
         return true;
     case JV_DICT:
-        if (a.u.d->kind != JDICT_PLAIN || b.u.d->kind != JDICT_PLAIN) return a.u.d == b.u.d;
+        if (a.u.d == b.u.d) return true;
+        if (a.u.d->kind != JDICT_PLAIN || b.u.d->kind != JDICT_PLAIN) return false;
         if (a.u.d->n != b.u.d->n) return false;
         for (size_t i = 0; i < a.u.d->n; i++) {
             bool found = false;
             for (size_t j = 0; j < b.u.d->n && !found; j++)
-                if (jv_equal(a.u.d->keys[i], b.u.d->keys[j])) {
-                    if (!jv_equal(a.u.d->vals[i], b.u.d->vals[j])) return false;
+                if (equal_rec(a.u.d->keys[i], b.u.d->keys[j], depth + 1)) {
+                    if (!equal_rec(a.u.d->vals[i], b.u.d->vals[j], depth + 1)) return false;
                     found = true;
                 }
             if (!found) return false;
@@ -194,6 +208,17 @@ bool jv_equal(jv a, jv b) {
     case JV_FUNC: return a.u.fn == b.u.fn;
     default: return false;
     }
+}
+
+bool jv_equal(jv a, jv b) {
+    eq_work = 0;
+    return equal_rec(a, b, 0);
+}
+
+bool jv_equal_overflowed(void) {
+    bool o = eq_overflow;
+    eq_overflow = false;
+    return o;
 }
 
 size_t jv_utf8_len(const char *p, size_t n) {
@@ -304,7 +329,15 @@ static bool write_str_repr(jbuf *b, const char *p, size_t n) {
     return jbuf_put(b, &quote, 1);
 }
 
-bool jv_write_repr(jbuf *b, jv v) {
+static bool write_repr(jbuf *b, jv v, int depth);
+
+bool jv_write_repr(jbuf *b, jv v) { return write_repr(b, v, 0); }
+
+static bool write_repr(jbuf *b, jv v, int depth) {
+    if (depth > 200) { // Python stops with a RecursionError too; so do cycles through a namespace
+        b->too_deep = true;
+        return false;
+    }
     switch (v.t) {
     case JV_UNDEF: return true;
     case JV_NONE: return jbuf_puts(b, "None");
@@ -315,12 +348,14 @@ bool jv_write_repr(jbuf *b, jv v) {
         return jbuf_put(b, tmp, k);
     }
     case JV_FLOAT: return jv_write_float(b, v.u.f);
-    case JV_STR: return write_str_repr(b, v.u.s.p, v.u.s.n);
+    case JV_STR:
+        if (v.tuple) return jbuf_puts(b, "Markup(") && write_str_repr(b, v.u.s.p, v.u.s.n) && jbuf_puts(b, ")");
+        return write_str_repr(b, v.u.s.p, v.u.s.n);
     case JV_LIST: {
         if (!jbuf_puts(b, v.tuple ? "(" : "[")) return false;
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i && !jbuf_puts(b, ", ")) return false;
-            if (!jv_write_repr(b, v.u.l->items[i])) return false;
+            if (!write_repr(b, v.u.l->items[i], depth + 1)) return false;
         }
         if (v.tuple && v.u.l->n == 1 && !jbuf_puts(b, ",")) return false;
         return jbuf_puts(b, v.tuple ? ")" : "]");
@@ -333,7 +368,7 @@ bool jv_write_repr(jbuf *b, jv v) {
         } else if (!jbuf_puts(b, "{")) return false;
         for (size_t i = 0; i < v.u.d->n; i++) {
             if (i && !jbuf_puts(b, ", ")) return false;
-            if (!jv_write_repr(b, v.u.d->keys[i]) || !jbuf_puts(b, ": ") || !jv_write_repr(b, v.u.d->vals[i]))
+            if (!write_repr(b, v.u.d->keys[i], depth + 1) || !jbuf_puts(b, ": ") || !write_repr(b, v.u.d->vals[i], depth + 1))
                 return false;
         }
         return jbuf_puts(b, v.u.d->kind == JDICT_NAMESPACE ? "}>" : "}");
@@ -418,7 +453,7 @@ static int cmp_str_keys(const jv *a, const jv *b) {
 
 int jv_write_json(jbuf *b, jv v, const char *indent, size_t indent_n, int level, const char *item_sep,
                   const char *key_sep, bool sort_keys, bool ascii) {
-    if (level > 200) return 1;
+    if (level > 200) return 2;
     switch (v.t) {
     case JV_NONE: return jbuf_puts(b, "null") ? 0 : -1;
     case JV_BOOL: return jbuf_puts(b, v.u.i ? "true" : "false") ? 0 : -1;

@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lc_chat_span *spans = NULL;
         int k = 0;
         const cJSON *msgs = cJSON_GetObjectItem(fixed, "messages");
-        if (lc_chat_assistant_spans(chat, msgs, &full, &len, &spans, &k) == LC_STATUS_OK) {
+        if (lc_chat_assistant_spans(chat, NULL, msgs, &full, &len, &spans, &k) == LC_STATUS_OK) {
             for (int i = 0; i < k; i++)
                 if (spans[i].begin >= spans[i].end || spans[i].end > len || (i && spans[i].begin < spans[i - 1].end))
                     __builtin_trap();

@@ -67,7 +67,7 @@ START_TEST(test_real_template_spans) {
             size_t full_len;
             lc_chat_span *sp;
             int n;
-            if (lc_chat_assistant_spans(chat, msgs, &full, &full_len, &sp, &n)) {
+            if (lc_chat_assistant_spans(chat, NULL, msgs, &full, &full_len, &sp, &n)) {
                 // only a template that raises for this conversation may refuse it
                 char *out = NULL;
                 ck_assert_msg(lc_chat_render(chat, msgs, -1, false, &out, NULL) != LC_STATUS_OK, "%s x %s: %s", path,
@@ -121,7 +121,7 @@ START_TEST(test_rewriting_template_spans) {
     size_t len;
     lc_chat_span *sp;
     int n;
-    ck_assert_int_eq(lc_chat_assistant_spans(chat, msgs, &full, &len, &sp, &n), LC_STATUS_OK);
+    ck_assert_int_eq(lc_chat_assistant_spans(chat, NULL, msgs, &full, &len, &sp, &n), LC_STATUS_OK);
     ck_assert_int_eq(n, 2);
     ck_assert_ptr_null(strstr(full, "hmm")); // rewritten away
     char a[64], b[64];
@@ -141,9 +141,10 @@ END_TEST
 START_TEST(test_mask_inside_tokens) {
     lc_tokenizer *tok;
     ck_assert_int_eq(lc_tokenizer_load(&tok, SHARED "/tokenizers/gpt2/tokenizer.json", NULL), LC_STATUS_OK);
-    // The header "A" glues onto the reply: "Answer" is one token starting in the header.
+    // The header "A" (what the generation prompt writes) glues onto the reply:
+    // "Answer" is one token starting in the header.
     const char *src = "{% for m in messages %}{% if m.role == 'user' %}Q{{ m.content }}\n"
-                      "{% else %}A{{ m.content }}!{% endif %}{% endfor %}";
+                      "{% else %}A{{ m.content }}!{% endif %}{% endfor %}{% if add_generation_prompt %}A{% endif %}";
     lc_chat *chat;
     ck_assert_int_eq(lc_chat_from_text(&chat, src, strlen(src), "glue.jinja"), LC_STATUS_OK);
     cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"nswer is"
@@ -152,10 +153,10 @@ START_TEST(test_mask_inside_tokens) {
     size_t len;
     lc_chat_span *sp;
     int n;
-    ck_assert_int_eq(lc_chat_assistant_spans(chat, msgs, &full, &len, &sp, &n), LC_STATUS_OK);
+    ck_assert_int_eq(lc_chat_assistant_spans(chat, NULL, msgs, &full, &len, &sp, &n), LC_STATUS_OK);
     ck_assert_str_eq(full, "Qhi\nAnswer is yes!Qok\n");
     ck_assert_int_eq(n, 1);
-    ck_assert_int_eq(sp[0].begin, 5);  // "nswer": the header "A" is not the reply's
+    ck_assert_int_eq(sp[0].begin, 5);  // "nswer": the header "A" the generation prompt writes is not the reply's
     ck_assert_int_eq(sp[0].end, 18);   // through the end-of-turn "!", not the next "Q"
     int32_t *ids;
     uint8_t *mask;
@@ -189,6 +190,83 @@ START_TEST(test_mask_inside_tokens) {
 }
 END_TEST
 
+// The span starts where the generation prompt ends: what the model must write
+// after it at inference is trained, a separating space included (Llama 2's
+// "[/INST] " + reply), so SentencePiece's "▁word" tokens are in the loss.
+START_TEST(test_span_starts_after_generation_prompt) {
+    lc_tokenizer *tok;
+    ck_assert_int_eq(lc_tokenizer_load_dir(&tok, SHARED "/tokenizers/llama2"), LC_STATUS_OK);
+    const char *src = "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content | trim }} [/INST]"
+                      "{% else %} {{ m.content | trim }} {{ eos_token }}{% endif %}{% endfor %}";
+    lc_chat *chat;
+    ck_assert_int_eq(lc_chat_from_text(&chat, src, strlen(src), "llama2.jinja"), LC_STATUS_OK);
+    cJSON *bos = cJSON_CreateString("<s>"), *eos = cJSON_CreateString("</s>");
+    lc_chat_set_var(chat, "bos_token", bos);
+    lc_chat_set_var(chat, "eos_token", eos);
+    cJSON_Delete(bos);
+    cJSON_Delete(eos);
+    cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"Name a color.\"},{\"role\":\"assistant\",\"content\":"
+                              "\"Blue is a color.\"},{\"role\":\"user\",\"content\":\"Another?\"},"
+                              "{\"role\":\"assistant\",\"content\":\"Green.\"}]");
+    int32_t *ids;
+    uint8_t *mask;
+    size_t n;
+    ck_assert_int_eq(lc_chat_tokenize(chat, tok, msgs, &ids, &mask, &n), LC_STATUS_OK);
+    // every token of " Blue is a color. </s>" and " Green. </s>" is in the loss, nothing else
+    char *in = NULL, *out = NULL;
+    int32_t *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+    size_t na = 0, nb = 0, len;
+    for (size_t j = 0; j < n; j++) {
+        if (mask[j]) a[na++] = ids[j];
+        else b[nb++] = ids[j];
+    }
+    ck_assert_int_eq(lc_tokenizer_decode(tok, a, na, false, &in, &len), LC_STATUS_OK);
+    ck_assert_int_eq(lc_tokenizer_decode(tok, b, nb, false, &out, &len), LC_STATUS_OK);
+    ck_assert_msg(strstr(in, "Blue is a color.") && strstr(in, "Green.") && !strstr(in, "INST") && !strstr(in, "color?"),
+                  "in the loss: %s", in);
+    ck_assert_msg(!strstr(out, "Blue") && !strstr(out, "Green"), "out of the loss: %s", out);
+    free(in);
+    free(out);
+    free(a);
+    free(b);
+    free(ids);
+    free(mask);
+    cJSON_Delete(msgs);
+    lc_chat_free(chat);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
+// The closing text a template writes after a last message ("</s>") begins
+// like the next header ("<|user|>" in a vocabulary without it as one token):
+// the shared "<" stays out of the loss.
+START_TEST(test_span_end_not_into_next_header) {
+    lc_tokenizer *tok;
+    ck_assert_int_eq(lc_tokenizer_load_dir(&tok, SHARED "/models/stories260K"), LC_STATUS_OK);
+    lc_chat *chat;
+    ck_assert_int_eq(lc_chat_from_file(&chat, CHAT "phi-3-mini.jinja"), LC_STATUS_OK);
+    cJSON *eos = cJSON_CreateString("</s>");
+    lc_chat_set_var(chat, "eos_token", eos);
+    cJSON_Delete(eos);
+    cJSON *msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"hi\"},{\"role\":\"assistant\",\"content\":\"yo\"},"
+                              "{\"role\":\"user\",\"content\":\"ok\"},{\"role\":\"assistant\",\"content\":\"fine\"}]");
+    char *full;
+    size_t len;
+    lc_chat_span *sp;
+    int k;
+    ck_assert_int_eq(lc_chat_assistant_spans(chat, tok, msgs, &full, &len, &sp, &k), LC_STATUS_OK);
+    ck_assert_int_eq(k, 2);
+    ck_assert_int_eq(full[sp[0].end], '<'); // the next "<|user|>" starts right after the first span
+    ck_assert(sp[0].end >= 8 && memcmp(full + sp[0].end - 8, "<|end|>\n", 8) == 0); // its end-of-turn text, whole
+    ck_assert_int_eq(sp[1].end, len); // the last span takes the closing "</s>"
+    free(full);
+    free(sp);
+    cJSON_Delete(msgs);
+    lc_chat_free(chat);
+    lc_tokenizer_free(tok);
+}
+END_TEST
+
 // A template whose generation prompt is not where the reply starts and whose
 // content it cannot find is refused, not guessed.
 START_TEST(test_unfindable_spans_refused) {
@@ -202,7 +280,7 @@ START_TEST(test_unfindable_spans_refused) {
     size_t len;
     lc_chat_span *sp;
     int n;
-    ck_assert_int_eq(lc_chat_assistant_spans(chat, msgs, &full, &len, &sp, &n), LC_STATUS_INPUT);
+    ck_assert_int_eq(lc_chat_assistant_spans(chat, NULL, msgs, &full, &len, &sp, &n), LC_STATUS_INPUT);
     ck_assert_ptr_nonnull(strstr(lc_error_message(), "assistant message 1"));
     cJSON_Delete(msgs);
     lc_chat_free(chat);
@@ -369,6 +447,19 @@ START_TEST(test_phi3_chat_path) {
     ck_assert_int_gt(p2, p1 + r1); // the second turn sees the first exchange
     ck_assert(r.out[0] && r.out[strlen(r.out) - 1] == '\n');
     lc_test_run_free(&r);
+    // a line that cannot be a turn (not UTF-8) is skipped with a note; the next one is answered
+    r = lc_test_lora_stdin((const char *[]){"chat", "--model", f.model_dir, "--max-tokens", "3", "--temperature", "0", NULL},
+                           "bad \xff line\nHello!\n");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_ptr_nonnull(strstr(r.err, "stdin line 1: message 0: text that is not valid UTF-8; the turn is skipped"));
+    ck_assert_ptr_nonnull(strstr(r.err, "lora chat: turn 1: "));
+    ck_assert_ptr_null(strstr(r.err, "lora chat: turn 2: "));
+    lc_test_run_free(&r);
+    // lora template: --var cannot replace what --messages and --add-generation-prompt give
+    r = lc_test_lora((const char *[]){"template", "--model", f.model_dir, "--messages", c12_path, "--var", "messages=[]", NULL});
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_ptr_nonnull(strstr(r.err, "--var messages: give it with --messages"));
+    lc_test_run_free(&r);
 
     // chat data with a model that has no template is refused before training, naming the folder
     char bare[600];
@@ -396,6 +487,8 @@ int main(void) {
     tcase_add_test(tc, test_rewriting_template_spans);
     tcase_add_test(tc, test_mask_inside_tokens);
     tcase_add_test(tc, test_unfindable_spans_refused);
+    tcase_add_test(tc, test_span_starts_after_generation_prompt);
+    tcase_add_test(tc, test_span_end_not_into_next_header);
     suite_add_tcase(s, tc);
     TCase *cli = tcase_create("phi3");
     tcase_set_timeout(cli, 300);

@@ -202,11 +202,40 @@ START_TEST(test_errors_and_bounds) {
     expect_refused("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "t.jinja:1: ");
     expect_refused("{{ 'x' * 1000000000 }}", "too large");
     expect_refused("{{ range(1000000000) | length }}", "range too big");
+    // values nested or shared beyond reason: refused, not a crash, a hang or gigabytes
+    const char *nested = "{% set s = namespace(d=[]) %}{% for i in range(100000) %}{% set s.d = [s.d] %}{% endfor %}";
+    const char *ends[] = {"{{ s.d }}", "{{ s.d|string }}", "{{ s.d|tojson }}", "{{ s.d == [s.d] }}", "{{ s.d < [s.d] }}"};
+    for (int k = 0; k < 5; k++) {
+        char t[512];
+        snprintf(t, sizeof t, "%s%s", nested, ends[k]);
+        expect_refused(t, "nested too deep");
+    }
+    expect_refused("{% set s = namespace(d={}) %}{% for i in range(40) %}{% set s.d = {'a': s.d, 'b': s.d} %}{% endfor %}"
+                   "{{ s.d|string|length }}",
+                   "output too large");
+    expect_refused("{% set a = namespace(d=[]) %}{% set b = namespace(d=[]) %}{% for i in range(40) %}"
+                   "{% set a.d = [a.d, a.d] %}{% set b.d = [b.d, b.d] %}{% endfor %}{{ a.d == b.d }}",
+                   "too costly");
+    expect_refused("ok\n{{ '\x80' }}", "t.jinja:2: invalid UTF-8");
+    expect_refused("{{ '\\N{BULLET}' }}", "\\N{...} escapes are not supported");
     // and an ordinary render still works after all of that
     char *out;
     ck_assert_int_eq(render("{% for x in [1, 2, 3] if x > 1 %}{{ loop.index }}{{ x }}{% endfor %}", &out), LC_STATUS_OK);
     ck_assert_str_eq(out, "1223");
     free(out);
+    // a string 200000 characters long reversed with a step (linear, not quadratic)
+    ck_assert_int_eq(render("{{ ('ab' * 100000)[::-1][:4] }}", &out), LC_STATUS_OK);
+    ck_assert_str_eq(out, "baba");
+    free(out);
+    // variables that are not valid UTF-8 are refused naming the variable
+    lc_jinja_template *t;
+    ck_assert_int_eq(lc_jinja_parse(&t, "{{ x }}", 7, "t.jinja"), LC_STATUS_OK);
+    cJSON *vars = cJSON_CreateObject();
+    cJSON_AddStringToObject(vars, "x", "a\xff");
+    ck_assert_int_eq(lc_jinja_render(t, vars, &out, NULL), LC_STATUS_INPUT);
+    ck_assert_ptr_nonnull(strstr(lc_error_message(), "\"x\" holds text that is not valid UTF-8"));
+    cJSON_Delete(vars);
+    lc_jinja_free(t);
 }
 END_TEST
 

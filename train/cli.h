@@ -27,7 +27,8 @@ struct cJSON;
 struct lc_chat;
 lc_status lc_cli_read_messages(const char *path, struct cJSON **root, const struct cJSON **messages);
 // The chat template of a model folder (template_path overrides it), or of a
-// template file alone when model_dir is NULL; a folder without one is an error.
-lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, struct lc_chat **out);
+// template file alone when model_dir is NULL; a folder without one is an error
+// that tells to give one with `option` (the command's own).
+lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, const char *option, struct lc_chat **out);
 
 #endif

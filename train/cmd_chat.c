@@ -99,7 +99,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t ids_cap = 0;
     if ((st = lc_gen_session_open(&g, &o))) goto done;
-    if ((st = lc_cli_load_chat(o.model_dir, chat_template, &chat))) goto done;
+    if ((st = lc_cli_load_chat(o.model_dir, chat_template, "--chat-template", &chat))) goto done;
     if (ctx == 0) ctx = g.model.cfg.max_position_embeddings < 4096 ? g.model.cfg.max_position_embeddings : 4096;
     if ((st = lc_gen_session_plan(&g, (int)ctx))) goto done;
     if (max_tokens >= g.positions) max_tokens = g.positions / 2;
@@ -113,18 +113,25 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     if (system) cJSON_AddItemToArray(history, message("system", system));
     int first_turn = system ? 1 : 0; // history[first_turn..] are the exchanges that may be dropped
     bool tty = isatty(STDIN_FILENO);
-    int turn = 0;
+    int turn = 0, line_no = 0;
     while (!st) {
         if (tty) fputs("> ", stderr);
         ssize_t len = getline(&line, &line_cap, stdin);
         if (len < 0) break;
+        line_no++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
+        if (strlen(line) != (size_t)len) {
+            fprintf(stderr, "lora chat: stdin line %d holds a NUL byte; the turn is skipped\n", line_no);
+            continue;
+        }
         cJSON_AddItemToArray(history, message("user", line));
-        if ((st = lc_chat_check_messages(history, "stdin"))) break; // e.g. invalid UTF-8 in the turn
+        char what[64];
+        snprintf(what, sizeof what, "stdin line %d", line_no);
+        st = lc_chat_check_messages(history, what); // e.g. invalid UTF-8
         // Render; drop the oldest exchange while prompt + reply outgrow the context.
         size_t n_ids = 0;
-        while (true) {
+        while (!st) {
             size_t rlen;
             free(rendered);
             rendered = NULL;
@@ -143,6 +150,13 @@ lc_status lc_cmd_chat(int argc, char **argv) {
                 if (cJSON_IsString(role) && strcmp(role->valuestring, "assistant") == 0)
                     cJSON_DeleteItemFromArray(history, first_turn); // and its reply
             }
+        }
+        if (st == LC_STATUS_INPUT || st == LC_STATUS_USAGE) {
+            // a turn that cannot be answered (bad text, too long, a template that refuses it) is skipped
+            fprintf(stderr, "lora chat: %s; the turn is skipped\n", lc_error_message());
+            cJSON_DeleteItemFromArray(history, cJSON_GetArraySize(history) - 1);
+            st = LC_STATUS_OK;
+            continue;
         }
         if (st) break;
         lc_detokenizer_init(&sink.detok, g.tok, true);

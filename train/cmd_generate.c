@@ -99,7 +99,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     if (chat_text) {
         // {"role": "system"?, "user"} rendered with the generation prompt; the
         // template writes BOS and the headers, so nothing is added when encoding.
-        if ((st = lc_cli_load_chat(o.model_dir, chat_template, &chat))) goto done;
+        if ((st = lc_cli_load_chat(o.model_dir, chat_template, "--chat-template", &chat))) goto done;
         cJSON *msgs = cJSON_CreateArray();
         if (system) {
             cJSON *m = cJSON_CreateObject();

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/file.h"
 #include "common/json.h"
 #include "data/chat.h"
 #include "train/cli.h"
@@ -25,7 +26,13 @@ static const char template_usage[] =
 lc_status lc_cli_read_messages(const char *path, cJSON **root, const cJSON **messages) {
     *root = NULL;
     *messages = NULL;
-    lc_status st = lc_json_load_file(path, 256u << 20, root);
+    char *text = NULL;
+    size_t len = 0;
+    lc_status st = lc_file_read(path, 256u << 20, &text, &len);
+    if (st) return st;
+    if (lc_json_has_nul_escape(text, len)) st = lc_error(LC_STATUS_INPUT, "%s: \\u0000 (NUL) in a string is not supported", path);
+    if (!st) st = lc_json_parse(text, len, path, root);
+    free(text);
     if (st) return st;
     const cJSON *m = *root;
     if (cJSON_IsObject(m)) m = cJSON_GetObjectItemCaseSensitive(m, "messages");
@@ -43,7 +50,7 @@ lc_status lc_cli_read_messages(const char *path, cJSON **root, const cJSON **mes
     return LC_STATUS_OK;
 }
 
-lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, lc_chat **out) {
+lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, const char *option, lc_chat **out) {
     *out = NULL;
     struct stat sb;
     if (model_dir && (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
@@ -52,7 +59,7 @@ lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, lc_
     if (st) return st;
     if (!*out)
         return lc_error(LC_STATUS_INPUT, "%s has no chat template (tokenizer_config.json chat_template or "
-                        "chat_template.jinja); give one with --template FILE.jinja", model_dir);
+                        "chat_template.jinja); give one with %s FILE.jinja", model_dir, option);
     return LC_STATUS_OK;
 }
 
@@ -95,7 +102,7 @@ lc_status lc_cmd_template(int argc, char **argv) {
     const cJSON *messages;
     char *out = NULL;
     size_t n = 0;
-    lc_status st = lc_cli_load_chat(model_dir, tmpl, &chat);
+    lc_status st = lc_cli_load_chat(model_dir, tmpl, "--template", &chat);
     if (!st) st = lc_cli_read_messages(msgs, &root, &messages);
     for (int k = 0; !st && k < 2; k++) {
         const char *val = k == 0 ? bos : eos;
@@ -112,10 +119,19 @@ lc_status lc_cmd_template(int argc, char **argv) {
             break;
         }
         char name[128];
-        snprintf(name, sizeof name, "%.*s", (int)(eq - vars[k] < 127 ? eq - vars[k] : 127), vars[k]);
+        if (eq - vars[k] >= (long)sizeof name) {
+            st = lc_error(LC_STATUS_USAGE, "--var: a name longer than %zu bytes", sizeof name - 1);
+            break;
+        }
+        snprintf(name, sizeof name, "%.*s", (int)(eq - vars[k]), vars[k]);
+        if (!strcmp(name, "messages") || !strcmp(name, "add_generation_prompt")) {
+            st = lc_error(LC_STATUS_USAGE, "--var %s: give it with %s", name,
+                          name[0] == 'm' ? "--messages FILE.json" : "--add-generation-prompt");
+            break;
+        }
         const char *end = NULL;
-        v = cJSON_ParseWithOpts(eq + 1, &end, true);
-        if (!v) st = lc_error(LC_STATUS_USAGE, "--var %s: the value is not JSON", vars[k]);
+        v = lc_json_has_nul_escape(eq + 1, strlen(eq + 1)) ? NULL : cJSON_ParseWithOpts(eq + 1, &end, true);
+        if (!v) st = lc_error(LC_STATUS_USAGE, "--var %s: the value is not JSON (or holds \\u0000)", vars[k]);
         else st = lc_chat_set_var(chat, name, v);
         cJSON_Delete(v);
         v = NULL;

@@ -34,7 +34,7 @@ static lc_status tokenize_messages(const char *model_dir, const char *tok_file, 
     uint8_t *flags = NULL;
     size_t n = 0;
     lc_status st = lc_tokenizer_load_dir(&tok, model_dir);
-    if (!st) st = lc_cli_load_chat(model_dir, chat_template, &chat);
+    if (!st) st = lc_cli_load_chat(model_dir, chat_template, "--chat-template", &chat);
     if (!st) st = lc_cli_read_messages(msgs, &root, &messages);
     if (!st) st = lc_chat_tokenize(chat, tok, messages, &ids, &flags, &n);
     if (!st) {

@@ -953,6 +953,33 @@ def to_line(rec):
     return s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
+# ---- Markup (|safe, |escape): a plain string added to one is escaped, even with autoescape off ----
+case("markup_safe_plus_plain", "{{ 'Use '|safe + '\"x\" & <y>' }}")
+case("markup_plain_plus_safe", "{{ '<b>' + 'a<'|safe }}")
+case("markup_tilde_is_plain", "{{ 'a<'|safe ~ '<b>' }}")
+case("markup_lower_keeps", "{{ ('x'|safe + '<')|lower + '<' }}")
+case("markup_title_filter_plain", "{{ ('a'|safe|title) + '<' }}")
+case("markup_repeat_keeps", "{{ ('<'|safe) * 2 + '<' }}")
+case("markup_method_keeps", "{{ ('a'|safe).upper() + '<' }}")
+case("markup_split_items_keep", "{{ ('a b'|safe).split()[0] + '<' }}")
+case("markup_trim_indent_string_keep", "{{ ('a'|safe|trim) + '<' }}{{ ('a'|safe|indent(2)) + '<' }}{{ ('a'|safe|string) + '<' }}")
+case("markup_index_keeps", "{{ ('a'|safe)[0] + '<' }}")
+case("markup_join_tojson_plain", "{{ (['a'|safe, 'b']|join(',')) + '<' }}{{ ('a'|safe|tojson) + '<' }}")
+case("markup_escape_filter", "{{ ('a'|e) + '<' }}{{ '<&>'|e }}")
+case("markup_repr", "{{ ['a'|safe] }}")
+case("markup_functionary_tools_line",
+     "{{ \"Use the function '\"|safe + t['name'] + \"' to '\"|safe + t['description'] + \"'\\n\"|safe + t | tojson() }}",
+     {"t": {"name": "get_weather", "description": "Weather <now> & \"later\"", "parameters": {"type": "object"}}})
+
+# ---- found by review: whitespace control, conversions, case mapping ----
+case("ws_raw_keeps_newline_after_raw_tag", "{% raw %}\nA\n{% endraw %}\nB")
+case("ws_lstrip_blocks_unicode_space", "a\n\u00a0{% if true %}b{% endif %}")
+case("ws_dash_strips_unicode_space", "a \u3000{%- if true %}b{% endif %}")
+case("filter_int_underscores_and_floats", "{{ '1_000'|int }} {{ ' 42 '|int }} {{ '1e3'|int }} {{ '0x1A'|int }} {{ 'inf'|int(-1) }} {{ '2.5'|float }} {{ '_1'|int(7) }}")
+case("filter_round_int_negative", "{{ 7|round(-1) }} {{ 15|round(-1) }} {{ 25|round(-1) }} {{ -15|round(-1) }} {{ 1234|round(-2) }}")
+case("filter_lower_final_sigma", "{{ 'ΣΟΦΟΣ'|lower }} {{ 'ΟΔΟΣ ΣΑ'|lower }} {{ 'Σ'|lower }}")
+case("filter_upper_latin1_extras", "{{ 'ÿ µ'|upper }}")
+
 def main(argv):
     check = "--check" in argv
     if jinja2.__version__ != JINJA2_VERSION and "--any-version" not in argv:
