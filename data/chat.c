@@ -376,6 +376,13 @@ static lc_status find_spans(const lc_chat *c, const lc_tokenizer *tok, const cJS
                           "before it", i);
             break;
         }
+        if (end < begin) {
+            // the renderings disagree before the reply starts: a template whose
+            // header depends on the whole conversation (a turn count, tools before the last message)
+            st = lc_error(LC_STATUS_INPUT, "the chat template renders the conversation up to assistant message %d "
+                          "differently from the whole conversation, so that message's span cannot be found", i);
+            break;
+        }
         if (end > begin) {
             sp[k].begin = begin;
             sp[k].end = end;

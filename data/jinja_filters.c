@@ -114,7 +114,10 @@ typedef struct sort_ctx {
     bool ok; // false once two values did not compare
 } sort_ctx;
 
-static int sort_cmp(sort_ctx *c, jv a, jv b) {
+static int sort_cmp_at(sort_ctx *c, jv a, jv b, int depth);
+static int sort_cmp(sort_ctx *c, jv a, jv b) { return sort_cmp_at(c, a, b, 0); }
+
+static int sort_cmp_at(sort_ctx *c, jv a, jv b, int depth) {
     if (c->attr.t != JV_UNDEF) {
         jt_attr_path(c->r, a, c->attr, &a);
         jt_attr_path(c->r, b, c->attr, &b);
@@ -126,6 +129,16 @@ static int sort_cmp(sort_ctx *c, jv a, jv b) {
         size_t n = a.u.s.n < b.u.s.n ? a.u.s.n : b.u.s.n;
         int k = memcmp(a.u.s.p, b.u.s.p, n);
         return k ? k : (a.u.s.n > b.u.s.n) - (a.u.s.n < b.u.s.n);
+    }
+    if (a.t == JV_LIST && b.t == JV_LIST && a.tuple != JV_GENERATOR && b.tuple != JV_GENERATOR && depth < 200) {
+        sort_ctx inner = {c->r, true, jv_undef(), true}; // Python compares the items as they are
+        for (size_t i = 0; i < a.u.l->n && i < b.u.l->n; i++) {
+            if (jv_equal(a.u.l->items[i], b.u.l->items[i])) continue;
+            int k = sort_cmp_at(&inner, a.u.l->items[i], b.u.l->items[i], depth + 1);
+            c->ok &= inner.ok;
+            return k;
+        }
+        return (a.u.l->n > b.u.l->n) - (a.u.l->n < b.u.l->n);
     }
     c->ok = false;
     return 0;
@@ -200,14 +213,17 @@ static int py_number(jv s, int64_t *iv, double *d) {
     return 2;
 }
 
-bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, const char **kwn, const jv *kwv, int nkw,
-               jv *out) {
+static bool filter(jrender *r, const char *name, jv in, const jv *args, int nargs, const char **kwn, const jv *kwv,
+                   int nkw, jv *out) {
     bargs a = {args, nargs, kwn, kwv, nkw};
     jv s;
     if (!strcmp(name, "length") || !strcmp(name, "count")) {
         switch (in.t) {
         case JV_STR: *out = jv_int((int64_t)jv_utf8_len(in.u.s.p, in.u.s.n)); return true;
-        case JV_LIST: *out = jv_int((int64_t)in.u.l->n); return true;
+        case JV_LIST:
+            if (JV_IS_GEN(in)) return jr_fail(r, "TypeError: object of type 'generator' has no len(): add |list");
+            *out = jv_int((int64_t)in.u.l->n);
+            return true;
         case JV_DICT: *out = jv_int((int64_t)in.u.d->n); return true;
         case JV_UNDEF: *out = jv_int(0); return true;
         default: return jr_fail(r, "TypeError: object of type '%s' has no len()", jv_type_name(in));
@@ -361,12 +377,16 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
             *out = jv_list(l);
             return true;
         }
-        if (!strcmp(name, "min") || !strcmp(name, "max")) {
-            jlist *l;
-            if (!sorted(r, items, false, jv_truthy(jt_arg(&a, 0, "case_sensitive", jv_bool(false))),
-                        jt_arg(&a, 1, "attribute", jv_undef()), &l))
-                return false;
-            *out = l->n == 0 ? jv_undef() : name[1] == 'i' ? l->items[0] : l->items[l->n - 1];
+        if (!strcmp(name, "min") || !strcmp(name, "max")) { // the first of the smallest or largest, as Python's
+            sort_ctx c = {r, jv_truthy(jt_arg(&a, 0, "case_sensitive", jv_bool(false))), jt_arg(&a, 1, "attribute", jv_undef()),
+                          true};
+            size_t best = 0;
+            for (size_t i = 1; i < items->n; i++) {
+                int k = sort_cmp(&c, items->items[i], items->items[best]);
+                if (name[1] == 'i' ? k < 0 : k > 0) best = i;
+            }
+            if (!c.ok) return jr_fail(r, "TypeError: '<' not supported between these values");
+            *out = items->n == 0 ? jv_undef() : items->items[best];
             return true;
         }
         // sum
@@ -400,6 +420,37 @@ bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, c
         if (jv_is_number(in)) {
             *out = is_int ? jv_int(in.t == JV_FLOAT ? (int64_t)in.u.f : in.u.i) : jv_float(jv_num(in));
             if (is_int && in.t == JV_FLOAT && !(fabs(in.u.f) < 9.2e18)) *out = def;
+            return true;
+        }
+        jv base = jt_arg(&a, 1, "base", jv_int(10));
+        if (is_int && in.t == JV_STR && base.t == JV_INT && base.u.i != 10) {
+            // int(s, base): base 0 reads a 0x/0o/0b prefix, else 2..36
+            if (base.u.i != 0 && (base.u.i < 2 || base.u.i > 36)) return jr_fail(r, "ValueError: int() base must be >= 2 and <= 36, or 0");
+            jv t = jt_strip(in, jv_none(), true, true);
+            char buf[80];
+            size_t n = 0;
+            for (size_t i = 0; i < t.u.s.n && n < sizeof buf - 1; i++)
+                if (t.u.s.p[i] != '_') buf[n++] = t.u.s.p[i];
+            buf[n] = 0;
+            int b = (int)base.u.i;
+            const char *digits = buf + (buf[0] == '+' || buf[0] == '-');
+            int prefix = 0; // 0x, 0o, 0b: allowed with base 0 or their own base
+            if (digits[0] == '0' && digits[1]) {
+                char x = (char)(digits[1] | 0x20);
+                prefix = x == 'x' ? 16 : x == 'o' ? 8 : x == 'b' ? 2 : 0;
+            }
+            if (prefix && (b == 0 || b == prefix)) {
+                b = prefix;
+                memmove((char *)digits, digits + 2, strlen(digits + 2) + 1);
+            } else if (b == 0) {
+                b = 10;
+                if (digits[0] == '0' && digits[1]) b = -1; // Python refuses "012" with base 0
+            }
+            char *end = buf;
+            errno = 0;
+            long long v = b > 0 && isalnum((unsigned char)digits[0]) && t.u.s.n < sizeof buf ? strtoll(buf, &end, b) : 0;
+            bool ok = b > 0 && end != buf && !errno && *end == 0;
+            *out = ok ? jv_int(v) : def;
             return true;
         }
         if (in.t == JV_STR) {
@@ -546,5 +597,14 @@ bool jb_test(jrender *r, const char *name, jv v, const jv *args, int nargs, bool
         }
     } else
         *known = false;
+    return true;
+}
+
+bool jb_filter(jrender *r, const char *name, jv in, const jv *args, int nargs, const char **kwn, const jv *kwv, int nkw,
+               jv *out) {
+    if (!filter(r, name, in, args, nargs, kwn, kwv, nkw, out)) return false;
+    static const char *const gens[] = {"map", "select", "reject", "selectattr", "rejectattr", "unique", "reverse", "items"};
+    for (size_t k = 0; k < sizeof gens / sizeof *gens; k++)
+        if (!strcmp(name, gens[k]) && out->t == JV_LIST) out->tuple = JV_GENERATOR;
     return true;
 }

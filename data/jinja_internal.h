@@ -39,7 +39,7 @@ typedef struct jfunc jfunc;
 
 typedef struct jv {
     uint8_t t;     // jv_type
-    uint8_t tuple; // JV_LIST: a tuple; JV_STR: a Markup string (|safe, |escape)
+    uint8_t tuple; // JV_LIST: JV_TUPLE or JV_GENERATOR (0: a list); JV_STR: a Markup string (|safe, |escape)
     union {
         int64_t i; // JV_BOOL (0/1), JV_INT
         double f;
@@ -151,6 +151,7 @@ typedef struct jbuf {
     size_t n, cap;
     size_t limit; // appends past it fail
     bool too_deep; // a write failed on a value nested too deep (not the limit)
+    bool generator; // a write failed on a generator (Python prints its address)
 } jbuf;
 
 bool jbuf_put(jbuf *b, const char *p, size_t n);
@@ -165,6 +166,11 @@ static inline jv jv_str(const char *p, size_t n) { jv v = {0}; v.t = JV_STR; v.u
 // Markup is Jinja's "safe" string: a plain string added to it is HTML-escaped
 // first (transformers turns autoescape off, but Markup still escapes).
 #define JV_IS_MARKUP(v) ((v).t == JV_STR && (v).tuple)
+// What Jinja2's map/select/reject/unique/reverse/items filters give is a
+// generator: always true, no len(), not JSON, printed as an address (refused
+// here), undefined when subscripted. Held as a list with this flag.
+enum { JV_TUPLE = 1, JV_GENERATOR = 2 };
+#define JV_IS_GEN(v) ((v).t == JV_LIST && (v).tuple == JV_GENERATOR)
 static inline jv jv_markup(jv v, bool m) { if (v.t == JV_STR) v.tuple = m; return v; }
 
 jv jv_str_copy(jarena *a, const char *p, size_t n); // JV_NONE... never: t = JV_UNDEF on allocation failure

@@ -162,8 +162,13 @@ static bool call_method(jrender *r, jv self, const char *name, const jv *args, i
                 free(b.p);
                 return jr_fail(r, "TypeError: sequence item %zu: expected str instance, %s found", i, jv_type_name(items->items[i]));
             }
+            jv item = items->items[i];
+            if (JV_IS_MARKUP(self) && !JV_IS_MARKUP(item) && !jt_escape(r, item, &item)) { // Markup.join escapes
+                free(b.p);
+                return false;
+            }
             if (i) ok = jbuf_put(&b, self.u.s.p, self.u.s.n);
-            ok = ok && jbuf_put(&b, items->items[i].u.s.p, items->items[i].u.s.n);
+            ok = ok && jbuf_put(&b, item.u.s.p, item.u.s.n);
         }
         *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
         free(b.p);
@@ -192,7 +197,7 @@ static bool call_method(jrender *r, jv self, const char *name, const jv *args, i
 bool jb_call_method(jrender *r, jv self, const char *name, const jv *args, int nargs, const char **kwn, const jv *kwv,
                     int nkw, jv *out) {
     if (!call_method(r, self, name, args, nargs, kwn, kwv, nkw, out)) return false;
-    if (JV_IS_MARKUP(self) && strcmp(name, "join") != 0) { // Markup's string methods give Markup
+    if (JV_IS_MARKUP(self)) { // Markup's string methods give Markup
         *out = jv_markup(*out, true);
         if (out->t == JV_LIST)
             for (size_t i = 0; i < out->u.l->n; i++) out->u.l->items[i] = jv_markup(out->u.l->items[i], true);

@@ -35,6 +35,8 @@ bool jr_oom(jrender *r) { return jr_fail(r, "out of memory (or over the template
 // A write into a jbuf failed: say why.
 static bool write_failed(jrender *r, const jbuf *b) {
     if (b->too_deep) return jr_fail(r, "a value nested too deep to print");
+    if (b->generator)
+        return jr_fail(r, "printing a generator (from map, select, ...; Python prints its address): add |list");
     return jr_fail(r, "output too large (over %u MiB)", MAX_OUTPUT >> 20);
 }
 
@@ -117,6 +119,10 @@ static bool get_attr(jrender *r, jv obj, const char *name, size_t n, jv *out) {
 // x[key] (item, then attribute for a string key)
 static bool get_item(jrender *r, jv obj, jv key, jv *out) {
     if (obj.t == JV_UNDEF) return undefined_use(r, obj);
+    if (JV_IS_GEN(obj)) { // not subscriptable: Jinja2 gives undefined
+        *out = jv_undef();
+        return true;
+    }
     if ((obj.t == JV_LIST || obj.t == JV_STR) && (key.t == JV_INT || key.t == JV_BOOL)) {
         int64_t n = obj.t == JV_LIST ? (int64_t)obj.u.l->n : (int64_t)jv_utf8_len(obj.u.s.p, obj.u.s.n);
         int64_t i = key.u.i < 0 ? key.u.i + n : key.u.i;
@@ -154,6 +160,10 @@ static int64_t clamp_index(int64_t i, int64_t n, int64_t step) {
 
 static bool get_slice(jrender *r, jv obj, const jv *parts, jv *out) {
     if (obj.t == JV_UNDEF) return undefined_use(r, obj);
+    if (JV_IS_GEN(obj)) {
+        *out = jv_undef();
+        return true;
+    }
     if (obj.t != JV_LIST && obj.t != JV_STR) return jr_fail(r, "TypeError: '%s' object is not subscriptable", jv_type_name(obj));
     for (int k = 0; k < 3; k++)
         if (parts[k].t != JV_NONE && parts[k].t != JV_INT && parts[k].t != JV_BOOL)

@@ -51,8 +51,14 @@ bool jt_space(uint32_t c) {
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
+// Greek capitals with tonos and their small letters (U+0386..U+038F).
+static const uint16_t tonos_upper[] = {0x386, 0x388, 0x389, 0x38A, 0x38C, 0x38E, 0x38F};
+static const uint16_t tonos_lower[] = {0x3AC, 0x3AD, 0x3AE, 0x3AF, 0x3CC, 0x3CD, 0x3CE};
+
 uint32_t jt_lower(uint32_t c) {
     if (c == 0x178) return 0xFF; // Ÿ
+    for (int k = 0; k < 7; k++)
+        if (c == tonos_upper[k]) return tonos_lower[k];
     if (c >= 'A' && c <= 'Z') return c + 32;
     if ((c >= 0xC0 && c <= 0xDE && c != 0xD7) || (c >= 0x391 && c <= 0x3A9 && c != 0x3A2) || (c >= 0x410 && c <= 0x42F))
         return c + 32;
@@ -61,6 +67,8 @@ uint32_t jt_lower(uint32_t c) {
 }
 
 uint32_t jt_upper(uint32_t c) {
+    for (int k = 0; k < 7; k++)
+        if (c == tonos_lower[k]) return tonos_upper[k];
     if (c == 0xFF) return 0x178; // ÿ
     if (c == 0xB5) return 0x39C; // µ
     if (c == 0x3C2) return 0x3A3; // ς
@@ -71,7 +79,14 @@ uint32_t jt_upper(uint32_t c) {
     return c;
 }
 
-bool jt_cased(uint32_t c) { return jt_lower(c) != c || jt_upper(c) != c; }
+bool jt_cased(uint32_t c) { return c == 0xDF || jt_lower(c) != c || jt_upper(c) != c; } // ß is a cased letter
+
+// Unicode's case-ignorable characters that final sigma looks through (the
+// common ones: apostrophes, periods, colons, combining accents, soft hyphen).
+static bool case_ignorable(uint32_t c) {
+    return c == '\'' || c == '.' || c == ':' || c == '^' || c == '`' || c == 0xAD || c == 0xB7 || c == 0x2019 ||
+           c == 0x2018 || (c >= 0x300 && c <= 0x36F) || c == 0x387;
+}
 
 bool jt_change_case(jrender *r, jv s, int mode, jv *out) {
     char *o = jarena_alloc(&r->arena, 2 * s.u.s.n + 1); // the mapped ranges keep their UTF-8 length; ß -> SS does not
@@ -97,15 +112,17 @@ bool jt_change_case(jrender *r, jv s, int mode, jv *out) {
         }
         if (m == 0x3C3 && c == 0x3A3) { // Σ lowered at the end of a word is ς, as Python does
             size_t j = i;
-            bool next_cased = j < s.u.s.n && jt_cased(jt_cp_at(s.u.s.p, s.u.s.n, &j));
-            if (prev_char_cased && !next_cased) m = 0x3C2;
+            uint32_t next = 0;
+            while (j < s.u.s.n && case_ignorable(next = jt_cp_at(s.u.s.p, s.u.s.n, &j))) next = 0;
+            if (prev_char_cased && !(next && jt_cased(next))) m = 0x3C2;
         }
-        prev_char_cased = jt_cased(c);
+        if (!case_ignorable(c)) prev_char_cased = jt_cased(c);
         if (c == 0xDF && mode != CASE_LOWER) {
             bool up = mode == CASE_UPPER || (mode == CASE_CAPITALIZE && n == 0) ||
                       (mode == CASE_TITLE_METHOD && !prev_was_cased) || (mode == CASE_TITLE_FILTER && at_word_start);
             if (up) {
-                memcpy(o + n, mode == CASE_UPPER ? "SS" : "Ss", 2);
+                // Jinja's title filter upper()s a word's first character; str.title and capitalize titlecase it
+                memcpy(o + n, mode == CASE_UPPER || mode == CASE_TITLE_FILTER ? "SS" : "Ss", 2);
                 n += 2;
                 continue;
             }

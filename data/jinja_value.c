@@ -153,7 +153,7 @@ bool jv_truthy(jv v) {
     case JV_INT: return v.u.i != 0;
     case JV_FLOAT: return v.u.f != 0;
     case JV_STR: return v.u.s.n > 0;
-    case JV_LIST: return v.u.l->n > 0;
+    case JV_LIST: return v.tuple == JV_GENERATOR || v.u.l->n > 0;
     case JV_DICT: return v.u.d->kind != JDICT_PLAIN || v.u.d->n > 0;
     default: return true;
     }
@@ -188,6 +188,7 @@ static bool equal_rec(jv a, jv b, int depth) {
     case JV_LIST:
         if (a.tuple != b.tuple || a.u.l->n != b.u.l->n) return false;
         if (a.u.l == b.u.l) return true;
+        if (a.tuple == JV_GENERATOR) return false; // generators compare by identity
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!equal_rec(a.u.l->items[i], b.u.l->items[i], depth + 1)) return false;
         return true;
@@ -352,6 +353,10 @@ static bool write_repr(jbuf *b, jv v, int depth) {
         if (v.tuple) return jbuf_puts(b, "Markup(") && write_str_repr(b, v.u.s.p, v.u.s.n) && jbuf_puts(b, ")");
         return write_str_repr(b, v.u.s.p, v.u.s.n);
     case JV_LIST: {
+        if (v.tuple == JV_GENERATOR) {
+            b->generator = true;
+            return false;
+        }
         if (!jbuf_puts(b, v.tuple ? "(" : "[")) return false;
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i && !jbuf_puts(b, ", ")) return false;
@@ -464,6 +469,7 @@ int jv_write_json(jbuf *b, jv v, const char *indent, size_t indent_n, int level,
         return jv_write_float(b, v.u.f) ? 0 : -1;
     case JV_STR: return write_json_str(b, v.u.s.p, v.u.s.n, ascii) ? 0 : -1;
     case JV_LIST: {
+        if (v.tuple == JV_GENERATOR) return 1;
         size_t n = v.u.l->n;
         if (n == 0) return jbuf_puts(b, "[]") ? 0 : -1;
         if (!jbuf_puts(b, "[")) return -1;
@@ -520,7 +526,7 @@ const char *jv_type_name(jv v) {
     case JV_INT: return "int";
     case JV_FLOAT: return "float";
     case JV_STR: return "str";
-    case JV_LIST: return v.tuple ? "tuple" : "list";
+    case JV_LIST: return v.tuple == JV_GENERATOR ? "generator" : v.tuple ? "tuple" : "list";
     case JV_DICT: return v.u.d->kind == JDICT_NAMESPACE ? "Namespace" : v.u.d->kind == JDICT_LOOP ? "LoopContext" : "dict";
     default: return "function";
     }

@@ -284,6 +284,17 @@ START_TEST(test_unfindable_spans_refused) {
     ck_assert_ptr_nonnull(strstr(lc_error_message(), "assistant message 1"));
     cJSON_Delete(msgs);
     lc_chat_free(chat);
+    // A header that depends on the whole conversation (a turn count first): every shorter
+    // rendering disagrees from the first byte, so no span can be found; refused, not left out.
+    const char *count = "{{ messages|length }} turns\n{% for m in messages %}<{{ m.role }}>{{ m.content }}</{{ m.role }}>\n"
+                        "{% endfor %}{% if add_generation_prompt %}<assistant>{% endif %}";
+    ck_assert_int_eq(lc_chat_from_text(&chat, count, strlen(count), "count.jinja"), LC_STATUS_OK);
+    msgs = cJSON_Parse("[{\"role\":\"user\",\"content\":\"U1\"},{\"role\":\"assistant\",\"content\":\"A1\"},"
+                       "{\"role\":\"user\",\"content\":\"U2\"},{\"role\":\"assistant\",\"content\":\"A2\"}]");
+    ck_assert_int_eq(lc_chat_assistant_spans(chat, NULL, msgs, &full, &len, &sp, &n), LC_STATUS_INPUT);
+    ck_assert_ptr_nonnull(strstr(lc_error_message(), "assistant message 1"));
+    cJSON_Delete(msgs);
+    lc_chat_free(chat);
 }
 END_TEST
 

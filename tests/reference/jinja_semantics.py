@@ -980,6 +980,19 @@ case("filter_round_int_negative", "{{ 7|round(-1) }} {{ 15|round(-1) }} {{ 25|ro
 case("filter_lower_final_sigma", "{{ 'ΣΟΦΟΣ'|lower }} {{ 'ΟΔΟΣ ΣΑ'|lower }} {{ 'Σ'|lower }}")
 case("filter_upper_latin1_extras", "{{ 'ÿ µ'|upper }}")
 
+# ---- found by the second review ----
+case("filter_int_base", "{{ '1A'|int(0, 16) }} {{ '12'|int(base=8) }} {{ '0x1A'|int(0, 16) }} {{ '0b101'|int(base=0) }} {{ 'zz'|int(5, 10) }}")
+case("markup_join_escapes_items", "{{ ('a'|safe).join(['<', '>']) }}")
+case("filter_lower_greek_tonos_and_sigma", "{{ 'ΆΈΉΊΌΎΏ'|lower }} {{ 'A.Σ'|lower }} {{ 'ΣΑΣ.'|lower }} {{ 'άέ'|upper }}")
+case("filter_title_sharp_s", "{{ 'ßa'|title }} {{ 'ßa'.title() }} {{ 'ßa'|capitalize }}")
+case("filter_max_min_first_of_ties", "{{ ['b', 'a', 'B']|max }} {{ ['B', 'a', 'b', 'A']|min }}")
+case("filter_sort_lists", "{{ [[2, 1], [1, 2], [1, 1]]|sort }} {{ [[2], [1, 5]]|max }}")
+case("generator_truthy_even_empty", "{% if [1, 2]|select('>', 5) %}yes{% else %}no{% endif %}")
+case("generator_no_len", "{{ [1, 2]|map('string')|length }}")
+case("generator_not_json", "{{ [{'function': {'name': 'f'}}]|map(attribute='function')|tojson }}")
+case("generator_subscript_undefined", "[{{ ([1, 2]|select)[0] }}]")
+case("generator_list_and_join", "{{ [1, 2]|map('string')|join(',') }} {{ ([3, 1]|reverse|list)[0] }} {{ {'a': 1}|items|list }}")
+
 def main(argv):
     check = "--check" in argv
     if jinja2.__version__ != JINJA2_VERSION and "--any-version" not in argv:
