@@ -10,7 +10,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "data/jinja.h"
-#include "data/jinja_internal.h"
+#include "data/tokenizer_internal.h"
 
 #define MAX_TEMPLATE_BYTES (4u << 20)
 
@@ -19,31 +19,6 @@ struct lc_chat {
     cJSON *vars; // special tokens and other fixed variables
     char source[4200];
 };
-
-static lc_status read_text(const char *path, char **out, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return lc_error(LC_STATUS_INPUT, "%s: cannot open", path);
-    char *buf = malloc(MAX_TEMPLATE_BYTES + 1);
-    if (!buf) {
-        fclose(f);
-        return lc_error(LC_STATUS_RUNTIME, "out of memory reading %s", path);
-    }
-    size_t n = fread(buf, 1, MAX_TEMPLATE_BYTES + 1, f);
-    bool err = ferror(f);
-    fclose(f);
-    if (err || n > MAX_TEMPLATE_BYTES) {
-        free(buf);
-        return lc_error(LC_STATUS_INPUT, err ? "%s: read error" : "%s: larger than 4 MiB", path);
-    }
-    buf[n] = 0;
-    if (memchr(buf, 0, n)) {
-        free(buf);
-        return lc_error(LC_STATUS_INPUT, "%s: a NUL byte in a template", path);
-    }
-    *out = buf;
-    *len = n;
-    return LC_STATUS_OK;
-}
 
 lc_status lc_chat_from_text(lc_chat **out, const char *text, size_t len, const char *name) {
     *out = NULL;
@@ -63,7 +38,7 @@ lc_status lc_chat_from_text(lc_chat **out, const char *text, size_t len, const c
 lc_status lc_chat_from_file(lc_chat **out, const char *path) {
     char *text;
     size_t len;
-    lc_status st = read_text(path, &text, &len);
+    lc_status st = lc_file_read(path, MAX_TEMPLATE_BYTES, &text, &len);
     if (st) return st;
     st = lc_chat_from_text(out, text, len, path);
     free(text);
@@ -142,7 +117,7 @@ lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *overrid
     size_t len = 0;
     char name[4200];
     if (override_path) {
-        st = read_text(override_path, &text, &len);
+        st = lc_file_read(override_path, MAX_TEMPLATE_BYTES, &text, &len);
         snprintf(name, sizeof name, "%s", override_path);
     } else {
         const cJSON *ct = cfg ? cJSON_GetObjectItemCaseSensitive(cfg, "chat_template") : NULL;
@@ -169,7 +144,7 @@ lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *overrid
             else memcpy(text, ct->valuestring, len + 1);
             snprintf(name, sizeof name, "%s", cfg_path);
         } else if (file_exists(jinja_path)) {
-            st = read_text(jinja_path, &text, &len);
+            st = lc_file_read(jinja_path, MAX_TEMPLATE_BYTES, &text, &len);
             snprintf(name, sizeof name, "%s", jinja_path);
         } else {
             cJSON_Delete(cfg);
@@ -203,7 +178,8 @@ lc_status lc_chat_check_messages(const cJSON *messages, const char *what) {
             return lc_error(LC_STATUS_INPUT, "%s: message %d (%.20s): \"content\" must be a string", what, i,
                             role->valuestring);
         size_t n = strlen(content->valuestring), rn = strlen(role->valuestring);
-        if (jt_utf8_check(role->valuestring, rn) < rn || jt_utf8_check(content->valuestring, n) < n)
+        if (tok_utf8_valid_prefix((const unsigned char *)role->valuestring, rn) < rn ||
+            tok_utf8_valid_prefix((const unsigned char *)content->valuestring, n) < n)
             return lc_error(LC_STATUS_INPUT, "%s: message %d: text that is not valid UTF-8", what, i);
     }
     return LC_STATUS_OK;

@@ -270,10 +270,6 @@ static bool filter(jrender *r, const char *name, jv in, const jv *args, int narg
     if (!strcmp(name, "list") || !strcmp(name, "first") || !strcmp(name, "last") || !strcmp(name, "reverse") ||
         !strcmp(name, "unique") || !strcmp(name, "join") || !strcmp(name, "map") || !strcmp(name, "sort") ||
         !strcmp(name, "sum") || !strcmp(name, "min") || !strcmp(name, "max")) {
-        if (in.t == JV_STR && !strcmp(name, "reverse")) {
-            jv parts[3] = {jv_none(), jv_none(), jv_int(-1)};
-            (void)parts;
-        }
         jlist *items;
         if (!strcmp(name, "list") || !strcmp(name, "first") || !strcmp(name, "last") || !strcmp(name, "reverse") ||
             !strcmp(name, "sort") || !strcmp(name, "sum") || !strcmp(name, "min") || !strcmp(name, "max") ||

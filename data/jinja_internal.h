@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "data/jinja.h"
+#include "data/tokenizer_internal.h"
 
 // Bump allocator: a template's tree lives in one, a render's values in another.
 typedef struct jarena_block jarena_block;
@@ -173,7 +174,7 @@ enum { JV_TUPLE = 1, JV_GENERATOR = 2 };
 #define JV_IS_GEN(v) ((v).t == JV_LIST && (v).tuple == JV_GENERATOR)
 static inline jv jv_markup(jv v, bool m) { if (v.t == JV_STR) v.tuple = m; return v; }
 
-jv jv_str_copy(jarena *a, const char *p, size_t n); // JV_NONE... never: t = JV_UNDEF on allocation failure
+jv jv_str_copy(jarena *a, const char *p, size_t n); // JV_UNDEF when the arena is exhausted
 jlist *jlist_new(jarena *a, size_t cap);
 bool jlist_push(jarena *a, jlist *l, jv v);
 jdict *jdict_new(jarena *a, int kind);
@@ -275,6 +276,7 @@ bool jt_attr_path(jrender *r, jv item, jv attr, jv *out);
 // Jinja's indent filter (str.splitlines' line ends).
 bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out);
 bool jt_escape(jrender *r, jv s, jv *out); // Markup's escape: & < > " ' as entities
-size_t jt_utf8_check(const char *p, size_t n); // offset of the first byte that is not valid UTF-8, or n
+// Offset of the first byte that is not valid UTF-8, or n (the tokenizer's validator).
+static inline size_t jt_utf8_check(const char *p, size_t n) { return tok_utf8_valid_prefix((const unsigned char *)p, n); }
 
 #endif

@@ -293,11 +293,13 @@ lc_status lc_jinja_parse(lc_jinja_template **out, const char *src, size_t len, c
             s[n++] = src[i];
     }
     if (n && s[n - 1] == '\n') n--;
-    size_t bad = jt_utf8_check(s, n);
+    const char *nul = memchr(s, 0, n);
+    size_t bad = nul ? (size_t)(nul - s) : jt_utf8_check(s, n);
     if (bad < n) {
         int line = 1;
         for (size_t i = 0; i < bad; i++) line += s[i] == '\n';
-        lc_status st = lc_error(LC_STATUS_INPUT, "%s:%d: invalid UTF-8 at byte %zu", t->name, line, bad);
+        lc_status st = lc_error(LC_STATUS_INPUT, "%s:%d: %s at byte %zu", t->name, line,
+                                  nul ? "a NUL byte" : "invalid UTF-8", bad);
         lc_jinja_free(t);
         return st;
     }

@@ -395,6 +395,22 @@ static bool eval_args(jrender *r, const jnode *e, jframe *f, jv *args, jv *kwv) 
 
 static int exec_body(jrender *r, jnode *const *body, int n, jframe *f);
 
+// Runs a body into a string of its own (a macro's value, a set or filter block's text).
+static bool render_to_string(jrender *r, jnode *const *body, int n, jframe *f, jv *out) {
+    jbuf saved = r->out;
+    r->out = (jbuf){.limit = MAX_OUTPUT};
+    int flow = exec_body(r, body, n, f);
+    jbuf mine = r->out;
+    r->out = saved;
+    if (flow == FLOW_ERROR) {
+        free(mine.p);
+        return false;
+    }
+    *out = jv_str_copy(&r->arena, mine.p ? mine.p : "", mine.n);
+    free(mine.p);
+    return out->t == JV_STR || jr_oom(r);
+}
+
 static bool call_macro(jrender *r, const jfunc *fn, const jv *args, int nargs, const char **kwn, const jv *kwv, int nkw,
                        jv *out) {
     const jnode *m = fn->macro;
@@ -429,20 +445,10 @@ static bool call_macro(jrender *r, const jfunc *fn, const jv *args, int nargs, c
         if (!known) return jr_fail(r, "TypeError: macro '%.*s' takes no keyword argument '%s'", (int)m->sn, m->s, kwn[k]);
     }
     // The macro's output is its value: render into a fresh buffer.
-    jbuf saved = r->out;
-    r->out = (jbuf){.limit = MAX_OUTPUT};
     r->depth++;
-    int flow = exec_body(r, m->body, m->nbody, mf);
+    bool ok = render_to_string(r, m->body, m->nbody, mf, out);
     r->depth--;
-    jbuf mine = r->out;
-    r->out = saved;
-    if (flow == FLOW_ERROR) {
-        free(mine.p);
-        return false;
-    }
-    *out = jv_str_copy(&r->arena, mine.p ? mine.p : "", mine.n);
-    free(mine.p);
-    return out->t == JV_STR || jr_oom(r);
+    return ok;
 }
 
 bool jr_call_value(jrender *r, jv fn, const jv *args, int nargs, const char **kwn, const jv *kwv, int nkw, jv *out) {
@@ -773,18 +779,9 @@ static int exec_stmt(jrender *r, const jnode *s, jframe *f) {
     }
     case JN_SET_BLOCK:
     case JN_FILTER_BLOCK: {
-        jbuf saved = r->out;
-        r->out = (jbuf){.limit = MAX_OUTPUT};
-        int flow = exec_body(r, s->body, s->nbody, f);
-        jbuf mine = r->out;
-        r->out = saved;
-        if (flow == FLOW_ERROR) {
-            free(mine.p);
-            return flow;
-        }
-        jv text = jv_str_copy(&r->arena, mine.p ? mine.p : "", mine.n), v = text;
-        free(mine.p);
-        if (text.t != JV_STR) return jr_oom(r), FLOW_ERROR;
+        jv text, v;
+        if (!render_to_string(r, s->body, s->nbody, f, &text)) return FLOW_ERROR;
+        v = text;
         if (s->a && !apply_chain(r, s->a, f, text, &v)) return FLOW_ERROR;
         if (s->kind == JN_SET_BLOCK) return frame_set(r, f, s->s, s->sn, v) ? FLOW_OK : FLOW_ERROR;
         return jv_write_str(&r->out, v) ? FLOW_OK : (write_failed(r, &r->out), FLOW_ERROR);

@@ -304,7 +304,7 @@ bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out) {
     jbuf b = {.limit = 64u << 20};
     bool ok = true;
     const char *p = s.u.s.p;
-    size_t n = s.u.s.n, i = 0, line = 0;
+    size_t n = s.u.s.n, i = 0;
     int nline = 0;
     while (ok && i <= n) {
         // find line end (the appended "\n" ends the last line)
@@ -326,15 +326,11 @@ bool jt_indent(jrender *r, jv s, jv width, bool first, bool blank, jv *out) {
         bool empty = e == i;
         if (nline > 0) ok = jbuf_put(&b, "\n", 1);
         if (ok && (nline > 0 || first) && (blank || !empty)) ok = jbuf_put(&b, ind.u.s.p, ind.u.s.n);
-        if (ok && nline == 0 && first && !blank && empty) { // Jinja prefixes the first line whatever it holds
-        }
         ok = ok && jbuf_put(&b, p + i, e - i);
         nline++;
-        line = next;
         i = next;
         if (next > n) break;
     }
-    (void)line;
     *out = ok ? jv_str_copy(&r->arena, b.p ? b.p : "", b.n) : jv_undef();
     free(b.p);
     return (ok && out->t == JV_STR) || jr_oom(r);
@@ -353,29 +349,4 @@ bool jt_escape(jrender *r, jv s, jv *out) {
     if (!ok || out->t != JV_STR) return jr_oom(r);
     *out = jv_markup(*out, true);
     return true;
-}
-
-size_t jt_utf8_check(const char *p, size_t n) {
-    const unsigned char *s = (const unsigned char *)p;
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2 : (c & 0xF8) == 0xF0 ? 3 : 9;
-        if (k == 9 || i + k >= n + (k == 0)) {
-            if (k == 0) {
-                i++;
-                continue;
-            }
-            return i;
-        }
-        uint32_t cp = c & (0x7F >> (k + 1));
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xC0) != 0x80) return i;
-            cp = (cp << 6) | (s[i + j] & 0x3F);
-        }
-        static const uint32_t min_cp[4] = {0, 0x80, 0x800, 0x10000};
-        if (cp < min_cp[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
-        i += k + 1;
-    }
-    return n;
 }
