@@ -58,14 +58,11 @@ static cJSON *message(const char *role, const char *content) {
 
 lc_status lc_cmd_chat(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},         {"adapter", required_argument, 0, 'a'},
-        {"system", required_argument, 0, 'S'},        {"chat-template", required_argument, 0, 'C'},
-        {"max-tokens", required_argument, 0, 'n'},    {"ctx", required_argument, 0, 'x'},
-        LC_GEN_SAMPLING_OPTIONS,                      {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
+        LC_GEN_OPTIONS,
+        {"max-tokens", required_argument, 0, 'n'}, {"ctx", required_argument, 0, 'x'},
+        {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
     };
-    const char *system = NULL, *chat_template = NULL;
-    lc_gen_options o = {.cmd = "lora chat", .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
+    lc_gen_options o = lc_gen_options_init("lora chat");
     long max_tokens = 512, ctx = 0;
     int c;
     lc_status st;
@@ -76,10 +73,6 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         if ((st = lc_gen_parse_option(&o, c, optarg, &used))) return st;
         if (used) continue;
         switch (c) {
-        case 'm': o.model_dir = optarg; break;
-        case 'a': o.adapter = optarg; break;
-        case 'S': system = optarg; break;
-        case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 1, 1 << 24, &max_tokens))) return st; break;
         case 'x': if ((st = lc_cli_parse_int("--ctx", optarg, 2, 1 << 24, &ctx))) return st; break;
         case 'h': fputs(chat_usage, stdout); return LC_STATUS_OK;
@@ -99,7 +92,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t ids_cap = 0;
     if ((st = lc_gen_session_open(&g, &o))) goto done;
-    if ((st = lc_cli_load_chat(o.model_dir, chat_template, "--chat-template", &chat))) goto done;
+    if ((st = lc_cli_load_chat(o.model_dir, o.chat_template, "--chat-template", &chat))) goto done;
     if (ctx == 0) ctx = g.model.cfg.max_position_embeddings < 4096 ? g.model.cfg.max_position_embeddings : 4096;
     if ((st = lc_gen_session_plan(&g, (int)ctx))) goto done;
     if (max_tokens >= g.positions) max_tokens = g.positions / 2;
@@ -110,8 +103,8 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         st = lc_error(LC_STATUS_RUNTIME, "out of memory");
         goto done;
     }
-    if (system) cJSON_AddItemToArray(history, message("system", system));
-    int first_turn = system ? 1 : 0; // history[first_turn..] are the exchanges that may be dropped
+    if (o.system) cJSON_AddItemToArray(history, message("system", o.system));
+    int first_turn = o.system ? 1 : 0; // history[first_turn..] are the exchanges that may be dropped
     bool tty = isatty(STDIN_FILENO);
     int turn = 0, line_no = 0;
     while (!st) {

@@ -50,15 +50,14 @@ static int on_token(void *user, int32_t token) {
 
 lc_status lc_cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
-        {"model", required_argument, 0, 'm'},   {"adapter", required_argument, 0, 'a'},
+        LC_GEN_OPTIONS,
         {"prompt", required_argument, 0, 'p'},  {"chat", required_argument, 0, 'c'},
-        {"system", required_argument, 0, 'S'},  {"chat-template", required_argument, 0, 'C'},
-        {"max-tokens", required_argument, 0, 'n'}, LC_GEN_SAMPLING_OPTIONS,
-        {"ids", no_argument, 0, 'i'},           {"help", no_argument, 0, 'h'},
+        {"max-tokens", required_argument, 0, 'n'}, {"ids", no_argument, 0, 'i'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *prompt = NULL, *chat_text = NULL, *system = NULL, *chat_template = NULL;
-    lc_gen_options o = {.cmd = "lora generate", .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
+    const char *prompt = NULL, *chat_text = NULL;
+    lc_gen_options o = lc_gen_options_init("lora generate");
     long max_tokens = 256;
     int print_ids = 0, c;
     lc_status st;
@@ -69,12 +68,8 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         if ((st = lc_gen_parse_option(&o, c, optarg, &used))) return st;
         if (used) continue;
         switch (c) {
-        case 'm': o.model_dir = optarg; break;
-        case 'a': o.adapter = optarg; break;
         case 'p': prompt = optarg; break;
         case 'c': chat_text = optarg; break;
-        case 'S': system = optarg; break;
-        case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 0, 1 << 24, &max_tokens))) return st; break;
         case 'i': print_ids = 1; break;
         case 'h': fputs(generate_usage, stdout); return LC_STATUS_OK;
@@ -85,7 +80,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
     if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR is required (see lora generate --help)");
     if (chat_text && prompt) return lc_error(LC_STATUS_USAGE, "give --prompt TEXT or --chat TEXT, not both");
-    if ((system || chat_template) && !chat_text)
+    if ((o.system || o.chat_template) && !chat_text)
         return lc_error(LC_STATUS_USAGE, "--system and --chat-template go with --chat TEXT");
 
     lc_gen_session g;
@@ -99,12 +94,12 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     if (chat_text) {
         // {"role": "system"?, "user"} rendered with the generation prompt; the
         // template writes BOS and the headers, so nothing is added when encoding.
-        if ((st = lc_cli_load_chat(o.model_dir, chat_template, "--chat-template", &chat))) goto done;
+        if ((st = lc_cli_load_chat(o.model_dir, o.chat_template, "--chat-template", &chat))) goto done;
         cJSON *msgs = cJSON_CreateArray();
-        if (system) {
+        if (o.system) {
             cJSON *m = cJSON_CreateObject();
             cJSON_AddStringToObject(m, "role", "system");
-            cJSON_AddStringToObject(m, "content", system);
+            cJSON_AddStringToObject(m, "content", o.system);
             cJSON_AddItemToArray(msgs, m);
         }
         cJSON *m = cJSON_CreateObject();

@@ -17,9 +17,17 @@ static void add_stop(lc_gen_session *s, int32_t id) {
     s->stop[s->n_stop++] = id;
 }
 
+lc_gen_options lc_gen_options_init(const char *cmd) {
+    return (lc_gen_options){.cmd = cmd, .temperature = 0.8, .top_p = 0.95, .top_k = 40, .seed = -1};
+}
+
 lc_status lc_gen_parse_option(lc_gen_options *o, int c, const char *arg, bool *used) {
     *used = true;
     switch (c) {
+    case 'm': o->model_dir = arg; return LC_STATUS_OK;
+    case 'a': o->adapter = arg; return LC_STATUS_OK;
+    case 'S': o->system = arg; return LC_STATUS_OK;
+    case 'C': o->chat_template = arg; return LC_STATUS_OK;
     case 't': return lc_cli_parse_float("--temperature", arg, 0.0, 100.0, &o->temperature);
     case 'k': return lc_cli_parse_int("--top-k", arg, 0, 1 << 24, &o->top_k);
     case 'P': return lc_cli_parse_float("--top-p", arg, 0.0, 1.0, &o->top_p);

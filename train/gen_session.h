@@ -16,6 +16,7 @@
 
 typedef struct lc_gen_options {
     const char *model_dir, *adapter;
+    const char *system, *chat_template; // chat: a system message, a template instead of the model's
     const char *cmd; // "lora generate": prefixes notes
     double temperature, top_p;
     long top_k, seed; // seed < 0: from the clock (printed when sampling)
@@ -37,12 +38,16 @@ typedef struct lc_gen_session {
     size_t text_cap;
 } lc_gen_session;
 
-// The sampling options lora generate and lora chat share (--temperature,
-// --top-k, --top-p, --seed, as getopt codes 't', 'k', 'P', 's'): *used says
-// whether c was one of them.
+// The options lora generate and lora chat share (--model, --adapter,
+// --system, --chat-template, --temperature, --top-k, --top-p, --seed, as
+// getopt codes 'm', 'a', 'S', 'C', 't', 'k', 'P', 's'): *used says whether c
+// was one of them.
+lc_gen_options lc_gen_options_init(const char *cmd); // the defaults: temperature 0.8, top-k 40, top-p 0.95
 lc_status lc_gen_parse_option(lc_gen_options *o, int c, const char *arg, bool *used);
-#define LC_GEN_SAMPLING_OPTIONS                                                                                     \
-    {"temperature", required_argument, 0, 't'}, {"top-k", required_argument, 0, 'k'},                             \
+#define LC_GEN_OPTIONS                                                                                              \
+    {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'a'},                                 \
+        {"system", required_argument, 0, 'S'}, {"chat-template", required_argument, 0, 'C'},                     \
+        {"temperature", required_argument, 0, 't'}, {"top-k", required_argument, 0, 'k'},                         \
         {"top-p", required_argument, 0, 'P'}, {"seed", required_argument, 0, 's'}
 
 lc_status lc_gen_session_open(lc_gen_session *s, const lc_gen_options *o);
