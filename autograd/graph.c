@@ -263,50 +263,39 @@ static bool record_unary(lc_graph *g, lc_op op, lc_tensor *y, lc_tensor *x, lc_t
     return true;
 }
 
-static _Thread_local float *lc_bf16_scratch;
-static _Thread_local size_t lc_bf16_scratch_n;
-
-const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n) {
-    if (n > lc_bf16_scratch_n) {
-        float *grown = realloc(lc_bf16_scratch, sizeof(float) * n);
-        if (!grown) return NULL;
-        lc_bf16_scratch = grown;
-        lc_bf16_scratch_n = n;
-    }
-    uint32_t *dst = (uint32_t *)lc_bf16_scratch;
-    for (size_t i = 0; i < n; i++) dst[i] = (uint32_t)w[i] << 16;
-    return lc_bf16_scratch;
-}
-
 lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
                         const lc_lora_ref *lora) {
-    return lc_op_linear_w(g, x, w, NULL, bias, n_out, lora);
+    lc_weight wt = {LC_WTYPE_F32, w, n_out, x ? x->cols : 0};
+    return lc_op_linear_parts(g, x, &wt, 1, &n_out, &bias, &lora);
 }
 
 typedef struct linear_parts {
+    lc_weight w; // the frozen weight, all parts stacked
     int n, out[LC_LINEAR_MAX_PARTS], n_out;
     lc_lora_ref lora[LC_LINEAR_MAX_PARTS]; // A == NULL: no adapter trained on the part
     const float *u[LC_LINEAR_MAX_PARTS], *xd[LC_LINEAR_MAX_PARTS];
 } linear_parts;
 
-lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, int n_parts,
-                              const int *outs, const float *const *biases, const lc_lora_ref *const *loras) {
+lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const lc_weight *w, int n_parts, const int *outs,
+                              const float *const *biases, const lc_lora_ref *const *loras) {
     assert(n_parts >= 1 && n_parts <= LC_LINEAR_MAX_PARTS);
     if (!x) return NULL;
     int N = x->rows, n_in = x->cols, n_out = 0;
     for (int p = 0; p < n_parts; p++) n_out += outs[p];
     lc_tensor *y = lc_tensor_new(g, N, n_out);
     linear_parts *lp = lc_arena_alloc(&g->arena, sizeof *lp);
-    const float *wf = w_bf16 ? lc_bf16_scratch_f32(w_bf16, (size_t)n_out * n_in) : w;
-    if (!y || !lp || !wf) {
+    assert(w->rows == n_out && w->cols == n_in);
+    if (!y || !lp) {
         g->arena.failed = 1;
         return NULL;
     }
     memset(lp, 0, sizeof *lp);
+    lp->w = *w;
     lp->n = n_parts;
     lp->n_out = n_out;
     double t0 = prof_begin();
-    lc_matmul_forward(y->data, x->data, wf, NULL, N, n_in, n_out);
+    if (w->type == LC_WTYPE_F32) lc_matmul_forward(y->data, x->data, w->data, NULL, N, n_in, n_out);
+    else lc_weight_matmul_forward(y->data, x->data, w, N);
     prof_end(LC_PROF_KIND_GEMM, 0, t0);
     bool any_train = false;
     for (int p = 0, off = 0; p < n_parts; off += outs[p], p++) {
@@ -336,18 +325,11 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const u
         lc_tape_entry *e = tape_push(g, LC_OP_LINEAR, y);
         if (!e) return NULL;
         e->in[0] = x;
-        e->w = w;
-        e->w_bf16 = w_bf16;
         e->aux = lp;
         e->dims[0] = n_in;
         e->dims[1] = n_out;
     }
     return y;
-}
-
-lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
-                          int n_out, const lc_lora_ref *lora) {
-    return lc_op_linear_parts(g, x, w, w_bf16, 1, &n_out, &bias, &lora);
 }
 
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
@@ -580,13 +562,9 @@ static void linear_backward(lc_graph *g, const lc_tape_entry *e, const linear_pa
     float *dx = x->requires_grad ? tensor_grad_fresh(g, x, &fresh) : NULL;
     if (x->requires_grad && !dx) return;
     if (dx) {
-        const float *w = e->w_bf16 ? lc_bf16_scratch_f32(e->w_bf16, (size_t)n_out * n_in) : e->w;
-        if (!w) {
-            g->arena.failed = 1;
-            return;
-        }
         double t0 = prof_begin();
-        lc_matmul_backward(dx, dy, w, fresh, N, n_in, n_out);
+        if (lp->w.type == LC_WTYPE_F32) lc_matmul_backward(dx, dy, lp->w.data, fresh, N, n_in, n_out);
+        else lc_weight_matmul_backward(dx, dy, &lp->w, fresh, N);
         prof_end(LC_PROF_KIND_GEMM, 1, t0);
     }
     for (int p = 0, off = 0; p < lp->n; off += lp->out[p], p++) {

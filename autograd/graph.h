@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "autograd/kernels.h"
+#include "autograd/weight.h"
 #include "common/status.h"
 
 // Chunked bump allocator. Reset rewinds without freeing, so a step that makes
@@ -103,7 +104,6 @@ typedef struct lc_tape_entry {
     lc_tensor *out;
     lc_tensor *in[3];
     const float *w;           // frozen weight (linear, rmsnorm), inv_freq (rope)
-    const uint16_t *w_bf16;   // linear weight stored as bf16 (w NULL)
     const float *saved[3];    // saved activations (rstd, lse, ce grad)
     const int32_t *ints;      // positions (rope) or seg_start (attention)
     lc_attention_opts att;    // attention variant
@@ -141,22 +141,14 @@ float *lc_tensor_grad(lc_graph *g, lc_tensor *t);
 // check lc_graph_status after the forward).
 lc_tensor *lc_op_linear(lc_graph *g, lc_tensor *x, const float *w, const float *bias, int n_out,
                         const lc_lora_ref *lora);
-// The same with the frozen weight stored as bf16 [n_out, n_in] (w_bf16 set,
-// w NULL): converted to fp32 where it is used, so it occupies half the memory.
-lc_tensor *lc_op_linear_w(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, const float *bias,
-                          int n_out, const lc_lora_ref *lora);
-
 // Several linears of the same input whose weights are stacked row-wise in
-// one matrix (w [sum(outs), n_in] = [w_0; w_1; ...], or its bf16 form): one
-// GEMM instead of one per part, each part with its own bias and adapter
-// (either may be NULL). The result is [N, sum(outs)], part p in its columns.
+// one matrix (w [sum(outs), n_in] = [w_0; w_1; ...], in any stored type;
+// dequantized panel by panel where it is used): one GEMM instead of one per
+// part, each part with its own bias and adapter (either may be NULL). The
+// result is [N, sum(outs)], part p in its columns.
 #define LC_LINEAR_MAX_PARTS 4
-lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const float *w, const uint16_t *w_bf16, int n_parts,
-                              const int *outs, const float *const *biases, const lc_lora_ref *const *loras);
-
-// fp32 view of a bf16 matrix of n values: a per-thread scratch buffer reused
-// by the next call (NULL when out of memory).
-const float *lc_bf16_scratch_f32(const uint16_t *w, size_t n);
+lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const lc_weight *w, int n_parts, const int *outs,
+                              const float *const *biases, const lc_lora_ref *const *loras);
 lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps);
 // w, b may be NULL (a norm without parameters).
 lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const float *b, float eps);

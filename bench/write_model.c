@@ -74,7 +74,7 @@ lc_status bench_write_model(const char *dir, const char *tokenizer_json, int C, 
         for (int k = 0; k < 7; k++) {
             const lc_linear *lin = &m.layers[l].lin[k];
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, kinds[k]);
-            add(&t, name, lin->w, lin->out, lin->in);
+            add(&t, name, lin->w.data, lin->out, lin->in); // fp32: init_random without bf16
         }
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         add(&t, name, m.layers[l].mlp_norm.w, C, 0);

@@ -20,7 +20,7 @@
 
 #include "common/json.h"
 #include "export/export.h"
-#include "export/gguf_internal.h"
+#include "model/gguf_internal.h"
 #include "model/safetensors.h"
 
 // ---------------------------------------------------------------- tokenizer

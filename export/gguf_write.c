@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
-#include "export/gguf_internal.h"
+#include "model/gguf_internal.h"
 
 typedef struct wtensor {
     char *name;

@@ -18,7 +18,7 @@
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind) {
     const lc_linear *lin = &m->layers[layer].lin[kind];
     if (!lin->out) return; // the family has no such projection
-    memcpy(out, lc_linear_weight_f32(lin), sizeof(float) * (size_t)lin->out * (size_t)lin->in);
+    lc_weight_dequant(out, &lin->w, 0, lin->out, 0, lin->in, lin->in);
     const lc_lora_ref *ref = lora ? lc_lora_get(lora, layer, kind) : NULL;
     if (!ref) return;
     // out[out, in] += scale · B[out, r] · A[r, in]

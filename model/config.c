@@ -364,7 +364,7 @@ static lc_status parse_bloom(lc_model_config *cfg, const cJSON *root, const char
     return LC_STATUS_OK;
 }
 
-static lc_status config_parse(lc_model_config *cfg, const cJSON *root, const char *path) {
+lc_status lc_config_parse_json(lc_model_config *cfg, const cJSON *root, const char *path) {
     lc_status st;
     memset(cfg, 0, sizeof *cfg);
     set_defaults(cfg);
@@ -412,7 +412,7 @@ lc_status lc_config_load(lc_model_config *cfg, const char *path) {
     cJSON *root;
     lc_status st = lc_json_load_file(path, 1 << 20, &root);
     if (st) return st;
-    st = config_parse(cfg, root, path);
+    st = lc_config_parse_json(cfg, root, path);
     cJSON_Delete(root);
     return st;
 }

@@ -115,6 +115,10 @@ typedef struct lc_model_config {
 // is not supported is an error naming it and listing the supported ones.
 lc_status lc_config_load(lc_model_config *cfg, const char *path);
 
+// The same from a parsed config.json-style object; path names it in errors.
+typedef struct cJSON cJSON;
+lc_status lc_config_parse_json(lc_model_config *cfg, const cJSON *root, const char *path);
+
 // Reads eos_token_id from generation_config.json (path): when the file sets
 // it, it replaces config.json's ids for generation, as transformers'
 // GenerationConfig does. Other keys are not read.

@@ -61,7 +61,8 @@ lc_tensor *lc_model_embed(lc_graph *g, const lc_model *m, const lc_forward_input
 
 static lc_tensor *linear(const lc_block_ctx *c, int l, lc_linear_kind kind, lc_tensor *x) {
     const lc_linear *lin = &c->m->layers[l].lin[kind];
-    return lc_op_linear_w(c->g, x, lin->w, lin->w_bf16, lin->bias, lin->out, lc_lora_get(c->lora, l, kind));
+    const lc_lora_ref *lora = lc_lora_get(c->lora, l, kind);
+    return lc_op_linear_parts(c->g, x, &lin->w, 1, &lin->out, &lin->bias, &lora);
 }
 
 // Copies rows [B*T, KVD] into cache positions pos0.. of each sequence and
@@ -79,11 +80,11 @@ static lc_tensor *cache_append(const lc_block_ctx *c, float *layer_cache, const 
 // then one GEMM computes them all.
 static bool stacked(const lc_layer *L, lc_linear_kind k0, int n) {
     const lc_linear *a = &L->lin[k0];
-    size_t rows = 0;
+    size_t row_bytes = lc_wtype_row_bytes(a->w.type, a->in), rows = 0;
     for (int i = 0; i < n; i++) {
         const lc_linear *b = &L->lin[k0 + i];
-        if (b->out == 0 || b->in != a->in) return false;
-        if (a->w ? b->w != a->w + rows * a->in : b->w_bf16 != a->w_bf16 + rows * a->in) return false;
+        if (b->out == 0 || b->in != a->in || b->w.type != a->w.type) return false;
+        if ((const unsigned char *)b->w.data != (const unsigned char *)a->w.data + rows * row_bytes) return false;
         rows += (size_t)b->out;
     }
     return true;
@@ -95,12 +96,15 @@ static lc_tensor *linear_stacked(const lc_block_ctx *c, int l, lc_linear_kind k0
     int outs[LC_LINEAR_MAX_PARTS];
     const float *biases[LC_LINEAR_MAX_PARTS];
     const lc_lora_ref *loras[LC_LINEAR_MAX_PARTS];
+    lc_weight w = lin->w;
+    w.rows = 0;
     for (int i = 0; i < n; i++) {
         outs[i] = lin[i].out;
         biases[i] = lin[i].bias;
         loras[i] = lc_lora_get(c->lora, l, (lc_linear_kind)(k0 + i));
+        w.rows += lin[i].out;
     }
-    return lc_op_linear_parts(c->g, x, lin->w, lin->w_bf16, n, outs, biases, loras);
+    return lc_op_linear_parts(c->g, x, &w, n, outs, biases, loras);
 }
 
 // Self-attention of the normed input h, through the output projection.

@@ -8,6 +8,7 @@
 #include "autograd/graph.h"
 #include "common/file.h"
 #include "model/arch.h"
+#include "model/gguf_model.h"
 
 static const char *const lc_linear_names[LC_LINEAR_KIND_COUNT] = {
     "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "qkv_proj", "gate_up_proj",
@@ -47,8 +48,7 @@ static bool linear_has_bias(const lc_model_config *c, lc_linear_kind kind) {
     return c->mlp_bias;
 }
 
-// A buffer of `bytes` freed with the model.
-static void *own(lc_model *m, size_t bytes) {
+void *lc_model_own(lc_model *m, size_t bytes) {
     void **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
     if (!owned) return NULL;
     m->owned = owned;
@@ -83,12 +83,12 @@ static lc_status find_weight(lc_model *m, const char *name, int n_dims, int64_t 
             len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         if (n_dims == 1) snprintf(exp, sizeof exp, "%lld", (long long)d0);
         else snprintf(exp, sizeof exp, "%lld, %lld", (long long)d0, (long long)d1);
-        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape [%s], config.json implies [%s]", file, name, got,
-                        exp);
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape [%s], %s implies [%s]", file, name, got,
+                        m->from_gguf ? "the metadata" : "config.json", exp);
     }
     if (t->dtype == LC_DTYPE_OTHER)
-        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", file, name,
-                        t->dtype_name);
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has type %s (lora.c reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, "
+                        "Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", file, name, t->dtype_name);
     *out = t;
     return LC_STATUS_OK;
 }
@@ -103,7 +103,7 @@ static lc_status get_weight(lc_model *m, const char *name, int n_dims, int64_t d
         *out = (const float *)t->data;
         return LC_STATUS_OK;
     }
-    float *buf = own(m, sizeof(float) * (size_t)t->n_elements);
+    float *buf = lc_model_own(m, sizeof(float) * (size_t)t->n_elements);
     if (!buf) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
     lc_st_tensor_to_f32(t, buf);
     *out = buf;
@@ -121,10 +121,16 @@ static float tensor_elem(const lc_st_tensor *t, int64_t i) {
     }
 }
 
-// Copies a linear weight into dst as [d0 = out, d1 = in], fp32 or bf16;
-// `transposed`: stored [in, out] (Conv1D).
-static void weight_into(const lc_st_tensor *t, void *dst, bool bf16, bool transposed, int64_t d0, int64_t d1) {
-    if (!bf16 && !transposed) {
+static bool dtype_quantized(lc_dtype d) { return d > LC_DTYPE_BF16 && d < LC_DTYPE_OTHER; }
+
+// Copies a linear weight into dst as [d0 = out, d1 = in] of type `want`
+// (the stored type, or F32/BF16 from F32/F16/BF16); `transposed`: stored [in, out] (Conv1D).
+static void weight_into(const lc_st_tensor *t, void *dst, lc_wtype want, bool transposed, int64_t d0, int64_t d1) {
+    if ((lc_wtype)t->dtype == want && !transposed) {
+        memcpy(dst, t->data, t->nbytes);
+        return;
+    }
+    if (want == LC_WTYPE_F32 && !transposed) {
         lc_st_tensor_to_f32(t, dst);
         return;
     }
@@ -132,55 +138,63 @@ static void weight_into(const lc_st_tensor *t, void *dst, bool bf16, bool transp
         // Element i of a transposed [d1, d0] tensor lands at [i % d0][i / d0].
         int64_t o = transposed ? (i % d0) * d1 + i / d0 : i;
         float f = tensor_elem(t, i);
-        if (bf16) ((uint16_t *)dst)[o] = lc_f32_to_bf16(f);
+        if (want == LC_WTYPE_BF16) ((uint16_t *)dst)[o] = lc_f32_to_bf16(f);
         else ((float *)dst)[o] = f;
     }
 }
 
-// Loads the linears `kinds` of one layer. Weights already in the wanted form
-// (F32, or BF16 with bf16 storage, aligned, not transposed) are used in place
-// from the mapping; the others are converted, and a group that is converted
-// anyway is stacked row-wise in one buffer, which lets the forward pass run
-// it as one GEMM (q/k/v, gate/up).
+// The type a linear's frozen weight is held in: quantized weights always as
+// stored; otherwise BF16 when asked, else the stored type for a GGUF base
+// (m->from_gguf) and fp32 for a Hugging Face folder (the fastest products).
+static lc_wtype held_type(const lc_model *m, const lc_st_tensor *t, bool bf16) {
+    if (dtype_quantized(t->dtype)) return (lc_wtype)t->dtype;
+    if (bf16) return LC_WTYPE_BF16;
+    return m->from_gguf ? (lc_wtype)t->dtype : LC_WTYPE_F32;
+}
+
+// Loads the linears `kinds` of one layer. Weights already in their held
+// form (aligned, not transposed) are used in place from the mapping; the
+// others are converted, and a group whose members share a type and are
+// converted anyway is stacked row-wise in one buffer, which lets the forward
+// pass run it as one GEMM (q/k/v, gate/up).
 static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, const lc_arch_names *n,
                                    const lc_linear_kind *kinds, int n_kinds, bool bf16) {
     const lc_model_config *c = &m->cfg;
     const lc_st_tensor *t[LC_LINEAR_KIND_COUNT];
+    lc_wtype want[LC_LINEAR_KIND_COUNT];
+    bool copy[LC_LINEAR_KIND_COUNT], any_copy = false, same = true;
     char name[320];
-    bool tr = c->weights_transposed, convert = false;
+    bool tr = c->weights_transposed;
     size_t total = 0;
     lc_status st;
     for (int i = 0; i < n_kinds; i++) {
         lc_linear *lin = &L->lin[kinds[i]];
         snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[kinds[i]]);
         if ((st = find_weight(m, name, 2, tr ? lin->in : lin->out, tr ? lin->out : lin->in, &t[i]))) return st;
-        lc_dtype want = bf16 ? LC_DTYPE_BF16 : LC_DTYPE_F32;
-        size_t align = bf16 ? sizeof(uint16_t) : sizeof(float);
-        convert |= tr || t[i]->dtype != want || (uintptr_t)t[i]->data % align != 0;
-        total += (size_t)lin->out * lin->in;
+        want[i] = held_type(m, t[i], bf16);
+        size_t align = want[i] == LC_WTYPE_F32 ? 4 : want[i] <= LC_WTYPE_BF16 ? 2 : 1;
+        copy[i] = tr || (lc_wtype)t[i]->dtype != want[i] || (uintptr_t)t[i]->data % align != 0;
+        any_copy |= copy[i];
+        same &= want[i] == want[0];
+        total += lc_wtype_row_bytes(want[i], lin->in) * (size_t)lin->out;
     }
-    unsigned char *stack = NULL;
-    if (convert && !(stack = own(m, total * (bf16 ? sizeof(uint16_t) : sizeof(float)))))
-        return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
-    size_t row0 = 0;
+    bool stack = any_copy && same && n_kinds > 1;
+    unsigned char *buf = NULL;
+    if (stack && !(buf = lc_model_own(m, total))) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
     for (int i = 0; i < n_kinds; i++) {
         lc_linear *lin = &L->lin[kinds[i]];
-        size_t elem = bf16 ? sizeof(uint16_t) : sizeof(float);
+        size_t bytes = lc_wtype_row_bytes(want[i], lin->in) * (size_t)lin->out;
         const void *w = t[i]->data;
-        if (convert) {
-            void *dst = stack + row0 * lin->in * elem;
-            weight_into(t[i], dst, bf16, tr, lin->out, lin->in);
+        if (stack || copy[i]) {
+            unsigned char *dst = stack ? buf : lc_model_own(m, bytes);
+            if (!dst) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", t[i]->name);
+            weight_into(t[i], dst, want[i], tr, lin->out, lin->in);
             w = dst;
+            if (stack) buf += bytes;
         }
-        if (bf16) lin->w_bf16 = w;
-        else lin->w = w;
-        row0 += (size_t)lin->out;
+        lin->w = (lc_weight){want[i], w, lin->out, lin->in};
     }
     return LC_STATUS_OK;
-}
-
-const float *lc_linear_weight_f32(const lc_linear *lin) {
-    return lin->w ? lin->w : lc_bf16_scratch_f32(lin->w_bf16, (size_t)lin->out * (size_t)lin->in);
 }
 
 static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float **out) {
@@ -198,7 +212,7 @@ static lc_status load_norm(lc_model *m, const char *path, lc_norm *out) {
     snprintf(name, sizeof name, "%s.weight", path);
     if ((st = get_weight(m, name, 1, c->hidden_size, 0, &out->w))) return st;
     if (c->norm_plus_one) {
-        float *w1 = own(m, sizeof(float) * (size_t)c->hidden_size);
+        float *w1 = lc_model_own(m, sizeof(float) * (size_t)c->hidden_size);
         if (!w1) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
         for (int i = 0; i < c->hidden_size; i++) w1[i] = 1.0f + out->w[i];
         out->w = w1;
@@ -254,11 +268,11 @@ static lc_status plan_tables(lc_model *m) {
     if (!m->inv_freq) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     if (c->pos == LC_POS_KIND_ROPE) lc_config_rope_inv_freq(c, m->inv_freq);
     if (c->pos == LC_POS_KIND_ALIBI) {
-        if (!(m->alibi = own(m, sizeof(float) * (size_t)H))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+        if (!(m->alibi = lc_model_own(m, sizeof(float) * (size_t)H))) return lc_error(LC_STATUS_RUNTIME, "out of memory");
         lc_config_alibi_slopes(c, m->alibi);
     }
     size_t q_dim = (size_t)H * D, kv_dim = (size_t)KVH * D;
-    int32_t *cols = own(m, sizeof(int32_t) * (q_dim + 2 * kv_dim));
+    int32_t *cols = lc_model_own(m, sizeof(int32_t) * (q_dim + 2 * kv_dim));
     if (!cols) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     for (int h = 0; h < H; h++)
         for (int d = 0; d < D; d++) {
@@ -299,31 +313,39 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     char path[4096];
     lc_status st;
     memset(m, 0, sizeof *m);
-    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder", dir);
+    if (lc_path_is_gguf(dir)) return lc_model_load_gguf(m, dir, bf16_weights);
+    if (lc_file_exists(dir))
+        return lc_error(LC_STATUS_INPUT, "%s: is a file, not a GGUF model: give the folder holding config.json or a .gguf file",
+                        dir);
+    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder or GGUF file (no such folder or file)", dir);
     if ((st = lc_path_join(path, sizeof path, dir, "config.json"))) return st;
     if ((st = lc_config_load(&m->cfg, path))) return st;
     if ((st = lc_path_join(path, sizeof path, dir, "generation_config.json"))) return st;
     if (lc_file_exists(path) && (st = lc_config_load_generation(&m->cfg, path))) return st;
-    if ((st = lc_st_set_open_dir(&m->st, dir))) goto fail;
+    if ((st = lc_st_set_open_dir(&m->st, dir)) || (st = lc_model_load_tensors(m, bf16_weights))) {
+        lc_model_free(m);
+        return st;
+    }
+    return LC_STATUS_OK;
+}
 
+lc_status lc_model_load_tensors(lc_model *m, bool bf16_weights) {
+    lc_status st;
     const lc_model_config *c = &m->cfg;
     lc_arch_names n;
     lc_arch_names_get(&n, c);
     char name[320];
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
-    if (!m->layers) {
-        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
-        goto fail;
-    }
-    if ((st = plan_tables(m))) goto fail;
+    if (!m->layers) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if ((st = plan_tables(m))) return st;
     snprintf(name, sizeof name, "%s.weight", n.embed);
-    if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->embed))) goto fail;
+    if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->embed))) return st;
     if (n.pos_embed) {
         snprintf(name, sizeof name, "%s.weight", n.pos_embed);
-        if ((st = get_weight(m, name, 2, c->max_position_embeddings, c->hidden_size, &m->pos_embed))) goto fail;
+        if ((st = get_weight(m, name, 2, c->max_position_embeddings, c->hidden_size, &m->pos_embed))) return st;
     }
-    if (n.embed_norm && (st = load_norm(m, n.embed_norm, &m->embed_norm))) goto fail;
-    if ((st = load_norm(m, n.final_norm, &m->final_norm))) goto fail;
+    if (n.embed_norm && (st = load_norm(m, n.embed_norm, &m->embed_norm))) return st;
+    if ((st = load_norm(m, n.final_norm, &m->final_norm))) return st;
     snprintf(name, sizeof name, "%s.weight", n.head);
     if (c->tie_word_embeddings) {
         // As in transformers: a tied head IS the embedding matrix, whatever
@@ -332,14 +354,11 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
         m->lm_head = m->embed;
         m->ignored_head = stale ? stale->name : NULL;
     } else if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
-        goto fail;
+        return st;
     }
     for (int l = 0; l < c->n_layers; l++)
-        if ((st = load_layer(m, &n, l, bf16_weights))) goto fail;
+        if ((st = load_layer(m, &n, l, bf16_weights))) return st;
     return LC_STATUS_OK;
-fail:
-    lc_model_free(m);
-    return st;
 }
 
 // n values uniform in ±0.02·√3 (std 0.02) from a splitmix64 stream.
@@ -355,7 +374,7 @@ static void random_fill(float *buf, size_t n, uint64_t *state) {
 
 // Owned fp32 buffer of n values: random_fill's, or `fill`.
 static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, float fill) {
-    float *buf = own(m, sizeof(float) * n);
+    float *buf = lc_model_own(m, sizeof(float) * n);
     if (!buf) return NULL;
     if (random) random_fill(buf, n, state);
     else
@@ -406,8 +425,8 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
             if (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP) gu_rows += (size_t)lin->out;
         }
         size_t elem = bf16_weights ? sizeof(uint16_t) : sizeof(float);
-        unsigned char *qkv_buf = qkv_rows ? own(m, qkv_rows * C * elem) : NULL;
-        unsigned char *gu_buf = gu_rows ? own(m, gu_rows * C * elem) : NULL;
+        unsigned char *qkv_buf = qkv_rows ? lc_model_own(m, qkv_rows * C * elem) : NULL;
+        unsigned char *gu_buf = gu_rows ? lc_model_own(m, gu_rows * C * elem) : NULL;
         if ((qkv_rows && !qkv_buf) || (gu_rows && !gu_buf)) goto oom;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
@@ -417,7 +436,7 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
                                : k == LC_LINEAR_KIND_UP ? gu_buf + L->lin[LC_LINEAR_KIND_GATE].out * in * elem : NULL;
             if (k == LC_LINEAR_KIND_K) dst += L->lin[LC_LINEAR_KIND_Q].out * in * elem;
             if (k == LC_LINEAR_KIND_V) dst += (L->lin[LC_LINEAR_KIND_Q].out + L->lin[LC_LINEAR_KIND_K].out) * in * elem;
-            if (!dst && !(dst = own(m, n_w * elem))) goto oom;
+            if (!dst && !(dst = lc_model_own(m, n_w * elem))) goto oom;
             if (bf16_weights) {
                 // Generated one row at a time so the fp32 copy never exists whole.
                 uint16_t *w = (uint16_t *)dst;
@@ -428,10 +447,10 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
                     for (size_t i = 0; i < in; i++) w[r * in + i] = lc_f32_to_bf16(row[i]);
                 }
                 free(row);
-                lin->w_bf16 = w;
+                lin->w = (lc_weight){LC_WTYPE_BF16, w, lin->out, lin->in};
             } else {
                 random_fill((float *)dst, n_w, &state);
-                lin->w = (float *)dst;
+                lin->w = (lc_weight){LC_WTYPE_F32, dst, lin->out, lin->in};
             }
             if (linear_has_bias(cfg, (lc_linear_kind)k) && !(lin->bias = random_buffer(m, out, &state, 1, 0))) goto oom;
         }
@@ -448,6 +467,10 @@ void lc_model_free(lc_model *m) {
     free(m->layers);
     free(m->inv_freq);
     lc_st_set_free(&m->st);
+    if (m->gguf) {
+        lc_gguf_close(m->gguf);
+        free(m->gguf);
+    }
     memset(m, 0, sizeof *m);
 }
 

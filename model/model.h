@@ -29,8 +29,7 @@ typedef enum lc_linear_kind {
 #define LC_LINEAR_KIND_ALL ((1u << LC_LINEAR_KIND_COUNT) - 1)
 
 typedef struct lc_linear {
-    const float *w;         // [out, in], or NULL when stored as bf16
-    const uint16_t *w_bf16; // [out, in] with bf16 storage, else NULL
+    lc_weight w;       // [out, in] in its stored type (fp32, bf16, a GGUF quantization)
     const float *bias; // [out] or NULL
     int in, out;       // 0 when the family has no such projection
 } lc_linear;
@@ -64,6 +63,9 @@ typedef struct lc_model {
     float *alibi;            // [H] ALiBi slopes, or NULL
     int32_t *qkv_cols;       // [H*D + 2*KVH*D]: the fused (or stacked) projection's
                              // output column of each query, key and value column
+    struct lc_gguf_file *gguf; // the open GGUF file of a GGUF base, else NULL
+    bool rope_freqs;         // inv_freq divided by the file's rope_freqs (Llama 3.1 scaling)
+    bool from_gguf;          // loaded from a GGUF file: frozen linear weights stay F16/BF16 as stored
     void **owned;            // converted copies, freed with the model
     int n_owned;
 } lc_model;
@@ -77,7 +79,8 @@ const char *lc_linear_kind_parent(lc_linear_kind kind);
 // Bit set of the linear kinds a model has.
 unsigned lc_model_linear_kinds(const lc_model_config *cfg);
 
-// Loads dir/config.json and the safetensors weights; every tensor's shape is
+// Loads dir/config.json and the safetensors weights, or a GGUF file
+// (model/gguf_model.h) when dir is one; every tensor's shape is
 // checked against the config and a mismatch names the tensor. With
 // tie_word_embeddings the head is the embedding matrix, and a stored head
 // tensor is not used (m->ignored_head names it, for the caller to warn).
@@ -85,6 +88,12 @@ lc_status lc_model_load(lc_model *m, const char *dir);
 // The same, keeping the linear layers' frozen weights in bf16 (half the
 // memory; converted to fp32 where used) when bf16_weights is set.
 lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights);
+
+// With m->cfg and m->st set up (by a loader), loads every tensor the family
+// needs; on failure the caller frees m.
+lc_status lc_model_load_tensors(lc_model *m, bool bf16_weights);
+// A buffer of `bytes` freed with the model (NULL when out of memory).
+void *lc_model_own(lc_model *m, size_t bytes);
 
 // A hex digest of the base model: architecture fields, tensor names, dtypes,
 // shapes and every byte of the tensors. Checkpoints record it so that
@@ -96,9 +105,5 @@ void lc_model_free(lc_model *m);
 // others uniform in ±0.02·√3, so std 0.02), for benchmarks and tests that
 // need no file. cfg must be valid (as lc_config_load leaves it).
 lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, bool bf16_weights);
-
-// The fp32 weight of a linear layer: w itself, or its bf16 copy converted
-// into a per-thread scratch buffer (valid until the next conversion).
-const float *lc_linear_weight_f32(const lc_linear *lin);
 
 #endif

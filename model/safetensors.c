@@ -22,50 +22,12 @@ size_t lc_dtype_size(lc_dtype dtype) {
     }
 }
 
-float lc_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t exp = (h >> 10) & 0x1f;
-    uint32_t man = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { // subnormal: renormalize
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-float lc_bf16_to_f32(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 void lc_st_tensor_to_f32(const lc_st_tensor *t, float *out) {
-    const unsigned char *p = t->data;
-    for (int64_t i = 0; i < t->n_elements; i++) {
-        if (t->dtype == LC_DTYPE_F32) {
-            memcpy(&out[i], p + 4 * i, 4);
-        } else {
-            uint16_t h;
-            memcpy(&h, p + 2 * i, 2);
-            out[i] = t->dtype == LC_DTYPE_F16 ? lc_f16_to_f32(h) : lc_bf16_to_f32(h);
-        }
-    }
+    // Rows along the last dimension: quantized blocks never cross a row.
+    int64_t cols = t->n_dims ? t->shape[t->n_dims - 1] : 1, rows = cols ? t->n_elements / cols : 0;
+    size_t row_bytes = lc_wtype_row_bytes((lc_wtype)t->dtype, cols);
+    for (int64_t r = 0; r < rows; r++)
+        lc_wtype_dequant_row(out + r * cols, (lc_wtype)t->dtype, t->data + (size_t)r * row_bytes, cols);
 }
 
 static lc_dtype dtype_from_name(const char *s, size_t *elem) {
@@ -291,39 +253,6 @@ void lc_st_set_free(lc_st_set *set) {
     free(set->tensors);
     free(set->files);
     memset(set, 0, sizeof *set);
-}
-
-uint16_t lc_f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000;
-    uint32_t exp = (x >> 23) & 0xff;
-    uint32_t man = x & 0x7fffff;
-    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0)); // inf / NaN
-    int e = (int)exp - 127 + 15;
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    if (e <= 0) {
-        // Subnormal half (or zero): shift the implicit-one mantissa right, rounding to even.
-        if (e < -10) return (uint16_t)sign;
-        man |= 0x800000;
-        int shift = 14 - e;
-        uint32_t half = man >> shift;
-        uint32_t rest = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
-        if (rest > mid || (rest == mid && (half & 1))) half++;
-        return (uint16_t)(sign | half);
-    }
-    uint32_t half = sign | ((uint32_t)e << 10) | (man >> 13);
-    uint32_t rest = man & 0x1fff;
-    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++; // may carry into the exponent: still right
-    return (uint16_t)half;
-}
-
-uint16_t lc_f32_to_bf16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); // quiet NaN
-    x += 0x7fff + ((x >> 16) & 1);
-    return (uint16_t)(x >> 16);
 }
 
 static const char *dtype_name(lc_dtype d) {

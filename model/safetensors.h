@@ -6,14 +6,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autograd/weight.h"
 #include "common/file.h"
 #include "common/status.h"
 
+// A value below LC_DTYPE_OTHER is also an lc_wtype: safetensors files hold
+// F32, F16 and BF16; the quantized types come from GGUF bases.
 typedef enum lc_dtype {
-    LC_DTYPE_F32,
-    LC_DTYPE_F16,
-    LC_DTYPE_BF16,
-    LC_DTYPE_OTHER, // present in a file but not loadable as weights
+    LC_DTYPE_F32 = LC_WTYPE_F32,
+    LC_DTYPE_F16 = LC_WTYPE_F16,
+    LC_DTYPE_BF16 = LC_WTYPE_BF16,
+    LC_DTYPE_OTHER = LC_WTYPE_COUNT, // present in a file but not loadable as weights
 } lc_dtype;
 
 #define LC_MAX_DIMS 8
@@ -51,14 +54,11 @@ void lc_st_set_free(lc_st_set *set);
 
 const lc_st_tensor *lc_st_set_find(const lc_st_set *set, const char *name);
 
-// Converts a tensor of F32/F16/BF16 to fp32 into out[n_elements].
+// Converts a tensor of any loadable dtype (F32/F16/BF16 or quantized) to
+// fp32 into out[n_elements].
 void lc_st_tensor_to_f32(const lc_st_tensor *t, float *out);
 
-size_t lc_dtype_size(lc_dtype dtype);
-float lc_f16_to_f32(uint16_t h);
-float lc_bf16_to_f32(uint16_t h);
-uint16_t lc_f32_to_f16(float f);  // round to nearest even, overflow to inf
-uint16_t lc_f32_to_bf16(float f); // round to nearest even, NaN kept NaN
+size_t lc_dtype_size(lc_dtype dtype); // bytes per element of F32/F16/BF16, else 0
 
 // One tensor to write: data holds nbytes in dtype's little-endian layout.
 typedef struct lc_st_entry {

@@ -494,14 +494,14 @@ START_TEST(test_merge_linear) {
     lc_export_merge_linear(out, &model, &lora, 2, LC_LINEAR_KIND_V);
     for (int o = 0; o < lin->out; o++)
         for (int i = 0; i < lin->in; i++) {
-            double want = lin->w[o * lin->in + i];
+            double want = ((const float *)lin->w.data)[o * lin->in + i];
             for (int k = 0; k < 2; k++) want += 1.5 * ref->B[o * 2 + k] * ref->A[k * lin->in + i];
             ck_assert_msg(fabs(out[o * lin->in + i] - want) <= 1e-6, "[%d, %d]", o, i);
         }
     lc_export_merge_linear(out, &model, &lora, 2, LC_LINEAR_KIND_K);
-    ck_assert_int_eq(memcmp(out, model.layers[2].lin[LC_LINEAR_KIND_K].w, sizeof(float) * 32 * 64), 0);
+    ck_assert_int_eq(memcmp(out, model.layers[2].lin[LC_LINEAR_KIND_K].w.data, sizeof(float) * 32 * 64), 0);
     lc_export_merge_linear(out, &model, NULL, 2, LC_LINEAR_KIND_V);
-    ck_assert_int_eq(memcmp(out, lin->w, sizeof(float) * lin->out * lin->in), 0);
+    ck_assert_int_eq(memcmp(out, lin->w.data, sizeof(float) * lin->out * lin->in), 0);
     free(out);
     lc_lora_free(&lora);
 }

@@ -191,7 +191,7 @@ START_TEST(test_export_f32_matches_llamacpp) {
     }
     // The permutation is not the identity here: the HF q rows differ from llama.cpp's.
     const lc_gguf_tensor *q = lc_gguf_find_tensor(&ours, "blk.0.attn_q.weight");
-    ck_assert(memcmp(q->data, m.layers[0].lin[LC_LINEAR_KIND_Q].w, q->nbytes) != 0);
+    ck_assert(memcmp(q->data, m.layers[0].lin[LC_LINEAR_KIND_Q].w.data, q->nbytes) != 0);
 
     // Metadata shared with llama.cpp's file: identical type and value.
     static const char *const same[] = {
@@ -326,7 +326,7 @@ START_TEST(test_lora_merge_round_trip) {
             for (int r = 0; r < lin->out; r++) {
                 int gr = k <= LC_LINEAR_KIND_K ? gguf_row(r, D) : r;
                 for (int c = 0; c < lin->in; c++) {
-                    double want = lin->w[(size_t)r * lin->in + c];
+                    double want = ((const float *)lin->w.data)[(size_t)r * lin->in + c];
                     double delta = 0;
                     for (int j = 0; j < ref->r; j++) delta += (double)ref->B[r * ref->r + j] * ref->A[(size_t)j * lin->in + c];
                     want += ref->scale * delta;
@@ -356,7 +356,7 @@ START_TEST(test_permutation_preserves_rope) {
     export_to("base.gguf", &m, NULL, tok, LC_DTYPE_F32, &f);
     const int C = m.cfg.hidden_size, D = m.cfg.head_dim, H = m.cfg.n_heads;
     const lc_gguf_tensor *t = lc_gguf_find_tensor(&f, "blk.2.attn_q.weight");
-    const float *wg = (const float *)t->data, *wh = m.layers[2].lin[LC_LINEAR_KIND_Q].w;
+    const float *wg = (const float *)t->data, *wh = m.layers[2].lin[LC_LINEAR_KIND_Q].w.data;
     float x[64], qh[64], qg[64], rh[64], rg[64];
     ck_assert_int_le(C, 64);
     for (int i = 0; i < C; i++) x[i] = urand();
@@ -470,7 +470,7 @@ START_TEST(test_export_qwen2_keeps_rows_and_biases) {
             const lc_linear *lin = &m.layers[l].lin[k];
             char name[64];
             snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[k]);
-            ck_assert(!memcmp(tensor_f32(&f, name, (int64_t)lin->out * lin->in), lin->w, (size_t)lin->out * lin->in * 4));
+            ck_assert(!memcmp(tensor_f32(&f, name, (int64_t)lin->out * lin->in), lin->w.data, (size_t)lin->out * lin->in * 4));
             snprintf(name, sizeof name, "blk.%d.%s.bias", l, names[k]);
             if (k > LC_LINEAR_KIND_V) {
                 ck_assert_ptr_null(lc_gguf_find_tensor(&f, name));

@@ -188,8 +188,8 @@ static lc_model stacked_copy(const lc_model *m, float ***bufs) {
             (*bufs)[2 * l + gi] = buf;
             for (int i = 0; i < groups[gi][1]; i++) {
                 lc_linear *lin = &s.layers[l].lin[groups[gi][0] + i];
-                memcpy(buf, lin->w, sizeof(float) * (size_t)lin->out * lin->in);
-                lin->w = buf;
+                memcpy(buf, lin->w.data, sizeof(float) * (size_t)lin->out * lin->in);
+                lin->w.data = buf;
                 buf += (size_t)lin->out * lin->in;
             }
         }

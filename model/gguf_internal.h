@@ -3,7 +3,7 @@
 #define LC_GGUF_INTERNAL_H
 
 #define GGUF_MAX_KEY 65535u  // the specification's limit on key length
-#define GGUF_MAX_NAME 65535u // tensor names (llama.cpp itself keeps them under 64)
+#define GGUF_MAX_NAME 63u    // tensor names: llama.cpp's GGML_MAX_NAME is 64 with the NUL
 #define GGUF_JSON_MAX (512u << 20)
 
 #endif

@@ -1,5 +1,5 @@
 // GGUF v3 reader: memory-mapped, every field checked against the file's size.
-#include "export/gguf.h"
+#include "model/gguf.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "export/gguf_internal.h"
-#include "model/safetensors.h"
+#include "model/gguf_internal.h"
+#include "autograd/weight.h"
 
 // ---------------------------------------------------------------- type tables
 
@@ -174,6 +174,8 @@ static lc_status read_tensor_info(rd *r, lc_gguf_tensor *t, uint32_t alignment) 
     for (int d = 0; d < LC_GGUF_MAX_DIMS; d++) {
         uint64_t v = 1;
         if (d < t->n_dims && (st = rd_u64(r, &v, t->name))) return st;
+        if (v == 0)
+            return lc_error(LC_STATUS_INPUT, "%s: tensor %s: dimension %d is 0", r->path, t->name, d);
         if (v > (uint64_t)INT64_MAX || __builtin_mul_overflow(n, (int64_t)v, &n))
             return lc_error(LC_STATUS_INPUT, "%s: tensor %s: dimension %d (%llu) is too large", r->path, t->name, d,
                             (unsigned long long)v);
@@ -281,6 +283,11 @@ static lc_status parse(lc_gguf_file *f) {
                             "%s: tensor %s: data at offset %llu (%zu bytes) lies past the end of the file (%zu bytes)",
                             f->path, t->name, (unsigned long long)t->offset, t->nbytes, r.size);
         t->data = r.p + f->data_offset + t->offset;
+        // In file order and not overlapping, as llama.cpp's reader requires.
+        const lc_gguf_tensor *prev = i ? &f->tensors[i - 1] : NULL;
+        if (prev && t->offset < prev->offset + prev->nbytes)
+            return lc_error(LC_STATUS_INPUT, "%s: tensor %s: data at offset %llu overlaps or precedes tensor %s's",
+                            f->path, t->name, (unsigned long long)t->offset, prev->name);
     }
     return LC_STATUS_OK;
 }
@@ -371,23 +378,12 @@ bool lc_gguf_kv_str(const lc_gguf_kv *kv, uint64_t i, lc_gguf_str *out) {
 }
 
 lc_status lc_gguf_tensor_to_f32(const lc_gguf_file *f, const lc_gguf_tensor *t, float *out) {
-    const unsigned char *p = t->data;
-    size_t n = (size_t)t->n_elements;
-    switch (t->type) {
-    case LC_GGML_TYPE_F32:
-        for (size_t i = 0; i < n; i++) {
-            uint32_t b = rd32(p + 4 * i);
-            memcpy(&out[i], &b, 4);
-        }
-        return LC_STATUS_OK;
-    case LC_GGML_TYPE_F16:
-        for (size_t i = 0; i < n; i++) out[i] = lc_f16_to_f32(rd16(p + 2 * i));
-        return LC_STATUS_OK;
-    case LC_GGML_TYPE_BF16:
-        for (size_t i = 0; i < n; i++) out[i] = lc_bf16_to_f32(rd16(p + 2 * i));
-        return LC_STATUS_OK;
-    default:
-        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is %s; only F32, F16 and BF16 convert to fp32", f->path,
-                        t->name, lc_ggml_type_name(t->type));
-    }
+    lc_wtype wt;
+    if (!lc_wtype_from_ggml(t->type, &wt))
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is %s, which lora.c cannot convert to fp32", f->path, t->name,
+                        lc_ggml_type_name(t->type));
+    int64_t cols = t->ne[0], rows = t->n_elements / cols;
+    size_t row_bytes = lc_wtype_row_bytes(wt, cols);
+    for (int64_t r = 0; r < rows; r++) lc_wtype_dequant_row(out + r * cols, wt, t->data + (size_t)r * row_bytes, cols);
+    return LC_STATUS_OK;
 }

@@ -1,0 +1,323 @@
+#include "autograd/weight.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <string.h>
+
+#include "autograd/parallel.h"
+
+// Built with -ffp-contract=off: ggml's d*q - m is two roundings, and a fused
+// multiply-add would differ from it in the last bit.
+
+static const struct {
+    const char *name;
+    int block;
+    size_t bytes;
+    uint32_t ggml;
+} wtypes[LC_WTYPE_COUNT] = {
+    [LC_WTYPE_F32] = {"F32", 1, 4, 0},       [LC_WTYPE_F16] = {"F16", 1, 2, 1},
+    [LC_WTYPE_BF16] = {"BF16", 1, 2, 30},    [LC_WTYPE_Q4_0] = {"Q4_0", 32, 18, 2},
+    [LC_WTYPE_Q4_1] = {"Q4_1", 32, 20, 3},   [LC_WTYPE_Q5_0] = {"Q5_0", 32, 22, 6},
+    [LC_WTYPE_Q5_1] = {"Q5_1", 32, 24, 7},   [LC_WTYPE_Q8_0] = {"Q8_0", 32, 34, 8},
+    [LC_WTYPE_Q4_K] = {"Q4_K", 256, 144, 12}, [LC_WTYPE_Q5_K] = {"Q5_K", 256, 176, 13},
+    [LC_WTYPE_Q6_K] = {"Q6_K", 256, 210, 14},
+};
+
+const char *lc_wtype_name(lc_wtype t) { return (unsigned)t < LC_WTYPE_COUNT ? wtypes[t].name : "?"; }
+int lc_wtype_block(lc_wtype t) { return wtypes[t].block; }
+size_t lc_wtype_block_bytes(lc_wtype t) { return wtypes[t].bytes; }
+size_t lc_wtype_row_bytes(lc_wtype t, int64_t cols) { return (size_t)(cols / wtypes[t].block) * wtypes[t].bytes; }
+uint32_t lc_wtype_ggml(lc_wtype t) { return wtypes[t].ggml; }
+
+bool lc_wtype_from_ggml(uint32_t ggml_type, lc_wtype *out) {
+    for (int t = 0; t < LC_WTYPE_COUNT; t++)
+        if (wtypes[t].ggml == ggml_type) {
+            *out = (lc_wtype)t;
+            return true;
+        }
+    return false;
+}
+
+float lc_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f;
+    uint32_t man = h & 0x3ff;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { // subnormal: renormalize
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
+            bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float lc_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t lc_f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t exp = (x >> 23) & 0xff;
+    uint32_t man = x & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (man ? 0x200 : 0)); // inf / NaN
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) {
+        // Subnormal half (or zero): shift the implicit-one mantissa right, rounding to even.
+        if (e < -10) return (uint16_t)sign;
+        man |= 0x800000;
+        int shift = 14 - e;
+        uint32_t half = man >> shift;
+        uint32_t rest = man & ((1u << shift) - 1), mid = 1u << (shift - 1);
+        if (rest > mid || (rest == mid && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (man >> 13);
+    uint32_t rest = man & 0x1fff;
+    if (rest > 0x1000 || (rest == 0x1000 && (half & 1))) half++; // may carry into the exponent: still right
+    return (uint16_t)half;
+}
+
+uint16_t lc_f32_to_bf16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    if ((x & 0x7fffffff) > 0x7f800000) return (uint16_t)((x >> 16) | 0x40); // quiet NaN
+    x += 0x7fff + ((x >> 16) & 1);
+    return (uint16_t)(x >> 16);
+}
+
+
+// A little-endian fp16 at p (blocks are byte-packed, so unaligned).
+static inline float half_at(const unsigned char *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return lc_f16_to_f32(h);
+}
+
+// One block each, as ggml's dequantize_row_* computes it (same operations in
+// the same order, so the same bits).
+static void block_q4_0(float *y, const unsigned char *b) {
+    float d = half_at(b);
+    const unsigned char *qs = b + 2;
+    for (int j = 0; j < 16; j++) {
+        y[j] = ((qs[j] & 0x0F) - 8) * d;
+        y[j + 16] = ((qs[j] >> 4) - 8) * d;
+    }
+}
+
+static void block_q4_1(float *y, const unsigned char *b) {
+    float d = half_at(b), m = half_at(b + 2);
+    const unsigned char *qs = b + 4;
+    for (int j = 0; j < 16; j++) {
+        y[j] = (qs[j] & 0x0F) * d + m;
+        y[j + 16] = (qs[j] >> 4) * d + m;
+    }
+}
+
+static void block_q5(float *y, const unsigned char *b, bool has_min) {
+    float d = half_at(b), m = has_min ? half_at(b + 2) : 0.0f;
+    const unsigned char *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
+    uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 | (uint32_t)qhp[3] << 24;
+    for (int j = 0; j < 16; j++) {
+        int xh0 = (int)(((qh >> j) << 4) & 0x10), xh1 = (int)((qh >> (j + 12)) & 0x10);
+        int x0 = (qs[j] & 0x0F) | xh0, x1 = (qs[j] >> 4) | xh1;
+        if (has_min) {
+            y[j] = x0 * d + m;
+            y[j + 16] = x1 * d + m;
+        } else {
+            y[j] = (x0 - 16) * d;
+            y[j + 16] = (x1 - 16) * d;
+        }
+    }
+}
+
+static void block_q8_0(float *y, const unsigned char *b) {
+    float d = half_at(b);
+    const signed char *qs = (const signed char *)(b + 2);
+    for (int j = 0; j < 32; j++) y[j] = qs[j] * d;
+}
+
+// The 6-bit scale and minimum of sub-block j of a Q4_K/Q5_K block.
+static inline void scale_min_k4(int j, const unsigned char *q, uint8_t *sc, uint8_t *m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+    }
+}
+
+static void block_qk(float *y, const unsigned char *b, bool five) {
+    float d = half_at(b), dmin = half_at(b + 2);
+    const unsigned char *scales = b + 4, *qh = b + 16, *q = b + (five ? 48 : 16);
+    for (int c = 0; c < 4; c++, q += 32, y += 64) {
+        uint8_t sc, m;
+        scale_min_k4(2 * c, scales, &sc, &m);
+        float d1 = d * sc, m1 = dmin * m;
+        scale_min_k4(2 * c + 1, scales, &sc, &m);
+        float d2 = d * sc, m2 = dmin * m;
+        unsigned u1 = 1u << (2 * c), u2 = 2u << (2 * c);
+        for (int l = 0; l < 32; l++) {
+            int lo = q[l] & 0xF, hi = q[l] >> 4;
+            if (five) {
+                lo += qh[l] & u1 ? 16 : 0;
+                hi += qh[l] & u2 ? 16 : 0;
+            }
+            y[l] = d1 * lo - m1;
+            y[l + 32] = d2 * hi - m2;
+        }
+    }
+}
+
+static void block_q6_k(float *y, const unsigned char *b) {
+    float d = half_at(b + 208);
+    const unsigned char *ql = b, *qh = b + 128;
+    const signed char *sc = (const signed char *)(b + 192);
+    for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, y += 128) {
+        for (int l = 0; l < 32; l++) {
+            int is = l / 16;
+            int q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+            int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            int q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[l] = d * sc[is + 0] * q1;
+            y[l + 32] = d * sc[is + 2] * q2;
+            y[l + 64] = d * sc[is + 4] * q3;
+            y[l + 96] = d * sc[is + 6] * q4;
+        }
+    }
+}
+
+void lc_wtype_dequant_row(float *out, lc_wtype t, const void *src, int64_t n) {
+    const unsigned char *p = src;
+    switch (t) {
+    case LC_WTYPE_F32: memcpy(out, p, sizeof(float) * (size_t)n); return;
+    case LC_WTYPE_F16:
+        for (int64_t i = 0; i < n; i++) out[i] = half_at(p + 2 * i);
+        return;
+    case LC_WTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t bits = (uint32_t)p[2 * i] << 16 | (uint32_t)p[2 * i + 1] << 24;
+            memcpy(&out[i], &bits, 4);
+        }
+        return;
+    default: break;
+    }
+    int blk = wtypes[t].block;
+    size_t bb = wtypes[t].bytes;
+    assert(n % blk == 0);
+    for (int64_t i = 0; i < n / blk; i++, p += bb, out += blk) {
+        switch (t) {
+        case LC_WTYPE_Q4_0: block_q4_0(out, p); break;
+        case LC_WTYPE_Q4_1: block_q4_1(out, p); break;
+        case LC_WTYPE_Q5_0: block_q5(out, p, false); break;
+        case LC_WTYPE_Q5_1: block_q5(out, p, true); break;
+        case LC_WTYPE_Q8_0: block_q8_0(out, p); break;
+        case LC_WTYPE_Q4_K: block_qk(out, p, false); break;
+        case LC_WTYPE_Q5_K: block_qk(out, p, true); break;
+        case LC_WTYPE_Q6_K: block_q6_k(out, p); break;
+        default: assert(0);
+        }
+    }
+}
+
+void lc_weight_dequant(float *out, const lc_weight *w, int r0, int n_rows, int c0, int n_cols, int ldo) {
+    int blk = wtypes[w->type].block;
+    assert(c0 % blk == 0 && (n_cols % blk == 0 || c0 + n_cols == w->cols));
+    size_t row_bytes = lc_wtype_row_bytes(w->type, w->cols), skip = lc_wtype_row_bytes(w->type, c0);
+    const unsigned char *base = (const unsigned char *)w->data + (size_t)r0 * row_bytes + skip;
+    for (int r = 0; r < n_rows; r++) lc_wtype_dequant_row(out + (size_t)r * ldo, w->type, base + r * row_bytes, n_cols);
+}
+
+// A panel of at most PANEL_FLOATS values is dequantized at a time (512 KiB
+// per thread), as PANEL_ROWS rows by PANEL_COLS columns (a multiple of every
+// block) unless the matrix is narrower: each GEMM call then has 128 (forward)
+// or 1024 (backward) of the shared dimension to amortize packing its other
+// operand.
+#define PANEL_ROWS 128
+#define PANEL_COLS 1024
+#define PANEL_FLOATS (PANEL_ROWS * PANEL_COLS)
+static _Thread_local float panel[PANEL_FLOATS] __attribute__((aligned(64)));
+
+typedef struct weight_job {
+    const lc_weight *w;
+    const float *in;
+    float *out;
+    int N, pr, pc; // panel rows and columns
+    bool overwrite;
+} weight_job;
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+// n split into tasks of at most cap (in multiples of align), at least one per thread.
+static int split_size(int n, int cap, int align) {
+    int tasks = (n + cap - 1) / cap, threads = lc_parallel_threads();
+    if (tasks < threads) tasks = threads;
+    int size = (n + tasks - 1) / tasks;
+    size = (size + align - 1) / align * align;
+    return imin(size, (n + align - 1) / align * align);
+}
+
+// Forward: task = a panel of rows of w = columns of out, over every column panel.
+static void forward_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const weight_job *j = ctx;
+    const lc_weight *w = j->w;
+    int r0 = task * j->pr, nr = imin(w->rows - r0, j->pr);
+    for (int c0 = 0; c0 < w->cols; c0 += j->pc) {
+        int nc = imin(w->cols - c0, j->pc);
+        lc_weight_dequant(panel, w, r0, nr, c0, nc, nc);
+        float beta = c0 ? 1.0f : 0.0f;
+        if (j->N == 1)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, nr, nc, 1.0f, panel, nc, j->in + c0, 1, beta, j->out + r0, 1);
+        else
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->N, nr, nc, 1.0f, j->in + c0, w->cols, panel, nc,
+                        beta, j->out + r0, w->rows);
+    }
+}
+
+// Backward: task = a panel of columns of w = columns of dx, over every row panel.
+static void backward_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const weight_job *j = ctx;
+    const lc_weight *w = j->w;
+    int c0 = task * j->pc, nc = imin(w->cols - c0, j->pc);
+    for (int r0 = 0; r0 < w->rows; r0 += j->pr) {
+        int nr = imin(w->rows - r0, j->pr);
+        lc_weight_dequant(panel, w, r0, nr, c0, nc, nc);
+        float beta = r0 == 0 && j->overwrite ? 0.0f : 1.0f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->N, nc, nr, 1.0f, j->in + r0, w->rows, panel, nc,
+                    beta, j->out + c0, w->cols);
+    }
+}
+
+void lc_weight_matmul_forward(float *out, const float *x, const lc_weight *w, int N) {
+    int pc = imin(PANEL_COLS, w->cols), pr = imin(split_size(w->rows, PANEL_ROWS, 16), PANEL_FLOATS / pc);
+    weight_job j = {w, x, out, N, pr, pc, true};
+    lc_parallel_for_work((w->rows + pr - 1) / pr, forward_task, &j, (double)N * w->rows * w->cols);
+}
+
+void lc_weight_matmul_backward(float *dx, const float *dy, const lc_weight *w, bool overwrite, int N) {
+    int pc = split_size(w->cols, PANEL_COLS, lc_wtype_block(w->type)), pr = imin(PANEL_FLOATS / pc, w->rows);
+    weight_job j = {w, dy, dx, N, pr, pc, overwrite};
+    lc_parallel_for_work((w->cols + pc - 1) / pc, backward_task, &j, (double)N * w->rows * w->cols);
+}

@@ -1,0 +1,338 @@
+// Loading a base model from a llama.cpp GGUF file: what convert_hf_to_gguf.py
+// wrote is undone here (names, q/k row order, Gemma's norms already 1 + w),
+// so the rest of lora.c sees the Hugging Face model it was made from, with
+// each frozen weight still in its stored type.
+#include "model/gguf_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "model/arch.h"
+
+bool lc_path_is_gguf(const char *path) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return false;
+    char magic[4];
+    bool yes = fread(magic, 1, 4, fp) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    fclose(fp);
+    return yes && lc_file_exists(path);
+}
+
+static const char *const gguf_linear_names[LC_LINEAR_KIND_COUNT] = {
+    [LC_LINEAR_KIND_Q] = "attn_q",      [LC_LINEAR_KIND_K] = "attn_k",      [LC_LINEAR_KIND_V] = "attn_v",
+    [LC_LINEAR_KIND_O] = "attn_output", [LC_LINEAR_KIND_GATE] = "ffn_gate", [LC_LINEAR_KIND_UP] = "ffn_up",
+    [LC_LINEAR_KIND_DOWN] = "ffn_down", [LC_LINEAR_KIND_QKV] = "attn_qkv",  [LC_LINEAR_KIND_GATE_UP] = "ffn_up",
+};
+
+const char *lc_gguf_linear_name(lc_linear_kind kind) { return gguf_linear_names[kind]; }
+
+bool lc_gguf_arch_permutes_qk(const char *arch) {
+    return !strcmp(arch, "llama") || !strcmp(arch, "olmo");
+}
+
+void lc_gguf_permute_rows(void *dst, const void *src, int n_heads, int D, size_t row_bytes, bool to_gguf) {
+    unsigned char *d = dst;
+    const unsigned char *s = src;
+    for (int h = 0; h < n_heads; h++)
+        for (int half = 0; half < 2; half++)
+            for (int j = 0; j < D / 2; j++) {
+                size_t g = (size_t)h * D + 2 * j + half, hf = (size_t)h * D + half * (D / 2) + j;
+                size_t to = to_gguf ? g : hf, from = to_gguf ? hf : g;
+                memcpy(d + to * row_bytes, s + from * row_bytes, row_bytes);
+            }
+}
+
+// The GGUF architectures lora.c reads, and the Hugging Face model_type each is.
+static const struct {
+    const char *gguf, *model_type;
+} gguf_archs[] = {
+    {"llama", "llama"}, {"qwen2", "qwen2"}, {"gemma", "gemma"}, {"gemma2", "gemma2"}, {"phi3", "phi3"}, {"olmo", "olmo"},
+};
+
+// <arch>.<suffix> as one integer (an array must hold one value throughout: per-layer values are not supported).
+static lc_status meta_int(const lc_gguf_file *f, const char *arch, const char *suffix, bool required, int64_t *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
+    if (!kv) {
+        if (required) return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is missing", f->path, key);
+        return LC_STATUS_OK;
+    }
+    int64_t v, w;
+    if (kv->n == 0 || !lc_gguf_kv_int(kv, 0, &v))
+        return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is %s, not an integer", f->path, key,
+                        lc_gguf_vtype_name(kv->type));
+    for (uint64_t i = 1; i < kv->n; i++)
+        if (!lc_gguf_kv_int(kv, i, &w) || w != v)
+            return lc_error(LC_STATUS_INPUT, "%s: metadata key %s differs between layers, which lora.c does not support",
+                            f->path, key);
+    *out = v;
+    return LC_STATUS_OK;
+}
+
+static lc_status meta_float(const lc_gguf_file *f, const char *arch, const char *suffix, double *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
+    if (kv && (kv->type == LC_GGUF_ARRAY || !lc_gguf_kv_float(kv, 0, out)))
+        return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is %s, not a number", f->path, key,
+                        lc_gguf_vtype_name(kv->type));
+    return LC_STATUS_OK;
+}
+
+static bool add_num(cJSON *o, const char *key, double v) { return cJSON_AddNumberToObject(o, key, v) != NULL; }
+
+// A config.json equivalent of the metadata, read by the same parser as a
+// Hugging Face folder's (every check it makes applies to GGUF files too).
+static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *arch, const char *model_type) {
+    cJSON *root = cJSON_CreateObject();
+    lc_status st = LC_STATUS_OK;
+    bool ok = root && cJSON_AddStringToObject(root, "model_type", model_type);
+    static const struct {
+        const char *suffix, *key;
+        bool required;
+    } ints[] = {
+        {"block_count", "num_hidden_layers", true},          {"embedding_length", "hidden_size", true},
+        {"feed_forward_length", "intermediate_size", true},  {"attention.head_count", "num_attention_heads", true},
+        {"attention.head_count_kv", "num_key_value_heads", false}, {"context_length", "max_position_embeddings", false},
+        {"attention.key_length", "head_dim", false},
+    };
+    int64_t v, head_dim = 0, n_layers = 0, heads = 1, hidden = 0;
+    for (size_t i = 0; ok && i < sizeof ints / sizeof ints[0]; i++) {
+        v = -1;
+        if ((st = meta_int(f, arch, ints[i].suffix, ints[i].required, &v))) goto out;
+        if (v < 0) continue;
+        ok = add_num(root, ints[i].key, (double)v);
+        if (!strcmp(ints[i].key, "head_dim")) head_dim = v;
+        if (!strcmp(ints[i].key, "num_hidden_layers")) n_layers = v;
+        if (!strcmp(ints[i].key, "num_attention_heads")) heads = v;
+        if (!strcmp(ints[i].key, "hidden_size")) hidden = v;
+    }
+    if (head_dim <= 0) head_dim = heads > 0 ? hidden / heads : 0;
+    double x = -1;
+    if ((st = meta_float(f, arch, "attention.layer_norm_rms_epsilon", &x))) goto out;
+    if (ok && x >= 0) ok = add_num(root, "rms_norm_eps", x);
+    x = -1;
+    if ((st = meta_float(f, arch, "rope.freq_base", &x))) goto out;
+    if (ok && x >= 0) ok = add_num(root, "rope_theta", x);
+    const lc_gguf_tensor *embd = lc_gguf_find_tensor(f, "token_embd.weight");
+    if (!embd || embd->n_dims != 2) {
+        st = lc_error(LC_STATUS_INPUT, "%s: tensor token_embd.weight is missing or not a matrix", f->path);
+        goto out;
+    }
+    if (ok) ok = add_num(root, "vocab_size", (double)embd->ne[1]);
+    if (ok) ok = cJSON_AddBoolToObject(root, "tie_word_embeddings", !lc_gguf_find_tensor(f, "output.weight")) != NULL;
+
+    const lc_gguf_kv *scaling = NULL;
+    char key[160];
+    snprintf(key, sizeof key, "%s.rope.scaling.type", arch);
+    scaling = lc_gguf_find_kv(f, key);
+    lc_gguf_str s;
+    if (scaling && lc_gguf_kv_str(scaling, 0, &s) && !(s.len == 4 && !memcmp(s.s, "none", 4))) {
+        double factor = 0;
+        if (!(s.len == 6 && !memcmp(s.s, "linear", 6))) {
+            st = lc_error(LC_STATUS_INPUT, "%s: rope scaling \"%.*s\" is not supported (linear is)", f->path,
+                          (int)(s.len > 40 ? 40 : s.len), s.s);
+            goto out;
+        }
+        if ((st = meta_float(f, arch, "rope.scaling.factor", &factor))) goto out;
+        cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
+        ok = ok && rs && cJSON_AddStringToObject(rs, "type", "linear") && add_num(rs, "factor", factor);
+    }
+    if (!strcmp(arch, "qwen2") && ok) ok = cJSON_AddBoolToObject(root, "use_sliding_window", false) != NULL;
+    if (!strcmp(arch, "gemma2")) {
+        double cap = 0;
+        if ((st = meta_float(f, arch, "attn_logit_softcapping", &cap))) goto out;
+        if (ok && cap > 0) ok = add_num(root, "attn_logit_softcapping", cap);
+        cap = 0;
+        if ((st = meta_float(f, arch, "final_logit_softcapping", &cap))) goto out;
+        if (ok && cap > 0) ok = add_num(root, "final_logit_softcapping", cap);
+        v = -1;
+        if ((st = meta_int(f, arch, "attention.sliding_window", false, &v))) goto out;
+        if (ok && v >= 0) ok = add_num(root, "sliding_window", (double)v);
+        // llama.cpp scales queries by 1/sqrt(head_dim), by 1/sqrt(n_embd/n_head) for the 46-layer 27B.
+        if (ok) ok = add_num(root, "query_pre_attn_scalar", n_layers == 46 ? (double)(hidden / heads) : (double)head_dim);
+    }
+    if (!strcmp(arch, "phi3")) {
+        v = -1;
+        if ((st = meta_int(f, arch, "rope.dimension_count", false, &v))) goto out;
+        if (ok && v > 0 && head_dim > 0) ok = add_num(root, "partial_rotary_factor", (double)v / (double)head_dim);
+        v = -1;
+        if ((st = meta_int(f, arch, "attention.sliding_window", false, &v))) goto out;
+        if (ok && v > 0) ok = add_num(root, "sliding_window", (double)v);
+        if (lc_gguf_find_tensor(f, "rope_factors_long.weight")) {
+            st = lc_error(LC_STATUS_INPUT, "%s: Phi-3 long-context rope factors are not supported", f->path);
+            goto out;
+        }
+    }
+    if (!strcmp(arch, "olmo")) {
+        x = -1;
+        if ((st = meta_float(f, arch, "attention.clamp_kqv", &x))) goto out;
+        if (ok && x > 0) ok = add_num(root, "clip_qkv", x);
+    }
+    // Special ids: generation stops at EOS and at the end-of-turn token.
+    int64_t bos = -1, eos = -1, eot = -1;
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.bos_token_id"), 0, &bos);
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.eos_token_id"), 0, &eos);
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.eot_token_id"), 0, &eot);
+    if (ok && bos >= 0) ok = add_num(root, "bos_token_id", (double)bos);
+    if (ok && eos >= 0) {
+        cJSON *ids = cJSON_AddArrayToObject(root, "eos_token_id");
+        ok = ids && cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)eos));
+        if (ok && eot >= 0 && eot != eos) ok = cJSON_AddItemToArray(ids, cJSON_CreateNumber((double)eot));
+    }
+    if (!ok) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+        goto out;
+    }
+    if ((st = lc_config_parse_json(&m->cfg, root, f->path))) goto out;
+    // The converter wrote Gemma's norms as 1 + w already.
+    m->cfg.norm_plus_one = false;
+out:
+    cJSON_Delete(root);
+    return st;
+}
+
+// The Hugging Face name of GGUF tensor `name` in this family into out; false
+// when it is not one lora.c loads (kept under its own name).
+static bool hf_name(const lc_model_config *c, const lc_arch_names *n, const char *name, char *out, size_t cap,
+                    lc_linear_kind *kind) {
+    *kind = LC_LINEAR_KIND_COUNT;
+    const char *suffix = strrchr(name, '.');
+    if (!suffix || (strcmp(suffix, ".weight") && strcmp(suffix, ".bias"))) return false;
+    size_t stem = (size_t)(suffix - name);
+    if (stem == 10 && !strncmp(name, "token_embd", 10) && !strcmp(suffix, ".weight"))
+        return snprintf(out, cap, "%s.weight", n->embed) < (int)cap;
+    if (stem == 11 && !strncmp(name, "output_norm", 11) && n->final_norm)
+        return snprintf(out, cap, "%s%s", n->final_norm, suffix) < (int)cap;
+    if (stem == 6 && !strncmp(name, "output", 6) && !strcmp(suffix, ".weight"))
+        return snprintf(out, cap, "%s.weight", n->head) < (int)cap;
+    int layer, used = 0;
+    if (sscanf(name, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0 || layer >= c->n_layers) return false;
+    const char *mid = name + used;
+    size_t mlen = (size_t)(suffix - mid);
+    const char *hf = NULL;
+    unsigned kinds = lc_model_linear_kinds(c);
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT && !hf; k++)
+        if ((kinds >> k & 1) && strlen(gguf_linear_names[k]) == mlen && !strncmp(mid, gguf_linear_names[k], mlen)) {
+            hf = n->lin[k];
+            *kind = (lc_linear_kind)k;
+        }
+    static const char *const norms[4] = {"attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm"};
+    const char *hf_norms[4] = {n->attn_norm, n->mlp_norm, n->post_attn_norm, n->post_mlp_norm};
+    for (int i = 0; i < 4 && !hf; i++)
+        if (strlen(norms[i]) == mlen && !strncmp(mid, norms[i], mlen)) hf = hf_norms[i];
+    if (!hf) return false;
+    char base[128];
+    snprintf(base, sizeof base, n->layer, layer);
+    return snprintf(out, cap, "%s.%s%s", base, hf, suffix) < (int)cap;
+}
+
+static int cmp_tensor(const void *a, const void *b) {
+    return strcmp(((const lc_st_tensor *)a)->name, ((const lc_st_tensor *)b)->name);
+}
+
+// m->st as a view of the GGUF tensors under Hugging Face names; q/k of
+// permuting architectures are copied into Hugging Face row order.
+static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *arch) {
+    const lc_model_config *c = &m->cfg;
+    lc_arch_names n;
+    lc_arch_names_get(&n, c);
+    lc_st_set *set = &m->st;
+    if (!(set->files = calloc(1, sizeof *set->files)) || !(set->files[0].path = strdup(f->path)) ||
+        (f->n_tensors && !(set->tensors = calloc(f->n_tensors, sizeof *set->tensors))))
+        return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+    set->n_files = 1;
+    bool permute = lc_gguf_arch_permutes_qk(arch);
+    for (size_t i = 0; i < f->n_tensors; i++) {
+        const lc_gguf_tensor *g = &f->tensors[i];
+        lc_st_tensor *t = &set->tensors[set->n_tensors];
+        char name[320];
+        lc_linear_kind kind;
+        if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) snprintf(name, sizeof name, "%s", g->name);
+        if (!(t->name = strdup(name))) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+        set->n_tensors++;
+        lc_wtype wt;
+        t->dtype = lc_wtype_from_ggml(g->type, &wt) ? (lc_dtype)wt : LC_DTYPE_OTHER;
+        snprintf(t->dtype_name, sizeof t->dtype_name, "%s", lc_ggml_type_name(g->type));
+        t->n_dims = g->n_dims;
+        for (int d = 0; d < g->n_dims; d++) t->shape[d] = g->ne[g->n_dims - 1 - d];
+        t->n_elements = g->n_elements;
+        t->data = g->data;
+        t->nbytes = g->nbytes;
+        int heads = kind == LC_LINEAR_KIND_Q ? c->n_heads : kind == LC_LINEAR_KIND_K ? c->n_kv_heads : 0;
+        if (permute && heads && t->dtype != LC_DTYPE_OTHER && t->shape[0] == (int64_t)heads * c->head_dim) {
+            void *copy = lc_model_own(m, t->nbytes);
+            if (!copy) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+            lc_gguf_permute_rows(copy, t->data, heads, c->head_dim, t->nbytes / (size_t)t->shape[0], false);
+            t->data = copy;
+        }
+    }
+    qsort(set->tensors, (size_t)set->n_tensors, sizeof *set->tensors, cmp_tensor);
+    for (int i = 1; i < set->n_tensors; i++)
+        if (!strcmp(set->tensors[i - 1].name, set->tensors[i].name))
+            return lc_error(LC_STATUS_INPUT, "%s: two tensors stand for %s", f->path, set->tensors[i].name);
+    return LC_STATUS_OK;
+}
+
+// llama.cpp divides each rotary frequency by rope_freqs (Llama 3.1's scaling).
+static lc_status apply_rope_freqs(lc_model *m, const lc_gguf_file *f) {
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(f, "rope_freqs.weight");
+    if (!t) return LC_STATUS_OK;
+    int half = m->cfg.rope_dim / 2;
+    if (t->type != 0 || t->n_elements != half)
+        return lc_error(LC_STATUS_INPUT, "%s: rope_freqs.weight must be F32 with %d values", f->path, half);
+    for (int i = 0; i < half; i++) {
+        float v;
+        memcpy(&v, t->data + 4 * (size_t)i, 4);
+        if (!(v > 0.0f) || v != v)
+            return lc_error(LC_STATUS_INPUT, "%s: rope_freqs.weight holds a value that is not positive", f->path);
+        m->inv_freq[i] /= v;
+    }
+    m->rope_freqs = true;
+    return LC_STATUS_OK;
+}
+
+lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
+    memset(m, 0, sizeof *m);
+    m->from_gguf = true;
+    lc_status st;
+    lc_gguf_file *f = calloc(1, sizeof *f);
+    if (!f) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if ((st = lc_gguf_open(f, path))) {
+        free(f);
+        return st;
+    }
+    m->gguf = f;
+    lc_gguf_str a;
+    if (!lc_gguf_kv_str(lc_gguf_find_kv(f, "general.architecture"), 0, &a)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: general.architecture is missing", path);
+        goto fail;
+    }
+    const char *model_type = NULL;
+    char arch[64];
+    snprintf(arch, sizeof arch, "%.*s", (int)(a.len < 63 ? a.len : 63), a.s);
+    for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0] && !model_type; i++)
+        if (strlen(gguf_archs[i].gguf) == a.len && !memcmp(gguf_archs[i].gguf, a.s, a.len)) model_type = gguf_archs[i].model_type;
+    if (!model_type) {
+        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, gemma2, phi3, olmo)",
+                      path, arch);
+        goto fail;
+    }
+    lc_gguf_str type;
+    if (lc_gguf_kv_str(lc_gguf_find_kv(f, "general.type"), 0, &type) && type.len == 7 && !memcmp(type.s, "adapter", 7)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: a LoRA adapter, not a base model (give it to --adapter)", path);
+        goto fail;
+    }
+    if ((st = build_config(m, f, arch, model_type))) goto fail;
+    if ((st = build_tensors(m, f, arch))) goto fail;
+    if ((st = lc_model_load_tensors(m, bf16_weights))) goto fail;
+    if ((st = apply_rope_freqs(m, f))) goto fail;
+    return LC_STATUS_OK;
+fail:
+    lc_model_free(m);
+    return st;
+}

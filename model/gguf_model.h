@@ -1,0 +1,33 @@
+// A base model from a llama.cpp GGUF file: the family and hyperparameters
+// from its metadata, its tensors under the Hugging Face names the rest of
+// lora.c uses (q/k rows put back in Hugging Face order where llama.cpp's
+// converter interleaved them), each frozen weight in its stored type.
+#ifndef LC_GGUF_MODEL_H
+#define LC_GGUF_MODEL_H
+
+#include <stdbool.h>
+
+#include "model/gguf.h"
+#include "model/model.h"
+
+// Whether path names a GGUF file (a regular file starting with "GGUF").
+bool lc_path_is_gguf(const char *path);
+
+// Loads path into m (called by lc_model_load_opts for a GGUF file): m->gguf
+// keeps the open file (metadata for the tokenizer and exports).
+lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights);
+
+// llama.cpp's tensor name of a linear kind ("attn_q", ..., "ffn_up").
+const char *lc_gguf_linear_name(lc_linear_kind kind);
+
+// Whether llama.cpp's converter reorders q/k rows for this GGUF architecture
+// (rotary on adjacent pairs: llama, olmo, ...).
+bool lc_gguf_arch_permutes_qk(const char *arch);
+
+// Hugging Face keeps each head's q/k rows in rotate-half order, llama.cpp's
+// llama layout rotates adjacent pairs: GGUF row h*D + 2j + s holds Hugging
+// Face row h*D + s*D/2 + j. to_gguf maps Hugging Face rows to GGUF rows, else
+// back. Rows are row_bytes each (any stored type); src and dst differ.
+void lc_gguf_permute_rows(void *dst, const void *src, int n_heads, int D, size_t row_bytes, bool to_gguf);
+
+#endif
