@@ -105,14 +105,12 @@ static bool file_exists(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *override_path) {
+// The template: override_path, else cfg's chat_template (cfg_path names
+// cfg), else the file jinja_path (may be NULL); none of them: *out stays NULL.
+static lc_status load_from(lc_chat **out, const cJSON *cfg, const char *cfg_path, const char *jinja_path,
+                           const char *override_path) {
     *out = NULL;
-    char cfg_path[4200], jinja_path[4200];
-    lc_status st;
-    if ((st = lc_path_join(cfg_path, sizeof cfg_path, model_dir, "tokenizer_config.json"))) return st;
-    if ((st = lc_path_join(jinja_path, sizeof jinja_path, model_dir, "chat_template.jinja"))) return st;
-    cJSON *cfg = NULL;
-    if (file_exists(cfg_path) && (st = lc_json_load_file(cfg_path, 64u << 20, &cfg))) return st;
+    lc_status st = LC_STATUS_OK;
     char *text = NULL;
     size_t len = 0;
     char name[4200];
@@ -127,27 +125,22 @@ lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *overrid
                 const cJSON *n = cJSON_GetObjectItemCaseSensitive(e, "name");
                 if (cJSON_IsString(n) && strcmp(n->valuestring, "default") == 0) found = cJSON_GetObjectItemCaseSensitive(e, "template");
             }
-            if (!cJSON_IsString(found)) {
-                cJSON_Delete(cfg);
+            if (!cJSON_IsString(found))
                 return lc_error(LC_STATUS_INPUT, "%s: chat_template lists no template named \"default\"", cfg_path);
-            }
             ct = found;
         }
-        if (ct && !cJSON_IsNull(ct) && !cJSON_IsString(ct)) {
-            cJSON_Delete(cfg);
+        if (ct && !cJSON_IsNull(ct) && !cJSON_IsString(ct))
             return lc_error(LC_STATUS_INPUT, "%s: chat_template must be a string or a list of named templates", cfg_path);
-        }
         if (cJSON_IsString(ct)) {
             len = strlen(ct->valuestring);
             text = malloc(len + 1);
             if (!text) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
             else memcpy(text, ct->valuestring, len + 1);
             snprintf(name, sizeof name, "%s", cfg_path);
-        } else if (file_exists(jinja_path)) {
+        } else if (jinja_path && file_exists(jinja_path)) {
             st = lc_file_read(jinja_path, MAX_TEMPLATE_BYTES, &text, &len);
             snprintf(name, sizeof name, "%s", jinja_path);
         } else {
-            cJSON_Delete(cfg);
             return LC_STATUS_OK; // no template
         }
     }
@@ -155,13 +148,29 @@ lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *overrid
     if (!st) st = lc_chat_from_text(&c, text, len, name);
     free(text);
     if (!st && cfg) st = add_special_tokens(c, cfg);
-    cJSON_Delete(cfg);
     if (st) {
         lc_chat_free(c);
         return st;
     }
     *out = c;
     return LC_STATUS_OK;
+}
+
+lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *override_path) {
+    *out = NULL;
+    char cfg_path[4200], jinja_path[4200];
+    lc_status st;
+    if ((st = lc_path_join(cfg_path, sizeof cfg_path, model_dir, "tokenizer_config.json"))) return st;
+    if ((st = lc_path_join(jinja_path, sizeof jinja_path, model_dir, "chat_template.jinja"))) return st;
+    cJSON *cfg = NULL;
+    if (file_exists(cfg_path) && (st = lc_json_load_file(cfg_path, 64u << 20, &cfg))) return st;
+    st = load_from(out, cfg, cfg_path, jinja_path, override_path);
+    cJSON_Delete(cfg);
+    return st;
+}
+
+lc_status lc_chat_from_config(lc_chat **out, const cJSON *config, const char *name, const char *override_path) {
+    return load_from(out, config, name, NULL, override_path);
 }
 
 lc_status lc_chat_check_messages(const cJSON *messages, const char *what) {

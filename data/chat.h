@@ -22,6 +22,9 @@ typedef struct lc_chat lc_chat;
 // pad_token, ..., additional_special_tokens) become template variables, as
 // transformers passes them. *out is NULL (and OK) when there is no template.
 lc_status lc_chat_load(lc_chat **out, const char *model_dir, const char *override_path);
+// The same from a parsed tokenizer_config.json-style object (a GGUF base's,
+// with tokenizer.chat_template); name stands for it in errors.
+lc_status lc_chat_from_config(lc_chat **out, const cJSON *config, const char *name, const char *override_path);
 // A template file alone (no special tokens: set them with lc_chat_set_var).
 lc_status lc_chat_from_file(lc_chat **out, const char *path);
 // A template from text; `name` names it in errors.

@@ -10,6 +10,8 @@
 
 #include <cJSON.h>
 
+#include "common/json.h"
+
 // A JSONL line longer than this is refused rather than buffered: the file is
 // untrusted and one runaway line should not take the machine's memory.
 #define LC_DATASET_MAX_LINE ((size_t)16 << 20)

@@ -18,6 +18,10 @@ typedef struct lc_tokenizer lc_tokenizer;
 // (bos_token, eos_token, add_bos_token) and the post_processor.
 lc_status lc_tokenizer_load(lc_tokenizer **out, const char *json_path, const char *config_path);
 void lc_tokenizer_free(lc_tokenizer *tok);
+// The same from parsed tokenizer.json and tokenizer_config.json objects
+// (config may be NULL); name stands for both in errors.
+typedef struct cJSON cJSON;
+lc_status lc_tokenizer_load_json(lc_tokenizer **out, const cJSON *root, const cJSON *config, const char *name);
 
 // Loads DIR/tokenizer.json with DIR/tokenizer_config.json when present; a
 // missing folder or tokenizer.json is an LC_STATUS_INPUT error naming DIR.

@@ -568,13 +568,13 @@ static lc_status config_token(const cJSON *cfg, const char *key, const char *pat
     return lc_json_get_string(v, "content", path, NULL, out);
 }
 
-static lc_status parse_config(load_ctx *c, const char *config_path, int32_t *bos, int32_t *eos) {
+// tokenizer_config.json's special tokens and add_bos_token/add_eos_token
+// (cfg NULL: none); path names it in errors.
+static lc_status parse_config(load_ctx *c, const cJSON *cfg, const char *config_path, int32_t *bos, int32_t *eos) {
     *bos = *eos = -1;
-    if (!config_path || !lc_file_exists(config_path)) return LC_STATUS_OK;
-    cJSON *cfg;
-    lc_status st = lc_json_load_file(config_path, TOK_MAX_JSON_BYTES, &cfg);
-    if (st) return st;
+    if (!cfg) return LC_STATUS_OK;
     const char *b = NULL, *e = NULL;
+    lc_status st = LC_STATUS_OK;
     if (!cJSON_IsObject(cfg)) st = lc_error(LC_STATUS_INPUT, "%s: must be a JSON object", config_path);
     if (!st) st = config_token(cfg, "bos_token", config_path, &b);
     if (!st) st = config_token(cfg, "eos_token", config_path, &e);
@@ -588,7 +588,6 @@ static lc_status parse_config(load_ctx *c, const char *config_path, int32_t *bos
     }
     if (!st && b) *bos = lc_tokenizer_find(c->tok, b);
     if (!st && e) *eos = lc_tokenizer_find(c->tok, e);
-    cJSON_Delete(cfg);
     return st;
 }
 
@@ -677,7 +676,8 @@ static lc_status plan_stream(lc_tokenizer *tok, const char *path) {
     return LC_STATUS_OK;
 }
 
-static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, const char *config_path) {
+static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, const cJSON *config,
+                      const char *config_path) {
     load_ctx c = {.tok = tok, .path = path, .post_bos = -1, .post_eos = -1};
     lc_status st;
     int32_t max_added;
@@ -713,7 +713,7 @@ static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, co
     if ((st = plan_stream(tok, path))) return st;
 
     int32_t bos, eos;
-    if ((st = parse_config(&c, config_path, &bos, &eos))) return st;
+    if ((st = parse_config(&c, config, config_path, &bos, &eos))) return st;
     static const char *const bos_names[] = {"<s>", "<|endoftext|>", "<|begin_of_text|>", "<bos>", NULL};
     static const char *const eos_names[] = {"</s>", "<|endoftext|>", "<|end_of_text|>", "<eos>", NULL};
     tok->bos = bos >= 0 ? bos : c.post_bos >= 0 ? c.post_bos : find_first(tok, bos_names);
@@ -728,20 +728,40 @@ static lc_status load(lc_tokenizer *tok, const cJSON *root, const char *path, co
     return LC_STATUS_OK;
 }
 
+lc_status lc_tokenizer_load_json(lc_tokenizer **out, const cJSON *root, const cJSON *config, const char *name) {
+    *out = NULL;
+    lc_tokenizer *tok = calloc(1, sizeof *tok);
+    if (!tok) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", name);
+    tok->unk_id = tok->bos = tok->eos = -1;
+    lc_status st = load(tok, root, name, config, name);
+    if (st) {
+        lc_tokenizer_free(tok);
+        return st;
+    }
+    *out = tok;
+    return LC_STATUS_OK;
+}
+
 lc_status lc_tokenizer_load(lc_tokenizer **out, const char *json_path, const char *config_path) {
     *out = NULL;
     if (!json_path) return lc_error(LC_STATUS_USAGE, "tokenizer: no tokenizer.json given");
-    cJSON *root;
+    cJSON *root, *cfg = NULL;
     lc_status st = lc_json_load_file(json_path, TOK_MAX_JSON_BYTES, &root);
     if (st) return st;
+    if (config_path && lc_file_exists(config_path) && (st = lc_json_load_file(config_path, TOK_MAX_JSON_BYTES, &cfg))) {
+        cJSON_Delete(root);
+        return st;
+    }
     lc_tokenizer *tok = calloc(1, sizeof *tok);
     if (!tok) {
         cJSON_Delete(root);
+        cJSON_Delete(cfg);
         return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", json_path);
     }
     tok->unk_id = tok->bos = tok->eos = -1;
-    st = load(tok, root, json_path, config_path);
+    st = load(tok, root, json_path, cfg, config_path);
     cJSON_Delete(root);
+    cJSON_Delete(cfg);
     if (st) {
         lc_tokenizer_free(tok);
         return st;

@@ -30,4 +30,14 @@ bool lc_gguf_arch_permutes_qk(const char *arch);
 // back. Rows are row_bytes each (any stored type); src and dst differ.
 void lc_gguf_permute_rows(void *dst, const void *src, int n_heads, int D, size_t row_bytes, bool to_gguf);
 
+// The regex of a pre-tokenizer as convert_hf_to_gguf.py names it
+// (tokenizer.ggml.pre: "gpt-2", "llama-bpe", "qwen2", ...), NULL if unknown.
+const char *lc_gguf_pre_regex(const char *pre);
+
+// The file's vocabulary (tokenizer.ggml.*) as a tokenizer.json and a
+// tokenizer_config.json (special tokens, add_bos_token/add_eos_token,
+// chat_template) that lc_tokenizer_load_json reads; caller frees both.
+typedef struct cJSON cJSON;
+lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON **config);
+
 #endif

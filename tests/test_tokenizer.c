@@ -12,6 +12,7 @@
 #include "common/json.h"
 #include "data/tokenizer.h"
 #include "data/tokenizer_internal.h"
+#include "model/gguf_model.h"
 
 #define SHARED LC_SHARED_DIR
 #define VECTORS SHARED "/tokenizers/llamacpp-vectors/"
@@ -77,13 +78,34 @@ static const struct {
     {VECTORS "gpt-2.out", SHARED "/tokenizers/gpt2/tokenizer.json"},
     {VECTORS "falcon.out", SHARED "/tokenizers/falcon/tokenizer.json"},
     {VECTORS "phi-3.out", SHARED "/tokenizers/phi-3-mini/tokenizer.json"},
+    // The same vocabularies as llama.cpp's own vocab GGUFs hold them
+    // (tokenizer.ggml.*, converted back by lc_gguf_tokenizer_json).
+    {VECTORS "llama-spm.out", VECTORS "ggml-vocab-llama-spm.gguf"},
+    {VECTORS "gpt-2.out", VECTORS "ggml-vocab-gpt-2.gguf"},
+    {VECTORS "phi-3.out", VECTORS "ggml-vocab-phi-3.gguf"},
 };
+
+// A tokenizer.json, or a GGUF file's vocabulary.
+static lc_tokenizer *load_any(const char *path) {
+    size_t n = strlen(path);
+    if (n < 5 || strcmp(path + n - 5, ".gguf")) return load(path, NULL);
+    lc_gguf_file f;
+    ck_assert_msg(lc_gguf_open(&f, path) == LC_STATUS_OK, "%s", lc_error_message());
+    cJSON *t, *c;
+    ck_assert_msg(lc_gguf_tokenizer_json(&f, &t, &c) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_tokenizer *tok = NULL;
+    ck_assert_msg(lc_tokenizer_load_json(&tok, t, c, path) == LC_STATUS_OK, "%s: %s", path, lc_error_message());
+    cJSON_Delete(t);
+    cJSON_Delete(c);
+    lc_gguf_close(&f);
+    return tok;
+}
 
 START_TEST(test_llamacpp_vectors) {
     size_t in_len, out_len;
     char *input = read_all(VECTORS "input.inp", &in_len);
     char *expect = read_all(VEC[_i].out, &out_len);
-    lc_tokenizer *tok = load(VEC[_i].json, NULL);
+    lc_tokenizer *tok = load_any(VEC[_i].json);
     int32_t *ids = NULL;
     size_t cap = 0;
     int n_cases = 0, enc_ok = 0, rt_ok = 0;
@@ -377,7 +399,7 @@ START_TEST(test_random_roundtrip) {
                                     0xBD, 0x0416, 0x0E01, 0x4E2D, 0x6587, 0x3000, 0xA0, 0x200D, 0xFE0F,
                                     0x1F600, 0x1F999, 0x2705, 0xFFFD, 0x10FFFF};
     uint64_t rng = 42;
-    lc_tokenizer *tok = load(VEC[_i].json, NULL);
+    lc_tokenizer *tok = load_any(VEC[_i].json);
     int32_t *ids = NULL;
     size_t cap = 0;
     char text[1024];
@@ -831,7 +853,7 @@ int main(void) {
     Suite *s = suite_create("tokenizer");
     TCase *tc = tcase_create("vectors");
     tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, test_llamacpp_vectors, 0, 4);
+    tcase_add_loop_test(tc, test_llamacpp_vectors, 0, (int)(sizeof VEC / sizeof VEC[0]));
     tcase_add_loop_test(tc, test_random_roundtrip, 0, 4);
     suite_add_tcase(s, tc);
     tc = tcase_create("behaviour");

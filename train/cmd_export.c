@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "train/base.h"
 #include "export/export.h"
 #include "data/tokenizer.h"
 #include "train/adapter.h"
@@ -69,7 +70,7 @@ lc_status lc_cmd_export(int argc, char **argv) {
     } else if (fmt == 1) {
         st = lc_export_hf(out, model_dir, &model, &lora, dtype);
     } else {
-        if (!(st = lc_tokenizer_load_dir(&tok, model_dir)))
+        if (!(st = lc_base_load_tokenizer(&tok, model_dir)))
             st = lc_export_gguf(out, model_dir, &model, &lora, tok, dtype);
         lc_tokenizer_free(tok);
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "train/base.h"
 #include "common/file.h"
 #include "common/json.h"
 #include "data/chat.h"
@@ -55,7 +56,7 @@ lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, con
     struct stat sb;
     if (model_dir && (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
         return lc_error(LC_STATUS_INPUT, "%s: not a model folder", model_dir);
-    lc_status st = model_dir ? lc_chat_load(out, model_dir, template_path) : lc_chat_from_file(out, template_path);
+    lc_status st = model_dir ? lc_base_load_chat(out, model_dir, template_path) : lc_chat_from_file(out, template_path);
     if (st) return st;
     if (!*out)
         return lc_error(LC_STATUS_INPUT, "%s has no chat template (tokenizer_config.json chat_template or "

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "train/base.h"
 #include "data/chat.h"
 #include "data/tokenizer.h"
 #include "train/cli.h"
@@ -33,7 +34,7 @@ static lc_status tokenize_messages(const char *model_dir, const char *tok_file, 
     int32_t *ids = NULL;
     uint8_t *flags = NULL;
     size_t n = 0;
-    lc_status st = lc_tokenizer_load_dir(&tok, model_dir);
+    lc_status st = lc_base_load_tokenizer(&tok, model_dir);
     if (!st) st = lc_cli_load_chat(model_dir, chat_template, "--chat-template", &chat);
     if (!st) st = lc_cli_read_messages(msgs, &root, &messages);
     if (!st) st = lc_chat_tokenize(chat, tok, messages, &ids, &flags, &n);
@@ -88,7 +89,7 @@ lc_status lc_cmd_tokenize(int argc, char **argv) {
     lc_tokenizer *tok = NULL;
     lc_status st;
     if (model_dir) {
-        st = lc_tokenizer_load_dir(&tok, model_dir);
+        st = lc_base_load_tokenizer(&tok, model_dir);
     } else {
         // tokenizer_config.json beside the file, when there, supplies BOS/EOS.
         char cfg[4096];

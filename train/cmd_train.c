@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "train/base.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
 #include "train/adapter.h"
@@ -92,7 +93,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     lc_lora lora = {0};
     lc_dataset ds = {0};
     int loaded = 0, has_lora = 0;
-    if ((st = lc_tokenizer_load_dir(&tok, model_dir))) goto done;
+    if ((st = lc_base_load_tokenizer(&tok, model_dir))) goto done;
     if ((st = lc_model_load(&model, model_dir))) goto done;
     loaded = 1;
     lc_train_warn_model("lora eval", model_dir, &model);

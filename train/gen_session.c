@@ -1,4 +1,5 @@
 // Loading for generation, shared by lora generate and lora chat.
+#include "train/base.h"
 #include "train/gen_session.h"
 
 #include <stdio.h>
@@ -39,7 +40,7 @@ lc_status lc_gen_parse_option(lc_gen_options *o, int c, const char *arg, bool *u
 lc_status lc_gen_session_open(lc_gen_session *s, const lc_gen_options *o) {
     memset(s, 0, sizeof *s);
     lc_status st;
-    if ((st = lc_tokenizer_load_dir(&s->tok, o->model_dir))) return st;
+    if ((st = lc_base_load_tokenizer(&s->tok, o->model_dir))) return st;
     if ((st = lc_model_load(&s->model, o->model_dir))) return st;
     s->model_loaded = 1;
     lc_train_warn_model(o->cmd, o->model_dir, &s->model);

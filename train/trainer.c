@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "train/base.h"
 #include "autograd/parallel.h"
 #include "common/file.h"
 #include "model/forward.h"
@@ -57,7 +58,7 @@ typedef struct trainer {
 lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap) {
     *chat = NULL;
     err[0] = 0;
-    lc_status st = lc_chat_load(chat, model_dir, override);
+    lc_status st = lc_base_load_chat(chat, model_dir, override);
     if (st && !override && st == LC_STATUS_INPUT) {
         // Only chat data needs it: prompt/completion data trains on a model whose template cannot be read.
         snprintf(err, cap, "%s", lc_error_message());
@@ -535,7 +536,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     model_loaded = 1;
     lc_train_warn_model("lora train", cfg->model, &t.model);
     lc_model_fingerprint(&t.model, t.fingerprint);
-    if ((st = lc_tokenizer_load_dir(&t.tok, cfg->model))) goto done;
+    if ((st = lc_base_load_tokenizer(&t.tok, cfg->model))) goto done;
     if ((st = load_data(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
