@@ -2,6 +2,7 @@
 
 #include <assert.h>
 #include <cblas.h>
+#include <math.h>
 #include <string.h>
 
 #include "autograd/parallel.h"
@@ -237,6 +238,33 @@ void lc_wtype_dequant_row(float *out, lc_wtype t, const void *src, int64_t n) {
         case LC_WTYPE_Q6_K: block_q6_k(out, p); break;
         default: assert(0);
         }
+    }
+}
+
+bool lc_wtype_quantize_row(void *dst, lc_wtype t, const float *src, int64_t n) {
+    unsigned char *p = dst;
+    switch (t) {
+    case LC_WTYPE_F32: memcpy(p, src, sizeof(float) * (size_t)n); return true;
+    case LC_WTYPE_F16:
+    case LC_WTYPE_BF16:
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = t == LC_WTYPE_F16 ? lc_f32_to_f16(src[i]) : lc_f32_to_bf16(src[i]);
+            memcpy(p + 2 * i, &h, 2);
+        }
+        return true;
+    case LC_WTYPE_Q8_0:
+        if (n % 32) return false;
+        // ggml's quantize_row_q8_0_ref: d = max|x| / 127, q = round(x / d).
+        for (int64_t b = 0; b < n / 32; b++, src += 32, p += 34) {
+            float amax = 0.0f;
+            for (int j = 0; j < 32; j++) amax = fabsf(src[j]) > amax ? fabsf(src[j]) : amax;
+            float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            uint16_t h = lc_f32_to_f16(d);
+            memcpy(p, &h, 2);
+            for (int j = 0; j < 32; j++) p[2 + j] = (unsigned char)(signed char)roundf(src[j] * id);
+        }
+        return true;
+    default: return false;
     }
 }
 

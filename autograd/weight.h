@@ -55,6 +55,11 @@ void lc_weight_dequant(float *out, // [n_rows, ldo]
 // n elements of one row (a multiple of the block) starting at src.
 void lc_wtype_dequant_row(float *out, lc_wtype t, const void *src, int64_t n);
 
+// n values of src as one row of type t at dst (F32, F16, BF16, or Q8_0 as
+// ggml's quantize_row_q8_0_ref; n a multiple of the block). false for a type
+// lora.c does not write.
+bool lc_wtype_quantize_row(void *dst, lc_wtype t, const float *src, int64_t n);
+
 // out = x · wᵀ: the linear layer's forward product.
 void lc_weight_matmul_forward(float *out,     // [N, w->rows]
                               const float *x, // [N, w->cols]

@@ -49,6 +49,16 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
 lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          const lc_tokenizer *tok, lc_dtype dtype);
 
+// The adapter as a llama.cpp LoRA adapter GGUF (llama-cli --lora FILE):
+// general.type "adapter", adapter.type "lora", adapter.lora.alpha (f32) =
+// scale x r so that llama.cpp's alpha / r is lora.c's scale (rsLoRA too), the
+// base's llama.cpp architecture; per adapted linear blk.N.<name>.weight.lora_a
+// (ggml ne [in, r]: PEFT's lora_A bytes) and .lora_b (ne [r, out]), B's rows
+// in llama.cpp's order of the base weight's rows (q/k interleaved for
+// llama/olmo, fused q/k/v gathered); all F32. Works from any base lora.c
+// trains, Hugging Face folder or GGUF file.
+lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora);
+
 // fp32 weight of linear (layer, kind) with the adapter merged into out
 // [out_features, in_features]; nothing for a kind the model does not have.
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);

@@ -36,7 +36,11 @@ lc_status lc_gguf_set_arr_str(lc_gguf_writer *w, const char *key, const char *co
 lc_status lc_gguf_set_arr_f32(lc_gguf_writer *w, const char *key, const float *v, size_t n);
 lc_status lc_gguf_set_arr_i32(lc_gguf_writer *w, const char *key, const int32_t *v, size_t n);
 
-// Declares the next tensor: ggml type (F32, F16 or BF16) and its row-major
+// Copies a metadata entry as read from another file (any type, arrays too).
+lc_status lc_gguf_copy_kv(lc_gguf_writer *w, const lc_gguf_kv *kv);
+
+// Declares the next tensor: ggml type (one lora.c holds: F32, F16, BF16 or a
+// quantization, rows a multiple of its block) and its row-major
 // shape (shape[0] slowest), which the file stores reversed as ne.
 lc_status lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *shape);
 // Writes the header (all metadata and tensor infos); no metadata or tensor may be added after it.

@@ -21,19 +21,10 @@
 #include "common/json.h"
 #include "export/export.h"
 #include "model/gguf_internal.h"
+#include "model/gguf_model.h"
 #include "model/safetensors.h"
 
 // ---------------------------------------------------------------- tokenizer
-
-// Pre-tokenizer regexes as Hugging Face tokenizer.json files hold them, and
-// the names llama.cpp's convert_hf_to_gguf.py gives them (tokenizer.ggml.pre).
-static const char GPT2_REGEX[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
-static const char LLAMA3_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
-                                   "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char QWEN2_REGEX[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-                                  "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-// Bloom's Split (with ByteLevel use_regex false): " ?[^(\s|[.,!?…。，、।۔،])]+".
-static const char BLOOM_REGEX[] = " ?[^(\\s|[.,!?\xE2\x80\xA6\xE3\x80\x82\xEF\xBC\x8C\xE3\x80\x81\xE0\xA5\xA4\xDB\x94\xD8\x8C])]+";
 
 typedef struct pre_scan {
     bool bytelevel_regex, punctuation, digits, other;
@@ -59,10 +50,9 @@ static void scan_pretok(const cJSON *p, pre_scan *s, int depth) {
         s->n_split++;
         if (!cJSON_IsString(re)) return;
         const char *v = re->valuestring;
-        if (!strcmp(v, GPT2_REGEX)) s->named = "gpt-2";
-        else if (!strcmp(v, LLAMA3_REGEX)) s->named = "llama-bpe";
-        else if (!strcmp(v, QWEN2_REGEX)) s->named = "qwen2";
-        else if (!strcmp(v, BLOOM_REGEX)) s->named = "bloom";
+        static const char *const named[] = {"gpt-2", "llama-bpe", "qwen2", "bloom"};
+        for (size_t i = 0; i < sizeof named / sizeof named[0] && !s->named; i++)
+            if (!strcmp(v, lc_gguf_pre_regex(named[i]))) s->named = named[i];
         else if (!strcmp(v, "[0-9][0-9][0-9]")) s->falcon_digits = true;
     } else if (!strcmp(t, "Punctuation")) {
         s->punctuation = true;
@@ -357,19 +347,6 @@ static lc_status family_of(const lc_model *m, const char *out_path, gguf_family 
 
 // ---------------------------------------------------------------- tensors
 
-// Hugging Face keeps q/k rows of each head in rotate-half order (the two
-// halves of the head are the rotated pairs); llama.cpp's llama architecture
-// rotates adjacent pairs. convert_hf_to_gguf.py's permute moves row
-// s*D/2 + j of a head to row 2j + s (s = 0, 1; j < D/2), for each of `rows`
-// values of the head. src and dst are [n_heads * D, cols].
-static void permute_rows(float *dst, const float *src, int n_heads, int D, int cols) {
-    for (int h = 0; h < n_heads; h++)
-        for (int s = 0; s < 2; s++)
-            for (int j = 0; j < D / 2; j++)
-                memcpy(dst + ((size_t)h * D + 2 * j + s) * cols, src + ((size_t)h * D + s * (D / 2) + j) * cols,
-                       (size_t)cols * sizeof *dst);
-}
-
 // dst row i = src row rows[i] (n rows of cols values).
 static void gather_rows(float *dst, const float *src, const int32_t *rows, int n, int cols) {
     for (int i = 0; i < n; i++)
@@ -379,11 +356,6 @@ static void gather_rows(float *dst, const float *src, const int32_t *rows, int n
 // llama.cpp's names of the linear kinds. Fused query/key/value stays fused
 // (attn_qkv, rows [q; k; v]); Phi-3's fused gate/up is its ffn_up with 2F
 // rows [gate; up], which llama.cpp splits in half.
-static const char *const gguf_linear_names[LC_LINEAR_KIND_COUNT] = {
-    [LC_LINEAR_KIND_Q] = "attn_q",       [LC_LINEAR_KIND_K] = "attn_k",        [LC_LINEAR_KIND_V] = "attn_v",
-    [LC_LINEAR_KIND_O] = "attn_output",  [LC_LINEAR_KIND_GATE] = "ffn_gate",   [LC_LINEAR_KIND_UP] = "ffn_up",
-    [LC_LINEAR_KIND_DOWN] = "ffn_down",  [LC_LINEAR_KIND_QKV] = "attn_qkv",    [LC_LINEAR_KIND_GATE_UP] = "ffn_up",
-};
 
 enum job_src {
     SRC_VALUES,     // a model array as it is (embeddings, norms, the output head)
@@ -398,6 +370,7 @@ typedef struct job {
     int n_dims;
     int64_t shape[2];  // row-major
     bool f32;          // stays F32 whatever the export dtype
+    lc_wtype type;     // as written (set with the header)
     const float *data; // SRC_VALUES
     int layer;
     lc_linear_kind lin;
@@ -452,11 +425,11 @@ static void add_norm(exporter *e, const lc_norm *n, int layer, const char *name)
 static void add_linear(exporter *e, int l, lc_linear_kind k) {
     const lc_linear *lin = &e->m->layers[l].lin[k];
     if (!lin->out) return;
-    job *j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, gguf_linear_names[k]);
+    job *j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, lc_gguf_linear_name(k));
     j->layer = l;
     j->lin = k;
     if (!lin->bias) return;
-    j = add_job(e, SRC_BIAS, 1, lin->out, 1, "blk.%d.%s.bias", l, gguf_linear_names[k]);
+    j = add_job(e, SRC_BIAS, 1, lin->out, 1, "blk.%d.%s.bias", l, lc_gguf_linear_name(k));
     j->layer = l;
     j->lin = k;
 }
@@ -539,7 +512,7 @@ static const float *reorder_rows(exporter *e, lc_linear_kind k, int rows, int co
     }
     if (e->fam.permute_qk && (k == LC_LINEAR_KIND_Q || k == LC_LINEAR_KIND_K)) {
         int heads = k == LC_LINEAR_KIND_Q ? c->n_heads : c->n_kv_heads;
-        permute_rows(e->tmp, e->buf, heads, rows / heads, cols);
+        lc_gguf_permute_rows(e->tmp, e->buf, heads, rows / heads, sizeof(float) * (size_t)cols, true);
         return e->tmp;
     }
     return e->buf;
@@ -565,10 +538,12 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
         break;
     }
     }
-    if (j->f32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
-    bool f16 = e->dtype == LC_DTYPE_F16;
-    for (size_t i = 0; i < n; i++) e->half[i] = f16 ? lc_f32_to_f16(src[i]) : lc_f32_to_bf16(src[i]);
-    return lc_gguf_write_tensor_data(w, e->half, n * sizeof(uint16_t));
+    if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
+    int64_t cols = j->shape[1], rows = j->shape[0];
+    size_t row_bytes = lc_wtype_row_bytes(j->type, cols);
+    for (int64_t r = 0; r < rows; r++)
+        lc_wtype_quantize_row((unsigned char *)e->half + r * row_bytes, j->type, src + r * cols, cols);
+    return lc_gguf_write_tensor_data(w, e->half, row_bytes * (size_t)rows);
 }
 
 // ---------------------------------------------------------------- metadata
@@ -642,9 +617,10 @@ static lc_status export_metadata(lc_gguf_writer *w, const char *model_dir, const
     lc_status st;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
     model_name(model_dir, name, sizeof name);
-    uint32_t file_type = dtype == LC_DTYPE_F32   ? LC_GGUF_FILE_TYPE_ALL_F32
-                         : dtype == LC_DTYPE_F16 ? LC_GGUF_FILE_TYPE_MOSTLY_F16
-                                                 : LC_GGUF_FILE_TYPE_MOSTLY_BF16;
+    uint32_t file_type = dtype == LC_DTYPE_F32    ? LC_GGUF_FILE_TYPE_ALL_F32
+                         : dtype == LC_DTYPE_F16  ? LC_GGUF_FILE_TYPE_MOSTLY_F16
+                         : dtype == LC_DTYPE_BF16 ? LC_GGUF_FILE_TYPE_MOSTLY_BF16
+                                                  : LC_GGUF_FILE_TYPE_MOSTLY_Q8_0;
     if ((st = lc_gguf_set_str(w, "general.architecture", arch))) return st;
     if ((st = lc_gguf_set_str(w, "general.type", "model"))) return st;
     if ((st = lc_gguf_set_str(w, "general.name", name))) return st;
@@ -712,11 +688,111 @@ out:
 
 // ---------------------------------------------------------------- export
 
+// The (layer, kind) of a GGUF base tensor "blk.N.<linear>.weight" that the
+// adapter changes; false otherwise.
+static bool adapted_tensor(const lc_model *m, const lc_lora *lora, const char *name, int *layer, lc_linear_kind *kind) {
+    int l, used = 0;
+    if (!lora || sscanf(name, "blk.%d.%n", &l, &used) != 1 || !used || l < 0 || l >= m->cfg.n_layers) return false;
+    const char *mid = name + used, *dot = strchr(mid, '.');
+    if (!dot || strcmp(dot, ".weight")) return false;
+    unsigned kinds = lc_model_linear_kinds(&m->cfg);
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        const char *g = lc_gguf_linear_name((lc_linear_kind)k);
+        if ((kinds >> k & 1) && strlen(g) == (size_t)(dot - mid) && !strncmp(mid, g, strlen(g)) &&
+            lc_lora_get(lora, l, (lc_linear_kind)k)) {
+            *layer = l;
+            *kind = (lc_linear_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
+
+// A GGUF base with the adapter merged: the source file's metadata and tensors
+// in their order and stored types, except the adapted weights, merged in
+// fp32 and written in dtype (rows back in the file's own order).
+static lc_status export_from_gguf(const char *out_path, const lc_model *m, const lc_lora *lora, lc_dtype dtype) {
+    const lc_gguf_file *src = m->gguf;
+    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
+    lc_status st = family_of(m, out_path, &e.fam);
+    if (st) return st;
+    size_t max_n = 1;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
+            if (n > max_n) max_n = n;
+        }
+    e.buf = malloc(max_n * sizeof *e.buf);
+    e.tmp = malloc(max_n * sizeof *e.tmp);
+    unsigned char *out = malloc(max_n * sizeof(float));
+    lc_wtype *types = calloc(src->n_tensors + 1, sizeof *types);
+    lc_gguf_writer *w = NULL;
+    if (!e.buf || !e.tmp || !out || !types) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
+        goto done;
+    }
+    if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
+    for (size_t i = 0; i < src->n_kvs; i++)
+        if ((st = lc_gguf_copy_kv(w, &src->kvs[i]))) goto done;
+    int n_merged = 0;
+    for (size_t i = 0; i < src->n_tensors; i++) {
+        const lc_gguf_tensor *t = &src->tensors[i];
+        int64_t shape[LC_GGUF_MAX_DIMS];
+        for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
+        int l;
+        lc_linear_kind k;
+        uint32_t type = t->type;
+        if (adapted_tensor(m, lora, t->name, &l, &k)) {
+            types[i] = (lc_wtype)dtype;
+            if (t->ne[0] % lc_wtype_block(types[i])) types[i] = LC_WTYPE_F16;
+            type = lc_wtype_ggml(types[i]);
+            n_merged++;
+        } else {
+            types[i] = LC_WTYPE_COUNT; // copied as stored
+        }
+        if ((st = lc_gguf_add_tensor(w, t->name, type, t->n_dims, shape))) goto done;
+    }
+    int n_adapted = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) n_adapted += lc_lora_get(lora, l, (lc_linear_kind)k) != NULL;
+    if (n_merged != n_adapted) {
+        st = lc_error(LC_STATUS_INPUT, "%s: the base file holds %d of the %d adapted weights", out_path, n_merged,
+                      n_adapted);
+        goto done;
+    }
+    if ((st = lc_gguf_write_header(w))) goto done;
+    for (size_t i = 0; i < src->n_tensors; i++) {
+        const lc_gguf_tensor *t = &src->tensors[i];
+        int l;
+        lc_linear_kind k;
+        if (types[i] == LC_WTYPE_COUNT || !adapted_tensor(m, lora, t->name, &l, &k)) {
+            if ((st = lc_gguf_write_tensor_data(w, t->data, t->nbytes))) goto done;
+            continue;
+        }
+        const lc_linear *lin = &m->layers[l].lin[k];
+        lc_export_merge_linear(e.buf, m, lora, l, k);
+        const float *rows = reorder_rows(&e, k, lin->out, lin->in);
+        size_t row_bytes = lc_wtype_row_bytes(types[i], lin->in);
+        for (int r = 0; r < lin->out; r++)
+            lc_wtype_quantize_row(out + r * row_bytes, types[i], rows + (size_t)r * lin->in, lin->in);
+        if ((st = lc_gguf_write_tensor_data(w, out, row_bytes * (size_t)lin->out))) goto done;
+    }
+    st = lc_gguf_writer_finish(w);
+done:
+    lc_gguf_writer_free(w);
+    free(e.buf);
+    free(e.tmp);
+    free(out);
+    free(types);
+    return st;
+}
+
 lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          const lc_tokenizer *tok, lc_dtype dtype) {
     const lc_model_config *c = &m->cfg;
-    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
-        return lc_error(LC_STATUS_USAGE, "%s: GGUF export writes f32, f16 or bf16", out_path);
+    if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16 && dtype != (lc_dtype)LC_WTYPE_Q8_0)
+        return lc_error(LC_STATUS_USAGE, "%s: GGUF export writes f32, f16, bf16 or q8_0", out_path);
+    if (m->gguf) return export_from_gguf(out_path, m, lora, dtype);
     exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
     lc_status st = family_of(m, out_path, &e.fam);
     if (st) return st;
@@ -761,8 +837,11 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
     if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
     if ((st = export_metadata(w, model_dir, m, tok, dtype, &e.fam))) goto done;
     for (size_t i = 0; i < e.n_jobs; i++) {
-        const job *j = &e.jobs[i];
-        uint32_t type = j->f32 ? LC_GGML_TYPE_F32 : dtype == LC_DTYPE_F16 ? LC_GGML_TYPE_F16 : LC_GGML_TYPE_BF16;
+        job *j = &e.jobs[i];
+        j->type = j->f32 ? LC_WTYPE_F32 : (lc_wtype)dtype;
+        // Q8_0 needs rows of whole blocks; llama.cpp's converter falls back to F16.
+        if (j->shape[1] % lc_wtype_block(j->type)) j->type = LC_WTYPE_F16;
+        uint32_t type = lc_wtype_ggml(j->type);
         if ((st = lc_gguf_add_tensor(w, j->name, type, j->n_dims, j->shape))) goto done;
     }
     if ((st = lc_gguf_write_header(w))) goto done;
@@ -776,5 +855,80 @@ done:
     free(e.tmp);
     free(e.half);
     lc_tokenizer_free(own_tok);
+    return st;
+}
+
+// ---------------------------------------------------------------- LoRA adapter
+
+lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora) {
+    const lc_model_config *c = &m->cfg;
+    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = LC_DTYPE_F32};
+    lc_status st = family_of(m, out_path, &e.fam);
+    if (st) return st;
+    if (lora->n_layers != c->n_layers)
+        return lc_error(LC_STATUS_INPUT, "%s: the adapter has %d layers, the model %d", out_path, lora->n_layers,
+                        c->n_layers);
+    // llama.cpp scales every tensor by alpha / rank with one alpha for the
+    // file: write alpha = scale * r (rsLoRA's alpha / sqrt(r) too).
+    size_t max_b = 1;
+    float alpha = 0.0f;
+    int n = 0;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(lora, l, (lc_linear_kind)k);
+            if (!ref) continue;
+            float a = ref->scale * (float)ref->r;
+            if (n++ == 0) alpha = a;
+            else if (fabsf(a - alpha) > 1e-6f * fabsf(alpha))
+                return lc_error(LC_STATUS_USAGE, "%s: the adapters' scale x rank differs between tensors, which "
+                                "llama.cpp's one adapter.lora.alpha cannot express", out_path);
+            size_t nb = (size_t)m->layers[l].lin[k].out * (size_t)ref->r;
+            if (nb > max_b) max_b = nb;
+        }
+    if (!n) return lc_error(LC_STATUS_INPUT, "%s: the adapter adapts no layer", out_path);
+    e.buf = malloc(max_b * sizeof *e.buf);
+    e.tmp = malloc(max_b * sizeof *e.tmp);
+    lc_gguf_writer *w = NULL;
+    char name[256];
+    if (!e.buf || !e.tmp) {
+        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
+        goto done;
+    }
+    model_name(model_dir, name, sizeof name);
+    if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
+    if ((st = lc_gguf_set_str(w, "general.architecture", e.fam.arch)) ||
+        (st = lc_gguf_set_str(w, "general.type", "adapter")) || (st = lc_gguf_set_str(w, "general.name", name)) ||
+        (st = lc_gguf_set_str(w, "adapter.type", "lora")) || (st = lc_gguf_set_f32(w, "adapter.lora.alpha", alpha)) ||
+        (st = lc_gguf_set_u32(w, "general.quantization_version", 2)))
+        goto done;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(lora, l, (lc_linear_kind)k);
+            if (!ref) continue;
+            const lc_linear *lin = &m->layers[l].lin[k];
+            // PEFT's lora_A [r, in] and lora_B [out, r] bytes: ggml ne [in, r] and [r, out].
+            int64_t sa[2] = {ref->r, lin->in}, sb[2] = {lin->out, ref->r};
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", l, lc_gguf_linear_name((lc_linear_kind)k));
+            if ((st = lc_gguf_add_tensor(w, name, LC_GGML_TYPE_F32, 2, sa))) goto done;
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", l, lc_gguf_linear_name((lc_linear_kind)k));
+            if ((st = lc_gguf_add_tensor(w, name, LC_GGML_TYPE_F32, 2, sb))) goto done;
+        }
+    if ((st = lc_gguf_write_header(w))) goto done;
+    for (int l = 0; l < c->n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            const lc_lora_ref *ref = lc_lora_get(lora, l, (lc_linear_kind)k);
+            if (!ref) continue;
+            const lc_linear *lin = &m->layers[l].lin[k];
+            if ((st = lc_gguf_write_tensor_data(w, ref->A, sizeof(float) * (size_t)ref->r * lin->in))) goto done;
+            // B's rows follow the base weight's rows into llama.cpp's order.
+            memcpy(e.buf, ref->B, sizeof(float) * (size_t)lin->out * ref->r);
+            const float *b = reorder_rows(&e, (lc_linear_kind)k, lin->out, ref->r);
+            if ((st = lc_gguf_write_tensor_data(w, b, sizeof(float) * (size_t)lin->out * ref->r))) goto done;
+        }
+    st = lc_gguf_writer_finish(w);
+done:
+    lc_gguf_writer_free(w);
+    free(e.buf);
+    free(e.tmp);
     return st;
 }

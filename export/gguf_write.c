@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/file.h"
+#include "autograd/weight.h"
 #include "model/gguf_internal.h"
 
 typedef struct wtensor {
@@ -174,9 +175,24 @@ lc_status lc_gguf_set_arr_i32(lc_gguf_writer *w, const char *key, const int32_t 
     return st;
 }
 
+lc_status lc_gguf_copy_kv(lc_gguf_writer *w, const lc_gguf_kv *kv) {
+    int64_t v;
+    if (!strcmp(kv->key, "general.alignment") && kv->type == LC_GGUF_U32 && lc_gguf_kv_int(kv, 0, &v))
+        return lc_gguf_set_u32(w, kv->key, (uint32_t)v); // changes the data alignment too
+    lc_status st = kv->type == LC_GGUF_ARRAY ? arr_begin(w, kv->key, kv->item_type, (size_t)kv->n)
+                                             : kv_begin(w, kv->key, kv->type);
+    if (st) return st;
+    if (kv->item_type == LC_GGUF_STRING) {
+        for (uint64_t i = 0; !st && i < kv->n; i++) st = kv_str(w, kv->strs[i].s, kv->strs[i].len);
+        return st;
+    }
+    return kv_put(w, kv->data, (size_t)kv->n * lc_gguf_vtype_size(kv->item_type)); // little-endian as read
+}
+
 lc_status lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, uint32_t type, int n_dims, const int64_t *shape) {
     if (w->header_done) return lc_error(LC_STATUS_RUNTIME, "%s: tensor %s added after the header", w->path, name);
-    if (type != LC_GGML_TYPE_F32 && type != LC_GGML_TYPE_F16 && type != LC_GGML_TYPE_BF16)
+    lc_wtype wt;
+    if (!lc_wtype_from_ggml(type, &wt))
         return lc_error(LC_STATUS_RUNTIME, "%s: tensor %s: cannot write ggml type %u", w->path, name, type);
     if (n_dims < 1 || n_dims > LC_GGUF_MAX_DIMS || !*name || strlen(name) > GGUF_MAX_NAME)
         return lc_error(LC_STATUS_RUNTIME, "%s: tensor %.60s: bad name or %d dimensions", w->path, name, n_dims);
@@ -196,7 +212,10 @@ lc_status lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, uint32_t type,
         if (t.ne[d] < 0 || __builtin_mul_overflow(n, (uint64_t)t.ne[d], &n))
             return lc_error(LC_STATUS_RUNTIME, "%s: tensor %s: bad shape", w->path, name);
     }
-    t.nbytes = n * (type == LC_GGML_TYPE_F32 ? 4 : 2);
+    if (t.ne[0] % lc_wtype_block(wt))
+        return lc_error(LC_STATUS_RUNTIME, "%s: tensor %s: %lld columns are not a multiple of %s's block", w->path, name,
+                        (long long)t.ne[0], lc_wtype_name(wt));
+    t.nbytes = t.ne[0] ? (uint64_t)lc_wtype_row_bytes(wt, t.ne[0]) * (n / (uint64_t)t.ne[0]) : 0;
     t.offset = (w->data_size + w->alignment - 1) / w->alignment * w->alignment;
     if (!(t.name = strdup(name))) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", w->path);
     w->data_size = t.offset + t.nbytes;

@@ -45,6 +45,7 @@ typedef enum lc_gguf_vtype {
 #define LC_GGUF_FILE_TYPE_ALL_F32 0u
 #define LC_GGUF_FILE_TYPE_MOSTLY_F16 1u
 #define LC_GGUF_FILE_TYPE_MOSTLY_BF16 32u
+#define LC_GGUF_FILE_TYPE_MOSTLY_Q8_0 7u
 
 #define LC_GGUF_MAX_DIMS 4
 #define LC_GGUF_DEFAULT_ALIGNMENT 32u
@@ -105,10 +106,12 @@ bool lc_gguf_kv_float(const lc_gguf_kv *kv, uint64_t i, double *out);
 bool lc_gguf_kv_str(const lc_gguf_kv *kv, uint64_t i, lc_gguf_str *out);
 
 const char *lc_gguf_vtype_name(lc_gguf_vtype t); // "u32", "string", ... ("?" if unknown)
+size_t lc_gguf_vtype_size(lc_gguf_vtype t);      // bytes of a scalar (0 for string and array)
 const char *lc_ggml_type_name(uint32_t type);    // "F32", "Q4_K", ... or NULL if unknown
 
-// Converts an F32, F16 or BF16 tensor to fp32 into out[n_elements]; other
-// types are an LC_STATUS_INPUT error naming the file and tensor.
+// Converts a tensor of a type lora.c holds (F32, F16, BF16, Q4_0, Q4_1, Q5_0,
+// Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) to fp32 into out[n_elements]; other types
+// are an LC_STATUS_INPUT error naming the file and tensor.
 lc_status lc_gguf_tensor_to_f32(const lc_gguf_file *f, const lc_gguf_tensor *t, float *out);
 
 #endif

@@ -24,6 +24,8 @@ static const char *const vtype_names[LC_GGUF_VTYPE_COUNT] = {
     "u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
 };
 
+size_t lc_gguf_vtype_size(lc_gguf_vtype t) { return (unsigned)t < LC_GGUF_VTYPE_COUNT ? vtype_size[t] : 0; }
+
 const char *lc_gguf_vtype_name(lc_gguf_vtype t) {
     return (unsigned)t < LC_GGUF_VTYPE_COUNT ? vtype_names[t] : "?";
 }

@@ -12,14 +12,18 @@
 #include "train/trainer.h"
 
 static const char export_usage[] =
-    "usage: lora export --model DIR --adapter PATH --out PATH --format peft|hf|gguf [--dtype f32|f16|bf16]\n"
-    "  --model DIR     the base model folder the adapter was trained on\n"
+    "usage: lora export --model DIR|FILE.gguf --adapter PATH --out PATH --format peft|hf|gguf|gguf-lora\n"
+    "                   [--dtype f32|f16|bf16|q8_0]\n"
+    "  --model         the base the adapter was trained on: a model folder or a GGUF file\n"
     "  --adapter PATH  checkpoint-<step>.h5, a run's output folder, or a PEFT adapter folder\n"
-    "  --out PATH      a folder for peft and hf, a file for gguf\n"
+    "  --out PATH      a folder for peft and hf, a file for gguf and gguf-lora\n"
     "  --format        peft: adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained)\n"
     "                  hf:   the base with the adapter merged, a complete Hugging Face folder\n"
-    "                  gguf: the merged model as one GGUF file for llama.cpp\n"
-    "  --dtype         f32 (default), f16 or bf16; merging is always done in f32\n";
+    "                  gguf: the merged model as one GGUF file for llama.cpp; from a GGUF base\n"
+    "                        every tensor the adapter does not change keeps its stored type\n"
+    "                  gguf-lora: the adapter alone for llama.cpp (llama-cli -m BASE.gguf --lora FILE)\n"
+    "  --dtype         f32 (default), f16 or bf16 (q8_0 too for gguf: the merged weights);\n"
+    "                  merging is always done in f32; gguf-lora is always f32\n";
 
 lc_status lc_cmd_export(int argc, char **argv) {
     static const struct option opts[] = {
@@ -51,9 +55,15 @@ lc_status lc_cmd_export(int argc, char **argv) {
     if (strcmp(dtype_name, "f32") == 0) dtype = LC_DTYPE_F32;
     else if (strcmp(dtype_name, "f16") == 0) dtype = LC_DTYPE_F16;
     else if (strcmp(dtype_name, "bf16") == 0) dtype = LC_DTYPE_BF16;
-    else return lc_error(LC_STATUS_USAGE, "--dtype must be f32, f16 or bf16, not \"%s\"", dtype_name);
-    int fmt = strcmp(format, "peft") == 0 ? 0 : strcmp(format, "hf") == 0 ? 1 : strcmp(format, "gguf") == 0 ? 2 : -1;
-    if (fmt < 0) return lc_error(LC_STATUS_USAGE, "--format must be peft, hf or gguf, not \"%s\"", format);
+    else if (strcmp(dtype_name, "q8_0") == 0) dtype = (lc_dtype)LC_WTYPE_Q8_0;
+    else return lc_error(LC_STATUS_USAGE, "--dtype must be f32, f16, bf16 or q8_0, not \"%s\"", dtype_name);
+    int fmt = !strcmp(format, "peft") ? 0 : !strcmp(format, "hf") ? 1 : !strcmp(format, "gguf") ? 2
+            : !strcmp(format, "gguf-lora") ? 3 : -1;
+    if (fmt < 0) return lc_error(LC_STATUS_USAGE, "--format must be peft, hf, gguf or gguf-lora, not \"%s\"", format);
+    if (dtype == (lc_dtype)LC_WTYPE_Q8_0 && fmt != 2)
+        return lc_error(LC_STATUS_USAGE, "--dtype q8_0 is for --format gguf only");
+    if (fmt == 3 && dtype != LC_DTYPE_F32)
+        return lc_error(LC_STATUS_USAGE, "--format gguf-lora writes f32 tensors (as llama.cpp's converter does); drop --dtype");
 
     lc_model model;
     lc_lora lora;
@@ -69,6 +79,8 @@ lc_status lc_cmd_export(int argc, char **argv) {
         st = lc_export_peft(out, model_dir, &model, &lora, dtype);
     } else if (fmt == 1) {
         st = lc_export_hf(out, model_dir, &model, &lora, dtype);
+    } else if (fmt == 3) {
+        st = lc_export_gguf_lora(out, model_dir, &model, &lora);
     } else {
         if (!(st = lc_base_load_tokenizer(&tok, model_dir)))
             st = lc_export_gguf(out, model_dir, &model, &lora, tok, dtype);

@@ -32,13 +32,9 @@ static long long count_params(const lc_st_set *set) {
     return n;
 }
 
-static lc_status inspect_dir(const char *dir) {
-    lc_model m;
-    lc_status st = lc_model_load(&m, dir);
-    if (st) return st;
-    lc_train_warn_model("lora inspect", dir, &m);
-    const lc_model_config *c = &m.cfg;
-    printf("model folder %s\n", dir);
+// The family and shape of a loaded base model.
+static void print_model(const lc_model *m) {
+    const lc_model_config *c = &m->cfg;
     printf("  architecture   %s\n", c->model_type);
     printf("  layers         %d\n", c->n_layers);
     printf("  hidden size    %d (intermediate %d)\n", c->hidden_size, c->intermediate_size);
@@ -53,15 +49,53 @@ static lc_status inspect_dir(const char *dir) {
         printf("  context        %d (%s positions)\n", c->max_position_embeddings,
                c->pos == LC_POS_KIND_ALIBI ? "ALiBi" : "learned");
     if (c->sliding_window) printf("  sliding window %d\n", c->sliding_window);
-    printf("  head           %s\n", m.lm_head == m.embed ? "tied to the embeddings" : "separate lm_head");
+    printf("  head           %s\n", m->lm_head == m->embed ? "tied to the embeddings" : "separate lm_head");
     char targets[160];
     lc_arch_target_list(c, targets, sizeof targets);
     printf("  LoRA targets   %s\n", targets);
-    printf("  parameters     %lld in %d tensors, %d file%s\n", count_params(&m.st), m.st.n_tensors, m.st.n_files,
-           m.st.n_files == 1 ? "" : "s");
+    printf("  parameters     %lld in %d tensors, %d file%s\n", count_params(&m->st), m->st.n_tensors, m->st.n_files,
+           m->st.n_files == 1 ? "" : "s");
+}
+
+static lc_status inspect_dir(const char *dir) {
+    lc_model m;
+    lc_status st = lc_model_load(&m, dir);
+    if (st) return st;
+    lc_train_warn_model("lora inspect", dir, &m);
+    printf("model folder %s\n", dir);
+    print_model(&m);
     print_tensors(&m.st);
     lc_model_free(&m);
     return LC_STATUS_OK;
+}
+
+// What a GGUF file is to lora.c: a base it can train (family, the stored
+// types of the frozen weights) or why not.
+static void gguf_summary(const char *path, const lc_gguf_file *f) {
+    lc_gguf_str s;
+    if (lc_gguf_kv_str(lc_gguf_find_kv(f, "general.type"), 0, &s) && s.len == 7 && !memcmp(s.s, "adapter", 7)) {
+        printf("  a LoRA adapter (give it to llama.cpp with --lora; lora.c writes these with --format gguf-lora)\n");
+        return;
+    }
+    lc_model m;
+    if (lc_model_load(&m, path)) {
+        printf("  lora.c cannot train this file: %s\n", lc_error_message());
+        return;
+    }
+    printf("  lora.c can train this file as a base model:\n");
+    print_model(&m);
+    int counts[LC_WTYPE_COUNT] = {0};
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+            if (m.layers[l].lin[k].out) counts[m.layers[l].lin[k].w.type]++;
+    printf("  frozen weights ");
+    for (int t = 0, first = 1; t < LC_WTYPE_COUNT; t++)
+        if (counts[t]) {
+            printf("%s%d %s", first ? "" : ", ", counts[t], lc_wtype_name((lc_wtype)t));
+            first = 0;
+        }
+    printf(" (kept in their stored type; embeddings and head in fp32)\n");
+    lc_model_free(&m);
 }
 
 static lc_status inspect_safetensors(const char *path) {
@@ -107,6 +141,7 @@ static lc_status inspect_gguf(const char *path) {
     lc_status st = lc_gguf_open(&f, path);
     if (st) return st;
     printf("GGUF v%u %s\n  %zu metadata keys, %zu tensors\n", f.version, path, f.n_kvs, f.n_tensors);
+    gguf_summary(path, &f);
     for (size_t i = 0; i < f.n_kvs; i++) {
         const lc_gguf_kv *kv = &f.kvs[i];
         printf("  %-44s ", kv->key);
