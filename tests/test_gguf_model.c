@@ -15,6 +15,9 @@
 #include "model/gguf_model.h"
 #include "model/model.h"
 #include "model/safetensors.h"
+#include "model/train_pass.h"
+#include "export/export.h"
+#include "export/gguf.h"
 #include "test_util.h"
 
 #define GGUF_DIR LC_SHARED_DIR "/models/gguf"
@@ -252,6 +255,225 @@ START_TEST(test_stories260k_gguf_equals_hf) {
 }
 END_TEST
 
+#define TINY_Q4K GGUF_DIR "/tiny-llama-256-q4_k_m.gguf"
+#define ALL_TARGETS 0x7Fu // q, k, v, o, gate, up, down
+
+// A LoRA of rank 4 on every projection with B random too (not zero), so
+// every product contributes.
+static void random_lora(lc_lora *lora, const lc_model *m, bool grads) {
+    lc_lora_config cfg = {.r = 4, .alpha = 8.0f, .targets = ALL_TARGETS};
+    ck_assert_msg(lc_lora_init(lora, m, &cfg, 3, grads) == LC_STATUS_OK, "%s", lc_error_message());
+    uint64_t state = 11;
+    for (size_t i = 0; i < lora->n_params; i++) {
+        state = state * 6364136223846793005ull + 1442695040888963407ull;
+        lora->params[i] = ((float)(state >> 40) / 16777216.0f - 0.5f) * 0.2f;
+    }
+}
+
+// Loss (mean over targets) and LoRA gradients of one batch of 2 x 24 tokens.
+static double loss_and_grads(const lc_model *m, const lc_lora *lora) {
+    enum { B = 2, T = 24 };
+    int32_t tokens[B * T], targets[B * T];
+    for (int i = 0; i < B * T; i++) tokens[i] = (int32_t)((i * 37 + 11) % m->cfg.vocab_size);
+    for (int i = 0; i < B * T; i++) targets[i] = (i % T == T - 1) ? -1 : tokens[i + 1];
+    memset(lora->grads, 0, sizeof(float) * lora->n_params);
+    lc_train_pass p;
+    ck_assert_int_eq(lc_train_pass_init(&p, m, false), LC_STATUS_OK);
+    double loss = 0.0;
+    int counted = 0;
+    lc_forward_input in = {tokens, B, T, NULL, NULL, 0};
+    ck_assert_msg(lc_train_pass_run(&p, m, lora, &in, targets, 1.0f / (B * (T - 1)), &loss, &counted) == LC_STATUS_OK,
+                  "%s", lc_error_message());
+    lc_train_pass_free(&p);
+    return loss / counted;
+}
+
+// LoRA gradients through a Q4_K_M base: equal to the fp32 path's on the same
+// weights dequantized (that path is checked against PyTorch), and the largest
+// against central finite differences of the loss.
+START_TEST(test_lora_grads_quantized_base) {
+    lc_model m, w;
+    ck_assert_msg(lc_model_load(&m, TINY_Q4K) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_model_load(&w, TINY_Q4K) == LC_STATUS_OK, "%s", lc_error_message());
+    void **bufs = widen_linears(&w);
+    lc_lora a, b;
+    random_lora(&a, &m, true);
+    random_lora(&b, &w, true);
+    double la = loss_and_grads(&m, &a), lb = loss_and_grads(&w, &b);
+    ck_assert_msg(fabs(la - lb) <= 1e-5 * fabs(lb), "loss %g vs %g", la, lb);
+    double gmax = 0, dmax = 0;
+    for (size_t i = 0; i < a.n_params; i++) {
+        gmax = fmax(gmax, fabs(b.grads[i]));
+        dmax = fmax(dmax, fabs((double)a.grads[i] - b.grads[i]));
+    }
+    ck_assert_msg(gmax > 0 && dmax <= 1e-4 * gmax, "gradients differ by %g (max %g)", dmax, gmax);
+    // Finite differences on the 6 largest gradients (fp32 losses: a loose bound).
+    float *g = malloc(sizeof(float) * a.n_params);
+    memcpy(g, a.grads, sizeof(float) * a.n_params);
+    for (int pick = 0; pick < 6; pick++) {
+        size_t best = 0;
+        for (size_t i = 0; i < a.n_params; i++)
+            if (fabsf(g[i]) > fabsf(g[best])) best = i;
+        double h = 1e-2, x = a.params[best];
+        a.params[best] = (float)(x + h);
+        double up = loss_and_grads(&m, &a);
+        a.params[best] = (float)(x - h);
+        double down = loss_and_grads(&m, &a);
+        a.params[best] = (float)x;
+        double fd = (up - down) / (2 * h);
+        ck_assert_msg(fabs(fd - g[best]) <= 0.03 * fabs(g[best]), "param %zu: analytic %g, finite differences %g", best,
+                      g[best], fd);
+        g[best] = 0;
+    }
+    free(g);
+    lc_lora_free(&a);
+    lc_lora_free(&b);
+    for (int i = 0; i < w.cfg.n_layers * LC_LINEAR_KIND_COUNT; i++) free(bufs[i]);
+    free(bufs);
+    lc_model_free(&w);
+    lc_model_free(&m);
+}
+END_TEST
+
+static const lc_gguf_tensor *must_find(const lc_gguf_file *f, const char *name) {
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(f, name);
+    ck_assert_msg(t != NULL, "%s: %s missing", f->path, name);
+    return t;
+}
+
+// gguf-lora from a quantized GGUF base, read back with the reader: alpha / r
+// is the adapter's scale, lora_a holds A, and applying it as llama.cpp does
+// (W + alpha / r * B A on the file's own weights) gives the merged weight in
+// the file's row order.
+START_TEST(test_gguf_lora_round_trip) {
+    lc_model m;
+    ck_assert_msg(lc_model_load(&m, TINY_Q4K) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_lora lora;
+    random_lora(&lora, &m, false);
+    char out[4096];
+    snprintf(out, sizeof out, "%s/adapter.gguf", tmp);
+    ck_assert_msg(lc_export_gguf_lora(out, TINY_Q4K, &m, &lora) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_gguf_file f, base;
+    ck_assert_msg(lc_gguf_open(&f, out) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(lc_gguf_open(&base, TINY_Q4K) == LC_STATUS_OK);
+    lc_gguf_str s;
+    ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.type"), 0, &s) && s.len == 7 && !memcmp(s.s, "adapter", 7));
+    ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "adapter.type"), 0, &s) && s.len == 4 && !memcmp(s.s, "lora", 4));
+    ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.architecture"), 0, &s) && s.len == 5 && !memcmp(s.s, "llama", 5));
+    const lc_gguf_kv *alpha = lc_gguf_find_kv(&f, "adapter.lora.alpha");
+    ck_assert(alpha && alpha->type == LC_GGUF_F32);
+    double av;
+    ck_assert(lc_gguf_kv_float(alpha, 0, &av));
+    ck_assert_int_eq((int)f.n_tensors, 2 * 7 * m.cfg.n_layers);
+    static const char *const names[7] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            const lc_lora_ref *ref = lc_lora_get(&lora, l, (lc_linear_kind)k);
+            const lc_linear *lin = &m.layers[l].lin[k];
+            char name[96];
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_a", l, names[k]);
+            const lc_gguf_tensor *ta = must_find(&f, name);
+            snprintf(name, sizeof name, "blk.%d.%s.weight.lora_b", l, names[k]);
+            const lc_gguf_tensor *tb = must_find(&f, name);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", l, names[k]);
+            const lc_gguf_tensor *tw = must_find(&base, name);
+            // llama.cpp's shape checks: W.ne0 == a.ne0, W.ne1 == b.ne1, a.ne1 == b.ne0; scale alpha / b.ne0.
+            ck_assert(ta->type == 0 && tb->type == 0);
+            ck_assert(ta->ne[0] == tw->ne[0] && tb->ne[1] == tw->ne[1] && ta->ne[1] == tb->ne[0]);
+            ck_assert_float_eq_tol((float)(av / (double)tb->ne[0]), ref->scale, 1e-6f * ref->scale);
+            ck_assert(!memcmp(ta->data, ref->A, ta->nbytes));
+            int rows = lin->out, cols = lin->in, r = ref->r;
+            float *w = malloc(sizeof(float) * rows * cols), *merged = malloc(sizeof(float) * rows * cols);
+            float *gguf_order = malloc(sizeof(float) * rows * cols);
+            ck_assert(lc_gguf_tensor_to_f32(&base, tw, w) == LC_STATUS_OK);
+            const float *A = (const float *)ta->data, *Bm = (const float *)tb->data;
+            for (int o = 0; o < rows; o++)
+                for (int i = 0; i < cols; i++) {
+                    double acc = 0;
+                    for (int j = 0; j < r; j++) acc += (double)Bm[o * r + j] * A[(size_t)j * cols + i];
+                    w[(size_t)o * cols + i] += (float)(av / r * acc);
+                }
+            lc_export_merge_linear(merged, &m, &lora, l, (lc_linear_kind)k);
+            bool qk = k <= LC_LINEAR_KIND_K;
+            if (qk)
+                lc_gguf_permute_rows(gguf_order, merged, k == 0 ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim,
+                                     sizeof(float) * cols, true);
+            else
+                memcpy(gguf_order, merged, sizeof(float) * rows * cols);
+            double d = max_abs_diff(gguf_order, w, (size_t)rows * cols, NULL);
+            ck_assert_msg(d <= 1e-5, "layer %d %s: llama.cpp's application differs by %g", l, names[k], d);
+            free(w);
+            free(merged);
+            free(gguf_order);
+        }
+    lc_gguf_close(&f);
+    lc_gguf_close(&base);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+}
+END_TEST
+
+// Merged GGUF from a quantized base at q8_0: the adapted weights are Q8_0
+// within its rounding of the fp32 merge, every other tensor and key is the
+// source's, byte for byte, and the file loads back as a base.
+START_TEST(test_merged_q8_0_from_gguf_base) {
+    lc_model m;
+    ck_assert_msg(lc_model_load(&m, TINY_Q4K) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_lora lora;
+    random_lora(&lora, &m, false);
+    char out[4096];
+    snprintf(out, sizeof out, "%s/merged.gguf", tmp);
+    ck_assert_msg(lc_export_gguf(out, TINY_Q4K, &m, &lora, NULL, (lc_dtype)LC_WTYPE_Q8_0) == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    lc_gguf_file f;
+    ck_assert_msg(lc_gguf_open(&f, out) == LC_STATUS_OK, "%s", lc_error_message());
+    const lc_gguf_file *src = m.gguf;
+    ck_assert_int_eq(f.n_kvs, src->n_kvs);
+    ck_assert_int_eq(f.n_tensors, src->n_tensors);
+    for (size_t i = 0; i < src->n_kvs; i++) ck_assert_str_eq(f.kvs[i].key, src->kvs[i].key);
+    lc_model back;
+    ck_assert_msg(lc_model_load(&back, out) == LC_STATUS_OK, "%s", lc_error_message());
+    int merged = 0;
+    for (size_t i = 0; i < src->n_tensors; i++) {
+        const lc_gguf_tensor *a = &src->tensors[i], *b = &f.tensors[i];
+        ck_assert_str_eq(a->name, b->name);
+        bool adapted = strstr(a->name, "blk.") == a->name && strstr(a->name, "norm") == NULL && a->n_dims == 2;
+        if (!adapted) {
+            ck_assert_msg(a->type == b->type && a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes), "%s",
+                          a->name);
+            continue;
+        }
+        ck_assert_msg(b->type == 8, "%s is %s", b->name, lc_ggml_type_name(b->type));
+        merged++;
+    }
+    ck_assert_int_eq(merged, 7 * m.cfg.n_layers);
+    // Loaded back (q/k in Hugging Face order again), each adapted weight is the fp32 merge to Q8_0 precision.
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int k = 0; k < 7; k++) {
+            const lc_linear *lin = &back.layers[l].lin[k];
+            ck_assert_int_eq(lin->w.type, LC_WTYPE_Q8_0);
+            size_t n = (size_t)lin->out * lin->in;
+            float *q = malloc(sizeof(float) * n), *ref = malloc(sizeof(float) * n);
+            lc_weight_dequant(q, &lin->w, 0, lin->out, 0, lin->in, lin->in);
+            lc_export_merge_linear(ref, &m, &lora, l, (lc_linear_kind)k);
+            for (size_t i = 0; i < n; i += 32) {
+                float amax = 0;
+                for (int j = 0; j < 32; j++) amax = fmaxf(amax, fabsf(ref[i + j]));
+                for (int j = 0; j < 32; j++)
+                    // |q d16 - x| <= d/2 + 127 |d16 - d| <= d (1/2 + 127 * 2^-11)
+                    ck_assert_msg(fabsf(q[i + j] - ref[i + j]) <= amax / 127.0f * 0.563f + 1e-7f,
+                                  "layer %d kind %d [%zu]: %g vs %g", l, k, i + j, q[i + j], ref[i + j]);
+            }
+            free(q);
+            free(ref);
+        }
+    lc_model_free(&back);
+    lc_gguf_close(&f);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gguf_model");
     TCase *tc = tcase_create("core");
@@ -262,6 +484,9 @@ int main(void) {
     tcase_add_loop_test(tc, test_quantized_logits_equal_dequantized_path, 0, N_QUANT);
     tcase_add_test(tc, test_panel_products);
     tcase_add_test(tc, test_stories260k_gguf_equals_hf);
+    tcase_add_test(tc, test_lora_grads_quantized_base);
+    tcase_add_test(tc, test_gguf_lora_round_trip);
+    tcase_add_test(tc, test_merged_q8_0_from_gguf_base);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
