@@ -17,6 +17,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "export/export.h"
+#include "model/gguf_model.h"
 
 #define HF_CHUNK (1u << 20) // elements converted per write
 
@@ -89,30 +90,44 @@ static lc_status write_header(FILE *f, const lc_model *m, lc_dtype dtype, const 
     return ok ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
 }
 
+// A GGUF Gemma base stores its norms as 1 + w (the converter added the 1);
+// Hugging Face's are w.
+static bool minus_one(const lc_model *m, const lc_st_tensor *t) {
+    size_t n = strlen(t->name);
+    return m->from_gguf && (m->cfg.arch == LC_ARCH_GEMMA || m->cfg.arch == LC_ARCH_GEMMA2) && n > 11 &&
+           !strcmp(t->name + n - 11, "norm.weight");
+}
+
 // Writes n values as dtype, a chunk at a time: fp32 `src`, or when src is NULL
-// the tensor t converted through fp32.
+// the tensor t converted through fp32 (whole rows at a time: quantized blocks
+// never cross a row), less 1 when `sub1`. fbuf holds HF_CHUNK values or one row.
 static int write_converted(FILE *f, const float *src, const lc_st_tensor *t, int64_t n, lc_dtype dtype, float *fbuf,
-                           unsigned char *obuf) {
-    for (int64_t at = 0; at < n; at += HF_CHUNK) {
-        int64_t c = n - at < HF_CHUNK ? n - at : HF_CHUNK;
+                           unsigned char *obuf, bool sub1) {
+    int64_t cols = src || !t->n_dims || t->shape[t->n_dims - 1] < 1 ? 1 : t->shape[t->n_dims - 1];
+    int64_t step = src ? HF_CHUNK : (HF_CHUNK / cols > 0 ? HF_CHUNK / cols : 1) * cols;
+    size_t row_bytes = src ? 0 : lc_wtype_row_bytes((lc_wtype)t->dtype, cols);
+    for (int64_t at = 0; at < n; at += step) {
+        int64_t c = n - at < step ? n - at : step;
         const float *x = src ? src + at : fbuf;
-        if (!src) { // a slice of the tensor, converted to fp32
+        if (!src) { // whole rows of the tensor, converted to fp32
             lc_st_tensor slice = *t;
-            slice.data = t->data + (size_t)at * lc_dtype_size(t->dtype);
+            slice.data = t->data + (size_t)(at / cols) * row_bytes;
             slice.n_elements = c;
             lc_st_tensor_to_f32(&slice, fbuf);
+            if (sub1)
+                for (int64_t i = 0; i < c; i++) fbuf[i] -= 1.0f;
         }
         size_t bytes;
         if (dtype == LC_DTYPE_F32) {
-            memcpy(obuf, x, sizeof(float) * (size_t)c);
             bytes = sizeof(float) * (size_t)c;
-        } else {
-            for (int64_t i = 0; i < c; i++) {
-                uint16_t h = dtype == LC_DTYPE_F16 ? lc_f32_to_f16(x[i]) : lc_f32_to_bf16(x[i]);
-                memcpy(obuf + 2 * i, &h, 2);
-            }
-            bytes = 2 * (size_t)c;
+            if (fwrite(x, 1, bytes, f) != bytes) return 0;
+            continue;
         }
+        for (int64_t i = 0; i < c; i++) {
+            uint16_t h = dtype == LC_DTYPE_F16 ? lc_f32_to_f16(x[i]) : lc_f32_to_bf16(x[i]);
+            memcpy(obuf + 2 * i, &h, 2);
+        }
+        bytes = 2 * (size_t)c;
         if (fwrite(obuf, 1, bytes, f) != bytes) return 0;
     }
     return 1;
@@ -129,8 +144,12 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     int transposed = m->cfg.weights_transposed;
     float *merged = malloc(sizeof(float) * (max_merged + 1));
     float *flip = transposed ? malloc(sizeof(float) * (max_merged + 1)) : NULL;
-    float *fbuf = malloc(sizeof(float) * HF_CHUNK);
-    unsigned char *obuf = malloc(sizeof(float) * HF_CHUNK);
+    size_t chunk = HF_CHUNK; // or one row, if longer
+    for (int i = 0; i < set->n_tensors; i++)
+        if (set->tensors[i].n_dims && (size_t)set->tensors[i].shape[set->tensors[i].n_dims - 1] > chunk)
+            chunk = (size_t)set->tensors[i].shape[set->tensors[i].n_dims - 1];
+    float *fbuf = malloc(sizeof(float) * chunk);
+    unsigned char *obuf = malloc(sizeof(float) * chunk);
     char tmp[4096];
     int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = NULL;
@@ -157,12 +176,12 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
                     for (int c = 0; c < lin->in; c++) flip[(size_t)c * lin->out + o] = merged[(size_t)o * lin->in + c];
                 w = flip;
             }
-            ok = write_converted(f, w, NULL, t->n_elements, dtype, fbuf, obuf);
+            ok = write_converted(f, w, NULL, t->n_elements, dtype, fbuf, obuf, false);
             n_merged++;
-        } else if (!converts(t) || t->dtype == dtype) {
+        } else if (!converts(t) || (t->dtype == dtype && !minus_one(m, t))) {
             ok = fwrite(t->data, 1, t->nbytes, f) == t->nbytes;
         } else {
-            ok = write_converted(f, NULL, t, t->n_elements, dtype, fbuf, obuf);
+            ok = write_converted(f, NULL, t, t->n_elements, dtype, fbuf, obuf, minus_one(m, t));
         }
     }
     // Every adapted linear must have been found among the source's tensors.
@@ -282,6 +301,38 @@ static lc_status copy_file(const char *src, const char *dst) {
     return st;
 }
 
+// A JSON object to out_dir/name.
+static lc_status write_json(const char *out_dir, const char *name, const cJSON *root) {
+    char path[4096];
+    lc_status st = lc_path_join(path, sizeof path, out_dir, name);
+    if (st) return st;
+    char *text = cJSON_Print(root);
+    if (!text) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    st = lc_file_write_atomic(path, text, strlen(text));
+    free(text);
+    return st;
+}
+
+// The files a GGUF base has no folder for: config.json from its metadata,
+// tokenizer.json and tokenizer_config.json (with its chat template) from
+// tokenizer.ggml.*.
+static lc_status write_gguf_files(const char *out_dir, const lc_model *m, lc_dtype dtype) {
+    char *cfg = json_text_set(m->hf_config, "torch_dtype", dtype_torch_name(dtype), 1);
+    if (!cfg) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    char path[4096];
+    lc_status st = lc_path_join(path, sizeof path, out_dir, "config.json");
+    if (!st) st = lc_file_write_atomic(path, cfg, strlen(cfg));
+    free(cfg);
+    if (st) return st;
+    cJSON *tok, *tok_cfg;
+    if ((st = lc_gguf_tokenizer_json(m->gguf, &tok, &tok_cfg))) return st;
+    st = write_json(out_dir, "tokenizer.json", tok);
+    if (!st) st = write_json(out_dir, "tokenizer_config.json", tok_cfg);
+    cJSON_Delete(tok);
+    cJSON_Delete(tok_cfg);
+    return st;
+}
+
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype) {
     static const char *const copied[] = {
@@ -300,9 +351,13 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
     if (realpath(out_dir, a) && realpath(model_dir, b) && strcmp(a, b) == 0)
         return lc_error(LC_STATUS_INPUT, "%s: the output folder is the base model folder", out_dir);
 
+    if (m->gguf && m->rope_freqs)
+        return lc_error(LC_STATUS_USAGE, "%s: this GGUF base scales rope by rope_freqs (Llama 3.1 style), which "
+                        "lora.c cannot write back as config.json's rope_scaling", out_dir);
     char src[4096], dst[4096];
     if ((st = lc_path_join(dst, sizeof dst, out_dir, "model.safetensors"))) return st;
     if ((st = write_model(dst, m, lora, dtype))) return st;
+    if (m->gguf) return write_gguf_files(out_dir, m, dtype);
     if ((st = lc_path_join(src, sizeof src, model_dir, "config.json"))) return st;
     if ((st = lc_path_join(dst, sizeof dst, out_dir, "config.json"))) return st;
     if ((st = write_config(src, dst, dtype))) return st;

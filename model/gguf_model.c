@@ -47,9 +47,11 @@ void lc_gguf_permute_rows(void *dst, const void *src, int n_heads, int D, size_t
 
 // The GGUF architectures lora.c reads, and the Hugging Face model_type each is.
 static const struct {
-    const char *gguf, *model_type;
+    const char *gguf, *model_type, *hf_class;
 } gguf_archs[] = {
-    {"llama", "llama"}, {"qwen2", "qwen2"}, {"gemma", "gemma"}, {"gemma2", "gemma2"}, {"phi3", "phi3"}, {"olmo", "olmo"},
+    {"llama", "llama", "LlamaForCausalLM"},    {"qwen2", "qwen2", "Qwen2ForCausalLM"},
+    {"gemma", "gemma", "GemmaForCausalLM"},    {"gemma2", "gemma2", "Gemma2ForCausalLM"},
+    {"phi3", "phi3", "Phi3ForCausalLM"},       {"olmo", "olmo", "OlmoForCausalLM"},
 };
 
 // <arch>.<suffix> as one integer (an array must hold one value throughout: per-layer values are not supported).
@@ -80,6 +82,16 @@ static lc_status meta_float(const lc_gguf_file *f, const char *arch, const char 
     if (kv && (kv->type == LC_GGUF_ARRAY || !lc_gguf_kv_float(kv, 0, out)))
         return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is %s, not a number", f->path, key,
                         lc_gguf_vtype_name(kv->type));
+    if (kv && kv->type == LC_GGUF_F32) {
+        // The shortest decimal that reads back as the same float (1e-05, not
+        // 9.99999974737875e-06), as config.json would hold it.
+        char buf[32];
+        for (int p = 6; p <= 9; p++) {
+            snprintf(buf, sizeof buf, "%.*g", p, *out);
+            if ((float)strtod(buf, NULL) == (float)*out) break;
+        }
+        *out = strtod(buf, NULL);
+    }
     return LC_STATUS_OK;
 }
 
@@ -87,10 +99,14 @@ static bool add_num(cJSON *o, const char *key, double v) { return cJSON_AddNumbe
 
 // A config.json equivalent of the metadata, read by the same parser as a
 // Hugging Face folder's (every check it makes applies to GGUF files too).
-static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *arch, const char *model_type) {
-    cJSON *root = cJSON_CreateObject();
+static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *arch, const char *model_type,
+                              const char *hf_class) {
+    cJSON *root = cJSON_CreateObject(), *classes = cJSON_CreateArray();
     lc_status st = LC_STATUS_OK;
-    bool ok = root && cJSON_AddStringToObject(root, "model_type", model_type);
+    bool ok = root && classes && cJSON_AddItemToObject(root, "architectures", classes) &&
+              cJSON_AddItemToArray(classes, cJSON_CreateString(hf_class)) &&
+              cJSON_AddStringToObject(root, "model_type", model_type);
+    if (!ok && root && classes && !classes->child) cJSON_Delete(classes);
     static const struct {
         const char *suffix, *key;
         bool required;
@@ -191,6 +207,15 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     if ((st = lc_config_parse_json(&m->cfg, root, f->path))) goto out;
     // The converter wrote Gemma's norms as 1 + w already.
     m->cfg.norm_plus_one = false;
+    // config.json for a Hugging Face export of this base.
+    char *text = cJSON_Print(root);
+    if (!text || !(m->hf_config = lc_model_own(m, strlen(text) + 1))) {
+        free(text);
+        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+        goto out;
+    }
+    memcpy(m->hf_config, text, strlen(text) + 1);
+    free(text);
 out:
     cJSON_Delete(root);
     return st;
@@ -235,8 +260,8 @@ static int cmp_tensor(const void *a, const void *b) {
     return strcmp(((const lc_st_tensor *)a)->name, ((const lc_st_tensor *)b)->name);
 }
 
-// m->st as a view of the GGUF tensors under Hugging Face names; q/k of
-// permuting architectures are copied into Hugging Face row order.
+// m->st as a view of the GGUF tensors lora.c loads, under Hugging Face names;
+// q/k of permuting architectures are copied into Hugging Face row order.
 static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *arch) {
     const lc_model_config *c = &m->cfg;
     lc_arch_names n;
@@ -252,7 +277,9 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         lc_st_tensor *t = &set->tensors[set->n_tensors];
         char name[320];
         lc_linear_kind kind;
-        if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) snprintf(name, sizeof name, "%s", g->name);
+        // Tensors lora.c does not load (rope_freqs, ...) stay out of the view;
+        // they are read from m->gguf where needed.
+        if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) continue;
         if (!(t->name = strdup(name))) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
         set->n_tensors++;
         lc_wtype wt;
@@ -312,11 +339,14 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
         st = lc_error(LC_STATUS_INPUT, "%s: general.architecture is missing", path);
         goto fail;
     }
-    const char *model_type = NULL;
+    const char *model_type = NULL, *hf_class = NULL;
     char arch[64];
     snprintf(arch, sizeof arch, "%.*s", (int)(a.len < 63 ? a.len : 63), a.s);
     for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0] && !model_type; i++)
-        if (strlen(gguf_archs[i].gguf) == a.len && !memcmp(gguf_archs[i].gguf, a.s, a.len)) model_type = gguf_archs[i].model_type;
+        if (strlen(gguf_archs[i].gguf) == a.len && !memcmp(gguf_archs[i].gguf, a.s, a.len)) {
+            model_type = gguf_archs[i].model_type;
+            hf_class = gguf_archs[i].hf_class;
+        }
     if (!model_type) {
         st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, gemma2, phi3, olmo)",
                       path, arch);
@@ -327,7 +357,7 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
         st = lc_error(LC_STATUS_INPUT, "%s: a LoRA adapter, not a base model (give it to --adapter)", path);
         goto fail;
     }
-    if ((st = build_config(m, f, arch, model_type))) goto fail;
+    if ((st = build_config(m, f, arch, model_type, hf_class))) goto fail;
     if ((st = build_tensors(m, f, arch))) goto fail;
     if ((st = lc_model_load_tensors(m, bf16_weights))) goto fail;
     if ((st = apply_rope_freqs(m, f))) goto fail;

@@ -64,6 +64,7 @@ typedef struct lc_model {
     int32_t *qkv_cols;       // [H*D + 2*KVH*D]: the fused (or stacked) projection's
                              // output column of each query, key and value column
     struct lc_gguf_file *gguf; // the open GGUF file of a GGUF base, else NULL
+    char *hf_config;         // a GGUF base's config.json equivalent (JSON text), else NULL
     bool rope_freqs;         // inv_freq divided by the file's rope_freqs (Llama 3.1 scaling)
     bool from_gguf;          // loaded from a GGUF file: frozen linear weights stay F16/BF16 as stored
     void **owned;            // converted copies, freed with the model

@@ -4,6 +4,7 @@
 // path run on its dequantized weights, the panel products forward and
 // backward against fp32 GEMMs, and malformed files.
 #include <check.h>
+#include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #include "model/train_pass.h"
 #include "export/export.h"
 #include "export/gguf.h"
+#include "data/tokenizer.h"
 #include "test_util.h"
 
 #define GGUF_DIR LC_SHARED_DIR "/models/gguf"
@@ -474,6 +476,75 @@ START_TEST(test_merged_q8_0_from_gguf_base) {
 }
 END_TEST
 
+// A Hugging Face folder exported from the F32 GGUF (no adapter) is the
+// folder the GGUF was converted from: the same tensors, bit for bit, the
+// same configuration, and a tokenizer that encodes alike.
+START_TEST(test_hf_export_from_gguf_base) {
+    lc_model g, h, orig;
+    ck_assert_msg(lc_model_load(&g, TINY_F32) == LC_STATUS_OK, "%s", lc_error_message());
+    char out[4096];
+    snprintf(out, sizeof out, "%s/hf", tmp);
+    ck_assert_msg(lc_export_hf(out, TINY_F32, &g, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_model_load(&h, out) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_model_load(&orig, TINY_HF) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(h.st.n_tensors, orig.st.n_tensors);
+    for (int i = 0; i < orig.st.n_tensors; i++) {
+        const lc_st_tensor *a = &orig.st.tensors[i], *b = lc_st_set_find(&h.st, a->name);
+        ck_assert_msg(b != NULL, "%s missing", a->name);
+        ck_assert_msg(a->nbytes == b->nbytes && !memcmp(a->data, b->data, a->nbytes), "%s differs", a->name);
+    }
+    ck_assert_float_eq(h.cfg.norm_eps, orig.cfg.norm_eps);
+    ck_assert_int_eq(h.cfg.n_kv_heads, orig.cfg.n_kv_heads);
+    char fa[17], fb[17];
+    lc_model_fingerprint(&h, fa);
+    lc_model_fingerprint(&orig, fb);
+    ck_assert_str_eq(fa, fb);
+    lc_model_free(&g);
+    lc_model_free(&h);
+    lc_model_free(&orig);
+}
+END_TEST
+
+// The vocabulary of llama.cpp's own stories260K.gguf encodes real text as the
+// Hugging Face tokenizer.json does (SentencePiece scores turned into merges).
+START_TEST(test_gguf_tokenizer_equals_hf) {
+    const char *ggufs[2] = {LC_SHARED_DIR "/models/stories260K.gguf", TINY_F32};
+    const char *dirs[2] = {LC_SHARED_DIR "/models/stories260K", TINY_HF};
+    lc_gguf_file f;
+    ck_assert(lc_gguf_open(&f, ggufs[_i]) == LC_STATUS_OK);
+    cJSON *tj, *cj;
+    ck_assert_msg(lc_gguf_tokenizer_json(&f, &tj, &cj) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_tokenizer *a, *b;
+    ck_assert_msg(lc_tokenizer_load_json(&a, tj, cj, ggufs[_i]) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert(lc_tokenizer_load_dir(&b, dirs[_i]) == LC_STATUS_OK);
+    ck_assert_int_eq(lc_tokenizer_bos(a), lc_tokenizer_bos(b));
+    ck_assert_int_eq(lc_tokenizer_eos(a), lc_tokenizer_eos(b));
+    ck_assert_int_eq(lc_tokenizer_adds_bos(a), lc_tokenizer_adds_bos(b));
+    FILE *fp = fopen(LC_SHARED_DIR "/data/gsm8k_train.jsonl", "r");
+    ck_assert(fp != NULL);
+    char line[16384];
+    int32_t *ia = NULL, *ib = NULL;
+    size_t ca = 0, cb = 0, na, nb;
+    int n = 0;
+    while (n < 300 && fgets(line, sizeof line, fp)) {
+        size_t len = strlen(line);
+        ck_assert(lc_tokenizer_encode(a, line, len, true, &ia, &ca, &na) == LC_STATUS_OK);
+        ck_assert(lc_tokenizer_encode(b, line, len, true, &ib, &cb, &nb) == LC_STATUS_OK);
+        ck_assert_msg(na == nb && !memcmp(ia, ib, na * sizeof *ia), "line %d encodes differently", n);
+        n++;
+    }
+    ck_assert_int_eq(n, 300);
+    fclose(fp);
+    free(ia);
+    free(ib);
+    lc_tokenizer_free(a);
+    lc_tokenizer_free(b);
+    cJSON_Delete(tj);
+    cJSON_Delete(cj);
+    lc_gguf_close(&f);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gguf_model");
     TCase *tc = tcase_create("core");
@@ -487,6 +558,8 @@ int main(void) {
     tcase_add_test(tc, test_lora_grads_quantized_base);
     tcase_add_test(tc, test_gguf_lora_round_trip);
     tcase_add_test(tc, test_merged_q8_0_from_gguf_base);
+    tcase_add_test(tc, test_hf_export_from_gguf_base);
+    tcase_add_loop_test(tc, test_gguf_tokenizer_equals_hf, 0, 2);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

@@ -13,8 +13,8 @@
 #include "train/gen_session.h"
 
 static const char chat_usage[] =
-    "usage: lora chat --model DIR [options]\n"
-    "  --model DIR          Hugging Face model folder with a chat template\n"
+    "usage: lora chat --model DIR|FILE.gguf [options]\n"
+    "  --model DIR          Hugging Face model folder or GGUF file with a chat template\n"
     "  --adapter PATH       LoRA adapter: a checkpoint-<step>.h5, a run's output folder\n"
     "  --system TEXT        a system message at the start of the conversation\n"
     "  --chat-template F    a .jinja template instead of the model's\n"
@@ -81,7 +81,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         }
     }
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
-    if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR is required (see lora chat --help)");
+    if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR|FILE.gguf is required (see lora chat --help)");
 
     lc_gen_session g;
     lc_chat *chat = NULL;

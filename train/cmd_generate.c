@@ -11,8 +11,9 @@
 #include "train/gen_session.h"
 
 static const char generate_usage[] =
-    "usage: lora generate --model DIR [options]\n"
-    "  --model DIR         Hugging Face model folder (config.json, safetensors, tokenizer.json)\n"
+    "usage: lora generate --model DIR|FILE.gguf [options]\n"
+    "  --model DIR         Hugging Face model folder (config.json, safetensors, tokenizer.json),\n"
+    "                      or a llama.cpp GGUF file (any of F32, F16, BF16, Q4_0-Q8_0, Q4_K-Q6_K)\n"
     "  --adapter PATH      LoRA adapter: a checkpoint-<step>.h5 of lora train, or a run's output folder\n"
     "  --prompt TEXT       text to continue (default: start from BOS alone)\n"
     "  --chat TEXT         a user turn: rendered with the model's chat template; prints only the reply\n"
@@ -78,7 +79,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         }
     }
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
-    if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR is required (see lora generate --help)");
+    if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR|FILE.gguf is required (see lora generate --help)");
     if (chat_text && prompt) return lc_error(LC_STATUS_USAGE, "give --prompt TEXT or --chat TEXT, not both");
     if ((o.system || o.chat_template) && !chat_text)
         return lc_error(LC_STATUS_USAGE, "--system and --chat-template go with --chat TEXT");

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "train/base.h"
+#include "model/gguf_model.h"
 #include "common/file.h"
 #include "common/json.h"
 #include "data/chat.h"
@@ -15,7 +16,7 @@
 
 static const char template_usage[] =
     "usage: lora template (--model DIR | --template FILE.jinja) --messages FILE.json [options]\n"
-    "  --model DIR              model folder: its chat template and special tokens (tokenizer_config.json)\n"
+    "  --model DIR              model folder or GGUF file: its chat template and special tokens\n"
     "  --template FILE.jinja    a template file (with --model: overrides the folder's template)\n"
     "  --messages FILE.json     a JSON list of {\"role\", \"content\"} messages, or an object with \"messages\"\n"
     "  --add-generation-prompt  end with the header of the assistant's reply\n"
@@ -54,13 +55,14 @@ lc_status lc_cli_read_messages(const char *path, cJSON **root, const cJSON **mes
 lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, const char *option, lc_chat **out) {
     *out = NULL;
     struct stat sb;
-    if (model_dir && (stat(model_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)))
-        return lc_error(LC_STATUS_INPUT, "%s: not a model folder", model_dir);
+    if (model_dir && (stat(model_dir, &sb) != 0 || !(S_ISDIR(sb.st_mode) || lc_path_is_gguf(model_dir))))
+        return lc_error(LC_STATUS_INPUT, "%s: not a model folder or GGUF file", model_dir);
     lc_status st = model_dir ? lc_base_load_chat(out, model_dir, template_path) : lc_chat_from_file(out, template_path);
     if (st) return st;
     if (!*out)
-        return lc_error(LC_STATUS_INPUT, "%s has no chat template (tokenizer_config.json chat_template or "
-                        "chat_template.jinja); give one with %s FILE.jinja", model_dir, option);
+        return lc_error(LC_STATUS_INPUT, "%s has no chat template (tokenizer_config.json chat_template, "
+                        "chat_template.jinja or a GGUF's tokenizer.chat_template); give one with %s FILE.jinja",
+                        model_dir, option);
     return LC_STATUS_OK;
 }
 

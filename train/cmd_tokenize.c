@@ -11,9 +11,9 @@
 #include "train/cli.h"
 
 static const char tokenize_usage[] =
-    "usage: lora tokenize (--model DIR | --tokenizer FILE) --text TEXT [--no-bos]\n"
+    "usage: lora tokenize (--model DIR|FILE.gguf | --tokenizer FILE) --text TEXT [--no-bos]\n"
     "       lora tokenize --model DIR --messages FILE.json [--mask] [--chat-template FILE.jinja]\n"
-    "  --model DIR       model folder holding tokenizer.json (and tokenizer_config.json)\n"
+    "  --model DIR       model folder holding tokenizer.json (and tokenizer_config.json), or a GGUF file\n"
     "  --tokenizer FILE  a tokenizer.json file\n"
     "  --text TEXT       text to encode\n"
     "  --no-bos          do not add BOS (or other special tokens the tokenizer adds)\n"

@@ -52,7 +52,7 @@ lc_status lc_cmd_train(int argc, char **argv) {
 }
 
 static const char eval_usage[] =
-    "usage: lora eval --model DIR [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
+    "usage: lora eval --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
     "                 [--chat-template FILE.jinja]\n"
     "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n"
     "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n";
