@@ -524,7 +524,14 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b) {
 
 lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
                               const int32_t *targets, float norm, double *loss_sum, int *n_counted) {
+    lc_weight w = {LC_WTYPE_F32, head, V, x ? x->cols : 0};
+    return lc_op_cross_entropy_w(g, x, &w, softcap, targets, norm, loss_sum, n_counted);
+}
+
+lc_status lc_op_cross_entropy_w(lc_graph *g, lc_tensor *x, const lc_weight *head, float softcap,
+                                const int32_t *targets, float norm, double *loss_sum, int *n_counted) {
     if (!x) return lc_graph_status(g);
+    int V = head->rows;
     int N = x->rows, C = x->cols;
     size_t fit = LC_CE_BYTES / (sizeof(float) * (size_t)V);
     int chunk = fit > LC_CE_ROWS_MAX ? LC_CE_ROWS_MAX : fit < LC_CE_ROWS_MIN ? LC_CE_ROWS_MIN : (int)fit;

@@ -179,6 +179,9 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b);
 // softcap > 0 caps the logits first (Gemma 2).
 lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
                               const int32_t *targets, float norm, double *loss_sum, int *n_counted);
+// The same with the head in any stored type ([V, C], dequantized in panels).
+lc_status lc_op_cross_entropy_w(lc_graph *g, lc_tensor *x, const lc_weight *head, float softcap,
+                                const int32_t *targets, float norm, double *loss_sum, int *n_counted);
 
 // Opt-in time accounting of ops (bench_train --profile): seconds spent in
 // each op's forward and backward since profiling was switched on. Off by

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "autograd/weight.h"
+
 typedef enum lc_act_kind {
     LC_ACT_KIND_SILU,
     LC_ACT_KIND_GELU_TANH, // the tanh approximation (gelu_new, gelu_pytorch_tanh)
@@ -237,7 +239,7 @@ void lc_cross_entropy_forward(double *loss_sum,
                               float *xrows,          // [chunk, C] scratch
                               float *capgrad,        // [lc_parallel_threads(), V] scratch when softcap > 0, else NULL
                               const float *x,        // [N, C]
-                              const float *head,     // [V, C]
+                              const lc_weight *head, // [V, C], any stored type
                               const int32_t *targets, // [N]
                               float norm, float softcap, int N, int C, int V, int chunk);
 

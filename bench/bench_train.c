@@ -31,7 +31,24 @@ static const shape shapes[] = {
     {"stories260k", 64, 172, 5, 8, 4, 8, 512, 1},
     {"smollm2-135m", 576, 1536, 30, 9, 3, 64, 49152, 1},
     {"llama-1b", 2048, 8192, 16, 32, 8, 64, 128256, 1},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 128, 32000, 0},
 };
+
+// --weights NAME: the frozen linears' stored type.
+static bool parse_weights(const char *s, lc_wtype *out) {
+    static const struct {
+        const char *name;
+        lc_wtype t;
+    } t[] = {{"f32", LC_WTYPE_F32}, {"bf16", LC_WTYPE_BF16}, {"f16", LC_WTYPE_F16}, {"q8_0", LC_WTYPE_Q8_0},
+             {"q4_0", LC_WTYPE_Q4_0}, {"q4_1", LC_WTYPE_Q4_1}, {"q5_0", LC_WTYPE_Q5_0}, {"q5_1", LC_WTYPE_Q5_1},
+             {"q4_k", LC_WTYPE_Q4_K}, {"q5_k", LC_WTYPE_Q5_K}, {"q6_k", LC_WTYPE_Q6_K}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+        if (!strcmp(s, t[i].name)) {
+            *out = t[i].t;
+            return true;
+        }
+    return false;
+}
 
 // GFLOP/s of the best of three [M, K]·[K, N] products (after one to warm
 // up), through OpenBLAS's own threads or lora.c's pool (lc_blas_sgemm).
@@ -87,7 +104,7 @@ static double flops_per_token(const shape *s, int T, int r) {
 
 // Incremental decoding through the KV cache: a 16-token prompt, then n
 // greedy tokens; tokens/s of the decoding.
-static int bench_generate(const shape *s, int n, bool bf16) {
+static int bench_generate(const shape *s, int n, lc_wtype wt) {
     lc_model_config cfg;
     lc_config_init_llama(&cfg, s->C, s->F, s->L, s->H, s->KVH, s->D, s->V);
     cfg.max_position_embeddings = 16 + n;
@@ -95,7 +112,7 @@ static int bench_generate(const shape *s, int n, bool bf16) {
     lc_model m;
     lc_forward_state st;
     lc_sampler sampler;
-    if (lc_model_init_random(&m, &cfg, 1, bf16) || lc_forward_state_init(&st, &m, 1, 16 + n, 16, 1) ||
+    if (lc_model_init_random(&m, &cfg, 1, wt) || lc_forward_state_init(&st, &m, 1, 16 + n, 16, 1) ||
         lc_sampler_init(&sampler, s->V, 0.0f, 0, 1.0f, 0)) {
         fprintf(stderr, "bench_train: %s\n", lc_error_message());
         return 3;
@@ -109,8 +126,9 @@ static int bench_generate(const shape *s, int n, bool bf16) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("%-13s generate %d tokens after a 16-token prompt,%s %d threads (%s): %8.1f tokens/s, peak RSS %.2f GB\n",
-           s->name, stats.n_generated, bf16 ? " bf16 weights," : "", lc_parallel_threads(), openblas_get_corename(),
+    printf("%-13s generate %d tokens after a 16-token prompt, %s weights, %d threads (%s): %8.1f tokens/s, peak RSS "
+           "%.2f GB\n",
+           s->name, stats.n_generated, lc_wtype_name(wt), lc_parallel_threads(), openblas_get_corename(),
            stats.n_generated / stats.decode_s, ru.ru_maxrss / 1048576.0);
     return 0;
 }
@@ -140,10 +158,14 @@ int main(int argc, char **argv) {
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
     int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0, vocab = 0;
     const char *write_dir = NULL, *tokenizer = NULL;
+    lc_wtype wt = LC_WTYPE_F32;
+    bool wt_ok = true;
     for (int i = 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16") || !strcmp(argv[i], "--profile")) {
             *(!strcmp(argv[i], "--bf16") ? &bf16 : !strcmp(argv[i], "--profile") ? &profile : &ckpt) = 1;
             i--;
+        } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
+            wt_ok = parse_weights(argv[i + 1], &wt);
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--write-model") && i + 1 < argc) {
@@ -159,8 +181,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--bf16] [--profile] | [--generate N] [--bf16] | "
+            fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b] [--batch B] [--seq T] [--steps N] "
+                            "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--weights f32|bf16|q8_0|q4_0|q4_k|...] "
+                            "[--bf16] [--profile] | [--generate N] [--weights TYPE] | "
                             "--write-model DIR --tokenizer FILE [--seq T]\n");
             return 1;
         }
@@ -174,11 +197,16 @@ int main(int argc, char **argv) {
         sv.V = vocab;
         s = &sv;
     }
-    if (!s || B < 1 || T < 2 || steps < 1 || r < 1 || vocab < 0) {
-        fprintf(stderr, "bench_train: unknown shape \"%s\" or bad sizes\n", name);
+    if (!s || B < 1 || T < 2 || steps < 1 || r < 1 || vocab < 0 || !wt_ok) {
+        fprintf(stderr, "bench_train: unknown shape \"%s\", weight type or bad sizes\n", name);
         return 1;
     }
-    if (generate > 0) return bench_generate(s, generate, bf16);
+    if (bf16) wt = LC_WTYPE_BF16; // --bf16: --weights bf16
+    if (s->C % lc_wtype_block(wt) || s->F % lc_wtype_block(wt) || (s->H * s->D) % lc_wtype_block(wt)) {
+        fprintf(stderr, "bench_train: %s rows are not whole %s blocks\n", s->name, lc_wtype_name(wt));
+        return 1;
+    }
+    if (generate > 0) return bench_generate(s, generate, wt);
     if (write_dir || tokenizer) {
         // The shape's vocabulary is the tokenizer's; max_position_embeddings T.
         if (!write_dir || !tokenizer) {
@@ -204,7 +232,7 @@ int main(int argc, char **argv) {
     lc_train_pass pass;
     lc_lora_config lcfg = {r, 2.0f * r, 0.0f, false, (1u << LC_LINEAR_KIND_COUNT) - 1};
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
-    if (lc_model_init_random(&m, &cfg, 1, bf16) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
+    if (lc_model_init_random(&m, &cfg, 1, wt) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
         lc_adamw_init(&opt, lora.n_params, &acfg) || lc_train_pass_init(&pass, &m, ckpt)) {
         fprintf(stderr, "bench_train: %s\n", lc_error_message());
         return 3;
@@ -248,9 +276,9 @@ int main(int argc, char **argv) {
     // The peak is the better of a run before and one after the training steps.
     double peak_after = sgemm_peak(B * T, s->C, s->F);
     if (peak_after > peak) peak = peak_after;
-    printf("%-13s batch %d x %d, r %d,%s%s %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of sgemm peak "
-           "%.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
-           s->name, B, T, r, ckpt ? " checkpointing," : "", bf16 ? " bf16 weights," : "", lc_parallel_threads(),
+    printf("%-13s batch %d x %d, r %d,%s %s weights, %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of "
+           "sgemm peak %.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
+           s->name, B, T, r, ckpt ? " checkpointing," : "", lc_wtype_name(wt), lc_parallel_threads(),
            openblas_get_corename(), tps, gflops, 100.0 * gflops / peak, peak, flops_per_token(s, T, r) / 1e6,
            ru.ru_maxrss / 1048576.0, res.loss);
     if (profile) print_profile(measured);

@@ -54,7 +54,7 @@ lc_status bench_write_model(const char *dir, const char *tokenizer_json, int C, 
     cfg.max_position_embeddings = max_pos;
     cfg.tie_word_embeddings = tied;
     lc_model m;
-    if ((st = lc_model_init_random(&m, &cfg, seed, false))) {
+    if ((st = lc_model_init_random(&m, &cfg, seed, LC_WTYPE_F32))) {
         free(json);
         return st;
     }
@@ -66,7 +66,7 @@ lc_status bench_write_model(const char *dir, const char *tokenizer_json, int C, 
         st = lc_error(LC_STATUS_RUNTIME, "out of memory");
         goto done;
     }
-    add(&t, "model.embed_tokens.weight", m.embed, V, C);
+    add(&t, "model.embed_tokens.weight", m.embed.data, V, C);
     for (int l = 0; l < L; l++) {
         char name[96];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
@@ -80,7 +80,7 @@ lc_status bench_write_model(const char *dir, const char *tokenizer_json, int C, 
         add(&t, name, m.layers[l].mlp_norm.w, C, 0);
     }
     add(&t, "model.norm.weight", m.final_norm.w, C, 0);
-    if (!tied) add(&t, "lm_head.weight", m.lm_head, V, C);
+    if (!tied) add(&t, "lm_head.weight", m.lm_head.data, V, C);
     char path[4200], config[2048], bos_s[16] = "null", eos_s[16] = "null";
     if (bos >= 0) snprintf(bos_s, sizeof bos_s, "%d", bos);
     if (eos >= 0) snprintf(eos_s, sizeof eos_s, "%d", eos);

@@ -297,8 +297,10 @@ static lc_status family_of(const lc_model *m, const char *out_path, gguf_family 
         if (c->arch == LC_ARCH_GEMMA2 && (c->attn_softcap <= 0.0f || c->final_softcap <= 0.0f))
             why = "llama.cpp's gemma2 always applies attn_logit_softcapping and final_logit_softcapping, and this "
                   "config disables one";
-        if (m->lm_head != m->embed &&
-            memcmp(m->lm_head, m->embed, sizeof(float) * (size_t)c->vocab_size * (size_t)c->hidden_size))
+        if (m->lm_head.data != m->embed.data &&
+            (m->lm_head.type != m->embed.type ||
+             memcmp(m->lm_head.data, m->embed.data,
+                    lc_wtype_row_bytes(m->embed.type, c->hidden_size) * (size_t)c->vocab_size)))
             why = "llama.cpp's gemma always ties the output to token_embd, and this model has its own lm_head";
         break;
     case LC_ARCH_PHI3:
@@ -442,7 +444,7 @@ static void plan_jobs(exporter *e) {
     const lc_model *m = e->m;
     const lc_model_config *c = &m->cfg;
     const int64_t V = c->vocab_size, C = c->hidden_size;
-    add_job(e, SRC_VALUES, 2, V, C, "token_embd.weight")->data = m->embed;
+    add_job(e, SRC_VALUES, 2, V, C, "token_embd.weight")->data = m->embed.data; // fp32: not a GGUF base
     if (c->embed_norm) add_norm(e, &m->embed_norm, -1, "token_embd_norm");
     if (m->pos_embed) { // position_embd stays F32, as the converter writes it
         job *j = add_job(e, SRC_VALUES, 2, c->max_position_embeddings, C, "position_embd.weight");
@@ -450,9 +452,9 @@ static void plan_jobs(exporter *e) {
         j->f32 = true;
     }
     add_norm(e, &m->final_norm, -1, "output_norm");
-    bool tied = c->tie_word_embeddings || m->lm_head == m->embed;
+    bool tied = c->tie_word_embeddings || m->lm_head.data == m->embed.data;
     if (!e->fam.output_never && (!tied || e->fam.output_always))
-        add_job(e, SRC_VALUES, 2, V, C, "output.weight")->data = m->lm_head;
+        add_job(e, SRC_VALUES, 2, V, C, "output.weight")->data = m->lm_head.data;
     if (c->rope_scaling == LC_ROPE_SCALING_LLAMA3)
         add_job(e, SRC_ROPE_FREQS, 1, c->head_dim / 2, 1, "rope_freqs.weight");
 

@@ -1,10 +1,46 @@
 // fuzz_gguf: a GGUF file -> lc_gguf_open; then every KV (typed getters on
-// a bounded number of items) and every tensor (lookup, F32/F16/BF16 data
-// converted when small).
+// a bounded number of items) and every tensor (lookup, data converted when
+// small); then the file as a base model (lc_model_load: metadata, names,
+// shapes, q/k reordering, typed weights, each linear's first row
+// dequantized) and its vocabulary as a tokenizer (encoding a short text).
+#include <cJSON.h>
+
 #include "fuzz_common.h"
 
 #include "common/status.h"
+#include "data/tokenizer.h"
 #include "export/gguf.h"
+#include "model/gguf_model.h"
+#include "model/model.h"
+
+static float row[1 << 16];
+
+// The model loader and the vocabulary conversion on the same file.
+static void as_base(const char *path, const lc_gguf_file *f) {
+    lc_model m;
+    if (lc_fuzz_note(lc_model_load(&m, path), "gguf model") == LC_STATUS_OK) {
+        for (int l = 0; l < m.cfg.n_layers; l++)
+            for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+                const lc_linear *lin = &m.layers[l].lin[k];
+                if (lin->out && lin->in <= (int)(sizeof row / sizeof row[0]))
+                    lc_weight_dequant(row, &lin->w, 0, 1, 0, lin->in, lin->in);
+            }
+        lc_model_free(&m);
+    }
+    cJSON *tj, *cj;
+    if (lc_fuzz_note(lc_gguf_tokenizer_json(f, &tj, &cj), "gguf vocab") != LC_STATUS_OK) return;
+    lc_tokenizer *tok;
+    if (lc_fuzz_note(lc_tokenizer_load_json(&tok, tj, cj, path), "gguf tokenizer") == LC_STATUS_OK) {
+        int32_t *ids = NULL;
+        size_t cap = 0, n;
+        static const char text[] = "Hello world, 123 \xC3\xA9t\xC3\xA9!";
+        (void)lc_tokenizer_encode(tok, text, sizeof text - 1, true, &ids, &cap, &n);
+        free(ids);
+        lc_tokenizer_free(tok);
+    }
+    cJSON_Delete(tj);
+    cJSON_Delete(cj);
+}
 
 static float scratch[1 << 16];
 
@@ -46,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (t->n_elements >= 0 && t->n_elements <= (int64_t)(sizeof scratch / sizeof scratch[0]))
             (void)lc_gguf_tensor_to_f32(&f, t, scratch);
     }
+    as_base(path, &f);
     lc_gguf_close(&f);
     return 0;
 }

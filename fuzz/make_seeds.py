@@ -325,7 +325,8 @@ def trim_gguf(buf, max_items=48, max_tensor_bytes=4096):
 
 def seeds_gguf(shared, out):
     files = [os.path.join(shared, "models/stories260K.gguf")] + sorted(
-        glob.glob(os.path.join(shared, "tokenizers/llamacpp-vectors/*.gguf")))
+        glob.glob(os.path.join(shared, "tokenizers/llamacpp-vectors/*.gguf"))) + sorted(
+        glob.glob(os.path.join(shared, "models/gguf/*.gguf")))  # quantized bases (<= 2 MB but the f32 one)
     for p in files:
         if not os.path.exists(p):
             continue

@@ -50,7 +50,9 @@ lc_tensor *lc_model_embed(lc_graph *g, const lc_model *m, const lc_forward_input
     int N = in->B * in->T, C = cfg->hidden_size;
     lc_tensor *x = lc_tensor_new(g, N, C);
     if (!x) return NULL;
-    lc_embedding_forward(x->data, in->tokens, m->embed, N, C);
+    if (m->embed.type == LC_WTYPE_F32) lc_embedding_forward(x->data, in->tokens, m->embed.data, N, C);
+    else // a stored type: dequantize the rows looked up
+        for (int n = 0; n < N; n++) lc_weight_dequant(x->data + (size_t)n * C, &m->embed, in->tokens[n], 1, 0, C, C);
     if (cfg->embed_scale != 1.0f)
         for (size_t i = 0; i < (size_t)N * C; i++) x->data[i] *= cfg->embed_scale;
     if (m->pos_embed)
@@ -280,7 +282,8 @@ lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *toke
             memcpy(last + (size_t)b * C, h->data + ((size_t)b * T + T - 1) * C, sizeof(float) * (size_t)C);
         src = last;
     }
-    lc_matmul_forward(s->logits, src, m->lm_head, NULL, rows, C, c->vocab_size);
+    if (m->lm_head.type == LC_WTYPE_F32) lc_matmul_forward(s->logits, src, m->lm_head.data, NULL, rows, C, c->vocab_size);
+    else lc_weight_matmul_forward(s->logits, src, &m->lm_head, rows);
     if (c->final_softcap > 0.0f) lc_softcap_forward(s->logits, NULL, c->final_softcap, rows * c->vocab_size);
     return LC_STATUS_OK;
 }

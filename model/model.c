@@ -197,6 +197,23 @@ static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, c
     return LC_STATUS_OK;
 }
 
+// The embedding or head matrix [rows, cols]: a GGUF base's in its stored
+// type, used in place (rows dequantized where used); otherwise fp32.
+static lc_status get_matrix(lc_model *m, const char *name, int64_t rows, int64_t cols, lc_weight *out) {
+    const lc_st_tensor *t;
+    lc_status st = find_weight(m, name, 2, rows, cols, &t);
+    if (st) return st;
+    size_t align = t->dtype == LC_DTYPE_F32 ? 4 : t->dtype <= LC_DTYPE_BF16 ? 2 : 1;
+    if (m->from_gguf && (uintptr_t)t->data % align == 0) {
+        *out = (lc_weight){(lc_wtype)t->dtype, t->data, (int)rows, (int)cols};
+        return LC_STATUS_OK;
+    }
+    const float *w;
+    if ((st = get_weight(m, name, 2, rows, cols, &w))) return st;
+    *out = (lc_weight){LC_WTYPE_F32, w, (int)rows, (int)cols};
+    return LC_STATUS_OK;
+}
+
 static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float **out) {
     return get_weight(m, name, 1, d0, 0, out);
 }
@@ -339,7 +356,7 @@ lc_status lc_model_load_tensors(lc_model *m, bool bf16_weights) {
     if (!m->layers) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     if ((st = plan_tables(m))) return st;
     snprintf(name, sizeof name, "%s.weight", n.embed);
-    if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->embed))) return st;
+    if ((st = get_matrix(m, name, c->vocab_size, c->hidden_size, &m->embed))) return st;
     if (n.pos_embed) {
         snprintf(name, sizeof name, "%s.weight", n.pos_embed);
         if ((st = get_weight(m, name, 2, c->max_position_embeddings, c->hidden_size, &m->pos_embed))) return st;
@@ -353,7 +370,7 @@ lc_status lc_model_load_tensors(lc_model *m, bool bf16_weights) {
         const lc_st_tensor *stale = find_tensor(m, name);
         m->lm_head = m->embed;
         m->ignored_head = stale ? stale->name : NULL;
-    } else if ((st = get_weight(m, name, 2, c->vocab_size, c->hidden_size, &m->lm_head))) {
+    } else if ((st = get_matrix(m, name, c->vocab_size, c->hidden_size, &m->lm_head))) {
         return st;
     }
     for (int l = 0; l < c->n_layers; l++)
@@ -392,18 +409,47 @@ static bool random_norm(lc_model *m, lc_norm *n, uint64_t *state) {
     return c->norm != LC_NORM_KIND_LAYER || (n->b = random_buffer(m, C, state, 0, 0.0f));
 }
 
-lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, bool bf16_weights) {
+// Random blocks of a quantized type: random codes, and each block's fp16
+// scale (and minimum) set so the weights have a spread like std 0.02. For
+// benchmarks, which measure speed and memory, not what a model computes.
+static void random_blocks(unsigned char *dst, lc_wtype t, size_t rows, int cols, uint64_t *state) {
+    size_t bytes = lc_wtype_row_bytes(t, cols) * rows, bb = lc_wtype_block_bytes(t);
+    for (size_t i = 0; i < bytes; i += 8) {
+        uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z ^= z >> 27;
+        memcpy(dst + i, &z, bytes - i < 8 ? bytes - i : 8);
+    }
+    // Where each block keeps its fp16 scale(s), and their values.
+    size_t at = t == LC_WTYPE_Q6_K ? 208 : 0;
+    int n_half = t == LC_WTYPE_Q4_1 || t == LC_WTYPE_Q5_1 || t == LC_WTYPE_Q4_K || t == LC_WTYPE_Q5_K ? 2 : 1;
+    float d = t == LC_WTYPE_Q8_0 ? 0.02f / 74 : t >= LC_WTYPE_Q4_K ? 0.02f / 150 : 0.02f / 5;
+    uint16_t hd = lc_f32_to_f16(d), hm = lc_f32_to_f16(d * 4);
+    for (size_t b = 0; b < bytes / bb; b++) {
+        memcpy(dst + b * bb + at, &hd, 2);
+        if (n_half == 2) memcpy(dst + b * bb + at + 2, &hm, 2);
+    }
+}
+
+lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, lc_wtype wtype) {
+    bool bf16_weights = wtype == LC_WTYPE_BF16;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     uint64_t state = seed;
     size_t C = (size_t)cfg->hidden_size, V = (size_t)cfg->vocab_size;
     m->layers = calloc((size_t)cfg->n_layers, sizeof *m->layers);
-    float *embed = random_buffer(m, V * C, &state, 1, 0);
+    // Embeddings and head: quantized like the linears, as GGUF files hold them; else fp32.
+    bool quant = wtype > LC_WTYPE_BF16;
+    lc_wtype et = quant ? wtype : LC_WTYPE_F32;
+    size_t eb = lc_wtype_row_bytes(et, (int64_t)C) * V;
+    void *embed = quant ? lc_model_own(m, eb) : random_buffer(m, V * C, &state, 1, 0);
+    if (embed && quant) random_blocks(embed, et, V, (int)C, &state);
     bool ok = m->layers && embed && !plan_tables(m) && random_norm(m, &m->final_norm, &state);
-    float *head = !ok ? NULL : cfg->tie_word_embeddings ? embed : random_buffer(m, V * C, &state, 1, 0);
+    void *head = !ok ? NULL : cfg->tie_word_embeddings ? embed : quant ? lc_model_own(m, eb) : random_buffer(m, V * C, &state, 1, 0);
     if (!head) goto oom;
-    m->embed = embed;
-    m->lm_head = head;
+    if (quant && head != embed) random_blocks(head, et, V, (int)C, &state);
+    m->embed = (lc_weight){et, embed, (int)V, (int)C};
+    m->lm_head = (lc_weight){et, head, (int)V, (int)C};
     if (cfg->pos == LC_POS_KIND_LEARNED &&
         !(m->pos_embed = random_buffer(m, (size_t)cfg->max_position_embeddings * C, &state, 1, 0)))
         goto oom;
@@ -424,20 +470,24 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
             if (k <= LC_LINEAR_KIND_V) qkv_rows += (size_t)lin->out;
             if (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP) gu_rows += (size_t)lin->out;
         }
-        size_t elem = bf16_weights ? sizeof(uint16_t) : sizeof(float);
-        unsigned char *qkv_buf = qkv_rows ? lc_model_own(m, qkv_rows * C * elem) : NULL;
-        unsigned char *gu_buf = gu_rows ? lc_model_own(m, gu_rows * C * elem) : NULL;
+        size_t row = lc_wtype_row_bytes(wtype, (int64_t)C); // q/k/v and gate/up read the hidden state
+        unsigned char *qkv_buf = qkv_rows ? lc_model_own(m, qkv_rows * row) : NULL;
+        unsigned char *gu_buf = gu_rows ? lc_model_own(m, gu_rows * row) : NULL;
         if ((qkv_rows && !qkv_buf) || (gu_rows && !gu_buf)) goto oom;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
             if (!lin->out) continue;
             size_t in = (size_t)lin->in, out = (size_t)lin->out, n_w = in * out;
+            size_t rb = lc_wtype_row_bytes(wtype, lin->in);
             unsigned char *dst = k <= LC_LINEAR_KIND_V ? qkv_buf : k == LC_LINEAR_KIND_GATE ? gu_buf
-                               : k == LC_LINEAR_KIND_UP ? gu_buf + L->lin[LC_LINEAR_KIND_GATE].out * in * elem : NULL;
-            if (k == LC_LINEAR_KIND_K) dst += L->lin[LC_LINEAR_KIND_Q].out * in * elem;
-            if (k == LC_LINEAR_KIND_V) dst += (L->lin[LC_LINEAR_KIND_Q].out + L->lin[LC_LINEAR_KIND_K].out) * in * elem;
-            if (!dst && !(dst = lc_model_own(m, n_w * elem))) goto oom;
-            if (bf16_weights) {
+                               : k == LC_LINEAR_KIND_UP ? gu_buf + L->lin[LC_LINEAR_KIND_GATE].out * rb : NULL;
+            if (k == LC_LINEAR_KIND_K) dst += L->lin[LC_LINEAR_KIND_Q].out * rb;
+            if (k == LC_LINEAR_KIND_V) dst += (L->lin[LC_LINEAR_KIND_Q].out + L->lin[LC_LINEAR_KIND_K].out) * rb;
+            if (!dst && !(dst = lc_model_own(m, out * rb))) goto oom;
+            if (wtype > LC_WTYPE_BF16) {
+                random_blocks(dst, wtype, out, lin->in, &state);
+                lin->w = (lc_weight){wtype, dst, lin->out, lin->in};
+            } else if (bf16_weights) {
                 // Generated one row at a time so the fp32 copy never exists whole.
                 uint16_t *w = (uint16_t *)dst;
                 float *row = malloc(sizeof(float) * in);

@@ -52,11 +52,11 @@ typedef struct lc_layer {
 typedef struct lc_model {
     lc_model_config cfg;
     lc_st_set st;
-    const float *embed;      // [V, C]
+    lc_weight embed;         // [V, C]: fp32, or a GGUF base's stored type
     const float *pos_embed;  // [max_position_embeddings, C] learned positions, or NULL
     lc_norm embed_norm;      // after the embeddings (Bloom), else {NULL, NULL} unused
     lc_norm final_norm;
-    const float *lm_head;    // [V, C]; the embedding when tied
+    lc_weight lm_head;       // [V, C]; the embedding when tied (the same data)
     const char *ignored_head; // the head tensor a tied config leaves unused (its name in st), or NULL
     lc_layer *layers;        // [n_layers]
     float *inv_freq;         // [rope_dim/2]
@@ -104,7 +104,10 @@ void lc_model_free(lc_model *m);
 
 // A model of the given shape with seeded random weights in memory (norms 1,
 // others uniform in ±0.02·√3, so std 0.02), for benchmarks and tests that
-// need no file. cfg must be valid (as lc_config_load leaves it).
-lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, bool bf16_weights);
+// need no file. cfg must be valid (as lc_config_load leaves it). The linear
+// layers' frozen weights are held as wtype: F32 or BF16 (rounded), or random
+// blocks of a quantized type (codes and scales, not a quantized model; each
+// row a multiple of the block), and then the embeddings and head too.
+lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, lc_wtype wtype);
 
 #endif

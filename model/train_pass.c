@@ -151,7 +151,7 @@ lc_status lc_train_pass_run(lc_train_pass *p, const lc_model *m, const lc_lora *
     lc_tensor *top = ins[L];
     lc_tensor *xn = lc_model_norm(&p->head, m, &m->final_norm, top);
     if (!xn) return status_of(p, &p->head);
-    if ((st = lc_op_cross_entropy(&p->head, xn, m->lm_head, cfg->vocab_size, cfg->final_softcap, targets, norm,
+    if ((st = lc_op_cross_entropy_w(&p->head, xn, &m->lm_head, cfg->final_softcap, targets, norm,
                                   loss_sum, counted)))
         return st;
     if ((st = lc_graph_backward(&p->head))) return st;

@@ -607,7 +607,7 @@ static void family_model(lc_model *m, const char *family) {
     lc_model_config cfg;
     lc_status st = lc_config_load(&cfg, path);
     ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
-    st = lc_model_init_random(m, &cfg, 5, false);
+    st = lc_model_init_random(m, &cfg, 5, LC_WTYPE_F32);
     ck_assert_msg(st == LC_STATUS_OK, "%s: %s", family, lc_error_message());
     unlink(path);
 }

@@ -227,7 +227,7 @@ END_TEST
 
 START_TEST(test_usage_errors) {
     const char *no_model[] = {"generate", "--prompt", "x", NULL};
-    expect_failure(no_model, 1, "--model DIR is required");
+    expect_failure(no_model, 1, "--model DIR|FILE.gguf is required");
     const char *bad_temp[] = {"generate", "--model", MODEL_DIR, "--temperature", "hot", NULL};
     expect_failure(bad_temp, 1, "--temperature");
     const char *unknown[] = {"frobnicate", NULL};

@@ -276,9 +276,9 @@ START_TEST(test_hf_merged) {
         ck_assert(p->n_dims == q->n_dims && memcmp(p->shape, q->shape, sizeof(int64_t) * p->n_dims) == 0);
     }
     ck_assert_ptr_null(lc_st_set_find(&merged.st, "lm_head.weight"));
-    ck_assert_ptr_eq(merged.lm_head, merged.embed);
+    ck_assert_ptr_eq(merged.lm_head.data, merged.embed.data);
     // Unadapted tensors are copied bit for bit.
-    ck_assert_int_eq(memcmp(merged.embed, model.embed, sizeof(float) * 512 * 64), 0);
+    ck_assert_int_eq(memcmp(merged.embed.data, model.embed.data, sizeof(float) * 512 * 64), 0);
 
     float *adapted = logits_of(&model, &lora), *plain = logits_of(&merged, NULL), *base = logits_of(&model, NULL);
     size_t n = (size_t)T * model.cfg.vocab_size;
@@ -369,7 +369,7 @@ static void write_stale_head_model(const char *dir) {
     }
     size_t V = (size_t)model.cfg.vocab_size, C = (size_t)model.cfg.hidden_size;
     float *head = malloc(sizeof(float) * V * C);
-    for (size_t i = 0; i < V * C; i++) head[i] = -2.0f * model.embed[i]; // greedy would pick the least likely token
+    for (size_t i = 0; i < V * C; i++) head[i] = -2.0f * ((const float *)model.embed.data)[i]; // greedy would pick the least likely token
     e[n] = (lc_st_entry){.name = "lm_head.weight", .dtype = LC_DTYPE_F32, .n_dims = 2,
                          .shape = {(int64_t)V, (int64_t)C}, .data = head, .nbytes = sizeof(float) * V * C};
     ck_assert_int_eq(lc_st_write(path_in(dir, "model.safetensors"), e, n + 1, NULL, 0), LC_STATUS_OK);

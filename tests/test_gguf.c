@@ -147,7 +147,7 @@ START_TEST(test_read_llamacpp_file) {
     ck_assert(lc_model_load(&m, MODEL_DIR) == LC_STATUS_OK);
     float *v = malloc(e->n_elements * sizeof *v);
     ck_assert(lc_gguf_tensor_to_f32(&f, e, v) == LC_STATUS_OK);
-    ck_assert(!memcmp(v, m.embed, e->nbytes));
+    ck_assert(!memcmp(v, m.embed.data, e->nbytes));
     ck_assert(lc_gguf_tensor_to_f32(&f, n, v) == LC_STATUS_OK);
     ck_assert(!memcmp(v, m.layers[4].mlp_norm.w, 64 * sizeof(float)));
     free(v);
@@ -1061,7 +1061,7 @@ START_TEST(test_export_refuses_unrepresentable) {
         snprintf(path, sizeof path, "%s/config.json", f.model_dir);
         ck_assert_msg(lc_config_load(&c, path) == LC_STATUS_OK, "%s", lc_error_message());
         lc_model m;
-        ck_assert_msg(lc_model_init_random(&m, &c, 7, false) == LC_STATUS_OK, "%s", lc_error_message());
+        ck_assert_msg(lc_model_init_random(&m, &c, 7, LC_WTYPE_F32) == LC_STATUS_OK, "%s", lc_error_message());
         snprintf(out, sizeof out, "%s/x.gguf", dir);
         lc_status st = lc_export_gguf(out, f.model_dir, &m, NULL, NULL, LC_DTYPE_F32);
         ck_assert_msg(st == LC_STATUS_USAGE, "%s with %s = %s: status %d", cases[i].family, cases[i].key,

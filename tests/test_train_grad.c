@@ -73,7 +73,7 @@ static double run(lc_graph *g, const lc_model *m, lc_lora *lora, const fixture *
         lc_tensor *h;
         lc_status st = lc_model_forward_hidden(g, m, lora, NULL, &in, &h);
         ck_assert_msg(st == LC_STATUS_OK, "%s", lc_error_message());
-        st = lc_op_cross_entropy(g, h, m->lm_head, m->cfg.vocab_size, m->cfg.final_softcap, f->targets + off, 1.0f / n_targets, &loss_sum,
+        st = lc_op_cross_entropy_w(g, h, &m->lm_head, m->cfg.final_softcap, f->targets + off, 1.0f / n_targets, &loss_sum,
                                  &counted);
         ck_assert_int_eq(st, LC_STATUS_OK);
         ck_assert_int_eq(lc_graph_backward(g), LC_STATUS_OK);

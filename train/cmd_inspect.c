@@ -49,7 +49,7 @@ static void print_model(const lc_model *m) {
         printf("  context        %d (%s positions)\n", c->max_position_embeddings,
                c->pos == LC_POS_KIND_ALIBI ? "ALiBi" : "learned");
     if (c->sliding_window) printf("  sliding window %d\n", c->sliding_window);
-    printf("  head           %s\n", m->lm_head == m->embed ? "tied to the embeddings" : "separate lm_head");
+    printf("  head           %s\n", m->lm_head.data == m->embed.data ? "tied to the embeddings" : "separate lm_head");
     char targets[160];
     lc_arch_target_list(c, targets, sizeof targets);
     printf("  LoRA targets   %s\n", targets);
@@ -94,7 +94,8 @@ static void gguf_summary(const char *path, const lc_gguf_file *f) {
             printf("%s%d %s", first ? "" : ", ", counts[t], lc_wtype_name((lc_wtype)t));
             first = 0;
         }
-    printf(" (kept in their stored type; embeddings and head in fp32)\n");
+    printf(" (kept in their stored type)\n");
+    printf("  embeddings     %s, head %s\n", lc_wtype_name(m.embed.type), lc_wtype_name(m.lm_head.type));
     lc_model_free(&m);
 }
 

@@ -65,7 +65,7 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
         lc_forward_input in = {b.tokens, b.B, b.T, b.pos, b.seg_start, 0};
         lc_tensor *h;
         if ((st = lc_model_forward_hidden(&g, m, lora, NULL, &in, &h))) break;
-        st = lc_op_cross_entropy(&g, h, m->lm_head, m->cfg.vocab_size, m->cfg.final_softcap, b.targets, 1.0f, &loss_sum, &counted);
+        st = lc_op_cross_entropy_w(&g, h, &m->lm_head, m->cfg.final_softcap, b.targets, 1.0f, &loss_sum, &counted);
     }
     lc_batcher_free(&it);
     if (!st && counted == 0) st = lc_error(LC_STATUS_INPUT, "evaluation data has no target tokens");
