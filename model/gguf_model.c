@@ -282,6 +282,7 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) continue;
         if (!(t->name = strdup(name))) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
         set->n_tensors++;
+        t->stored_name = g->name;
         lc_wtype wt;
         t->dtype = lc_wtype_from_ggml(g->type, &wt) ? (lc_dtype)wt : LC_DTYPE_OTHER;
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", lc_ggml_type_name(g->type));

@@ -73,6 +73,9 @@ static lc_status find_weight(lc_model *m, const char *name, int n_dims, int64_t 
     const char *file = m->st.n_files ? m->st.files[0].path : "model";
     if (!t) return lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", file, name);
     file = m->st.files[t->shard].path;
+    char shown[400]; // a GGUF base's tensor by both its names
+    if (t->stored_name) snprintf(shown, sizeof shown, "%s (%s)", t->stored_name, name);
+    else snprintf(shown, sizeof shown, "%s", name);
     int64_t want[2] = {d0, d1};
     int ok = t->n_dims == n_dims;
     for (int i = 0; ok && i < n_dims; i++) ok = t->shape[i] == want[i];
@@ -83,12 +86,12 @@ static lc_status find_weight(lc_model *m, const char *name, int n_dims, int64_t 
             len += (size_t)snprintf(got + len, sizeof got - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
         if (n_dims == 1) snprintf(exp, sizeof exp, "%lld", (long long)d0);
         else snprintf(exp, sizeof exp, "%lld, %lld", (long long)d0, (long long)d1);
-        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape [%s], %s implies [%s]", file, name, got,
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape [%s], %s implies [%s]", file, shown, got,
                         m->from_gguf ? "the metadata" : "config.json", exp);
     }
     if (t->dtype == LC_DTYPE_OTHER)
         return lc_error(LC_STATUS_INPUT, "%s: tensor %s has type %s (lora.c reads F32, F16, BF16, Q4_0, Q4_1, Q5_0, "
-                        "Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", file, name, t->dtype_name);
+                        "Q5_1, Q8_0, Q4_K, Q5_K and Q6_K)", file, shown, t->dtype_name);
     *out = t;
     return LC_STATUS_OK;
 }

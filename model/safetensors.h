@@ -31,6 +31,7 @@ typedef struct lc_st_tensor {
     const unsigned char *data; // [nbytes] inside the mapped file
     size_t nbytes;
     int shard; // index into lc_st_set.files
+    const char *stored_name; // a GGUF base's own name of the tensor (owned by the file), else NULL
 } lc_st_tensor;
 
 typedef struct lc_st_file {

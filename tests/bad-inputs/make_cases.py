@@ -81,6 +81,65 @@ def gguf(kv_string_len=None, magic=b"GGUF"):
     return out + struct.pack("<128f", *[0.5] * 128)
 
 
+GGUF_TYPES = {"u32": 4, "f32": 6, "bool": 7, "string": 8, "array": 9}
+
+
+def gguf_model(edit_kv=None, edit_tensors=None, align=32):
+    """The tiny Llama above as a GGUF v3 base (llama.cpp's names, F32, a 16-piece
+    byte-level vocabulary); edit_kv / edit_tensors change the lists before packing:
+    KVs (key, type, value), tensors [name, ne (ggml order), ggml type, offset or None]."""
+    kvs = [("general.architecture", "string", "llama"), ("general.type", "string", "model"),
+           ("llama.block_count", "u32", 1), ("llama.embedding_length", "u32", 8),
+           ("llama.feed_forward_length", "u32", 16), ("llama.attention.head_count", "u32", 2),
+           ("llama.attention.head_count_kv", "u32", 1), ("llama.attention.key_length", "u32", 4),
+           ("llama.context_length", "u32", 64), ("llama.attention.layer_norm_rms_epsilon", "f32", 1e-5),
+           ("tokenizer.ggml.model", "string", "gpt2"), ("tokenizer.ggml.pre", "string", "gpt-2"),
+           ("tokenizer.ggml.tokens", "array", ("string", [chr(ord("a") + i) for i in range(16)])),
+           ("tokenizer.ggml.merges", "array", ("string", [])), ("tokenizer.ggml.bos_token_id", "u32", 0),
+           ("tokenizer.ggml.eos_token_id", "u32", 1)]
+    ne = {"token_embd.weight": [8, 16], "output_norm.weight": [8], "blk.0.attn_norm.weight": [8],
+          "blk.0.ffn_norm.weight": [8], "blk.0.attn_q.weight": [8, 8], "blk.0.attn_k.weight": [8, 4],
+          "blk.0.attn_v.weight": [8, 4], "blk.0.attn_output.weight": [8, 8], "blk.0.ffn_gate.weight": [8, 16],
+          "blk.0.ffn_up.weight": [8, 16], "blk.0.ffn_down.weight": [16, 8]}
+    tensors = [[name, shape, 0, None] for name, shape in ne.items()]
+    if edit_kv:
+        kvs = edit_kv(kvs)
+    if edit_tensors:
+        edit_tensors(tensors)
+
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+
+    def value(t, v):
+        if t == "string":
+            return s(v)
+        if t == "u32":
+            return struct.pack("<I", v)
+        if t == "f32":
+            return struct.pack("<f", v)
+        if t == "bool":
+            return struct.pack("<?", v)
+        it, items = v
+        return struct.pack("<IQ", GGUF_TYPES[it], len(items)) + b"".join(value(it, x) for x in items)
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for k, t, v in kvs:
+        out += s(k) + struct.pack("<I", GGUF_TYPES[t]) + value(t, v)
+    data, off = b"", 0
+    for name, shape, typ, at in tensors:
+        n = numel(shape)
+        nbytes = 4 * n if typ == 0 else n // 256 * 84  # F32, or Q2_K blocks
+        at = off if at is None else at
+        out += s(name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
+        out += struct.pack("<IQ", typ, at)
+        chunk = struct.pack("<%df" % n, *[0.01 * (i % 7) for i in range(n)]) if typ == 0 else b"\0" * nbytes
+        data += chunk + b"\0" * (-len(chunk) % align)
+        off += len(chunk) + (-len(chunk) % align)
+    out += b"\0" * (-len(out) % align)
+    return out + data
+
+
 def write(case, files, args, status, text, setup=(), exists=()):
     d = os.path.join(HERE, case)
     shutil.rmtree(d, ignore_errors=True)
@@ -257,6 +316,39 @@ def main():
     write("gguf-absurd-string-length", {"m.gguf": gguf(kv_string_len=1 << 60)}, ["inspect", "@CASE@/m.gguf"], 2,
           "m.gguf")
     write("gguf-bad-magic", {"m.gguf": gguf(magic=b"GGML")}, ["inspect", "@CASE@/m.gguf"], 2, "m.gguf")
+    # GGUF bases: what the model loader refuses (the reader accepts these files).
+    gen = ["generate", "--model", "@CASE@/m.gguf", "--max-tokens", "1"]
+    write("gguf-model-loads", {"m.gguf": gguf_model()}, ["eval", "--model", "@CASE@/m.gguf", "--data", "@CASE@/none"],
+          2, "none")  # the base itself loads: eval gets as far as the missing data file
+
+    def shape(name, ne):
+        return lambda ts: [t.__setitem__(1, ne) for t in ts if t[0] == name]
+
+    write("gguf-shape-disagrees", {"m.gguf": gguf_model(edit_tensors=shape("blk.0.attn_q.weight", [8, 6]))}, gen, 2,
+          "tensor blk.0.attn_q.weight (model.layers.0.self_attn.q_proj.weight) has shape [6, 8], the metadata implies [8, 8]")
+    write("gguf-unsupported-arch",
+          {"m.gguf": gguf_model(edit_kv=lambda kv: [("general.architecture", "string", "mamba")] + kv[1:])}, gen, 2,
+          "GGUF architecture \"mamba\" is not supported")
+    write("gguf-missing-key", {"m.gguf": gguf_model(edit_kv=lambda kv: [x for x in kv if x[0] != "llama.block_count"])},
+          gen, 2, "metadata key llama.block_count is missing")
+    write("gguf-adapter-as-model",
+          {"m.gguf": gguf_model(edit_kv=lambda kv: [kv[0], ("general.type", "string", "adapter")] + kv[2:])}, gen, 2,
+          "a LoRA adapter, not a base model")
+
+    def q2k_right_shape(ts):
+        for t in ts:
+            if t[0] == "token_embd.weight":
+                t[1], t[2] = [256, 16], 10
+    write("gguf-unsupported-type",
+          {"m.gguf": gguf_model(edit_kv=lambda kv: [x if x[0] != "llama.embedding_length" else
+                                                    ("llama.embedding_length", "u32", 256) for x in kv],
+                                edit_tensors=q2k_right_shape)}, gen, 2, "tensor token_embd.weight (model.embed_tokens.weight) has type Q2_K")
+    write("gguf-zero-dimension", {"m.gguf": gguf_model(edit_tensors=shape("blk.0.attn_v.weight", [8, 0]))}, gen, 2,
+          "blk.0.attn_v.weight: dimension 1 is 0")
+
+    def overlap(ts):
+        ts[1][3] = 0  # output_norm's data at token_embd's offset
+    write("gguf-overlapping-data", {"m.gguf": gguf_model(edit_tensors=overlap)}, gen, 2, "overlaps")
 
     # faults during training
     write("train-nan-loss", {"config.json": train_config("@SHARED@/data/alpaca_tiny.jsonl", save_every=1,
