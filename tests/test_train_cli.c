@@ -600,6 +600,68 @@ START_TEST(test_epochs_train_each_example_once) {
 }
 END_TEST
 
+// Training over a Q4_K_M GGUF base through the command line: the eval loss
+// falls below the base's (lora eval with no adapter), lora eval with the run's
+// adapter reports the run's own final eval loss, and the gguf-lora export of
+// it is an adapter lora inspect recognizes.
+START_TEST(test_train_on_quantized_gguf_base) {
+    const char *base = LC_SHARED_DIR "/models/gguf/tiny-llama-256-q4_k_m.gguf";
+    const char *train_data = LC_SHARED_DIR "/data/gsm8k_train.jsonl";
+    char text[8192], cfg[4200], run[4200], test[4200];
+    snprintf(run, sizeof run, "%s/q4k", tmp);
+    // The first 100 problems of GSM8K's test set as validation data.
+    FILE *in = fopen(LC_SHARED_DIR "/data/gsm8k_test.jsonl", "r");
+    snprintf(test, sizeof test, "%s/valid.jsonl", tmp);
+    FILE *out_f = fopen(test, "w");
+    ck_assert(in && out_f);
+    char line[16384];
+    for (int i = 0; i < 100 && fgets(line, sizeof line, in); i++) fputs(line, out_f);
+    fclose(in);
+    fclose(out_f);
+    int n = snprintf(text, sizeof text,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"valid_data\": \"%s\", \"output_dir\": \"%s\",\n"
+                     " \"lora\": {\"r\": 8, \"alpha\": 16}, \"optimizer\": {\"lr\": 3e-3}, \"batch_size\": 4,\n"
+                     " \"max_seq_len\": 128, \"steps\": 40, \"eval_every\": 40, \"save_every\": 40, \"seed\": 0}\n",
+                     base, train_data, test, run);
+    lc_test_write(tmp, "q4k.json", text, (size_t)n);
+    snprintf(cfg, sizeof cfg, "%s/q4k.json", tmp);
+    const char *train[] = {"train", "--config", cfg, NULL};
+    lc_test_run r = lc_test_lora(train);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    const char *eval_base[] = {"eval", "--model", base, "--data", test, "--max-seq-len", "128", NULL};
+    r = lc_test_lora(eval_base);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    const char *p = strstr(r.out, "\"loss\": ");
+    ck_assert_msg(p != NULL, "%s", r.out);
+    double base_loss = atof(p + 8);
+    lc_test_run_free(&r);
+    char metrics_path[4300], *metrics;
+    size_t len;
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", run);
+    ck_assert((metrics = lc_test_read(metrics_path, &len)) != NULL);
+    double tuned = metric(metrics, 40, "eval_loss");
+    free(metrics);
+    ck_assert_msg(tuned > 0 && tuned < base_loss - 0.5, "eval loss %g after training, %g before", tuned, base_loss);
+    const char *eval_tuned[] = {"eval", "--model", base, "--adapter", run, "--data", test, "--max-seq-len", "128", NULL};
+    r = lc_test_lora(eval_tuned);
+    ck_assert_msg(r.status == 0 && (p = strstr(r.out, "\"loss\": ")), "exit %d: %s", r.status, r.err);
+    ck_assert_msg(fabs(atof(p + 8) - tuned) < 1e-4, "lora eval %s vs the run's %g", p, tuned);
+    lc_test_run_free(&r);
+    char out[4300];
+    snprintf(out, sizeof out, "%s/q4k-lora.gguf", tmp);
+    const char *exp[] = {"export", "--model", base, "--adapter", run, "--out", out, "--format", "gguf-lora", NULL};
+    r = lc_test_lora(exp);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    const char *insp[] = {"inspect", out, NULL};
+    r = lc_test_lora(insp);
+    ck_assert_msg(r.status == 0 && strstr(r.out, "a LoRA adapter") && strstr(r.out, "blk.1.ffn_down.weight.lora_b"),
+                  "%s", r.out);
+    lc_test_run_free(&r);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_cli");
     TCase *tc = tcase_create("stories260K");
@@ -617,6 +679,7 @@ int main(void) {
     tcase_add_test(tc, test_steps_below_existing_checkpoint);
     tcase_add_test(tc, test_dropout_kept_in_export);
     tcase_add_test(tc, test_epochs_train_each_example_once);
+    tcase_add_test(tc, test_train_on_quantized_gguf_base);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
