@@ -115,7 +115,7 @@ static inline float half_at(const unsigned char *p) {
 
 // One block each, as ggml's dequantize_row_* computes it (same operations in
 // the same order, so the same bits).
-static void block_q4_0(float *y, const unsigned char *b) {
+static inline void block_q4_0(float *restrict y, const unsigned char *restrict b) {
     float d = half_at(b);
     const unsigned char *qs = b + 2;
     for (int j = 0; j < 16; j++) {
@@ -124,7 +124,7 @@ static void block_q4_0(float *y, const unsigned char *b) {
     }
 }
 
-static void block_q4_1(float *y, const unsigned char *b) {
+static inline void block_q4_1(float *restrict y, const unsigned char *restrict b) {
     float d = half_at(b), m = half_at(b + 2);
     const unsigned char *qs = b + 4;
     for (int j = 0; j < 16; j++) {
@@ -133,7 +133,7 @@ static void block_q4_1(float *y, const unsigned char *b) {
     }
 }
 
-static void block_q5(float *y, const unsigned char *b, bool has_min) {
+static inline void block_q5(float *restrict y, const unsigned char *restrict b, bool has_min) {
     float d = half_at(b), m = has_min ? half_at(b + 2) : 0.0f;
     const unsigned char *qhp = b + (has_min ? 4 : 2), *qs = qhp + 4;
     uint32_t qh = (uint32_t)qhp[0] | (uint32_t)qhp[1] << 8 | (uint32_t)qhp[2] << 16 | (uint32_t)qhp[3] << 24;
@@ -150,7 +150,7 @@ static void block_q5(float *y, const unsigned char *b, bool has_min) {
     }
 }
 
-static void block_q8_0(float *y, const unsigned char *b) {
+static inline void block_q8_0(float *restrict y, const unsigned char *restrict b) {
     float d = half_at(b);
     const signed char *qs = (const signed char *)(b + 2);
     for (int j = 0; j < 32; j++) y[j] = qs[j] * d;
@@ -167,7 +167,7 @@ static inline void scale_min_k4(int j, const unsigned char *q, uint8_t *sc, uint
     }
 }
 
-static void block_qk(float *y, const unsigned char *b, bool five) {
+static inline void block_qk(float *restrict y, const unsigned char *restrict b, bool five) {
     float d = half_at(b), dmin = half_at(b + 2);
     const unsigned char *scales = b + 4, *qh = b + 16, *q = b + (five ? 48 : 16);
     for (int c = 0; c < 4; c++, q += 32, y += 64) {
@@ -189,31 +189,57 @@ static void block_qk(float *y, const unsigned char *b, bool five) {
     }
 }
 
-static void block_q6_k(float *y, const unsigned char *b) {
+static inline void block_q6_k(float *restrict y, const unsigned char *restrict b) {
     float d = half_at(b + 208);
     const unsigned char *ql = b, *qh = b + 128;
     const signed char *sc = (const signed char *)(b + 192);
-    for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, y += 128) {
-        for (int l = 0; l < 32; l++) {
-            int is = l / 16;
-            int q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-            int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-            int q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-            int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-            y[l] = d * sc[is + 0] * q1;
-            y[l + 32] = d * sc[is + 2] * q2;
-            y[l + 64] = d * sc[is + 4] * q3;
-            y[l + 96] = d * sc[is + 6] * q4;
+    for (int n = 0; n < 2; n++, ql += 64, qh += 32, sc += 8, y += 128)
+        for (int is = 0; is < 2; is++) {
+            // d * sc * q as ggml groups it: (d * sc) first.
+            float d0 = d * sc[is + 0], d2 = d * sc[is + 2], d4 = d * sc[is + 4], d6 = d * sc[is + 6];
+            for (int l = 16 * is; l < 16 * is + 16; l++) {
+                int q1 = (int8_t)((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                int q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                int q3 = (int8_t)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                int q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l] = d0 * q1;
+                y[l + 32] = d2 * q2;
+                y[l + 64] = d4 * q3;
+                y[l + 96] = d6 * q4;
+            }
         }
-    }
 }
 
+// fp16 to fp32 bits without branches, so the row loop vectorizes: the exponent and
+// mantissa moved into place and scaled by 2^112 (exact: a power of two;
+// subnormal halves come out normalized), infinities and NaNs set apart.
+static inline uint32_t half_bits(uint16_t h) {
+    uint32_t em = h & 0x7fffu, bits = em << 13, sign = (uint32_t)(h & 0x8000u) << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    f *= 0x1p112f;
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t special = 0u - (uint32_t)(em >= 0x7c00u); // all ones for infinity and NaN
+    return (u & ~special) | ((bits | 0x7f800000u) & special) | sign;
+}
+
+// Built for AVX-512, AVX2 and baseline x86-64 (the loader picks): the block
+// loops vectorize; the same IEEE operations in each, so the same bits.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 void lc_wtype_dequant_row(float *out, lc_wtype t, const void *src, int64_t n) {
     const unsigned char *p = src;
     switch (t) {
     case LC_WTYPE_F32: memcpy(out, p, sizeof(float) * (size_t)n); return;
     case LC_WTYPE_F16:
-        for (int64_t i = 0; i < n; i++) out[i] = half_at(p + 2 * i);
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, p + 2 * i, 2); // little-endian host
+            uint32_t bits = half_bits(h);
+            memcpy(&out[i], &bits, 4);
+        }
         return;
     case LC_WTYPE_BF16:
         for (int64_t i = 0; i < n; i++) {
