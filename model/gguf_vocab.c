@@ -135,7 +135,7 @@ static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, con
             m[nm++] = (spm_merge){(float)score, l, r, (int32_t)id};
         }
     }
-    if (!st) qsort(m, nm, sizeof *m, cmp_merge);
+    if (!st && nm) qsort(m, nm, sizeof *m, cmp_merge);
     for (size_t i = 0; i < nm && !st; i++) {
         cJSON *pair = cJSON_CreateArray();
         if (!pair || !cJSON_AddItemToArray(out, pair) || !cJSON_AddItemToArray(pair, str_json(&tokens->strs[m[i].left])) ||
@@ -218,18 +218,23 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
     }
     int64_t unk = -1;
     lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.unknown_token_id"), 0, &unk);
+    piece_map pieces; // a repeated piece keeps its first id (a hash, not cJSON's linear lookup)
+    if (!map_init(&pieces, tokens->strs, n)) goto oom;
     for (size_t id = 0; id < n && ok; id++) {
         const lc_gguf_str *p = &tokens->strs[id];
         int64_t type = TT_NORMAL;
         if (types) lc_gguf_kv_int(types, id, &type);
         if (type == TT_UNKNOWN && unk < 0) unk = (int64_t)id;
         char *c = malloc(p->len + 1);
-        if (!c) goto oom;
+        if (!c) {
+            free(pieces.slot);
+            goto oom;
+        }
         memcpy(c, p->s, p->len);
         c[p->len] = '\0';
         // A piece holding a NUL byte cannot be a JSON key the loader reads back.
         bool usable = strlen(c) == p->len;
-        if (usable && !cJSON_GetObjectItemCaseSensitive(vocab, c)) ok = cJSON_AddNumberToObject(vocab, c, (double)id);
+        if (usable && map_get(&pieces, p->s, p->len) == (int32_t)id) ok = cJSON_AddNumberToObject(vocab, c, (double)id);
         if (ok && usable && (type == TT_CONTROL || type == TT_USER_DEFINED)) {
             cJSON *a = cJSON_CreateObject();
             ok = a && cJSON_AddItemToArray(added, a) && cJSON_AddNumberToObject(a, "id", (double)id) &&
@@ -239,6 +244,7 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         }
         free(c);
     }
+    free(pieces.slot);
     if (!ok) goto oom;
     if (spm) {
         if ((st = spm_merges(f, tokens, scores, types, ml))) goto fail;
