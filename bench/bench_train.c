@@ -22,6 +22,12 @@
 #include "optim/adamw.h"
 #include "train/trainer.h"
 
+static const char bench_usage[] =
+    "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b] [--batch B] [--seq T] [--steps N] "
+    "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--weights f32|bf16|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|"
+    "q5_k|q6_k] [--bf16] [--profile] | [--generate N] [--weights TYPE] | "
+    "--write-model DIR --tokenizer FILE [--seq T]\n";
+
 typedef struct shape {
     const char *name;
     int C, F, L, H, KVH, D, V, tied;
@@ -156,11 +162,12 @@ static void print_profile(double measured) {
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
+    bool help = argc > 1 && (!strcmp(name, "--help") || !strcmp(name, "-h"));
     int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0, vocab = 0;
     const char *write_dir = NULL, *tokenizer = NULL;
     lc_wtype wt = LC_WTYPE_F32;
     bool wt_ok = true;
-    for (int i = 2; i < argc; i += 2) {
+    for (int i = help ? argc : 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16") || !strcmp(argv[i], "--profile")) {
             *(!strcmp(argv[i], "--bf16") ? &bf16 : !strcmp(argv[i], "--profile") ? &profile : &ckpt) = 1;
             i--;
@@ -181,12 +188,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rank")) r = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--vocab")) vocab = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b] [--batch B] [--seq T] [--steps N] "
-                            "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--weights f32|bf16|q8_0|q4_0|q4_k|...] "
-                            "[--bf16] [--profile] | [--generate N] [--weights TYPE] | "
-                            "--write-model DIR --tokenizer FILE [--seq T]\n");
+            fputs(bench_usage, stderr);
             return 1;
         }
+    }
+    if (help) {
+        fputs(bench_usage, stdout);
+        return 0;
     }
     shape sv = {0};
     const shape *s = NULL;

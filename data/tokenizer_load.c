@@ -588,6 +588,16 @@ static lc_status parse_config(load_ctx *c, const cJSON *cfg, const char *config_
     }
     if (!st && b) *bos = lc_tokenizer_find(c->tok, b);
     if (!st && e) *eos = lc_tokenizer_find(c->tok, e);
+    // Ids given as such (a GGUF vocabulary's: its pieces' texts may repeat) win.
+    const char *id_keys[2] = {"bos_token_id", "eos_token_id"};
+    int32_t *ids[2] = {bos, eos};
+    for (int k = 0; k < 2 && !st; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cfg, id_keys[k]);
+        if (!cJSON_IsNumber(v)) continue;
+        if (v->valuedouble < 0 || v->valuedouble >= c->tok->vocab_size || v->valuedouble != (int32_t)v->valuedouble)
+            return lc_error(LC_STATUS_INPUT, "%s: %s %g is not a token id", config_path, id_keys[k], v->valuedouble);
+        *ids[k] = (int32_t)v->valuedouble;
+    }
     return st;
 }
 

@@ -4,6 +4,7 @@
 // each frozen weight still in its stored type.
 #include "model/gguf_model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,19 +55,26 @@ static const struct {
     {"phi3", "phi3", "Phi3ForCausalLM"},       {"olmo", "olmo", "OlmoForCausalLM"},
 };
 
-// <arch>.<suffix> as one integer (an array must hold one value throughout: per-layer values are not supported).
-static lc_status meta_int(const lc_gguf_file *f, const char *arch, const char *suffix, bool required, int64_t *out) {
+// <arch>.<suffix> as one integer into *out (*present false when absent). A
+// per-layer array must have n_layers items that agree: lora.c's families
+// have one value for every layer.
+static lc_status meta_int(const lc_gguf_file *f, const char *arch, const char *suffix, bool required, int64_t n_layers,
+                          int64_t *out, bool *present) {
     char key[160];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
+    *present = kv != NULL;
     if (!kv) {
         if (required) return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is missing", f->path, key);
         return LC_STATUS_OK;
     }
     int64_t v, w;
-    if (kv->n == 0 || !lc_gguf_kv_int(kv, 0, &v))
+    if (kv->n == 0 || !lc_gguf_kv_int(kv, 0, &v) || kv->item_type == LC_GGUF_BOOL)
         return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is %s, not an integer", f->path, key,
-                        lc_gguf_vtype_name(kv->type));
+                        lc_gguf_vtype_name(kv->item_type));
+    if (kv->type == LC_GGUF_ARRAY && (n_layers <= 0 || kv->n != (uint64_t)n_layers))
+        return lc_error(LC_STATUS_INPUT, "%s: metadata key %s lists %llu values for %lld layers", f->path, key,
+                        (unsigned long long)kv->n, (long long)n_layers);
     for (uint64_t i = 1; i < kv->n; i++)
         if (!lc_gguf_kv_int(kv, i, &w) || w != v)
             return lc_error(LC_STATUS_INPUT, "%s: metadata key %s differs between layers, which lora.c does not support",
@@ -75,14 +83,18 @@ static lc_status meta_int(const lc_gguf_file *f, const char *arch, const char *s
     return LC_STATUS_OK;
 }
 
-static lc_status meta_float(const lc_gguf_file *f, const char *arch, const char *suffix, double *out) {
+// <arch>.<suffix> as a finite number (*present false when absent).
+static lc_status meta_float(const lc_gguf_file *f, const char *arch, const char *suffix, double *out, bool *present) {
     char key[160];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
     const lc_gguf_kv *kv = lc_gguf_find_kv(f, key);
-    if (kv && (kv->type == LC_GGUF_ARRAY || !lc_gguf_kv_float(kv, 0, out)))
+    *present = kv != NULL;
+    if (!kv) return LC_STATUS_OK;
+    if (kv->type == LC_GGUF_ARRAY || kv->type == LC_GGUF_BOOL || !lc_gguf_kv_float(kv, 0, out))
         return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is %s, not a number", f->path, key,
                         lc_gguf_vtype_name(kv->type));
-    if (kv && kv->type == LC_GGUF_F32) {
+    if (!isfinite(*out)) return lc_error(LC_STATUS_INPUT, "%s: metadata key %s is not a finite number", f->path, key);
+    if (kv->type == LC_GGUF_F32) {
         // The shortest decimal that reads back as the same float (1e-05, not
         // 9.99999974737875e-06), as config.json would hold it.
         char buf[32];
@@ -116,11 +128,12 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         {"attention.head_count_kv", "num_key_value_heads", false}, {"context_length", "max_position_embeddings", false},
         {"attention.key_length", "head_dim", false},
     };
-    int64_t v, head_dim = 0, n_layers = 0, heads = 1, hidden = 0;
+    int64_t v = 0, head_dim = 0, n_layers = 0, heads = 1, hidden = 0;
+    bool present;
     for (size_t i = 0; ok && i < sizeof ints / sizeof ints[0]; i++) {
-        v = -1;
-        if ((st = meta_int(f, arch, ints[i].suffix, ints[i].required, &v))) goto out;
-        if (v < 0) continue;
+        // The parser checks every range (a negative context length included).
+        if ((st = meta_int(f, arch, ints[i].suffix, ints[i].required, n_layers, &v, &present))) goto out;
+        if (!present) continue;
         ok = add_num(root, ints[i].key, (double)v);
         if (!strcmp(ints[i].key, "head_dim")) head_dim = v;
         if (!strcmp(ints[i].key, "num_hidden_layers")) n_layers = v;
@@ -128,18 +141,28 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         if (!strcmp(ints[i].key, "hidden_size")) hidden = v;
     }
     if (head_dim <= 0) head_dim = heads > 0 ? hidden / heads : 0;
-    double x = -1;
-    if ((st = meta_float(f, arch, "attention.layer_norm_rms_epsilon", &x))) goto out;
-    if (ok && x >= 0) ok = add_num(root, "rms_norm_eps", x);
-    x = -1;
-    if ((st = meta_float(f, arch, "rope.freq_base", &x))) goto out;
-    if (ok && x >= 0) ok = add_num(root, "rope_theta", x);
+    double x;
+    if ((st = meta_float(f, arch, "attention.layer_norm_rms_epsilon", &x, &present))) goto out;
+    if (ok && present) ok = add_num(root, "rms_norm_eps", x);
+    if ((st = meta_float(f, arch, "rope.freq_base", &x, &present))) goto out;
+    if (ok && present) ok = add_num(root, "rope_theta", x);
+    // Biases are optional in llama.cpp's graphs: present in the file, used here.
+    if (ok && (lc_gguf_find_tensor(f, "blk.0.attn_q.bias") || lc_gguf_find_tensor(f, "blk.0.attn_output.bias")))
+        ok = cJSON_AddBoolToObject(root, "attention_bias", true) != NULL;
+    if (ok && lc_gguf_find_tensor(f, "blk.0.ffn_down.bias")) ok = cJSON_AddBoolToObject(root, "mlp_bias", true) != NULL;
     const lc_gguf_tensor *embd = lc_gguf_find_tensor(f, "token_embd.weight");
     if (!embd || embd->n_dims != 2) {
         st = lc_error(LC_STATUS_INPUT, "%s: tensor token_embd.weight is missing or not a matrix", f->path);
         goto out;
     }
     if (ok) ok = add_num(root, "vocab_size", (double)embd->ne[1]);
+    // llama.cpp sizes the vocabulary by its pieces and refuses an embedding of another size.
+    const lc_gguf_kv *tokens = lc_gguf_find_kv(f, "tokenizer.ggml.tokens");
+    if (tokens && tokens->n != (uint64_t)embd->ne[1]) {
+        st = lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.tokens has %llu pieces for the %lld rows of token_embd.weight",
+                      f->path, (unsigned long long)tokens->n, (long long)embd->ne[1]);
+        goto out;
+    }
     if (ok) ok = cJSON_AddBoolToObject(root, "tie_word_embeddings", !lc_gguf_find_tensor(f, "output.weight")) != NULL;
 
     const lc_gguf_kv *scaling = NULL;
@@ -154,40 +177,35 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
                           (int)(s.len > 40 ? 40 : s.len), s.s);
             goto out;
         }
-        if ((st = meta_float(f, arch, "rope.scaling.factor", &factor))) goto out;
+        if ((st = meta_float(f, arch, "rope.scaling.factor", &factor, &present))) goto out;
         cJSON *rs = cJSON_AddObjectToObject(root, "rope_scaling");
         ok = ok && rs && cJSON_AddStringToObject(rs, "type", "linear") && add_num(rs, "factor", factor);
     }
     if (!strcmp(arch, "qwen2") && ok) ok = cJSON_AddBoolToObject(root, "use_sliding_window", false) != NULL;
     if (!strcmp(arch, "gemma2")) {
-        double cap = 0;
-        if ((st = meta_float(f, arch, "attn_logit_softcapping", &cap))) goto out;
-        if (ok && cap > 0) ok = add_num(root, "attn_logit_softcapping", cap);
-        cap = 0;
-        if ((st = meta_float(f, arch, "final_logit_softcapping", &cap))) goto out;
-        if (ok && cap > 0) ok = add_num(root, "final_logit_softcapping", cap);
-        v = -1;
-        if ((st = meta_int(f, arch, "attention.sliding_window", false, &v))) goto out;
-        if (ok && v >= 0) ok = add_num(root, "sliding_window", (double)v);
+        double cap;
+        if ((st = meta_float(f, arch, "attn_logit_softcapping", &cap, &present))) goto out;
+        if (ok && present) ok = add_num(root, "attn_logit_softcapping", cap);
+        if ((st = meta_float(f, arch, "final_logit_softcapping", &cap, &present))) goto out;
+        if (ok && present) ok = add_num(root, "final_logit_softcapping", cap);
+        if ((st = meta_int(f, arch, "attention.sliding_window", false, n_layers, &v, &present))) goto out;
+        if (ok && present) ok = add_num(root, "sliding_window", (double)v);
         // llama.cpp scales queries by 1/sqrt(head_dim), by 1/sqrt(n_embd/n_head) for the 46-layer 27B.
         if (ok) ok = add_num(root, "query_pre_attn_scalar", n_layers == 46 ? (double)(hidden / heads) : (double)head_dim);
     }
     if (!strcmp(arch, "phi3")) {
-        v = -1;
-        if ((st = meta_int(f, arch, "rope.dimension_count", false, &v))) goto out;
-        if (ok && v > 0 && head_dim > 0) ok = add_num(root, "partial_rotary_factor", (double)v / (double)head_dim);
-        v = -1;
-        if ((st = meta_int(f, arch, "attention.sliding_window", false, &v))) goto out;
-        if (ok && v > 0) ok = add_num(root, "sliding_window", (double)v);
+        if ((st = meta_int(f, arch, "rope.dimension_count", false, n_layers, &v, &present))) goto out;
+        if (ok && present && head_dim > 0) ok = add_num(root, "partial_rotary_factor", (double)v / (double)head_dim);
+        if ((st = meta_int(f, arch, "attention.sliding_window", false, n_layers, &v, &present))) goto out;
+        if (ok && present) ok = add_num(root, "sliding_window", (double)v);
         if (lc_gguf_find_tensor(f, "rope_factors_long.weight")) {
             st = lc_error(LC_STATUS_INPUT, "%s: Phi-3 long-context rope factors are not supported", f->path);
             goto out;
         }
     }
     if (!strcmp(arch, "olmo")) {
-        x = -1;
-        if ((st = meta_float(f, arch, "attention.clamp_kqv", &x))) goto out;
-        if (ok && x > 0) ok = add_num(root, "clip_qkv", x);
+        if ((st = meta_float(f, arch, "attention.clamp_kqv", &x, &present))) goto out;
+        if (ok && present) ok = add_num(root, "clip_qkv", x);
     }
     // Special ids: generation stops at EOS and at the end-of-turn token.
     int64_t bos = -1, eos = -1, eot = -1;
@@ -277,9 +295,16 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         lc_st_tensor *t = &set->tensors[set->n_tensors];
         char name[320];
         lc_linear_kind kind;
-        // Tensors lora.c does not load (rope_freqs, ...) stay out of the view;
-        // they are read from m->gguf where needed.
-        if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) continue;
+        if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) {
+            // rope_freqs is read from the file where needed; anything else
+            // unknown would be silently left out of the computation.
+            if (!strcmp(g->name, "rope_freqs.weight")) continue;
+            int layer;
+            if (sscanf(g->name, "blk.%d.", &layer) == 1 && (layer < 0 || layer >= c->n_layers))
+                return lc_error(LC_STATUS_INPUT, "%s: tensor %s belongs to no layer (block_count is %d)", f->path,
+                                g->name, c->n_layers);
+            return lc_error(LC_STATUS_INPUT, "%s: tensor %s is not part of lora.c's %s model", f->path, g->name, arch);
+        }
         if (!(t->name = strdup(name))) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
         set->n_tensors++;
         t->stored_name = g->name;
@@ -355,12 +380,20 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
     }
     lc_gguf_str type;
     if (lc_gguf_kv_str(lc_gguf_find_kv(f, "general.type"), 0, &type) && type.len == 7 && !memcmp(type.s, "adapter", 7)) {
-        st = lc_error(LC_STATUS_INPUT, "%s: a LoRA adapter, not a base model (give it to --adapter)", path);
+        st = lc_error(LC_STATUS_INPUT, "%s: a LoRA adapter (general.type \"adapter\"), not a base model", path);
         goto fail;
     }
     if ((st = build_config(m, f, arch, model_type, hf_class))) goto fail;
     if ((st = build_tensors(m, f, arch))) goto fail;
     if ((st = lc_model_load_tensors(m, bf16_weights))) goto fail;
+    // A tensor of the family's names that this configuration does not use
+    // (a bias the family has no place for, say) would be silently ignored.
+    for (int i = 0; i < m->st.n_tensors; i++)
+        if (!m->st.tensors[i].used) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is not used by lora.c's %s model with this metadata", path,
+                          m->st.tensors[i].stored_name, arch);
+            goto fail;
+        }
     if ((st = apply_rope_freqs(m, f))) goto fail;
     return LC_STATUS_OK;
 fail:

@@ -110,8 +110,11 @@ static lc_status rd_str(rd *r, lc_gguf_str *s, const char *what) {
 
 // A NUL-terminated copy of a key or name: not empty, no NUL inside, at most max bytes.
 static lc_status copy_name(const rd *r, const lc_gguf_str *s, size_t max, const char *what, char **out) {
-    if (s->len == 0 || s->len > max || memchr(s->s, 0, s->len))
-        return lc_error(LC_STATUS_INPUT, "%s: %s is empty, longer than %zu bytes or holds a NUL byte", r->path, what,
+    bool control = false; // a name printed in a one-line error must stay one line
+    for (size_t i = 0; i < s->len && s->len <= max && !control; i++)
+        control = (unsigned char)s->s[i] < 0x20 || s->s[i] == 0x7f;
+    if (s->len == 0 || s->len > max || control)
+        return lc_error(LC_STATUS_INPUT, "%s: %s is empty, longer than %zu bytes or holds a control byte", r->path, what,
                         max);
     char *c = malloc(s->len + 1);
     if (!c) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", r->path);

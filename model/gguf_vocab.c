@@ -103,6 +103,13 @@ static cJSON *str_json(const lc_gguf_str *s) {
     return j;
 }
 
+// Longest piece the tokenizer accepts (data/'s TOK_MAX_PIECE), and the most
+// bytes hashed deriving merges: every cut of every piece hashes both halves,
+// so a hostile file of long pieces must not cost hours (a 256k-piece real
+// vocabulary hashes about 10^7 bytes).
+#define GGUF_MAX_PIECE 4096
+#define GGUF_MERGE_WORK ((uint64_t)1 << 30)
+
 // Merges of a SentencePiece vocabulary (see the top of the file) as [a, b] pairs.
 static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, const lc_gguf_kv *scores,
                             const lc_gguf_kv *types, cJSON *out) {
@@ -111,6 +118,7 @@ static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, con
     if (!map_init(&map, tokens->strs, n)) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
     spm_merge *m = NULL;
     size_t nm = 0, cap = 0;
+    uint64_t work = 0;
     lc_status st = LC_STATUS_OK;
     for (size_t id = 0; id < n && !st; id++) {
         int64_t type = TT_NORMAL;
@@ -119,6 +127,12 @@ static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, con
         double score = 0;
         lc_gguf_kv_float(scores, id, &score);
         const lc_gguf_str *p = &tokens->strs[id];
+        work += (uint64_t)p->len * p->len;
+        if (work > GGUF_MERGE_WORK) {
+            st = lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.tokens: the pieces are too long to derive merges from",
+                          f->path);
+            break;
+        }
         for (size_t cut = 1; cut < p->len; cut++) {
             if (((unsigned char)p->s[cut] & 0xC0) == 0x80) continue; // split between characters only
             int32_t l = map_get(&map, p->s, cut), r = map_get(&map, p->s + cut, p->len - cut);
@@ -145,6 +159,10 @@ static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, con
     free(m);
     free(map.slot);
     return st;
+}
+
+static bool add_id(cJSON *o, const char *key, int64_t id) {
+    return cJSON_AddNumberToObject(o, key, (double)id) != NULL;
 }
 
 static bool kv_bool(const lc_gguf_file *f, const char *key, bool def) {
@@ -189,8 +207,13 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.model \"%.*s\" is not supported (llama or gpt2)", f->path,
                         (int)(kind.len > 20 ? 20 : kind.len), kind.s);
     size_t n = (size_t)tokens->n;
-    if (types && (types->type != LC_GGUF_ARRAY || types->n != n))
-        return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.token_type does not have one entry per token", f->path);
+    if (types && (types->type != LC_GGUF_ARRAY || types->n != n || types->item_type == LC_GGUF_STRING ||
+                  types->item_type == LC_GGUF_F32 || types->item_type == LC_GGUF_F64 || types->item_type == LC_GGUF_BOOL))
+        return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.token_type must hold one integer per token", f->path);
+    for (size_t i = 0; i < n; i++)
+        if (tokens->strs[i].len > GGUF_MAX_PIECE)
+            return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.tokens: piece %zu is longer than %d bytes", f->path, i,
+                            GGUF_MAX_PIECE);
     if (spm && (!scores || scores->type != LC_GGUF_ARRAY || scores->n != n || scores->item_type != LC_GGUF_F32))
         return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.scores must hold one f32 per token", f->path);
     if (merges && (merges->type != LC_GGUF_ARRAY || merges->item_type != LC_GGUF_STRING))
@@ -289,8 +312,16 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
     int64_t bos = -1, eos = -1;
     lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.bos_token_id"), 0, &bos);
     lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.eos_token_id"), 0, &eos);
-    if (ok && bos >= 0 && (size_t)bos < n) ok = cJSON_AddItemToObject(cfg, "bos_token", str_json(&tokens->strs[bos]));
-    if (ok && eos >= 0 && (size_t)eos < n) ok = cJSON_AddItemToObject(cfg, "eos_token", str_json(&tokens->strs[eos]));
+    if ((bos >= 0 && (size_t)bos >= n) || (eos >= 0 && (size_t)eos >= n) || (unk >= 0 && (size_t)unk >= n)) {
+        st = lc_error(LC_STATUS_INPUT, "%s: a special token id (BOS %lld, EOS %lld, unknown %lld) is beyond the %zu pieces",
+                      f->path, (long long)bos, (long long)eos, (long long)unk, n);
+        goto fail;
+    }
+    // The ids themselves (bos_token_id, eos_token_id): a piece's text may repeat.
+    if (ok && bos >= 0)
+        ok = cJSON_AddItemToObject(cfg, "bos_token", str_json(&tokens->strs[bos])) && add_id(cfg, "bos_token_id", bos);
+    if (ok && eos >= 0)
+        ok = cJSON_AddItemToObject(cfg, "eos_token", str_json(&tokens->strs[eos])) && add_id(cfg, "eos_token_id", eos);
     // llama.cpp adds BOS by default for SentencePiece vocabularies, not for byte-level ones.
     if (ok) ok = cJSON_AddBoolToObject(cfg, "add_bos_token", kv_bool(f, "tokenizer.ggml.add_bos_token", spm));
     if (ok) ok = cJSON_AddBoolToObject(cfg, "add_eos_token", kv_bool(f, "tokenizer.ggml.add_eos_token", false));

@@ -64,6 +64,7 @@ static const lc_st_tensor *find_tensor(const lc_model *m, const char *name) {
     lc_arch_names_get(&n, &m->cfg);
     size_t pl = n.optional_prefix ? strlen(n.optional_prefix) : 0;
     if (!t && pl && strncmp(name, n.optional_prefix, pl) == 0) t = lc_st_set_find(&m->st, name + pl);
+    if (t) ((lc_st_tensor *)t)->used = true; // the set is m's own
     return t;
 }
 

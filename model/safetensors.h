@@ -3,6 +3,7 @@
 #ifndef LC_SAFETENSORS_H
 #define LC_SAFETENSORS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,6 +33,7 @@ typedef struct lc_st_tensor {
     size_t nbytes;
     int shard; // index into lc_st_set.files
     const char *stored_name; // a GGUF base's own name of the tensor (owned by the file), else NULL
+    bool used;               // found by the model loader
 } lc_st_tensor;
 
 typedef struct lc_st_file {

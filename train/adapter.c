@@ -1,3 +1,4 @@
+#include "model/gguf_model.h"
 #include "train/adapter.h"
 
 #include <ctype.h>
@@ -190,6 +191,9 @@ lc_status lc_adapter_load(const char *path, const lc_model *m, const lc_adapter_
     }
     adapter_try a = {m, want, use, lora, differ};
     int skip = 0;
+    if (lc_path_is_gguf(path))
+        return lc_error(LC_STATUS_INPUT, "%s: a GGUF file; lora.c reads adapters from its checkpoints, run folders and "
+                        "PEFT folders (GGUF LoRA adapters are what it writes for llama.cpp)", path);
     if (!lc_dir_exists(path)) return load_checkpoint_file(&a, path, &skip);
     // A run's folder: its newest checkpoint that reads whole, as resume takes.
     int64_t step;

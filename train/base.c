@@ -1,6 +1,7 @@
 #include "train/base.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include <cJSON.h>
 
@@ -11,7 +12,11 @@ static lc_status gguf_json(const char *path, cJSON **tok_json, cJSON **cfg_json)
     lc_gguf_file f;
     lc_status st = lc_gguf_open(&f, path);
     if (st) return st;
-    st = lc_gguf_tokenizer_json(&f, tok_json, cfg_json);
+    lc_gguf_str type;
+    if (lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.type"), 0, &type) && type.len == 7 && !memcmp(type.s, "adapter", 7))
+        st = lc_error(LC_STATUS_INPUT, "%s: a LoRA adapter (general.type \"adapter\"), not a base model", path);
+    else
+        st = lc_gguf_tokenizer_json(&f, tok_json, cfg_json);
     lc_gguf_close(&f);
     return st;
 }

@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "export/gguf.h"
+#include "train/base.h"
 #include "train/checkpoint.h"
 #include "train/cli.h"
 #include "train/trainer.h"
@@ -78,10 +79,17 @@ static void gguf_summary(const char *path, const lc_gguf_file *f) {
         return;
     }
     lc_model m;
+    lc_tokenizer *tok = NULL;
     if (lc_model_load(&m, path)) {
         printf("  lora.c cannot train this file: %s\n", lc_error_message());
         return;
     }
+    if (lc_base_load_tokenizer(&tok, path)) {
+        printf("  lora.c cannot train this file: %s\n", lc_error_message());
+        lc_model_free(&m);
+        return;
+    }
+    lc_tokenizer_free(tok);
     printf("  lora.c can train this file as a base model:\n");
     print_model(&m);
     int counts[LC_WTYPE_COUNT] = {0};

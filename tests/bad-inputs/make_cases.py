@@ -331,9 +331,11 @@ def main():
           "GGUF architecture \"mamba\" is not supported")
     write("gguf-missing-key", {"m.gguf": gguf_model(edit_kv=lambda kv: [x for x in kv if x[0] != "llama.block_count"])},
           gen, 2, "metadata key llama.block_count is missing")
+    # As llama.cpp's adapters are: no vocabulary (which every command reads first).
     write("gguf-adapter-as-model",
-          {"m.gguf": gguf_model(edit_kv=lambda kv: [kv[0], ("general.type", "string", "adapter")] + kv[2:])}, gen, 2,
-          "a LoRA adapter, not a base model")
+          {"m.gguf": gguf_model(edit_kv=lambda kv: [kv[0], ("general.type", "string", "adapter")] +
+                                [x for x in kv[2:] if not x[0].startswith("tokenizer.")])}, gen, 2,
+          "a LoRA adapter (general.type \"adapter\"), not a base model")
 
     def q2k_right_shape(ts):
         for t in ts:
@@ -345,6 +347,25 @@ def main():
                                 edit_tensors=q2k_right_shape)}, gen, 2, "tensor token_embd.weight (model.embed_tokens.weight) has type Q2_K")
     write("gguf-zero-dimension", {"m.gguf": gguf_model(edit_tensors=shape("blk.0.attn_v.weight", [8, 0]))}, gen, 2,
           "blk.0.attn_v.weight: dimension 1 is 0")
+
+    write("gguf-adapter-given-to-adapter", {"m.gguf": gguf_model()},
+          ["generate", "--model", "@CASE@/m.gguf", "--adapter", "@CASE@/m.gguf", "--max-tokens", "1"], 2,
+          "m.gguf: a GGUF file; lora.c reads adapters from its checkpoints")
+
+    def fewer_pieces(kv):
+        return [x if x[0] != "tokenizer.ggml.tokens" else (x[0], "array", ("string", list("abcdefgh"))) for x in kv]
+    write("gguf-pieces-fewer-than-rows", {"m.gguf": gguf_model(edit_kv=fewer_pieces)}, gen, 2,
+          "tokenizer.ggml.tokens has 8 pieces for the 16 rows of token_embd.weight")
+
+    def bias_unused(ts):
+        ts.append(["blk.0.ffn_norm.bias", [8], 0, None])
+    write("gguf-tensor-unused", {"m.gguf": gguf_model(edit_tensors=bias_unused)}, gen, 2,
+          "tensor blk.0.ffn_norm.bias is not used by lora.c's llama model")
+
+    def extra_layer(ts):
+        ts.append(["blk.3.attn_norm.weight", [8], 0, None])
+    write("gguf-tensor-beyond-layers", {"m.gguf": gguf_model(edit_tensors=extra_layer)}, gen, 2,
+          "tensor blk.3.attn_norm.weight belongs to no layer (block_count is 1)")
 
     def overlap(ts):
         ts[1][3] = 0  # output_norm's data at token_embd's offset
