@@ -59,6 +59,11 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
 // trains, Hugging Face folder or GGUF file.
 lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora);
 
+// LC_STATUS_USAGE when m is a GGUF base whose fused rows llama.cpp reordered
+// (Falcon with several key/value heads, Bloom): what (PEFT, Hugging Face)
+// exports cannot give its adapter Hugging Face's layout.
+lc_status lc_export_check_gguf_layout(const lc_model *m, const char *out, const char *what);
+
 // fp32 weight of linear (layer, kind) with the adapter merged into out
 // [out_features, in_features]; nothing for a kind the model does not have.
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);

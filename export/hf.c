@@ -335,6 +335,11 @@ static lc_status write_gguf_files(const char *out_dir, const lc_model *m, lc_dty
 
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype) {
+    lc_status gst = lc_export_check_gguf_layout(m, out_dir, "Hugging Face");
+    if (gst) return gst;
+    if (m->from_gguf && m->cfg.arch == LC_ARCH_GPT2)
+        return lc_error(LC_STATUS_USAGE, "%s: Hugging Face export from a GGUF gpt2 base is not supported (its Conv1D "
+                        "weights were transposed by llama.cpp's converter); export peft, gguf or gguf-lora", out_dir);
     static const char *const copied[] = {
         "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
         "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",

@@ -63,7 +63,7 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
     cJSON_AddStringToObject(root, "base_model_name_or_path", model_dir);
     cJSON_AddStringToObject(root, "bias", "none");
     // PEFT sets it for Conv1D layers (GPT-2), whose weights are stored [in, out].
-    cJSON_AddBoolToObject(root, "fan_in_fan_out", m->cfg.weights_transposed);
+    cJSON_AddBoolToObject(root, "fan_in_fan_out", m->cfg.arch == LC_ARCH_GPT2); // Conv1D, also from a GGUF base
     cJSON_AddBoolToObject(root, "inference_mode", 1);
     cJSON_AddBoolToObject(root, "init_lora_weights", 1);
     cJSON_AddNullToObject(root, "layers_pattern");
@@ -104,6 +104,8 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
 
 lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          lc_dtype dtype) {
+    lc_status gst = lc_export_check_gguf_layout(m, out_dir, "PEFT");
+    if (gst) return gst;
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
         return lc_error(LC_STATUS_INPUT, "PEFT export: dtype must be F32, F16 or BF16");
     if (!lora || !lora->params || lora->n_layers != m->cfg.n_layers)
@@ -241,7 +243,7 @@ static lc_status read_config(const char *path, const lc_model *m, lc_lora_config
     // The LoRA tensors are [r, in] and [out, r] either way; the flag says the
     // base weights are Conv1D ([in, out]), which PEFT sets itself for them.
     if ((st = lc_json_get_bool(root, "fan_in_fan_out", path, false, &b))) goto done;
-    if (b && !m->cfg.weights_transposed) {
+    if (b && m->cfg.arch != LC_ARCH_GPT2) {
         st = lc_error(LC_STATUS_INPUT,
                       "%s: fan_in_fan_out is true (Conv1D weights stored [in, out], as in GPT-2); the linears of %s "
                       "models are not Conv1D",

@@ -53,6 +53,8 @@ static const struct {
     {"llama", "llama", "LlamaForCausalLM"},    {"qwen2", "qwen2", "Qwen2ForCausalLM"},
     {"gemma", "gemma", "GemmaForCausalLM"},    {"gemma2", "gemma2", "Gemma2ForCausalLM"},
     {"phi3", "phi3", "Phi3ForCausalLM"},       {"olmo", "olmo", "OlmoForCausalLM"},
+    {"gpt2", "gpt2", "GPT2LMHeadModel"},       {"falcon", "falcon", "FalconForCausalLM"},
+    {"bloom", "bloom", "BloomForCausalLM"},
 };
 
 // <arch>.<suffix> as one integer into *out (*present false when absent). A
@@ -128,13 +130,38 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         {"attention.head_count_kv", "num_key_value_heads", false}, {"context_length", "max_position_embeddings", false},
         {"attention.key_length", "head_dim", false},
     };
+    // What the families without llama's config keys call the MLP width and the
+    // key/value heads (Bloom's MLP is always 4 x hidden: its shapes check it).
+    bool gpt2 = !strcmp(arch, "gpt2"), falcon = !strcmp(arch, "falcon"), bloom = !strcmp(arch, "bloom");
+    const char *ff_key = gpt2 ? "n_inner" : falcon ? "ffn_hidden_size" : bloom ? NULL : "intermediate_size";
     int64_t v = 0, head_dim = 0, n_layers = 0, heads = 1, hidden = 0;
     bool present;
     for (size_t i = 0; ok && i < sizeof ints / sizeof ints[0]; i++) {
         // The parser checks every range (a negative context length included).
         if ((st = meta_int(f, arch, ints[i].suffix, ints[i].required, n_layers, &v, &present))) goto out;
         if (!present) continue;
-        ok = add_num(root, ints[i].key, (double)v);
+        const char *key = ints[i].key;
+        if (!strcmp(key, "intermediate_size") && !(key = ff_key)) continue;
+        if ((gpt2 || bloom || falcon) && !strcmp(key, "num_key_value_heads")) {
+            if (falcon && v != heads && !lc_gguf_find_tensor(f, "blk.0.attn_norm_2.weight")) {
+                if (v != 1) {
+                    st = lc_error(LC_STATUS_INPUT, "%s: a falcon with one norm per block has 1 or all key/value heads, "
+                                  "not %lld", f->path, (long long)v);
+                    goto out;
+                }
+                ok = cJSON_AddBoolToObject(root, "multi_query", true) != NULL;
+            } else if (falcon && v != heads) {
+                ok = add_num(root, "num_kv_heads", (double)v);
+            } else if (falcon) {
+                ok = cJSON_AddBoolToObject(root, "multi_query", false) != NULL;
+            } else if (v != heads) {
+                st = lc_error(LC_STATUS_INPUT, "%s: %s has as many key/value heads as heads, not %lld", f->path, arch,
+                              (long long)v);
+                goto out;
+            }
+            continue;
+        }
+        ok = add_num(root, key, (double)v);
         if (!strcmp(ints[i].key, "head_dim")) head_dim = v;
         if (!strcmp(ints[i].key, "num_hidden_layers")) n_layers = v;
         if (!strcmp(ints[i].key, "num_attention_heads")) heads = v;
@@ -144,6 +171,13 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     double x;
     if ((st = meta_float(f, arch, "attention.layer_norm_rms_epsilon", &x, &present))) goto out;
     if (ok && present) ok = add_num(root, "rms_norm_eps", x);
+    if ((st = meta_float(f, arch, "attention.layer_norm_epsilon", &x, &present))) goto out;
+    if (ok && present) ok = add_num(root, "layer_norm_epsilon", x);
+    if (falcon && ok) {
+        // Falcon's new decoder (40B, 180B): two norms per block.
+        ok = cJSON_AddBoolToObject(root, "new_decoder_architecture", lc_gguf_find_tensor(f, "blk.0.attn_norm_2.weight") != NULL) &&
+             cJSON_AddBoolToObject(root, "bias", lc_gguf_find_tensor(f, "blk.0.attn_qkv.bias") != NULL);
+    }
     if ((st = meta_float(f, arch, "rope.freq_base", &x, &present))) goto out;
     if (ok && present) ok = add_num(root, "rope_theta", x);
     // Biases are optional in llama.cpp's graphs: present in the file, used here.
@@ -223,8 +257,12 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         goto out;
     }
     if ((st = lc_config_parse_json(&m->cfg, root, f->path))) goto out;
-    // The converter wrote Gemma's norms as 1 + w already.
+    // What the converter changed: Gemma's norms written as 1 + w already,
+    // GPT-2's Conv1D weights as [out, in], Falcon's and Bloom's fused
+    // query/key/value rows gathered into [q; k; v].
     m->cfg.norm_plus_one = false;
+    if (gpt2) m->cfg.weights_transposed = false;
+    if (falcon || bloom) m->cfg.qkv = LC_QKV_LAYOUT_CONCAT;
     // config.json for a Hugging Face export of this base.
     char *text = cJSON_Print(root);
     if (!text || !(m->hf_config = lc_model_own(m, strlen(text) + 1))) {
@@ -253,6 +291,10 @@ static bool hf_name(const lc_model_config *c, const lc_arch_names *n, const char
         return snprintf(out, cap, "%s%s", n->final_norm, suffix) < (int)cap;
     if (stem == 6 && !strncmp(name, "output", 6) && !strcmp(suffix, ".weight"))
         return snprintf(out, cap, "%s.weight", n->head) < (int)cap;
+    if (stem == 13 && !strncmp(name, "position_embd", 13) && n->pos_embed && !strcmp(suffix, ".weight"))
+        return snprintf(out, cap, "%s.weight", n->pos_embed) < (int)cap;
+    if (stem == 15 && !strncmp(name, "token_embd_norm", 15) && n->embed_norm)
+        return snprintf(out, cap, "%s%s", n->embed_norm, suffix) < (int)cap;
     int layer, used = 0;
     if (sscanf(name, "blk.%d.%n", &layer, &used) != 1 || used == 0 || layer < 0 || layer >= c->n_layers) return false;
     const char *mid = name + used;
@@ -264,9 +306,14 @@ static bool hf_name(const lc_model_config *c, const lc_arch_names *n, const char
             hf = n->lin[k];
             *kind = (lc_linear_kind)k;
         }
-    static const char *const norms[4] = {"attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm"};
-    const char *hf_norms[4] = {n->attn_norm, n->mlp_norm, n->post_attn_norm, n->post_mlp_norm};
-    for (int i = 0; i < 4 && !hf; i++)
+    static const char *const norms[5] = {"attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm", "attn_norm_2"};
+    const char *hf_norms[5] = {n->attn_norm, n->mlp_norm, n->post_attn_norm, n->post_mlp_norm, NULL};
+    if (c->parallel_two_norms) { // Falcon's new decoder: attn_norm is ln_mlp, attn_norm_2 ln_attn
+        hf_norms[0] = n->mlp_norm;
+        hf_norms[1] = NULL;
+        hf_norms[4] = n->attn_norm;
+    }
+    for (int i = 0; i < 5 && !hf; i++)
         if (strlen(norms[i]) == mlen && !strncmp(mid, norms[i], mlen)) hf = hf_norms[i];
     if (!hf) return false;
     char base[128];
@@ -374,7 +421,8 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
             hf_class = gguf_archs[i].hf_class;
         }
     if (!model_type) {
-        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, gemma2, phi3, olmo)",
+        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, gemma2, phi3, "
+                      "olmo, gpt2, falcon, bloom)",
                       path, arch);
         goto fail;
     }
