@@ -337,6 +337,10 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
                        lc_dtype dtype) {
     lc_status gst = lc_export_check_gguf_layout(m, out_dir, "Hugging Face");
     if (gst) return gst;
+    if (m->from_gguf && m->cfg.arch != LC_ARCH_QWEN2 && m->cfg.qkv_bias != m->cfg.o_bias)
+        return lc_error(LC_STATUS_USAGE, "%s: this GGUF base has biases on %s only, which config.json's "
+                        "attention_bias cannot say; export peft, gguf or gguf-lora", out_dir,
+                        m->cfg.qkv_bias ? "q/k/v" : "the attention output");
     if (m->from_gguf && m->cfg.arch == LC_ARCH_GPT2)
         return lc_error(LC_STATUS_USAGE, "%s: Hugging Face export from a GGUF gpt2 base is not supported (its Conv1D "
                         "weights were transposed by llama.cpp's converter); export peft, gguf or gguf-lora", out_dir);

@@ -446,6 +446,10 @@ lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora) {
     }
     lc_lora_config cfg;
     if ((st = read_config(cfg_path, m, &cfg))) return st;
+    // A PEFT adapter's fused query/key/value rows follow Hugging Face's
+    // layout, which llama.cpp's converter changed in these GGUF bases.
+    if ((cfg.targets >> LC_LINEAR_KIND_QKV & 1) && (st = lc_export_check_gguf_layout(m, dir, "a PEFT adapter on")))
+        return st;
     if ((st = lc_lora_init(lora, m, &cfg, 0, false))) {
         lc_error_prefix("%s", cfg_path);
         return st;

@@ -105,6 +105,10 @@ bool lc_gguf_kv_int(const lc_gguf_kv *kv, uint64_t i, int64_t *out);
 bool lc_gguf_kv_float(const lc_gguf_kv *kv, uint64_t i, double *out);
 bool lc_gguf_kv_str(const lc_gguf_kv *kv, uint64_t i, lc_gguf_str *out);
 
+// s as a NUL-terminated string for a message: cut to cap - 1 bytes, control
+// bytes shown as '?' (an error stays one line).
+void lc_gguf_str_print(char *out, size_t cap, lc_gguf_str s);
+
 const char *lc_gguf_vtype_name(lc_gguf_vtype t); // "u32", "string", ... ("?" if unknown)
 size_t lc_gguf_vtype_size(lc_gguf_vtype t);      // bytes of a scalar (0 for string and array)
 const char *lc_ggml_type_name(uint32_t type);    // "F32", "Q4_K", ... or NULL if unknown

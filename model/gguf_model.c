@@ -133,6 +133,7 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     // What the families without llama's config keys call the MLP width and the
     // key/value heads (Bloom's MLP is always 4 x hidden: its shapes check it).
     bool gpt2 = !strcmp(arch, "gpt2"), falcon = !strcmp(arch, "falcon"), bloom = !strcmp(arch, "bloom");
+    int64_t falcon_kv = -1;
     const char *ff_key = gpt2 ? "n_inner" : falcon ? "ffn_hidden_size" : bloom ? NULL : "intermediate_size";
     int64_t v = 0, head_dim = 0, n_layers = 0, heads = 1, hidden = 0;
     bool present;
@@ -143,17 +144,8 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         const char *key = ints[i].key;
         if (!strcmp(key, "intermediate_size") && !(key = ff_key)) continue;
         if ((gpt2 || bloom || falcon) && !strcmp(key, "num_key_value_heads")) {
-            if (falcon && v != heads && !lc_gguf_find_tensor(f, "blk.0.attn_norm_2.weight")) {
-                if (v != 1) {
-                    st = lc_error(LC_STATUS_INPUT, "%s: a falcon with one norm per block has 1 or all key/value heads, "
-                                  "not %lld", f->path, (long long)v);
-                    goto out;
-                }
-                ok = cJSON_AddBoolToObject(root, "multi_query", true) != NULL;
-            } else if (falcon && v != heads) {
-                ok = add_num(root, "num_kv_heads", (double)v);
-            } else if (falcon) {
-                ok = cJSON_AddBoolToObject(root, "multi_query", false) != NULL;
+            if (falcon) {
+                falcon_kv = v;
             } else if (v != heads) {
                 st = lc_error(LC_STATUS_INPUT, "%s: %s has as many key/value heads as heads, not %lld", f->path, arch,
                               (long long)v);
@@ -174,9 +166,17 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     if ((st = meta_float(f, arch, "attention.layer_norm_epsilon", &x, &present))) goto out;
     if (ok && present) ok = add_num(root, "layer_norm_epsilon", x);
     if (falcon && ok) {
-        // Falcon's new decoder (40B, 180B): two norms per block.
-        ok = cJSON_AddBoolToObject(root, "new_decoder_architecture", lc_gguf_find_tensor(f, "blk.0.attn_norm_2.weight") != NULL) &&
+        // Falcon-7B: multi-query (1 key/value head) or one per head, one norm;
+        // the new decoder (40B, 180B: two norms; Falcon2-11B: one) has groups.
+        bool two_norms = lc_gguf_find_tensor(f, "blk.0.attn_norm_2.weight") != NULL;
+        int64_t kv = falcon_kv < 0 ? heads : falcon_kv;
+        bool new_arch = two_norms || (kv != 1 && kv != heads);
+        ok = cJSON_AddBoolToObject(root, "new_decoder_architecture", new_arch) &&
              cJSON_AddBoolToObject(root, "bias", lc_gguf_find_tensor(f, "blk.0.attn_qkv.bias") != NULL);
+        if (ok && new_arch)
+            ok = add_num(root, "num_kv_heads", (double)kv) && add_num(root, "num_ln_in_parallel_attn", two_norms ? 2 : 1);
+        else if (ok)
+            ok = cJSON_AddBoolToObject(root, "multi_query", kv == 1) != NULL;
     }
     if ((st = meta_float(f, arch, "rope.freq_base", &x, &present))) goto out;
     if (ok && present) ok = add_num(root, "rope_theta", x);
@@ -207,8 +207,9 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     if (scaling && lc_gguf_kv_str(scaling, 0, &s) && !(s.len == 4 && !memcmp(s.s, "none", 4))) {
         double factor = 0;
         if (!(s.len == 6 && !memcmp(s.s, "linear", 6))) {
-            st = lc_error(LC_STATUS_INPUT, "%s: rope scaling \"%.*s\" is not supported (linear is)", f->path,
-                          (int)(s.len > 40 ? 40 : s.len), s.s);
+            char shown[41];
+            lc_gguf_str_print(shown, sizeof shown, s);
+            st = lc_error(LC_STATUS_INPUT, "%s: rope scaling \"%s\" is not supported (linear is)", f->path, shown);
             goto out;
         }
         if ((st = meta_float(f, arch, "rope.scaling.factor", &factor, &present))) goto out;
@@ -263,6 +264,12 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
     m->cfg.norm_plus_one = false;
     if (gpt2) m->cfg.weights_transposed = false;
     if (falcon || bloom) m->cfg.qkv = LC_QKV_LAYOUT_CONCAT;
+    // llama.cpp takes each llama-style bias on its own (a "llamafied" Qwen
+    // has q/k/v biases and none on the output).
+    if (!gpt2 && !falcon && !bloom) {
+        m->cfg.qkv_bias = lc_gguf_find_tensor(f, "blk.0.attn_q.bias") || lc_gguf_find_tensor(f, "blk.0.attn_qkv.bias");
+        m->cfg.o_bias = lc_gguf_find_tensor(f, "blk.0.attn_output.bias") != NULL;
+    }
     // config.json for a Hugging Face export of this base.
     char *text = cJSON_Print(root);
     if (!text || !(m->hf_config = lc_model_own(m, strlen(text) + 1))) {
@@ -414,7 +421,7 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
     }
     const char *model_type = NULL, *hf_class = NULL;
     char arch[64];
-    snprintf(arch, sizeof arch, "%.*s", (int)(a.len < 63 ? a.len : 63), a.s);
+    lc_gguf_str_print(arch, sizeof arch, a);
     for (size_t i = 0; i < sizeof gguf_archs / sizeof gguf_archs[0] && !model_type; i++)
         if (strlen(gguf_archs[i].gguf) == a.len && !memcmp(gguf_archs[i].gguf, a.s, a.len)) {
             model_type = gguf_archs[i].model_type;

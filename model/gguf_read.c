@@ -382,6 +382,15 @@ bool lc_gguf_kv_str(const lc_gguf_kv *kv, uint64_t i, lc_gguf_str *out) {
     return true;
 }
 
+void lc_gguf_str_print(char *out, size_t cap, lc_gguf_str s) {
+    size_t n = 0;
+    for (size_t i = 0; i < s.len && n + 1 < cap; i++) {
+        unsigned char c = (unsigned char)s.s[i];
+        out[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    out[n] = '\0';
+}
+
 lc_status lc_gguf_tensor_to_f32(const lc_gguf_file *f, const lc_gguf_tensor *t, float *out) {
     lc_wtype wt;
     if (!lc_wtype_from_ggml(t->type, &wt))

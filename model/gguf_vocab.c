@@ -203,9 +203,12 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         tokens->item_type != LC_GGUF_STRING || tokens->n == 0 || tokens->n > (1u << 22))
         return lc_error(LC_STATUS_INPUT, "%s: no vocabulary (tokenizer.ggml.model and .tokens)", f->path);
     bool spm = kind.len == 5 && !memcmp(kind.s, "llama", 5), bpe = kind.len == 4 && !memcmp(kind.s, "gpt2", 4);
-    if (!spm && !bpe)
-        return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.model \"%.*s\" is not supported (llama or gpt2)", f->path,
-                        (int)(kind.len > 20 ? 20 : kind.len), kind.s);
+    if (!spm && !bpe) {
+        char shown[24];
+        lc_gguf_str_print(shown, sizeof shown, kind);
+        return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.model \"%s\" is not supported (llama or gpt2)", f->path,
+                        shown);
+    }
     size_t n = (size_t)tokens->n;
     if (types && (types->type != LC_GGUF_ARRAY || types->n != n || types->item_type == LC_GGUF_STRING ||
                   types->item_type == LC_GGUF_F32 || types->item_type == LC_GGUF_F64 || types->item_type == LC_GGUF_BOOL))
@@ -220,9 +223,9 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         return lc_error(LC_STATUS_INPUT, "%s: tokenizer.ggml.merges must be a list of strings", f->path);
     const char *regex = NULL;
     char pre[64] = "default";
-    if (lc_gguf_kv_str(lc_gguf_find_kv(f, "tokenizer.ggml.pre"), 0, &s))
-        snprintf(pre, sizeof pre, "%.*s", (int)(s.len < 63 ? s.len : 63), s.s);
-    if (bpe && !(regex = lc_gguf_pre_regex(pre)))
+    if (lc_gguf_kv_str(lc_gguf_find_kv(f, "tokenizer.ggml.pre"), 0, &s)) lc_gguf_str_print(pre, sizeof pre, s);
+    bool falcon_pre = !strcmp(pre, "falcon");
+    if (bpe && !falcon_pre && !(regex = lc_gguf_pre_regex(pre)))
         return lc_error(LC_STATUS_INPUT, "%s: pre-tokenizer \"%s\" is not supported (gpt-2, llama-bpe, qwen2, ...)",
                         f->path, pre);
 
@@ -297,6 +300,21 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         ok = ok && cJSON_AddBoolToObject(m, "byte_fallback", true) && cJSON_AddBoolToObject(m, "fuse_unk", true);
     } else {
         for (uint64_t i = 0; merges && i < merges->n && ok; i++) ok = cJSON_AddItemToArray(ml, str_json(&merges->strs[i]));
+        if (falcon_pre) {
+            // Falcon's own: punctuation runs, GPT-2's regex, digit runs split
+            // into threes (what its tokenizer.json holds).
+            const char *text = "{\"type\": \"Sequence\", \"pretokenizers\": ["
+                               "{\"type\": \"Punctuation\", \"behavior\": \"Contiguous\"},"
+                               "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true},"
+                               "{\"type\": \"Digits\", \"individual_digits\": false},"
+                               "{\"type\": \"Split\", \"pattern\": {\"Regex\": \"[0-9][0-9][0-9]\"}, "
+                               "\"behavior\": \"Isolated\", \"invert\": false}]}";
+            cJSON *pt = cJSON_Parse(text);
+            ok = ok && pt && cJSON_AddItemToObject(root, "pre_tokenizer", pt) &&
+                 cJSON_AddItemToObject(root, "decoder", obj_type("ByteLevel"));
+            if (!ok) goto oom;
+            goto specials;
+        }
         cJSON *seq = obj_type("Sequence"), *ps = cJSON_CreateArray(), *split = obj_type("Split"), *pat = cJSON_CreateObject();
         cJSON *bl = obj_type("ByteLevel");
         ok = ok && seq && ps && split && pat && bl && cJSON_AddItemToObject(root, "pre_tokenizer", seq) &&
@@ -307,6 +325,7 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
              cJSON_AddBoolToObject(bl, "use_regex", false) && cJSON_AddItemToObject(root, "decoder", obj_type("ByteLevel"));
         if (!ok) goto oom;
     }
+specials:
     if (ok && unk >= 0 && (size_t)unk < n) ok = cJSON_AddItemToObject(m, "unk_token", str_json(&tokens->strs[unk]));
     // tokenizer_config.json: special tokens, whether BOS/EOS are added, the chat template.
     int64_t bos = -1, eos = -1;

@@ -626,6 +626,11 @@ START_TEST(test_family_gguf_round_trip) {
         if (reordered) {
             ck_assert_msg(st == LC_STATUS_USAGE && strstr(lc_error_message(), "reordered"), "%s: %s", fam,
                           lc_error_message());
+            // Nor does a Hugging Face adapter of the fused rows apply to it.
+            lc_lora hf;
+            st = lc_peft_load(f.adapter_dir, &g, &hf);
+            ck_assert_msg(st == LC_STATUS_INPUT && strstr(lc_error_message(), "a PEFT adapter on a GGUF"), "%s: %s", fam,
+                          lc_error_message());
         } else {
             ck_assert_msg(st == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
             lc_lora back;
@@ -634,6 +639,17 @@ START_TEST(test_family_gguf_round_trip) {
             ck_assert(!memcmp(back.params, lora.params, sizeof(float) * lora.n_params));
             lc_lora_free(&back);
         }
+        // Its vocabulary loads (every family's pre-tokenizer, Falcon's included).
+        lc_gguf_file gf;
+        cJSON *tj, *cj;
+        lc_tokenizer *tok;
+        ck_assert(lc_gguf_open(&gf, out) == LC_STATUS_OK);
+        ck_assert_msg(lc_gguf_tokenizer_json(&gf, &tj, &cj) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+        ck_assert_msg(lc_tokenizer_load_json(&tok, tj, cj, out) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+        lc_tokenizer_free(tok);
+        cJSON_Delete(tj);
+        cJSON_Delete(cj);
+        lc_gguf_close(&gf);
         lc_model_free(&g);
     }
     lc_lora_free(&lora);

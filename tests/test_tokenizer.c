@@ -83,6 +83,7 @@ static const struct {
     {VECTORS "llama-spm.out", VECTORS "ggml-vocab-llama-spm.gguf"},
     {VECTORS "gpt-2.out", VECTORS "ggml-vocab-gpt-2.gguf"},
     {VECTORS "phi-3.out", VECTORS "ggml-vocab-phi-3.gguf"},
+    {VECTORS "falcon.out", VECTORS "ggml-vocab-falcon.gguf"},
 };
 
 // A tokenizer.json, or a GGUF file's vocabulary.

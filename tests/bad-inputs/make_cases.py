@@ -367,6 +367,10 @@ def main():
     write("gguf-tensor-beyond-layers", {"m.gguf": gguf_model(edit_tensors=extra_layer)}, gen, 2,
           "tensor blk.3.attn_norm.weight belongs to no layer (block_count is 1)")
 
+    write("gguf-control-bytes-in-a-value",
+          {"m.gguf": gguf_model(edit_kv=lambda kv: [("general.architecture", "string", "lla\nma")] + kv[1:])}, gen, 2,
+          "GGUF architecture \"lla?ma\" is not supported")
+
     def overlap(ts):
         ts[1][3] = 0  # output_norm's data at token_embd's offset
     write("gguf-overlapping-data", {"m.gguf": gguf_model(edit_tensors=overlap)}, gen, 2, "overlaps")
