@@ -59,13 +59,6 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
 // trains, Hugging Face folder or GGUF file.
 lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora);
 
-// An error when m is a GGUF base whose fused rows llama.cpp reordered
-// (Falcon with several key/value heads, Bloom): a PEFT or Hugging Face export
-// (what: "PEFT", "Hugging Face"; LC_STATUS_USAGE) cannot give its adapter
-// Hugging Face's layout, nor can a PEFT adapter be applied to it (what: "a
-// PEFT adapter on"; LC_STATUS_INPUT).
-lc_status lc_export_check_gguf_layout(const lc_model *m, const char *out, const char *what);
-
 // fp32 weight of linear (layer, kind) with the adapter merged into out
 // [out_features, in_features]; nothing for a kind the model does not have.
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);

@@ -335,8 +335,10 @@ static lc_status write_gguf_files(const char *out_dir, const lc_model *m, lc_dty
 
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype) {
-    lc_status gst = lc_export_check_gguf_layout(m, out_dir, "Hugging Face");
-    if (gst) return gst;
+    if (lc_gguf_fused_rows_reordered(m))
+        return lc_error(LC_STATUS_USAGE, "%s: Hugging Face export from a GGUF %s base is not supported (llama.cpp's "
+                        "converter reordered its fused query/key/value rows); export gguf or gguf-lora", out_dir,
+                        lc_arch_name(m->cfg.arch));
     if (m->from_gguf && m->cfg.arch != LC_ARCH_QWEN2 && m->cfg.qkv_bias != m->cfg.o_bias)
         return lc_error(LC_STATUS_USAGE, "%s: this GGUF base has biases on %s only, which config.json's "
                         "attention_bias cannot say; export peft, gguf or gguf-lora", out_dir,

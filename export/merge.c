@@ -101,18 +101,3 @@ char *lc_export_json_print(const cJSON *root) {
     free(text);
     return out;
 }
-
-lc_status lc_export_check_gguf_layout(const lc_model *m, const char *out, const char *what) {
-    // A Falcon (not multi-query) or Bloom GGUF base holds its fused
-    // query/key/value rows in llama.cpp's [q; k; v], not in the Hugging Face
-    // layout its adapter's rows would have to follow.
-    bool reordered = m->from_gguf && ((m->cfg.arch == LC_ARCH_FALCON && m->cfg.n_kv_heads > 1) ||
-                                      m->cfg.arch == LC_ARCH_BLOOM);
-    if (!reordered) return LC_STATUS_OK;
-    if (!strncmp(what, "a PEFT adapter", 14))
-        return lc_error(LC_STATUS_INPUT, "%s: %s a GGUF %s base is not supported (llama.cpp's converter reordered its "
-                        "fused query/key/value rows)", out, what, lc_arch_name(m->cfg.arch));
-    return lc_error(LC_STATUS_USAGE, "%s: %s export from a GGUF %s base is not supported (llama.cpp's converter "
-                    "reordered its fused query/key/value rows); export gguf or gguf-lora", out, what,
-                    lc_arch_name(m->cfg.arch));
-}

@@ -11,6 +11,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "export/export.h"
+#include "model/gguf_model.h"
 #include "model/arch.h"
 
 // Defined in merge.c.
@@ -104,8 +105,10 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
 
 lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          lc_dtype dtype) {
-    lc_status gst = lc_export_check_gguf_layout(m, out_dir, "PEFT");
-    if (gst) return gst;
+    if (lc_gguf_fused_rows_reordered(m))
+        return lc_error(LC_STATUS_USAGE, "%s: PEFT export from a GGUF %s base is not supported (llama.cpp's converter "
+                        "reordered its fused query/key/value rows); export gguf or gguf-lora", out_dir,
+                        lc_arch_name(m->cfg.arch));
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
         return lc_error(LC_STATUS_INPUT, "PEFT export: dtype must be F32, F16 or BF16");
     if (!lora || !lora->params || lora->n_layers != m->cfg.n_layers)
@@ -448,8 +451,9 @@ lc_status lc_peft_load(const char *dir, const lc_model *m, lc_lora *lora) {
     if ((st = read_config(cfg_path, m, &cfg))) return st;
     // A PEFT adapter's fused query/key/value rows follow Hugging Face's
     // layout, which llama.cpp's converter changed in these GGUF bases.
-    if ((cfg.targets >> LC_LINEAR_KIND_QKV & 1) && (st = lc_export_check_gguf_layout(m, dir, "a PEFT adapter on")))
-        return st;
+    if ((cfg.targets >> LC_LINEAR_KIND_QKV & 1) && lc_gguf_fused_rows_reordered(m))
+        return lc_error(LC_STATUS_INPUT, "%s: a PEFT adapter on a GGUF %s base is not supported (llama.cpp's converter "
+                        "reordered its fused query/key/value rows)", dir, lc_arch_name(m->cfg.arch));
     if ((st = lc_lora_init(lora, m, &cfg, 0, false))) {
         lc_error_prefix("%s", cfg_path);
         return st;

@@ -30,6 +30,11 @@ static const char *const gguf_linear_names[LC_LINEAR_KIND_COUNT] = {
 
 const char *lc_gguf_linear_name(lc_linear_kind kind) { return gguf_linear_names[kind]; }
 
+bool lc_gguf_fused_rows_reordered(const lc_model *m) {
+    return m->from_gguf &&
+           ((m->cfg.arch == LC_ARCH_FALCON && m->cfg.n_kv_heads > 1) || m->cfg.arch == LC_ARCH_BLOOM);
+}
+
 bool lc_gguf_arch_permutes_qk(const char *arch) {
     return !strcmp(arch, "llama") || !strcmp(arch, "olmo");
 }

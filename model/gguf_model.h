@@ -30,6 +30,11 @@ bool lc_gguf_arch_permutes_qk(const char *arch);
 // back. Rows are row_bytes each (any stored type); src and dst differ.
 void lc_gguf_permute_rows(void *dst, const void *src, int n_heads, int D, size_t row_bytes, bool to_gguf);
 
+// Whether m is a GGUF base whose fused query/key/value rows llama.cpp's
+// converter reordered into [q; k; v] (Falcon with several key/value heads,
+// Bloom): an adapter of those rows in Hugging Face's layout does not fit it.
+bool lc_gguf_fused_rows_reordered(const lc_model *m);
+
 // The regex of a pre-tokenizer as convert_hf_to_gguf.py names it
 // (tokenizer.ggml.pre: "gpt-2", "llama-bpe", "qwen2", ...), NULL if unknown.
 const char *lc_gguf_pre_regex(const char *pre);
