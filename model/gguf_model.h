@@ -42,6 +42,8 @@ const char *lc_gguf_pre_regex(const char *pre);
 // The file's vocabulary (tokenizer.ggml.*) as a tokenizer.json and a
 // tokenizer_config.json (special tokens, add_bos_token/add_eos_token,
 // chat_template) that lc_tokenizer_load_json reads; caller frees both.
+// tokenizer NULL: the config alone (what a chat template needs), skipping
+// the vocabulary and the merges.
 typedef struct cJSON cJSON;
 lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON **config);
 

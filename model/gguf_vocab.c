@@ -161,6 +161,15 @@ static lc_status spm_merges(const lc_gguf_file *f, const lc_gguf_kv *tokens, con
     return st;
 }
 
+// tokenizer.ggml.unknown_token_id, else the first piece typed unknown, else -1.
+static int64_t unknown_id(const lc_gguf_file *f, const lc_gguf_kv *types, size_t n) {
+    int64_t unk = -1, type;
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.unknown_token_id"), 0, &unk);
+    for (size_t id = 0; unk < 0 && types && id < n; id++)
+        if (lc_gguf_kv_int(types, id, &type) && type == TT_UNKNOWN) unk = (int64_t)id;
+    return unk;
+}
+
 static bool add_id(cJSON *o, const char *key, int64_t id) {
     return cJSON_AddNumberToObject(o, key, (double)id) != NULL;
 }
@@ -191,8 +200,33 @@ static cJSON *replace(const char *from, const char *to) {
     return o;
 }
 
+// tokenizer_config.json's part: special tokens (their ids as such: a
+// piece's text may repeat), whether BOS/EOS are added, the chat template.
+static lc_status add_config(const lc_gguf_file *f, const lc_gguf_kv *tokens, size_t n, bool spm, int64_t unk,
+                            cJSON *cfg) {
+    int64_t bos = -1, eos = -1;
+    lc_gguf_str s;
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.bos_token_id"), 0, &bos);
+    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.eos_token_id"), 0, &eos);
+    if ((bos >= 0 && (size_t)bos >= n) || (eos >= 0 && (size_t)eos >= n) || (unk >= 0 && (size_t)unk >= n))
+        return lc_error(LC_STATUS_INPUT, "%s: a special token id (BOS %lld, EOS %lld, unknown %lld) is beyond the %zu "
+                        "pieces", f->path, (long long)bos, (long long)eos, (long long)unk, n);
+    bool ok = true;
+    if (bos >= 0)
+        ok = cJSON_AddItemToObject(cfg, "bos_token", str_json(&tokens->strs[bos])) && add_id(cfg, "bos_token_id", bos);
+    if (ok && eos >= 0)
+        ok = cJSON_AddItemToObject(cfg, "eos_token", str_json(&tokens->strs[eos])) && add_id(cfg, "eos_token_id", eos);
+    // llama.cpp adds BOS by default for SentencePiece vocabularies, not for byte-level ones.
+    if (ok) ok = cJSON_AddBoolToObject(cfg, "add_bos_token", kv_bool(f, "tokenizer.ggml.add_bos_token", spm));
+    if (ok) ok = cJSON_AddBoolToObject(cfg, "add_eos_token", kv_bool(f, "tokenizer.ggml.add_eos_token", false));
+    if (ok && lc_gguf_kv_str(lc_gguf_find_kv(f, "tokenizer.chat_template"), 0, &s))
+        ok = cJSON_AddItemToObject(cfg, "chat_template", str_json(&s));
+    return ok ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+}
+
 lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON **config) {
-    *tokenizer = *config = NULL;
+    if (tokenizer) *tokenizer = NULL;
+    *config = NULL;
     const lc_gguf_kv *model = lc_gguf_find_kv(f, "tokenizer.ggml.model");
     const lc_gguf_kv *tokens = lc_gguf_find_kv(f, "tokenizer.ggml.tokens");
     const lc_gguf_kv *scores = lc_gguf_find_kv(f, "tokenizer.ggml.scores");
@@ -230,6 +264,16 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
                         f->path, pre);
 
     lc_status st = LC_STATUS_OK;
+    if (!tokenizer) { // the config alone (a chat template): no vocabulary or merges to build
+        cJSON *c = cJSON_CreateObject();
+        if (!c) return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+        if ((st = add_config(f, tokens, n, spm, unknown_id(f, types, n), c))) {
+            cJSON_Delete(c);
+            return st;
+        }
+        *config = c;
+        return LC_STATUS_OK;
+    }
     cJSON *root = cJSON_CreateObject(), *cfg = cJSON_CreateObject();
     cJSON *m = obj_type("BPE"), *vocab = cJSON_CreateObject(), *ml = cJSON_CreateArray(), *added = cJSON_CreateArray();
     bool ok = root && cfg && m && vocab && ml && added && cJSON_AddItemToObject(root, "model", m) &&
@@ -242,15 +286,13 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
         cJSON_Delete(added);
         goto oom;
     }
-    int64_t unk = -1;
-    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.unknown_token_id"), 0, &unk);
+    int64_t unk = unknown_id(f, types, n);
     piece_map pieces; // a repeated piece keeps its first id (a hash, not cJSON's linear lookup)
     if (!map_init(&pieces, tokens->strs, n)) goto oom;
     for (size_t id = 0; id < n && ok; id++) {
         const lc_gguf_str *p = &tokens->strs[id];
         int64_t type = TT_NORMAL;
         if (types) lc_gguf_kv_int(types, id, &type);
-        if (type == TT_UNKNOWN && unk < 0) unk = (int64_t)id;
         char *c = malloc(p->len + 1);
         if (!c) {
             free(pieces.slot);
@@ -327,26 +369,9 @@ lc_status lc_gguf_tokenizer_json(const lc_gguf_file *f, cJSON **tokenizer, cJSON
     }
 specials:
     if (ok && unk >= 0 && (size_t)unk < n) ok = cJSON_AddItemToObject(m, "unk_token", str_json(&tokens->strs[unk]));
-    // tokenizer_config.json: special tokens, whether BOS/EOS are added, the chat template.
-    int64_t bos = -1, eos = -1;
-    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.bos_token_id"), 0, &bos);
-    lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.eos_token_id"), 0, &eos);
-    if ((bos >= 0 && (size_t)bos >= n) || (eos >= 0 && (size_t)eos >= n) || (unk >= 0 && (size_t)unk >= n)) {
-        st = lc_error(LC_STATUS_INPUT, "%s: a special token id (BOS %lld, EOS %lld, unknown %lld) is beyond the %zu pieces",
-                      f->path, (long long)bos, (long long)eos, (long long)unk, n);
-        goto fail;
-    }
-    // The ids themselves (bos_token_id, eos_token_id): a piece's text may repeat.
-    if (ok && bos >= 0)
-        ok = cJSON_AddItemToObject(cfg, "bos_token", str_json(&tokens->strs[bos])) && add_id(cfg, "bos_token_id", bos);
-    if (ok && eos >= 0)
-        ok = cJSON_AddItemToObject(cfg, "eos_token", str_json(&tokens->strs[eos])) && add_id(cfg, "eos_token_id", eos);
-    // llama.cpp adds BOS by default for SentencePiece vocabularies, not for byte-level ones.
-    if (ok) ok = cJSON_AddBoolToObject(cfg, "add_bos_token", kv_bool(f, "tokenizer.ggml.add_bos_token", spm));
-    if (ok) ok = cJSON_AddBoolToObject(cfg, "add_eos_token", kv_bool(f, "tokenizer.ggml.add_eos_token", false));
-    if (ok && lc_gguf_kv_str(lc_gguf_find_kv(f, "tokenizer.chat_template"), 0, &s))
-        ok = cJSON_AddItemToObject(cfg, "chat_template", str_json(&s));
     if (!ok) goto oom;
+    if (!ok) goto oom;
+    if ((st = add_config(f, tokens, n, spm, unk, cfg))) goto fail;
     *tokenizer = root;
     *config = cfg;
     return LC_STATUS_OK;

@@ -7,7 +7,8 @@
 
 #include "model/gguf_model.h"
 
-// The GGUF file's vocabulary as tokenizer.json / tokenizer_config.json objects.
+// The GGUF file's vocabulary as tokenizer.json / tokenizer_config.json objects
+// (tok_json NULL: the config alone).
 static lc_status gguf_json(const char *path, cJSON **tok_json, cJSON **cfg_json) {
     lc_gguf_file f;
     lc_status st = lc_gguf_open(&f, path);
@@ -36,13 +37,12 @@ lc_status lc_base_load_tokenizer(lc_tokenizer **out, const char *model) {
 lc_status lc_base_load_chat(lc_chat **out, const char *model, const char *override_path) {
     *out = NULL;
     if (!lc_path_is_gguf(model)) return lc_chat_load(out, model, override_path);
-    cJSON *t, *c;
-    lc_status st = gguf_json(model, &t, &c);
+    cJSON *c;
+    lc_status st = gguf_json(model, NULL, &c); // the template and special tokens only
     if (st) return st;
     char name[4200];
     snprintf(name, sizeof name, "%s (tokenizer.chat_template)", model);
     st = lc_chat_from_config(out, c, name, override_path);
-    cJSON_Delete(t);
     cJSON_Delete(c);
     return st;
 }
