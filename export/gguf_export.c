@@ -233,7 +233,7 @@ done:
     free(owned);
     free(strs);
     free(lens);
-    free(types);
+    free(plan);
     free(scores);
     free(order);
     free(first_rank);
@@ -727,9 +727,14 @@ static lc_status export_from_gguf(const char *out_path, const lc_model *m, const
     e.buf = malloc(max_n * sizeof *e.buf);
     e.tmp = malloc(max_n * sizeof *e.tmp);
     unsigned char *out = malloc(max_n * sizeof(float));
-    lc_wtype *types = calloc(src->n_tensors + 1, sizeof *types);
+    // Per tensor of the file: the type written and, when adapted, which linear it is.
+    struct planned {
+        lc_wtype type; // LC_WTYPE_COUNT: copied as stored
+        int layer;
+        lc_linear_kind kind;
+    } *plan = calloc(src->n_tensors + 1, sizeof *plan);
     lc_gguf_writer *w = NULL;
-    if (!e.buf || !e.tmp || !out || !types) {
+    if (!e.buf || !e.tmp || !out || !plan) {
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
         goto done;
     }
@@ -741,16 +746,13 @@ static lc_status export_from_gguf(const char *out_path, const lc_model *m, const
         const lc_gguf_tensor *t = &src->tensors[i];
         int64_t shape[LC_GGUF_MAX_DIMS];
         for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
-        int l;
-        lc_linear_kind k;
         uint32_t type = t->type;
-        if (adapted_tensor(m, lora, t->name, &l, &k)) {
-            types[i] = (lc_wtype)dtype;
-            if (t->ne[0] % lc_wtype_block(types[i])) types[i] = LC_WTYPE_F16;
-            type = lc_wtype_ggml(types[i]);
+        struct planned *p = &plan[i];
+        p->type = LC_WTYPE_COUNT;
+        if (adapted_tensor(m, lora, t->name, &p->layer, &p->kind)) {
+            p->type = t->ne[0] % lc_wtype_block((lc_wtype)dtype) ? LC_WTYPE_F16 : (lc_wtype)dtype;
+            type = lc_wtype_ggml(p->type);
             n_merged++;
-        } else {
-            types[i] = LC_WTYPE_COUNT; // copied as stored
         }
         if ((st = lc_gguf_add_tensor(w, t->name, type, t->n_dims, shape))) goto done;
     }
@@ -765,18 +767,17 @@ static lc_status export_from_gguf(const char *out_path, const lc_model *m, const
     if ((st = lc_gguf_write_header(w))) goto done;
     for (size_t i = 0; i < src->n_tensors; i++) {
         const lc_gguf_tensor *t = &src->tensors[i];
-        int l;
-        lc_linear_kind k;
-        if (types[i] == LC_WTYPE_COUNT || !adapted_tensor(m, lora, t->name, &l, &k)) {
+        const struct planned *p = &plan[i];
+        if (p->type == LC_WTYPE_COUNT) {
             if ((st = lc_gguf_write_tensor_data(w, t->data, t->nbytes))) goto done;
             continue;
         }
-        const lc_linear *lin = &m->layers[l].lin[k];
-        lc_export_merge_linear(e.buf, m, lora, l, k);
-        const float *rows = reorder_rows(&e, k, lin->out, lin->in);
-        size_t row_bytes = lc_wtype_row_bytes(types[i], lin->in);
+        const lc_linear *lin = &m->layers[p->layer].lin[p->kind];
+        lc_export_merge_linear(e.buf, m, lora, p->layer, p->kind);
+        const float *rows = reorder_rows(&e, p->kind, lin->out, lin->in);
+        size_t row_bytes = lc_wtype_row_bytes(p->type, lin->in);
         for (int r = 0; r < lin->out; r++)
-            lc_wtype_quantize_row(out + r * row_bytes, types[i], rows + (size_t)r * lin->in, lin->in);
+            lc_wtype_quantize_row(out + r * row_bytes, p->type, rows + (size_t)r * lin->in, lin->in);
         if ((st = lc_gguf_write_tensor_data(w, out, row_bytes * (size_t)lin->out))) goto done;
     }
     st = lc_gguf_writer_finish(w);

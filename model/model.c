@@ -125,6 +125,9 @@ static float tensor_elem(const lc_st_tensor *t, int64_t i) {
     }
 }
 
+// Alignment a weight of type t needs to be used in place (quantized blocks are read bytewise).
+static size_t wtype_align(lc_wtype t) { return t == LC_WTYPE_F32 ? 4 : t <= LC_WTYPE_BF16 ? 2 : 1; }
+
 static bool dtype_quantized(lc_dtype d) { return d > LC_DTYPE_BF16 && d < LC_DTYPE_OTHER; }
 
 // Copies a linear weight into dst as [d0 = out, d1 = in] of type `want`
@@ -176,7 +179,7 @@ static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, c
         snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[kinds[i]]);
         if ((st = find_weight(m, name, 2, tr ? lin->in : lin->out, tr ? lin->out : lin->in, &t[i]))) return st;
         want[i] = held_type(m, t[i], bf16);
-        size_t align = want[i] == LC_WTYPE_F32 ? 4 : want[i] <= LC_WTYPE_BF16 ? 2 : 1;
+        size_t align = wtype_align(want[i]);
         copy[i] = tr || (lc_wtype)t[i]->dtype != want[i] || (uintptr_t)t[i]->data % align != 0;
         any_copy |= copy[i];
         same &= want[i] == want[0];
@@ -207,7 +210,7 @@ static lc_status get_matrix(lc_model *m, const char *name, int64_t rows, int64_t
     const lc_st_tensor *t;
     lc_status st = find_weight(m, name, 2, rows, cols, &t);
     if (st) return st;
-    size_t align = t->dtype == LC_DTYPE_F32 ? 4 : t->dtype <= LC_DTYPE_BF16 ? 2 : 1;
+    size_t align = wtype_align((lc_wtype)t->dtype);
     if (m->from_gguf && (uintptr_t)t->data % align == 0) {
         *out = (lc_weight){(lc_wtype)t->dtype, t->data, (int)rows, (int)cols};
         return LC_STATUS_OK;
