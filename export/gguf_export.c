@@ -233,7 +233,7 @@ done:
     free(owned);
     free(strs);
     free(lens);
-    free(plan);
+    free(types);
     free(scores);
     free(order);
     free(first_rank);
@@ -786,7 +786,7 @@ done:
     free(e.buf);
     free(e.tmp);
     free(out);
-    free(types);
+    free(plan);
     return st;
 }
 
