@@ -294,8 +294,7 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const lc_weight *w, int
     lp->n = n_parts;
     lp->n_out = n_out;
     double t0 = prof_begin();
-    if (w->type == LC_WTYPE_F32) lc_matmul_forward(y->data, x->data, w->data, NULL, N, n_in, n_out);
-    else lc_weight_matmul_forward(y->data, x->data, w, N);
+    lc_weight_matmul_forward(y->data, x->data, w, N, g->compute);
     prof_end(LC_PROF_KIND_GEMM, 0, t0);
     bool any_train = false;
     for (int p = 0, off = 0; p < n_parts; off += outs[p], p++) {
@@ -548,7 +547,7 @@ lc_status lc_op_cross_entropy_w(lc_graph *g, lc_tensor *x, const lc_weight *head
     }
     if (!logits || !xrows || (grad && !dx) || (softcap > 0.0f && !capgrad)) return lc_graph_status(g);
     double t0 = prof_begin();
-    lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, capgrad, x->data, head, targets, norm, softcap, N,
+    lc_cross_entropy_forward(loss_sum, n_counted, dx, logits, xrows, capgrad, x->data, head, g->compute, targets, norm, softcap, N,
                              C, V, chunk);
     prof_end(LC_PROF_KIND_HEAD, 0, t0);
     if (grad) {
@@ -570,8 +569,7 @@ static void linear_backward(lc_graph *g, const lc_tape_entry *e, const linear_pa
     if (x->requires_grad && !dx) return;
     if (dx) {
         double t0 = prof_begin();
-        if (lp->w.type == LC_WTYPE_F32) lc_matmul_backward(dx, dy, lp->w.data, fresh, N, n_in, n_out);
-        else lc_weight_matmul_backward(dx, dy, &lp->w, fresh, N);
+        lc_weight_matmul_backward(dx, dy, &lp->w, fresh, N, g->compute);
         prof_end(LC_PROF_KIND_GEMM, 1, t0);
     }
     for (int p = 0, off = 0; p < lp->n; off += lp->out[p], p++) {

@@ -119,6 +119,7 @@ typedef struct lc_graph {
     bool record;              // keep a tape for backward (training)
     bool training;            // apply LoRA dropout (set with record; stays on for a
                               // checkpointed forward that records nothing)
+    lc_compute compute;       // how frozen-weight products multiply (FP32 unless set)
     lc_tape_entry *tape;
     int n_tape, cap_tape;
 } lc_graph;

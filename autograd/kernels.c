@@ -520,7 +520,7 @@ static void ce_row_task(void *ctx, int i, int thread) {
 }
 
 void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float *logits, float *xrows,
-                              float *capgrad, const float *x, const lc_weight *head, const int32_t *targets, float norm,
+                              float *capgrad, const float *x, const lc_weight *head, lc_compute compute, const int32_t *targets, float norm,
                               float softcap, int N, int C, int V, int chunk) {
     int rows[chunk];
     double row_loss[chunk];
@@ -535,17 +535,13 @@ void lc_cross_entropy_forward(double *loss_sum, int *n_counted, float *dx, float
         } else if (start < N || n == 0) {
             continue;
         }
-        if (head->type == LC_WTYPE_F32) lc_blas_sgemm(false, true, n, V, C, 1.0f, xrows, C, head->data, C, 0.0f, logits, V);
-        else lc_weight_matmul_forward(logits, xrows, head, n);
+        lc_weight_matmul_forward(logits, xrows, head, n, compute);
         lc_parallel_for_work(n, ce_row_task, &job, (double)n * V);
         for (int i = 0; i < n; i++) *loss_sum += row_loss[i]; // in row order: the same sum on any thread count
         *n_counted += n;
         if (dx) {
             // Gradient rows go back through the frozen head into the gathered rows.
-            if (head->type == LC_WTYPE_F32)
-                lc_blas_sgemm(false, false, n, C, V, 1.0f, logits, V, head->data, C, 0.0f, xrows, C);
-            else
-                lc_weight_matmul_backward(xrows, logits, head, true, n);
+            lc_weight_matmul_backward(xrows, logits, head, true, n, compute);
             for (int i = 0; i < n; i++) {
                 float *d = dx + (size_t)rows[i] * C;
                 const float *g = xrows + (size_t)i * C;

@@ -240,6 +240,7 @@ void lc_cross_entropy_forward(double *loss_sum,
                               float *capgrad,        // [lc_parallel_threads(), V] scratch when softcap > 0, else NULL
                               const float *x,        // [N, C]
                               const lc_weight *head, // [V, C], any stored type
+                              lc_compute compute,    // how the head's two products multiply
                               const int32_t *targets, // [N]
                               float norm, float softcap, int N, int C, int V, int chunk);
 

@@ -3,8 +3,11 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "autograd/bf16_gemm.h"
+#include "autograd/blas.h"
 #include "autograd/parallel.h"
 
 // Built with -ffp-contract=off: ggml's d*q - m is two roundings, and a fused
@@ -364,14 +367,119 @@ static void backward_task(void *ctx, int task, int thread) {
     }
 }
 
-void lc_weight_matmul_forward(float *out, const float *x, const lc_weight *w, int N) {
-    int pc = imin(PANEL_COLS, w->cols), pr = imin(split_size(w->rows, PANEL_ROWS, 16), PANEL_FLOATS / pc);
-    weight_job j = {w, x, out, N, pr, pc, true};
-    lc_parallel_for_work((w->rows + pr - 1) / pr, forward_task, &j, (double)N * w->rows * w->cols);
+// bf16 products. The activations are packed once per product into a
+// per-calling-thread buffer that grows to the largest product seen and is
+// then reused; each task packs its block of the weight (dequantized or
+// converted straight into bf16 pairs) into a per-thread block of BF16_BLOCK
+// words: forward blocks are up to 256 rows of w by BF16_KC_FWD columns,
+// backward blocks BF16_KR_BWD rows by up to 1024 columns.
+#define BF16_KC_FWD 256 // a multiple of every block size
+#define BF16_KR_BWD 128
+#define BF16_BLOCK (1024 * BF16_KR_BWD / 2)
+static _Thread_local uint32_t bpack[BF16_BLOCK] __attribute__((aligned(64)));
+static _Thread_local uint32_t *apack;
+static _Thread_local size_t apack_words;
+
+lc_compute lc_compute_effective(lc_compute c) {
+    return c == LC_COMPUTE_BF16 && lc_bf16_kernel_get() != LC_BF16_KERNEL_NONE ? LC_COMPUTE_BF16 : LC_COMPUTE_FP32;
 }
 
-void lc_weight_matmul_backward(float *dx, const float *dy, const lc_weight *w, bool overwrite, int N) {
-    int pc = split_size(w->cols, PANEL_COLS, lc_wtype_block(w->type)), pr = imin(PANEL_FLOATS / pc, w->rows);
-    weight_job j = {w, dy, dx, N, pr, pc, overwrite};
-    lc_parallel_for_work((w->cols + pc - 1) / pc, backward_task, &j, (double)N * w->rows * w->cols);
+// The activations [N, K] packed for the bf16 kernel; NULL when memory runs
+// out (the caller then multiplies in fp32).
+static const uint32_t *pack_activations(const float *x, int N, int K) {
+    size_t words = lc_bf16_packed_a_words(N, K);
+    if (words > apack_words) {
+        uint32_t *p = aligned_alloc(64, (words * sizeof(uint32_t) + 63) / 64 * 64);
+        if (!p) return NULL;
+        free(apack);
+        apack = p;
+        apack_words = words;
+    }
+    lc_bf16_pack_a(apack, x, K, N, K);
+    return apack;
+}
+
+typedef struct bf16_job {
+    const lc_weight *w;
+    const uint32_t *a; // the packed activations
+    float *out;
+    int N, slab;
+    bool overwrite;
+} bf16_job;
+
+// Rows [r0, r0 + nr) by columns [c0, c0 + nc) of w as a packed block of B:
+// trans (forward) makes w's columns the shared dimension, else its rows.
+static void pack_weight_block(const lc_weight *w, int r0, int nr, int c0, int nc, bool trans) {
+    int K = trans ? nc : nr, N = trans ? nr : nc;
+    size_t at = (size_t)r0 * w->cols + c0;
+    if (w->type == LC_WTYPE_F32) {
+        lc_bf16_pack_b(bpack, (const float *)w->data + at, w->cols, trans, K, N);
+    } else if (w->type == LC_WTYPE_BF16) {
+        lc_bf16_pack_b_bf16(bpack, (const uint16_t *)w->data + at, w->cols, trans, K, N);
+    } else {
+        lc_weight_dequant(panel, w, r0, nr, c0, nc, nc);
+        lc_bf16_pack_b(bpack, panel, nc, trans, K, N);
+    }
+}
+
+// Forward: task = a slab of w's rows (out's columns), over blocks of its columns.
+static void bf16_forward_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const bf16_job *j = ctx;
+    const lc_weight *w = j->w;
+    int r0 = task * j->slab, nr = imin(w->rows - r0, j->slab), P = lc_bf16_pairs(w->cols);
+    for (int k0 = 0; k0 < w->cols; k0 += BF16_KC_FWD) {
+        int kn = imin(w->cols - k0, BF16_KC_FWD);
+        pack_weight_block(w, r0, nr, k0, kn, true);
+        lc_bf16_gemm_block(j->out + r0, w->rows, j->a + k0 / 2, P, bpack, j->N, nr, lc_bf16_pairs(kn), k0 > 0);
+    }
+}
+
+// Backward: task = a slab of w's columns (dx's columns), over blocks of its rows.
+static void bf16_backward_task(void *ctx, int task, int thread) {
+    (void)thread;
+    const bf16_job *j = ctx;
+    const lc_weight *w = j->w;
+    int c0 = task * j->slab, nc = imin(w->cols - c0, j->slab), P = lc_bf16_pairs(w->rows);
+    for (int k0 = 0; k0 < w->rows; k0 += BF16_KR_BWD) {
+        int kn = imin(w->rows - k0, BF16_KR_BWD);
+        pack_weight_block(w, k0, kn, c0, nc, false);
+        lc_bf16_gemm_block(j->out + c0, w->cols, j->a + k0 / 2, P, bpack, j->N, nc, lc_bf16_pairs(kn),
+                           k0 > 0 || !j->overwrite);
+    }
+}
+
+void lc_weight_matmul_forward(float *out, const float *x, const lc_weight *w, int N, lc_compute c) {
+    if (N <= 0) return;
+    const uint32_t *a = lc_compute_effective(c) == LC_COMPUTE_BF16 ? pack_activations(x, N, w->cols) : NULL;
+    if (a) {
+        int slab = imin(split_size(w->rows, 256, LC_BF16_NR), 256);
+        bf16_job j = {w, a, out, N, slab, true};
+        lc_parallel_for_work((w->rows + slab - 1) / slab, bf16_forward_task, &j, (double)N * w->rows * w->cols);
+    } else if (w->type == LC_WTYPE_F32) {
+        if (N == 1) lc_blas_sgemv(w->rows, w->cols, 1.0f, w->data, w->cols, x, 0.0f, out);
+        else lc_blas_sgemm(false, true, N, w->rows, w->cols, 1.0f, x, w->cols, w->data, w->cols, 0.0f, out, w->rows);
+    } else {
+        int pc = imin(PANEL_COLS, w->cols), pr = imin(split_size(w->rows, PANEL_ROWS, 16), PANEL_FLOATS / pc);
+        weight_job j = {w, x, out, N, pr, pc, true};
+        lc_parallel_for_work((w->rows + pr - 1) / pr, forward_task, &j, (double)N * w->rows * w->cols);
+    }
+}
+
+void lc_weight_matmul_backward(float *dx, const float *dy, const lc_weight *w, bool overwrite, int N, lc_compute c) {
+    if (N <= 0) return;
+    const uint32_t *a = lc_compute_effective(c) == LC_COMPUTE_BF16 ? pack_activations(dy, N, w->rows) : NULL;
+    if (a) {
+        int align = lc_wtype_block(w->type) < LC_BF16_NR ? LC_BF16_NR : lc_wtype_block(w->type);
+        int slab = imin(split_size(w->cols, 1024, align), 1024);
+        bf16_job j = {w, a, dx, N, slab, overwrite};
+        lc_parallel_for_work((w->cols + slab - 1) / slab, bf16_backward_task, &j, (double)N * w->rows * w->cols);
+    } else if (w->type == LC_WTYPE_F32) {
+        lc_blas_sgemm(false, false, N, w->cols, w->rows, 1.0f, dy, w->rows, w->data, w->cols, overwrite ? 0.0f : 1.0f,
+                      dx, w->cols);
+    } else {
+        int pc = split_size(w->cols, PANEL_COLS, lc_wtype_block(w->type)), pr = imin(PANEL_FLOATS / pc, w->rows);
+        weight_job j = {w, dy, dx, N, pr, pc, overwrite};
+        lc_parallel_for_work((w->cols + pc - 1) / pc, backward_task, &j, (double)N * w->rows * w->cols);
+    }
 }

@@ -60,13 +60,26 @@ void lc_wtype_dequant_row(float *out, lc_wtype t, const void *src, int64_t n);
 // lora.c does not write.
 bool lc_wtype_quantize_row(void *dst, lc_wtype t, const float *src, int64_t n);
 
+// How a frozen weight's products multiply. FP32: fp32 throughout (OpenBLAS).
+// BF16: both operands rounded to bf16 (nearest even), products accumulated
+// in fp32 (autograd/bf16_gemm.h); the weight is dequantized or converted
+// straight into bf16 panels. Where the CPU has no bf16 kernel (or LC_BF16=off)
+// BF16 runs as FP32.
+typedef enum lc_compute {
+    LC_COMPUTE_FP32,
+    LC_COMPUTE_BF16,
+} lc_compute;
+
+// The compute that runs when c is asked for (BF16 becomes FP32 without a kernel).
+lc_compute lc_compute_effective(lc_compute c);
+
 // out = x · wᵀ: the linear layer's forward product.
 void lc_weight_matmul_forward(float *out,     // [N, w->rows]
                               const float *x, // [N, w->cols]
-                              const lc_weight *w, int N);
+                              const lc_weight *w, int N, lc_compute c);
 // dx (+)= dy · w: its input gradient; overwrite replaces dx instead of adding.
 void lc_weight_matmul_backward(float *dx,       // [N, w->cols]
                                const float *dy, // [N, w->rows]
-                               const lc_weight *w, bool overwrite, int N);
+                               const lc_weight *w, bool overwrite, int N, lc_compute c);
 
 #endif

@@ -282,8 +282,7 @@ lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *toke
             memcpy(last + (size_t)b * C, h->data + ((size_t)b * T + T - 1) * C, sizeof(float) * (size_t)C);
         src = last;
     }
-    if (m->lm_head.type == LC_WTYPE_F32) lc_matmul_forward(s->logits, src, m->lm_head.data, NULL, rows, C, c->vocab_size);
-    else lc_weight_matmul_forward(s->logits, src, &m->lm_head, rows);
+    lc_weight_matmul_forward(s->logits, src, &m->lm_head, rows, s->graph.compute);
     if (c->final_softcap > 0.0f) lc_softcap_forward(s->logits, NULL, c->final_softcap, rows * c->vocab_size);
     return LC_STATUS_OK;
 }

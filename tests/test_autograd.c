@@ -791,7 +791,7 @@ START_TEST(test_cross_entropy) {
         memset(dxk, 0, sizeof(float) * n);
         double lk = 0.0;
         int ck = 0;
-        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, c.tg, c.norm, 0.0f, c.N, c.C, c.V, chunks[k]);
+        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, LC_COMPUTE_FP32, c.tg, c.norm, 0.0f, c.N, c.C, c.V, chunks[k]);
         ck_assert_int_eq(ck, n_targets);
         ck_assert_msg(fabs(lk - ref_loss) <= 1e-6 * fabs(ref_loss), "chunk %d: loss %.9g vs %.9g", chunks[k], lk,
                       ref_loss);
@@ -808,7 +808,7 @@ START_TEST(test_cross_entropy) {
     double l2 = 0.0;
     int c2 = 0;
     for (int rep = 0; rep < 2; rep++)
-        lc_cross_entropy_forward(&l2, &c2, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, c.tg, c.norm, 0.0f, c.N, c.C, c.V, 128);
+        lc_cross_entropy_forward(&l2, &c2, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, LC_COMPUTE_FP32, c.tg, c.norm, 0.0f, c.N, c.C, c.V, 128);
     ck_assert_int_eq(c2, 2 * n_targets);
     ck_assert(fabs(l2 - 2.0 * ref_loss) <= 2e-6 * fabs(ref_loss));
     for (size_t i = 0; i < n; i++) ck_assert(fabsf(dxk[i] - 2.0f * dx[i]) <= 1e-5f * (fabsf(dx[i]) + 1e-3f));
@@ -826,7 +826,7 @@ START_TEST(test_cross_entropy) {
     memcpy(dxk, dx, sizeof(float) * n);
     double l3 = 0.0;
     int c3 = 0;
-    lc_cross_entropy_forward(&l3, &c3, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, tg2, 0.5f * c.norm, 0.0f, c.N, c.C, c.V, 128);
+    lc_cross_entropy_forward(&l3, &c3, dxk, logits, xrows, NULL, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, LC_COMPUTE_FP32, tg2, 0.5f * c.norm, 0.0f, c.N, c.C, c.V, 128);
     ck_assert(x->grad != NULL);
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(fabsf(x->grad[i] - dxk[i]) <= 1e-5f * (fabsf(dxk[i]) + 1e-3f), "two losses: dx[%zu] %g vs %g",
@@ -851,7 +851,7 @@ START_TEST(test_cross_entropy) {
         double lb_ref = gc_ref_ce(xbd, hb, tb, 0.0, N, C, V, NULL), lb = 0.0;
         int cb = 0;
         float dxb[12] = {0}, lgb[20], xrb[12];
-        lc_cross_entropy_forward(&lb, &cb, dxb, lgb, xrb, NULL, xb, &(lc_weight){LC_WTYPE_F32, hb, V, C}, tb, 1.0f, 0.0f, N, C, V, 2);
+        lc_cross_entropy_forward(&lb, &cb, dxb, lgb, xrb, NULL, xb, &(lc_weight){LC_WTYPE_F32, hb, V, C}, LC_COMPUTE_FP32, tb, 1.0f, 0.0f, N, C, V, 2);
         fprintf(stderr, "  %-44s loss %.6f ref %.6f\n", "cross-entropy large logits", lb, lb_ref);
         ck_assert_msg(isfinite(lb) && fabs(lb - lb_ref) <= 1e-5 * fabs(lb_ref), "loss %g vs %g", lb, lb_ref);
         for (int i = 0; i < 12; i++) ck_assert(isfinite(dxb[i]));

@@ -506,7 +506,7 @@ START_TEST(test_cross_entropy_softcap) {
         memset(dxk, 0, sizeof(float) * n);
         double lk = 0.0;
         int ck = 0;
-        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, capgrad, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, tg, c.norm, c.cap, c.N, c.C, c.V,
+        lc_cross_entropy_forward(&lk, &ck, dxk, logits, xrows, capgrad, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, LC_COMPUTE_FP32, tg, c.norm, c.cap, c.N, c.C, c.V,
                                  chunks[k]);
         ck_assert_int_eq(ck, n_targets);
         ck_assert_msg(fabs(lk - ref_loss) <= 1e-6 * fabs(ref_loss), "chunk %d: loss %.9g vs %.9g", chunks[k], lk,
@@ -522,7 +522,7 @@ START_TEST(test_cross_entropy_softcap) {
     // Without a gradient (dx NULL) the loss is the same.
     double l0 = 0.0;
     int c0 = 0;
-    lc_cross_entropy_forward(&l0, &c0, NULL, logits, xrows, capgrad, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, tg, c.norm, c.cap, c.N, c.C, c.V, 5);
+    lc_cross_entropy_forward(&l0, &c0, NULL, logits, xrows, capgrad, c.x, &(lc_weight){LC_WTYPE_F32, c.head, c.V, c.C}, LC_COMPUTE_FP32, tg, c.norm, c.cap, c.N, c.C, c.V, 5);
     ck_assert(fabs(l0 - ref_loss) <= 1e-6 * fabs(ref_loss));
 
     free(dxk);
@@ -657,8 +657,8 @@ START_TEST(test_new_backward_kernels_accumulate) {
         double ls = 0.0;
         int cnt = 0;
         gc_acc_buf a = gc_acc_new(n);
-        lc_cross_entropy_forward(&ls, &cnt, a.zero, lg, xr, cg, x, &(lc_weight){LC_WTYPE_F32, head, V, C}, tg, 0.25f, cap, N, C, V, 2);
-        lc_cross_entropy_forward(&ls, &cnt, a.acc, lg, xr, cg, x, &(lc_weight){LC_WTYPE_F32, head, V, C}, tg, 0.25f, cap, N, C, V, 2);
+        lc_cross_entropy_forward(&ls, &cnt, a.zero, lg, xr, cg, x, &(lc_weight){LC_WTYPE_F32, head, V, C}, LC_COMPUTE_FP32, tg, 0.25f, cap, N, C, V, 2);
+        lc_cross_entropy_forward(&ls, &cnt, a.acc, lg, xr, cg, x, &(lc_weight){LC_WTYPE_F32, head, V, C}, LC_COMPUTE_FP32, tg, 0.25f, cap, N, C, V, 2);
         acc_check_nz(capped ? "cross-entropy softcap dx" : "cross-entropy dx", &a);
         free(head);
         free(cg);

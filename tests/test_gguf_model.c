@@ -22,6 +22,7 @@
 #include "model/lora.h"
 #include "data/tokenizer.h"
 #include "family_fixture.h"
+#include "weight_fixture.h"
 #include "test_util.h"
 
 #define GGUF_DIR LC_SHARED_DIR "/models/gguf"
@@ -199,31 +200,7 @@ START_TEST(test_panel_products) {
     unsigned char *data = malloc(max_bytes);
     float *wf = malloc(sizeof(float) * rows * cols);
     for (size_t t = 0; t < sizeof types / sizeof types[0]; t++) {
-        size_t bytes = lc_wtype_row_bytes(types[t], cols) * rows;
-        // Random blocks with sane scales: random bytes, then each block's fp16 scale(s) set small.
-        for (size_t i = 0; i < bytes; i++) {
-            state = state * 6364136223846793005ull + 1442695040888963407ull;
-            data[i] = (unsigned char)(state >> 56);
-        }
-        size_t bb = lc_wtype_block_bytes(types[t]);
-        if (types[t] == LC_WTYPE_F16 || types[t] == LC_WTYPE_BF16) {
-            for (size_t i = 0; i < bytes / 2; i++) {
-                uint16_t h = types[t] == LC_WTYPE_F16 ? lc_f32_to_f16(((int)(data[2 * i] % 200) - 100) / 1000.0f)
-                                                      : lc_f32_to_bf16(((int)(data[2 * i] % 200) - 100) / 1000.0f);
-                memcpy(data + 2 * i, &h, 2);
-            }
-        } else {
-            size_t at = types[t] == LC_WTYPE_Q6_K ? 208 : 0;
-            int n_half = types[t] == LC_WTYPE_Q4_1 || types[t] == LC_WTYPE_Q5_1 || types[t] == LC_WTYPE_Q4_K ||
-                                 types[t] == LC_WTYPE_Q5_K
-                             ? 2
-                             : 1;
-            for (size_t b = 0; b < bytes / bb; b++)
-                for (int h = 0; h < n_half; h++) {
-                    uint16_t v = lc_f32_to_f16(0.001f * (float)(1 + (b + h) % 7));
-                    memcpy(data + b * bb + at + 2 * h, &v, 2);
-                }
-        }
+        test_weight_random(data, types[t], rows, cols, &state);
         lc_weight w = {types[t], data, rows, cols};
         lc_weight_dequant(wf, &w, 0, rows, 0, cols, cols);
         for (int N = 1; N <= 37; N += 36) {
@@ -231,18 +208,18 @@ START_TEST(test_panel_products) {
             float *yr = malloc(sizeof(float) * N * rows), *dx = malloc(sizeof(float) * N * cols);
             float *dxr = malloc(sizeof(float) * N * cols);
             for (int i = 0; i < N * cols; i++) x[i] = (float)((i * 7919) % 101 - 50) / 50.0f;
-            lc_weight_matmul_forward(y, x, &w, N);
+            lc_weight_matmul_forward(y, x, &w, N, LC_COMPUTE_FP32);
             lc_matmul_forward(yr, x, wf, NULL, N, cols, rows);
             double scale, d = max_abs_diff(yr, y, (size_t)N * rows, &scale);
             ck_assert_msg(scale > 0 && d <= 1e-5 * scale, "%s forward N=%d: %g (scale %g)", lc_wtype_name(types[t]), N,
                           d, scale);
             // dy = y (any values); backward adds onto dx unless overwriting.
             for (int i = 0; i < N * cols; i++) dx[i] = dxr[i] = 1.0f;
-            lc_weight_matmul_backward(dx, yr, &w, false, N);
+            lc_weight_matmul_backward(dx, yr, &w, false, N, LC_COMPUTE_FP32);
             lc_matmul_backward(dxr, yr, wf, false, N, cols, rows);
             d = max_abs_diff(dxr, dx, (size_t)N * cols, &scale);
             ck_assert_msg(d <= 1e-5 * scale, "%s backward N=%d: %g (scale %g)", lc_wtype_name(types[t]), N, d, scale);
-            lc_weight_matmul_backward(dx, yr, &w, true, N);
+            lc_weight_matmul_backward(dx, yr, &w, true, N, LC_COMPUTE_FP32);
             lc_matmul_backward(dxr, yr, wf, true, N, cols, rows);
             d = max_abs_diff(dxr, dx, (size_t)N * cols, &scale);
             ck_assert_msg(d <= 1e-5 * scale, "%s backward overwrite N=%d: %g", lc_wtype_name(types[t]), N, d);
