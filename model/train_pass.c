@@ -25,6 +25,13 @@ lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpoin
     return LC_STATUS_OK;
 }
 
+void lc_train_pass_set_compute(lc_train_pass *p, lc_compute c) {
+    int n_graphs = p->checkpointing ? 1 : p->n_layers;
+    for (int i = 0; i < n_graphs; i++) p->layers[i].compute = c;
+    p->keep.compute = c;
+    p->head.compute = c;
+}
+
 void lc_train_pass_free(lc_train_pass *p) {
     int n_graphs = p->checkpointing ? 1 : p->n_layers;
     for (int i = 0; p->layers && i < n_graphs; i++) lc_graph_free(&p->layers[i]);

@@ -25,6 +25,8 @@ typedef struct lc_train_pass {
 } lc_train_pass;
 
 lc_status lc_train_pass_init(lc_train_pass *p, const lc_model *m, bool checkpointing);
+// How every graph of the pass multiplies its frozen weights (FP32 after init).
+void lc_train_pass_set_compute(lc_train_pass *p, lc_compute c);
 void lc_train_pass_free(lc_train_pass *p);
 
 // Memory the pass holds for activations and their gradients: the bytes of

@@ -599,13 +599,15 @@ START_TEST(test_changed_config_refused) {
 END_TEST
 
 // Keys that change only the length of the run, how often it saves, or its
-// threads are allowed, named in one note; raising steps continues training.
+// threads, or how the frozen products multiply are allowed, named in one
+// note; raising steps continues training.
 START_TEST(test_harmless_changes_noted) {
-    const char *sets[] = {"steps=28", "save_every=4", "threads=1", "activation_checkpointing=true"};
-    lc_test_run r = resume_with(sets, 4);
+    const char *sets[] = {"steps=28", "save_every=4", "threads=1", "activation_checkpointing=true", "compute=bf16"};
+    lc_test_run r = resume_with(sets, 5);
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_msg(strstr(r.err, "lora train: note: continuing with changed steps 24 -> 28, save_every 2 -> 4, "
-                                "threads 0 -> 1, activation_checkpointing false -> true\n") != NULL &&
+                                "threads 0 -> 1, activation_checkpointing false -> true, compute \"fp32\" -> "
+                                "\"bf16\"\n") != NULL &&
                       strstr(r.err, "resuming from") != NULL,
                   "%s", r.err);
     lc_test_run_free(&r);

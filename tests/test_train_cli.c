@@ -600,6 +600,86 @@ START_TEST(test_epochs_train_each_example_once) {
 }
 END_TEST
 
+// One run of stories260K on GSM8K (all seven targets, 30 steps, evaluated at
+// the end on the first 100 test problems) with the given "compute"; returns
+// the metrics text (caller frees) and the run's stderr in *err (caller frees).
+static char *run_compute(const char *name, const char *compute, char **err) {
+    char text[8192], cfg[4200], test[4200], file[4300];
+    snprintf(test, sizeof test, "%s/valid100.jsonl", tmp);
+    if (access(test, F_OK) != 0) {
+        FILE *in = fopen(LC_SHARED_DIR "/data/gsm8k_test.jsonl", "r"), *out = fopen(test, "w");
+        ck_assert(in && out);
+        char line[16384];
+        for (int i = 0; i < 100 && fgets(line, sizeof line, in); i++) fputs(line, out);
+        fclose(in);
+        fclose(out);
+    }
+    int n = snprintf(text, sizeof text,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"valid_data\": \"%s\", \"output_dir\": \"%s/%s\",\n"
+                     " \"lora\": {\"r\": 16, \"alpha\": 32, \"targets\": [\"q_proj\", \"k_proj\", \"v_proj\", \"o_proj\",\n"
+                     " \"gate_proj\", \"up_proj\", \"down_proj\"]}, \"optimizer\": {\"lr\": 1e-3}, \"batch_size\": 8,\n"
+                     " \"max_seq_len\": 256, \"steps\": 30, \"eval_every\": 30, \"seed\": 0, \"compute\": \"%s\"}\n",
+                     MODEL_DIR, LC_SHARED_DIR "/data/gsm8k_train.jsonl", test, tmp, name, compute);
+    snprintf(file, sizeof file, "%s.json", name);
+    lc_test_write(tmp, file, text, (size_t)n);
+    snprintf(cfg, sizeof cfg, "%s/%s.json", tmp, name);
+    const char *train[] = {"train", "--config", cfg, NULL};
+    lc_test_run r = lc_test_lora(train);
+    ck_assert_msg(r.status == 0, "%s: exit %d: %s", name, r.status, r.err);
+    *err = r.err;
+    r.err = NULL;
+    lc_test_run_free(&r);
+    snprintf(file, sizeof file, "%s/%s/metrics.jsonl", tmp, name);
+    return lc_test_read(file, NULL);
+}
+
+// "compute": "bf16" trains like fp32: the loss falls, the first step's loss
+// and the final eval loss are within 1 % and 2 % of fp32's, and `lora eval
+// --compute bf16` agrees with the run's own eval loss. With the kernel
+// switched off (LC_BF16=off) a bf16 run says so in one line and is the fp32
+// run bit for bit.
+START_TEST(test_bf16_compute_trains_like_fp32) {
+    char *e32, *e16, *eoff;
+    char *m32 = run_compute("fp32", "fp32", &e32), *m16 = run_compute("bf16", "bf16", &e16);
+    setenv("LC_BF16", "off", 1);
+    char *moff = run_compute("bf16off", "bf16", &eoff);
+    unsetenv("LC_BF16");
+    double f32 = metric(m32, 1, "loss"), f16 = metric(m16, 1, "loss");
+    double l32 = metric(m32, 30, "loss"), l16 = metric(m16, 30, "loss");
+    double v32 = metric(m32, 30, "eval_loss"), v16 = metric(m16, 30, "eval_loss");
+    ck_assert_msg(f32 > 0 && f16 > 0 && fabs(f16 - f32) < 0.01 * f32, "first loss fp32 %g, bf16 %g", f32, f16);
+    ck_assert_msg(l16 < f16 - 0.5, "bf16 loss did not fall: %g -> %g (fp32 %g -> %g)", f16, l16, f32, l32);
+    ck_assert_msg(v32 > 0 && v16 > 0 && fabs(v16 - v32) < 0.02 * v32, "eval loss fp32 %g, bf16 %g", v32, v16);
+    ck_assert_msg(strstr(eoff, "\"compute\": \"bf16\": none (LC_BF16=off)") != NULL, "%s", eoff);
+    ck_assert_msg(strstr(e16, "LC_BF16") == NULL, "%s", e16);
+    for (int s = 1; s <= 30; s++)
+        ck_assert_msg(metric(moff, s, "loss") == metric(m32, s, "loss"), "step %d: fallback %.9g, fp32 %.9g", s,
+                      metric(moff, s, "loss"), metric(m32, s, "loss"));
+    ck_assert(metric(moff, 30, "eval_loss") == v32);
+    char run[4200], test[4200];
+    snprintf(run, sizeof run, "%s/bf16", tmp);
+    snprintf(test, sizeof test, "%s/valid100.jsonl", tmp);
+    const char *eval[] = {"eval", "--model", MODEL_DIR, "--adapter", run, "--data", test, "--max-seq-len", "256",
+                          "--compute", "bf16", NULL};
+    lc_test_run r = lc_test_lora(eval);
+    const char *p = strstr(r.out ? r.out : "", "\"loss\": ");
+    ck_assert_msg(r.status == 0 && p, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(fabs(atof(p + 8) - v16) < 1e-4, "lora eval --compute bf16 %s vs the run's %g", p, v16);
+    lc_test_run_free(&r);
+    const char *bad[] = {"eval", "--model", MODEL_DIR, "--data", test, "--compute", "fp16", NULL};
+    r = lc_test_lora(bad);
+    ck_assert_msg(r.status == 1 && strstr(r.err, "--compute \"fp16\" is not fp32 or bf16"), "exit %d: %s", r.status,
+                  r.err);
+    lc_test_run_free(&r);
+    free(m32);
+    free(m16);
+    free(moff);
+    free(e32);
+    free(e16);
+    free(eoff);
+}
+END_TEST
+
 // Training over a Q4_K_M GGUF base through the command line: the eval loss
 // falls below the base's (lora eval with no adapter), lora eval with the run's
 // adapter reports the run's own final eval loss, and the gguf-lora export of
@@ -680,6 +760,7 @@ int main(void) {
     tcase_add_test(tc, test_dropout_kept_in_export);
     tcase_add_test(tc, test_epochs_train_each_example_once);
     tcase_add_test(tc, test_train_on_quantized_gguf_base);
+    tcase_add_test(tc, test_bf16_compute_trains_like_fp32);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

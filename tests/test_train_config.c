@@ -119,6 +119,15 @@ START_TEST(test_set_strings) {
     lc_train_config_free(&cfg);
     expect_error("\"steps\": 3", (const char *[]){"schedule.type=step", NULL}, LC_STATUS_INPUT,
                  (const char *[]){"--set schedule.type=step: schedule.type \"step\"", NULL});
+    // "compute": fp32 unless bf16 is asked for; nothing else.
+    st = load(&cfg, "\"steps\": 3", NULL);
+    ck_assert_msg(st == LC_STATUS_OK && cfg.compute == LC_COMPUTE_FP32, "%s", lc_error_message());
+    lc_train_config_free(&cfg);
+    st = load(&cfg, "\"steps\": 3, \"compute\": \"fp32\"", (const char *[]){"compute=bf16", NULL});
+    ck_assert_msg(st == LC_STATUS_OK && cfg.compute == LC_COMPUTE_BF16, "%s", lc_error_message());
+    lc_train_config_free(&cfg);
+    expect_error("\"steps\": 3", (const char *[]){"compute=fp16", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set compute=fp16: \"compute\" \"fp16\" is not fp32 or bf16", NULL});
 }
 END_TEST
 

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/bf16_gemm.h"
 #include "train/base.h"
 #include "data/dataset.h"
 #include "data/tokenizer.h"
@@ -53,7 +54,7 @@ lc_status lc_cmd_train(int argc, char **argv) {
 
 static const char eval_usage[] =
     "usage: lora eval --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
-    "                 [--chat-template FILE.jinja]\n"
+    "                 [--chat-template FILE.jinja] [--compute fp32|bf16]\n"
     "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n"
     "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n";
 
@@ -62,10 +63,11 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         {"model", required_argument, 0, 'm'},       {"adapter", required_argument, 0, 'a'},
         {"data", required_argument, 0, 'd'},        {"max-seq-len", required_argument, 0, 'n'},
         {"batch-size", required_argument, 0, 'b'},  {"help", no_argument, 0, 'h'},
-        {"chat-template", required_argument, 0, 'C'},
+        {"chat-template", required_argument, 0, 'C'}, {"compute", required_argument, 0, 'c'},
         {0, 0, 0, 0},
     };
     const char *model_dir = NULL, *adapter = NULL, *data = NULL, *chat_template = NULL;
+    lc_compute compute = LC_COMPUTE_FP32;
     long max_seq_len = 0, batch = 8;
     int c;
     lc_status st;
@@ -79,6 +81,11 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         case 'C': chat_template = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-seq-len", optarg, 2, 1 << 20, &max_seq_len))) return st; break;
         case 'b': if ((st = lc_cli_parse_int("--batch-size", optarg, 1, 4096, &batch))) return st; break;
+        case 'c':
+            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+                return lc_error(LC_STATUS_USAGE, "--compute \"%s\" is not fp32 or bf16", optarg);
+            compute = strcmp(optarg, "bf16") ? LC_COMPUTE_FP32 : LC_COMPUTE_BF16;
+            break;
         case 'h': fputs(eval_usage, stdout); return LC_STATUS_OK;
         default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora eval --help)",
                                  argv[optind - 1]);
@@ -111,8 +118,10 @@ lc_status lc_cmd_eval(int argc, char **argv) {
                               .model_name = model_dir, .chat_error = chat_error[0] ? chat_error : NULL};
     if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;
     if ((st = lc_train_check_dataset(&ds, data, &model, "--max-seq-len", (int)max_seq_len))) goto done;
+    if (compute == LC_COMPUTE_BF16 && lc_compute_effective(compute) != LC_COMPUTE_BF16)
+        fprintf(stderr, "lora eval: note: --compute bf16: %s\n", lc_bf16_kernel_describe());
     lc_eval_result r;
-    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, NULL, NULL, &r))) {
+    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, compute, NULL, NULL, &r))) {
         if (st == LC_STATUS_INPUT) lc_error_prefix("%s", data);
         goto done;
     }

@@ -43,7 +43,7 @@ int64_t lc_train_count_targets(const lc_dataset *ds) {
 }
 
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
-                      lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out) {
+                      lc_compute compute, lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out) {
     lc_graph g;
     lc_batcher it;
     lc_batch b;
@@ -53,6 +53,7 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
     out->loss = 0.0;
     out->n_targets = 0;
     lc_graph_init(&g, false);
+    g.compute = compute;
     if ((st = lc_batch_init(&b, batch_size, max_seq_len))) goto done;
     if ((st = lc_batcher_init(&it, ds, batch_size, max_seq_len, false, false, 0))) goto done_batch;
     while (!st && lc_batcher_next_in_epoch(&it, &b)) {

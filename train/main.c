@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "autograd/parallel.h"
+#include "autograd/bf16_gemm.h"
 #include "autograd/blas.h"
 #include "common/status.h"
 #include "data/tokenizer.h"
@@ -70,8 +71,9 @@ int main(int argc, char **argv) {
         return LC_STATUS_USAGE;
     }
     if (lc_cli_verbose)
-        fprintf(stderr, "lora: OpenBLAS %s, kernels for %s, %d threads (OpenBLAS single-threaded on each)\n",
-                openblas_get_config(), openblas_get_corename(), lc_parallel_threads());
+        fprintf(stderr, "lora: OpenBLAS %s, kernels for %s, %d threads (OpenBLAS single-threaded on each); "
+                "bf16 products: %s\n",
+                openblas_get_config(), openblas_get_corename(), lc_parallel_threads(), lc_bf16_kernel_describe());
     const char *cmd = argv[i];
     static const struct {
         const char *name;

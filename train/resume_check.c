@@ -7,7 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum field_type { F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_SCHEDULE } field_type;
+typedef enum field_type { F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_SCHEDULE, F_COMPUTE } field_type;
 
 #define AT(member) offsetof(lc_train_config, member)
 
@@ -58,6 +58,8 @@ static const struct {
     {"threads", F_INT, AT(threads), false},
     {"skip_nonfinite", F_BOOL, AT(skip_nonfinite), false},
     {"activation_checkpointing", F_BOOL, AT(activation_checkpointing), false},
+    // bf16 products approximate the same model: a run may switch to them to go faster (or back).
+    {"compute", F_COMPUTE, AT(compute), false},
     {"output_dir", F_STR, AT(output_dir), false},
     {"init_adapter", F_STR, AT(init_adapter), false}, // read only when a run starts
 };
@@ -85,6 +87,7 @@ static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsi
     case F_BOOL: return *FIELD(a, i, bool) == *FIELD(b, i, bool);
     case F_TARGETS: return (*FIELD(a, i, unsigned) & target_mask) == (*FIELD(b, i, unsigned) & target_mask);
     case F_SCHEDULE: return *FIELD(a, i, lc_schedule_type) == *FIELD(b, i, lc_schedule_type);
+    case F_COMPUTE: return *FIELD(a, i, lc_compute) == *FIELD(b, i, lc_compute);
     }
     return false;
 }
@@ -101,6 +104,7 @@ static void format_value(char *out, size_t cap, const lc_train_config *c, int i,
     case F_U64: snprintf(out, cap, "%llu", (unsigned long long)*FIELD(c, i, uint64_t)); break;
     case F_BOOL: snprintf(out, cap, "%s", *FIELD(c, i, bool) ? "true" : "false"); break;
     case F_TARGETS: lc_lora_targets_string(out, cap, *FIELD(c, i, unsigned) & target_mask); break;
+    case F_COMPUTE: snprintf(out, cap, "\"%s\"", *FIELD(c, i, lc_compute) == LC_COMPUTE_BF16 ? "bf16" : "fp32"); break;
     case F_SCHEDULE: {
         unsigned t = (unsigned)*FIELD(c, i, lc_schedule_type);
         snprintf(out, cap, "%s", t < 3 ? schedules[t] : "?");

@@ -33,7 +33,7 @@ static const struct {
     {"max_grad_norm", KEY_NUMBER},  {"seed", KEY_INT},               {"packing", KEY_BOOL},
     {"mask_prompt", KEY_BOOL},      {"eval_every", KEY_INT},         {"save_every", KEY_INT},
     {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},          {"skip_nonfinite", KEY_BOOL},
-    {"activation_checkpointing", KEY_BOOL}, {"bf16_weights", KEY_BOOL},
+    {"activation_checkpointing", KEY_BOOL}, {"bf16_weights", KEY_BOOL}, {"compute", KEY_STRING},
 };
 
 static int find_key(const char *path) {
@@ -317,6 +317,11 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     TRY(lc_json_get_bool(root, "skip_nonfinite", W("skip_nonfinite"), false, &cfg->skip_nonfinite));
     TRY(lc_json_get_bool(root, "activation_checkpointing", W("activation_checkpointing"), false, &cfg->activation_checkpointing));
     TRY(lc_json_get_bool(root, "bf16_weights", W("bf16_weights"), false, &cfg->bf16_weights));
+    const char *compute;
+    TRY(lc_json_get_string(root, "compute", W("compute"), "fp32", &compute));
+    if (strcmp(compute, "fp32") && strcmp(compute, "bf16"))
+        return lc_error(LC_STATUS_INPUT, "%s: \"compute\" \"%s\" is not fp32 or bf16", W("compute"), compute);
+    cfg->compute = strcmp(compute, "bf16") ? LC_COMPUTE_FP32 : LC_COMPUTE_BF16;
     TRY(get_int_range(root, "eval_every", "eval_every", W("eval_every"), 0, 0, 1 << 30, &v));
     cfg->eval_every = (int)v;
     TRY(get_int_range(root, "save_every", "save_every", W("save_every"), 0, 0, 1 << 30, &v));

@@ -8,6 +8,7 @@
 
 #include <cJSON.h>
 
+#include "autograd/weight.h"
 #include "common/status.h"
 #include "model/lora.h"
 #include "optim/adamw.h"
@@ -32,7 +33,8 @@ typedef struct lc_train_config {
     bool packing, mask_prompt;
     bool skip_nonfinite;
     bool activation_checkpointing; // keep only layer inputs; recompute each layer in the backward
-    bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory) // skip (and count) a batch whose loss or gradient is NaN/Inf instead of stopping
+    bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory)
+    lc_compute compute;            // how the frozen-weight and head products multiply ("compute")
     int eval_every, save_every, keep_checkpoints, threads;
     char *json; // the full config after overrides, as written to checkpoints
     char path[4096]; // the config file, for messages ("" when parsed from text)

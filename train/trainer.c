@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autograd/bf16_gemm.h"
 #include "train/base.h"
 #include "autograd/parallel.h"
 #include "common/file.h"
@@ -349,7 +350,7 @@ static lc_status run_eval(trainer *t, int64_t step) {
     if (!t->has_valid) return LC_STATUS_OK;
     lc_eval_result r;
     lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len,
-                               eval_should_stop, NULL, &r);
+                               t->cfg->compute, eval_should_stop, NULL, &r);
     if (st == LC_STATUS_INTERRUPTED) {
         if (t->tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "lora train: step %lld: evaluation stopped by a second signal\n", (long long)step);
@@ -540,6 +541,9 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     if ((st = load_data(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
+    lc_train_pass_set_compute(&t.pass, cfg->compute);
+    if (cfg->compute == LC_COMPUTE_BF16 && lc_compute_effective(cfg->compute) != LC_COMPUTE_BF16)
+        fprintf(stderr, "lora train: note: \"compute\": \"bf16\": %s\n", lc_bf16_kernel_describe());
     if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) {
         if (st == LC_STATUS_INPUT && cfg->path[0]) lc_error_prefix("%s", cfg->path); // a target the family lacks
         goto done;

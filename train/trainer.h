@@ -20,11 +20,12 @@ typedef struct lc_eval_result {
 typedef int (*lc_eval_stop_fn)(void *user);
 
 // Mean cross-entropy of ds (completion tokens, as the dataset masked them)
-// in file order, batch_size sequences at a time. lora may be NULL. When
+// in file order, batch_size sequences at a time, the frozen-weight products
+// multiplied as `compute` says. lora may be NULL. When
 // stop (may be NULL) answers nonzero the evaluation ends with
 // LC_STATUS_INTERRUPTED and no result.
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
-                      lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out);
+                      lc_compute compute, lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out);
 
 // Checks a dataset read from `path` against the model before any step, so a
 // mismatch is reported naming FILE:LINE instead of mid-run from a kernel:
