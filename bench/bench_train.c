@@ -11,6 +11,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "autograd/bf16_gemm.h"
 #include "autograd/parallel.h"
 #include "bench/write_model.h"
 #include "common/file.h"
@@ -25,7 +26,7 @@
 static const char bench_usage[] =
     "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b] [--batch B] [--seq T] [--steps N] "
     "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--weights f32|bf16|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|"
-    "q5_k|q6_k] [--bf16] [--profile] | [--generate N] [--weights TYPE] | "
+    "q5_k|q6_k] [--bf16] [--compute fp32|bf16|both] [--profile] | [--generate N] [--weights TYPE] | "
     "--write-model DIR --tokenizer FILE [--seq T]\n";
 
 typedef struct shape {
@@ -89,6 +90,33 @@ static double sgemm_rate(int M, int N, int K, bool openblas_threads) {
 static double sgemm_peak(int rows, int C, int F) {
     double square = sgemm_rate(2048, 2048, 2048, true);
     double model = sgemm_rate(rows, F, C, false);
+    return square > model ? square : model;
+}
+
+// GFLOP/s of the best of three bf16 products x [M, K] · wᵀ (w [N, K] fp32,
+// packed into bf16 per product as in training) through lora.c's pool.
+static double bf16_rate(int M, int N, int K) {
+    float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * K * N), *y = malloc(sizeof(float) * M * N);
+    for (long i = 0; i < (long)M * K; i++) x[i] = (float)(i % 7) * 0.01f;
+    for (long i = 0; i < (long)K * N; i++) w[i] = (float)(i % 5) * 0.01f;
+    lc_weight wt = {LC_WTYPE_F32, w, N, K};
+    double best = 0;
+    for (int r = 0; r < 4; r++) {
+        double t0 = lc_now_s();
+        lc_weight_matmul_forward(y, x, &wt, M, LC_COMPUTE_BF16);
+        double g = 2.0 * M * N * K / (lc_now_s() - t0) / 1e9;
+        if (r > 0 && g > best) best = g;
+    }
+    free(x);
+    free(w);
+    free(y);
+    return best;
+}
+
+// The bf16 kernel's peak, measured like the sgemm peak: the better of a
+// 2048³ product and the model's largest frozen-weight product.
+static double bf16_peak(int rows, int C, int F) {
+    double square = bf16_rate(2048, 2048, 2048), model = bf16_rate(rows, F, C);
     return square > model ? square : model;
 }
 
@@ -164,6 +192,7 @@ int main(int argc, char **argv) {
     const char *name = argc > 1 ? argv[1] : "smollm2-135m";
     bool help = argc > 1 && (!strcmp(name, "--help") || !strcmp(name, "-h"));
     int B = 4, T = 512, steps = 3, warmup = 1, r = 16, ckpt = 0, generate = 0, bf16 = 0, profile = 0, vocab = 0;
+    int computes = 1; // bit 0: fp32 steps, bit 1: bf16 steps (both: alternating)
     const char *write_dir = NULL, *tokenizer = NULL;
     lc_wtype wt = LC_WTYPE_F32;
     bool wt_ok = true;
@@ -173,6 +202,10 @@ int main(int argc, char **argv) {
             i--;
         } else if (!strcmp(argv[i], "--weights") && i + 1 < argc) {
             wt_ok = parse_weights(argv[i + 1], &wt);
+        } else if (!strcmp(argv[i], "--compute") && i + 1 < argc) {
+            const char *c = argv[i + 1];
+            computes = !strcmp(c, "fp32") ? 1 : !strcmp(c, "bf16") ? 2 : !strcmp(c, "both") ? 3 : 0;
+            wt_ok = wt_ok && computes;
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--write-model") && i + 1 < argc) {
@@ -228,7 +261,12 @@ int main(int argc, char **argv) {
         printf("%s: %s shape with seeded random weights, tokenizer %s\n", write_dir, s->name, tokenizer);
         return 0;
     }
-    double peak = sgemm_peak(B * T, s->C, s->F);
+    bool want_bf16 = computes & 2;
+    if (want_bf16 && lc_compute_effective(LC_COMPUTE_BF16) != LC_COMPUTE_BF16) {
+        fprintf(stderr, "bench_train: --compute bf16: %s\n", lc_bf16_kernel_describe());
+        return 1;
+    }
+    double peak = sgemm_peak(B * T, s->C, s->F), peak16 = want_bf16 ? bf16_peak(B * T, s->C, s->F) : 0;
 
     lc_model_config cfg;
     lc_config_init_llama(&cfg, s->C, s->F, s->L, s->H, s->KVH, s->D, s->V);
@@ -263,32 +301,49 @@ int main(int argc, char **argv) {
 
     lc_step_ctx ctx = {&m, &lora, &opt, &pass, 1.0f, 0};
     lc_step_result res;
-    double measured = 0, *step_s = calloc((size_t)steps, sizeof(double));
+    // With both computes the steps alternate, so both see the same machine.
+    int n_comp = computes == 3 ? 2 : 1;
+    lc_compute comp[2] = {computes == 2 ? LC_COMPUTE_BF16 : LC_COMPUTE_FP32, LC_COMPUTE_BF16};
+    double measured = 0, *step_s = calloc((size_t)steps * n_comp, sizeof(double)), loss[2] = {0};
     for (int i = 0; i < warmup + steps; i++) {
         if (profile && i == warmup) lc_prof_enable(true);
-        double t0 = lc_now_s();
-        if (lc_train_step(&ctx, &b, 1, i, 1e-4f, &res)) {
-            fprintf(stderr, "bench_train: %s\n", lc_error_message());
-            return 3;
+        for (int c = 0; c < n_comp; c++) {
+            lc_train_pass_set_compute(&pass, comp[c]);
+            double t0 = lc_now_s();
+            if (lc_train_step(&ctx, &b, 1, i * n_comp + c, 1e-4f, &res)) {
+                fprintf(stderr, "bench_train: %s\n", lc_error_message());
+                return 3;
+            }
+            if (i >= warmup) measured += step_s[c * steps + i - warmup] = lc_now_s() - t0;
+            loss[c] = res.loss;
         }
-        if (i >= warmup) measured += step_s[i - warmup] = lc_now_s() - t0;
     }
-    // The median step: one step slowed by a neighbour on a shared machine
-    // does not move it.
-    qsort(step_s, (size_t)steps, sizeof *step_s, cmp_double);
-    double median = steps % 2 ? step_s[steps / 2] : 0.5 * (step_s[steps / 2 - 1] + step_s[steps / 2]);
-    double tps = (double)B * T / median;
-    double gflops = tps * flops_per_token(s, T, r) / 1e9;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru); // before the second peak run allocates its matrices
     // The peak is the better of a run before and one after the training steps.
     double peak_after = sgemm_peak(B * T, s->C, s->F);
     if (peak_after > peak) peak = peak_after;
-    printf("%-13s batch %d x %d, r %d,%s %s weights, %d threads (%s): %8.1f tokens/s, %6.1f model GFLOP/s, %4.1f%% of "
-           "sgemm peak %.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
-           s->name, B, T, r, ckpt ? " checkpointing," : "", lc_wtype_name(wt), lc_parallel_threads(),
-           openblas_get_corename(), tps, gflops, 100.0 * gflops / peak, peak, flops_per_token(s, T, r) / 1e6,
-           ru.ru_maxrss / 1048576.0, res.loss);
+    if (want_bf16 && (peak_after = bf16_peak(B * T, s->C, s->F)) > peak16) peak16 = peak_after;
+    double tps_fp32 = 0;
+    for (int c = 0; c < n_comp; c++) {
+        // The median step: one step slowed by a neighbour on a shared machine
+        // does not move it.
+        double *sc = step_s + c * steps;
+        qsort(sc, (size_t)steps, sizeof *sc, cmp_double);
+        double median = steps % 2 ? sc[steps / 2] : 0.5 * (sc[steps / 2 - 1] + sc[steps / 2]);
+        double tps = (double)B * T / median;
+        double gflops = tps * flops_per_token(s, T, r) / 1e9;
+        bool is16 = comp[c] == LC_COMPUTE_BF16;
+        char vs[64] = "";
+        if (is16 && tps_fp32 > 0) snprintf(vs, sizeof vs, " (%.2fx fp32)", tps / tps_fp32);
+        if (!is16) tps_fp32 = tps;
+        printf("%-13s batch %d x %d, r %d,%s %s weights, %s compute, %d threads (%s): %8.1f tokens/s%s, %6.1f model "
+               "GFLOP/s, %4.1f%% of %s peak %.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
+               s->name, B, T, r, ckpt ? " checkpointing," : "", lc_wtype_name(wt), is16 ? "bf16" : "fp32",
+               lc_parallel_threads(), openblas_get_corename(), tps, vs, gflops,
+               100.0 * gflops / (is16 ? peak16 : peak), is16 ? "bf16" : "sgemm", is16 ? peak16 : peak,
+               flops_per_token(s, T, r) / 1e6, ru.ru_maxrss / 1048576.0, loss[c]);
+    }
     if (profile) print_profile(measured);
     free(step_s);
     return 0;
