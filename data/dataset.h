@@ -63,6 +63,10 @@ int lc_dataset_drop_untrainable(lc_dataset *ds);
 // error too; train/valid may alias it. Both parts keep file order.
 lc_status lc_dataset_split(lc_dataset *ds, double fraction, uint64_t seed, lc_dataset *train, lc_dataset *valid);
 
+// 16 hex digits of the examples as tokenized (ids and loss mask, in order):
+// equal copies of a file read with the same tokenizer and settings agree.
+void lc_dataset_fingerprint(const lc_dataset *ds, char out[17]);
+
 // A batch of B sequences of T positions (row-major [B, T]).
 typedef struct lc_batch {
     int B, T;

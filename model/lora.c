@@ -120,3 +120,14 @@ void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed) {
     for (int i = 0; i < l->n_layers * LC_LINEAR_KIND_COUNT; i++)
         l->refs[i].mask_seed = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
 }
+
+void lc_lora_set_dropout_rows(lc_lora *l, const lc_model *m, uint64_t seed, int64_t row0) {
+    lc_lora_set_dropout_seed(l, seed);
+    // lc_dropout_keep hashes mask_seed + golden·(i+1) with i = row·n_in + col:
+    // moving the seed by golden·row0·n_in makes row 0 of a slice draw the mask
+    // of row row0 of the whole batch.
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+            l->refs[layer * LC_LINEAR_KIND_COUNT + k].mask_seed +=
+                0x9E3779B97F4A7C15ull * (uint64_t)row0 * (uint64_t)m->layers[layer].lin[k].in;
+}

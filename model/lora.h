@@ -51,5 +51,9 @@ void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor);
 
 // Per-step dropout masks: each adapted linear gets a distinct mask seed.
 void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed);
+// The same masks for a slice of a batch: rows (B·T positions) from row0 of
+// the batch the seed was drawn for, so a process training part of a batch
+// drops what the whole batch would drop there (l was initialized for m).
+void lc_lora_set_dropout_rows(lc_lora *l, const lc_model *m, uint64_t seed, int64_t row0);
 
 #endif

@@ -11,6 +11,7 @@
 #include "data/tokenizer.h"
 #include "train/adapter.h"
 #include "train/cli.h"
+#include "train/dist.h"
 #include "train/trainer.h"
 
 static const char train_usage[] =
@@ -46,7 +47,7 @@ lc_status lc_cmd_train(int argc, char **argv) {
     lc_train_config cfg;
     if (!st) st = lc_train_config_load(&cfg, config, sets, n_sets);
     free(sets);
-    if (st) return st;
+    if (st) return lc_dist_error_shared(st); // every rank reads the same command line and config
     st = lc_train_run(&cfg);
     lc_train_config_free(&cfg);
     return st;
@@ -121,7 +122,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     if (compute == LC_COMPUTE_BF16 && lc_compute_effective(compute) != LC_COMPUTE_BF16)
         fprintf(stderr, "lora eval: note: --compute bf16: %s\n", lc_bf16_kernel_describe());
     lc_eval_result r;
-    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, compute, NULL, NULL, &r))) {
+    if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, compute, 0, 1, NULL, NULL, &r))) {
         if (st == LC_STATUS_INPUT) lc_error_prefix("%s", data);
         goto done;
     }

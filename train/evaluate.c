@@ -43,14 +43,16 @@ int64_t lc_train_count_targets(const lc_dataset *ds) {
 }
 
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
-                      lc_compute compute, lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out) {
+                      lc_compute compute, int shard, int n_shards, lc_eval_stop_fn stop, void *stop_user,
+                      lc_eval_result *out) {
     lc_graph g;
     lc_batcher it;
     lc_batch b;
     lc_status st;
     double loss_sum = 0.0;
     int counted = 0;
-    out->loss = 0.0;
+    int64_t index = 0;
+    out->loss = out->loss_sum = 0.0;
     out->n_targets = 0;
     lc_graph_init(&g, false);
     g.compute = compute;
@@ -61,7 +63,7 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
             st = lc_error(LC_STATUS_INTERRUPTED, "evaluation stopped");
             break;
         }
-        if (b.n_targets == 0) continue;
+        if (b.n_targets == 0 || index++ % n_shards != shard) continue;
         lc_graph_reset(&g);
         lc_forward_input in = {b.tokens, b.B, b.T, b.pos, b.seg_start, 0};
         lc_tensor *h;
@@ -69,9 +71,10 @@ lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *
         st = lc_op_cross_entropy_w(&g, h, &m->lm_head, m->cfg.final_softcap, b.targets, 1.0f, &loss_sum, &counted);
     }
     lc_batcher_free(&it);
-    if (!st && counted == 0) st = lc_error(LC_STATUS_INPUT, "evaluation data has no target tokens");
+    if (!st && counted == 0 && n_shards == 1) st = lc_error(LC_STATUS_INPUT, "evaluation data has no target tokens");
     if (!st) {
-        out->loss = loss_sum / counted;
+        out->loss_sum = loss_sum;
+        out->loss = counted ? loss_sum / counted : 0.0;
         out->n_targets = counted;
     }
 done_batch:

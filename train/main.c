@@ -13,6 +13,7 @@
 #include "common/status.h"
 #include "data/tokenizer.h"
 #include "train/cli.h"
+#include "train/dist.h"
 
 int lc_cli_verbose = 0;
 
@@ -51,8 +52,31 @@ lc_status lc_cli_parse_float(const char *opt, const char *s, double lo, double h
     return LC_STATUS_OK;
 }
 
+// A failure: one line on stderr (the rank named when it is not rank 0), on
+// the rank that found it. With several ranks, one that failed alone ends the
+// whole job, since the others may be waiting for it in a collective.
+static int fail(const char *cmd, lc_status st) {
+    if (lc_dist_size() > 1 && !lc_dist_error_is_shared()) {
+        fprintf(stderr, "lora %s: rank %d: %s\n", cmd, lc_dist_rank(), lc_error_message());
+        fflush(stderr);
+        lc_dist_abort((int)st);
+    }
+    if (!lc_dist_error_is_quiet()) {
+        if (lc_dist_rank() > 0) fprintf(stderr, "lora %s: rank %d: %s\n", cmd, lc_dist_rank(), lc_error_message());
+        else fprintf(stderr, "lora %s: %s\n", cmd, lc_error_message());
+    }
+    lc_dist_finalize();
+    return (int)st;
+}
+
 int main(int argc, char **argv) {
     lc_blas_pick_core(argv);
+    // After the re-execution above, which must happen before MPI starts.
+    if (lc_dist_init(&argc, &argv)) {
+        fprintf(stderr, "lora: %s\n", lc_error_message());
+        return LC_STATUS_RUNTIME;
+    }
+    atexit(lc_dist_finalize); // also after a usage error: mpirun expects every rank to finalize
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
@@ -70,10 +94,14 @@ int main(int argc, char **argv) {
         fputs(usage, stderr);
         return LC_STATUS_USAGE;
     }
-    if (lc_cli_verbose)
+    if (lc_cli_verbose && lc_dist_rank() == 0) {
+        char mpi[64];
+        if (!lc_dist_compiled()) snprintf(mpi, sizeof mpi, "not compiled in");
+        else snprintf(mpi, sizeof mpi, "compiled in, %d rank%s", lc_dist_size(), lc_dist_size() == 1 ? "" : "s");
         fprintf(stderr, "lora: OpenBLAS %s, kernels for %s, %d threads (OpenBLAS single-threaded on each); "
-                "bf16 products: %s\n",
-                openblas_get_config(), openblas_get_corename(), lc_parallel_threads(), lc_bf16_kernel_describe());
+                "bf16 products: %s; MPI: %s\n",
+                openblas_get_config(), openblas_get_corename(), lc_parallel_threads(), lc_bf16_kernel_describe(), mpi);
+    }
     const char *cmd = argv[i];
     static const struct {
         const char *name;
@@ -90,10 +118,16 @@ int main(int argc, char **argv) {
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;
-        lc_status st = cmds[c].fn(argc - i, argv + i);
+        lc_status st;
+        if (lc_dist_size() > 1 && cmds[c].fn != lc_cmd_train)
+            st = lc_dist_error_shared(lc_error(LC_STATUS_USAGE, "only lora train runs across MPI ranks; run it "
+                                               "without mpirun"));
+        else
+            st = cmds[c].fn(argc - i, argv + i);
         fflush(stdout);
-        if (st) fprintf(stderr, "lora %s: %s\n", cmd, lc_error_message());
-        return (int)st;
+        if (st) return fail(cmd, st);
+        lc_dist_finalize();
+        return 0;
     }
     fprintf(stderr, "lora: unknown command \"%s\"\n%s", cmd, usage);
     return LC_STATUS_USAGE;

@@ -1,6 +1,7 @@
 // `lora train`: the loop over steps, with evaluation, metrics and checkpoints.
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "optim/adamw.h"
 #include "train/adapter.h"
 #include "train/checkpoint.h"
+#include "train/dist.h"
 #include "train/resume_check.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
@@ -135,7 +137,9 @@ static lc_status plan_memory(trainer *t) {
     for (int i = 0; i < t->train.n_examples; i++)
         if (t->train.examples[i].n > T) T = t->train.examples[i].n;
     if (cfg->packing) T = cfg->max_seq_len;
-    int B = cfg->batch_size;
+    // A rank takes at most its share of a step's rows from one micro-batch.
+    int64_t share = ((int64_t)cfg->batch_size * cfg->grad_accum + lc_dist_size() - 1) / lc_dist_size();
+    int B = share < cfg->batch_size ? (int)share : cfg->batch_size;
     if (T < 1 || B < 1) return LC_STATUS_OK;
     lc_status st = lc_train_pass_plan(&t->pass, &t->model, &t->lora, B, (int)T);
     if (st == LC_STATUS_RUNTIME)
@@ -144,7 +148,12 @@ static lc_status plan_memory(trainer *t) {
     return st;
 }
 
+// Rank 0 writes; the others only note the step.
 static lc_status save_checkpoint(trainer *t, int64_t step) {
+    if (lc_dist_rank() != 0) {
+        t->saved_step = step;
+        return LC_STATUS_OK;
+    }
     char path[4200];
     lc_status st = lc_run_dir_checkpoint_path(path, sizeof path, t->cfg->output_dir, step);
     if (st) return st;
@@ -349,8 +358,17 @@ static lc_status load_init_adapter(trainer *t) {
 static lc_status run_eval(trainer *t, int64_t step) {
     if (!t->has_valid) return LC_STATUS_OK;
     lc_eval_result r;
+    // Split over the ranks and summed. A second signal cannot abandon an
+    // evaluation that other ranks would go on with.
+    int size = lc_dist_size();
     lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len,
-                               t->cfg->compute, eval_should_stop, NULL, &r);
+                               t->cfg->compute, lc_dist_rank(), size, size > 1 ? NULL : eval_should_stop, NULL, &r);
+    if (size > 1 && !(st = lc_dist_agree(st))) {
+        double sums[2] = {r.loss_sum, (double)r.n_targets};
+        if ((st = lc_dist_sum_f64(sums, 2))) return st;
+        r.loss = sums[0] / sums[1];
+        r.n_targets = (int64_t)sums[1];
+    }
     if (st == LC_STATUS_INTERRUPTED) {
         if (t->tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "lora train: step %lld: evaluation stopped by a second signal\n", (long long)step);
@@ -362,32 +380,60 @@ static lc_status run_eval(trainer *t, int64_t step) {
     if (t->tty) fprintf(stderr, "\r\033[K");
     fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens\n", (long long)step, r.loss,
             exp(r.loss), (long long)r.n_targets);
-    fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.6f}\n", (long long)step, r.loss,
-            exp(r.loss));
-    fflush(t->metrics);
+    if (t->metrics) {
+        fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.6f}\n", (long long)step, r.loss,
+                exp(r.loss));
+        fflush(t->metrics);
+    }
     return LC_STATUS_OK;
+}
+
+// The rows [b0, b1) of a batch as a batch of its own (a view: same T, so
+// positions keep their place in the row-major layout).
+static void batch_rows(lc_batch *view, const lc_batch *b, int b0, int b1) {
+    size_t off = (size_t)b0 * b->T;
+    *view = *b;
+    view->B = b1 - b0;
+    view->tokens = b->tokens + off;
+    view->targets = b->targets + off;
+    view->pos = b->pos + off;
+    view->seg_start = b->seg_start + off;
+    view->n_targets = 0;
+    for (size_t i = 0; i < (size_t)view->B * b->T; i++) view->n_targets += view->targets[i] >= 0;
 }
 
 lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_batches, int64_t step, float lr,
                         lc_step_result *out) {
     memset(out, 0, sizeof *out);
+    int64_t n_rows = 0;
     for (int a = 0; a < n_batches; a++) {
         out->n_targets += batches[a].n_targets;
         out->n_tokens += batches[a].n_tokens;
+        n_rows += batches[a].B;
     }
     memset(c->lora->grads, 0, sizeof(float) * c->lora->n_params);
     if (out->n_targets == 0) return LC_STATUS_OK;
+    // With several ranks each takes an equal run of the step's rows, in the
+    // order one process takes them; the token-normalized gradient is summed.
+    int rank = lc_dist_rank(), size = lc_dist_size();
+    int64_t lo = n_rows * rank / size, hi = n_rows * (rank + 1) / size, row = 0;
     double loss_sum = 0.0;
     int counted = 0;
     float norm = 1.0f / (float)out->n_targets;
-    for (int a = 0; a < n_batches; a++) {
-        const lc_batch *b = &batches[a];
-        if (b->n_targets == 0) continue;
-        lc_lora_set_dropout_seed(c->lora, c->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * n_batches + a));
-        lc_forward_input in = {b->tokens, b->B, b->T, b->pos, b->seg_start, 0};
-        lc_status st = lc_train_pass_run(c->pass, c->model, c->lora, &in, b->targets, norm, &loss_sum, &counted);
+    for (int a = 0; a < n_batches; row += batches[a].B, a++) {
+        int b0 = (int)(lo > row ? lo - row : 0), b1 = (int)(hi - row < batches[a].B ? hi - row : batches[a].B);
+        if (b1 <= b0) continue;
+        lc_batch b;
+        batch_rows(&b, &batches[a], b0, b1);
+        if (b.n_targets == 0) continue;
+        lc_lora_set_dropout_rows(c->lora, c->model, c->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * n_batches + a),
+                                 (int64_t)b0 * b.T);
+        lc_forward_input in = {b.tokens, b.B, b.T, b.pos, b.seg_start, 0};
+        lc_status st = lc_train_pass_run(c->pass, c->model, c->lora, &in, b.targets, norm, &loss_sum, &counted);
         if (st) return st;
     }
+    lc_status st;
+    if ((st = lc_dist_sum_f64(&loss_sum, 1)) || (st = lc_dist_sum_f32(c->lora->grads, c->lora->n_params))) return st;
     out->loss = loss_sum / out->n_targets;
     out->grad_norm = lc_grad_clip(c->lora->grads, c->lora->n_params, c->max_grad_norm);
     out->nonfinite = !isfinite(out->loss) || !isfinite(out->grad_norm);
@@ -413,14 +459,17 @@ static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_
             *skipped = 1;
             return LC_STATUS_OK;
         }
+        // Every rank has the same summed loss, so every rank stops here.
         if (t->saved_step > 0)
-            return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped, "
-                            "%s/checkpoint-%lld.h5 is the last good checkpoint (lower the learning rate, or set "
-                            "\"skip_nonfinite\": true to skip such batches)", (long long)step + 1, r.loss,
-                            r.grad_norm, cfg->output_dir, (long long)t->saved_step);
-        return lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped before "
-                        "any checkpoint (lower the learning rate, or set \"skip_nonfinite\": true to skip such "
-                        "batches)", (long long)step + 1, r.loss, r.grad_norm);
+            st = lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped, "
+                          "%s/checkpoint-%lld.h5 is the last good checkpoint (lower the learning rate, or set "
+                          "\"skip_nonfinite\": true to skip such batches)", (long long)step + 1, r.loss,
+                          r.grad_norm, cfg->output_dir, (long long)t->saved_step);
+        else
+            st = lc_error(LC_STATUS_RUNTIME, "step %lld: loss %g, gradient norm %g: training diverged; stopped before "
+                          "any checkpoint (lower the learning rate, or set \"skip_nonfinite\": true to skip such "
+                          "batches)", (long long)step + 1, r.loss, r.grad_norm);
+        return lc_dist_error_shared(st);
     }
     return LC_STATUS_OK;
 }
@@ -448,9 +497,10 @@ static lc_status train_loop(trainer *t, int64_t first) {
         return LC_STATUS_OK;
     }
     if (first > total)
-        return lc_error(LC_STATUS_INPUT, "%s/checkpoint-%lld.h5 is already %lld steps in, past this config's %lld "
-                        "steps: raise \"steps\" to train on, or use another output_dir for a new run",
-                        cfg->output_dir, (long long)first, (long long)first, (long long)total);
+        return lc_dist_error_shared(lc_error(LC_STATUS_INPUT, "%s/checkpoint-%lld.h5 is already %lld steps in, past "
+                                             "this config's %lld steps: raise \"steps\" to train on, or use another "
+                                             "output_dir for a new run", cfg->output_dir, (long long)first,
+                                             (long long)first, (long long)total));
     for (int64_t step = first; step < total && !st; step++) {
         double t0 = lc_now_s();
         double loss;
@@ -465,18 +515,20 @@ static lc_status train_loop(trainer *t, int64_t first) {
         double tps = dt > 0 ? n_tokens / dt : 0.0;
         if (skipped) {
             t->n_skipped++;
-            fprintf(t->metrics, "{\"step\": %lld, \"skipped\": \"non-finite loss or gradient\", \"elapsed_s\": %.3f}\n",
+            if (t->metrics)
+                fprintf(t->metrics,
+                        "{\"step\": %lld, \"skipped\": \"non-finite loss or gradient\", \"elapsed_s\": %.3f}\n",
                     (long long)step + 1, elapsed);
             if (t->tty) fprintf(stderr, "\r\033[K");
             fprintf(stderr, "lora train: step %lld: loss %g, gradient norm %g: batch skipped (%lld so far)\n",
                     (long long)step + 1, loss, gnorm, (long long)t->n_skipped);
-        } else {
+        } else if (t->metrics) {
             fprintf(t->metrics,
                     "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
                     "\"elapsed_s\": %.3f}\n",
                     (long long)step + 1, loss, lr, gnorm, tps, elapsed);
         }
-        if ((fflush(t->metrics) != 0 || ferror(t->metrics)) && !t->metrics_failed) {
+        if (t->metrics && (fflush(t->metrics) != 0 || ferror(t->metrics)) && !t->metrics_failed) {
             t->metrics_failed = 1;
             fprintf(stderr, "lora train: warning: %s/metrics.jsonl: write failed: %s; training goes on\n",
                     cfg->output_dir, strerror(errno));
@@ -490,18 +542,22 @@ static lc_status train_loop(trainer *t, int64_t first) {
         // costs no training.
         if (cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
         if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
+        // Every rank stops after the same step: a signal any of them saw.
+        double stop = lc_stop_signal;
+        if (!st && lc_dist_size() > 1 && !(st = lc_dist_sum_f64(&stop, 1)) && stop > 0 && !lc_stop_signal)
+            lc_stop_signal = SIGTERM;
         if (!st && lc_stop_signal && done < total) {
-            if (t->saved_step != done) st = save_checkpoint(t, done);
+            st = lc_dist_agree(t->saved_step != done ? save_checkpoint(t, done) : LC_STATUS_OK);
             if (t->tty) fprintf(stderr, "\n");
             if (!st)
-                st = lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d after step %lld; saved %s/checkpoint-%lld.h5; "
-                              "run the same command to continue", (int)lc_stop_signal, (long long)done,
-                              cfg->output_dir, (long long)done);
+                st = lc_dist_error_shared(lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d after step %lld; saved "
+                              "%s/checkpoint-%lld.h5; run the same command to continue", (int)lc_stop_signal,
+                              (long long)done, cfg->output_dir, (long long)done));
             return st;
         }
     }
     if (t->tty) fprintf(stderr, "\n");
-    if (!st && (st = save_checkpoint(t, total)) && t->saved_step > 0) {
+    if (!st && (st = lc_dist_agree(save_checkpoint(t, total))) && t->saved_step > 0) {
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", lc_error_message());
         st = lc_error(st, "%s; %s/checkpoint-%lld.h5 (step %lld) is kept", reason, cfg->output_dir,
@@ -520,25 +576,106 @@ static lc_status train_loop(trainer *t, int64_t first) {
     return st;
 }
 
+// Every rank read the same base and data: their fingerprints are exchanged
+// and a rank whose copy differs from rank 0's stops the job, named.
+static lc_status check_ranks_agree(trainer *t) {
+    typedef struct {
+        char fp[3][17]; // base, training data, validation data
+    } prints;
+    int size = lc_dist_size();
+    if (size == 1) return LC_STATUS_OK;
+    prints mine;
+    memset(&mine, 0, sizeof mine);
+    memcpy(mine.fp[0], t->fingerprint, 17);
+    lc_dataset_fingerprint(&t->train, mine.fp[1]);
+    if (t->has_valid) lc_dataset_fingerprint(&t->valid, mine.fp[2]);
+    prints *all = calloc((size_t)size, sizeof *all);
+    if (!all) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    lc_status st = lc_dist_allgather(&mine, all, sizeof mine);
+    const lc_train_config *cfg = t->cfg;
+    const char *names[3] = {cfg->model, cfg->train_data, cfg->valid_data[0] ? cfg->valid_data : cfg->train_data};
+    const char *what[3] = {"weights", "tokenized examples", "tokenized examples"};
+    for (int r = 1; !st && r < size; r++)
+        for (int k = 0; !st && k < 3; k++)
+            if (memcmp(all[r].fp[k], all[0].fp[k], 17))
+                st = lc_dist_error_shared(lc_error(LC_STATUS_INPUT, "rank %d: %s differs from rank 0's (%s "
+                                                   "fingerprint %s, rank 0 %s); every rank must read the same files",
+                                                   r, names[k], what[k], all[r].fp[k], all[0].fp[k]));
+    free(all);
+    return st;
+}
+
+// Rank 0 resumed (or started) the run: the others take its adapter,
+// optimizer state and data position.
+static lc_status share_state(trainer *t, int64_t *first) {
+    if (lc_dist_size() == 1) return LC_STATUS_OK;
+    int64_t head[6] = {*first, t->it.epoch, t->it.index, t->saved_step, t->eval_recorded, t->opt.step};
+    lc_status st;
+    if ((st = lc_dist_bcast(head, sizeof head)) ||
+        (st = lc_dist_bcast(t->lora.params, sizeof(float) * t->lora.n_params)) ||
+        (st = lc_dist_bcast(t->opt.m, sizeof(float) * t->opt.n)) ||
+        (st = lc_dist_bcast(t->opt.v, sizeof(float) * t->opt.n)))
+        return st;
+    if (lc_dist_rank() != 0) {
+        *first = head[0];
+        lc_batcher_seek(&t->it, head[1], (int)head[2]);
+        t->saved_step = head[3];
+        t->eval_recorded = (int)head[4];
+        t->opt.step = head[5];
+    }
+    return LC_STATUS_OK;
+}
+
+// Ranks other than 0 report only their own failure (main prints it): while
+// training their stderr goes to /dev/null.
+static int silence_stderr(void) {
+    if (lc_dist_rank() == 0) return -1;
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    if (saved >= 0 && null >= 0) dup2(null, 2);
+    if (null >= 0) close(null);
+    return saved;
+}
+
+static void restore_stderr(int saved) {
+    if (saved < 0) return;
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+}
+
 lc_status lc_train_run(const lc_train_config *cfg) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.run.lock_fd = -1;
     t.cfg = cfg;
+    int rank = lc_dist_rank(), size = lc_dist_size();
+    int saved_stderr = silence_stderr();
     t.tty = isatty(2);
     lc_status st;
     int model_loaded = 0;
+    // threads 0: the machine's cores shared among the ranks on it.
     if (cfg->threads > 0) lc_parallel_set_threads(cfg->threads);
+    else if (lc_dist_local_size() > 1) lc_parallel_set_threads(lc_parallel_threads() / lc_dist_local_size());
+    if (size > 1 && (int64_t)cfg->batch_size * cfg->grad_accum % size) {
+        st = lc_dist_error_shared(lc_error(LC_STATUS_INPUT, "%s: batch_size %d x grad_accum %d = %lld sequences a "
+                                           "step do not divide among %d ranks", cfg->path[0] ? cfg->path : "config",
+                                           cfg->batch_size, cfg->grad_accum,
+                                           (long long)cfg->batch_size * cfg->grad_accum, size));
+        goto done;
+    }
 
     // The folder is locked before anything else: a second run on it is
-    // refused at once, not after loading the model and data.
-    if ((st = lc_run_dir_open(&t.run, cfg->output_dir))) goto done;
+    // refused at once, not after loading the model and data. Rank 0 alone
+    // writes it.
+    if ((st = lc_dist_agree(rank == 0 ? lc_run_dir_open(&t.run, cfg->output_dir) : LC_STATUS_OK))) goto done;
     if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
     model_loaded = 1;
     lc_train_warn_model("lora train", cfg->model, &t.model);
     lc_model_fingerprint(&t.model, t.fingerprint);
     if ((st = lc_base_load_tokenizer(&t.tok, cfg->model))) goto done;
     if ((st = load_data(&t))) goto done;
+    if ((st = check_ranks_agree(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
     lc_train_pass_set_compute(&t.pass, cfg->compute);
@@ -569,12 +706,19 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         if ((st = lc_batch_init(&t.batches[a], cfg->batch_size, cfg->max_seq_len))) goto done;
 
     int64_t first = 0;
-    if ((st = resume(&t, &first))) goto done;
-    if (first == 0 && cfg->init_adapter[0] && (st = load_init_adapter(&t))) goto done;
-    if ((st = open_metrics(&t, first))) goto done;
+    if (rank == 0) {
+        st = resume(&t, &first);
+        if (!st && first == 0 && cfg->init_adapter[0]) st = load_init_adapter(&t);
+        if (!st) st = open_metrics(&t, first);
+    }
+    if ((st = lc_dist_agree(st)) || (st = share_state(&t, &first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
             (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
+    if (size > 1)
+        fprintf(stderr, "lora train: %d ranks x %d threads; each takes %lld of the %lld sequences of a step\n", size,
+                lc_parallel_threads(), (long long)cfg->batch_size * cfg->grad_accum / size,
+                (long long)cfg->batch_size * cfg->grad_accum);
     if (first < t.sched.total_steps && (st = plan_memory(&t))) goto done;
     struct sigaction old_handlers[N_STOP_SIGNALS];
     install_stop_handlers(old_handlers);
@@ -596,5 +740,6 @@ done:
     lc_chat_free(t.chat);
     lc_train_pass_free(&t.pass);
     if (model_loaded) lc_model_free(&t.model);
+    restore_stderr(saved_stderr);
     return st;
 }

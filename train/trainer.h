@@ -13,6 +13,7 @@
 
 typedef struct lc_eval_result {
     double loss;       // mean cross-entropy over target tokens
+    double loss_sum;   // their sum
     int64_t n_targets; // tokens the mean is over
 } lc_eval_result;
 
@@ -21,11 +22,14 @@ typedef int (*lc_eval_stop_fn)(void *user);
 
 // Mean cross-entropy of ds (completion tokens, as the dataset masked them)
 // in file order, batch_size sequences at a time, the frozen-weight products
-// multiplied as `compute` says. lora may be NULL. When
+// multiplied as `compute` says. lora may be NULL. Of the batches with
+// targets, this call scores those whose index % n_shards is shard (0 of 1:
+// all); a shard may score none. When
 // stop (may be NULL) answers nonzero the evaluation ends with
 // LC_STATUS_INTERRUPTED and no result.
 lc_status lc_evaluate(const lc_model *m, const lc_lora *lora, const lc_dataset *ds, int batch_size, int max_seq_len,
-                      lc_compute compute, lc_eval_stop_fn stop, void *stop_user, lc_eval_result *out);
+                      lc_compute compute, int shard, int n_shards, lc_eval_stop_fn stop, void *stop_user,
+                      lc_eval_result *out);
 
 // Checks a dataset read from `path` against the model before any step, so a
 // mismatch is reported naming FILE:LINE instead of mid-run from a kernel:
