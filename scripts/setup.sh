@@ -6,7 +6,7 @@ set -euo pipefail
 LC_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 LC_BUILD="${LC_BUILD:-$LC_ROOT/build}"
 LC_PACKAGES=(gcc make cmake pkg-config libopenblas-dev libhdf5-dev hdf5-tools libcjson-dev check libpcre2-dev
-             openmpi-bin libopenmpi-dev)
+             openmpi-bin libopenmpi-dev librsvg2-bin)
 
 lc_install_packages() {
     local missing=()

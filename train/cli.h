@@ -13,6 +13,7 @@ lc_status lc_cmd_eval(int argc, char **argv);
 lc_status lc_cmd_export(int argc, char **argv);
 lc_status lc_cmd_template(int argc, char **argv);
 lc_status lc_cmd_chat(int argc, char **argv);
+lc_status lc_cmd_plot(int argc, char **argv);
 
 // Set by --verbose before the subcommand: notes on kernels and timings.
 extern int lc_cli_verbose;

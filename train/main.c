@@ -29,6 +29,7 @@ static const char usage[] =
     "  template   render a conversation with a chat template, exactly\n"
     "  tokenize   print the token ids of a text or a conversation\n"
     "  inspect    show what a model folder, safetensors, checkpoint, PEFT folder or GGUF holds\n"
+    "  plot       draw a run's loss curve (or compare runs) as SVG from metrics.jsonl\n"
     "\n"
     "Run 'lora COMMAND --help' for the options of a command.\n";
 
@@ -115,6 +116,7 @@ int main(int argc, char **argv) {
         {"template", lc_cmd_template},
         {"chat", lc_cmd_chat},
         {"inspect", lc_cmd_inspect},
+        {"plot", lc_cmd_plot},
     };
     for (size_t c = 0; c < sizeof cmds / sizeof cmds[0]; c++) {
         if (strcmp(cmd, cmds[c].name) != 0) continue;

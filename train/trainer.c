@@ -20,6 +20,7 @@
 #include "train/adapter.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
+#include "train/plot.h"
 #include "train/resume_check.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
@@ -56,6 +57,7 @@ typedef struct trainer {
     int metrics_failed; // a metrics.jsonl write failed (reported once)
     int eval_stopped;   // an evaluation was abandoned on a second stop signal
     int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
+    int plot_failed;    // loss.svg could not be written (reported once)
 } trainer;
 
 lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap) {
@@ -355,6 +357,19 @@ static lc_status load_init_adapter(trainer *t) {
     return st;
 }
 
+// output_dir/loss.svg from metrics.jsonl so far; a plot that cannot be
+// drawn costs nothing but a warning (once).
+static void write_plot(trainer *t) {
+    if (!t->metrics || t->plot_failed) return;
+    char path[4200];
+    lc_status st = lc_path_join(path, sizeof path, t->cfg->output_dir, "loss.svg");
+    if (!st) st = lc_plot_run_dir(t->cfg->output_dir, path);
+    if (!st) return;
+    t->plot_failed = 1;
+    if (t->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "lora train: warning: loss plot not written: %s\n", lc_error_message());
+}
+
 static lc_status run_eval(trainer *t, int64_t step) {
     if (!t->has_valid) return LC_STATUS_OK;
     lc_eval_result r;
@@ -385,6 +400,7 @@ static lc_status run_eval(trainer *t, int64_t step) {
                 exp(r.loss));
         fflush(t->metrics);
     }
+    write_plot(t);
     return LC_STATUS_OK;
 }
 
@@ -564,6 +580,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
                       (long long)t->saved_step, (long long)t->saved_step);
     }
     if (!st) st = run_eval(t, total);
+    if (!st && !t->has_valid) write_plot(t);
     if (!st && t->eval_stopped)
         return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
                         "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);
