@@ -23,7 +23,8 @@ static pthread_once_t kernel_once = PTHREAD_ONCE_INIT;
 static void kernel_pick(void) {
     const char *env = getenv("LC_BF16");
     kernel = LC_BF16_KERNEL_NONE;
-    if (env && (!strcasecmp(env, "off") || !strcmp(env, "0") || !strcasecmp(env, "none"))) {
+    if (env && (!strcasecmp(env, "off") || !strcmp(env, "0") || !strcasecmp(env, "none") || !strcasecmp(env, "no") ||
+                !strcasecmp(env, "false"))) {
         snprintf(reason, sizeof reason, "none (LC_BF16=%s): bf16 products run in fp32", env);
         return;
     }

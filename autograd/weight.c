@@ -3,6 +3,7 @@
 #include <assert.h>
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -369,8 +370,8 @@ static void backward_task(void *ctx, int task, int thread) {
 
 // bf16 products. The activations are packed once per product into a
 // per-calling-thread buffer that grows to the largest product seen and is
-// then reused; each task packs its block of the weight (dequantized or
-// converted straight into bf16 pairs) into a per-thread block of BF16_BLOCK
+// then reused; each task packs its block of the weight into bf16 pairs (F32
+// and BF16 weights straight, the other types through an fp32 panel) into a per-thread block of BF16_BLOCK
 // words: forward blocks are up to 256 rows of w by BF16_KC_FWD columns,
 // backward blocks BF16_KR_BWD rows by up to 1024 columns.
 #define BF16_KC_FWD 256 // a multiple of every block size
@@ -379,6 +380,12 @@ static void backward_task(void *ctx, int task, int thread) {
 static _Thread_local uint32_t bpack[BF16_BLOCK] __attribute__((aligned(64)));
 static _Thread_local uint32_t *apack;
 static _Thread_local size_t apack_words;
+// Frees a thread's activation buffer when the thread ends (threads of a
+// program using the library, not only the pool's, which live on).
+static pthread_key_t apack_key;
+static pthread_once_t apack_key_once = PTHREAD_ONCE_INIT;
+static void apack_free(void *p) { free(p); }
+static void apack_key_make(void) { pthread_key_create(&apack_key, apack_free); }
 
 lc_compute lc_compute_effective(lc_compute c) {
     return c == LC_COMPUTE_BF16 && lc_bf16_kernel_get() != LC_BF16_KERNEL_NONE ? LC_COMPUTE_BF16 : LC_COMPUTE_FP32;
@@ -394,6 +401,8 @@ static const uint32_t *pack_activations(const float *x, int N, int K) {
         free(apack);
         apack = p;
         apack_words = words;
+        pthread_once(&apack_key_once, apack_key_make);
+        pthread_setspecific(apack_key, apack);
     }
     lc_bf16_pack_a(apack, x, K, N, K);
     return apack;

@@ -62,8 +62,8 @@ bool lc_wtype_quantize_row(void *dst, lc_wtype t, const float *src, int64_t n);
 
 // How a frozen weight's products multiply. FP32: fp32 throughout (OpenBLAS).
 // BF16: both operands rounded to bf16 (nearest even), products accumulated
-// in fp32 (autograd/bf16_gemm.h); the weight is dequantized or converted
-// straight into bf16 panels. Where the CPU has no bf16 kernel (or LC_BF16=off)
+// in fp32 (autograd/bf16_gemm.h); F32 and BF16 weights are packed straight
+// into bf16 panels, the other types dequantized to an fp32 panel first. Where the CPU has no bf16 kernel (or LC_BF16=off)
 // BF16 runs as FP32.
 typedef enum lc_compute {
     LC_COMPUTE_FP32,

@@ -195,7 +195,7 @@ int main(int argc, char **argv) {
     int computes = 1; // bit 0: fp32 steps, bit 1: bf16 steps (both: alternating)
     const char *write_dir = NULL, *tokenizer = NULL;
     lc_wtype wt = LC_WTYPE_F32;
-    bool wt_ok = true;
+    bool wt_ok = true, compute_ok = true;
     for (int i = help ? argc : 2; i < argc; i += 2) {
         if (!strcmp(argv[i], "--checkpointing") || !strcmp(argv[i], "--bf16") || !strcmp(argv[i], "--profile")) {
             *(!strcmp(argv[i], "--bf16") ? &bf16 : !strcmp(argv[i], "--profile") ? &profile : &ckpt) = 1;
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--compute") && i + 1 < argc) {
             const char *c = argv[i + 1];
             computes = !strcmp(c, "fp32") ? 1 : !strcmp(c, "bf16") ? 2 : !strcmp(c, "both") ? 3 : 0;
-            wt_ok = wt_ok && computes;
+            compute_ok = computes != 0;
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
         } else if (!strcmp(argv[i], "--write-model") && i + 1 < argc) {
@@ -237,6 +237,10 @@ int main(int argc, char **argv) {
         sv = *s;
         sv.V = vocab;
         s = &sv;
+    }
+    if (!compute_ok) {
+        fprintf(stderr, "bench_train: --compute takes fp32, bf16 or both\n");
+        return 1;
     }
     if (!s || B < 1 || T < 2 || steps < 1 || r < 1 || vocab < 0 || !wt_ok) {
         fprintf(stderr, "bench_train: unknown shape \"%s\", weight type or bad sizes\n", name);

@@ -92,6 +92,12 @@ JSON
         }' "$work/tps-$pack.txt"
 }
 
+# A bf16 run on a CPU without the kernel would be an fp32 run under another label.
+kernel=$("$root/build/lora" --verbose inspect /dev/null 2>&1 | sed -n 's/.*bf16 products: \(.*\); MPI.*/\1/p' || true)
+if [ "$compute" != fp32 ] && [ "${kernel#none}" != "$kernel" ]; then
+    echo "run_train.sh: --compute $compute: $kernel" >&2
+    exit 1
+fi
 computes=$compute
 [ "$compute" = both ] && computes="fp32 bf16"
 for comp in $computes; do

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "autograd/bf16_gemm.h"
 #include "autograd/parallel.h"
@@ -282,7 +283,8 @@ END_TEST
 // LC_BF16=off is honoured and named; the effective compute follows the kernel.
 START_TEST(test_kernel_choice) {
     const char *env = getenv("LC_BF16");
-    bool off = env && (!strcmp(env, "off") || !strcmp(env, "0") || !strcmp(env, "none"));
+    bool off = env && (!strcasecmp(env, "off") || !strcmp(env, "0") || !strcasecmp(env, "none") ||
+                       !strcasecmp(env, "no") || !strcasecmp(env, "false"));
     const char *d = lc_bf16_kernel_describe();
     if (off) {
         ck_assert_int_eq(lc_bf16_kernel_get(), LC_BF16_KERNEL_NONE);
