@@ -263,15 +263,20 @@ void lc_forward_state_free(lc_forward_state *s) {
 
 lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *tokens, int B, int T, int pos0,
                      lc_logits_mode mode) {
+    lc_forward_input in = {tokens, B, T, NULL, NULL, pos0};
+    return lc_forward_input_run(s, m, &in, mode);
+}
+
+lc_status lc_forward_input_run(lc_forward_state *s, const lc_model *m, const lc_forward_input *in,
+                               lc_logits_mode mode) {
     const lc_model_config *c = &m->cfg;
-    int N = B * T, C = c->hidden_size;
+    int B = in->B, T = in->T, N = B * T, C = c->hidden_size;
     int rows = mode == LC_LOGITS_MODE_LAST ? B : N;
-    if (N > s->max_rows || rows > s->logits_rows)
+    if (N > s->max_rows || rows > s->logits_rows || B > s->cache.max_batch)
         return lc_error(LC_STATUS_RUNTIME, "%d token rows exceed the planned %d", N, s->max_rows);
     lc_graph_reset(&s->graph);
-    lc_forward_input in = {tokens, B, T, NULL, NULL, pos0};
     lc_tensor *h;
-    lc_status st = lc_model_forward_hidden(&s->graph, m, s->lora, &s->cache, &in, &h);
+    lc_status st = lc_model_forward_hidden(&s->graph, m, s->lora, &s->cache, in, &h);
     if (st) return st;
     const float *src = h->data;
     if (mode == LC_LOGITS_MODE_LAST) {

@@ -82,5 +82,10 @@ typedef enum lc_logits_mode {
 // ([B, V] for LAST, [B*T, V] for ALL).
 lc_status lc_forward(lc_forward_state *s, const lc_model *m, const int32_t *tokens, int B, int T, int pos0,
                      lc_logits_mode mode);
+// The same with every field of in: per-token rotary positions and the first
+// cache position each token may attend to (seg_start), as batched decoding
+// of left-padded prompts needs.
+lc_status lc_forward_input_run(lc_forward_state *s, const lc_model *m, const lc_forward_input *in,
+                               lc_logits_mode mode);
 
 #endif

@@ -1,4 +1,5 @@
 // `lora train --config FILE [--set key=value]...` and `lora eval`.
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "train/adapter.h"
 #include "train/cli.h"
 #include "train/dist.h"
+#include "train/eval_generate.h"
 #include "train/trainer.h"
 
 static const char train_usage[] =
@@ -57,7 +59,46 @@ static const char eval_usage[] =
     "usage: lora eval --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
     "                 [--chat-template FILE.jinja] [--compute fp32|bf16]\n"
     "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n"
-    "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n";
+    "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n"
+    "       lora eval --generate --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl\n"
+    "                 [--metric exact|number|contains] [--max-tokens N] [--limit K] [--predictions OUT.jsonl]\n"
+    "                 [--batch-size B] [--chat-template FILE.jinja]\n"
+    "  greedy-generates an answer to every prompt (batch-size prompts at a time; stopping at EOS, the\n"
+    "  end of an assistant turn, or a blank line for plain prompts) and scores it against the reference\n"
+    "  (the completion, or the last assistant message): exact (equal after trimming), number (the final\n"
+    "  number, GSM8K's \"#### N\"; default) or contains; prints\n"
+    "  {\"metric\":..,\"accuracy\":..,\"correct\":..,\"n\":..,\"tokens_per_s\":..}\n";
+
+// lora eval --generate: accuracy of greedy answers.
+static lc_status eval_generate(const lc_model *m, const lc_lora *lora, const lc_tokenizer *tok, const lc_chat *chat,
+                               const lc_dataset *ds, const char *data, lc_metric metric, int max_tokens, int limit,
+                               int batch, const char *predictions) {
+    char **refs = NULL;
+    bool is_chat;
+    lc_status st = lc_gen_eval_refs_load(data, ds, &refs, &is_chat);
+    if (st) return st;
+    int32_t stop[16];
+    int n_stop = 0;
+    if (lc_tokenizer_eos(tok) >= 0) stop[n_stop++] = lc_tokenizer_eos(tok);
+    for (int i = 0; i < m->cfg.n_eos_ids && n_stop < 8; i++) stop[n_stop++] = m->cfg.eos_ids[i];
+    if (is_chat && chat) n_stop += lc_chat_end_of_turn_ids(chat, tok, stop + n_stop, 16 - n_stop);
+    FILE *pf = NULL;
+    if (predictions && !(pf = fopen(predictions, "w"))) {
+        lc_gen_eval_refs_free(refs, ds->n_examples);
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot write: %s", predictions, strerror(errno));
+    }
+    lc_gen_eval_options o = {.metric = metric, .max_tokens = max_tokens, .limit = limit, .batch = batch,
+                             .stop = stop, .n_stop = n_stop, .stop_blank_line = !is_chat, .predictions = pf};
+    lc_gen_eval_result r;
+    st = lc_eval_generate(m, lora, tok, ds, refs, &o, &r);
+    if (pf && fclose(pf) && !st) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", predictions, strerror(errno));
+    lc_gen_eval_refs_free(refs, ds->n_examples);
+    if (st) return st;
+    printf("{\"metric\": \"%s\", \"accuracy\": %.6f, \"correct\": %d, \"n\": %d, \"tokens_per_s\": %.1f}\n",
+           lc_metric_name(metric), r.n ? (double)r.correct / r.n : 0.0, r.correct, r.n,
+           r.seconds > 0 ? r.n_generated / r.seconds : 0.0);
+    return LC_STATUS_OK;
+}
 
 lc_status lc_cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
@@ -65,11 +106,15 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         {"data", required_argument, 0, 'd'},        {"max-seq-len", required_argument, 0, 'n'},
         {"batch-size", required_argument, 0, 'b'},  {"help", no_argument, 0, 'h'},
         {"chat-template", required_argument, 0, 'C'}, {"compute", required_argument, 0, 'c'},
-        {0, 0, 0, 0},
+        {"generate", no_argument, 0, 'g'},          {"metric", required_argument, 0, 'M'},
+        {"max-tokens", required_argument, 0, 'x'},  {"limit", required_argument, 0, 'l'},
+        {"predictions", required_argument, 0, 'p'}, {0, 0, 0, 0},
     };
-    const char *model_dir = NULL, *adapter = NULL, *data = NULL, *chat_template = NULL;
+    const char *model_dir = NULL, *adapter = NULL, *data = NULL, *chat_template = NULL, *predictions = NULL;
+    const char *gen_only = NULL; // an option that needs --generate
     lc_compute compute = LC_COMPUTE_FP32;
-    long max_seq_len = 0, batch = 8;
+    long max_seq_len = 0, batch = 8, max_tokens = 256, limit = 0;
+    int generate = 0, metric = LC_METRIC_NUMBER;
     int c;
     lc_status st;
     optind = 1;
@@ -87,6 +132,21 @@ lc_status lc_cmd_eval(int argc, char **argv) {
                 return lc_error(LC_STATUS_USAGE, "--compute \"%s\" is not fp32 or bf16", optarg);
             compute = strcmp(optarg, "bf16") ? LC_COMPUTE_FP32 : LC_COMPUTE_BF16;
             break;
+        case 'g': generate = 1; break;
+        case 'M':
+            if ((metric = lc_metric_parse(optarg)) < 0)
+                return lc_error(LC_STATUS_USAGE, "--metric \"%s\" is not exact, number or contains", optarg);
+            gen_only = "--metric";
+            break;
+        case 'x':
+            if ((st = lc_cli_parse_int("--max-tokens", optarg, 1, 1 << 20, &max_tokens))) return st;
+            gen_only = "--max-tokens";
+            break;
+        case 'l':
+            if ((st = lc_cli_parse_int("--limit", optarg, 1, 0x7fffffffL, &limit))) return st;
+            gen_only = "--limit";
+            break;
+        case 'p': predictions = optarg; gen_only = "--predictions"; break;
         case 'h': fputs(eval_usage, stdout); return LC_STATUS_OK;
         default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora eval --help)",
                                  argv[optind - 1]);
@@ -94,6 +154,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     }
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
     if (!model_dir || !data) return lc_error(LC_STATUS_USAGE, "--model DIR and --data FILE are required");
+    if (gen_only && !generate) return lc_error(LC_STATUS_USAGE, "%s needs --generate", gen_only);
 
     lc_tokenizer *tok = NULL;
     lc_chat *chat = NULL;
@@ -121,6 +182,11 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     if ((st = lc_train_check_dataset(&ds, data, &model, "--max-seq-len", (int)max_seq_len))) goto done;
     if (compute == LC_COMPUTE_BF16 && lc_compute_effective(compute) != LC_COMPUTE_BF16)
         fprintf(stderr, "lora eval: note: --compute bf16: %s\n", lc_bf16_kernel_describe());
+    if (generate) {
+        st = eval_generate(&model, has_lora ? &lora : NULL, tok, chat, &ds, data, (lc_metric)metric, (int)max_tokens,
+                           (int)limit, (int)batch, predictions);
+        goto done;
+    }
     lc_eval_result r;
     if ((st = lc_evaluate(&model, has_lora ? &lora : NULL, &ds, (int)batch, (int)max_seq_len, compute, 0, 1, NULL, NULL, &r))) {
         if (st == LC_STATUS_INPUT) lc_error_prefix("%s", data);

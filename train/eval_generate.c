@@ -1,0 +1,256 @@
+// Batched greedy decoding for evaluation. Prompts of a batch are left-padded
+// to the longest: each real token attends from its own prompt's first cache
+// position (seg_start) and takes rotary/learned positions from 0 there, so a
+// padded row computes what it would alone; pad rows attend among themselves
+// only, which keeps their (unused) values finite.
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <cJSON.h>
+
+#include "common/file.h"
+#include "model/forward.h"
+#include "train/eval_generate.h"
+
+void lc_gen_eval_refs_free(char **refs, int n) {
+    for (int i = 0; refs && i < n; i++) free(refs[i]);
+    free(refs);
+}
+
+// The reference of one parsed JSONL record, or NULL.
+static const char *record_reference(const cJSON *row) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(row, "completion");
+    if (cJSON_IsString(c)) return c->valuestring;
+    const cJSON *msgs = cJSON_GetObjectItemCaseSensitive(row, "messages"), *m, *last = NULL;
+    cJSON_ArrayForEach(m, msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        if (cJSON_IsString(role) && !strcmp(role->valuestring, "assistant")) last = m;
+    }
+    const cJSON *content = last ? cJSON_GetObjectItemCaseSensitive(last, "content") : NULL;
+    return cJSON_IsString(content) ? content->valuestring : NULL;
+}
+
+lc_status lc_gen_eval_refs_load(const char *path, const lc_dataset *ds, char ***refs, bool *chat) {
+    *chat = false;
+    char *text;
+    size_t len;
+    lc_status st = lc_file_read(path, (size_t)1 << 32, &text, &len);
+    if (st) return st;
+    *refs = calloc((size_t)(ds->n_examples ? ds->n_examples : 1), sizeof **refs);
+    if (!*refs) {
+        free(text);
+        return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    // Examples keep file order; walk the lines once.
+    char *line = text;
+    int line_no = 1;
+    for (int i = 0; !st && i < ds->n_examples; i++) {
+        int want = ds->examples[i].line;
+        while (line && line_no < want) {
+            char *nl = strchr(line, '\n');
+            line = nl ? nl + 1 : NULL;
+            line_no++;
+        }
+        if (!line) {
+            st = lc_error(LC_STATUS_INPUT, "%s:%d: line not found", path, want);
+            break;
+        }
+        char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        cJSON *row = cJSON_ParseWithLength(line, n);
+        const char *ref = row ? record_reference(row) : NULL;
+        *chat |= row && cJSON_HasObjectItem(row, "messages");
+        if (!ref)
+            st = lc_error(LC_STATUS_INPUT, "%s:%d: no reference answer to score (a \"completion\", or an assistant "
+                          "message)", path, want);
+        else if (!((*refs)[i] = strdup(ref)))
+            st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+        cJSON_Delete(row);
+    }
+    free(text);
+    if (st) {
+        lc_gen_eval_refs_free(*refs, ds->n_examples);
+        *refs = NULL;
+    }
+    return st;
+}
+
+// Tokens before the example's last trained span: what the model is asked.
+static int prompt_length(const lc_example *e) {
+    int t = e->n - 1;
+    while (t > 0 && !e->target[t]) t--;
+    while (t > 0 && e->target[t]) t--;
+    return t + 1;
+}
+
+static int32_t argmax(const float *row, int V) {
+    int32_t best = 0;
+    for (int32_t v = 1; v < V; v++)
+        if (row[v] > row[best]) best = v; // the first of equal maxima, as torch.argmax
+    return best;
+}
+
+static int cmp_by_length(const void *a, const void *b) {
+    const int *x = a, *y = b;
+    return x[1] != y[1] ? (x[1] > y[1]) - (x[1] < y[1]) : (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+typedef struct decode_buf {
+    int32_t *tokens, *pos, *seg; // [B, L] inputs of one call
+    int32_t *out;                // [B, max_tokens] generated ids
+    int *n_out, *done, *pad;     // [B]
+    char **preds;                // [n] answers, by example
+    bool *ok;                    // [n] their verdicts
+} decode_buf;
+
+// Decodes row b's answer so far (stop ids excluded); NULL on failure.
+static char *answer_text(const lc_tokenizer *tok, const decode_buf *d, int b, int max_tokens) {
+    char *text;
+    size_t len;
+    if (lc_tokenizer_decode(tok, d->out + (size_t)b * max_tokens, (size_t)d->n_out[b], true, &text, &len))
+        return NULL;
+    return text;
+}
+
+static lc_status write_prediction(FILE *f, const lc_tokenizer *tok, const lc_example *e, int n_prompt,
+                                  const char *pred, const char *ref, bool ok) {
+    char *prompt;
+    size_t len;
+    lc_status st = lc_tokenizer_decode(tok, e->ids, (size_t)n_prompt, true, &prompt, &len);
+    if (st) return st;
+    cJSON *row = cJSON_CreateObject();
+    cJSON_AddNumberToObject(row, "line", e->line);
+    cJSON_AddStringToObject(row, "prompt", prompt);
+    cJSON_AddStringToObject(row, "prediction", pred);
+    cJSON_AddStringToObject(row, "reference", ref);
+    cJSON_AddBoolToObject(row, "correct", ok);
+    char *s = cJSON_PrintUnformatted(row);
+    if (s) fprintf(f, "%s\n", s);
+    cJSON_free(s);
+    cJSON_Delete(row);
+    free(prompt);
+    return s ? LC_STATUS_OK : lc_error(LC_STATUS_RUNTIME, "out of memory");
+}
+
+lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_tokenizer *tok, const lc_dataset *ds,
+                           char *const *refs, const lc_gen_eval_options *o, lc_gen_eval_result *out) {
+    memset(out, 0, sizeof *out);
+    int n = o->limit > 0 && o->limit < ds->n_examples ? o->limit : ds->n_examples, B = o->batch, M = o->max_tokens;
+    int V = m->cfg.vocab_size, ctx = m->cfg.max_position_embeddings;
+    if (n == 0) return LC_STATUS_OK;
+    // Longest prompts last, so a batch holds prompts of similar length.
+    int *order = malloc(sizeof(int) * 2 * (size_t)n), L_max = 0;
+    if (!order) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    for (int i = 0; i < n; i++) {
+        order[2 * i] = i;
+        order[2 * i + 1] = prompt_length(&ds->examples[i]);
+        if (order[2 * i + 1] > L_max) L_max = order[2 * i + 1];
+    }
+    qsort(order, (size_t)n, 2 * sizeof(int), cmp_by_length);
+    lc_status st = LC_STATUS_OK;
+    if (ctx > 0 && L_max + M > ctx)
+        st = lc_error(LC_STATUS_INPUT, "a prompt of %d tokens plus --max-tokens %d exceeds the model's %d positions",
+                      L_max, M, ctx);
+    if (B > n) B = n;
+    lc_forward_state s;
+    decode_buf d = {0};
+    int planned = 0;
+    if (!st && !(st = lc_forward_state_init(&s, m, B, L_max + M, B * L_max, B))) {
+        planned = 1;
+        s.lora = lora;
+        d.tokens = malloc(sizeof(int32_t) * (size_t)B * L_max);
+        d.pos = malloc(sizeof(int32_t) * (size_t)B * L_max);
+        d.seg = malloc(sizeof(int32_t) * (size_t)B * L_max);
+        d.out = malloc(sizeof(int32_t) * (size_t)B * M);
+        d.n_out = malloc(sizeof(int) * (size_t)B);
+        d.done = malloc(sizeof(int) * (size_t)B);
+        d.pad = malloc(sizeof(int) * (size_t)B);
+        d.preds = calloc((size_t)n, sizeof *d.preds);
+        d.ok = calloc((size_t)n, sizeof *d.ok);
+        if (!d.tokens || !d.pos || !d.seg || !d.out || !d.n_out || !d.done || !d.pad || !d.preds || !d.ok)
+            st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    double t0 = lc_now_s();
+    for (int first = 0; !st && first < n; first += B) {
+        int nb = n - first < B ? n - first : B, L = order[2 * (first + nb - 1) + 1], *pad = d.pad;
+        for (int b = 0; b < nb; b++) {
+            const lc_example *e = &ds->examples[order[2 * (first + b)]];
+            int len = order[2 * (first + b) + 1];
+            pad[b] = L - len;
+            for (int t = 0; t < L; t++) {
+                size_t at = (size_t)b * L + t;
+                bool real = t >= pad[b];
+                d.tokens[at] = real ? e->ids[t - pad[b]] : e->ids[0];
+                d.pos[at] = real ? t - pad[b] : t;
+                d.seg[at] = real ? pad[b] : 0;
+            }
+            d.n_out[b] = d.done[b] = 0;
+        }
+        lc_forward_input in = {d.tokens, nb, L, d.pos, d.seg, 0};
+        st = lc_forward_input_run(&s, m, &in, LC_LOGITS_MODE_LAST);
+        for (int i = 0; !st && i < M; i++) {
+            int active = 0;
+            for (int b = 0; b < nb; b++) {
+                if (d.done[b]) {
+                    d.tokens[b] = d.out[(size_t)b * M]; // any id: its row is not read
+                    continue;
+                }
+                int32_t t = argmax(s.logits + (size_t)b * V, V);
+                bool stop = false;
+                for (int k = 0; k < o->n_stop; k++) stop |= t == o->stop[k];
+                if (!stop) {
+                    d.out[(size_t)b * M + d.n_out[b]++] = t;
+                    out->n_generated++;
+                }
+                if (!stop && o->stop_blank_line) {
+                    char *text = answer_text(tok, &d, b, M);
+                    stop = text && strstr(text, "\n\n");
+                    free(text);
+                }
+                d.done[b] = stop || d.n_out[b] == M;
+                d.tokens[b] = t;
+                d.pos[b] = L + i - pad[b];
+                d.seg[b] = pad[b];
+                active += !d.done[b];
+            }
+            if (!active) break;
+            lc_forward_input step = {d.tokens, nb, 1, d.pos, d.seg, L + i};
+            st = lc_forward_input_run(&s, m, &step, LC_LOGITS_MODE_LAST);
+        }
+        for (int b = 0; !st && b < nb; b++) {
+            int idx = order[2 * (first + b)];
+            char *pred = answer_text(tok, &d, b, M);
+            if (!pred) {
+                st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+                break;
+            }
+            if (o->stop_blank_line) {
+                char *blank = strstr(pred, "\n\n");
+                if (blank) *blank = 0;
+            }
+            d.ok[idx] = lc_score_match(o->metric, pred, refs[idx]);
+            d.preds[idx] = pred;
+            out->correct += d.ok[idx];
+            out->n++;
+        }
+    }
+    out->seconds = lc_now_s() - t0;
+    // Predictions in file order.
+    for (int i = 0; !st && o->predictions && i < n; i++)
+        st = write_prediction(o->predictions, tok, &ds->examples[i], prompt_length(&ds->examples[i]), d.preds[i],
+                              refs[i], d.ok[i]);
+    for (int i = 0; d.preds && i < n; i++) free(d.preds[i]);
+    free(d.preds);
+    free(d.ok);
+    free(d.pad);
+    free(d.tokens);
+    free(d.pos);
+    free(d.seg);
+    free(d.out);
+    free(d.n_out);
+    free(d.done);
+    if (planned) lc_forward_state_free(&s);
+    free(order);
+    return st;
+}
