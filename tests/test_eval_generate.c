@@ -2,8 +2,11 @@
 // references and on hand-written predictions; `lora eval --generate` on
 // stories260K against the PyTorch reference's own greedy continuations
 // (tests/reference/greedy_reference.py): exact match 1.0, and 0.5 with half
-// of them altered; batching changes no answer; chat data; refusals.
+// of them altered; batching changes no answer; chat data; refusals. In
+// training: eval_generate rows, early stopping (where it stops, the best
+// checkpoint kept and loaded by --adapter RUN_DIR, its state across a resume).
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,6 +204,120 @@ START_TEST(test_refusals) {
 }
 END_TEST
 
+// A run whose eval loss never improves by min_delta 10 after its first
+// evaluation: evaluations at 2 (best), 4 and 6 stop it after step 6 with
+// patience 2; the best checkpoint survives keep_checkpoints 1 and is what
+// --adapter RUN_DIR loads.
+static const char *es_config(const char *extra) {
+    static char path[4300];
+    char text[4096];
+    int n = snprintf(text, sizeof text,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"output_dir\": \"%s/run\",\n"
+                     " \"valid_split\": 0.2, \"lora\": {\"r\": 4, \"alpha\": 8}, \"optimizer\": {\"lr\": 3e-3},\n"
+                     " \"schedule\": {\"type\": \"constant\"}, \"batch_size\": 4, \"max_seq_len\": 128, \"seed\": 5,\n"
+                     " \"eval_every\": 2, \"save_every\": 3, \"keep_checkpoints\": 1%s%s}\n",
+                     MODEL_DIR, LC_SHARED_DIR "/data/alpaca_tiny.jsonl", tmp, extra[0] ? ", " : "", extra);
+    lc_test_write(tmp, "es.json", text, (size_t)n);
+    snprintf(path, sizeof path, "%s/es.json", tmp);
+    return path;
+}
+
+static lc_test_run train(const char *cfg, const char *set1, const char *set2) {
+    const char *args[] = {"train", "--config", cfg, "--set", set1, "--set", set2, NULL};
+    return lc_test_lora(args);
+}
+
+static bool run_has(const char *name) {
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/%s", tmp, name);
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+static char *eval_out(const char *adapter) {
+    const char *args[] = {"eval", "--model", MODEL_DIR, "--adapter", adapter, "--data",
+                          LC_SHARED_DIR "/data/alpaca_tiny.jsonl", "--max-seq-len", "128", NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    char *out = strdup(r.out);
+    lc_test_run_free(&r);
+    return out;
+}
+
+START_TEST(test_early_stopping) {
+    const char *cfg = es_config("\"early_stopping\": {\"patience\": 2, \"min_delta\": 10}");
+    lc_test_run r = train(cfg, "steps=20", "threads=0");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strstr(r.err, "early stopping after step 6: eval loss has not improved by more than 10 in 2 "
+                               "evaluations"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "best checkpoint") && strstr(r.err, "checkpoint-2.h5 (eval loss"), "%s", r.err);
+    lc_test_run_free(&r);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    char *metrics = lc_test_read(path, NULL);
+    const char *last = metrics + strlen(metrics) - 2;
+    while (last > metrics && last[-1] != '\n') last--;
+    const char *want = "{\"step\": 6, \"early_stopping\": \"stopped\", \"best_checkpoint\": \"checkpoint-2.h5\", "
+                       "\"best_step\": 2, \"best_eval_loss\": ";
+    ck_assert_msg(!strncmp(last, want, strlen(want)), "%s", last);
+    ck_assert_msg(!strstr(metrics, "{\"step\": 7,"), "trained past the stop");
+    free(metrics);
+    // keep_checkpoints 1 keeps the newest (6) and the best (2); 3 is gone.
+    ck_assert(run_has("checkpoint-2.h5") && run_has("checkpoint-6.h5") && !run_has("checkpoint-3.h5"));
+    char run[4300], best[4300], newest[4300];
+    snprintf(run, sizeof run, "%s/run", tmp);
+    snprintf(best, sizeof best, "%s/run/checkpoint-2.h5", tmp);
+    snprintf(newest, sizeof newest, "%s/run/checkpoint-6.h5", tmp);
+    char *a = eval_out(run), *b = eval_out(best), *c = eval_out(newest);
+    ck_assert_str_eq(a, b);
+    ck_assert_str_ne(a, c);
+    free(a);
+    free(b);
+    free(c);
+    // The same command again trains nothing.
+    r = train(cfg, "steps=20", "threads=0");
+    ck_assert_msg(r.status == 0 && strstr(r.err, "stopped early at step 6"), "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// Resumed, the run keeps its counters: 2 (best) and 4 before the resume, 6
+// and 8 after it stop it at 8 with patience 3 (a run that forgot them would
+// take 6 as a new best and go on to 12).
+START_TEST(test_early_stopping_resume) {
+    const char *cfg = es_config("\"early_stopping\": {\"patience\": 3, \"min_delta\": 10}");
+    lc_test_run r = train(cfg, "steps=4", "threads=0");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    r = train(cfg, "steps=20", "threads=0");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strstr(r.err, "resuming from") && strstr(r.err, "early stopping after step 8:"), "%s", r.err);
+    lc_test_run_free(&r);
+}
+END_TEST
+
+// eval_generate adds accuracy rows on the validation data.
+START_TEST(test_eval_generate_during_training) {
+    const char *cfg = es_config("\"eval_generate\": {\"every\": 3, \"limit\": 5, \"metric\": \"contains\", "
+                                "\"max_tokens\": 8}");
+    lc_test_run r = train(cfg, "steps=6", "threads=0");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    char path[4300];
+    snprintf(path, sizeof path, "%s/run/metrics.jsonl", tmp);
+    char *metrics = lc_test_read(path, NULL);
+    ck_assert_msg(strstr(metrics, "{\"step\": 3, \"eval_accuracy\": ") &&
+                  strstr(metrics, "{\"step\": 6, \"eval_accuracy\": ") && strstr(metrics, "\"eval_n\": 5}"),
+                  "%s", metrics);
+    free(metrics);
+    snprintf(path, sizeof path, "%s/run/loss.svg", tmp);
+    char *svg = lc_test_read(path, NULL);
+    ck_assert_msg(strstr(svg, "class=\"accuracy\""), "no accuracy in the plot");
+    free(svg);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("eval_generate");
     TCase *tc = tcase_create("eval_generate");
@@ -211,6 +328,9 @@ int main(void) {
     tcase_add_test(tc, test_reference_continuations);
     tcase_add_test(tc, test_chat_data);
     tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_early_stopping);
+    tcase_add_test(tc, test_early_stopping_resume);
+    tcase_add_test(tc, test_eval_generate_during_training);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

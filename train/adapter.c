@@ -195,9 +195,21 @@ lc_status lc_adapter_load(const char *path, const lc_model *m, const lc_adapter_
         return lc_error(LC_STATUS_INPUT, "%s: a GGUF file; lora.c reads adapters from its checkpoints, run folders and "
                         "PEFT folders (GGUF LoRA adapters are what it writes for llama.cpp)", path);
     if (!lc_dir_exists(path)) return load_checkpoint_file(&a, path, &skip);
-    // A run's folder: its newest checkpoint that reads whole, as resume takes.
-    int64_t step;
+    // A run's folder: the best checkpoint early stopping kept, else its
+    // newest checkpoint that reads whole, as resume takes.
+    int64_t step, best = lc_run_dir_read_best(path);
     int n_skipped;
+    if (best > 0) {
+        char file[4200];
+        if ((st = lc_run_dir_checkpoint_path(file, sizeof file, path, best))) return st;
+        if (!(st = load_checkpoint_file(&a, file, &skip))) {
+            fprintf(stderr, "lora: note: %s: its best checkpoint (early stopping), checkpoint-%lld.h5\n", path,
+                    (long long)best);
+            return st;
+        }
+        if (!skip) return st;
+        fprintf(stderr, "lora: warning: skipping the best checkpoint %s; taking the newest\n", lc_error_message());
+    }
     st = lc_run_dir_find(path, NULL, load_checkpoint_file, &a, &step, &n_skipped);
     if (!st && step == 0)
         st = n_skipped ? lc_error(LC_STATUS_INPUT, "%s: none of its %d checkpoints is readable", path, n_skipped)

@@ -149,9 +149,10 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
     }
     qsort(order, (size_t)n, 2 * sizeof(int), cmp_by_length);
     lc_status st = LC_STATUS_OK;
-    if (ctx > 0 && L_max + M > ctx)
-        st = lc_error(LC_STATUS_INPUT, "a prompt of %d tokens plus --max-tokens %d exceeds the model's %d positions",
-                      L_max, M, ctx);
+    // Answers end where the model's positions do.
+    if (ctx > 0 && L_max + M > ctx) M = ctx - L_max;
+    if (M < 1)
+        st = lc_error(LC_STATUS_INPUT, "a prompt of %d tokens leaves no room in the model's %d positions", L_max, ctx);
     if (B > n) B = n;
     lc_forward_state s;
     decode_buf d = {0};

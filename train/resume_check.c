@@ -60,6 +60,10 @@ static const struct {
     {"activation_checkpointing", F_BOOL, AT(activation_checkpointing), false},
     // bf16 products approximate the same model: a run may switch to them to go faster (or back).
     {"compute", F_COMPUTE, AT(compute), false},
+    {"eval_generate.every", F_INT, AT(eval_generate.every), false},
+    {"eval_generate.limit", F_INT, AT(eval_generate.limit), false},
+    {"early_stopping.patience", F_INT, AT(early_stopping.patience), false},
+    {"early_stopping.min_delta", F_FLT, AT(early_stopping.min_delta), false},
     {"output_dir", F_STR, AT(output_dir), false},
     {"init_adapter", F_STR, AT(init_adapter), false}, // read only when a run starts
 };

@@ -164,6 +164,8 @@ static lc_status read_index(lc_run_dir *r, const char *dir, int quiet) {
         int64_t step = (int64_t)s->valuedouble, bytes = (int64_t)b->valuedouble;
         st = push_entry(r, step, bytes);
     }
+    const cJSON *best = cJSON_GetObjectItemCaseSensitive(root, "best");
+    if (cJSON_IsNumber(best) && best->valuedouble > 0 && best->valuedouble < 9e15) r->best = (int64_t)best->valuedouble;
     cJSON_Delete(root);
     return st ? st : drop_repeated_steps(r);
 }
@@ -181,7 +183,9 @@ static lc_status write_index(const lc_run_dir *r) {
     for (int i = 0; i < r->n; i++)
         len += (size_t)snprintf(text + len, cap - len, "%s\n  {\"step\": %lld, \"bytes\": %lld}", i ? "," : "",
                                 (long long)r->entries[i].step, (long long)r->entries[i].bytes);
-    len += (size_t)snprintf(text + len, cap - len, "\n ]}\n");
+    len += (size_t)snprintf(text + len, cap - len, "\n ]");
+    if (r->best > 0) len += (size_t)snprintf(text + len, cap - len, ",\n \"best\": %lld", (long long)r->best);
+    len += (size_t)snprintf(text + len, cap - len, "}\n");
     st = lc_file_write_atomic(path, text, len);
     free(text);
     return st;
@@ -269,6 +273,18 @@ static int entry_changed(const lc_run_dir *r, const char *dir, int i) {
     return checkpoint_bytes(dir, r->entries[i].step) != r->entries[i].bytes;
 }
 
+lc_status lc_run_dir_set_best(lc_run_dir *r, int64_t step) {
+    r->best = step;
+    return write_index(r);
+}
+
+int64_t lc_run_dir_read_best(const char *dir) {
+    lc_run_dir own = {.lock_fd = -1};
+    int64_t best = read_index(&own, dir, 1) ? 0 : own.best;
+    lc_run_dir_close(&own);
+    return best;
+}
+
 lc_status lc_run_dir_prune(lc_run_dir *r, int keep) {
     if (keep < 1) keep = 1; // never the one just written
     // Changed files are no longer known to be complete: they neither count
@@ -277,15 +293,20 @@ lc_status lc_run_dir_prune(lc_run_dir *r, int keep) {
     for (int i = 0; i < r->n; i++)
         if (!entry_changed(r, r->dir, i)) r->entries[kept++] = r->entries[i];
     r->n = kept;
-    int drop = r->n - keep;
+    int has_best = r->n > 0 && r->best > 0 && find_entry(r, r->best) >= 0 && r->best != r->entries[r->n - 1].step;
+    int drop = r->n - keep - has_best;
     if (drop <= 0) return LC_STATUS_OK;
     // The index is rewritten first: a crash in between leaves files the
     // index no longer lists (kept for good), never a listed file that is gone.
     lc_run_entry *gone = malloc(sizeof *gone * (size_t)drop);
     if (!gone) return lc_error(LC_STATUS_RUNTIME, "out of memory");
-    memcpy(gone, r->entries, sizeof *gone * (size_t)drop);
-    memmove(r->entries, r->entries + drop, sizeof *r->entries * (size_t)keep);
-    r->n = keep;
+    // The oldest `drop` entries other than the best go.
+    int n_gone = 0, n_left = 0;
+    for (int i = 0; i < r->n; i++) {
+        if (n_gone < drop && r->entries[i].step != r->best) gone[n_gone++] = r->entries[i];
+        else r->entries[n_left++] = r->entries[i];
+    }
+    r->n = n_left;
     lc_status st = write_index(r);
     for (int i = 0; !st && i < drop; i++) {
         char path[4200];

@@ -29,6 +29,7 @@ typedef struct lc_run_dir {
     lc_run_entry *entries; // [n] the index, oldest written first
     int n, cap;
     int created; // lc_run_dir_open made the folder
+    int64_t best; // early stopping's best checkpoint (0: none): never pruned; --adapter RUN_DIR takes it
 } lc_run_dir;
 
 // Creates dir when missing, takes its lock and reads its index. The lock is
@@ -48,7 +49,12 @@ void lc_run_dir_close_failed(lc_run_dir *r);
 lc_status lc_run_dir_add(lc_run_dir *r, int64_t step);
 // Drops step from the index (found unreadable); the file is left in place.
 lc_status lc_run_dir_forget(lc_run_dir *r, int64_t step);
-// Deletes listed checkpoints beyond the `keep` most recently written. Files
+// Records step as the run's best checkpoint (0: none) and rewrites the index.
+lc_status lc_run_dir_set_best(lc_run_dir *r, int64_t step);
+// The best step an index records (0 when none or no index), for readers.
+int64_t lc_run_dir_read_best(const char *dir);
+// Deletes listed checkpoints beyond the `keep` most recently written (the
+// best checkpoint is kept besides them). Files
 // the index does not list are never deleted. Returns the first failure to
 // rewrite the index (deleting a file that is already gone is not one).
 lc_status lc_run_dir_prune(lc_run_dir *r, int keep);

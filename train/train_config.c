@@ -1,4 +1,5 @@
 #include "train/train_config.h"
+#include "data/score.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -34,6 +35,9 @@ static const struct {
     {"mask_prompt", KEY_BOOL},      {"eval_every", KEY_INT},         {"save_every", KEY_INT},
     {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},          {"skip_nonfinite", KEY_BOOL},
     {"activation_checkpointing", KEY_BOOL}, {"bf16_weights", KEY_BOOL}, {"compute", KEY_STRING},
+    {"eval_generate", KEY_OBJECT},  {"eval_generate.every", KEY_INT}, {"eval_generate.limit", KEY_INT},
+    {"eval_generate.metric", KEY_STRING}, {"eval_generate.max_tokens", KEY_INT},
+    {"early_stopping", KEY_OBJECT}, {"early_stopping.patience", KEY_INT}, {"early_stopping.min_delta", KEY_NUMBER},
 };
 
 static int find_key(const char *path) {
@@ -330,6 +334,39 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     cfg->keep_checkpoints = (int)v;
     TRY(get_int_range(root, "threads", "threads", W("threads"), 0, 0, 4096, &v));
     cfg->threads = (int)v;
+
+    const cJSON *gen = cJSON_GetObjectItemCaseSensitive(root, "eval_generate");
+    const cJSON *es = cJSON_GetObjectItemCaseSensitive(root, "early_stopping");
+    if (!gen) gen = &empty;
+    if (!es) es = &empty;
+    TRY(get_int_range(gen, "every", "eval_generate.every", W("eval_generate.every"), gen == &empty ? 0 : 1, 0,
+                      1 << 30, &v));
+    cfg->eval_generate.every = (int)v;
+    TRY(get_int_range(gen, "limit", "eval_generate.limit", W("eval_generate.limit"), 0, 0, 1 << 30, &v));
+    cfg->eval_generate.limit = (int)v;
+    TRY(get_int_range(gen, "max_tokens", "eval_generate.max_tokens", W("eval_generate.max_tokens"), 256, 1, 1 << 20,
+                      &v));
+    cfg->eval_generate.max_tokens = (int)v;
+    const char *metric;
+    TRY(lc_json_get_string(gen, "metric", W("eval_generate.metric"), "number", &metric));
+    if ((cfg->eval_generate.metric = lc_metric_parse(metric)) < 0)
+        return lc_error(LC_STATUS_INPUT, "%s: \"eval_generate.metric\" \"%s\" is not exact, number or contains",
+                        W("eval_generate.metric"), metric);
+    TRY(get_int_range(es, "patience", "early_stopping.patience", W("early_stopping.patience"), es == &empty ? 0 : 1, 0,
+                      1 << 30, &v));
+    cfg->early_stopping.patience = (int)v;
+    TRY(lc_json_get_double(es, "min_delta", W("early_stopping.min_delta"), 0.0, &d));
+    if (!(d >= 0.0))
+        return lc_error(LC_STATUS_INPUT, "%s: \"early_stopping.min_delta\" must be >= 0", W("early_stopping.min_delta"));
+    cfg->early_stopping.min_delta = (float)d;
+    bool has_valid = cfg->valid_data[0] || cfg->valid_split > 0.0;
+    if ((cfg->eval_generate.every || cfg->early_stopping.patience) && !has_valid)
+        return lc_error(LC_STATUS_INPUT, "%s: \"%s\" needs validation data (valid_data or valid_split)",
+                        W(cfg->eval_generate.every ? "eval_generate" : "early_stopping"),
+                        cfg->eval_generate.every ? "eval_generate" : "early_stopping");
+    if (cfg->early_stopping.patience && !cfg->eval_every && !cfg->eval_generate.every)
+        return lc_error(LC_STATUS_INPUT, "%s: \"early_stopping\" needs evaluations: set eval_every (or "
+                        "eval_generate.every)", W("early_stopping"));
     return LC_STATUS_OK;
 }
 

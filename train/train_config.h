@@ -36,6 +36,19 @@ typedef struct lc_train_config {
     bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory)
     lc_compute compute;            // how the frozen-weight and head products multiply ("compute")
     int eval_every, save_every, keep_checkpoints, threads;
+    // "eval_generate": task accuracy on the validation data every `every`
+    // steps (0: off), over its first `limit` examples (0: all).
+    struct {
+        int every, limit, max_tokens;
+        int metric; // lc_metric
+    } eval_generate;
+    // "early_stopping": stop after `patience` evaluations (0: off) without an
+    // improvement of more than min_delta, in eval accuracy when eval_generate
+    // runs, else in eval loss.
+    struct {
+        int patience;
+        float min_delta;
+    } early_stopping;
     char *json; // the full config after overrides, as written to checkpoints
     char path[4096]; // the config file, for messages ("" when parsed from text)
 } lc_train_config;

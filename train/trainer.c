@@ -20,6 +20,8 @@
 #include "train/adapter.h"
 #include "train/checkpoint.h"
 #include "train/dist.h"
+#include "train/early_stop.h"
+#include "train/eval_generate.h"
 #include "train/plot.h"
 #include "train/resume_check.h"
 #include "train/run_dir.h"
@@ -58,6 +60,11 @@ typedef struct trainer {
     int eval_stopped;   // an evaluation was abandoned on a second stop signal
     int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
     int plot_failed;    // loss.svg could not be written (reported once)
+    lc_early_stop es;   // early_stopping (patience 0: off)
+    char **valid_refs;  // eval_generate: the validation examples' reference answers
+    bool valid_chat;    // the validation data is chat data
+    int32_t gen_stop[16];
+    int n_gen_stop;
 } trainer;
 
 lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap) {
@@ -370,6 +377,71 @@ static void write_plot(trainer *t) {
     fprintf(stderr, "lora train: warning: loss plot not written: %s\n", lc_error_message());
 }
 
+// An evaluation of the value early stopping watches: a new best is kept as
+// a checkpoint (saved now when this step has none) and named in the index,
+// which keeps it from pruning and gives it to --adapter RUN_DIR.
+static lc_status early_stop_record(trainer *t, int64_t step, double value) {
+    if (!t->es.patience || !lc_early_stop_update(&t->es, step, value)) return LC_STATUS_OK;
+    lc_status st = lc_dist_agree(t->saved_step != step ? save_checkpoint(t, step) : LC_STATUS_OK);
+    if (!st && lc_dist_rank() == 0 && (st = lc_run_dir_set_best(&t->run, step))) {
+        if (t->tty) fprintf(stderr, "\r\033[K");
+        fprintf(stderr, "lora train: warning: %s; the best checkpoint may be pruned\n", lc_error_message());
+        st = LC_STATUS_OK;
+    }
+    return st;
+}
+
+// The last metrics row of a run with early stopping names its best checkpoint.
+static void early_stop_report(trainer *t, int64_t step, bool stopped) {
+    const lc_early_stop *e = &t->es;
+    if (t->tty) fprintf(stderr, "\r\033[K");
+    if (stopped)
+        fprintf(stderr, "lora train: early stopping after step %lld: %s has not improved by more than %g in %d "
+                "evaluations\n", (long long)step, e->higher_better ? "eval accuracy" : "eval loss", e->min_delta,
+                e->patience);
+    fprintf(stderr, "lora train: best checkpoint %s/checkpoint-%lld.h5 (%s %.6g at step %lld); --adapter %s takes it\n",
+            t->cfg->output_dir, (long long)e->best_step, e->higher_better ? "eval accuracy" : "eval loss", e->best,
+            (long long)e->best_step, t->cfg->output_dir);
+    if (t->metrics) {
+        fprintf(t->metrics, "{\"step\": %lld, \"early_stopping\": \"%s\", \"best_checkpoint\": "
+                "\"checkpoint-%lld.h5\", \"best_step\": %lld, \"best_%s\": %.6f}\n", (long long)step,
+                stopped ? "stopped" : "finished", (long long)e->best_step, (long long)e->best_step,
+                lc_early_stop_key(e), e->best);
+        fflush(t->metrics);
+    }
+}
+
+// eval_generate: accuracy of greedy answers on the validation data, by rank
+// 0 (the others wait for its number).
+static lc_status run_eval_generate(trainer *t, int64_t step) {
+    const lc_train_config *cfg = t->cfg;
+    double res[3] = {0, 0, 0}; // correct, n, seconds
+    lc_status st = LC_STATUS_OK;
+    if (lc_dist_rank() == 0) {
+        lc_gen_eval_options o = {.metric = (lc_metric)cfg->eval_generate.metric,
+                                 .max_tokens = cfg->eval_generate.max_tokens, .limit = cfg->eval_generate.limit,
+                                 .batch = cfg->batch_size, .stop = t->gen_stop, .n_stop = t->n_gen_stop,
+                                 .stop_blank_line = !t->valid_chat};
+        lc_gen_eval_result r;
+        st = lc_eval_generate(&t->model, &t->lora, t->tok, &t->valid, t->valid_refs, &o, &r);
+        res[0] = r.correct;
+        res[1] = r.n;
+        res[2] = r.seconds;
+    }
+    if ((st = lc_dist_agree(st)) || (st = lc_dist_bcast(res, sizeof res))) return st;
+    double acc = res[1] > 0 ? res[0] / res[1] : 0.0;
+    if (t->tty) fprintf(stderr, "\r\033[K");
+    fprintf(stderr, "lora train: step %lld: eval accuracy %.4f (%d of %d, %s) in %.1f s\n", (long long)step, acc,
+            (int)res[0], (int)res[1], lc_metric_name((lc_metric)cfg->eval_generate.metric), res[2]);
+    if (t->metrics) {
+        fprintf(t->metrics, "{\"step\": %lld, \"eval_accuracy\": %.6f, \"eval_correct\": %d, \"eval_n\": %d}\n",
+                (long long)step, acc, (int)res[0], (int)res[1]);
+        fflush(t->metrics);
+    }
+    write_plot(t);
+    return t->es.higher_better ? early_stop_record(t, step, acc) : LC_STATUS_OK;
+}
+
 static lc_status run_eval(trainer *t, int64_t step) {
     if (!t->has_valid) return LC_STATUS_OK;
     lc_eval_result r;
@@ -401,7 +473,17 @@ static lc_status run_eval(trainer *t, int64_t step) {
         fflush(t->metrics);
     }
     write_plot(t);
-    return LC_STATUS_OK;
+    return t->es.higher_better ? LC_STATUS_OK : early_stop_record(t, step, r.loss);
+}
+
+// The evaluations due after step `done` (the last step: all of them).
+static lc_status evaluate_step(trainer *t, int64_t done, bool last) {
+    const lc_train_config *cfg = t->cfg;
+    lc_status st = LC_STATUS_OK;
+    if (last || (cfg->eval_every && done % cfg->eval_every == 0)) st = run_eval(t, done);
+    if (!st && !t->eval_stopped && cfg->eval_generate.every && (last || done % cfg->eval_generate.every == 0))
+        st = run_eval_generate(t, done);
+    return st;
 }
 
 // The rows [b0, b1) of a batch as a batch of its own (a view: same T, so
@@ -507,6 +589,12 @@ static lc_status train_loop(trainer *t, int64_t first) {
                             "checkpoint-%lld.h5 is kept", (int)lc_stop_signal, (long long)first, cfg->output_dir,
                             (long long)first);
     }
+    if (t->es.stopped_at) {
+        fprintf(stderr, "lora train: %s stopped early at step %lld; its best checkpoint is checkpoint-%lld.h5; nothing "
+                "to train (use another output_dir for a new run)\n", cfg->output_dir, (long long)t->es.stopped_at,
+                (long long)t->es.best_step);
+        return LC_STATUS_OK;
+    }
     if (first == total) {
         fprintf(stderr, "lora train: %s/checkpoint-%lld.h5 is already this run's final adapter; nothing to train\n",
                 cfg->output_dir, (long long)total);
@@ -557,7 +645,15 @@ static lc_status train_loop(trainer *t, int64_t first) {
         // Saved before evaluating: an evaluation that fails or is stopped
         // costs no training.
         if (cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
-        if (cfg->eval_every && done % cfg->eval_every == 0 && done < total) st = run_eval(t, done);
+        if (done < total) st = evaluate_step(t, done, false);
+        if (!st && lc_early_stop_due(&t->es) && done < total) {
+            st = lc_dist_agree(t->saved_step != done ? save_checkpoint(t, done) : LC_STATUS_OK);
+            if (!st) {
+                early_stop_report(t, done, true);
+                write_plot(t);
+            }
+            return st;
+        }
         // Every rank stops after the same step: a signal any of them saw.
         double stop = lc_stop_signal;
         if (!st && lc_dist_size() > 1 && !(st = lc_dist_sum_f64(&stop, 1)) && stop > 0 && !lc_stop_signal)
@@ -579,8 +675,9 @@ static lc_status train_loop(trainer *t, int64_t first) {
         st = lc_error(st, "%s; %s/checkpoint-%lld.h5 (step %lld) is kept", reason, cfg->output_dir,
                       (long long)t->saved_step, (long long)t->saved_step);
     }
-    if (!st) st = run_eval(t, total);
-    if (!st && !t->has_valid) write_plot(t);
+    if (!st) st = evaluate_step(t, total, true);
+    if (!st && !t->eval_stopped && t->es.patience && t->es.best_step) early_stop_report(t, total, false);
+    if (!st && (!t->has_valid || t->es.patience)) write_plot(t);
     if (!st && t->eval_stopped)
         return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
                         "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);
@@ -591,6 +688,21 @@ static lc_status train_loop(trainer *t, int64_t first) {
         fprintf(stderr, "lora train: %lld of %lld batches skipped for a non-finite loss or gradient\n",
                 (long long)t->n_skipped, (long long)(total - first));
     return st;
+}
+
+// eval_generate: the validation examples' references and the ids that end
+// an answer.
+static lc_status load_generation(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    const char *path = cfg->valid_data[0] ? cfg->valid_data : cfg->train_data;
+    lc_status st = lc_gen_eval_refs_load(path, &t->valid, &t->valid_refs, &t->valid_chat);
+    if (st) return st;
+    if (lc_tokenizer_eos(t->tok) >= 0) t->gen_stop[t->n_gen_stop++] = lc_tokenizer_eos(t->tok);
+    for (int i = 0; i < t->model.cfg.n_eos_ids && t->n_gen_stop < 8; i++)
+        t->gen_stop[t->n_gen_stop++] = t->model.cfg.eos_ids[i];
+    if (t->valid_chat && t->chat)
+        t->n_gen_stop += lc_chat_end_of_turn_ids(t->chat, t->tok, t->gen_stop + t->n_gen_stop, 16 - t->n_gen_stop);
+    return LC_STATUS_OK;
 }
 
 // Every rank read the same base and data: their fingerprints are exchanged
@@ -627,6 +739,8 @@ static lc_status check_ranks_agree(trainer *t) {
 static lc_status share_state(trainer *t, int64_t *first) {
     if (lc_dist_size() == 1) return LC_STATUS_OK;
     int64_t head[6] = {*first, t->it.epoch, t->it.index, t->saved_step, t->eval_recorded, t->opt.step};
+    lc_status es = lc_dist_bcast(&t->es, sizeof t->es); // rebuilt from metrics.jsonl on rank 0
+    if (es) return es;
     lc_status st;
     if ((st = lc_dist_bcast(head, sizeof head)) ||
         (st = lc_dist_bcast(t->lora.params, sizeof(float) * t->lora.n_params)) ||
@@ -693,6 +807,9 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     if ((st = lc_base_load_tokenizer(&t.tok, cfg->model))) goto done;
     if ((st = load_data(&t))) goto done;
     if ((st = check_ranks_agree(&t))) goto done;
+    lc_early_stop_init(&t.es, cfg->early_stopping.patience, cfg->early_stopping.min_delta,
+                       cfg->eval_generate.every > 0);
+    if (cfg->eval_generate.every && (st = load_generation(&t))) goto done;
 
     if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
     lc_train_pass_set_compute(&t.pass, cfg->compute);
@@ -727,6 +844,10 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         st = resume(&t, &first);
         if (!st && first == 0 && cfg->init_adapter[0]) st = load_init_adapter(&t);
         if (!st) st = open_metrics(&t, first);
+        char metrics[4200];
+        if (!st && first > 0 && t.es.patience && !(st = lc_path_join(metrics, sizeof metrics, cfg->output_dir,
+                                                                      "metrics.jsonl")))
+            st = lc_early_stop_replay(&t.es, metrics, first);
     }
     if ((st = lc_dist_agree(st)) || (st = share_state(&t, &first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
@@ -753,6 +874,7 @@ done:
     lc_lora_free(&t.lora);
     lc_dataset_free(&t.train);
     lc_dataset_free(&t.valid);
+    lc_gen_eval_refs_free(t.valid_refs, t.valid.n_examples);
     lc_tokenizer_free(t.tok);
     lc_chat_free(t.chat);
     lc_train_pass_free(&t.pass);
