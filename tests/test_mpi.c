@@ -297,6 +297,28 @@ START_TEST(test_indivisible_batch_refused) {
 }
 END_TEST
 
+// 2 ranks of `lora train --config cfg`, rank 0 in tmp/a and rank 1 in
+// tmp/b, so relative paths name different files on each.
+static pid_t start_split(const char *cfg) {
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        char err[4300], script[8800];
+        snprintf(err, sizeof err, "%s/err.txt", tmp);
+        if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
+        const char *asan = getenv("ASAN_OPTIONS");
+        char opts[1024];
+        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && asan[0] ? ":" : "");
+        setenv("ASAN_OPTIONS", opts, 1);
+        snprintf(script, sizeof script, "cd '%s'/$([ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && echo b || echo a) && exec '%s' "
+                 "train --config %s", tmp, LC_LORA_BIN, cfg);
+        execl(LC_MPIEXEC, LC_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-np", "2", "sh",
+              "-c", script, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
 // Rank 1 reads another file at the same (relative) path: every rank stops
 // and one line names the rank and the file.
 START_TEST(test_mismatched_data_refused) {
@@ -309,22 +331,7 @@ START_TEST(test_mismatched_data_refused) {
                      "{\"model\": \"%s\", \"train_data\": \"data.jsonl\", \"output_dir\": \"%s/run\",\n"
                      " \"batch_size\": 2, \"max_seq_len\": 512, \"steps\": 2}\n", MODEL_DIR, tmp);
     lc_test_write(tmp, "cfg.json", text, (size_t)n);
-    pid_t pid = fork();
-    ck_assert(pid >= 0);
-    if (pid == 0) {
-        char err[4300], script[4400];
-        snprintf(err, sizeof err, "%s/err.txt", tmp);
-        if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
-        const char *asan = getenv("ASAN_OPTIONS");
-        char opts[1024];
-        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && asan[0] ? ":" : "");
-        setenv("ASAN_OPTIONS", opts, 1);
-        snprintf(script, sizeof script, "cd '%s'/$([ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && echo b || echo a) && exec '%s' "
-                 "train --config ../cfg.json", tmp, LC_LORA_BIN);
-        execl(LC_MPIEXEC, LC_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-np", "2", "sh",
-               "-c", script, (char *)NULL);
-        _exit(127);
-    }
+    pid_t pid = start_split("../cfg.json");
     int rc = finish(pid);
     char *log = err_log();
     ck_assert_msg(rc == 2, "exit %d: %s", rc, tail(log));
@@ -333,6 +340,50 @@ START_TEST(test_mismatched_data_refused) {
     const char *hit = strstr(log, "differs from rank 0");
     ck_assert_msg(strstr(hit + 1, "differs from rank 0") == NULL, "reported twice: %s", tail(log));
     free(log);
+}
+END_TEST
+
+// needle said once in the log (by one rank); the job ended
+// (no rank waits for another) with `status`.
+static void expect_one_line(pid_t pid, int status, const char *needle) {
+    int rc = finish(pid);
+    char *log = err_log();
+    ck_assert_msg(rc == status, "exit %d: %s", rc, tail(log));
+    ck_assert_msg(strstr(log, needle) != NULL, "lacks \"%s\": %s", needle, tail(log));
+    int lines = 0;
+    for (const char *p = log; (p = strstr(p, needle)); p++) lines++;
+    ck_assert_msg(lines == 1, "said %d times: %s", lines, tail(log));
+    free(log);
+}
+
+// A config that differs on one rank (a setting, or the file itself missing
+// there), and a failure every rank meets: one line each, nothing left over.
+START_TEST(test_config_disagreements) {
+    char cmd[4400], text[4096];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/a' '%s/b'", tmp, tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    int n = snprintf(text, sizeof text,
+                     "{\"model\": \"%s\", \"train_data\": \"%s\", \"output_dir\": \"%s/run\",\n"
+                     " \"batch_size\": 2, \"max_seq_len\": 512, \"steps\": %%d, \"threads\": 1}\n", MODEL_DIR, DATA, tmp);
+    ck_assert(n > 0);
+    char a[4200], b[4200];
+    int na = snprintf(a, sizeof a, text, 4), nb = snprintf(b, sizeof b, text, 6);
+    snprintf(cmd, sizeof cmd, "%s/a", tmp);
+    lc_test_write(cmd, "run.json", a, (size_t)na);
+    snprintf(cmd, sizeof cmd, "%s/b", tmp);
+    lc_test_write(cmd, "run.json", b, (size_t)nb);
+    expect_one_line(start_split("run.json"), 2, "rank 1: run.json differs from rank 0's (settings other than");
+    snprintf(cmd, sizeof cmd, "rm '%s/b/run.json'", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    expect_one_line(start_split("run.json"), 2, "rank 1: run.json: cannot open");
+    // A model path that does not exist, on every rank.
+    snprintf(cmd, sizeof cmd, "sed 's|stories260K|no-such-model|' '%s/a/run.json' > '%s/b/run.json' && "
+             "cp '%s/b/run.json' '%s/a/run.json'", tmp, tmp, tmp, tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    expect_one_line(start_split("run.json"), 2, "no-such-model");
+    char run[4300];
+    snprintf(run, sizeof run, "%s/run", tmp);
+    ck_assert_msg(!file_exists(run), "a refused job left %s", run);
 }
 END_TEST
 
@@ -348,6 +399,7 @@ int main(void) {
     tcase_add_test(tc, test_two_rank_checkpoint_resumed_by_one_process);
     tcase_add_test(tc, test_indivisible_batch_refused);
     tcase_add_test(tc, test_mismatched_data_refused);
+    tcase_add_test(tc, test_config_disagreements);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

@@ -39,7 +39,10 @@ lc_status lc_cmd_train(int argc, char **argv) {
         switch (c) {
         case 'c': config = optarg; break;
         case 's': sets[n_sets++] = optarg; break;
-        case 'h': fputs(train_usage, stdout); free(sets); return LC_STATUS_OK;
+        case 'h':
+            if (lc_dist_rank() == 0) fputs(train_usage, stdout);
+            free(sets);
+            return LC_STATUS_OK;
         default:
             st = lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora train --help)", argv[optind - 1]);
         }
@@ -49,7 +52,9 @@ lc_status lc_cmd_train(int argc, char **argv) {
     lc_train_config cfg;
     if (!st) st = lc_train_config_load(&cfg, config, sets, n_sets);
     free(sets);
-    if (st) return lc_dist_error_shared(st); // every rank reads the same command line and config
+    // Every rank learns whether any could not read its config (a file
+    // missing on one machine), so none waits for the others.
+    if ((st = lc_dist_agree(st))) return st;
     st = lc_train_run(&cfg);
     lc_train_config_free(&cfg);
     return st;

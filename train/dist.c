@@ -99,6 +99,12 @@ static lc_status sum_typed(void *x, size_t n, size_t elem, MPI_Datatype type) {
 lc_status lc_dist_sum_f32(float *x, size_t n) { return sum_typed(x, n, sizeof *x, MPI_FLOAT); }
 lc_status lc_dist_sum_f64(double *x, size_t n) { return sum_typed(x, n, sizeof *x, MPI_DOUBLE); }
 
+lc_status lc_dist_max_int(int *x) {
+    if (g_size == 1) return LC_STATUS_OK;
+    int rc = MPI_Allreduce(MPI_IN_PLACE, x, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? LC_STATUS_OK : mpi_failed(rc, "allreduce");
+}
+
 lc_status lc_dist_bcast(void *buf, size_t bytes) {
     if (g_size == 1) return LC_STATUS_OK;
     char *p = buf;
@@ -152,6 +158,10 @@ lc_status lc_dist_sum_f32(float *x, size_t n) {
 lc_status lc_dist_sum_f64(double *x, size_t n) {
     (void)x;
     (void)n;
+    return LC_STATUS_OK;
+}
+lc_status lc_dist_max_int(int *x) {
+    (void)x;
     return LC_STATUS_OK;
 }
 lc_status lc_dist_bcast(void *buf, size_t bytes) {

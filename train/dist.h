@@ -28,6 +28,8 @@ int lc_dist_local_size(void);
 // 0 in rank order, then broadcast), so optimizer steps stay identical.
 lc_status lc_dist_sum_f32(float *x, size_t n);
 lc_status lc_dist_sum_f64(double *x, size_t n);
+// The largest of every rank's *x, on every rank.
+lc_status lc_dist_max_int(int *x);
 // Rank 0's bytes to every rank.
 lc_status lc_dist_bcast(void *buf, size_t bytes);
 // Each rank's `bytes` of mine, in rank order, into all [size * bytes].

@@ -83,16 +83,16 @@ int main(int argc, char **argv) {
         if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
             lc_cli_verbose = 1;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage, stdout);
+            if (lc_dist_rank() == 0) fputs(usage, stdout);
             return 0;
         } else {
-            fprintf(stderr, "lora: unknown option %s\n%s", argv[i], usage);
+            if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown option %s\n%s", argv[i], usage);
             return LC_STATUS_USAGE;
         }
         i++;
     }
     if (i >= argc) {
-        fputs(usage, stderr);
+        if (lc_dist_rank() == 0) fputs(usage, stderr);
         return LC_STATUS_USAGE;
     }
     if (lc_cli_verbose && lc_dist_rank() == 0) {
@@ -131,6 +131,6 @@ int main(int argc, char **argv) {
         lc_dist_finalize();
         return 0;
     }
-    fprintf(stderr, "lora: unknown command \"%s\"\n%s", cmd, usage);
+    if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown command \"%s\"\n%s", cmd, usage);
     return LC_STATUS_USAGE;
 }

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cJSON.h>
+
 #include "autograd/bf16_gemm.h"
 #include "train/base.h"
 #include "autograd/parallel.h"
@@ -26,6 +28,7 @@
 #include "train/resume_check.h"
 #include "train/run_dir.h"
 #include "train/trainer.h"
+#include "train/trainer_internal.h"
 
 static void format_duration(char *out, size_t cap, double s) {
     if (!(s >= 0) || s > 1e8) s = 0;
@@ -34,38 +37,6 @@ static void format_duration(char *out, size_t cap, double s) {
     else if (t >= 60) snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
     else snprintf(out, cap, "%lds", t);
 }
-
-typedef struct trainer {
-    const lc_train_config *cfg;
-    lc_model model;
-    lc_tokenizer *tok;
-    lc_chat *chat;          // the model's chat template (NULL: none, or unreadable: chat_error)
-    char chat_error[512];
-    lc_dataset train, valid;
-    int has_valid;
-    lc_lora lora;
-    lc_adamw opt;
-    lc_schedule sched;
-    lc_train_pass pass;
-    lc_batcher it;
-    lc_batch *batches; // [grad_accum]
-    FILE *metrics;
-    char fingerprint[17];
-    int tty;
-    lc_run_dir run;     // output_dir: its lock and checkpoint index
-    int64_t saved_step; // step of the newest checkpoint written or resumed from
-    int64_t resumed_step;
-    int64_t n_skipped;  // batches skipped for a non-finite loss (skip_nonfinite)
-    int metrics_failed; // a metrics.jsonl write failed (reported once)
-    int eval_stopped;   // an evaluation was abandoned on a second stop signal
-    int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
-    int plot_failed;    // loss.svg could not be written (reported once)
-    lc_early_stop es;   // early_stopping (patience 0: off)
-    char **valid_refs;  // eval_generate: the validation examples' reference answers
-    bool valid_chat;    // the validation data is chat data
-    int32_t gen_stop[16];
-    int n_gen_stop;
-} trainer;
 
 lc_status lc_train_load_chat(const char *model_dir, const char *override, lc_chat **chat, char *err, size_t cap) {
     *chat = NULL;
@@ -158,7 +129,7 @@ static lc_status plan_memory(trainer *t) {
 }
 
 // Rank 0 writes; the others only note the step.
-static lc_status save_checkpoint(trainer *t, int64_t step) {
+lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step) {
     if (lc_dist_rank() != 0) {
         t->saved_step = step;
         return LC_STATUS_OK;
@@ -181,7 +152,7 @@ static lc_status save_checkpoint(trainer *t, int64_t step) {
 // A checkpoint on the way (not the run's last) that cannot be written, as on a
 // full disk, costs only that save: the previous one is kept and training goes on.
 static void save_or_warn(trainer *t, int64_t step) {
-    if (!save_checkpoint(t, step)) return;
+    if (!lc_trainer_save_checkpoint(t, step)) return;
     if (t->tty) fprintf(stderr, "\r\033[K");
     if (t->saved_step > 0)
         fprintf(stderr, "lora train: warning: %s; %s/checkpoint-%lld.h5 is kept; training goes on\n",
@@ -197,14 +168,14 @@ static void save_or_warn(trainer *t, int64_t step) {
 // since the last checkpoint.
 // A second signal abandons an evaluation under way (the checkpoint is
 // written first, so nothing trained is lost).
-static volatile sig_atomic_t lc_stop_signal = 0, lc_stop_count = 0;
+volatile sig_atomic_t lc_stop_signal = 0, lc_stop_count = 0;
 
 static void on_stop_signal(int sig) {
     lc_stop_signal = sig;
     lc_stop_count++;
 }
 
-static int eval_should_stop(void *user) {
+int lc_trainer_eval_abandoned(void *user) {
     (void)user;
     return lc_stop_count >= 2;
 }
@@ -364,181 +335,6 @@ static lc_status load_init_adapter(trainer *t) {
     return st;
 }
 
-// output_dir/loss.svg from metrics.jsonl so far; a plot that cannot be
-// drawn costs nothing but a warning (once).
-static void write_plot(trainer *t) {
-    if (!t->metrics || t->plot_failed) return;
-    char path[4200];
-    lc_status st = lc_path_join(path, sizeof path, t->cfg->output_dir, "loss.svg");
-    if (!st) st = lc_plot_run_dir(t->cfg->output_dir, path);
-    if (!st) return;
-    t->plot_failed = 1;
-    if (t->tty) fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "lora train: warning: loss plot not written: %s\n", lc_error_message());
-}
-
-// An evaluation of the value early stopping watches: a new best is kept as
-// a checkpoint (saved now when this step has none) and named in the index,
-// which keeps it from pruning and gives it to --adapter RUN_DIR.
-static lc_status early_stop_record(trainer *t, int64_t step, double value) {
-    if (!t->es.patience || !lc_early_stop_update(&t->es, step, value)) return LC_STATUS_OK;
-    lc_status st = lc_dist_agree(t->saved_step != step ? save_checkpoint(t, step) : LC_STATUS_OK);
-    if (!st && lc_dist_rank() == 0 && (st = lc_run_dir_set_best(&t->run, step))) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "lora train: warning: %s; the best checkpoint may be pruned\n", lc_error_message());
-        st = LC_STATUS_OK;
-    }
-    return st;
-}
-
-// The last metrics row of a run with early stopping names its best checkpoint.
-static void early_stop_report(trainer *t, int64_t step, bool stopped) {
-    const lc_early_stop *e = &t->es;
-    if (t->tty) fprintf(stderr, "\r\033[K");
-    if (stopped)
-        fprintf(stderr, "lora train: early stopping after step %lld: %s has not improved by more than %g in %d "
-                "evaluations\n", (long long)step, e->higher_better ? "eval accuracy" : "eval loss", e->min_delta,
-                e->patience);
-    fprintf(stderr, "lora train: best checkpoint %s/checkpoint-%lld.h5 (%s %.6g at step %lld); --adapter %s takes it\n",
-            t->cfg->output_dir, (long long)e->best_step, e->higher_better ? "eval accuracy" : "eval loss", e->best,
-            (long long)e->best_step, t->cfg->output_dir);
-    if (t->metrics) {
-        fprintf(t->metrics, "{\"step\": %lld, \"early_stopping\": \"%s\", \"best_checkpoint\": "
-                "\"checkpoint-%lld.h5\", \"best_step\": %lld, \"best_%s\": %.6f}\n", (long long)step,
-                stopped ? "stopped" : "finished", (long long)e->best_step, (long long)e->best_step,
-                lc_early_stop_key(e), e->best);
-        fflush(t->metrics);
-    }
-}
-
-// eval_generate: accuracy of greedy answers on the validation data, by rank
-// 0 (the others wait for its number).
-static lc_status run_eval_generate(trainer *t, int64_t step) {
-    const lc_train_config *cfg = t->cfg;
-    double res[3] = {0, 0, 0}; // correct, n, seconds
-    lc_status st = LC_STATUS_OK;
-    if (lc_dist_rank() == 0) {
-        lc_gen_eval_options o = {.metric = (lc_metric)cfg->eval_generate.metric,
-                                 .max_tokens = cfg->eval_generate.max_tokens, .limit = cfg->eval_generate.limit,
-                                 .batch = cfg->batch_size, .stop = t->gen_stop, .n_stop = t->n_gen_stop,
-                                 .stop_blank_line = !t->valid_chat};
-        lc_gen_eval_result r;
-        st = lc_eval_generate(&t->model, &t->lora, t->tok, &t->valid, t->valid_refs, &o, &r);
-        res[0] = r.correct;
-        res[1] = r.n;
-        res[2] = r.seconds;
-    }
-    if ((st = lc_dist_agree(st)) || (st = lc_dist_bcast(res, sizeof res))) return st;
-    double acc = res[1] > 0 ? res[0] / res[1] : 0.0;
-    if (t->tty) fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "lora train: step %lld: eval accuracy %.4f (%d of %d, %s) in %.1f s\n", (long long)step, acc,
-            (int)res[0], (int)res[1], lc_metric_name((lc_metric)cfg->eval_generate.metric), res[2]);
-    if (t->metrics) {
-        fprintf(t->metrics, "{\"step\": %lld, \"eval_accuracy\": %.6f, \"eval_correct\": %d, \"eval_n\": %d}\n",
-                (long long)step, acc, (int)res[0], (int)res[1]);
-        fflush(t->metrics);
-    }
-    write_plot(t);
-    return t->es.higher_better ? early_stop_record(t, step, acc) : LC_STATUS_OK;
-}
-
-static lc_status run_eval(trainer *t, int64_t step) {
-    if (!t->has_valid) return LC_STATUS_OK;
-    lc_eval_result r;
-    // Split over the ranks and summed. A second signal cannot abandon an
-    // evaluation that other ranks would go on with.
-    int size = lc_dist_size();
-    lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len,
-                               t->cfg->compute, lc_dist_rank(), size, size > 1 ? NULL : eval_should_stop, NULL, &r);
-    if (size > 1 && !(st = lc_dist_agree(st))) {
-        double sums[2] = {r.loss_sum, (double)r.n_targets};
-        if ((st = lc_dist_sum_f64(sums, 2))) return st;
-        r.loss = sums[0] / sums[1];
-        r.n_targets = (int64_t)sums[1];
-    }
-    if (st == LC_STATUS_INTERRUPTED) {
-        if (t->tty) fprintf(stderr, "\r\033[K");
-        fprintf(stderr, "lora train: step %lld: evaluation stopped by a second signal\n", (long long)step);
-        t->eval_stopped = 1;
-        return LC_STATUS_OK; // the caller saves (if it has not) and stops
-    }
-    if (st == LC_STATUS_INPUT) lc_error_prefix("%s", t->cfg->valid_data[0] ? t->cfg->valid_data : t->cfg->train_data);
-    if (st) return st;
-    if (t->tty) fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens\n", (long long)step, r.loss,
-            exp(r.loss), (long long)r.n_targets);
-    if (t->metrics) {
-        fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.6f}\n", (long long)step, r.loss,
-                exp(r.loss));
-        fflush(t->metrics);
-    }
-    write_plot(t);
-    return t->es.higher_better ? LC_STATUS_OK : early_stop_record(t, step, r.loss);
-}
-
-// The evaluations due after step `done` (the last step: all of them).
-static lc_status evaluate_step(trainer *t, int64_t done, bool last) {
-    const lc_train_config *cfg = t->cfg;
-    lc_status st = LC_STATUS_OK;
-    if (last || (cfg->eval_every && done % cfg->eval_every == 0)) st = run_eval(t, done);
-    if (!st && !t->eval_stopped && cfg->eval_generate.every && (last || done % cfg->eval_generate.every == 0))
-        st = run_eval_generate(t, done);
-    return st;
-}
-
-// The rows [b0, b1) of a batch as a batch of its own (a view: same T, so
-// positions keep their place in the row-major layout).
-static void batch_rows(lc_batch *view, const lc_batch *b, int b0, int b1) {
-    size_t off = (size_t)b0 * b->T;
-    *view = *b;
-    view->B = b1 - b0;
-    view->tokens = b->tokens + off;
-    view->targets = b->targets + off;
-    view->pos = b->pos + off;
-    view->seg_start = b->seg_start + off;
-    view->n_targets = 0;
-    for (size_t i = 0; i < (size_t)view->B * b->T; i++) view->n_targets += view->targets[i] >= 0;
-}
-
-lc_status lc_train_step(const lc_step_ctx *c, const lc_batch *batches, int n_batches, int64_t step, float lr,
-                        lc_step_result *out) {
-    memset(out, 0, sizeof *out);
-    int64_t n_rows = 0;
-    for (int a = 0; a < n_batches; a++) {
-        out->n_targets += batches[a].n_targets;
-        out->n_tokens += batches[a].n_tokens;
-        n_rows += batches[a].B;
-    }
-    memset(c->lora->grads, 0, sizeof(float) * c->lora->n_params);
-    if (out->n_targets == 0) return LC_STATUS_OK;
-    // With several ranks each takes an equal run of the step's rows, in the
-    // order one process takes them; the token-normalized gradient is summed.
-    int rank = lc_dist_rank(), size = lc_dist_size();
-    int64_t lo = n_rows * rank / size, hi = n_rows * (rank + 1) / size, row = 0;
-    double loss_sum = 0.0;
-    int counted = 0;
-    float norm = 1.0f / (float)out->n_targets;
-    for (int a = 0; a < n_batches; row += batches[a].B, a++) {
-        int b0 = (int)(lo > row ? lo - row : 0), b1 = (int)(hi - row < batches[a].B ? hi - row : batches[a].B);
-        if (b1 <= b0) continue;
-        lc_batch b;
-        batch_rows(&b, &batches[a], b0, b1);
-        if (b.n_targets == 0) continue;
-        lc_lora_set_dropout_rows(c->lora, c->model, c->seed * 0x2545F4914F6CDD1Dull + (uint64_t)(step * n_batches + a),
-                                 (int64_t)b0 * b.T);
-        lc_forward_input in = {b.tokens, b.B, b.T, b.pos, b.seg_start, 0};
-        lc_status st = lc_train_pass_run(c->pass, c->model, c->lora, &in, b.targets, norm, &loss_sum, &counted);
-        if (st) return st;
-    }
-    lc_status st;
-    if ((st = lc_dist_sum_f64(&loss_sum, 1)) || (st = lc_dist_sum_f32(c->lora->grads, c->lora->n_params))) return st;
-    out->loss = loss_sum / out->n_targets;
-    out->grad_norm = lc_grad_clip(c->lora->grads, c->lora->n_params, c->max_grad_norm);
-    out->nonfinite = !isfinite(out->loss) || !isfinite(out->grad_norm);
-    if (!out->nonfinite) lc_adamw_step(c->opt, c->lora->params, c->lora->grads, lr);
-    return LC_STATUS_OK;
-}
-
 // One step of the run: the next micro-batches, then lc_train_step; a
 // non-finite loss stops the run unless skip_nonfinite.
 static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_norm, int *n_tokens, int *skipped) {
@@ -583,7 +379,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
     if (first > 0 && first <= total && eval_step && t->has_valid && !t->eval_recorded) {
         fprintf(stderr, "lora train: step %lld: its evaluation is missing from metrics.jsonl; evaluating first\n",
                 (long long)first);
-        if ((st = run_eval(t, first))) return st;
+        if ((st = lc_trainer_run_eval(t, first))) return st;
         if (t->eval_stopped)
             return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the evaluation of step %lld; %s/"
                             "checkpoint-%lld.h5 is kept", (int)lc_stop_signal, (long long)first, cfg->output_dir,
@@ -645,39 +441,39 @@ static lc_status train_loop(trainer *t, int64_t first) {
         // Saved before evaluating: an evaluation that fails or is stopped
         // costs no training.
         if (cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
-        if (done < total) st = evaluate_step(t, done, false);
+        if (done < total) st = lc_trainer_evaluate_step(t, done, false);
         if (!st && lc_early_stop_due(&t->es) && done < total) {
-            st = lc_dist_agree(t->saved_step != done ? save_checkpoint(t, done) : LC_STATUS_OK);
+            st = lc_dist_agree(t->saved_step != done ? lc_trainer_save_checkpoint(t, done) : LC_STATUS_OK);
             if (!st) {
-                early_stop_report(t, done, true);
-                write_plot(t);
+                lc_trainer_early_stop_report(t, done, true);
+                lc_trainer_write_plot(t);
             }
             return st;
         }
-        // Every rank stops after the same step: a signal any of them saw.
-        double stop = lc_stop_signal;
-        if (!st && lc_dist_size() > 1 && !(st = lc_dist_sum_f64(&stop, 1)) && stop > 0 && !lc_stop_signal)
-            lc_stop_signal = SIGTERM;
-        if (!st && lc_stop_signal && done < total) {
-            st = lc_dist_agree(t->saved_step != done ? save_checkpoint(t, done) : LC_STATUS_OK);
+        // Every rank stops after the same step, on the agreed value alone (a
+        // signal arriving after the exchange counts at the next step).
+        int sig = lc_stop_signal;
+        if (!st) st = lc_dist_max_int(&sig);
+        if (!st && sig && done < total) {
+            st = lc_dist_agree(t->saved_step != done ? lc_trainer_save_checkpoint(t, done) : LC_STATUS_OK);
             if (t->tty) fprintf(stderr, "\n");
             if (!st)
                 st = lc_dist_error_shared(lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d after step %lld; saved "
-                              "%s/checkpoint-%lld.h5; run the same command to continue", (int)lc_stop_signal,
+                              "%s/checkpoint-%lld.h5; run the same command to continue", sig,
                               (long long)done, cfg->output_dir, (long long)done));
             return st;
         }
     }
     if (t->tty) fprintf(stderr, "\n");
-    if (!st && (st = lc_dist_agree(save_checkpoint(t, total))) && t->saved_step > 0) {
+    if (!st && (st = lc_dist_agree(lc_trainer_save_checkpoint(t, total))) && t->saved_step > 0) {
         char reason[1024];
         snprintf(reason, sizeof reason, "%s", lc_error_message());
         st = lc_error(st, "%s; %s/checkpoint-%lld.h5 (step %lld) is kept", reason, cfg->output_dir,
                       (long long)t->saved_step, (long long)t->saved_step);
     }
-    if (!st) st = evaluate_step(t, total, true);
-    if (!st && !t->eval_stopped && t->es.patience && t->es.best_step) early_stop_report(t, total, false);
-    if (!st && (!t->has_valid || t->es.patience)) write_plot(t);
+    if (!st) st = lc_trainer_evaluate_step(t, total, true);
+    if (!st && !t->eval_stopped && t->es.patience && t->es.best_step) lc_trainer_early_stop_report(t, total, false);
+    if (!st && (!t->has_valid || t->es.patience)) lc_trainer_write_plot(t);
     if (!st && t->eval_stopped)
         return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
                         "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);
@@ -690,26 +486,25 @@ static lc_status train_loop(trainer *t, int64_t first) {
     return st;
 }
 
-// eval_generate: the validation examples' references and the ids that end
-// an answer.
-static lc_status load_generation(trainer *t) {
-    const lc_train_config *cfg = t->cfg;
-    const char *path = cfg->valid_data[0] ? cfg->valid_data : cfg->train_data;
-    lc_status st = lc_gen_eval_refs_load(path, &t->valid, &t->valid_refs, &t->valid_chat);
-    if (st) return st;
-    if (lc_tokenizer_eos(t->tok) >= 0) t->gen_stop[t->n_gen_stop++] = lc_tokenizer_eos(t->tok);
-    for (int i = 0; i < t->model.cfg.n_eos_ids && t->n_gen_stop < 8; i++)
-        t->gen_stop[t->n_gen_stop++] = t->model.cfg.eos_ids[i];
-    if (t->valid_chat && t->chat)
-        t->n_gen_stop += lc_chat_end_of_turn_ids(t->chat, t->tok, t->gen_stop + t->n_gen_stop, 16 - t->n_gen_stop);
-    return LC_STATUS_OK;
+// 16 hex digits of the config as every rank must share it: all but where
+// rank 0 writes and how many threads a rank runs.
+static void config_fingerprint(const lc_train_config *cfg, char out[17]) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    cJSON *root = cJSON_Parse(cfg->json);
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "output_dir");
+    cJSON_DeleteItemFromObjectCaseSensitive(root, "threads");
+    char *text = root ? cJSON_PrintUnformatted(root) : NULL;
+    for (const char *p = text ? text : cfg->json; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001B3ull;
+    cJSON_free(text);
+    cJSON_Delete(root);
+    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 // Every rank read the same base and data: their fingerprints are exchanged
 // and a rank whose copy differs from rank 0's stops the job, named.
 static lc_status check_ranks_agree(trainer *t) {
     typedef struct {
-        char fp[3][17]; // base, training data, validation data
+        char fp[4][17]; // base, training data, validation data, config
     } prints;
     int size = lc_dist_size();
     if (size == 1) return LC_STATUS_OK;
@@ -718,14 +513,17 @@ static lc_status check_ranks_agree(trainer *t) {
     memcpy(mine.fp[0], t->fingerprint, 17);
     lc_dataset_fingerprint(&t->train, mine.fp[1]);
     if (t->has_valid) lc_dataset_fingerprint(&t->valid, mine.fp[2]);
+    config_fingerprint(t->cfg, mine.fp[3]);
     prints *all = calloc((size_t)size, sizeof *all);
     if (!all) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     lc_status st = lc_dist_allgather(&mine, all, sizeof mine);
     const lc_train_config *cfg = t->cfg;
-    const char *names[3] = {cfg->model, cfg->train_data, cfg->valid_data[0] ? cfg->valid_data : cfg->train_data};
-    const char *what[3] = {"weights", "tokenized examples", "tokenized examples"};
+    const char *names[4] = {cfg->model, cfg->train_data, cfg->valid_data[0] ? cfg->valid_data : cfg->train_data,
+                            cfg->path[0] ? cfg->path : "the config"};
+    const char *what[4] = {"weights", "tokenized examples", "tokenized examples", "settings other than output_dir and "
+                           "threads, after --set"};
     for (int r = 1; !st && r < size; r++)
-        for (int k = 0; !st && k < 3; k++)
+        for (int k = 0; !st && k < 4; k++)
             if (memcmp(all[r].fp[k], all[0].fp[k], 17))
                 st = lc_dist_error_shared(lc_error(LC_STATUS_INPUT, "rank %d: %s differs from rank 0's (%s "
                                                    "fingerprint %s, rank 0 %s); every rank must read the same files",
@@ -775,6 +573,52 @@ static void restore_stderr(int saved) {
     close(saved);
 }
 
+// The base, its tokenizer and the data.
+static lc_status load_inputs(trainer *t, int *model_loaded) {
+    const lc_train_config *cfg = t->cfg;
+    lc_status st = lc_model_load_opts(&t->model, cfg->model, cfg->bf16_weights);
+    if (st) return st;
+    *model_loaded = 1;
+    lc_train_warn_model("lora train", cfg->model, &t->model);
+    lc_model_fingerprint(&t->model, t->fingerprint);
+    if ((st = lc_base_load_tokenizer(&t->tok, cfg->model))) return st;
+    return load_data(t);
+}
+
+// The adapter, optimizer, batcher and training pass of a fresh run.
+static lc_status build_run(trainer *t) {
+    const lc_train_config *cfg = t->cfg;
+    lc_status st;
+    lc_early_stop_init(&t->es, cfg->early_stopping.patience, cfg->early_stopping.min_delta,
+                       cfg->eval_generate.every > 0);
+    if (cfg->eval_generate.every && (st = lc_trainer_load_generation(t))) return st;
+    if ((st = lc_train_pass_init(&t->pass, &t->model, cfg->activation_checkpointing))) return st;
+    lc_train_pass_set_compute(&t->pass, cfg->compute);
+    if (cfg->compute == LC_COMPUTE_BF16 && lc_compute_effective(cfg->compute) != LC_COMPUTE_BF16)
+        fprintf(stderr, "lora train: note: \"compute\": \"bf16\": %s\n", lc_bf16_kernel_describe());
+    if ((st = lc_lora_init(&t->lora, &t->model, &cfg->lora, cfg->seed, true))) {
+        if (st == LC_STATUS_INPUT && cfg->path[0]) lc_error_prefix("%s", cfg->path); // a target the family lacks
+        return st;
+    }
+    if ((st = lc_adamw_init(&t->opt, t->lora.n_params, &cfg->adamw))) return st;
+    t->sched = cfg->schedule;
+    if ((st = lc_batcher_init(&t->it, &t->train, cfg->batch_size, cfg->max_seq_len, cfg->packing, true, cfg->seed)))
+        return st;
+    t->sched.total_steps = cfg->steps;
+    if (cfg->epochs > 0) {
+        // The last step may be short of grad_accum micro-batches: the bounded
+        // batcher gives it empty ones rather than examples past the last epoch.
+        int64_t n_batches;
+        if ((st = epoch_run_batches(t, &n_batches))) return st;
+        t->sched.total_steps = (n_batches + cfg->grad_accum - 1) / cfg->grad_accum;
+    }
+    t->batches = calloc((size_t)cfg->grad_accum, sizeof *t->batches);
+    if (!t->batches) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    for (int a = 0; a < cfg->grad_accum; a++)
+        if ((st = lc_batch_init(&t->batches[a], cfg->batch_size, cfg->max_seq_len))) return st;
+    return LC_STATUS_OK;
+}
+
 lc_status lc_train_run(const lc_train_config *cfg) {
     trainer t;
     memset(&t, 0, sizeof t);
@@ -800,44 +644,12 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     // refused at once, not after loading the model and data. Rank 0 alone
     // writes it.
     if ((st = lc_dist_agree(rank == 0 ? lc_run_dir_open(&t.run, cfg->output_dir) : LC_STATUS_OK))) goto done;
-    if ((st = lc_model_load_opts(&t.model, cfg->model, cfg->bf16_weights))) goto done;
-    model_loaded = 1;
-    lc_train_warn_model("lora train", cfg->model, &t.model);
-    lc_model_fingerprint(&t.model, t.fingerprint);
-    if ((st = lc_base_load_tokenizer(&t.tok, cfg->model))) goto done;
-    if ((st = load_data(&t))) goto done;
+    // Each phase ends with every rank learning whether any failed, so a
+    // failure one rank meets (a file missing on one machine) or all meet (a
+    // wrong path) is reported once and ends every rank at the same point.
+    if ((st = lc_dist_agree(load_inputs(&t, &model_loaded)))) goto done;
     if ((st = check_ranks_agree(&t))) goto done;
-    lc_early_stop_init(&t.es, cfg->early_stopping.patience, cfg->early_stopping.min_delta,
-                       cfg->eval_generate.every > 0);
-    if (cfg->eval_generate.every && (st = load_generation(&t))) goto done;
-
-    if ((st = lc_train_pass_init(&t.pass, &t.model, cfg->activation_checkpointing))) goto done;
-    lc_train_pass_set_compute(&t.pass, cfg->compute);
-    if (cfg->compute == LC_COMPUTE_BF16 && lc_compute_effective(cfg->compute) != LC_COMPUTE_BF16)
-        fprintf(stderr, "lora train: note: \"compute\": \"bf16\": %s\n", lc_bf16_kernel_describe());
-    if ((st = lc_lora_init(&t.lora, &t.model, &cfg->lora, cfg->seed, true))) {
-        if (st == LC_STATUS_INPUT && cfg->path[0]) lc_error_prefix("%s", cfg->path); // a target the family lacks
-        goto done;
-    }
-    if ((st = lc_adamw_init(&t.opt, t.lora.n_params, &cfg->adamw))) goto done;
-    t.sched = cfg->schedule;
-    if ((st = lc_batcher_init(&t.it, &t.train, cfg->batch_size, cfg->max_seq_len, cfg->packing, true, cfg->seed)))
-        goto done;
-    t.sched.total_steps = cfg->steps;
-    if (cfg->epochs > 0) {
-        // The last step may be short of grad_accum micro-batches: the bounded
-        // batcher gives it empty ones rather than examples past the last epoch.
-        int64_t n_batches;
-        if ((st = epoch_run_batches(&t, &n_batches))) goto done;
-        t.sched.total_steps = (n_batches + cfg->grad_accum - 1) / cfg->grad_accum;
-    }
-    t.batches = calloc((size_t)cfg->grad_accum, sizeof *t.batches);
-    if (!t.batches) {
-        st = lc_error(LC_STATUS_RUNTIME, "out of memory");
-        goto done;
-    }
-    for (int a = 0; a < cfg->grad_accum; a++)
-        if ((st = lc_batch_init(&t.batches[a], cfg->batch_size, cfg->max_seq_len))) goto done;
+    if ((st = lc_dist_agree(build_run(&t)))) goto done;
 
     int64_t first = 0;
     if (rank == 0) {
@@ -857,7 +669,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         fprintf(stderr, "lora train: %d ranks x %d threads; each takes %lld of the %lld sequences of a step\n", size,
                 lc_parallel_threads(), (long long)cfg->batch_size * cfg->grad_accum / size,
                 (long long)cfg->batch_size * cfg->grad_accum);
-    if (first < t.sched.total_steps && (st = plan_memory(&t))) goto done;
+    if ((st = lc_dist_agree(first < t.sched.total_steps ? plan_memory(&t) : LC_STATUS_OK))) goto done;
     struct sigaction old_handlers[N_STOP_SIGNALS];
     install_stop_handlers(old_handlers);
     st = train_loop(&t, first);
