@@ -55,6 +55,16 @@ static const char *write_config(const char *name, const char *run, int steps, co
     return write_config_batch(name, run, steps, 4, 2, extra);
 }
 
+// Open MPI keeps allocations past MPI_Finalize, which LeakSanitizer (in the
+// sanitized build) reports as leaks: ranks run without leak checks; the
+// one-process runs keep them.
+static void ranks_without_leak_checks(void) {
+    const char *asan = getenv("ASAN_OPTIONS");
+    char opts[1024];
+    snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && asan[0] ? ":" : "");
+    setenv("ASAN_OPTIONS", opts, 1);
+}
+
 // mpirun with 2 ranks (or none: ranks 0) of `lora train --config cfg`; stderr
 // to tmp/err.txt. Returns the pid; `finish` waits for it.
 static pid_t start(int ranks, const char *cfg) {
@@ -65,15 +75,7 @@ static pid_t start(int ranks, const char *cfg) {
         char err[4300];
         snprintf(err, sizeof err, "%s/err.txt", tmp);
         if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
-        if (ranks > 0) {
-            // Open MPI keeps allocations past MPI_Finalize, which LeakSanitizer
-            // (in the sanitized build) reports as leaks: ranks run without leak
-            // checks; the one-process runs keep them.
-            const char *asan = getenv("ASAN_OPTIONS");
-            char opts[1024];
-            snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && asan[0] ? ":" : "");
-            setenv("ASAN_OPTIONS", opts, 1);
-        }
+        if (ranks > 0) ranks_without_leak_checks();
         if (ranks == 0) {
             execl(LC_LORA_BIN, LC_LORA_BIN, "train", "--config", cfg, (char *)NULL);
         } else {
@@ -306,10 +308,7 @@ static pid_t start_split(const char *cfg) {
         char err[4300], script[8800];
         snprintf(err, sizeof err, "%s/err.txt", tmp);
         if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
-        const char *asan = getenv("ASAN_OPTIONS");
-        char opts[1024];
-        snprintf(opts, sizeof opts, "%s%sdetect_leaks=0", asan ? asan : "", asan && asan[0] ? ":" : "");
-        setenv("ASAN_OPTIONS", opts, 1);
+        ranks_without_leak_checks();
         snprintf(script, sizeof script, "cd '%s'/$([ \"$OMPI_COMM_WORLD_RANK\" = 1 ] && echo b || echo a) && exec '%s' "
                  "train --config %s", tmp, LC_LORA_BIN, cfg);
         execl(LC_MPIEXEC, LC_MPIEXEC, "--oversubscribe", "--allow-run-as-root", "--bind-to", "none", "-np", "2", "sh",
