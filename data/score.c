@@ -17,25 +17,48 @@ const char *lc_metric_name(lc_metric m) {
     return m == LC_METRIC_EXACT ? "exact" : m == LC_METRIC_NUMBER ? "number" : "contains";
 }
 
-// A number at s (digits with optional ',' between digit groups, an optional
-// '.' and more digits, a '-' right before): its length, 0 if none; its
-// digits without separators in out.
+// Thousands separators: ',' '.' and spaces (ASCII, no-break U+00A0, narrow
+// no-break U+202F) as English, German, Spanish or French answers write them.
+static size_t separator(const char *p) {
+    if (*p == ',' || *p == '.' || *p == ' ') return 1;
+    if ((unsigned char)p[0] == 0xC2 && (unsigned char)p[1] == 0xA0) return 2;
+    if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x80 && (unsigned char)p[2] == 0xAF) return 3;
+    return 0;
+}
+
+static bool three_digits(const char *p) {
+    return isdigit((unsigned char)p[0]) && isdigit((unsigned char)p[1]) && isdigit((unsigned char)p[2]) &&
+           !isdigit((unsigned char)p[3]);
+}
+
+// A number at s (a digit): digits in groups of three after one kind of
+// separator ("1,234,567", "70 000", "80.000"), then a decimal part after '.'
+// or ',' ("2,5", "0.50"); a '-' right before it is its sign unless it
+// follows a letter or digit ("8-3" is not -3). Its length (0 if none); its
+// digits, without separators, with '.' for the decimal mark, in out.
 static size_t read_number(const char *s, const char *start, char *out, size_t cap) {
     const char *p = s;
     size_t n = 0;
-    // A sign, not a subtraction ("8-3" is not -3).
-    if (p > start && p[-1] == '-' && (p - 1 == start || !isalnum((unsigned char)p[-2])) && cap > 1) out[n++] = '-';
+    char buf[128];
+    if (p > start && p[-1] == '-' && (p - 1 == start || !isalnum((unsigned char)p[-2]))) buf[n++] = '-';
     if (!isdigit((unsigned char)*p)) return 0;
-    while (isdigit((unsigned char)*p) || (*p == ',' && isdigit((unsigned char)p[1]) && p > s)) {
-        if (*p != ',' && n + 1 < cap) out[n++] = *p;
-        p++;
+    int lead = 0;
+    while (isdigit((unsigned char)*p) && n + 1 < sizeof buf) buf[n++] = *p++, lead++;
+    char kind = 0; // the grouping separator seen
+    for (size_t w; lead <= 3 && (w = separator(p)) && three_digits(p + w) && (!kind || kind == *p);) {
+        kind = *p;
+        for (int i = 0; i < 3 && n + 1 < sizeof buf; i++) buf[n++] = p[w + i];
+        p += w + 3;
     }
-    if (*p == '.' && isdigit((unsigned char)p[1])) {
-        if (n + 1 < cap) out[n++] = '.';
+    // A decimal mark: '.' or ',' other than the grouping one, before digits.
+    if ((*p == '.' || *p == ',') && *p != kind && isdigit((unsigned char)p[1])) {
+        if (n + 1 < sizeof buf) buf[n++] = '.';
         for (p++; isdigit((unsigned char)*p); p++)
-            if (n + 1 < cap) out[n++] = *p;
+            if (n + 1 < sizeof buf) buf[n++] = *p;
     }
-    out[n < cap ? n : cap - 1] = 0;
+    buf[n] = 0;
+    if (n + 1 > cap) return 0;
+    memcpy(out, buf, n + 1);
     return (size_t)(p - s);
 }
 

@@ -20,6 +20,7 @@
 #define GREEDY LC_SOURCE_DIR "/tests/fixtures/greedy_stories260k.jsonl"
 
 static char *tmp;
+static const char *es_config(const char *extra);
 
 static void setup(void) { tmp = lc_test_tmpdir(); }
 static void teardown(void) {
@@ -51,6 +52,12 @@ START_TEST(test_number_extraction) {
     expect_number("about 0.50", false, "0.5");
     expect_number("007 agents", false, "7");
     expect_number("100% sure", false, "100");
+    expect_number("La respuesta es 70 000.", false, "70000");     // MGSM es groups with spaces
+    expect_number("Die Antwort ist 70.000.", false, "70000");     // de with dots
+    expect_number("Il paie 80\xc2\xa0" "000 euros", false, "80000"); // fr with a no-break space
+    expect_number("Elle paie 2,5 dollars.", false, "2.5");        // a decimal comma
+    expect_number("It is 1,234,567.89 in all", false, "1234567.89");
+    expect_number("The numbers are 1,2,3", false, "3");
     expect_number("no number at all", false, NULL);
     expect_number("", false, NULL);
     // A reference ignores "answer is": only "####" or its last number count.
@@ -201,6 +208,9 @@ START_TEST(test_refusals) {
     snprintf(path, sizeof path, "%s/text.jsonl", tmp);
     const char *text_rows[] = {"eval", "--generate", "--model", MODEL_DIR, "--data", path, NULL};
     expect_refused(text_rows, 2, "text.jsonl:2: no reference answer to score");
+    const char *cfg = es_config("\"eval_generate\": {\"every\": 2}, \"mask_prompt\": false, \"steps\": 4");
+    const char *no_mask[] = {"train", "--config", cfg, NULL};
+    expect_refused(no_mask, 2, "\"eval_generate\" needs \"mask_prompt\": true");
 }
 END_TEST
 
@@ -277,7 +287,7 @@ START_TEST(test_early_stopping) {
     free(c);
     // The same command again trains nothing.
     r = train(cfg, "steps=20", "threads=0");
-    ck_assert_msg(r.status == 0 && strstr(r.err, "stopped early at step 6"), "%s", r.err);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "early stopping ended this run at step 6"), "%s", r.err);
     lc_test_run_free(&r);
 }
 END_TEST
@@ -294,6 +304,26 @@ START_TEST(test_early_stopping_resume) {
     ck_assert_msg(r.status == 0, "%s", r.err);
     ck_assert_msg(strstr(r.err, "resuming from") && strstr(r.err, "early stopping after step 8:"), "%s", r.err);
     lc_test_run_free(&r);
+}
+END_TEST
+
+// A run killed during the evaluation that stops it resumes, evaluates that
+// step first and stops there, as the uninterrupted run did (simulated: the
+// evaluation and stop rows removed from metrics.jsonl).
+START_TEST(test_early_stopping_missing_evaluation) {
+    const char *cfg = es_config("\"early_stopping\": {\"patience\": 2, \"min_delta\": 10}");
+    lc_test_run r = train(cfg, "eval_every=3", "steps=20");
+    ck_assert_msg(r.status == 0 && strstr(r.err, "early stopping after step 9:"), "%s", r.err);
+    lc_test_run_free(&r);
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "cd '%s/run' && grep -v '\"step\": 9, \"eval_loss\"\\|early_stopping' metrics.jsonl > m && "
+             "mv m metrics.jsonl", tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    r = train(cfg, "eval_every=3", "steps=20");
+    ck_assert_msg(r.status == 0 && strstr(r.err, "step 9: its evaluation is missing") &&
+                  strstr(r.err, "early stopping after step 9:"), "%s", r.err);
+    lc_test_run_free(&r);
+    ck_assert(!run_has("checkpoint-10.h5"));
 }
 END_TEST
 
@@ -330,6 +360,7 @@ int main(void) {
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_early_stopping);
     tcase_add_test(tc, test_early_stopping_resume);
+    tcase_add_test(tc, test_early_stopping_missing_evaluation);
     tcase_add_test(tc, test_eval_generate_during_training);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);

@@ -83,7 +83,7 @@ END_TEST
 // A hand-written history: two runs compared, a half-written last line, rows
 // of another kind, eval accuracy.
 START_TEST(test_plot_runs) {
-    char dir[4300], text[16384];
+    char dir[8800], text[16384];
     int len = 0;
     for (int s = 1; s <= 30; s++) {
         len += snprintf(text + len, sizeof text - (size_t)len,
@@ -131,6 +131,29 @@ START_TEST(test_plot_runs) {
     ck_assert_msg(strstr(svg, "a vs b&lt;&amp;&gt;") != NULL, "title");
     free(svg);
     assert_renders(out, 960);
+
+    // Losses closer than their precision (1e20 apart by one ulp) draw in
+    // bounded time; a folder name that is not UTF-8 still makes valid XML.
+    char close[4300], bad[4300];
+    snprintf(close, sizeof close, "%s/close", tmp);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' '%s/bad\xff'", close, tmp);
+    ck_assert_int_eq(system(cmd), 0);
+    const char *rows = "{\"step\": 1, \"loss\": 1e20}\n{\"step\": 2, \"loss\": 100000000000000032768}\n";
+    lc_test_write(close, "metrics.jsonl", rows, strlen(rows));
+    snprintf(bad, sizeof bad, "%s/bad\xff", tmp);
+    lc_test_write(bad, "metrics.jsonl", rows, strlen(rows));
+    const char *close_args[] = {"plot", close, NULL};
+    r = lc_test_lora(close_args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    snprintf(dir, sizeof dir, "%s/loss.svg", close);
+    assert_renders(dir, 960);
+    const char *bad_args[] = {"plot", bad, NULL};
+    r = lc_test_lora(bad_args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    snprintf(dir, sizeof dir, "%s/loss.svg", bad);
+    assert_renders(dir, 960);
 
     // Refusals: several runs without --out; a folder without metrics.
     const char *no_out[] = {"plot", a, b, NULL};

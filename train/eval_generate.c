@@ -149,15 +149,16 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
     }
     qsort(order, (size_t)n, 2 * sizeof(int), cmp_by_length);
     lc_status st = LC_STATUS_OK;
-    // Answers end where the model's positions do.
-    if (ctx > 0 && L_max + M > ctx) M = ctx - L_max;
-    if (M < 1)
+    // Answers end where the model's positions do (a batch's own longest
+    // prompt decides, so one long prompt shortens only its batch).
+    int cap = ctx > 0 && L_max + M > ctx ? ctx : L_max + M;
+    if (cap - L_max < 1)
         st = lc_error(LC_STATUS_INPUT, "a prompt of %d tokens leaves no room in the model's %d positions", L_max, ctx);
     if (B > n) B = n;
     lc_forward_state s;
     decode_buf d = {0};
     int planned = 0;
-    if (!st && !(st = lc_forward_state_init(&s, m, B, L_max + M, B * L_max, B))) {
+    if (!st && !(st = lc_forward_state_init(&s, m, B, cap, B * L_max, B))) {
         planned = 1;
         s.lora = lora;
         d.tokens = malloc(sizeof(int32_t) * (size_t)B * L_max);
@@ -175,6 +176,7 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
     double t0 = lc_now_s();
     for (int first = 0; !st && first < n; first += B) {
         int nb = n - first < B ? n - first : B, L = order[2 * (first + nb - 1) + 1], *pad = d.pad;
+        int Mb = cap - L < M ? cap - L : M; // this batch's answers
         for (int b = 0; b < nb; b++) {
             const lc_example *e = &ds->examples[order[2 * (first + b)]];
             int len = order[2 * (first + b) + 1];
@@ -190,11 +192,11 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
         }
         lc_forward_input in = {d.tokens, nb, L, d.pos, d.seg, 0};
         st = lc_forward_input_run(&s, m, &in, LC_LOGITS_MODE_LAST);
-        for (int i = 0; !st && i < M; i++) {
+        for (int i = 0; !st && i < Mb; i++) {
             int active = 0;
             for (int b = 0; b < nb; b++) {
                 if (d.done[b]) {
-                    d.tokens[b] = d.out[(size_t)b * M]; // any id: its row is not read
+                    d.tokens[b] = ds->examples[order[2 * (first + b)]].ids[0]; // a valid id; its row is not read
                     continue;
                 }
                 int32_t t = argmax(s.logits + (size_t)b * V, V);
@@ -209,7 +211,7 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
                     stop = text && strstr(text, "\n\n");
                     free(text);
                 }
-                d.done[b] = stop || d.n_out[b] == M;
+                d.done[b] = stop || d.n_out[b] == Mb;
                 d.tokens[b] = t;
                 d.pos[b] = L + i - pad[b];
                 d.seg[b] = pad[b];

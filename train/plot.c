@@ -3,6 +3,7 @@
 // and, when any run logged accuracy, an accuracy panel below it.
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,8 +138,15 @@ static void out_text(svg *s, const char *t) {
         case '<': out(s, "&lt;"); break;
         case '>': out(s, "&gt;"); break;
         case '"': out(s, "&quot;"); break;
-        default:
-            if ((unsigned char)*t >= 0x20) out(s, "%c", *t);
+        default: {
+            unsigned char c = (unsigned char)*t;
+            int len = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
+            for (int i = 1; i < len; i++)
+                if (((unsigned char)t[i] & 0xC0) != 0x80) len = 0;
+            if (len == 0) out(s, "?"); // not UTF-8 (a folder name can be anything): XML needs it
+            else if (c >= 0x20) out(s, "%.*s", len, t);
+            if (len > 1) t += len - 1;
+        }
         }
     }
 }
@@ -151,11 +159,22 @@ static double tick_step(double lo, double hi, int want) {
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * p;
 }
 
+// As many decimals as the tick step needs, so neighbouring labels differ.
 static void fmt_tick(char *o, size_t cap, double v, double step) {
     if (fabs(v) < step * 1e-6) v = 0;
-    if (step >= 1 && fabs(v) < 1e7) snprintf(o, cap, "%.0f", v);
-    else if (step >= 1e-3 && fabs(v) < 1e7) snprintf(o, cap, "%.*f", (int)ceil(-log10(step) - 1e-9), v);
-    else snprintf(o, cap, "%.1e", v);
+    int decimals = step >= 1 ? 0 : (int)ceil(-log10(step) - 1e-9);
+    if (fabs(v) < 1e9 && decimals <= 9) snprintf(o, cap, "%.*f", decimals, v);
+    else snprintf(o, cap, "%.*e", decimals > 0 && fabs(v) >= 1e9 ? 6 : 2, v);
+}
+
+// Tick k * step for k in [*k0, *k1]: false when there are too many to draw
+// (a range narrower than the values' precision).
+static bool tick_range(double lo, double hi, double step, long long *k0, long long *k1) {
+    double a = ceil(lo / step - 1e-9), b = floor(hi / step + 1e-9);
+    if (!isfinite(a) || !isfinite(b) || b - a > 40 || b < a) return false;
+    *k0 = (long long)a;
+    *k1 = (long long)b;
+    return true;
 }
 
 typedef struct axis {
@@ -167,7 +186,7 @@ static double map(const axis *a, double v) { return a->p0 + (v - a->lo) / (a->hi
 
 // Widens [lo, hi] to whole ticks (and a flat series to a visible band).
 static void nice_range(double *lo, double *hi, int want) {
-    if (!(*hi > *lo)) {
+    if (!(*hi - *lo > 1e-9 * fmax(fabs(*lo), fabs(*hi)))) {
         double pad = fabs(*lo) > 0 ? fabs(*lo) * 0.05 : 1.0;
         *lo -= pad;
         *hi += pad;
@@ -192,8 +211,11 @@ static void markers(svg *s, const axis *x, const axis *y, const lc_plot_point *p
 
 static void y_ticks(svg *s, const axis *y, double x_left, double x_right, int right_side, const char *color) {
     double st = tick_step(y->lo, y->hi, 6);
-    for (double v = ceil(y->lo / st - 1e-9) * st; v <= y->hi + st * 1e-9; v += st) {
-        char t[32];
+    long long k0, k1;
+    if (!tick_range(y->lo, y->hi, st, &k0, &k1)) return;
+    for (long long k = k0; k <= k1; k++) {
+        double v = (double)k * st;
+        char t[48];
         fmt_tick(t, sizeof t, v, st);
         double py = map(y, v);
         if (!right_side)
@@ -207,8 +229,11 @@ static void y_ticks(svg *s, const axis *y, double x_left, double x_right, int ri
 static void x_ticks(svg *s, const axis *x, double y_bottom) {
     double st = tick_step(x->lo, x->hi, 8);
     if (st < 1) st = 1;
-    for (double v = ceil(x->lo / st - 1e-9) * st; v <= x->hi + st * 1e-9; v += st) {
-        char t[32];
+    long long k0, k1;
+    if (!tick_range(x->lo, x->hi, st, &k0, &k1)) return;
+    for (long long k = k0; k <= k1; k++) {
+        double v = (double)k * st;
+        char t[48];
         fmt_tick(t, sizeof t, v, st);
         double px = map(x, v);
         out(s, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555\"/>\n", px, y_bottom, px,
@@ -354,7 +379,8 @@ lc_status lc_plot_write(const char *out_path, const lc_plot_run *runs, int n_run
 
     // Legend in the loss panel's top right corner, on a white card.
     int rows = 0;
-    for (int r = 0; r < n_runs; r++) rows += 2 + (runs[r].n_eval > 0) + (any_lr && (n_runs > 1 || r == 0));
+    for (int r = 0; r < n_runs; r++)
+        rows += 2 + (runs[r].n_eval > 0) + (runs[r].n_acc > 0) + (any_lr && (n_runs > 1 || r == 0));
     double lx = LEFT + plot_w - 300, ly = TOP + 10;
     out(&s, "<rect x=\"%.1f\" y=\"%.1f\" width=\"292\" height=\"%d\" fill=\"white\" fill-opacity=\"0.85\" "
         "stroke=\"#ccc\"/>\n", lx, ly, rows * 18 + 8);
@@ -373,6 +399,10 @@ lc_status lc_plot_write(const char *out_path, const lc_plot_run *runs, int n_run
         if (any_lr && (n_runs > 1 || r == 0)) {
             legend_row(&s, lx + 8, row_y, n_runs == 1 ? "#777" : c, "2 3", 1.2, 0.8, 0, name,
                        "learning rate (right axis)");
+            row_y += 18;
+        }
+        if (u->n_acc) {
+            legend_row(&s, lx + 8, row_y, c, NULL, 2, 1, 1, name, "eval accuracy (lower panel)");
             row_y += 18;
         }
     }

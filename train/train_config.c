@@ -364,6 +364,9 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
         return lc_error(LC_STATUS_INPUT, "%s: \"%s\" needs validation data (valid_data or valid_split)",
                         W(cfg->eval_generate.every ? "eval_generate" : "early_stopping"),
                         cfg->eval_generate.every ? "eval_generate" : "early_stopping");
+    if (cfg->eval_generate.every && !cfg->mask_prompt)
+        return lc_error(LC_STATUS_INPUT, "%s: \"eval_generate\" needs \"mask_prompt\": true (the prompt a model "
+                        "answers ends where the loss starts)", W("eval_generate"));
     if (cfg->early_stopping.patience && !cfg->eval_every && !cfg->eval_generate.every)
         return lc_error(LC_STATUS_INPUT, "%s: \"early_stopping\" needs evaluations: set eval_every (or "
                         "eval_generate.every)", W("early_stopping"));

@@ -225,6 +225,8 @@ static lc_status open_metrics(trainer *t, int64_t step) {
             n_kept += n;
             const char *eval = strstr(line, "\"eval_loss\"");
             if (row_step == step && eval && eval < line + n) t->eval_recorded = 1;
+            const char *acc = strstr(line, "\"eval_accuracy\"");
+            if (row_step == step && acc && acc < line + n) t->gen_recorded = 1;
         }
         line = nl ? nl + 1 : NULL;
     }
@@ -373,23 +375,33 @@ static lc_status train_loop(trainer *t, int64_t first) {
     int64_t total = t->sched.total_steps;
     double start = lc_now_s();
     lc_status st = LC_STATUS_OK;
-    // The checkpoint is saved before its step's evaluation: a run killed
-    // during that evaluation resumes here without it, so it runs first.
-    int eval_step = first == total || (cfg->eval_every && first % cfg->eval_every == 0);
-    if (first > 0 && first <= total && eval_step && t->has_valid && !t->eval_recorded) {
+    if (t->es.stopped_at) {
+        fprintf(stderr, "lora train: %s: early stopping ended this run at step %lld; its best checkpoint is "
+                "checkpoint-%lld.h5; nothing to train (use another output_dir for a new run)\n", cfg->output_dir,
+                (long long)t->es.stopped_at, (long long)t->es.best_step);
+        return LC_STATUS_OK;
+    }
+    // The checkpoint is saved before its step's evaluations: a run killed
+    // during them resumes here without them, so they run first (and may
+    // end the run, as they would have).
+    bool loss_due = t->has_valid && (first == total || (cfg->eval_every && first % cfg->eval_every == 0));
+    bool gen_due = cfg->eval_generate.every && (first == total || first % cfg->eval_generate.every == 0);
+    loss_due = loss_due && !t->eval_recorded;
+    gen_due = gen_due && !t->gen_recorded;
+    if (first > 0 && first <= total && (loss_due || gen_due)) {
         fprintf(stderr, "lora train: step %lld: its evaluation is missing from metrics.jsonl; evaluating first\n",
                 (long long)first);
-        if ((st = lc_trainer_run_eval(t, first))) return st;
+        if (loss_due && (st = lc_trainer_run_eval(t, first))) return st;
         if (t->eval_stopped)
             return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the evaluation of step %lld; %s/"
                             "checkpoint-%lld.h5 is kept", (int)lc_stop_signal, (long long)first, cfg->output_dir,
                             (long long)first);
-    }
-    if (t->es.stopped_at) {
-        fprintf(stderr, "lora train: %s stopped early at step %lld; its best checkpoint is checkpoint-%lld.h5; nothing "
-                "to train (use another output_dir for a new run)\n", cfg->output_dir, (long long)t->es.stopped_at,
-                (long long)t->es.best_step);
-        return LC_STATUS_OK;
+        if (gen_due && (st = lc_trainer_run_eval_generate(t, first))) return st;
+        if (first < total && lc_early_stop_due(&t->es)) {
+            lc_trainer_early_stop_report(t, first, true);
+            lc_trainer_write_plot(t);
+            return LC_STATUS_OK;
+        }
     }
     if (first == total) {
         fprintf(stderr, "lora train: %s/checkpoint-%lld.h5 is already this run's final adapter; nothing to train\n",
@@ -536,7 +548,8 @@ static lc_status check_ranks_agree(trainer *t) {
 // optimizer state and data position.
 static lc_status share_state(trainer *t, int64_t *first) {
     if (lc_dist_size() == 1) return LC_STATUS_OK;
-    int64_t head[6] = {*first, t->it.epoch, t->it.index, t->saved_step, t->eval_recorded, t->opt.step};
+    int64_t head[7] = {*first, t->it.epoch, t->it.index, t->saved_step, t->eval_recorded, t->opt.step,
+                       t->gen_recorded};
     lc_status es = lc_dist_bcast(&t->es, sizeof t->es); // rebuilt from metrics.jsonl on rank 0
     if (es) return es;
     lc_status st;
@@ -550,6 +563,7 @@ static lc_status share_state(trainer *t, int64_t *first) {
         lc_batcher_seek(&t->it, head[1], (int)head[2]);
         t->saved_step = head[3];
         t->eval_recorded = (int)head[4];
+        t->gen_recorded = (int)head[6];
         t->opt.step = head[5];
     }
     return LC_STATUS_OK;
@@ -571,6 +585,23 @@ static void restore_stderr(int saved) {
     fflush(stderr);
     dup2(saved, 2);
     close(saved);
+}
+
+// After a resume: the best evaluation the history names must have its
+// checkpoint (early stopping added to a run that kept none counts afresh).
+static lc_status early_stop_check_best(trainer *t) {
+    char path[4200];
+    lc_status st = lc_run_dir_checkpoint_path(path, sizeof path, t->cfg->output_dir, t->es.best_step);
+    if (st) return st;
+    if (!lc_file_exists(path)) {
+        fprintf(stderr, "lora train: note: early stopping counts from step %lld on: the best evaluation so far (step "
+                "%lld) has no checkpoint\n", (long long)t->resumed_step, (long long)t->es.best_step);
+        lc_early_stop_init(&t->es, t->es.patience, t->es.min_delta, t->es.higher_better);
+        return LC_STATUS_OK;
+    }
+    if (t->run.best != t->es.best_step && lc_run_dir_set_best(&t->run, t->es.best_step))
+        fprintf(stderr, "lora train: warning: %s\n", lc_error_message());
+    return LC_STATUS_OK;
 }
 
 // The base, its tokenizer and the data.
@@ -660,6 +691,7 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         if (!st && first > 0 && t.es.patience && !(st = lc_path_join(metrics, sizeof metrics, cfg->output_dir,
                                                                       "metrics.jsonl")))
             st = lc_early_stop_replay(&t.es, metrics, first);
+        if (!st && t.es.best_step) st = early_stop_check_best(&t);
     }
     if ((st = lc_dist_agree(st)) || (st = share_state(&t, &first))) goto done;
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
@@ -684,9 +716,9 @@ done:
     lc_batcher_free(&t.it);
     lc_adamw_free(&t.opt);
     lc_lora_free(&t.lora);
+    lc_gen_eval_refs_free(t.valid_refs, t.valid.n_examples); // before the dataset it counts
     lc_dataset_free(&t.train);
     lc_dataset_free(&t.valid);
-    lc_gen_eval_refs_free(t.valid_refs, t.valid.n_examples);
     lc_tokenizer_free(t.tok);
     lc_chat_free(t.chat);
     lc_train_pass_free(&t.pass);

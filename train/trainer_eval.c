@@ -30,7 +30,8 @@ void lc_trainer_write_plot(trainer *t) {
 static lc_status early_stop_record(trainer *t, int64_t step, double value) {
     if (!t->es.patience || !lc_early_stop_update(&t->es, step, value)) return LC_STATUS_OK;
     lc_status st = lc_dist_agree(t->saved_step != step ? lc_trainer_save_checkpoint(t, step) : LC_STATUS_OK);
-    if (!st && lc_dist_rank() == 0 && (st = lc_run_dir_set_best(&t->run, step))) {
+    if (!st && lc_dist_rank() == 0 &&
+        ((st = lc_run_dir_set_best(&t->run, step)) || (st = lc_run_dir_prune(&t->run, t->cfg->keep_checkpoints)))) {
         if (t->tty) fprintf(stderr, "\r\033[K");
         fprintf(stderr, "lora train: warning: %s; the best checkpoint may be pruned\n", lc_error_message());
         st = LC_STATUS_OK;
@@ -60,7 +61,7 @@ void lc_trainer_early_stop_report(trainer *t, int64_t step, bool stopped) {
 
 // eval_generate: accuracy of greedy answers on the validation data, by rank
 // 0 (the others wait for its number).
-static lc_status run_eval_generate(trainer *t, int64_t step) {
+lc_status lc_trainer_run_eval_generate(trainer *t, int64_t step) {
     const lc_train_config *cfg = t->cfg;
     double res[3] = {0, 0, 0}; // correct, n, seconds
     lc_status st = LC_STATUS_OK;
@@ -129,7 +130,7 @@ lc_status lc_trainer_evaluate_step(trainer *t, int64_t done, bool last) {
     lc_status st = LC_STATUS_OK;
     if (last || (cfg->eval_every && done % cfg->eval_every == 0)) st = lc_trainer_run_eval(t, done);
     if (!st && !t->eval_stopped && cfg->eval_generate.every && (last || done % cfg->eval_generate.every == 0))
-        st = run_eval_generate(t, done);
+        st = lc_trainer_run_eval_generate(t, done);
     return st;
 }
 

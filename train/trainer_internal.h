@@ -40,6 +40,7 @@ typedef struct trainer {
     int metrics_failed; // a metrics.jsonl write failed (reported once)
     int eval_stopped;   // an evaluation was abandoned on a second stop signal
     int eval_recorded;  // metrics.jsonl holds an evaluation of the step resumed from
+    int gen_recorded;   // ... and its eval_generate row
     int plot_failed;    // loss.svg could not be written (reported once)
     lc_early_stop es;   // early_stopping (patience 0: off)
     char **valid_refs;  // eval_generate: the validation examples' reference answers
@@ -59,6 +60,7 @@ int lc_trainer_eval_abandoned(void *user);
 // The evaluations due after step `done` (at the last step, all of them).
 lc_status lc_trainer_evaluate_step(trainer *t, int64_t done, bool last);
 lc_status lc_trainer_run_eval(trainer *t, int64_t step);
+lc_status lc_trainer_run_eval_generate(trainer *t, int64_t step);
 void lc_trainer_write_plot(trainer *t);
 void lc_trainer_early_stop_report(trainer *t, int64_t step, bool stopped);
 lc_status lc_trainer_load_generation(trainer *t);
