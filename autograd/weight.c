@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "autograd/bf16_gemm.h"
-#include "autograd/blas.h"
+#include "autograd/kernels.h"
 #include "autograd/parallel.h"
 
 // Built with -ffp-contract=off: ggml's d*q - m is two roundings, and a fused
@@ -466,8 +466,7 @@ void lc_weight_matmul_forward(float *out, const float *x, const lc_weight *w, in
         bf16_job j = {w, a, out, N, slab, true};
         lc_parallel_for_work((w->rows + slab - 1) / slab, bf16_forward_task, &j, (double)N * w->rows * w->cols);
     } else if (w->type == LC_WTYPE_F32) {
-        if (N == 1) lc_blas_sgemv(w->rows, w->cols, 1.0f, w->data, w->cols, x, 0.0f, out);
-        else lc_blas_sgemm(false, true, N, w->rows, w->cols, 1.0f, x, w->cols, w->data, w->cols, 0.0f, out, w->rows);
+        lc_matmul_forward(out, x, w->data, NULL, N, w->cols, w->rows);
     } else {
         int pc = imin(PANEL_COLS, w->cols), pr = imin(split_size(w->rows, PANEL_ROWS, 16), PANEL_FLOATS / pc);
         weight_job j = {w, x, out, N, pr, pc, true};
@@ -484,8 +483,7 @@ void lc_weight_matmul_backward(float *dx, const float *dy, const lc_weight *w, b
         bf16_job j = {w, a, dx, N, slab, overwrite};
         lc_parallel_for_work((w->cols + slab - 1) / slab, bf16_backward_task, &j, (double)N * w->rows * w->cols);
     } else if (w->type == LC_WTYPE_F32) {
-        lc_blas_sgemm(false, false, N, w->cols, w->rows, 1.0f, dy, w->rows, w->data, w->cols, overwrite ? 0.0f : 1.0f,
-                      dx, w->cols);
+        lc_matmul_backward(dx, dy, w->data, overwrite, N, w->cols, w->rows);
     } else {
         int pc = split_size(w->cols, PANEL_COLS, lc_wtype_block(w->type)), pr = imin(PANEL_FLOATS / pc, w->rows);
         weight_job j = {w, dy, dx, N, pr, pc, overwrite};
