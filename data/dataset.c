@@ -10,6 +10,7 @@
 
 #include <cJSON.h>
 
+#include "common/hash.h"
 #include "common/json.h"
 
 // A JSONL line longer than this is refused rather than buffered: the file is
@@ -725,20 +726,13 @@ lc_status lc_batcher_count_batches(const lc_batcher *it, int64_t epochs, int64_t
 
 bool lc_batcher_next_in_epoch(lc_batcher *it, lc_batch *b) { return lc_batcher_fill(it, b, false) > 0; }
 
-// FNV-1a: a mismatch between copies of a dataset, not an adversary.
-static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001B3ull;
-    return h;
-}
-
 void lc_dataset_fingerprint(const lc_dataset *ds, char out[17]) {
-    uint64_t h = fnv1a(0xcbf29ce484222325ull, &ds->n_examples, sizeof ds->n_examples);
+    uint64_t h = lc_hash_bytes(LC_HASH_INIT, &ds->n_examples, sizeof ds->n_examples);
     for (int i = 0; i < ds->n_examples; i++) {
         const lc_example *e = &ds->examples[i];
-        h = fnv1a(h, &e->n, sizeof e->n);
-        h = fnv1a(h, e->ids, sizeof *e->ids * (size_t)e->n);
-        h = fnv1a(h, e->target, (size_t)e->n);
+        h = lc_hash_bytes(h, &e->n, sizeof e->n);
+        h = lc_hash_words(h, e->ids, sizeof *e->ids * (size_t)e->n);
+        h = lc_hash_words(h, e->target, (size_t)e->n);
     }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    lc_hash_hex(h, out);
 }

@@ -7,6 +7,7 @@
 
 #include "autograd/graph.h"
 #include "common/file.h"
+#include "common/hash.h"
 #include "model/arch.h"
 #include "model/gguf_model.h"
 
@@ -531,37 +532,20 @@ void lc_model_free(lc_model *m) {
     memset(m, 0, sizeof *m);
 }
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-// Every byte of the weights, a 64-bit word at a time (gigabytes per second):
-// a base that differs anywhere, even in one weight, has another fingerprint.
-static uint64_t hash_words(uint64_t h, const unsigned char *p, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = (h ^ w) * 0x9E3779B97F4A7C15ull;
-        h ^= h >> 29;
-    }
-    return fnv1a(h, p + i, n - i);
-}
-
+// Every byte of the weights, word at a time: a base that differs anywhere,
+// even in one weight, has another fingerprint.
 void lc_model_fingerprint(const lc_model *m, char out[17]) {
     const lc_model_config *c = &m->cfg;
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = LC_HASH_INIT;
     int fields[] = {(int)c->arch, c->hidden_size, c->intermediate_size, c->n_layers, c->n_heads,
                     c->n_kv_heads, c->head_dim, c->vocab_size, c->tie_word_embeddings};
-    h = fnv1a(h, fields, sizeof fields);
+    h = lc_hash_bytes(h, fields, sizeof fields);
     for (int i = 0; i < m->st.n_tensors; i++) {
         const lc_st_tensor *t = &m->st.tensors[i];
-        h = fnv1a(h, t->name, strlen(t->name) + 1);
-        h = fnv1a(h, t->dtype_name, strlen(t->dtype_name));
-        h = fnv1a(h, t->shape, sizeof(int64_t) * (size_t)t->n_dims);
-        h = hash_words(h, t->data, t->nbytes);
+        h = lc_hash_bytes(h, t->name, strlen(t->name) + 1);
+        h = lc_hash_bytes(h, t->dtype_name, strlen(t->dtype_name));
+        h = lc_hash_bytes(h, t->shape, sizeof(int64_t) * (size_t)t->n_dims);
+        h = lc_hash_words(h, t->data, t->nbytes);
     }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    lc_hash_hex(h, out);
 }

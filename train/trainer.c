@@ -17,6 +17,7 @@
 #include "train/base.h"
 #include "autograd/parallel.h"
 #include "common/file.h"
+#include "common/hash.h"
 #include "model/forward.h"
 #include "optim/adamw.h"
 #include "train/adapter.h"
@@ -501,15 +502,14 @@ static lc_status train_loop(trainer *t, int64_t first) {
 // 16 hex digits of the config as every rank must share it: all but where
 // rank 0 writes and how many threads a rank runs.
 static void config_fingerprint(const lc_train_config *cfg, char out[17]) {
-    uint64_t h = 0xcbf29ce484222325ull;
     cJSON *root = cJSON_Parse(cfg->json);
     cJSON_DeleteItemFromObjectCaseSensitive(root, "output_dir");
     cJSON_DeleteItemFromObjectCaseSensitive(root, "threads");
     char *text = root ? cJSON_PrintUnformatted(root) : NULL;
-    for (const char *p = text ? text : cfg->json; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001B3ull;
+    const char *s = text ? text : cfg->json;
+    lc_hash_hex(lc_hash_bytes(LC_HASH_INIT, s, strlen(s)), out);
     cJSON_free(text);
     cJSON_Delete(root);
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
 // Every rank read the same base and data: their fingerprints are exchanged
