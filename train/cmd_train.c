@@ -83,10 +83,7 @@ static lc_status eval_generate(const lc_model *m, const lc_lora *lora, const lc_
     lc_status st = lc_gen_eval_refs_load(data, ds, &refs, &is_chat);
     if (st) return st;
     int32_t stop[16];
-    int n_stop = 0;
-    if (lc_tokenizer_eos(tok) >= 0) stop[n_stop++] = lc_tokenizer_eos(tok);
-    for (int i = 0; i < m->cfg.n_eos_ids && n_stop < 8; i++) stop[n_stop++] = m->cfg.eos_ids[i];
-    if (is_chat && chat) n_stop += lc_chat_end_of_turn_ids(chat, tok, stop + n_stop, 16 - n_stop);
+    int n_stop = lc_gen_eval_stop_ids(m, tok, is_chat ? chat : NULL, stop, 16);
     FILE *pf = NULL;
     if (predictions && !(pf = fopen(predictions, "w"))) {
         lc_gen_eval_refs_free(refs, ds->n_examples);

@@ -76,6 +76,25 @@ lc_status lc_gen_eval_refs_load(const char *path, const lc_dataset *ds, char ***
     return st;
 }
 
+static int add_stop(int32_t *out, int n, int cap, int32_t id) {
+    if (id < 0 || n == cap) return n;
+    for (int k = 0; k < n; k++)
+        if (out[k] == id) return n;
+    out[n] = id;
+    return n + 1;
+}
+
+int lc_gen_eval_stop_ids(const lc_model *m, const lc_tokenizer *tok, const lc_chat *chat, int32_t *out, int cap) {
+    int n = add_stop(out, 0, cap, lc_tokenizer_eos(tok));
+    for (int i = 0; i < m->cfg.n_eos_ids; i++) n = add_stop(out, n, cap, m->cfg.eos_ids[i]);
+    if (chat) {
+        int32_t turn[8];
+        int n_turn = lc_chat_end_of_turn_ids(chat, tok, turn, 8);
+        for (int i = 0; i < n_turn; i++) n = add_stop(out, n, cap, turn[i]);
+    }
+    return n;
+}
+
 // Tokens before the example's last trained span: what the model is asked.
 static int prompt_length(const lc_example *e) {
     int t = e->n - 1;

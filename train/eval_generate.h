@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "common/status.h"
+#include "data/chat.h"
 #include "data/dataset.h"
 #include "data/score.h"
 #include "data/tokenizer.h"
@@ -38,6 +39,11 @@ typedef struct lc_gen_eval_result {
 // *chat: the file holds chat lines.
 lc_status lc_gen_eval_refs_load(const char *path, const lc_dataset *ds, char ***refs, bool *chat);
 void lc_gen_eval_refs_free(char **refs, int n);
+
+// The ids that end an answer, at most cap of them, each once: the
+// tokenizer's EOS, the model's eos_token_id list and, for chat data (chat
+// not NULL), the template's end-of-turn ids. Returns the count.
+int lc_gen_eval_stop_ids(const lc_model *m, const lc_tokenizer *tok, const lc_chat *chat, int32_t *out, int cap);
 
 // Greedy-generates an answer for each example's prompt (its tokens before
 // its last trained span, the completion or the last assistant turn; ds

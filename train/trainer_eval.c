@@ -141,10 +141,7 @@ lc_status lc_trainer_load_generation(trainer *t) {
     const char *path = cfg->valid_data[0] ? cfg->valid_data : cfg->train_data;
     lc_status st = lc_gen_eval_refs_load(path, &t->valid, &t->valid_refs, &t->valid_chat);
     if (st) return st;
-    if (lc_tokenizer_eos(t->tok) >= 0) t->gen_stop[t->n_gen_stop++] = lc_tokenizer_eos(t->tok);
-    for (int i = 0; i < t->model.cfg.n_eos_ids && t->n_gen_stop < 8; i++)
-        t->gen_stop[t->n_gen_stop++] = t->model.cfg.eos_ids[i];
-    if (t->valid_chat && t->chat)
-        t->n_gen_stop += lc_chat_end_of_turn_ids(t->chat, t->tok, t->gen_stop + t->n_gen_stop, 16 - t->n_gen_stop);
+    t->n_gen_stop = lc_gen_eval_stop_ids(&t->model, t->tok, t->valid_chat ? t->chat : NULL, t->gen_stop,
+                                         (int)(sizeof t->gen_stop / sizeof *t->gen_stop));
     return LC_STATUS_OK;
 }
