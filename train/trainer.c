@@ -398,9 +398,9 @@ static lc_status train_loop(trainer *t, int64_t first) {
                             "checkpoint-%lld.h5 is kept", (int)lc_stop_signal, (long long)first, cfg->output_dir,
                             (long long)first);
         if (gen_due && (st = lc_trainer_run_eval_generate(t, first))) return st;
+        lc_trainer_write_plot(t);
         if (first < total && lc_early_stop_due(&t->es)) {
             lc_trainer_early_stop_report(t, first, true);
-            lc_trainer_write_plot(t);
             return LC_STATUS_OK;
         }
     }
@@ -457,10 +457,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
         if (done < total) st = lc_trainer_evaluate_step(t, done, false);
         if (!st && lc_early_stop_due(&t->es) && done < total) {
             st = lc_dist_agree(t->saved_step != done ? lc_trainer_save_checkpoint(t, done) : LC_STATUS_OK);
-            if (!st) {
-                lc_trainer_early_stop_report(t, done, true);
-                lc_trainer_write_plot(t);
-            }
+            if (!st) lc_trainer_early_stop_report(t, done, true);
             return st;
         }
         // Every rank stops after the same step, on the agreed value alone (a
@@ -486,7 +483,6 @@ static lc_status train_loop(trainer *t, int64_t first) {
     }
     if (!st) st = lc_trainer_evaluate_step(t, total, true);
     if (!st && !t->eval_stopped && t->es.patience && t->es.best_step) lc_trainer_early_stop_report(t, total, false);
-    if (!st && (!t->has_valid || t->es.patience)) lc_trainer_write_plot(t);
     if (!st && t->eval_stopped)
         return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
                         "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);

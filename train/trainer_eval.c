@@ -86,7 +86,6 @@ lc_status lc_trainer_run_eval_generate(trainer *t, int64_t step) {
                 (long long)step, acc, (int)res[0], (int)res[1]);
         fflush(t->metrics);
     }
-    lc_trainer_write_plot(t);
     return t->es.higher_better ? early_stop_record(t, step, acc) : LC_STATUS_OK;
 }
 
@@ -120,17 +119,19 @@ lc_status lc_trainer_run_eval(trainer *t, int64_t step) {
                 exp(r.loss));
         fflush(t->metrics);
     }
-    lc_trainer_write_plot(t);
     return t->es.higher_better ? LC_STATUS_OK : early_stop_record(t, step, r.loss);
 }
 
-// The evaluations due after step `done` (the last step: all of them).
+// The evaluations due after step `done` (the last step: all of them), then
+// the plot, redrawn once for them.
 lc_status lc_trainer_evaluate_step(trainer *t, int64_t done, bool last) {
     const lc_train_config *cfg = t->cfg;
     lc_status st = LC_STATUS_OK;
-    if (last || (cfg->eval_every && done % cfg->eval_every == 0)) st = lc_trainer_run_eval(t, done);
-    if (!st && !t->eval_stopped && cfg->eval_generate.every && (last || done % cfg->eval_generate.every == 0))
-        st = lc_trainer_run_eval_generate(t, done);
+    bool loss = last || (cfg->eval_every && done % cfg->eval_every == 0);
+    bool gen = cfg->eval_generate.every && (last || done % cfg->eval_generate.every == 0);
+    if (loss) st = lc_trainer_run_eval(t, done);
+    if (!st && !t->eval_stopped && gen) st = lc_trainer_run_eval_generate(t, done);
+    if (!st && (loss || gen)) lc_trainer_write_plot(t);
     return st;
 }
 
