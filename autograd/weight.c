@@ -387,6 +387,12 @@ static pthread_once_t apack_key_once = PTHREAD_ONCE_INIT;
 static void apack_free(void *p) { free(p); }
 static void apack_key_make(void) { pthread_key_create(&apack_key, apack_free); }
 
+int lc_compute_parse(const char *name) {
+    return !strcmp(name, "fp32") ? LC_COMPUTE_FP32 : !strcmp(name, "bf16") ? LC_COMPUTE_BF16 : -1;
+}
+
+const char *lc_compute_name(lc_compute c) { return c == LC_COMPUTE_BF16 ? "bf16" : "fp32"; }
+
 lc_compute lc_compute_effective(lc_compute c) {
     return c == LC_COMPUTE_BF16 && lc_bf16_kernel_get() != LC_BF16_KERNEL_NONE ? LC_COMPUTE_BF16 : LC_COMPUTE_FP32;
 }

@@ -70,6 +70,10 @@ typedef enum lc_compute {
     LC_COMPUTE_BF16,
 } lc_compute;
 
+// "fp32" / "bf16" (the config key and --compute); -1 if neither.
+int lc_compute_parse(const char *name);
+const char *lc_compute_name(lc_compute c);
+
 // The compute that runs when c is asked for (BF16 becomes FP32 without a kernel).
 lc_compute lc_compute_effective(lc_compute c);
 

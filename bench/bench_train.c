@@ -204,7 +204,7 @@ int main(int argc, char **argv) {
             wt_ok = parse_weights(argv[i + 1], &wt);
         } else if (!strcmp(argv[i], "--compute") && i + 1 < argc) {
             const char *c = argv[i + 1];
-            computes = !strcmp(c, "fp32") ? 1 : !strcmp(c, "bf16") ? 2 : !strcmp(c, "both") ? 3 : 0;
+            computes = !strcmp(c, "both") ? 3 : lc_compute_parse(c) + 1; // fp32 1, bf16 2, else 0
             compute_ok = computes != 0;
         } else if (!strcmp(argv[i], "--generate") && i + 1 < argc) {
             generate = atoi(argv[i + 1]);
@@ -343,7 +343,7 @@ int main(int argc, char **argv) {
         if (!is16) tps_fp32 = tps;
         printf("%-13s batch %d x %d, r %d,%s %s weights, %s compute, %d threads (%s): %8.1f tokens/s%s, %6.1f model "
                "GFLOP/s, %4.1f%% of %s peak %.0f GFLOP/s, %.0f MFLOP/token, peak RSS %.2f GB, loss %.3f\n",
-               s->name, B, T, r, ckpt ? " checkpointing," : "", lc_wtype_name(wt), is16 ? "bf16" : "fp32",
+               s->name, B, T, r, ckpt ? " checkpointing," : "", lc_wtype_name(wt), lc_compute_name(comp[c]),
                lc_parallel_threads(), openblas_get_corename(), tps, vs, gflops,
                100.0 * gflops / (is16 ? peak16 : peak), is16 ? "bf16" : "sgemm", is16 ? peak16 : peak,
                flops_per_token(s, T, r) / 1e6, ru.ru_maxrss / 1048576.0, loss[c]);

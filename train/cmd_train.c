@@ -130,9 +130,9 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         case 'n': if ((st = lc_cli_parse_int("--max-seq-len", optarg, 2, 1 << 20, &max_seq_len))) return st; break;
         case 'b': if ((st = lc_cli_parse_int("--batch-size", optarg, 1, 4096, &batch))) return st; break;
         case 'c':
-            if (strcmp(optarg, "fp32") && strcmp(optarg, "bf16"))
+            if (lc_compute_parse(optarg) < 0)
                 return lc_error(LC_STATUS_USAGE, "--compute \"%s\" is not fp32 or bf16", optarg);
-            compute = strcmp(optarg, "bf16") ? LC_COMPUTE_FP32 : LC_COMPUTE_BF16;
+            compute = (lc_compute)lc_compute_parse(optarg);
             break;
         case 'g': generate = 1; break;
         case 'M':

@@ -108,7 +108,7 @@ static void format_value(char *out, size_t cap, const lc_train_config *c, int i,
     case F_U64: snprintf(out, cap, "%llu", (unsigned long long)*FIELD(c, i, uint64_t)); break;
     case F_BOOL: snprintf(out, cap, "%s", *FIELD(c, i, bool) ? "true" : "false"); break;
     case F_TARGETS: lc_lora_targets_string(out, cap, *FIELD(c, i, unsigned) & target_mask); break;
-    case F_COMPUTE: snprintf(out, cap, "\"%s\"", *FIELD(c, i, lc_compute) == LC_COMPUTE_BF16 ? "bf16" : "fp32"); break;
+    case F_COMPUTE: snprintf(out, cap, "\"%s\"", lc_compute_name(*FIELD(c, i, lc_compute))); break;
     case F_SCHEDULE: {
         unsigned t = (unsigned)*FIELD(c, i, lc_schedule_type);
         snprintf(out, cap, "%s", t < 3 ? schedules[t] : "?");

@@ -323,9 +323,10 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     TRY(lc_json_get_bool(root, "bf16_weights", W("bf16_weights"), false, &cfg->bf16_weights));
     const char *compute;
     TRY(lc_json_get_string(root, "compute", W("compute"), "fp32", &compute));
-    if (strcmp(compute, "fp32") && strcmp(compute, "bf16"))
+    int parsed = lc_compute_parse(compute);
+    if (parsed < 0)
         return lc_error(LC_STATUS_INPUT, "%s: \"compute\" \"%s\" is not fp32 or bf16", W("compute"), compute);
-    cfg->compute = strcmp(compute, "bf16") ? LC_COMPUTE_FP32 : LC_COMPUTE_BF16;
+    cfg->compute = (lc_compute)parsed;
     TRY(get_int_range(root, "eval_every", "eval_every", W("eval_every"), 0, 0, 1 << 30, &v));
     cfg->eval_every = (int)v;
     TRY(get_int_range(root, "save_every", "save_every", W("save_every"), 0, 0, 1 << 30, &v));
