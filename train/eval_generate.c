@@ -119,9 +119,26 @@ typedef struct decode_buf {
     int32_t *tokens, *pos, *seg; // [B, L] inputs of one call
     int32_t *out;                // [B, max_tokens] generated ids
     int *n_out, *done, *pad;     // [B]
+    lc_detokenizer *det;         // [B] each answer's text as it grows (blank-line stops)
+    bool *newline;               // [B] its last byte was '\n'
+    char *bytes;                 // [lc_tokenizer_stream_max_bytes] one token's text
     char **preds;                // [n] answers, by example
     bool *ok;                    // [n] their verdicts
 } decode_buf;
+
+// Whether token t, appended to row b's answer, completes a blank line
+// ("\n\n"): its bytes come from the row's streaming detokenizer, so no
+// answer is decoded again per token.
+static bool ends_blank_line(decode_buf *d, int b, int32_t t, size_t cap) {
+    size_t n = 0;
+    if (lc_detokenizer_push(&d->det[b], t, d->bytes, cap, &n)) return false;
+    for (size_t i = 0; i < n; i++) {
+        bool nl = d->bytes[i] == '\n';
+        if (nl && d->newline[b]) return true;
+        d->newline[b] = nl;
+    }
+    return false;
+}
 
 // Decodes row b's answer so far (stop ids excluded); NULL on failure.
 static char *answer_text(const lc_tokenizer *tok, const decode_buf *d, int b, int max_tokens) {
@@ -187,9 +204,13 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
         d.n_out = malloc(sizeof(int) * (size_t)B);
         d.done = malloc(sizeof(int) * (size_t)B);
         d.pad = malloc(sizeof(int) * (size_t)B);
+        d.det = malloc(sizeof *d.det * (size_t)B);
+        d.newline = malloc(sizeof(bool) * (size_t)B);
+        d.bytes = malloc(lc_tokenizer_stream_max_bytes(tok));
         d.preds = calloc((size_t)n, sizeof *d.preds);
         d.ok = calloc((size_t)n, sizeof *d.ok);
-        if (!d.tokens || !d.pos || !d.seg || !d.out || !d.n_out || !d.done || !d.pad || !d.preds || !d.ok)
+        if (!d.tokens || !d.pos || !d.seg || !d.out || !d.n_out || !d.done || !d.pad || !d.preds || !d.ok || !d.det ||
+            !d.newline || !d.bytes)
             st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     }
     double t0 = lc_now_s();
@@ -208,6 +229,8 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
                 d.seg[at] = real ? pad[b] : 0;
             }
             d.n_out[b] = d.done[b] = 0;
+            lc_detokenizer_init(&d.det[b], tok, true);
+            d.newline[b] = false;
         }
         lc_forward_input in = {d.tokens, nb, L, d.pos, d.seg, 0};
         st = lc_forward_input_run(&s, m, &in, LC_LOGITS_MODE_LAST);
@@ -225,11 +248,7 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
                     d.out[(size_t)b * M + d.n_out[b]++] = t;
                     out->n_generated++;
                 }
-                if (!stop && o->stop_blank_line) {
-                    char *text = answer_text(tok, &d, b, M);
-                    stop = text && strstr(text, "\n\n");
-                    free(text);
-                }
+                if (!stop && o->stop_blank_line) stop = ends_blank_line(&d, b, t, lc_tokenizer_stream_max_bytes(tok));
                 d.done[b] = stop || d.n_out[b] == Mb;
                 d.tokens[b] = t;
                 d.pos[b] = L + i - pad[b];
@@ -266,6 +285,9 @@ lc_status lc_eval_generate(const lc_model *m, const lc_lora *lora, const lc_toke
     free(d.preds);
     free(d.ok);
     free(d.pad);
+    free(d.det);
+    free(d.newline);
+    free(d.bytes);
     free(d.tokens);
     free(d.pos);
     free(d.seg);
