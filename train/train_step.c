@@ -18,6 +18,7 @@ static void batch_rows(lc_batch *view, const lc_batch *b, int b0, int b1) {
     view->targets = b->targets + off;
     view->pos = b->pos + off;
     view->seg_start = b->seg_start + off;
+    if (b0 == 0 && b1 == b->B) return; // the whole batch (one process): its count stands
     view->n_targets = 0;
     for (size_t i = 0; i < (size_t)view->B * b->T; i++) view->n_targets += view->targets[i] >= 0;
 }
