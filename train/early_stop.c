@@ -1,12 +1,9 @@
 #include "train/early_stop.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <cJSON.h>
-
-#include "common/file.h"
 
 void lc_early_stop_init(lc_early_stop *e, int patience, double min_delta, bool higher_better) {
     memset(e, 0, sizeof *e);
@@ -32,21 +29,16 @@ bool lc_early_stop_due(const lc_early_stop *e) { return e->patience > 0 && e->ba
 
 const char *lc_early_stop_key(const lc_early_stop *e) { return e->higher_better ? "eval_accuracy" : "eval_loss"; }
 
-lc_status lc_early_stop_replay(lc_early_stop *e, const char *metrics_path, int64_t up_to) {
-    if (!lc_file_exists(metrics_path)) return LC_STATUS_OK;
-    char *text;
-    size_t len;
-    lc_status st = lc_file_read(metrics_path, (size_t)1 << 30, &text, &len);
-    if (st) return st;
+void lc_early_stop_replay(lc_early_stop *e, const char *metrics) {
     const char *key = lc_early_stop_key(e);
-    for (char *line = text; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (nl) *nl = 0;
-        cJSON *row = cJSON_Parse(line);
+    for (const char *line = metrics; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t n = nl ? (size_t)(nl - line) : strlen(line);
+        cJSON *row = cJSON_ParseWithLength(line, n);
         const cJSON *step = cJSON_GetObjectItemCaseSensitive(row, "step");
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(row, key);
         const cJSON *stop = cJSON_GetObjectItemCaseSensitive(row, "early_stopping");
-        if (cJSON_IsNumber(step) && step->valuedouble <= (double)up_to) {
+        if (cJSON_IsNumber(step)) {
             if (cJSON_IsNumber(v) && isfinite(v->valuedouble))
                 lc_early_stop_update(e, (int64_t)step->valuedouble, v->valuedouble);
             if (cJSON_IsString(stop) && !strcmp(stop->valuestring, "stopped"))
@@ -55,6 +47,4 @@ lc_status lc_early_stop_replay(lc_early_stop *e, const char *metrics_path, int64
         cJSON_Delete(row);
         line = nl ? nl + 1 : NULL;
     }
-    free(text);
-    return LC_STATUS_OK;
 }

@@ -7,7 +7,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "common/status.h"
 
 typedef struct lc_early_stop {
     int patience;         // evaluations without improvement that stop the run
@@ -26,8 +25,9 @@ bool lc_early_stop_update(lc_early_stop *e, int64_t step, double value);
 bool lc_early_stop_due(const lc_early_stop *e);
 // The metrics row key of the value watched: "eval_accuracy" or "eval_loss".
 const char *lc_early_stop_key(const lc_early_stop *e);
-// Replays the evaluations of metrics.jsonl rows up to step `up_to` (and an
-// early stop recorded there).
-lc_status lc_early_stop_replay(lc_early_stop *e, const char *metrics_path, int64_t up_to);
+// Replays the evaluations (and an early stop) recorded in `metrics`, the
+// rows of metrics.jsonl a resumed run keeps. Rows that do not parse are
+// passed over.
+void lc_early_stop_replay(lc_early_stop *e, const char *metrics);
 
 #endif

@@ -232,6 +232,11 @@ static lc_status open_metrics(trainer *t, int64_t step) {
         line = nl ? nl + 1 : NULL;
     }
     if (!st) st = lc_file_write_atomic(path, kept ? kept : "", n_kept);
+    // Early stopping's state is a function of the kept evaluations.
+    if (!st && kept && t->es.patience) {
+        kept[n_kept] = 0;
+        lc_early_stop_replay(&t->es, kept);
+    }
     free(text);
     free(kept);
     if (st) return st;
@@ -683,10 +688,6 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         st = resume(&t, &first);
         if (!st && first == 0 && cfg->init_adapter[0]) st = load_init_adapter(&t);
         if (!st) st = open_metrics(&t, first);
-        char metrics[4200];
-        if (!st && first > 0 && t.es.patience && !(st = lc_path_join(metrics, sizeof metrics, cfg->output_dir,
-                                                                      "metrics.jsonl")))
-            st = lc_early_stop_replay(&t.es, metrics, first);
         if (!st && t.es.best_step) st = early_stop_check_best(&t);
     }
     if ((st = lc_dist_agree(st)) || (st = share_state(&t, &first))) goto done;
