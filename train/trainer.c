@@ -150,6 +150,10 @@ lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step) {
     return LC_STATUS_OK;
 }
 
+lc_status lc_trainer_save_step(trainer *t, int64_t step) {
+    return lc_dist_agree(t->saved_step != step ? lc_trainer_save_checkpoint(t, step) : LC_STATUS_OK);
+}
+
 // A checkpoint on the way (not the run's last) that cannot be written, as on a
 // full disk, costs only that save: the previous one is kept and training goes on.
 static void save_or_warn(trainer *t, int64_t step) {
@@ -461,7 +465,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
         if (cfg->save_every && done % cfg->save_every == 0 && done < total) save_or_warn(t, done);
         if (done < total) st = lc_trainer_evaluate_step(t, done, false);
         if (!st && lc_early_stop_due(&t->es) && done < total) {
-            st = lc_dist_agree(t->saved_step != done ? lc_trainer_save_checkpoint(t, done) : LC_STATUS_OK);
+            st = lc_trainer_save_step(t, done);
             if (!st) lc_trainer_early_stop_report(t, done, true);
             return st;
         }
@@ -470,7 +474,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
         int sig = lc_stop_signal;
         if (!st) st = lc_dist_max_int(&sig);
         if (!st && sig && done < total) {
-            st = lc_dist_agree(t->saved_step != done ? lc_trainer_save_checkpoint(t, done) : LC_STATUS_OK);
+            st = lc_trainer_save_step(t, done);
             if (t->tty) fprintf(stderr, "\n");
             if (!st)
                 st = lc_dist_error_shared(lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d after step %lld; saved "

@@ -29,7 +29,7 @@ void lc_trainer_write_plot(trainer *t) {
 // which keeps it from pruning and gives it to --adapter RUN_DIR.
 static lc_status early_stop_record(trainer *t, int64_t step, double value) {
     if (!t->es.patience || !lc_early_stop_update(&t->es, step, value)) return LC_STATUS_OK;
-    lc_status st = lc_dist_agree(t->saved_step != step ? lc_trainer_save_checkpoint(t, step) : LC_STATUS_OK);
+    lc_status st = lc_trainer_save_step(t, step);
     if (!st && lc_dist_rank() == 0 &&
         ((st = lc_run_dir_set_best(&t->run, step)) || (st = lc_run_dir_prune(&t->run, t->cfg->keep_checkpoints)))) {
         if (t->tty) fprintf(stderr, "\r\033[K");

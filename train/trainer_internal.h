@@ -53,6 +53,8 @@ typedef struct trainer {
 extern volatile sig_atomic_t lc_stop_signal, lc_stop_count;
 // Writes checkpoint-<step>.h5 (rank 0; the other ranks note the step).
 lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step);
+// That checkpoint unless this step has one, every rank agreeing on the outcome.
+lc_status lc_trainer_save_step(trainer *t, int64_t step);
 // Whether a second stop signal asks to abandon the evaluation under way.
 int lc_trainer_eval_abandoned(void *user);
 
