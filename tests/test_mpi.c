@@ -6,6 +6,7 @@
 // does not divide). Built only when MPI is found; mpirun runs 2 ranks on
 // this machine (--oversubscribe, and --allow-run-as-root as root).
 #include <check.h>
+#include <dirent.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -79,7 +80,7 @@ static pid_t start(int ranks, const char *cfg) {
     pid_t pid = fork();
     ck_assert(pid >= 0);
     if (pid == 0) {
-        setpgid(0, 0); // a kill of the job reaches mpirun and its ranks
+        setsid(); // the job's session: mpirun and its ranks (each rank has its own process group)
         char err[4300];
         snprintf(err, sizeof err, "%s/err.txt", tmp);
         if (!freopen(err, "w", stderr) || !freopen("/dev/null", "w", stdout)) _exit(126);
@@ -95,6 +96,41 @@ static pid_t start(int ranks, const char *cfg) {
         _exit(127);
     }
     return pid;
+}
+
+// SIGKILLs every process of session `sid` and waits until none is left
+// alive. Open MPI puts each rank in a process group of its own, so a kill of
+// mpirun's group leaves the ranks to notice their launcher's end on their
+// own, which can take a moment: a rerun started before then finds the run
+// folder locked (a zombie holds no lock).
+static void kill_session(pid_t sid) {
+    for (int round = 0; round < 6000; round++) {
+        int alive = 0;
+        DIR *proc = opendir("/proc");
+        ck_assert(proc != NULL);
+        for (struct dirent *e; (e = readdir(proc));) {
+            char path[300], line[1024];
+            long pid = strtol(e->d_name, NULL, 10);
+            if (pid <= 0) continue;
+            snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+            FILE *f = fopen(path, "r");
+            if (!f) continue;
+            size_t n = fread(line, 1, sizeof line - 1, f);
+            fclose(f);
+            line[n] = 0;
+            char *end = strrchr(line, ')'), state;
+            long ppid, pgrp, session;
+            if (!end || sscanf(end + 1, " %c %ld %ld %ld", &state, &ppid, &pgrp, &session) != 4) continue;
+            if (session != sid || state == 'Z' || state == 'X') continue;
+            alive++;
+            kill((pid_t)pid, SIGKILL);
+        }
+        closedir(proc);
+        if (!alive) return;
+        struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+    }
+    ck_abort_msg("processes of the killed job still run after 60 s");
 }
 
 static int finish(pid_t pid) {
@@ -254,7 +290,7 @@ START_TEST(test_sigkill_resume_two_ranks) {
         nanosleep(&ts, NULL);
     }
     ck_assert_msg(file_exists(want), "checkpoint 4 never appeared");
-    kill(-pid, SIGKILL);
+    kill_session(pid);
     finish(pid);
     ck_assert_msg(!file_exists(path), "the job finished before it was killed");
     train_ok(2, cfg);
