@@ -430,6 +430,19 @@ int lc_dataset_drop_untrainable(lc_dataset *ds) {
     return dropped;
 }
 
+void lc_dataset_keep_first(lc_dataset *ds, int n) {
+    if (n < 0 || n >= ds->n_examples) return;
+    ds->n_examples = n;
+    ds->n_tokens = 0;
+    ds->n_truncated = ds->n_no_targets = 0;
+    for (int i = 0; i < n; i++) {
+        const lc_example *e = &ds->examples[i];
+        ds->n_tokens += e->n;
+        ds->n_truncated += e->truncated;
+        ds->n_no_targets += e->n <= e->n_prompt;
+    }
+}
+
 void lc_dataset_free(lc_dataset *ds) {
     if (!ds) return;
     free(ds->examples);

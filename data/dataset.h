@@ -58,6 +58,10 @@ void lc_dataset_free(lc_dataset *ds);
 // truncation): they cannot train anything. Returns how many were removed.
 int lc_dataset_drop_untrainable(lc_dataset *ds);
 
+// Keeps the first n examples (all when there are fewer), recounting the
+// totals; the storage stays as it is.
+void lc_dataset_keep_first(lc_dataset *ds, int n);
+
 // Moves a seeded random `fraction` (at least one example, leaving at least
 // one) of ds into valid; the rest stays in train. ds is consumed (freed), on
 // error too; train/valid may alias it. Both parts keep file order.

@@ -230,9 +230,16 @@ START_TEST(test_usage_errors) {
     expect_failure(no_model, 1, "--model DIR|FILE.gguf is required");
     const char *bad_temp[] = {"generate", "--model", MODEL_DIR, "--temperature", "hot", NULL};
     expect_failure(bad_temp, 1, "--temperature");
+    // A mistyped command or option gets one line, not the whole usage.
     const char *unknown[] = {"frobnicate", NULL};
     lc_test_run r = lc_test_lora(unknown);
     ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora: unknown command \"frobnicate\" (see lora --help)\n");
+    lc_test_run_free(&r);
+    const char *unknown_opt[] = {"--frob", "train", NULL};
+    r = lc_test_lora(unknown_opt);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora: unknown option --frob (see lora --help)\n");
     lc_test_run_free(&r);
     const char *missing_dir[] = {"generate", "--model", "/nonexistent/model", NULL};
     expect_failure(missing_dir, 2, "/nonexistent/model");

@@ -200,8 +200,8 @@ static void expect_refused(const char *const *args, int status, const char *need
 START_TEST(test_refusals) {
     const char *bad_metric[] = {"eval", "--generate", "--model", MODEL_DIR, "--data", GREEDY, "--metric", "f1", NULL};
     expect_refused(bad_metric, 1, "--metric \"f1\" is not exact, number or contains");
-    const char *no_generate[] = {"eval", "--model", MODEL_DIR, "--data", GREEDY, "--limit", "3", NULL};
-    expect_refused(no_generate, 1, "--limit needs --generate");
+    const char *no_generate[] = {"eval", "--model", MODEL_DIR, "--data", GREEDY, "--max-tokens", "3", NULL};
+    expect_refused(no_generate, 1, "--max-tokens needs --generate");
     const char *rows = "{\"prompt\": \"a\", \"completion\": \"b\"}\n{\"text\": \"once\"}\n";
     lc_test_write(tmp, "text.jsonl", rows, strlen(rows));
     char path[4300];

@@ -21,7 +21,11 @@ static const char train_usage[] =
     "  --config FILE     training config (see configs/ and SPEC); unknown or duplicate keys are errors\n"
     "  --set key=value   override a config key; dotted for nested keys (lora.r=8); the value is JSON\n"
     "                    (text for string keys: output_dir=runs/x); key= removes the key (steps=)\n"
-    "Writes output_dir/metrics.jsonl and output_dir/checkpoint-<step>.h5 (the last is the adapter).\n";
+    "Writes output_dir/metrics.jsonl and output_dir/checkpoint-<step>.h5 (the last is the adapter).\n"
+    "Relative paths are taken from the working directory, else from the config file's folder.\n"
+    "\n"
+    "config keys (nested ones as \"lora\": {\"r\": 8}):\n"
+    "  key                        default      meaning\n";
 
 lc_status lc_cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
@@ -40,7 +44,10 @@ lc_status lc_cmd_train(int argc, char **argv) {
         case 'c': config = optarg; break;
         case 's': sets[n_sets++] = optarg; break;
         case 'h':
-            if (lc_dist_rank() == 0) fputs(train_usage, stdout);
+            if (lc_dist_rank() == 0) {
+                fputs(train_usage, stdout);
+                lc_train_config_describe(stdout);
+            }
             free(sets);
             return LC_STATUS_OK;
         default:
@@ -63,8 +70,11 @@ lc_status lc_cmd_train(int argc, char **argv) {
 static const char eval_usage[] =
     "usage: lora eval --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl [--max-seq-len N] [--batch-size B]\n"
     "                 [--chat-template FILE.jinja] [--compute fp32|bf16]\n"
-    "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..}: mean cross-entropy over completion tokens\n"
-    "  (for chat data, {\"messages\": [...]}, over the assistant messages)\n"
+    "                 [--limit K]\n"
+    "  prints {\"loss\":..,\"ppl\":..,\"tokens\":..,\"examples\":..,\"truncated\":..,\"left_out\":..}: mean\n"
+    "  cross-entropy over completion tokens (for chat data, {\"messages\": [...]}, over the assistant messages) of\n"
+    "  the examples scored, how many were cut to --max-seq-len (default: the model's context), and how many\n"
+    "  the cut left without a completion token; --limit K: the first K examples only\n"
     "       lora eval --generate --model DIR|FILE.gguf [--adapter PATH] --data FILE.jsonl\n"
     "                 [--metric exact|number|contains] [--max-tokens N] [--limit K] [--predictions OUT.jsonl]\n"
     "                 [--batch-size B] [--chat-template FILE.jinja]\n"
@@ -146,7 +156,6 @@ lc_status lc_cmd_eval(int argc, char **argv) {
             break;
         case 'l':
             if ((st = lc_cli_parse_int("--limit", optarg, 1, 0x7fffffffL, &limit))) return st;
-            gen_only = "--limit";
             break;
         case 'p': predictions = optarg; gen_only = "--predictions"; break;
         case 'h': fputs(eval_usage, stdout); return LC_STATUS_OK;
@@ -181,6 +190,7 @@ lc_status lc_cmd_eval(int argc, char **argv) {
     lc_dataset_options opt = {.max_seq_len = (int)max_seq_len, .mask_prompt = true, .chat = chat,
                               .model_name = model_dir, .chat_error = chat_error[0] ? chat_error : NULL};
     if ((st = lc_dataset_load(&ds, data, tok, &opt))) goto done;
+    if (limit && !generate) lc_dataset_keep_first(&ds, (int)limit); // --generate takes its own limit
     if ((st = lc_train_check_dataset(&ds, data, &model, "--max-seq-len", (int)max_seq_len))) goto done;
     if (compute == LC_COMPUTE_BF16 && lc_compute_effective(compute) != LC_COMPUTE_BF16)
         fprintf(stderr, "lora eval: note: --compute bf16: %s\n", lc_bf16_kernel_describe());
@@ -194,7 +204,11 @@ lc_status lc_cmd_eval(int argc, char **argv) {
         if (st == LC_STATUS_INPUT) lc_error_prefix("%s", data);
         goto done;
     }
-    printf("{\"loss\": %.6f, \"ppl\": %.6f, \"tokens\": %lld}\n", r.loss, exp(r.loss), (long long)r.n_targets);
+    // What was scored: examples cut to --max-seq-len, and those the cut left
+    // without a completion token (they add nothing to the loss).
+    printf("{\"loss\": %.6f, \"ppl\": %.6f, \"tokens\": %lld, \"examples\": %d, \"truncated\": %d, \"left_out\": %d}\n",
+           r.loss, exp(r.loss), (long long)r.n_targets, ds.n_examples - ds.n_no_targets, ds.n_truncated,
+           ds.n_no_targets);
 done:
     lc_dataset_free(&ds);
     lc_chat_free(chat);

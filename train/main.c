@@ -86,7 +86,7 @@ int main(int argc, char **argv) {
             if (lc_dist_rank() == 0) fputs(usage, stdout);
             return 0;
         } else {
-            if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown option %s\n%s", argv[i], usage);
+            if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown option %s (see lora --help)\n", argv[i]);
             return LC_STATUS_USAGE;
         }
         i++;
@@ -131,6 +131,6 @@ int main(int argc, char **argv) {
         lc_dist_finalize();
         return 0;
     }
-    if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown command \"%s\"\n%s", cmd, usage);
+    if (lc_dist_rank() == 0) fprintf(stderr, "lora: unknown command \"%s\" (see lora --help)\n", cmd);
     return LC_STATUS_USAGE;
 }

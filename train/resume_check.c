@@ -60,6 +60,8 @@ static const struct {
     {"activation_checkpointing", F_BOOL, AT(activation_checkpointing), false},
     // bf16 products approximate the same model: a run may switch to them to go faster (or back).
     {"compute", F_COMPUTE, AT(compute), false},
+    {"eval_max_examples", F_INT, AT(eval_max_examples), false},
+    {"log_every", F_INT, AT(log_every), false},
     {"eval_generate.every", F_INT, AT(eval_generate.every), false},
     {"eval_generate.limit", F_INT, AT(eval_generate.limit), false},
     {"early_stopping.patience", F_INT, AT(early_stopping.patience), false},

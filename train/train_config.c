@@ -6,7 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+
+#include "common/file.h"
 #include "common/json.h"
+#include "train/dist.h"
 
 // Every module name lora.targets accepts, by the families that use it.
 #define LC_TARGET_NAMES                                                                                               \
@@ -16,34 +20,172 @@
 
 typedef enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT } key_type;
 
-// Every key the config accepts; anything else is a typo and refused.
+// Every key the config accepts (anything else is a typo and refused), with
+// its default and meaning for `lora train --help`.
 static const struct {
     const char *path;
     key_type type;
+    const char *def;   // the default as a user would write it; "required" when there is none
+    const char *about; // what it does, briefly
 } known_keys[] = {
-    {"model", KEY_STRING},          {"train_data", KEY_STRING},      {"valid_data", KEY_STRING},
-    {"valid_split", KEY_NUMBER},    {"output_dir", KEY_STRING},      {"init_adapter", KEY_STRING},
-    {"chat_template", KEY_STRING},
-    {"lora", KEY_OBJECT},           {"lora.r", KEY_INT},             {"lora.alpha", KEY_NUMBER},
-    {"lora.dropout", KEY_NUMBER},   {"lora.rslora", KEY_BOOL},       {"lora.targets", KEY_STRING_LIST},
-    {"optimizer", KEY_OBJECT},      {"optimizer.lr", KEY_NUMBER},    {"optimizer.beta1", KEY_NUMBER},
-    {"optimizer.beta2", KEY_NUMBER}, {"optimizer.eps", KEY_NUMBER},  {"optimizer.weight_decay", KEY_NUMBER},
-    {"schedule", KEY_OBJECT},       {"schedule.type", KEY_STRING},   {"schedule.warmup_steps", KEY_INT},
-    {"schedule.min_lr", KEY_NUMBER}, {"batch_size", KEY_INT},        {"grad_accum", KEY_INT},
-    {"max_seq_len", KEY_INT},       {"steps", KEY_INT},              {"epochs", KEY_INT},
-    {"max_grad_norm", KEY_NUMBER},  {"seed", KEY_INT},               {"packing", KEY_BOOL},
-    {"mask_prompt", KEY_BOOL},      {"eval_every", KEY_INT},         {"save_every", KEY_INT},
-    {"keep_checkpoints", KEY_INT},  {"threads", KEY_INT},          {"skip_nonfinite", KEY_BOOL},
-    {"activation_checkpointing", KEY_BOOL}, {"bf16_weights", KEY_BOOL}, {"compute", KEY_STRING},
-    {"eval_generate", KEY_OBJECT},  {"eval_generate.every", KEY_INT}, {"eval_generate.limit", KEY_INT},
-    {"eval_generate.metric", KEY_STRING}, {"eval_generate.max_tokens", KEY_INT},
-    {"early_stopping", KEY_OBJECT}, {"early_stopping.patience", KEY_INT}, {"early_stopping.min_delta", KEY_NUMBER},
+    {"model", KEY_STRING, "required", "Hugging Face model folder or GGUF file"},
+    {"train_data", KEY_STRING, "required", "JSONL: prompt/completion, messages (chat) or text lines"},
+    {"valid_data", KEY_STRING, "none", "JSONL evaluated every eval_every steps and at the end"},
+    {"valid_split", KEY_NUMBER, "0", "fraction of train_data held out instead of valid_data"},
+    {"output_dir", KEY_STRING, "required", "checkpoints, metrics.jsonl, loss.svg; a rerun resumes here"},
+    {"init_adapter", KEY_STRING, "none", "start from this adapter (checkpoint or PEFT folder)"},
+    {"chat_template", KEY_STRING, "the model's", "a .jinja file for chat data"},
+    {"lora", KEY_OBJECT, NULL, NULL},
+    {"lora.r", KEY_INT, "16", "adapter rank"},
+    {"lora.alpha", KEY_NUMBER, "2 x r", "scale alpha/r (alpha/sqrt(r) with rslora)"},
+    {"lora.dropout", KEY_NUMBER, "0", "dropout on the adapter's input"},
+    {"lora.rslora", KEY_BOOL, "false", "rank-stabilized scale alpha/sqrt(r)"},
+    {"lora.targets", KEY_STRING_LIST, "all", "modules to adapt, e.g. [\"q_proj\", \"v_proj\"]"},
+    {"optimizer", KEY_OBJECT, NULL, NULL},
+    {"optimizer.lr", KEY_NUMBER, "2e-4", "AdamW peak learning rate"},
+    {"optimizer.beta1", KEY_NUMBER, "0.9", "AdamW beta1"},
+    {"optimizer.beta2", KEY_NUMBER, "0.999", "AdamW beta2"},
+    {"optimizer.eps", KEY_NUMBER, "1e-8", "AdamW epsilon"},
+    {"optimizer.weight_decay", KEY_NUMBER, "0", "decoupled weight decay"},
+    {"schedule", KEY_OBJECT, NULL, NULL},
+    {"schedule.type", KEY_STRING, "cosine", "constant, linear or cosine decay to min_lr"},
+    {"schedule.warmup_steps", KEY_INT, "0", "linear warmup from 0"},
+    {"schedule.min_lr", KEY_NUMBER, "0", "the learning rate the decay ends at"},
+    {"batch_size", KEY_INT, "4", "sequences per micro-batch"},
+    {"grad_accum", KEY_INT, "1", "micro-batches per optimizer step"},
+    {"max_seq_len", KEY_INT, "512", "longer examples are truncated (and counted)"},
+    {"steps", KEY_INT, "required*", "optimizer steps (*give steps or epochs)"},
+    {"epochs", KEY_INT, "required*", "passes over train_data (*give steps or epochs)"},
+    {"max_grad_norm", KEY_NUMBER, "1.0", "global gradient-norm clip; 0 = off"},
+    {"seed", KEY_INT, "0", "adapter init, shuffling and dropout"},
+    {"packing", KEY_BOOL, "false", "pack examples into max_seq_len rows"},
+    {"mask_prompt", KEY_BOOL, "true", "loss on completions (assistant turns) only"},
+    {"eval_every", KEY_INT, "0", "evaluate every N steps (and at the end); 0 = at the end only"},
+    {"eval_max_examples", KEY_INT, "0", "evaluate the first N validation examples; 0 = all"},
+    {"save_every", KEY_INT, "0", "checkpoint every N steps (and at the end)"},
+    {"keep_checkpoints", KEY_INT, "3", "how many checkpoints to keep"},
+    {"log_every", KEY_INT, "auto", "without a terminal, a progress line every N steps (about 50 a run)"},
+    {"threads", KEY_INT, "0", "threads; 0 = every core"},
+    {"skip_nonfinite", KEY_BOOL, "false", "skip (and count) a batch with NaN/Inf instead of stopping"},
+    {"activation_checkpointing", KEY_BOOL, "false", "recompute each layer in the backward (less memory)"},
+    {"bf16_weights", KEY_BOOL, "false", "hold frozen weights in bf16 (half the memory)"},
+    {"compute", KEY_STRING, "fp32", "fp32 or bf16 products of the frozen weights"},
+    {"eval_generate", KEY_OBJECT, "off", "task accuracy from greedy answers on the validation data"},
+    {"eval_generate.every", KEY_INT, "1", "every N steps"},
+    {"eval_generate.limit", KEY_INT, "0", "the first N examples; 0 = all"},
+    {"eval_generate.metric", KEY_STRING, "number", "exact, number or contains"},
+    {"eval_generate.max_tokens", KEY_INT, "256", "answer length limit"},
+    {"early_stopping", KEY_OBJECT, "off", "stop when evaluations stop improving"},
+    {"early_stopping.patience", KEY_INT, "1", "evaluations without improvement before stopping"},
+    {"early_stopping.min_delta", KEY_NUMBER, "0", "the smallest change that counts as improvement"},
 };
+
+void lc_train_config_describe(FILE *out) {
+    for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++) {
+        if (!known_keys[i].about) continue; // an object that only groups keys
+        fprintf(out, "  %-26s %-12s %s\n", known_keys[i].path, known_keys[i].def, known_keys[i].about);
+    }
+}
 
 static int find_key(const char *path) {
     for (size_t i = 0; i < sizeof known_keys / sizeof known_keys[0]; i++)
         if (strcmp(known_keys[i].path, path) == 0) return (int)i;
     return -1;
+}
+
+// Other trainers' names for our keys (PEFT's LoraConfig, transformers'
+// TrainingArguments, MLX-LM's lora config): a user coming from them writes
+// these first.
+static const struct {
+    const char *name, *ours, *whose;
+} foreign_keys[] = {
+    {"lora_alpha", "lora.alpha", "PEFT's"},
+    {"target_modules", "lora.targets", "PEFT's"},
+    {"lora_dropout", "lora.dropout", "PEFT's"},
+    {"use_rslora", "lora.rslora", "PEFT's"},
+    {"layers_to_transform", "lora.layers", "PEFT's"},
+    {"rank", "lora.r", "MLX-LM's"},
+    {"num_layers", "lora.layers", "MLX-LM's"},
+    {"learning_rate", "optimizer.lr", "transformers'"},
+    {"weight_decay", "optimizer.weight_decay", "transformers'"},
+    {"adam_beta1", "optimizer.beta1", "transformers'"},
+    {"adam_beta2", "optimizer.beta2", "transformers'"},
+    {"adam_epsilon", "optimizer.eps", "transformers'"},
+    {"lr_scheduler_type", "schedule.type", "transformers'"},
+    {"num_train_epochs", "epochs", "transformers'"},
+    {"max_steps", "steps", "transformers'"},
+    {"iters", "steps", "MLX-LM's"},
+    {"per_device_train_batch_size", "batch_size", "transformers'"},
+    {"gradient_accumulation_steps", "grad_accum", "transformers'"},
+    {"gradient_checkpointing", "activation_checkpointing", "transformers'"},
+    {"grad_checkpoint", "activation_checkpointing", "MLX-LM's"},
+    {"max_seq_length", "max_seq_len", "MLX-LM's"},
+    {"logging_steps", "log_every", "transformers'"},
+    {"steps_per_report", "log_every", "MLX-LM's"},
+    {"eval_steps", "eval_every", "transformers'"},
+    {"steps_per_eval", "eval_every", "MLX-LM's"},
+    {"val_batches", "eval_max_examples", "MLX-LM's"},
+    {"save_steps", "save_every", "transformers'"},
+    {"save_total_limit", "keep_checkpoints", "transformers'"},
+    {"adapter_path", "output_dir", "MLX-LM's"},
+    {"model_name_or_path", "model", "transformers'"},
+    {"resume_adapter_file", "init_adapter", "MLX-LM's"},
+};
+
+// Edit distance with transpositions (optimal string alignment), capped at
+// 64 bytes a side: keys are short, and a longer one is no near miss.
+static int edit_distance(const char *a, const char *b) {
+    size_t n = strlen(a), m = strlen(b);
+    if (n > 64 || m > 64) return 99;
+    int d[65][65];
+    for (size_t i = 0; i <= n; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= m; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= n; i++)
+        for (size_t j = 1; j <= m; j++) {
+            int cost = a[i - 1] != b[j - 1];
+            int v = d[i - 1][j - 1] + cost;
+            if (d[i - 1][j] + 1 < v) v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v) v = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    return d[n][m];
+}
+
+static const char *last_part(const char *path) {
+    const char *dot = strrchr(path, '.');
+    return dot ? dot + 1 : path;
+}
+
+// A hint for an unknown key, " (did you mean \"lora.alpha\"?)", or "" when
+// nothing is near: the known key or other trainer's name closest to it,
+// also when it sits in the wrong object ("lr" at the top is optimizer.lr).
+static void key_hint(const char *path, char *out, size_t cap) {
+    const char *last = last_part(path);
+    size_t plen = (size_t)(last - path);
+    int best = 99, best_key = -1, best_foreign = -1;
+    for (size_t k = 0; k < sizeof known_keys / sizeof known_keys[0]; k++) {
+        const char *kp = known_keys[k].path, *kl = last_part(kp);
+        bool same_object = (size_t)(kl - kp) == plen && memcmp(kp, path, plen) == 0;
+        int d = edit_distance(path, kp), dl = edit_distance(last, kl) + !same_object;
+        if (dl < d) d = dl;
+        if (d < best) best = d, best_key = (int)k, best_foreign = -1;
+    }
+    for (size_t f = 0; f < sizeof foreign_keys / sizeof foreign_keys[0]; f++) {
+        if (find_key(foreign_keys[f].ours) < 0) continue;
+        int d = edit_distance(last, foreign_keys[f].name);
+        if (d < best || (d == 0 && best_foreign < 0)) best = d, best_foreign = (int)f;
+    }
+    size_t n = strlen(last);
+    int limit = n <= 3 ? 1 : n <= 7 ? 2 : 3;
+    out[0] = '\0';
+    if (best > limit) return;
+    if (best_foreign >= 0)
+        snprintf(out, cap, " (did you mean \"%s\"? %s is %s name)", foreign_keys[best_foreign].ours,
+                 foreign_keys[best_foreign].name, foreign_keys[best_foreign].whose);
+    else if (best_key >= 0)
+        snprintf(out, cap, " (did you mean \"%s\"?)", known_keys[best_key].path);
 }
 
 static int type_ok(const cJSON *v, key_type t) {
@@ -111,7 +253,11 @@ static lc_status check_keys(const cJSON *obj, const char *prefix, const config_s
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", e->string ? e->string : "");
         const char *what = src_of(s, path);
         int k = find_key(path);
-        if (k < 0) return lc_error(LC_STATUS_INPUT, "%s: unknown key \"%s\"", what, path);
+        if (k < 0) {
+            char hint[160];
+            key_hint(path, hint, sizeof hint);
+            return lc_error(LC_STATUS_INPUT, "%s: unknown key \"%s\"%s", what, path, hint);
+        }
         // cJSON keeps duplicates and its lookups take the first; Python's json
         // takes the last. Which one was meant would be a guess. A level holds
         // at most one of each known key, so this scan stays short.
@@ -143,7 +289,11 @@ static lc_status apply_override(cJSON *root, const char *override) {
     memcpy(key, override, klen);
     key[klen] = '\0';
     int k = find_key(key);
-    if (k < 0) return lc_error(LC_STATUS_USAGE, "--set: unknown key \"%s\"", key);
+    if (k < 0) {
+        char hint[160];
+        key_hint(key, hint, sizeof hint);
+        return lc_error(LC_STATUS_USAGE, "--set: unknown key \"%s\"%s", key, hint);
+    }
     const char *text = eq + 1;
     bool unset = *text == '\0';
     cJSON *value = NULL;
@@ -335,6 +485,10 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     cfg->keep_checkpoints = (int)v;
     TRY(get_int_range(root, "threads", "threads", W("threads"), 0, 0, 4096, &v));
     cfg->threads = (int)v;
+    TRY(get_int_range(root, "eval_max_examples", "eval_max_examples", W("eval_max_examples"), 0, 0, 1 << 30, &v));
+    cfg->eval_max_examples = (int)v;
+    TRY(get_int_range(root, "log_every", "log_every", W("log_every"), 0, 0, 1 << 30, &v));
+    cfg->log_every = (int)v;
 
     const cJSON *gen = cJSON_GetObjectItemCaseSensitive(root, "eval_generate");
     const cJSON *es = cJSON_GetObjectItemCaseSensitive(root, "early_stopping");
@@ -400,6 +554,36 @@ lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const ch
     return finish(cfg, root, &src);
 }
 
+// A config's relative input paths name files from the working directory;
+// one that does not exist there but does beside the config file (a config
+// run from another folder) is taken from there, with a note. Values given
+// by --set stay relative to the working directory.
+static lc_status resolve_inputs(cJSON *root, const config_src *s) {
+    static const char *const keys[] = {"model", "train_data", "valid_data", "init_adapter", "chat_template"};
+    const char *slash = strrchr(s->file, '/');
+    if (!slash) return LC_STATUS_OK; // the config is in the working directory
+    char dir[4096];
+    size_t dlen = (size_t)(slash - s->file);
+    if (dlen == 0) dlen = 1; // "/x.json"
+    if (dlen >= sizeof dir) return LC_STATUS_OK;
+    memcpy(dir, s->file, dlen);
+    dir[dlen] = '\0';
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[k]);
+        struct stat sb;
+        if (!cJSON_IsString(v) || !v->valuestring[0] || v->valuestring[0] == '/' || src_of(s, keys[k]) != s->file ||
+            stat(v->valuestring, &sb) == 0)
+            continue;
+        char joined[4096];
+        if (lc_path_join(joined, sizeof joined, dir, v->valuestring) || stat(joined, &sb) != 0) continue;
+        if (lc_dist_rank() == 0)
+            fprintf(stderr, "lora train: %s: %s is not in the working directory; using %s, beside the config file\n",
+                    keys[k], v->valuestring, joined);
+        if (!cJSON_SetValuestring(v, joined)) return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    return LC_STATUS_OK;
+}
+
 lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const char *const *overrides, int n_overrides) {
     memset(cfg, 0, sizeof *cfg);
     cJSON *root;
@@ -424,6 +608,7 @@ lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const cha
         else snprintf(src.labels[i], n, "--set %s", overrides[i]);
     }
     for (int i = 0; !st && i < n_overrides; i++) st = apply_override(root, overrides[i]);
+    if (!st) st = resolve_inputs(root, &src);
     if (st) cJSON_Delete(root);
     else st = finish(cfg, root, &src);
     if (!st) snprintf(cfg->path, sizeof cfg->path, "%s", path);

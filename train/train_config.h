@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <cJSON.h>
 
@@ -36,6 +37,8 @@ typedef struct lc_train_config {
     bool bf16_weights;             // frozen linear weights kept in bf16 (half the memory)
     lc_compute compute;            // how the frozen-weight and head products multiply ("compute")
     int eval_every, save_every, keep_checkpoints, threads;
+    int eval_max_examples; // evaluations read the first this many validation examples; 0: all
+    int log_every;         // without a terminal, a progress line every this many steps; 0: about 50 a run
     // "eval_generate": task accuracy on the validation data every `every`
     // steps (0: off), over its first `limit` examples (0: all).
     struct {
@@ -62,5 +65,7 @@ lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const cha
 // The same from a JSON text (checkpoints store it); `what` names it in errors.
 lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const char *what);
 void lc_train_config_free(lc_train_config *cfg);
+// Every config key with its default and meaning, a line each (lora train --help).
+void lc_train_config_describe(FILE *out);
 
 #endif

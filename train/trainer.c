@@ -78,9 +78,16 @@ static lc_status load_data(trainer *t) {
     if (t->train.n_examples == 0)
         return lc_error(LC_STATUS_INPUT, "%s: no example has a completion token within max_seq_len %d",
                         cfg->train_data, cfg->max_seq_len);
-    if (t->has_valid)
-        fprintf(stderr, "lora train: validation: %d examples%s\n", t->valid.n_examples,
+    if (t->has_valid) {
+        int n_valid = t->valid.n_examples;
+        fprintf(stderr, "lora train: validation: %d examples%s", n_valid,
                 cfg->valid_data[0] ? "" : " split from the training data");
+        if (cfg->eval_max_examples && cfg->eval_max_examples < n_valid) {
+            lc_dataset_keep_first(&t->valid, cfg->eval_max_examples);
+            fprintf(stderr, ", the first %d evaluated (eval_max_examples)", t->valid.n_examples);
+        }
+        fprintf(stderr, "\n");
+    }
     // Found now, not after the last step: a validation set with nothing to
     // score, and data the model cannot take.
     if (t->has_valid && lc_train_count_targets(&t->valid) == 0) {
@@ -380,11 +387,38 @@ static lc_status train_step(trainer *t, int64_t step, double *loss, float *grad_
     return LC_STATUS_OK;
 }
 
+// The progress line: on a terminal one line rewritten every step; else a
+// line every log_every steps (and for the first and last of this run) with
+// the mean loss and the speed over the steps since the last line.
+static void report_progress(trainer *t, int64_t step, int64_t first, int64_t total, double loss, float lr,
+                            int n_tokens, double dt, const char *eta) {
+    if (t->tty) {
+        fprintf(stderr, "\r\033[Kstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s", (long long)step + 1,
+                (long long)total, loss, lr, dt > 0 ? n_tokens / dt : 0.0, eta);
+        return;
+    }
+    if (!isnan(loss)) { // a skipped batch has its own line
+        t->log_loss += loss;
+        t->log_steps++;
+    }
+    t->log_tokens += n_tokens;
+    t->log_seconds += dt;
+    if (step != first && step + 1 != total && (step + 1) % t->log_every) return;
+    if (t->log_steps) {
+        fprintf(stderr, "step %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s\n", (long long)step + 1,
+                (long long)total, t->log_loss / (double)t->log_steps, lr,
+                t->log_seconds > 0 ? (double)t->log_tokens / t->log_seconds : 0.0, eta);
+    }
+    t->log_loss = t->log_seconds = 0.0;
+    t->log_steps = t->log_tokens = 0;
+}
+
 static lc_status train_loop(trainer *t, int64_t first) {
     const lc_train_config *cfg = t->cfg;
     int64_t total = t->sched.total_steps;
     double start = lc_now_s();
     lc_status st = LC_STATUS_OK;
+    t->log_every = cfg->log_every ? cfg->log_every : total > 50 ? (total + 49) / 50 : 1; // about 50 lines a run
     if (t->es.stopped_at) {
         fprintf(stderr, "lora train: %s: early stopping ended this run at step %lld; its best checkpoint is "
                 "checkpoint-%lld.h5; nothing to train (use another output_dir for a new run)\n", cfg->output_dir,
@@ -457,8 +491,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
         }
         char eta[32];
         format_duration(eta, sizeof eta, elapsed / (double)(step + 1 - first) * (double)(total - step - 1));
-        fprintf(stderr, "%sstep %lld/%lld | loss %.4f | lr %.2e | %.0f tokens/s | ETA %s%s", t->tty ? "\r\033[K" : "",
-                (long long)step + 1, (long long)total, loss, lr, tps, eta, t->tty ? "" : "\n");
+        report_progress(t, step, first, total, skipped ? NAN : loss, lr, n_tokens, dt, eta);
         int64_t done = step + 1;
         // Saved before evaluating: an evaluation that fails or is stopped
         // costs no training.

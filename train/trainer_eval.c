@@ -95,6 +95,7 @@ lc_status lc_trainer_run_eval(trainer *t, int64_t step) {
     // Split over the ranks and summed. A second signal cannot abandon an
     // evaluation that other ranks would go on with.
     int size = lc_dist_size();
+    double t0 = lc_now_s();
     lc_status st = lc_evaluate(&t->model, &t->lora, &t->valid, t->cfg->batch_size, t->cfg->max_seq_len,
                                t->cfg->compute, lc_dist_rank(), size, size > 1 ? NULL : lc_trainer_eval_abandoned, NULL, &r);
     if (size > 1 && !(st = lc_dist_agree(st))) {
@@ -112,8 +113,8 @@ lc_status lc_trainer_run_eval(trainer *t, int64_t step) {
     if (st == LC_STATUS_INPUT) lc_error_prefix("%s", t->cfg->valid_data[0] ? t->cfg->valid_data : t->cfg->train_data);
     if (st) return st;
     if (t->tty) fprintf(stderr, "\r\033[K");
-    fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens\n", (long long)step, r.loss,
-            exp(r.loss), (long long)r.n_targets);
+    fprintf(stderr, "lora train: step %lld: eval loss %.4f, ppl %.3f over %lld tokens in %.1f s\n", (long long)step,
+            r.loss, exp(r.loss), (long long)r.n_targets, lc_now_s() - t0);
     if (t->metrics) {
         fprintf(t->metrics, "{\"step\": %lld, \"eval_loss\": %.6f, \"eval_ppl\": %.6f}\n", (long long)step, r.loss,
                 exp(r.loss));

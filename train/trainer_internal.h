@@ -33,6 +33,11 @@ typedef struct trainer {
     FILE *metrics;
     char fingerprint[17];
     int tty;
+    // Progress without a terminal: a line every log_every steps, over the
+    // steps since the last one.
+    int64_t log_every;
+    double log_loss, log_seconds;
+    int64_t log_steps, log_tokens;
     lc_run_dir run;     // output_dir: its lock and checkpoint index
     int64_t saved_step; // step of the newest checkpoint written or resumed from
     int64_t resumed_step;
