@@ -32,3 +32,17 @@ lc_build() {
     cmake -S "$LC_ROOT" -B "$LC_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
     cmake --build "$LC_BUILD" -j"$(nproc)"
 }
+
+# The same build with its log in build/build.log and one line on stderr (the
+# log's end when it fails).
+lc_build_quiet() {
+    mkdir -p "$LC_BUILD"
+    local log="$LC_BUILD/build.log"
+    if lc_build "$@" >"$log" 2>&1; then
+        echo "lora.c: built $LC_BUILD/lora (log: $log)" >&2
+    else
+        tail -n 30 "$log" >&2
+        echo "lora.c: the build failed; the whole log is $log" >&2
+        return 1
+    fi
+}

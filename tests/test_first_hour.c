@@ -146,6 +146,23 @@ START_TEST(test_help_defaults_are_the_defaults) {
     ck_assert_msg(fabs(first_metric(m, "lr") - atof(lr_def)) <= 1e-9, "lr %g, help says %s", first_metric(m, "lr"),
                   lr_def);
     free(m);
+
+    // README's key table is this list, line for line (indented as code).
+    char *readme = lc_test_read(LC_SOURCE_DIR "/README.md", NULL);
+    const char *table = strstr(h.out, "\n  key ");
+    ck_assert(table != NULL);
+    int lines = 0;
+    for (const char *p = table + 1; *p; lines++) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) + 1 : strlen(p);
+        char want[512];
+        ck_assert(n + 3 < sizeof want);
+        snprintf(want, sizeof want, "\n  %.*s", (int)n, p);
+        ck_assert_msg(strstr(readme, want) != NULL, "README.md lacks the --help line \"%.*s\"", (int)n - 1, p);
+        p += n;
+    }
+    ck_assert_int_gt(lines, 40);
+    free(readme);
     lc_test_run_free(&h);
 }
 END_TEST
