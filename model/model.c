@@ -332,6 +332,14 @@ static lc_status plan_tables(lc_model *m) {
     return LC_STATUS_OK;
 }
 
+lc_status lc_model_path_check(const char *path) {
+    if (lc_path_is_gguf(path) || lc_dir_exists(path)) return LC_STATUS_OK;
+    if (lc_file_exists(path))
+        return lc_error(LC_STATUS_INPUT, "%s: is a file, not a GGUF model: give the folder holding config.json or a .gguf file",
+                        path);
+    return lc_error(LC_STATUS_INPUT, "%s: not a model folder or GGUF file (no such folder or file)", path);
+}
+
 lc_status lc_model_load(lc_model *m, const char *dir) { return lc_model_load_opts(m, dir, false); }
 
 lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
@@ -339,10 +347,7 @@ lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights) {
     lc_status st;
     memset(m, 0, sizeof *m);
     if (lc_path_is_gguf(dir)) return lc_model_load_gguf(m, dir, bf16_weights);
-    if (lc_file_exists(dir))
-        return lc_error(LC_STATUS_INPUT, "%s: is a file, not a GGUF model: give the folder holding config.json or a .gguf file",
-                        dir);
-    if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: not a model folder or GGUF file (no such folder or file)", dir);
+    if ((st = lc_model_path_check(dir))) return st;
     if ((st = lc_path_join(path, sizeof path, dir, "config.json"))) return st;
     if ((st = lc_config_load(&m->cfg, path))) return st;
     if ((st = lc_path_join(path, sizeof path, dir, "generation_config.json"))) return st;

@@ -89,6 +89,9 @@ lc_status lc_model_load(lc_model *m, const char *dir);
 // The same, keeping the linear layers' frozen weights in bf16 (half the
 // memory; converted to fp32 where used) when bf16_weights is set.
 lc_status lc_model_load_opts(lc_model *m, const char *dir, bool bf16_weights);
+// Whether path can name a base at all (a folder or a GGUF file), else the
+// error a user needs: no such path, or a file that is not GGUF.
+lc_status lc_model_path_check(const char *path);
 
 // With m->cfg and m->st set up (by a loader), loads every tensor the family
 // needs; on failure the caller frees m.

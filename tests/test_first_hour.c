@@ -281,6 +281,31 @@ START_TEST(test_eval_counts) {
 }
 END_TEST
 
+// A wrong --model says what is wrong with it, the same in every command.
+START_TEST(test_model_path_errors) {
+    const char *cmds[][8] = {
+        {"eval", "--data", GSM8K, "--model", NULL},
+        {"generate", "--prompt", "x", "--model", NULL},
+        {"template", "--messages", "m.json", "--model", NULL},
+    };
+    const char *paths[] = {"/nonexistent/model", MODEL_DIR "/model.safetensors"};
+    const char *why[] = {"not a model folder or GGUF file (no such folder or file)",
+                         "is a file, not a GGUF model: give the folder holding config.json or a .gguf file"};
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 2; p++) {
+            const char *args[8];
+            memcpy(args, cmds[c], sizeof args);
+            args[4] = paths[p];
+            lc_test_run r = lc_test_lora(args);
+            char want[4400];
+            snprintf(want, sizeof want, "lora %s: %s: %s\n", args[0], paths[p], why[p]);
+            ck_assert_msg(r.status == 2, "exit %d: %s", r.status, r.err);
+            ck_assert_str_eq(r.err, want);
+            lc_test_run_free(&r);
+        }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("first_hour");
     TCase *tc = tcase_create("cli");
@@ -291,6 +316,7 @@ int main(void) {
     tcase_add_test(tc, test_paths_beside_the_config);
     tcase_add_test(tc, test_eval_max_examples_and_log_every);
     tcase_add_test(tc, test_eval_counts);
+    tcase_add_test(tc, test_model_path_errors);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

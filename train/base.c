@@ -6,6 +6,7 @@
 #include <cJSON.h>
 
 #include "model/gguf_model.h"
+#include "model/model.h"
 
 // The GGUF file's vocabulary as tokenizer.json / tokenizer_config.json objects
 // (tok_json NULL: the config alone).
@@ -24,10 +25,11 @@ static lc_status gguf_json(const char *path, cJSON **tok_json, cJSON **cfg_json)
 
 lc_status lc_base_load_tokenizer(lc_tokenizer **out, const char *model) {
     *out = NULL;
+    lc_status st = lc_model_path_check(model);
+    if (st) return st;
     if (!lc_path_is_gguf(model)) return lc_tokenizer_load_dir(out, model);
     cJSON *t, *c;
-    lc_status st = gguf_json(model, &t, &c);
-    if (st) return st;
+    if ((st = gguf_json(model, &t, &c))) return st;
     st = lc_tokenizer_load_json(out, t, c, model);
     cJSON_Delete(t);
     cJSON_Delete(c);

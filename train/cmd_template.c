@@ -54,10 +54,9 @@ lc_status lc_cli_read_messages(const char *path, cJSON **root, const cJSON **mes
 
 lc_status lc_cli_load_chat(const char *model_dir, const char *template_path, const char *option, lc_chat **out) {
     *out = NULL;
-    struct stat sb;
-    if (model_dir && (stat(model_dir, &sb) != 0 || !(S_ISDIR(sb.st_mode) || lc_path_is_gguf(model_dir))))
-        return lc_error(LC_STATUS_INPUT, "%s: not a model folder or GGUF file", model_dir);
-    lc_status st = model_dir ? lc_base_load_chat(out, model_dir, template_path) : lc_chat_from_file(out, template_path);
+    lc_status st;
+    if (model_dir && (st = lc_model_path_check(model_dir))) return st;
+    st = model_dir ? lc_base_load_chat(out, model_dir, template_path) : lc_chat_from_file(out, template_path);
     if (st) return st;
     if (!*out)
         return lc_error(LC_STATUS_INPUT, "%s has no chat template (tokenizer_config.json chat_template, "
