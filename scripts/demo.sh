@@ -10,6 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 shared="$LC_ROOT/../shared"
+[ -d "$shared" ] && shared="$(cd "$shared" && pwd)"
 model="${1:-$shared/models/stories260K}"
 data="${2:-$shared/data/gsm8k_train.jsonl}"
 prompt="${3:-$'Question: Tom has 3 apples and buys 5 more. How many apples does he have?\nAnswer:'}"
