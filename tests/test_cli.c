@@ -197,6 +197,163 @@ static void expect_failure(const char *const *args, int status, const char *need
     lc_test_run_free(&r);
 }
 
+// The generated ids after the echoed prompt of `--ids` output; returns their count.
+static int parse_ids(const char *out, int skip, int *ids, int cap) {
+    int n = 0, k = 0, id, used;
+    while (sscanf(out, "%d%n", &id, &used) == 1) {
+        out += used;
+        if (k++ >= skip && n < cap) ids[n++] = id;
+    }
+    return n;
+}
+
+START_TEST(test_generate_prompt_file_and_stdin) {
+    // A multi-line prompt ending in a newline: --prompt-file and --prompt - keep its bytes as they are.
+    const char *text = "Once upon a time\nthere was";
+    char with_nl[64];
+    snprintf(with_nl, sizeof with_nl, "%s\n", text);
+    char *tmp = lc_test_tmpdir(), path[600];
+    lc_test_write(tmp, "prompt.txt", with_nl, strlen(with_nl));
+    snprintf(path, sizeof path, "%s/prompt.txt", tmp);
+    const char *inline_args[] = {"generate", "--model", MODEL_DIR, "--prompt", with_nl, "--temperature", "0",
+                                 "--max-tokens", "8", NULL};
+    const char *file_args[] = {"generate", "--model", MODEL_DIR, "--prompt-file", path, "--temperature", "0",
+                               "--max-tokens", "8", NULL};
+    const char *stdin_args[] = {"generate", "--model", MODEL_DIR, "--prompt", "-", "--temperature", "0",
+                                "--max-tokens", "8", NULL};
+    const char *short_args[] = {"generate", "--model", MODEL_DIR, "--prompt", text, "--temperature", "0",
+                                "--max-tokens", "8", NULL};
+    lc_test_run a = lc_test_lora(inline_args), b = lc_test_lora(file_args), c = lc_test_lora_stdin(stdin_args, with_nl);
+    lc_test_run d = lc_test_lora(short_args);
+    ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0 && d.status == 0, "%s%s%s", a.err, b.err, c.err);
+    ck_assert_msg(strncmp(a.out, with_nl, strlen(with_nl)) == 0 && strlen(a.out) > strlen(with_nl) + 1, "%s", a.out);
+    ck_assert_str_eq(b.out, a.out);
+    ck_assert_str_eq(c.out, a.out);
+    ck_assert_str_ne(d.out, a.out); // the final newline is part of the prompt
+    lc_test_run_free(&a);
+    lc_test_run_free(&b);
+    lc_test_run_free(&c);
+    lc_test_run_free(&d);
+
+    char missing[640], want[700];
+    snprintf(missing, sizeof missing, "%s/none.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: cannot open: No such file or directory\n", missing);
+    lc_test_run r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    ck_assert_str_eq(r.out, "");
+    lc_test_run_free(&r);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "x", "--prompt-file", path, NULL});
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora generate: give --prompt TEXT or --prompt-file FILE, not both\n");
+    lc_test_run_free(&r);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", path, "--chat", "Hi", NULL});
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora generate: give --prompt-file FILE or --chat TEXT, not both\n");
+    lc_test_run_free(&r);
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_generate_stop_strings) {
+    const char *prompt = "Once upon a time";
+    const char *plain[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                           "--max-tokens", "40", NULL};
+    lc_test_run r = lc_test_lora(plain);
+    ck_assert_int_eq(r.status, 0);
+    // A stop string the greedy continuation is known to hold: 4 bytes from its middle.
+    const char *cont = r.out + strlen(prompt);
+    size_t n = strlen(cont) - 1; // without the final newline
+    ck_assert_msg(n >= 20, "short continuation: %s", r.out);
+    char stop[8] = {0}, tail[8] = {0};
+    memcpy(stop, cont + n / 2, 4);
+    memcpy(tail, cont + n - 3, 3); // the end of the text, then a byte it does not hold
+    tail[3] = '\x01';
+    size_t at = (size_t)(strstr(cont, stop) - cont);
+    char want[512];
+    snprintf(want, sizeof want, "%s%.*s\n", prompt, (int)at, cont);
+
+    const char *stopped[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                             "--max-tokens", "40", "--stop", "never there", "--stop", stop, NULL};
+    lc_test_run s = lc_test_lora(stopped);
+    ck_assert_int_eq(s.status, 0);
+    ck_assert_str_eq(s.out, want);
+    lc_test_run_free(&s);
+    // A stop string the text only begins: what was held back is printed at the end.
+    const char *held[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                          "--max-tokens", "40", "--stop", tail, NULL};
+    s = lc_test_lora(held);
+    ck_assert_int_eq(s.status, 0);
+    ck_assert_str_eq(s.out, r.out);
+    lc_test_run_free(&s);
+    lc_test_run_free(&r);
+
+    // With --ids: the tokens before the one that reaches into the stop string.
+    const char *ids_plain[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                               "--max-tokens", "40", "--ids", NULL};
+    const char *ids_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                              "--max-tokens", "40", "--ids", "--stop", stop, NULL};
+    r = lc_test_lora(ids_plain);
+    s = lc_test_lora(ids_stop);
+    ck_assert_int_eq(s.status, 0);
+    int all[64], cut[64];
+    int n_all = parse_ids(r.out, 0, all, 64), n_cut = parse_ids(s.out, 0, cut, 64);
+    ck_assert_int_lt(n_cut, n_all);
+    for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
+    lc_test_run_free(&r);
+    lc_test_run_free(&s);
+
+    expect_failure((const char *[]){"generate", "--model", MODEL_DIR, "--stop", "", NULL}, 1,
+                   "lora generate: --stop: the text is empty");
+}
+END_TEST
+
+START_TEST(test_generate_repetition_penalty) {
+    // Greedy stories260K repeats tokens within 60; a huge penalty makes every
+    // token already in the context lose to any unseen one with a positive logit.
+    const char *base[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "60", "--ids", NULL};
+    const char *off[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                         "--max-tokens", "60", "--ids", "--repetition-penalty", "1", NULL};
+    const char *huge[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "60", "--ids", "--repetition-penalty", "1000", NULL};
+    lc_test_run a = lc_test_lora(base), b = lc_test_lora(off), c = lc_test_lora(huge);
+    ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0, "%s%s", a.err, c.err);
+    ck_assert_str_eq(b.out, a.out);
+    int ids[128];
+    int n = parse_ids(a.out, 0, ids, 128);
+    int repeats = 0;
+    for (int i = 5; i < n; i++)
+        for (int j = 0; j < i; j++) repeats += ids[i] == ids[j];
+    ck_assert_msg(repeats > 0, "the unpenalized run repeats nothing: %s", a.out);
+    n = parse_ids(c.out, 0, ids, 128);
+    ck_assert_int_eq(n, 5 + 60); // BOS and the 4 prompt tokens, then 60
+    for (int i = 5; i < n; i++)
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(ids[i] != ids[j], "token %d at %d repeats the one at %d: %s", ids[i], i, j, c.out);
+    lc_test_run_free(&a);
+    lc_test_run_free(&b);
+    lc_test_run_free(&c);
+    expect_failure((const char *[]){"generate", "--model", MODEL_DIR, "--repetition-penalty", "0", NULL}, 1,
+                   "lora generate: --repetition-penalty: expected a number in 0.01..1000, got \"0\"");
+}
+END_TEST
+
+START_TEST(test_version) {
+    lc_test_run r = lc_test_lora((const char *[]){"--version", NULL});
+    ck_assert_int_eq(r.status, 0);
+    // The version CMake's project() declares; a commit in parentheses when built from a checkout.
+    const char *want = "lora.c " LC_PROJECT_VERSION;
+    ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
+    const char *rest = r.out + strlen(want);
+    ck_assert_msg(strcmp(rest, "\n") == 0 || (strncmp(rest, " (commit ", 9) == 0 && strstr(rest, ")\n") &&
+                                               lc_test_count_lines(r.out) == 1), "%s", r.out);
+    ck_assert_str_eq(r.err, "");
+    lc_test_run_free(&r);
+}
+END_TEST
+
 START_TEST(test_missing_tokenizer) {
     char *tmp = lc_test_tmpdir();
     lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
@@ -258,6 +415,10 @@ int main(void) {
     tcase_add_test(tc, test_missing_tokenizer);
     tcase_add_test(tc, test_truncated_model_cli);
     tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_generate_prompt_file_and_stdin);
+    tcase_add_test(tc, test_generate_stop_strings);
+    tcase_add_test(tc, test_generate_repetition_penalty);
+    tcase_add_test(tc, test_version);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
