@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "test_util.h"
 
@@ -354,6 +355,160 @@ START_TEST(test_version) {
 }
 END_TEST
 
+#define PEFT_FIXTURE LC_SOURCE_DIR "/tests/fixtures/peft_stories260k"
+
+static bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+// base_model_name_or_path of dir/adapter_config.json (static buffer).
+static const char *peft_base_name(const char *dir) {
+    static char name[256];
+    char path[700];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    char *text = lc_test_read(path, NULL);
+    const char *key = strstr(text, "\"base_model_name_or_path\": \"");
+    ck_assert_ptr_nonnull(key);
+    key += strlen("\"base_model_name_or_path\": \"");
+    size_t n = (size_t)(strchr(key, '"') - key);
+    ck_assert_uint_lt(n, sizeof name);
+    memcpy(name, key, n);
+    name[n] = 0;
+    free(text);
+    return name;
+}
+
+static void export_peft_ok(const char *model, const char *out, const char *base_name) {
+    const char *args[] = {"export", "--model", model, "--adapter", PEFT_FIXTURE, "--out", out, "--format", "peft",
+                          base_name ? "--base-name" : NULL, base_name, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+}
+
+START_TEST(test_export_peft_base_name) {
+    char *tmp = lc_test_tmpdir(), out[600], model[600];
+    // The model folder's name, not the path it was given by (here absolute, with a trailing slash).
+    snprintf(out, sizeof out, "%s/plain", tmp);
+    export_peft_ok(MODEL_DIR "/", out, NULL);
+    ck_assert_str_eq(peft_base_name(out), "stories260K");
+    // config.json's _name_or_path when it is a Hub id; a path there is not one.
+    snprintf(model, sizeof model, "%s/my-model", tmp);
+    ck_assert_int_eq(mkdir(model, 0777), 0);
+    lc_test_copy(MODEL_DIR "/model.safetensors", model, "model.safetensors");
+    lc_test_copy(MODEL_DIR "/tokenizer.json", model, "tokenizer.json");
+    char *cfg = lc_test_read(MODEL_DIR "/config.json", NULL), *brace = strchr(cfg, '{');
+    const char *names[] = {"karpathy/tinyllamas", "/home/me/models/llama", "../llama/x"};
+    const char *want[] = {"karpathy/tinyllamas", "my-model", "my-model"};
+    for (int i = 0; i < 3; i++) {
+        char text[4096];
+        snprintf(text, sizeof text, "{\"_name_or_path\": \"%s\", %s", names[i], brace + 1);
+        lc_test_write(model, "config.json", text, strlen(text));
+        snprintf(out, sizeof out, "%s/named%d", tmp, i);
+        export_peft_ok(model, out, NULL);
+        ck_assert_str_eq(peft_base_name(out), want[i]);
+    }
+    free(cfg);
+    // --base-name is written as given; reading the folder back does not look at it.
+    snprintf(out, sizeof out, "%s/given", tmp);
+    export_peft_ok(MODEL_DIR, out, "/nowhere/Llama-2-7b-hf");
+    ck_assert_str_eq(peft_base_name(out), "/nowhere/Llama-2-7b-hf");
+    lc_test_run r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--adapter", out, "--prompt", "Hi",
+                                                  "--max-tokens", "2", "--temperature", "0", NULL});
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    expect_failure((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                    "--format", "hf", "--base-name", "x/y", NULL},
+                   1, "lora export: --base-name is for --format peft only");
+    expect_failure((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                    "--format", "peft", "--base-name", "bad\nname", NULL},
+                   1, "lora export: --base-name: expected a name (UTF-8 text without control characters)");
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_export_missing_folders_and_failures) {
+    char *tmp = lc_test_tmpdir(), out[4200], path[4300], want[4400];
+    // Every format makes the folders --out needs, as mkdir -p does.
+    const char *formats[] = {"peft", "hf", "gguf", "gguf-lora"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(out, sizeof out, "%s/new%d/sub/%s", tmp, i, i < 2 ? "out" : "x.gguf");
+        lc_test_run r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE,
+                                                      "--out", out, "--format", formats[i], NULL});
+        ck_assert_msg(r.status == 0, "%s: %s", formats[i], r.err);
+        snprintf(path, sizeof path, i == 0 ? "%s/adapter_config.json" : i == 1 ? "%s/model.safetensors" : "%s", out);
+        ck_assert_msg(path_exists(path), "%s missing", path);
+        lc_test_run_free(&r);
+    }
+    // A file where a folder is needed is refused by its name.
+    lc_test_write(tmp, "afile", "x", 1);
+    snprintf(out, sizeof out, "%s/afile/x.gguf", tmp);
+    snprintf(want, sizeof want, "lora export: %s/afile: exists and is not a folder\n", tmp);
+    lc_test_run r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out",
+                                                  out, "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+
+    // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
+    // temporary file, and the folder made for it is gone.
+    char name[300];
+    memset(name, 'n', 290);
+    strcpy(name + 290, ".gguf");
+    snprintf(out, sizeof out, "%s/made/%s", tmp, name);
+    snprintf(want, sizeof want, "lora export: %s: cannot create: File name too long\n", out);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/made", tmp);
+    ck_assert(!path_exists(path));
+
+    // hf into a new folder whose path leaves no room for tokenizer_config.json.tmp (4096 bytes): it fails
+    // after model.safetensors and config.json are written, and every folder it made is removed.
+    size_t len = (size_t)snprintf(out, sizeof out, "%s/deep", tmp);
+    while (len < 4070 - 201) len += (size_t)snprintf(out + len, sizeof out - len, "/%0200d", 0);
+    out[len++] = '/';
+    memset(out + len, 'd', 4070 - len);
+    out[4070] = 0;
+    snprintf(want, sizeof want, "lora export: %s/tokenizer_config.json: path too long", out);
+    strcpy(want + strlen("lora export: ") + 1023, "\n"); // lora.c's messages stop at 1023 bytes
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "hf", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strcmp(r.err, want) == 0, "unexpected message (%zu bytes)", strlen(r.err)); // too long to print
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/deep", tmp);
+    ck_assert(!path_exists(path));
+
+    // hf into a folder that was there: only what the export wrote is removed (config.json is a
+    // folder here, so it fails after writing model.safetensors).
+    snprintf(out, sizeof out, "%s/had", tmp);
+    ck_assert_int_eq(mkdir(out, 0777), 0);
+    lc_test_write(out, "keep.txt", "x", 1);
+    snprintf(path, sizeof path, "%s/config.json", out);
+    ck_assert_int_eq(mkdir(path, 0777), 0);
+    snprintf(want, sizeof want, "lora export: %s/config.json: write failed: Is a directory\n", out);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "hf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/keep.txt", out);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/config.json.tmp", out);
+    ck_assert(!path_exists(path));
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
 START_TEST(test_missing_tokenizer) {
     char *tmp = lc_test_tmpdir();
     lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
@@ -419,6 +574,8 @@ int main(void) {
     tcase_add_test(tc, test_generate_stop_strings);
     tcase_add_test(tc, test_generate_repetition_penalty);
     tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_export_peft_base_name);
+    tcase_add_test(tc, test_export_missing_folders_and_failures);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
