@@ -43,7 +43,7 @@ typedef struct chat_sink {
 static void emit(void *user, const char *text, size_t n, const int32_t *ids, int n_ids) {
     chat_sink *s = user;
     for (int i = 0; i < n_ids && s->n < s->cap; i++) s->reply[s->n++] = ids[i];
-    fwrite(text, 1, n, stdout);
+    if (n) fwrite(text, 1, n, stdout);
     fflush(stdout);
 }
 

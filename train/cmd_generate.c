@@ -45,7 +45,7 @@ static void emit(void *user, const char *text, size_t n, const int32_t *ids, int
     const generate_sink *sink = user;
     if (sink->print_ids)
         for (int i = 0; i < n_ids; i++) printf(" %d", ids[i]);
-    else
+    else if (n)
         fwrite(text, 1, n, stdout);
     fflush(stdout);
 }

@@ -125,7 +125,7 @@ static void release(lc_gen_output *o, size_t n) {
     int k = 0;
     while (k < o->n_ids && o->ends[k] <= n) k++;
     if (n || k) o->emit(o->user, o->held, n, o->ids, k);
-    memmove(o->held, o->held + n, o->n_held - n);
+    if (o->n_held > n) memmove(o->held, o->held + n, o->n_held - n);
     o->n_held -= n;
     for (int i = k; i < o->n_ids; i++) {
         o->ids[i - k] = o->ids[i];
@@ -137,7 +137,7 @@ static void release(lc_gen_output *o, size_t n) {
 lc_status lc_gen_output_push(lc_gen_output *o, int32_t id, const char *bytes, size_t n, bool *stopped) {
     *stopped = o->stopped != 0;
     if (o->stopped) return LC_STATUS_OK;
-    if (o->n_held + n > o->cap_held) {
+    if (!o->held || o->n_held + n > o->cap_held) {
         size_t cap = 2 * (o->n_held + n) + 64;
         char *p = realloc(o->held, cap);
         if (!p) return lc_error(LC_STATUS_RUNTIME, "out of memory");
