@@ -89,32 +89,68 @@ lc_status lc_path_join(char *out, size_t cap, const char *dir, const char *name)
     return LC_STATUS_OK;
 }
 
-lc_status lc_dir_create(const char *dir) {
+lc_status lc_dir_create(const char *dir) { return lc_dir_create_made(dir, NULL, 0); }
+
+lc_status lc_dir_create_made(const char *dir, char *made, size_t cap) {
     char buf[4096];
     size_t n = strlen(dir);
+    if (made && cap) made[0] = '\0';
     if (n == 0 || n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: invalid folder name", dir);
     memcpy(buf, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0') continue;
         char c = buf[i];
         buf[i] = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        if (mkdir(buf, 0777) == 0) {
+            if (made && cap > i && !made[0]) memcpy(made, buf, i + 1);
+        } else if (errno != EEXIST) {
             // A file where the path needs a folder is the user's input.
-            return lc_error(errno == ENOTDIR ? LC_STATUS_INPUT : LC_STATUS_RUNTIME, "%s: cannot create folder: %s",
-                            buf, strerror(errno));
+            lc_status st = lc_error(errno == ENOTDIR ? LC_STATUS_INPUT : LC_STATUS_RUNTIME,
+                                    "%s: cannot create folder: %s", buf, strerror(errno));
+            if (made && made[0]) lc_dir_remove_made(buf, made);
+            return st;
+        }
         buf[i] = c;
     }
     if (!lc_dir_exists(dir)) return lc_error(LC_STATUS_INPUT, "%s: exists and is not a folder", dir);
     return LC_STATUS_OK;
 }
 
+// path without its trailing slashes (but "/" stays).
+static void strip_slashes(char *path) {
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
+}
+
+void lc_dir_remove_made(const char *dir, const char *made) {
+    char buf[4096], stop[4096];
+    if (!made || !made[0] || strlen(dir) >= sizeof buf || strlen(made) >= sizeof stop) return;
+    memcpy(buf, dir, strlen(dir) + 1);
+    memcpy(stop, made, strlen(made) + 1);
+    strip_slashes(stop);
+    for (;;) {
+        strip_slashes(buf);
+        // A folder that is not there (the one a failed mkdir -p did not make) is passed over.
+        if ((rmdir(buf) != 0 && errno != ENOENT) || strcmp(buf, stop) == 0) return;
+        char *slash = strrchr(buf, '/');
+        if (!slash || slash == buf) return;
+        *slash = '\0';
+    }
+}
+
+lc_status lc_path_dirname(char *out, size_t cap, const char *path) {
+    const char *slash = strrchr(path, '/');
+    int n = !slash ? snprintf(out, cap, ".")
+            : slash == path ? snprintf(out, cap, "/")
+                            : snprintf(out, cap, "%.*s", (int)(slash - path), path);
+    if (n < 0 || (size_t)n >= cap) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    return LC_STATUS_OK;
+}
+
 lc_status lc_file_sync_parent(const char *path) {
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    int n = !slash ? snprintf(dir, sizeof dir, ".")
-            : slash == path ? snprintf(dir, sizeof dir, "/")
-                            : snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-    if (n < 0 || (size_t)n >= sizeof dir) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    lc_status st = lc_path_dirname(dir, sizeof dir, path);
+    if (st) return st;
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) return lc_error(LC_STATUS_RUNTIME, "%s: cannot open folder: %s", dir, strerror(errno));
     int ok = fsync(fd) == 0 || errno == EINVAL || errno == ENOTSUP;
@@ -129,7 +165,7 @@ lc_status lc_file_write_atomic(const char *path, const void *data, size_t len) {
     int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (n < 0 || (size_t)n >= sizeof tmp) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
-    if (!f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+    if (!f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno)); // not tmp: the user named path
     int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int err = errno;
     ok = fclose(f) == 0 && ok;

@@ -24,6 +24,14 @@ int lc_dir_exists(const char *path);
 // mkdir -p: LC_STATUS_RUNTIME when a folder cannot be made, LC_STATUS_INPUT
 // when the path exists and is not a folder.
 lc_status lc_dir_create(const char *dir);
+// The same, saying in made (cap bytes) the outermost folder it created, or ""
+// when dir was there: what a writer that fails takes back with lc_dir_remove_made.
+lc_status lc_dir_create_made(const char *dir, char *made, size_t cap);
+// Removes dir, then its parents up to made, each only while empty (rmdir,
+// never a recursive delete); nothing when made is "".
+void lc_dir_remove_made(const char *dir, const char *made);
+// The folder part of path ("." when it has none) into out; error if it does not fit.
+lc_status lc_path_dirname(char *out, size_t cap, const char *path);
 
 // fsync of the folder holding path, so a rename into it is durable. File
 // systems that cannot sync folders (EINVAL, ENOTSUP) count as success.

@@ -21,8 +21,17 @@
 // (peft_type LORA, r, lora_alpha, lora_dropout, target_modules in the family's
 // names, fan_in_fan_out for Conv1D families, use_rslora, bias "none",
 // task_type CAUSAL_LM, base_model_name_or_path). dtype: F32, F16 or BF16.
+// A failed export removes what it created (lc_export_undo).
 lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          lc_dtype dtype);
+// The same with base_model_name_or_path given (NULL: lc_export_peft_base_name).
+lc_status lc_export_peft_named(const char *out_dir, const char *model_dir, const char *base_name, const lc_model *m,
+                               const lc_lora *lora, lc_dtype dtype);
+// What PEFT would write as base_model_name_or_path, without the path the
+// base was given by (which means nothing on another machine): config.json's
+// "_name_or_path" when it is a Hub id ("org/name"), else the name of the
+// model folder or GGUF file ("stories260K").
+lc_status lc_export_peft_base_name(const char *model_dir, char *out, size_t cap);
 
 // Reads a PEFT adapter folder (written by lora.c or by PEFT) into lora,
 // which this initializes for m. target_modules and tensor keys are read in
@@ -58,6 +67,21 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
 // llama/olmo, fused q/k/v gathered); all F32. Works from any base lora.c
 // trains, Hugging Face folder or GGUF file.
 lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora);
+
+// What an export into a folder creates, so that a failed one takes it back
+// and leaves no empty or half-written folder: the folder (mkdir -p) and which
+// of its files were not there before. Nothing that was there is removed.
+typedef struct lc_export_undo {
+    char dir[4096], made[4096];
+    const char *const *names;
+    int n_names;
+    unsigned long long existed; // bit i: dir/names[i] was there before
+} lc_export_undo;
+// Notes which of names (at most 64) dir holds, then makes dir.
+lc_status lc_export_undo_begin(lc_export_undo *u, const char *dir, const char *const *names, int n_names);
+// After a failure: removes the files among names that were not there before,
+// then the folders made.
+void lc_export_undo_fail(const lc_export_undo *u);
 
 // fp32 weight of linear (layer, kind) with the adapter merged into out
 // [out_features, in_features]; nothing for a kind the model does not have.

@@ -24,6 +24,7 @@ typedef struct wtensor {
 
 struct lc_gguf_writer {
     char *path, *tmp;
+    char made[4096]; // the outermost folder made for the file ("": none), removed again if it is not finished
     FILE *f;
     unsigned char *kv; // serialized KVs
     size_t kv_len, kv_cap, n_kv;
@@ -56,6 +57,10 @@ void lc_gguf_writer_free(lc_gguf_writer *w) {
     if (!w) return;
     if (w->f) fclose(w->f);
     if (w->header_done && !w->finished) remove(w->tmp);
+    if (!w->finished && w->made[0]) {
+        char dir[4096];
+        if (!lc_path_dirname(dir, sizeof dir, w->path)) lc_dir_remove_made(dir, w->made);
+    }
     for (size_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
     for (size_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->keys);
@@ -226,7 +231,7 @@ lc_status lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, uint32_t type,
 static lc_status write_fail(lc_gguf_writer *w) {
     int err = errno;
     w->failed = true;
-    return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", w->tmp, strerror(err ? err : EIO));
+    return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", w->path, strerror(err ? err : EIO));
 }
 
 static bool put_zeros(FILE *f, uint64_t n) {
@@ -259,8 +264,14 @@ lc_status lc_gguf_write_header(lc_gguf_writer *w) {
     for (int i = 0; i < 4; i++) head[4 + i] = (unsigned char)(fields[0] >> (8 * i));
     for (int i = 0; i < 8; i++) head[8 + i] = (unsigned char)(fields[1] >> (8 * i));
     for (int i = 0; i < 8; i++) head[16 + i] = (unsigned char)(fields[2] >> (8 * i));
+    // Missing folders are made, as the folder formats do (mkdir -p).
+    char dir[4096];
+    lc_status dst = lc_path_dirname(dir, sizeof dir, w->path);
+    if (!dst) dst = lc_dir_create_made(dir, w->made, sizeof w->made);
+    if (dst) return dst;
     w->f = fopen(w->tmp, "wb");
-    if (!w->f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", w->tmp, strerror(errno));
+    // Messages name the file asked for, not the temporary one written first.
+    if (!w->f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", w->path, strerror(errno));
     w->header_done = true;
     uint64_t len = 24 + w->kv_len;
     uint64_t pad = (w->alignment - len % w->alignment) % w->alignment;

@@ -156,7 +156,7 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     lc_status st = LC_STATUS_OK;
     if (!merged || !fbuf || !obuf || (transposed && !flip)) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     else if (len < 0 || (size_t)len >= sizeof tmp) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
-    else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+    else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
     if (!st) st = write_header(f, m, dtype, path);
     int ok = 1, n_merged = 0;
     for (int i = 0; !st && ok && i < set->n_tensors; i++) {
@@ -195,7 +195,7 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     if (!st && !ok) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (f && fclose(f) != 0 && !st) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (!st && rename(tmp, path) != 0)
-        st = lc_error(LC_STATUS_RUNTIME, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
+        st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (st && f) remove(tmp);
     if (!st) st = lc_file_sync_parent(path);
     free(merged);
@@ -333,8 +333,31 @@ static lc_status write_gguf_files(const char *out_dir, const lc_model *m, lc_dty
     return st;
 }
 
+// Every file lc_export_hf may write (a failed export removes those that were not there before).
+static const char *const hf_copied[] = {
+    "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
+    "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
+};
+static const char *const hf_written[] = {
+    "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+    "special_tokens_map.json", "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt",
+    "chat_template.jinja",
+};
+
+static lc_status export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
+                           lc_dtype dtype);
+
 lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                        lc_dtype dtype) {
+    lc_export_undo undo;
+    lc_status st = lc_export_undo_begin(&undo, out_dir, hf_written, (int)(sizeof hf_written / sizeof hf_written[0]));
+    if (!st) st = export_hf(out_dir, model_dir, m, lora, dtype);
+    if (st) lc_export_undo_fail(&undo);
+    return st;
+}
+
+static lc_status export_hf(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
+                           lc_dtype dtype) {
     if (lc_gguf_fused_rows_reordered(m))
         return lc_error(LC_STATUS_USAGE, "%s: Hugging Face export from a GGUF %s base is not supported (llama.cpp's "
                         "converter reordered its fused query/key/value rows); export gguf or gguf-lora", out_dir,
@@ -346,17 +369,12 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
     if (m->from_gguf && m->cfg.arch == LC_ARCH_GPT2)
         return lc_error(LC_STATUS_USAGE, "%s: Hugging Face export from a GGUF gpt2 base is not supported (its Conv1D "
                         "weights were transposed by llama.cpp's converter); export peft, gguf or gguf-lora", out_dir);
-    static const char *const copied[] = {
-        "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json",
-        "tokenizer.model", "added_tokens.json", "vocab.json", "merges.txt", "chat_template.jinja",
-    };
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16)
         return lc_error(LC_STATUS_INPUT, "HF export: dtype must be F32, F16 or BF16");
     if (lora && lora->n_layers != m->cfg.n_layers)
         return lc_error(LC_STATUS_INPUT, "HF export: the adapter has %d layers, the model %d", lora->n_layers,
                         m->cfg.n_layers);
     lc_status st;
-    if ((st = lc_dir_create(out_dir))) return st;
     // Writing into the base folder would replace the files being read.
     char a[PATH_MAX], b[PATH_MAX];
     if (realpath(out_dir, a) && realpath(model_dir, b) && strcmp(a, b) == 0)
@@ -372,10 +390,10 @@ lc_status lc_export_hf(const char *out_dir, const char *model_dir, const lc_mode
     if ((st = lc_path_join(src, sizeof src, model_dir, "config.json"))) return st;
     if ((st = lc_path_join(dst, sizeof dst, out_dir, "config.json"))) return st;
     if ((st = write_config(src, dst, dtype))) return st;
-    for (size_t i = 0; i < sizeof copied / sizeof copied[0]; i++) {
-        if ((st = lc_path_join(src, sizeof src, model_dir, copied[i]))) return st;
+    for (size_t i = 0; i < sizeof hf_copied / sizeof hf_copied[0]; i++) {
+        if ((st = lc_path_join(src, sizeof src, model_dir, hf_copied[i]))) return st;
         if (!lc_file_exists(src)) continue;
-        if ((st = lc_path_join(dst, sizeof dst, out_dir, copied[i]))) return st;
+        if ((st = lc_path_join(dst, sizeof dst, out_dir, hf_copied[i]))) return st;
         if ((st = copy_file(src, dst))) return st;
     }
     return LC_STATUS_OK;

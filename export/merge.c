@@ -12,6 +12,7 @@
 #include <cJSON.h>
 
 #include "autograd/blas.h"
+#include "common/file.h"
 #include "export/export.h"
 #include "model/arch.h"
 
@@ -63,6 +64,28 @@ const char *lc_export_match_module(const lc_model_config *cfg, const char *s, bo
         }
     }
     return NULL;
+}
+
+lc_status lc_export_undo_begin(lc_export_undo *u, const char *dir, const char *const *names, int n_names) {
+    memset(u, 0, sizeof *u);
+    if (strlen(dir) >= sizeof u->dir) return lc_error(LC_STATUS_INPUT, "%s: path too long", dir);
+    memcpy(u->dir, dir, strlen(dir) + 1);
+    u->names = names;
+    u->n_names = n_names < 64 ? n_names : 64;
+    char path[4096];
+    // Anything there by that name (a folder, a link) counts: remove() would take an empty folder too.
+    for (int i = 0; i < u->n_names; i++) {
+        struct stat st;
+        if (!lc_path_join(path, sizeof path, dir, names[i]) && lstat(path, &st) == 0) u->existed |= 1ull << i;
+    }
+    return lc_dir_create_made(dir, u->made, sizeof u->made);
+}
+
+void lc_export_undo_fail(const lc_export_undo *u) {
+    char path[4096];
+    for (int i = 0; i < u->n_names; i++)
+        if (!(u->existed >> i & 1) && !lc_path_join(path, sizeof path, u->dir, u->names[i])) remove(path);
+    lc_dir_remove_made(u->dir, u->made);
 }
 
 // cJSON_Print indents with tabs and puts a tab after each colon; Hugging Face

@@ -3,6 +3,8 @@
 // with sorted keys), and reading them back with every rank, target and shape
 // checked against the config and the model.
 #include <float.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,12 +58,56 @@ static double float_as_decimal(float x) {
     return strtod(buf, NULL);
 }
 
-static lc_status write_config(const char *path, const char *model_dir, const lc_model *m, const lc_lora *lora) {
+// A Hugging Face Hub repository id, "org/name": letters, digits, '-', '_'
+// and '.', neither part starting with '-' or '.', without "--" or "..", at
+// most 96 characters each (the Hub's rules). A filesystem path fails it.
+static bool is_hub_id(const char *s) {
+    const char *slash = strchr(s, '/');
+    if (!slash || strchr(slash + 1, '/') || strstr(s, "--") || strstr(s, "..")) return false;
+    for (int part = 0; part < 2; part++) {
+        const char *p = part ? slash + 1 : s, *end = part ? s + strlen(s) : slash;
+        if (end == p || end - p > 96 || *p == '-' || *p == '.') return false;
+        for (; p < end; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+                  *p == '_' || *p == '.'))
+                return false;
+    }
+    return true;
+}
+
+lc_status lc_export_peft_base_name(const char *model_dir, char *out, size_t cap) {
+    char path[4096], *text = NULL;
+    size_t len;
+    if (lc_dir_exists(model_dir) && !lc_path_join(path, sizeof path, model_dir, "config.json") &&
+        !lc_file_read(path, 16u << 20, &text, &len)) {
+        cJSON *cfg = cJSON_ParseWithLength(text, len);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(cfg, "_name_or_path");
+        bool hub = cJSON_IsString(name) && is_hub_id(name->valuestring) && strlen(name->valuestring) < cap;
+        if (hub) memcpy(out, name->valuestring, strlen(name->valuestring) + 1);
+        cJSON_Delete(cfg);
+        free(text);
+        if (hub) return LC_STATUS_OK;
+    }
+    // The last part of the path, resolved first so "." and "models/x/" name the folder.
+    char real[PATH_MAX];
+    const char *p = realpath(model_dir, real) ? real : model_dir;
+    size_t n = strlen(p);
+    while (n > 1 && p[n - 1] == '/') n--;
+    size_t start = n;
+    while (start > 0 && p[start - 1] != '/') start--;
+    if (n - start + 1 > cap) return lc_error(LC_STATUS_INPUT, "%s: name too long", model_dir);
+    if (n == start) return lc_error(LC_STATUS_INPUT, "%s: no name to give the base model", model_dir);
+    memcpy(out, p + start, n - start);
+    out[n - start] = '\0';
+    return LC_STATUS_OK;
+}
+
+static lc_status write_config(const char *path, const char *base_name, const lc_model *m, const lc_lora *lora) {
     const lc_lora_config *c = &lora->cfg;
     cJSON *root = cJSON_CreateObject();
     if (!root) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     // PEFT writes json.dumps(..., indent=2, sort_keys=True): keys in this order.
-    cJSON_AddStringToObject(root, "base_model_name_or_path", model_dir);
+    cJSON_AddStringToObject(root, "base_model_name_or_path", base_name);
     cJSON_AddStringToObject(root, "bias", "none");
     // PEFT sets it for Conv1D layers (GPT-2), whose weights are stored [in, out].
     cJSON_AddBoolToObject(root, "fan_in_fan_out", m->cfg.arch == LC_ARCH_GPT2); // Conv1D, also from a GGUF base
@@ -103,8 +149,30 @@ static lc_status write_config(const char *path, const char *model_dir, const lc_
     return st;
 }
 
+static const char *const peft_written[] = {"adapter_model.safetensors", "adapter_config.json"};
+
+static lc_status export_peft(const char *out_dir, const char *base_name, const lc_model *m, const lc_lora *lora,
+                             lc_dtype dtype);
+
 lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          lc_dtype dtype) {
+    return lc_export_peft_named(out_dir, model_dir, NULL, m, lora, dtype);
+}
+
+lc_status lc_export_peft_named(const char *out_dir, const char *model_dir, const char *base_name, const lc_model *m,
+                               const lc_lora *lora, lc_dtype dtype) {
+    char derived[512];
+    lc_status st = LC_STATUS_OK;
+    if (!base_name && !(st = lc_export_peft_base_name(model_dir, derived, sizeof derived))) base_name = derived;
+    if (st) return st;
+    lc_export_undo undo;
+    if ((st = lc_export_undo_begin(&undo, out_dir, peft_written, 2))) return st;
+    if ((st = export_peft(out_dir, base_name, m, lora, dtype))) lc_export_undo_fail(&undo);
+    return st;
+}
+
+static lc_status export_peft(const char *out_dir, const char *base_name, const lc_model *m, const lc_lora *lora,
+                             lc_dtype dtype) {
     if (lc_gguf_fused_rows_reordered(m))
         return lc_error(LC_STATUS_USAGE, "%s: PEFT export from a GGUF %s base is not supported (llama.cpp's converter "
                         "reordered its fused query/key/value rows); export gguf or gguf-lora", out_dir,
@@ -118,7 +186,6 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
             return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter adapts %s, which %s models do not have",
                             lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch));
     lc_status st;
-    if ((st = lc_dir_create(out_dir))) return st;
     int cap = lora->n_layers * LC_LINEAR_KIND_COUNT * 2, n = 0;
     lc_st_entry *entries = calloc((size_t)cap + 1, sizeof *entries);
     char (*names)[PEFT_NAME_MAX] = calloc((size_t)cap + 1, sizeof *names);
@@ -157,7 +224,7 @@ lc_status lc_export_peft(const char *out_dir, const char *model_dir, const lc_mo
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_model.safetensors"))) goto done;
     if ((st = lc_st_write(path, entries, n, meta, 1))) goto done;
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_config.json"))) goto done;
-    st = write_config(path, model_dir, m, lora);
+    st = write_config(path, base_name, m, lora);
 done:
     free(entries);
     free(names);

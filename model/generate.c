@@ -16,6 +16,9 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
     if (n_prompt + max_new > s->cache.max_tokens)
         return lc_error(LC_STATUS_USAGE, "prompt (%d tokens) plus %d new tokens exceeds the context of %d", n_prompt,
                         max_new, s->cache.max_tokens);
+    // The repetition penalty looks at the whole sequence, prompt included (transformers' semantics).
+    lc_sampler_reset(sampler);
+    for (int i = 0; i < n_prompt; i++) lc_sampler_accept(sampler, prompt[i]);
     double t0 = lc_now_s();
     // The prompt goes through in chunks of the planned row count.
     for (int p = 0; p < n_prompt && !st; p += s->max_rows) {
@@ -27,6 +30,7 @@ lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sample
     int pos = n_prompt;
     for (int i = 0; i < max_new && !st; i++) {
         int32_t tok = lc_sampler_sample(sampler, s->logits);
+        lc_sampler_accept(sampler, tok);
         stats->n_generated++;
         if (on_token && on_token(user, tok)) break;
         bool stops = i == max_new - 1;

@@ -19,7 +19,8 @@ typedef struct lc_generate_stats {
 
 // Generates up to max_new tokens after prompt[0..n_prompt). Stops after any
 // of the tokens stop[0..n_stop) (which is passed to the callback); n_stop may
-// be 0. The state must hold n_prompt + max_new positions for one sequence.
+// be 0. The sampler's repetition penalty sees the prompt and every token
+// generated (its context is reset first). The state must hold n_prompt + max_new positions for one sequence.
 lc_status lc_generate(lc_forward_state *s, const lc_model *m, lc_sampler *sampler, const int32_t *prompt,
                       int n_prompt, int max_new, const int32_t *stop, int n_stop, lc_token_fn on_token, void *user,
                       lc_generate_stats *stats);

@@ -296,7 +296,7 @@ lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(header);
-        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", tmp, strerror(errno));
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno)); // not tmp: the user named path
     }
     unsigned char le[8];
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)padded >> (8 * i));

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 void lc_rng_seed(lc_rng *r, uint64_t seed) { r->state = seed ^ 0x9E3779B97F4A7C15ull; }
 
@@ -20,6 +21,8 @@ lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int 
     s->temperature = temperature;
     s->top_k = top_k < 0 || top_k > vocab_size ? 0 : top_k;
     s->top_p = top_p;
+    s->repetition_penalty = 1.0f;
+    s->seen = NULL;
     lc_rng_seed(&s->rng, seed);
     s->cand = malloc(sizeof *s->cand * (size_t)vocab_size);
     if (!s->cand) {
@@ -31,7 +34,36 @@ lc_status lc_sampler_init(lc_sampler *s, int vocab_size, float temperature, int 
 
 void lc_sampler_free(lc_sampler *s) {
     free(s->cand);
+    free(s->seen);
     s->cand = NULL;
+    s->seen = NULL;
+}
+
+lc_status lc_sampler_set_repetition_penalty(lc_sampler *s, float penalty) {
+    if (!(penalty > 0.0f) || !isfinite(penalty))
+        return lc_error(LC_STATUS_USAGE, "repetition penalty must be a positive number, not %g", (double)penalty);
+    s->repetition_penalty = penalty;
+    if (penalty == 1.0f) {
+        free(s->seen);
+        s->seen = NULL;
+    } else if (!s->seen && !(s->seen = calloc((size_t)s->vocab_size, 1))) {
+        return lc_error(LC_STATUS_RUNTIME, "out of memory");
+    }
+    return LC_STATUS_OK;
+}
+
+void lc_sampler_reset(lc_sampler *s) {
+    if (s->seen) memset(s->seen, 0, (size_t)s->vocab_size);
+}
+
+void lc_sampler_accept(lc_sampler *s, int32_t id) {
+    if (s->seen && id >= 0 && id < s->vocab_size) s->seen[id] = 1;
+}
+
+float lc_sampler_logit(const lc_sampler *s, const float *logits, int32_t id) {
+    float x = logits[id];
+    if (!s->seen || !s->seen[id]) return x;
+    return x > 0.0f ? x / s->repetition_penalty : x * s->repetition_penalty;
 }
 
 // Candidates are (probability, id) pairs: larger probability first, ties to
@@ -82,17 +114,25 @@ int32_t lc_sampler_sample(lc_sampler *s, const float *logits) {
     int V = s->vocab_size;
     if (s->temperature <= 0.0f) {
         int32_t best = 0;
-        for (int i = 1; i < V; i++)
-            if (logits[i] > logits[best]) best = i;
+        float best_logit = lc_sampler_logit(s, logits, 0);
+        for (int i = 1; i < V; i++) {
+            float x = lc_sampler_logit(s, logits, i);
+            if (x > best_logit) {
+                best = i;
+                best_logit = x;
+            }
+        }
         return best;
     }
     float maxv = -INFINITY;
-    for (int i = 0; i < V; i++)
-        if (logits[i] > maxv) maxv = logits[i];
+    for (int i = 0; i < V; i++) {
+        float x = lc_sampler_logit(s, logits, i);
+        if (x > maxv) maxv = x;
+    }
     lc_candidate *c = s->cand;
     double sum = 0.0;
     for (int i = 0; i < V; i++) {
-        c[i].p = expf((logits[i] - maxv) / s->temperature);
+        c[i].p = expf((lc_sampler_logit(s, logits, i) - maxv) / s->temperature);
         c[i].id = i;
         sum += c[i].p;
     }

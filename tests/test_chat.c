@@ -466,6 +466,26 @@ START_TEST(test_phi3_chat_path) {
     ck_assert_ptr_nonnull(strstr(r.err, "lora chat: turn 1: "));
     ck_assert_ptr_null(strstr(r.err, "lora chat: turn 2: "));
     lc_test_run_free(&r);
+    // --stop cuts the reply before a stop string it is known to hold (two bytes from its middle), and the
+    // history keeps only what was printed: the second turn's prompt is shorter than without --stop
+    r = lc_test_lora_stdin((const char *[]){"chat", "--model", f.model_dir, "--max-tokens", "8", "--temperature", "0",
+                                            NULL}, "Hello!\nAgain\n");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    size_t reply_len = (size_t)(strchr(r.out, '\n') - r.out);
+    ck_assert_msg(reply_len >= 4, "short reply: %s", r.out);
+    char stop[3] = {r.out[reply_len / 2], r.out[reply_len / 2 + 1], 0}, want_out[64];
+    snprintf(want_out, sizeof want_out, "%.*s\n", (int)(strstr(r.out, stop) - r.out), r.out);
+    int full_p2;
+    ck_assert_int_eq(sscanf(strstr(r.err, "turn 2: "), "turn 2: %d prompt", &full_p2), 1);
+    lc_test_run_free(&r);
+    r = lc_test_lora_stdin((const char *[]){"chat", "--model", f.model_dir, "--max-tokens", "8", "--temperature", "0",
+                                            "--stop", stop, NULL}, "Hello!\nAgain\n");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strncmp(r.out, want_out, strlen(want_out)) == 0, "\"%s\" does not start with \"%s\"", r.out, want_out);
+    int cut_p2;
+    ck_assert_int_eq(sscanf(strstr(r.err, "turn 2: "), "turn 2: %d prompt", &cut_p2), 1);
+    ck_assert_int_lt(cut_p2, full_p2);
+    lc_test_run_free(&r);
     // lora template: --var cannot replace what --messages and --add-generation-prompt give
     r = lc_test_lora((const char *[]){"template", "--model", f.model_dir, "--messages", c12_path, "--var", "messages=[]", NULL});
     ck_assert_int_eq(r.status, 1);

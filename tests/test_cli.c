@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "test_util.h"
 
@@ -197,6 +198,317 @@ static void expect_failure(const char *const *args, int status, const char *need
     lc_test_run_free(&r);
 }
 
+// The generated ids after the echoed prompt of `--ids` output; returns their count.
+static int parse_ids(const char *out, int skip, int *ids, int cap) {
+    int n = 0, k = 0, id, used;
+    while (sscanf(out, "%d%n", &id, &used) == 1) {
+        out += used;
+        if (k++ >= skip && n < cap) ids[n++] = id;
+    }
+    return n;
+}
+
+START_TEST(test_generate_prompt_file_and_stdin) {
+    // A multi-line prompt ending in a newline: --prompt-file and --prompt - keep its bytes as they are.
+    const char *text = "Once upon a time\nthere was";
+    char with_nl[64];
+    snprintf(with_nl, sizeof with_nl, "%s\n", text);
+    char *tmp = lc_test_tmpdir(), path[600];
+    lc_test_write(tmp, "prompt.txt", with_nl, strlen(with_nl));
+    snprintf(path, sizeof path, "%s/prompt.txt", tmp);
+    const char *inline_args[] = {"generate", "--model", MODEL_DIR, "--prompt", with_nl, "--temperature", "0",
+                                 "--max-tokens", "8", NULL};
+    const char *file_args[] = {"generate", "--model", MODEL_DIR, "--prompt-file", path, "--temperature", "0",
+                               "--max-tokens", "8", NULL};
+    const char *stdin_args[] = {"generate", "--model", MODEL_DIR, "--prompt", "-", "--temperature", "0",
+                                "--max-tokens", "8", NULL};
+    const char *short_args[] = {"generate", "--model", MODEL_DIR, "--prompt", text, "--temperature", "0",
+                                "--max-tokens", "8", NULL};
+    lc_test_run a = lc_test_lora(inline_args), b = lc_test_lora(file_args), c = lc_test_lora_stdin(stdin_args, with_nl);
+    lc_test_run d = lc_test_lora(short_args);
+    ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0 && d.status == 0, "%s%s%s", a.err, b.err, c.err);
+    ck_assert_msg(strncmp(a.out, with_nl, strlen(with_nl)) == 0 && strlen(a.out) > strlen(with_nl) + 1, "%s", a.out);
+    ck_assert_str_eq(b.out, a.out);
+    ck_assert_str_eq(c.out, a.out);
+    ck_assert_str_ne(d.out, a.out); // the final newline is part of the prompt
+    lc_test_run_free(&a);
+    lc_test_run_free(&b);
+    lc_test_run_free(&c);
+    lc_test_run_free(&d);
+
+    char missing[640], want[700];
+    snprintf(missing, sizeof missing, "%s/none.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: cannot open: No such file or directory\n", missing);
+    lc_test_run r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    ck_assert_str_eq(r.out, "");
+    lc_test_run_free(&r);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "x", "--prompt-file", path, NULL});
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora generate: give --prompt TEXT or --prompt-file FILE, not both\n");
+    lc_test_run_free(&r);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", path, "--chat", "Hi", NULL});
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err, "lora generate: give --prompt-file FILE or --chat TEXT, not both\n");
+    lc_test_run_free(&r);
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_generate_stop_strings) {
+    const char *prompt = "Once upon a time";
+    const char *plain[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                           "--max-tokens", "40", NULL};
+    lc_test_run r = lc_test_lora(plain);
+    ck_assert_int_eq(r.status, 0);
+    // A stop string the greedy continuation is known to hold: 4 bytes from its middle.
+    const char *cont = r.out + strlen(prompt);
+    size_t n = strlen(cont) - 1; // without the final newline
+    ck_assert_msg(n >= 20, "short continuation: %s", r.out);
+    char stop[8] = {0}, tail[8] = {0};
+    memcpy(stop, cont + n / 2, 4);
+    memcpy(tail, cont + n - 3, 3); // the end of the text, then a byte it does not hold
+    tail[3] = '\x01';
+    size_t at = (size_t)(strstr(cont, stop) - cont);
+    char want[512];
+    snprintf(want, sizeof want, "%s%.*s\n", prompt, (int)at, cont);
+
+    const char *stopped[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                             "--max-tokens", "40", "--stop", "never there", "--stop", stop, NULL};
+    lc_test_run s = lc_test_lora(stopped);
+    ck_assert_int_eq(s.status, 0);
+    ck_assert_str_eq(s.out, want);
+    lc_test_run_free(&s);
+    // A stop string the text only begins: what was held back is printed at the end.
+    const char *held[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                          "--max-tokens", "40", "--stop", tail, NULL};
+    s = lc_test_lora(held);
+    ck_assert_int_eq(s.status, 0);
+    ck_assert_str_eq(s.out, r.out);
+    lc_test_run_free(&s);
+    lc_test_run_free(&r);
+
+    // With --ids: the tokens before the one that reaches into the stop string.
+    const char *ids_plain[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                               "--max-tokens", "40", "--ids", NULL};
+    const char *ids_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", prompt, "--temperature", "0",
+                              "--max-tokens", "40", "--ids", "--stop", stop, NULL};
+    r = lc_test_lora(ids_plain);
+    s = lc_test_lora(ids_stop);
+    ck_assert_int_eq(s.status, 0);
+    int all[64], cut[64];
+    int n_all = parse_ids(r.out, 0, all, 64), n_cut = parse_ids(s.out, 0, cut, 64);
+    ck_assert_int_lt(n_cut, n_all);
+    for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
+    lc_test_run_free(&r);
+    lc_test_run_free(&s);
+
+    expect_failure((const char *[]){"generate", "--model", MODEL_DIR, "--stop", "", NULL}, 1,
+                   "lora generate: --stop: the text is empty");
+}
+END_TEST
+
+START_TEST(test_generate_repetition_penalty) {
+    // Greedy stories260K repeats tokens within 60; a huge penalty makes every
+    // token already in the context lose to any unseen one with a positive logit.
+    const char *base[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "60", "--ids", NULL};
+    const char *off[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                         "--max-tokens", "60", "--ids", "--repetition-penalty", "1", NULL};
+    const char *huge[] = {"generate", "--model", MODEL_DIR, "--prompt", "Once upon a time", "--temperature", "0",
+                          "--max-tokens", "60", "--ids", "--repetition-penalty", "1000", NULL};
+    lc_test_run a = lc_test_lora(base), b = lc_test_lora(off), c = lc_test_lora(huge);
+    ck_assert_msg(a.status == 0 && b.status == 0 && c.status == 0, "%s%s", a.err, c.err);
+    ck_assert_str_eq(b.out, a.out);
+    int ids[128];
+    int n = parse_ids(a.out, 0, ids, 128);
+    int repeats = 0;
+    for (int i = 5; i < n; i++)
+        for (int j = 0; j < i; j++) repeats += ids[i] == ids[j];
+    ck_assert_msg(repeats > 0, "the unpenalized run repeats nothing: %s", a.out);
+    n = parse_ids(c.out, 0, ids, 128);
+    ck_assert_int_eq(n, 5 + 60); // BOS and the 4 prompt tokens, then 60
+    for (int i = 5; i < n; i++)
+        for (int j = 0; j < i; j++)
+            ck_assert_msg(ids[i] != ids[j], "token %d at %d repeats the one at %d: %s", ids[i], i, j, c.out);
+    lc_test_run_free(&a);
+    lc_test_run_free(&b);
+    lc_test_run_free(&c);
+    expect_failure((const char *[]){"generate", "--model", MODEL_DIR, "--repetition-penalty", "0", NULL}, 1,
+                   "lora generate: --repetition-penalty: expected a number in 0.01..1000, got \"0\"");
+}
+END_TEST
+
+START_TEST(test_version) {
+    lc_test_run r = lc_test_lora((const char *[]){"--version", NULL});
+    ck_assert_int_eq(r.status, 0);
+    // The version CMake's project() declares; a commit in parentheses when built from a checkout.
+    const char *want = "lora.c " LC_PROJECT_VERSION;
+    ck_assert_msg(strncmp(r.out, want, strlen(want)) == 0, "%s", r.out);
+    const char *rest = r.out + strlen(want);
+    ck_assert_msg(strcmp(rest, "\n") == 0 || (strncmp(rest, " (commit ", 9) == 0 && strstr(rest, ")\n") &&
+                                               lc_test_count_lines(r.out) == 1), "%s", r.out);
+    ck_assert_str_eq(r.err, "");
+    lc_test_run_free(&r);
+}
+END_TEST
+
+#define PEFT_FIXTURE LC_SOURCE_DIR "/tests/fixtures/peft_stories260k"
+
+static bool path_exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+// base_model_name_or_path of dir/adapter_config.json (static buffer).
+static const char *peft_base_name(const char *dir) {
+    static char name[256];
+    char path[700];
+    snprintf(path, sizeof path, "%s/adapter_config.json", dir);
+    char *text = lc_test_read(path, NULL);
+    const char *key = strstr(text, "\"base_model_name_or_path\": \"");
+    ck_assert_ptr_nonnull(key);
+    key += strlen("\"base_model_name_or_path\": \"");
+    size_t n = (size_t)(strchr(key, '"') - key);
+    ck_assert_uint_lt(n, sizeof name);
+    memcpy(name, key, n);
+    name[n] = 0;
+    free(text);
+    return name;
+}
+
+static void export_peft_ok(const char *model, const char *out, const char *base_name) {
+    const char *args[] = {"export", "--model", model, "--adapter", PEFT_FIXTURE, "--out", out, "--format", "peft",
+                          base_name ? "--base-name" : NULL, base_name, NULL};
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+}
+
+START_TEST(test_export_peft_base_name) {
+    char *tmp = lc_test_tmpdir(), out[600], model[600];
+    // The model folder's name, not the path it was given by (here absolute, with a trailing slash).
+    snprintf(out, sizeof out, "%s/plain", tmp);
+    export_peft_ok(MODEL_DIR "/", out, NULL);
+    ck_assert_str_eq(peft_base_name(out), "stories260K");
+    // config.json's _name_or_path when it is a Hub id; a path there is not one.
+    snprintf(model, sizeof model, "%s/my-model", tmp);
+    ck_assert_int_eq(mkdir(model, 0777), 0);
+    lc_test_copy(MODEL_DIR "/model.safetensors", model, "model.safetensors");
+    lc_test_copy(MODEL_DIR "/tokenizer.json", model, "tokenizer.json");
+    char *cfg = lc_test_read(MODEL_DIR "/config.json", NULL), *brace = strchr(cfg, '{');
+    const char *names[] = {"karpathy/tinyllamas", "/home/me/models/llama", "../llama/x"};
+    const char *want[] = {"karpathy/tinyllamas", "my-model", "my-model"};
+    for (int i = 0; i < 3; i++) {
+        char text[4096];
+        snprintf(text, sizeof text, "{\"_name_or_path\": \"%s\", %s", names[i], brace + 1);
+        lc_test_write(model, "config.json", text, strlen(text));
+        snprintf(out, sizeof out, "%s/named%d", tmp, i);
+        export_peft_ok(model, out, NULL);
+        ck_assert_str_eq(peft_base_name(out), want[i]);
+    }
+    free(cfg);
+    // --base-name is written as given; reading the folder back does not look at it.
+    snprintf(out, sizeof out, "%s/given", tmp);
+    export_peft_ok(MODEL_DIR, out, "/nowhere/Llama-2-7b-hf");
+    ck_assert_str_eq(peft_base_name(out), "/nowhere/Llama-2-7b-hf");
+    lc_test_run r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--adapter", out, "--prompt", "Hi",
+                                                  "--max-tokens", "2", "--temperature", "0", NULL});
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    expect_failure((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                    "--format", "hf", "--base-name", "x/y", NULL},
+                   1, "lora export: --base-name is for --format peft only");
+    expect_failure((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                    "--format", "peft", "--base-name", "bad\nname", NULL},
+                   1, "lora export: --base-name: expected a name (UTF-8 text without control characters)");
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+START_TEST(test_export_missing_folders_and_failures) {
+    char *tmp = lc_test_tmpdir(), out[4200], path[4300], want[4400];
+    // Every format makes the folders --out needs, as mkdir -p does.
+    const char *formats[] = {"peft", "hf", "gguf", "gguf-lora"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(out, sizeof out, "%s/new%d/sub/%s", tmp, i, i < 2 ? "out" : "x.gguf");
+        lc_test_run r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE,
+                                                      "--out", out, "--format", formats[i], NULL});
+        ck_assert_msg(r.status == 0, "%s: %s", formats[i], r.err);
+        snprintf(path, sizeof path, i == 0 ? "%s/adapter_config.json" : i == 1 ? "%s/model.safetensors" : "%s", out);
+        ck_assert_msg(path_exists(path), "%s missing", path);
+        lc_test_run_free(&r);
+    }
+    // A file where a folder is needed is refused by its name.
+    lc_test_write(tmp, "afile", "x", 1);
+    snprintf(out, sizeof out, "%s/afile/x.gguf", tmp);
+    snprintf(want, sizeof want, "lora export: %s/afile: exists and is not a folder\n", tmp);
+    lc_test_run r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out",
+                                                  out, "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+
+    // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
+    // temporary file, and the folder made for it is gone.
+    char name[300];
+    memset(name, 'n', 290);
+    strcpy(name + 290, ".gguf");
+    snprintf(out, sizeof out, "%s/made/%s", tmp, name);
+    snprintf(want, sizeof want, "lora export: %s: cannot create: File name too long\n", out);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/made", tmp);
+    ck_assert(!path_exists(path));
+
+    // hf into a new folder whose path leaves no room for tokenizer_config.json.tmp (4096 bytes): it fails
+    // after model.safetensors and config.json are written, and every folder it made is removed.
+    size_t len = (size_t)snprintf(out, sizeof out, "%s/deep", tmp);
+    while (len < 4070 - 201) len += (size_t)snprintf(out + len, sizeof out - len, "/%0200d", 0);
+    out[len++] = '/';
+    memset(out + len, 'd', 4070 - len);
+    out[4070] = 0;
+    snprintf(want, sizeof want, "lora export: %s/tokenizer_config.json: path too long", out);
+    strcpy(want + strlen("lora export: ") + 1023, "\n"); // lora.c's messages stop at 1023 bytes
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "hf", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strcmp(r.err, want) == 0, "unexpected message (%zu bytes)", strlen(r.err)); // too long to print
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/deep", tmp);
+    ck_assert(!path_exists(path));
+
+    // hf into a folder that was there: only what the export wrote is removed (config.json is a
+    // folder here, so it fails after writing model.safetensors).
+    snprintf(out, sizeof out, "%s/had", tmp);
+    ck_assert_int_eq(mkdir(out, 0777), 0);
+    lc_test_write(out, "keep.txt", "x", 1);
+    snprintf(path, sizeof path, "%s/config.json", out);
+    ck_assert_int_eq(mkdir(path, 0777), 0);
+    snprintf(want, sizeof want, "lora export: %s/config.json: write failed: Is a directory\n", out);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "hf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/keep.txt", out);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/config.json.tmp", out);
+    ck_assert(!path_exists(path));
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
 START_TEST(test_missing_tokenizer) {
     char *tmp = lc_test_tmpdir();
     lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
@@ -265,6 +577,12 @@ int main(void) {
     tcase_add_test(tc, test_missing_tokenizer);
     tcase_add_test(tc, test_truncated_model_cli);
     tcase_add_test(tc, test_usage_errors);
+    tcase_add_test(tc, test_generate_prompt_file_and_stdin);
+    tcase_add_test(tc, test_generate_stop_strings);
+    tcase_add_test(tc, test_generate_repetition_penalty);
+    tcase_add_test(tc, test_version);
+    tcase_add_test(tc, test_export_peft_base_name);
+    tcase_add_test(tc, test_export_missing_folders_and_failures);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

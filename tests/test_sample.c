@@ -1,4 +1,5 @@
-// Sampling: greedy, top-k (kept tokens and their frequencies), top-p, seeding.
+// Sampling: greedy, top-k (kept tokens and their frequencies), top-p, seeding,
+// the repetition penalty.
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -75,12 +76,52 @@ START_TEST(test_top_p) {
 }
 END_TEST
 
+START_TEST(test_repetition_penalty) {
+    float logits[5] = {3.0f, 2.5f, -1.0f, -1.5f, 0.0f};
+    lc_sampler s;
+    ck_assert_int_eq(lc_sampler_init(&s, 5, 0.0f, 0, 1.0f, 0), LC_STATUS_OK);
+    ck_assert_int_eq(lc_sampler_set_repetition_penalty(&s, 0.0f), LC_STATUS_USAGE);
+    ck_assert_int_eq(lc_sampler_set_repetition_penalty(&s, 2.0f), LC_STATUS_OK);
+    lc_sampler_accept(&s, 0);
+    lc_sampler_accept(&s, 2);
+    lc_sampler_accept(&s, 4);
+    lc_sampler_accept(&s, 7); // outside the vocabulary: ignored
+    // positive logits are divided, negative ones multiplied, unseen ones kept
+    ck_assert(lc_sampler_logit(&s, logits, 0) == 1.5f);
+    ck_assert(lc_sampler_logit(&s, logits, 1) == 2.5f);
+    ck_assert(lc_sampler_logit(&s, logits, 2) == -2.0f);
+    ck_assert(lc_sampler_logit(&s, logits, 3) == -1.5f);
+    ck_assert(lc_sampler_logit(&s, logits, 4) == 0.0f);
+    ck_assert_int_eq(lc_sampler_sample(&s, logits), 1); // 3 / 2 < 2.5
+    lc_sampler_reset(&s);
+    ck_assert_int_eq(lc_sampler_sample(&s, logits), 0);
+    lc_sampler_free(&s);
+
+    // Sampling sees the penalized logits: softmax(1.5, 2.5, -2, -1.5, 0) at temperature 1.
+    float pen[5] = {1.5f, 2.5f, -2.0f, -1.5f, 0.0f};
+    double expect[5], z = 0;
+    for (int v = 0; v < 5; v++) z += exp(pen[v]);
+    for (int v = 0; v < 5; v++) expect[v] = exp(pen[v]) / z;
+    lc_sampler_init(&s, 5, 1.0f, 0, 1.0f, 11);
+    lc_sampler_set_repetition_penalty(&s, 2.0f);
+    lc_sampler_accept(&s, 0);
+    lc_sampler_accept(&s, 2);
+    check_frequencies(&s, logits, 5, expect, 20000);
+    // 1 is off: the logits are used as they are
+    lc_sampler_set_repetition_penalty(&s, 1.0f);
+    lc_sampler_accept(&s, 0);
+    ck_assert(lc_sampler_logit(&s, logits, 0) == 3.0f);
+    lc_sampler_free(&s);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("sample");
     TCase *tc = tcase_create("sampler");
     tcase_add_test(tc, test_greedy_and_seeding);
     tcase_add_test(tc, test_top_k_and_temperature);
     tcase_add_test(tc, test_top_p);
+    tcase_add_test(tc, test_repetition_penalty);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

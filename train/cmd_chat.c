@@ -23,29 +23,40 @@ static const char chat_usage[] =
     "  --temperature T      0 for greedy (default 0.8)\n"
     "  --top-k K            keep the K most likely tokens, 0 = off (default 40)\n"
     "  --top-p P            nucleus mass, 1 = off (default 0.95)\n"
+    "  --repetition-penalty R  divide the logit of every token already in the conversation by R\n"
+    "                       (multiply when negative), as transformers does; 1 = off (default 1)\n"
+    "  --stop TEXT          end the reply where it holds TEXT, which is neither printed nor kept (repeatable)\n"
     "  --seed S             sampling seed (default: from the clock)\n"
     "Each line on stdin is a user turn; EOF ends the conversation. Each reply goes to stdout followed by a\n"
     "newline; a line per turn on stderr counts its tokens.\n";
 
 typedef struct chat_sink {
     lc_detokenizer detok;
+    lc_gen_output out; // holds back what may begin a --stop string
     lc_gen_session *g;
-    int32_t *reply; // [cap] the reply's ids
+    int32_t *reply; // [cap] the reply's ids that were printed (the history keeps them)
     int n, cap;
+    int generated; // tokens of the reply, printed or not
     lc_status status;
 } chat_sink;
+
+static void emit(void *user, const char *text, size_t n, const int32_t *ids, int n_ids) {
+    chat_sink *s = user;
+    for (int i = 0; i < n_ids && s->n < s->cap; i++) s->reply[s->n++] = ids[i];
+    if (n) fwrite(text, 1, n, stdout);
+    fflush(stdout);
+}
 
 static int on_token(void *user, int32_t token) {
     chat_sink *s = user;
     for (int k = 0; k < s->g->n_stop; k++)
         if (s->g->stop[k] == token) return 0; // the end of the turn: not part of the reply's text
-    if (s->n < s->cap) s->reply[s->n++] = token;
+    s->generated++;
     size_t n;
-    s->status = lc_detokenizer_push(&s->detok, token, s->g->text, s->g->text_cap, &n);
-    if (s->status) return 1;
-    fwrite(s->g->text, 1, n, stdout);
-    fflush(stdout);
-    return 0;
+    bool stopped = false;
+    if (!(s->status = lc_detokenizer_push(&s->detok, token, s->g->text, s->g->text_cap, &n)))
+        s->status = lc_gen_output_push(&s->out, token, s->g->text, n, &stopped);
+    return s->status || stopped;
 }
 
 static cJSON *message(const char *role, const char *content) {
@@ -153,7 +164,10 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         }
         if (st) break;
         lc_detokenizer_init(&sink.detok, g.tok, true);
+        lc_gen_output_free(&sink.out);
+        lc_gen_output_init(&sink.out, o.stop_text, o.n_stop_text, emit, &sink);
         sink.n = 0;
+        sink.generated = 0;
         sink.status = LC_STATUS_OK;
         // Prime the detokenizer with the prompt so the reply's first piece decodes as it will read.
         size_t n;
@@ -163,14 +177,20 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         st = lc_generate(&g.state, &g.model, &g.sampler, ids, (int)n_ids, (int)max_tokens, g.stop, g.n_stop, on_token,
                          &sink, &stats);
         if (!st) st = sink.status;
-        if (!st && !(st = lc_detokenizer_flush(&sink.detok, g.text, g.text_cap, &n))) fwrite(g.text, 1, n, stdout);
+        if (!st && !sink.out.stopped) {
+            // The detokenizer's last bytes may still complete a stop string.
+            bool stopped;
+            if (!(st = lc_detokenizer_flush(&sink.detok, g.text, g.text_cap, &n)))
+                st = lc_gen_output_push(&sink.out, -1, g.text, n, &stopped);
+            lc_gen_output_finish(&sink.out);
+        }
         putchar('\n');
         fflush(stdout);
         if (st) break;
         turn++;
         fprintf(stderr, "lora chat: turn %d: %d prompt tokens, %d reply tokens (%.1f tokens/s)%s\n", turn, stats.n_prompt,
                 stats.n_generated, stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0,
-                sink.n >= sink.cap ? "; cut at --max-tokens" : "");
+                sink.generated >= sink.cap && !sink.out.stopped ? "; cut at --max-tokens" : "");
         size_t rn;
         free(reply_text);
         reply_text = NULL;
@@ -183,6 +203,7 @@ done:
     free(reply_text);
     free(ids);
     free(sink.reply);
+    lc_gen_output_free(&sink.out);
     cJSON_Delete(history);
     lc_chat_free(chat);
     lc_gen_session_close(&g);

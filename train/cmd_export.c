@@ -1,6 +1,7 @@
 // `lora export`: the adapter as a PEFT folder, or merged into the base as a
 // Hugging Face folder or one GGUF file.
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,26 +14,51 @@
 
 static const char export_usage[] =
     "usage: lora export --model DIR|FILE.gguf --adapter PATH --out PATH --format peft|hf|gguf|gguf-lora\n"
-    "                   [--dtype f32|f16|bf16|q8_0]\n"
+    "                   [--dtype f32|f16|bf16|q8_0] [--base-name NAME]\n"
     "  --model         the base the adapter was trained on: a model folder or a GGUF file\n"
     "  --adapter PATH  checkpoint-<step>.h5, a run's output folder, or a PEFT adapter folder\n"
-    "  --out PATH      a folder for peft and hf, a file for gguf and gguf-lora\n"
+    "  --out PATH      a folder for peft and hf, a file for gguf and gguf-lora; missing folders are\n"
+    "                  made, and a failed export removes what it created\n"
     "  --format        peft: adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained)\n"
     "                  hf:   the base with the adapter merged, a complete Hugging Face folder\n"
     "                  gguf: the merged model as one GGUF file for llama.cpp; from a GGUF base\n"
     "                        every tensor the adapter does not change keeps its stored type\n"
     "                  gguf-lora: the adapter alone for llama.cpp (llama-cli -m BASE.gguf --lora FILE)\n"
     "  --dtype         f32 (default), f16 or bf16 (q8_0 too for gguf: the merged weights);\n"
-    "                  merging is always done in f32; gguf-lora is always f32\n";
+    "                  merging is always done in f32; gguf-lora is always f32\n"
+    "  --base-name NAME  peft: base_model_name_or_path, e.g. a Hub id (default: config.json's\n"
+    "                  _name_or_path when it is a Hub id org/name, else the model folder's name)\n";
+
+// A name for JSON: valid UTF-8 without control characters (a Hub id or a path).
+static bool printable_utf8(const char *s) {
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xE0) == 0xC0 && *p >= 0xC2 ? 1 : (*p & 0xF0) == 0xE0 ? 2
+              : (*p & 0xF8) == 0xF0 && *p <= 0xF4 ? 3 : -1;
+        if (n < 0 || *p < 0x20 || *p == 0x7F) return false;
+        unsigned cp = n == 0 ? *p : *p & (0x3F >> n);
+        for (int i = 1; i <= n; i++) {
+            if ((p[i] & 0xC0) != 0x80) return false;
+            cp = cp << 6 | (p[i] & 0x3F);
+        }
+        // overlong forms, UTF-16 surrogates, beyond U+10FFFF
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) || (cp >= 0xD800 && cp <= 0xDFFF))
+            return false;
+        p += n + 1;
+    }
+    return true;
+}
 
 lc_status lc_cmd_export(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'a'},
         {"out", required_argument, 0, 'o'},   {"format", required_argument, 0, 'f'},
-        {"dtype", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'},
+        {"dtype", required_argument, 0, 'd'}, {"base-name", required_argument, 0, 'b'},
+        {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
     const char *model_dir = NULL, *adapter = NULL, *out = NULL, *format = NULL, *dtype_name = "f32";
+    const char *base_name = NULL;
     int c;
     optind = 1;
     opterr = 0;
@@ -43,6 +69,7 @@ lc_status lc_cmd_export(int argc, char **argv) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
         case 'd': dtype_name = optarg; break;
+        case 'b': base_name = optarg; break;
         case 'h': fputs(export_usage, stdout); return LC_STATUS_OK;
         default: return lc_error(LC_STATUS_USAGE, "unknown or incomplete option %s (see lora export --help)",
                                  argv[optind - 1]);
@@ -60,6 +87,9 @@ lc_status lc_cmd_export(int argc, char **argv) {
     int fmt = !strcmp(format, "peft") ? 0 : !strcmp(format, "hf") ? 1 : !strcmp(format, "gguf") ? 2
             : !strcmp(format, "gguf-lora") ? 3 : -1;
     if (fmt < 0) return lc_error(LC_STATUS_USAGE, "--format must be peft, hf, gguf or gguf-lora, not \"%s\"", format);
+    if (base_name && fmt != 0) return lc_error(LC_STATUS_USAGE, "--base-name is for --format peft only");
+    if (base_name && (!*base_name || !printable_utf8(base_name)))
+        return lc_error(LC_STATUS_USAGE, "--base-name: expected a name (UTF-8 text without control characters)");
     if (dtype == (lc_dtype)LC_WTYPE_Q8_0 && fmt != 2)
         return lc_error(LC_STATUS_USAGE, "--dtype q8_0 is for --format gguf only");
     if (fmt == 3 && dtype != LC_DTYPE_F32)
@@ -76,7 +106,7 @@ lc_status lc_cmd_export(int argc, char **argv) {
     if (differ & LC_ADAPTER_BASE)
         fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
     if (fmt == 0) {
-        st = lc_export_peft(out, model_dir, &model, &lora, dtype);
+        st = lc_export_peft_named(out, model_dir, base_name, &model, &lora, dtype);
     } else if (fmt == 1) {
         st = lc_export_hf(out, model_dir, &model, &lora, dtype);
     } else if (fmt == 3) {

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "data/chat.h"
+#include "common/file.h"
 #include "data/tokenizer.h"
 #include "train/cli.h"
 #include "train/gen_session.h"
@@ -15,7 +16,8 @@ static const char generate_usage[] =
     "  --model DIR         Hugging Face model folder (config.json, safetensors, tokenizer.json),\n"
     "                      or a llama.cpp GGUF file (any of F32, F16, BF16, Q4_0-Q8_0, Q4_K-Q6_K)\n"
     "  --adapter PATH      LoRA adapter: a checkpoint-<step>.h5 of lora train, or a run's output folder\n"
-    "  --prompt TEXT       text to continue (default: start from BOS alone)\n"
+    "  --prompt TEXT       text to continue (default: start from BOS alone); - reads it from stdin\n"
+    "  --prompt-file F     the text to continue is F's bytes as they are (a final newline is kept)\n"
     "  --chat TEXT         a user turn: rendered with the model's chat template; prints only the reply\n"
     "  --system TEXT       with --chat: a system message before it\n"
     "  --chat-template F   with --chat: a .jinja template instead of the model's\n"
@@ -23,41 +25,92 @@ static const char generate_usage[] =
     "  --temperature T     0 for greedy (default 0.8)\n"
     "  --top-k K           keep the K most likely tokens, 0 = off (default 40)\n"
     "  --top-p P           keep the smallest set with probability mass P, 1 = off (default 0.95)\n"
+    "  --repetition-penalty R  divide the logit of every token already in the prompt or the output\n"
+    "                      by R (multiply when negative), as transformers does; 1 = off (default 1)\n"
+    "  --stop TEXT         end where the output holds TEXT, which is not printed (repeatable)\n"
     "  --seed S            sampling seed (default: from the clock, printed on stderr)\n"
     "  --ids               print token ids instead of text\n"
     "stdout holds only the prompt followed by the continuation (with --chat: the reply); notes go to stderr.\n";
 
 typedef struct generate_sink {
     lc_detokenizer detok;
-    char *text; // the bytes one token can decode to (lc_tokenizer_stream_max_bytes)
+    lc_gen_output out; // holds back what may begin a --stop string
+    char *text;        // the bytes one token can decode to (lc_tokenizer_stream_max_bytes)
     size_t cap;
     int print_ids;
     lc_status status;
 } generate_sink;
 
+static void emit(void *user, const char *text, size_t n, const int32_t *ids, int n_ids) {
+    const generate_sink *sink = user;
+    if (sink->print_ids)
+        for (int i = 0; i < n_ids; i++) printf(" %d", ids[i]);
+    else if (n)
+        fwrite(text, 1, n, stdout);
+    fflush(stdout);
+}
+
 static int on_token(void *user, int32_t token) {
     generate_sink *sink = user;
-    if (sink->print_ids) {
-        printf(" %d", token);
-    } else {
-        size_t n;
-        sink->status = lc_detokenizer_push(&sink->detok, token, sink->text, sink->cap, &n);
-        if (sink->status) return 1;
-        fwrite(sink->text, 1, n, stdout);
+    size_t n;
+    bool stopped = false;
+    // Decoded with --ids too: --stop looks at the text.
+    if (!(sink->status = lc_detokenizer_push(&sink->detok, token, sink->text, sink->cap, &n)))
+        sink->status = lc_gen_output_push(&sink->out, token, sink->text, n, &stopped);
+    return sink->status || stopped;
+}
+
+// The prompt of --prompt - (stdin) or --prompt-file: its bytes as they are.
+// The tokenizer takes a C string, so a NUL byte is refused rather than cutting the prompt short.
+static lc_status read_prompt(const char *path, char **out) {
+    char *buf = NULL;
+    size_t len = 0;
+    lc_status st;
+    const size_t max = (size_t)64 << 20;
+    if (strcmp(path, "-") == 0) {
+        size_t cap = 0;
+        for (;;) {
+            if (len == cap) {
+                cap = cap ? 2 * cap : 4096;
+                char *p = cap <= max + 1 ? realloc(buf, cap + 1) : NULL;
+                if (!p) {
+                    free(buf);
+                    return cap > max + 1 ? lc_error(LC_STATUS_INPUT, "stdin: the prompt is over %zu bytes", max)
+                                         : lc_error(LC_STATUS_RUNTIME, "out of memory");
+                }
+                buf = p;
+            }
+            size_t got = fread(buf + len, 1, cap - len, stdin);
+            len += got;
+            if (got == 0) break;
+        }
+        if (ferror(stdin)) {
+            free(buf);
+            return lc_error(LC_STATUS_INPUT, "stdin: read failed");
+        }
+        buf[len] = 0;
+        path = "stdin";
+    } else if ((st = lc_file_read(path, max, &buf, &len))) {
+        return st;
     }
-    fflush(stdout);
-    return 0;
+    if (strlen(buf) != len) {
+        free(buf);
+        return lc_error(LC_STATUS_INPUT, "%s: the prompt holds a NUL byte", path);
+    }
+    *out = buf;
+    return LC_STATUS_OK;
 }
 
 lc_status lc_cmd_generate(int argc, char **argv) {
     static const struct option opts[] = {
         LC_GEN_OPTIONS,
-        {"prompt", required_argument, 0, 'p'},  {"chat", required_argument, 0, 'c'},
+        {"prompt", required_argument, 0, 'p'},  {"prompt-file", required_argument, 0, 'F'},
+        {"chat", required_argument, 0, 'c'},
         {"max-tokens", required_argument, 0, 'n'}, {"ids", no_argument, 0, 'i'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
-    const char *prompt = NULL, *chat_text = NULL;
+    const char *prompt = NULL, *prompt_file = NULL, *chat_text = NULL;
     lc_gen_options o = lc_gen_options_init("lora generate");
     long max_tokens = 256;
     int print_ids = 0, c;
@@ -70,6 +123,7 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         if (used) continue;
         switch (c) {
         case 'p': prompt = optarg; break;
+        case 'F': prompt_file = optarg; break;
         case 'c': chat_text = optarg; break;
         case 'n': if ((st = lc_cli_parse_int("--max-tokens", optarg, 0, 1 << 24, &max_tokens))) return st; break;
         case 'i': print_ids = 1; break;
@@ -80,7 +134,10 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     }
     if (optind < argc) return lc_error(LC_STATUS_USAGE, "unexpected argument \"%s\"", argv[optind]);
     if (!o.model_dir) return lc_error(LC_STATUS_USAGE, "--model DIR|FILE.gguf is required (see lora generate --help)");
-    if (chat_text && prompt) return lc_error(LC_STATUS_USAGE, "give --prompt TEXT or --chat TEXT, not both");
+    if (prompt && prompt_file) return lc_error(LC_STATUS_USAGE, "give --prompt TEXT or --prompt-file FILE, not both");
+    if (chat_text && (prompt || prompt_file))
+        return lc_error(LC_STATUS_USAGE, "give %s or --chat TEXT, not both",
+                        prompt ? "--prompt TEXT" : "--prompt-file FILE");
     if ((o.system || o.chat_template) && !chat_text)
         return lc_error(LC_STATUS_USAGE, "--system and --chat-template go with --chat TEXT");
 
@@ -89,7 +146,13 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     int32_t *ids = NULL;
     size_t cap = 0, n_ids = 0;
     generate_sink sink = {.print_ids = print_ids};
-    char *rendered = NULL;
+    char *rendered = NULL, *prompt_buf = NULL;
+    lc_gen_output_init(&sink.out, o.stop_text, o.n_stop_text, emit, &sink);
+    memset(&g, 0, sizeof g); // closed below even when reading the prompt fails
+    if (prompt_file || (prompt && strcmp(prompt, "-") == 0)) {
+        if ((st = read_prompt(prompt_file ? prompt_file : "-", &prompt_buf))) goto done;
+        prompt = prompt_buf;
+    }
     if ((st = lc_gen_session_open(&g, &o))) goto done;
     const lc_tokenizer *tok = g.tok;
     if (chat_text) {
@@ -164,9 +227,13 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     st = lc_generate(&g.state, &g.model, &g.sampler, ids, (int)n_ids, (int)max_tokens, g.stop, g.n_stop, on_token,
                      &sink, &stats);
     if (!st) st = sink.status;
-    if (!st && !print_ids) {
+    if (!st && !sink.out.stopped) {
+        // The detokenizer's last bytes may still complete a stop string.
         size_t n;
-        if (!(st = lc_detokenizer_flush(&sink.detok, sink.text, sink.cap, &n))) fwrite(sink.text, 1, n, stdout);
+        bool stopped;
+        if (!(st = lc_detokenizer_flush(&sink.detok, sink.text, sink.cap, &n)))
+            st = lc_gen_output_push(&sink.out, -1, sink.text, n, &stopped);
+        lc_gen_output_finish(&sink.out);
     }
     putchar('\n');
     fflush(stdout);
@@ -176,6 +243,8 @@ lc_status lc_cmd_generate(int argc, char **argv) {
                 stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0);
     }
 done:
+    lc_gen_output_free(&sink.out);
+    free(prompt_buf);
     free(rendered);
     free(ids);
     lc_chat_free(chat);

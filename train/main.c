@@ -14,24 +14,27 @@
 #include "data/tokenizer.h"
 #include "train/cli.h"
 #include "train/dist.h"
+#include "version.h" // generated at build time: LC_VERSION, LC_COMMIT
 
 int lc_cli_verbose = 0;
 
 static const char usage[] =
     "usage: lora [--verbose] COMMAND [options]\n"
+    "       lora --version\n"
     "\n"
     "commands:\n"
     "  train      fine-tune a LoRA adapter from a JSON config (the base: a model folder or a GGUF file)\n"
     "  eval       mean loss of a model (and adapter) on a JSONL file\n"
     "  export     write an adapter as PEFT or a llama.cpp GGUF adapter, or merged as a Hugging Face folder or GGUF\n"
-    "  generate   generate text from a model folder or GGUF file (--chat TEXT: one chat turn)\n"
+    "  generate   continue a prompt (--prompt, --prompt-file, stdin) with a model folder or GGUF file;\n"
+    "             --chat TEXT: one chat turn\n"
     "  chat       a multi-turn conversation on stdin/stdout with the model's chat template\n"
     "  template   render a conversation with a chat template, exactly\n"
     "  tokenize   print the token ids of a text or a conversation\n"
     "  inspect    show what a model folder, safetensors, checkpoint, PEFT folder or GGUF holds\n"
     "  plot       draw a run's loss curve (or compare runs) as SVG from metrics.jsonl\n"
     "\n"
-    "Run 'lora COMMAND --help' for the options of a command.\n";
+    "Run 'lora COMMAND --help' for the options of a command; 'lora --version' prints the version.\n";
 
 lc_status lc_cli_parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
     char *end;
@@ -82,6 +85,12 @@ int main(int argc, char **argv) {
     while (i < argc && argv[i][0] == '-') {
         if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0) {
             lc_cli_verbose = 1;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            if (lc_dist_rank() == 0) {
+                if (*LC_COMMIT) printf("lora.c %s (commit %s)\n", LC_VERSION, LC_COMMIT);
+                else printf("lora.c %s\n", LC_VERSION);
+            }
+            return 0;
         } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             if (lc_dist_rank() == 0) fputs(usage, stdout);
             return 0;
