@@ -15,7 +15,7 @@
 static const char chat_usage[] =
     "usage: lora chat --model DIR|FILE.gguf [options]\n"
     "  --model DIR          Hugging Face model folder or GGUF file with a chat template\n"
-    "  --adapter PATH       LoRA adapter: a checkpoint-<step>.h5, a run's output folder\n"
+    "  --adapter PATH       LoRA adapter: a checkpoint-<step>.h5, a run's output folder or a PEFT folder\n"
     "  --system TEXT        a system message at the start of the conversation\n"
     "  --chat-template F    a .jinja template instead of the model's\n"
     "  --max-tokens N       longest reply in tokens (default 512)\n"
