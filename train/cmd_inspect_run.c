@@ -51,8 +51,8 @@ static int64_t print_config(const char *path, const struct lc_checkpoint_info *i
         printf("  LoRA           r %d, alpha %g, dropout %g%s; %s\n", info->lora.r, info->lora.alpha,
                info->lora.dropout, info->lora.rslora ? ", rsLoRA" : "", targets);
     }
-    printf("  schedule       lr %g, %s, warmup %lld steps", cfg.lr, schedule_name(cfg.schedule.type),
-           (long long)cfg.schedule.warmup_steps);
+    printf("  schedule       lr %g, %s, warmup %lld step%s", cfg.lr, schedule_name(cfg.schedule.type),
+           (long long)cfg.schedule.warmup_steps, cfg.schedule.warmup_steps == 1 ? "" : "s");
     if (cfg.schedule.min_lr > 0) printf(", min_lr %g", cfg.schedule.min_lr);
     printf("\n  batch          %d x %d (batch_size x grad_accum), max_seq_len %d%s\n", cfg.batch_size, cfg.grad_accum,
            cfg.max_seq_len, cfg.packing ? ", packed" : "");

@@ -518,9 +518,13 @@ static lc_status train_loop(trainer *t, int64_t first) {
         else if (first > 0)
             snprintf(whole, sizeof whole, ", %lld in all", (long long)total);
         char range[64] = "";
-        if (first > 0) snprintf(range, sizeof range, " (%lld to %lld)", (long long)first + 1, (long long)total);
-        fprintf(stderr, "lora train: %lld steps%s in %.1f s%s; adapter saved to %s/checkpoint-%lld.h5\n",
-                (long long)(total - first), range, lc_now_s() - start, whole, cfg->output_dir, (long long)total);
+        if (first > 0 && first + 1 < total)
+            snprintf(range, sizeof range, " (%lld to %lld)", (long long)first + 1, (long long)total);
+        else if (first > 0)
+            snprintf(range, sizeof range, " (%lld)", (long long)total);
+        fprintf(stderr, "lora train: %lld step%s%s in %.1f s%s; adapter saved to %s/checkpoint-%lld.h5\n",
+                (long long)(total - first), total - first == 1 ? "" : "s", range, lc_now_s() - start, whole,
+                cfg->output_dir, (long long)total);
     }
     if (!st && t->n_skipped)
         fprintf(stderr, "lora train: %lld of %lld batches skipped for a non-finite loss or gradient\n",
