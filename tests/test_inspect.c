@@ -16,6 +16,7 @@
 #include "optim/adamw.h"
 #include "test_util.h"
 #include "train/checkpoint.h"
+#include "train/run_dir.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define DATA LC_SHARED_DIR "/data/alpaca_tiny.jsonl"
@@ -151,6 +152,17 @@ START_TEST(test_time_carries_across_a_resume) {
                  metric(steps[i], "eval_loss"), "-", i == 0 ? "  newest" : "");
         assert_line(out, row);
     }
+    free(out);
+
+    // Early stopping's best checkpoint, as the run index names it.
+    lc_run_dir rd;
+    ck_assert_int_eq(lc_run_dir_open(&rd, dir), 0);
+    ck_assert_int_eq(lc_run_dir_set_best(&rd, 4), 0);
+    lc_run_dir_close(&rd);
+    out = inspect(dir);
+    assert_line(out, "  best           checkpoint-4.h5 (early stopping)");
+    snprintf(row, sizeof row, "  %12d  %10.4f  %10.4f  %9s  best", 4, metric(4, "loss"), metric(4, "eval_loss"), "-");
+    assert_line(out, row);
     free(out);
 
     // A checkpoint: the run's settings as they were when it was written.

@@ -194,7 +194,8 @@ lc_status lc_inspect_run_dir(const char *dir) {
     printf("\n");
     if (m.last_step && m.last_step != newest) { // a run going on, or killed, past its checkpoint
         const lc_run_metrics_row *r = lc_run_metrics_find(&m, m.last_step);
-        printf("  last step      %lld: loss %.4f", (long long)m.last_step, r->loss);
+        printf("  last step      %lld", (long long)m.last_step);
+        if (!isnan(r->loss)) printf(": loss %.4f", r->loss); // NaN: the step logged again without it (damage)
         if (!isnan(r->elapsed_s)) printf(", %.1f s in", r->elapsed_s);
         printf("\n");
     }
