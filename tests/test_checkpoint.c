@@ -400,6 +400,36 @@ START_TEST(test_hostile_attributes) {
 }
 END_TEST
 
+// elapsed_s, the training time so far: written when known, read back as it
+// was; absent (as older checkpoints are) it reads as unknown (< 0); a value
+// that is no time is damage.
+START_TEST(test_elapsed_time) {
+    lc_checkpoint_info info;
+    char path[4300];
+    snprintf(path, sizeof path, "%s/time.h5", tmp);
+    lc_checkpoint_meta meta = make_meta(CONFIG_JSON);
+    meta.elapsed_s = 12.25;
+    ck_assert_int_eq(lc_checkpoint_save(path, &model, &lora, &opt, &meta), LC_STATUS_OK);
+    ck_assert_int_eq(lc_checkpoint_read_info(path, &info), LC_STATUS_OK);
+    ck_assert(info.elapsed_s == 12.25);
+    lc_checkpoint_info_free(&info);
+    meta.elapsed_s = -1;
+    ck_assert_int_eq(lc_checkpoint_save(path, &model, &lora, &opt, &meta), LC_STATUS_OK);
+    ck_assert_int_eq(lc_checkpoint_read_info(path, &info), LC_STATUS_OK);
+    ck_assert(info.elapsed_s < 0);
+    lc_checkpoint_info_free(&info);
+
+    double d = -3;
+    set_attr(path, "/", "elapsed_s", H5T_NATIVE_DOUBLE, &d);
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, "'elapsed_s' of /: -3 is not a time");
+    d = NAN;
+    set_attr(path, "/", "elapsed_s", H5T_NATIVE_DOUBLE, &d);
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, "'elapsed_s' of /");
+    set_attr_str(path, "/", "elapsed_s", "1 s", 0);
+    assert_error(lc_checkpoint_read_info(path, &info), LC_STATUS_INPUT, path, "'elapsed_s' of /: has the wrong type");
+}
+END_TEST
+
 // Replaces dataset `obj` with one of the given type and shape holding `data`.
 static void replace_dataset(const char *path, const char *obj, hid_t type, int rank, const hsize_t *dims,
                             hid_t mtype, const void *data) {
@@ -909,6 +939,7 @@ static Suite *checkpoint_suite(void) {
     tcase_add_test(tc, test_truncated);
     tcase_add_test(tc, test_not_a_checkpoint);
     tcase_add_test(tc, test_hostile_attributes);
+    tcase_add_test(tc, test_elapsed_time);
     tcase_add_test(tc, test_hostile_datasets);
     tcase_add_test(tc, test_rank_mismatch);
     tcase_add_test(tc, test_targets_mismatch);

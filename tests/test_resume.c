@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "checkpoint_compare.h"
 #include "test_util.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
@@ -92,11 +93,7 @@ static int finish(pid_t pid) {
     return WIFEXITED(wst) ? WEXITSTATUS(wst) : -WTERMSIG(wst);
 }
 
-static char *final_adapter(size_t *len) {
-    char path[4300];
-    snprintf(path, sizeof path, "%s/run/checkpoint-%d.h5", tmp, STEPS);
-    return lc_test_read(path, len);
-}
+static void final_path(char *out, size_t cap) { snprintf(out, cap, "%s/run/checkpoint-%d.h5", tmp, STEPS); }
 
 static void clear_run(void) {
     char cmd[4300];
@@ -104,16 +101,28 @@ static void clear_run(void) {
     ck_assert_int_eq(system(cmd), 0);
 }
 
-static char *reference_adapter(size_t *len) {
+// An uninterrupted run's final checkpoint, moved to tmp/ref.h5; its path
+// (the caller frees it).
+static char *reference_adapter(void) {
     ck_assert_int_eq(finish(start_training()), 0);
-    char *ref = final_adapter(len);
+    char from[4300], to[4300];
+    final_path(from, sizeof from);
+    snprintf(to, sizeof to, "%s/ref.h5", tmp);
+    ck_assert_int_eq(rename(from, to), 0);
     clear_run();
-    return ref;
+    return strdup(to);
+}
+
+// The run's final checkpoint holds the reference's training state (its
+// elapsed time differs: see checkpoint_compare.h).
+static void assert_final_adapter(const char *ref) {
+    char path[4300];
+    final_path(path, sizeof path);
+    lc_test_assert_same_checkpoint(path, ref, MODEL_DIR, "resumed vs uninterrupted run");
 }
 
 START_TEST(test_sigkill_at_several_points) {
-    size_t ref_len, len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     // Killed right after checkpoints 2, 10 and 16 appear (each kill lands
     // somewhere in the following steps or saves), then run to the end.
     const int kill_after[] = {2, 10, 16};
@@ -124,26 +133,15 @@ START_TEST(test_sigkill_at_several_points) {
         ck_assert_int_eq(finish(pid), -SIGKILL);
     }
     ck_assert_int_eq(finish(start_training()), 0);
-    char *got = final_adapter(&len);
-    ck_assert_uint_eq(len, ref_len);
-    ck_assert_msg(memcmp(got, ref, len) == 0, "resumed adapter differs from the uninterrupted one");
+    assert_final_adapter(ref);
     char err[4300];
     snprintf(err, sizeof err, "%s/err.txt", tmp);
     char *log = lc_test_read(err, NULL);
     ck_assert_msg(strstr(log, "resuming from") != NULL, "the last run did not resume: %s", log);
     free(log);
-    free(got);
     free(ref);
 }
 END_TEST
-
-// The run's final adapter holds exactly the reference bytes.
-static void assert_final_adapter(const char *ref, size_t ref_len) {
-    size_t len;
-    char *got = final_adapter(&len);
-    ck_assert_msg(len == ref_len && memcmp(got, ref, len) == 0, "resumed adapter differs from the uninterrupted one");
-    free(got);
-}
 
 // A run stopped by sig once checkpoint `after` exists: it finishes its step,
 // saves and exits 130, naming the signal.
@@ -164,12 +162,11 @@ static void stop_with(int sig, int after) {
 // its output that went away) each stop a run the same way; resumed after
 // each, the run ends with the uninterrupted run's bytes.
 START_TEST(test_stop_signals_save_and_exit_130) {
-    size_t ref_len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     const int sigs[] = {SIGINT, SIGHUP, SIGPIPE};
     for (int i = 0; i < 3; i++) stop_with(sigs[i], 4 + 4 * i);
     ck_assert_int_eq(finish(start_training()), 0);
-    assert_final_adapter(ref, ref_len);
+    assert_final_adapter(ref);
     free(ref);
 }
 END_TEST
@@ -179,8 +176,7 @@ END_TEST
 // last message, written to the same dead pipe, must not kill it with
 // SIGPIPE, 141), and a resume ends with the uninterrupted run's bytes.
 START_TEST(test_closed_pipe_reader_saves_and_exits_130) {
-    size_t ref_len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     int fds[2];
     ck_assert_int_eq(pipe(fds), 0);
     pid_t pid = fork();
@@ -209,7 +205,7 @@ START_TEST(test_closed_pipe_reader_saves_and_exits_130) {
     close(fds[0]);
     ck_assert_int_eq(finish(pid), 130);
     ck_assert_int_eq(finish(start_training()), 0);
-    assert_final_adapter(ref, ref_len);
+    assert_final_adapter(ref);
     char *log = run_log();
     ck_assert_msg(strstr(log, "resuming from") != NULL, "%s", log);
     free(log);
@@ -220,8 +216,7 @@ END_TEST
 // Started by a parent that ignores SIGCHLD, a resumed run still reads its
 // checkpoint (in a child process) instead of waiting forever for it.
 START_TEST(test_resume_with_sigchld_ignored) {
-    size_t ref_len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     stop_with(SIGINT, 6);
     pid_t pid = start_training_as(true);
     int wst = 0;
@@ -237,14 +232,13 @@ START_TEST(test_resume_with_sigchld_ignored) {
         ck_abort_msg("a resumed run started with SIGCHLD ignored did not finish in 60 s");
     }
     ck_assert(WIFEXITED(wst) && WEXITSTATUS(wst) == 0);
-    assert_final_adapter(ref, ref_len);
+    assert_final_adapter(ref);
     free(ref);
 }
 END_TEST
 
 START_TEST(test_damaged_checkpoint_skipped) {
-    size_t ref_len, len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     pid_t pid = start_training();
     wait_for_checkpoint(pid, 8);
     kill(pid, SIGKILL);
@@ -266,9 +260,7 @@ START_TEST(test_damaged_checkpoint_skipped) {
     char *log = lc_test_read(err, NULL);
     ck_assert_msg(strstr(log, "warning: skipping") && strstr(log, "checkpoint-20.h5"), "%s", log);
     free(log);
-    char *got = final_adapter(&len);
-    ck_assert(len == ref_len && memcmp(got, ref, len) == 0);
-    free(got);
+    assert_final_adapter(ref);
     free(ref);
 }
 END_TEST
@@ -324,8 +316,7 @@ static char *run_log(void) {
 // `--adapter RUN_DIR` passes over the damaged file as resume does.
 START_TEST(test_damaged_newer_checkpoint_never_displaces_good_ones) {
     edit_config("\"keep_checkpoints\": 2", "\"keep_checkpoints\": 1");
-    size_t ref_len;
-    char *ref = reference_adapter(&ref_len);
+    char *ref = reference_adapter();
     pid_t pid = start_training();
     wait_for_checkpoint(pid, 6);
     kill(pid, SIGKILL);
@@ -363,7 +354,7 @@ START_TEST(test_damaged_newer_checkpoint_never_displaces_good_ones) {
     log = run_log();
     ck_assert_msg(strstr(log, "resuming from") != NULL && strstr(log, named) != NULL, "did not resume: %s", log);
     free(log);
-    assert_final_adapter(ref, ref_len);
+    assert_final_adapter(ref);
     ck_assert_msg(access(good, F_OK) != 0, "checkpoint-6.h5 was never pruned");
     free(ref);
 }

@@ -5,7 +5,8 @@
 // Layout (readable with h5dump / h5py; every group and dataset carries a
 // "description" attribute):
 //   /                 attrs: format ("lora.c checkpoint"), format_version (1), step, epoch,
-//                            data_index, rng_state, config (JSON text), base_fingerprint
+//                            data_index, rng_state, config (JSON text), base_fingerprint,
+//                            elapsed_s (float64 seconds of training so far; absent: unknown)
 //   /lora             attrs: r, alpha, dropout, rslora (0/1), scale, targets ("q_proj,k_proj,...")
 //   /lora/<module>/A  float32 [r, in]     e.g. /lora/model.layers.0.self_attn.q_proj/A
 //   /lora/<module>/B  float32 [out, r]
@@ -28,6 +29,7 @@ typedef struct lc_checkpoint_meta {
     uint64_t rng_state;
     const char *config_json;      // full training config
     const char *base_fingerprint; // lc_model_fingerprint of the base
+    double elapsed_s;             // training time up to this step over every run of it; < 0: unknown (not written)
 } lc_checkpoint_meta;
 
 // Writes path (via path + ".tmp", fsync, rename). opt may be NULL (adapter only).
@@ -43,6 +45,7 @@ typedef struct lc_checkpoint_info {
     char *config_json;
     char *base_fingerprint;
     int has_optimizer;
+    double elapsed_s; // < 0: unknown (a checkpoint written before lora.c recorded it, or by a run resumed from one)
 } lc_checkpoint_info;
 
 lc_status lc_checkpoint_read_info(const char *path, lc_checkpoint_info *info);

@@ -259,6 +259,17 @@ static lc_status read_info_direct(const char *path, lc_checkpoint_info *info) {
         (st = read_str(path, file, "/", "base_fingerprint", MAX_SHORT_STRING, &info->base_fingerprint)) ||
         (st = read_lora_config(path, file, &info->lora)))
         goto done;
+    // Optional: older checkpoints do not record it.
+    info->elapsed_s = -1;
+    htri_t has_elapsed = H5Aexists(file, "elapsed_s");
+    if (has_elapsed != 0) {
+        if ((st = read_f64(path, file, "/", "elapsed_s", &info->elapsed_s))) goto done;
+        if (!(info->elapsed_s >= 0 && info->elapsed_s < 1e12)) {
+            st = lc_error(LC_STATUS_INPUT, "%s: attribute 'elapsed_s' of /: %g is not a time in seconds", path,
+                          info->elapsed_s);
+            goto done;
+        }
+    }
     htri_t has_opt = H5Lexists(file, "optimizer", H5P_DEFAULT);
     if (has_opt < 0) {
         st = lc_error(LC_STATUS_INPUT, "%s: group /optimizer: unreadable", path);

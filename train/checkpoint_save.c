@@ -146,7 +146,8 @@ static void write_all(writer *w, hid_t file, const lc_model *m, const lc_lora *l
                       const lc_checkpoint_meta *meta) {
     attr_str(w, file, "/", "description",
              "lora.c LoRA fine-tuning checkpoint: adapter tensors, AdamW state, training position "
-             "(step, epoch, data_index, rng_state), full config (JSON) and base-model fingerprint");
+             "(step, epoch, data_index, rng_state), full config (JSON), base-model fingerprint and "
+             "elapsed_s, the seconds of training up to this step");
     attr_str(w, file, "/", "format", FORMAT_NAME);
     attr_i64(w, file, "/", "format_version", FORMAT_VERSION);
     attr_i64(w, file, "/", "step", meta->step);
@@ -155,6 +156,7 @@ static void write_all(writer *w, hid_t file, const lc_model *m, const lc_lora *l
     attr_u64(w, file, "/", "rng_state", meta->rng_state);
     attr_str(w, file, "/", "config", meta->config_json);
     attr_str(w, file, "/", "base_fingerprint", meta->base_fingerprint);
+    if (meta->elapsed_s >= 0) attr_f64(w, file, "/", "elapsed_s", meta->elapsed_s);
 
     char targets[256];
     targets_string(targets, sizeof targets, lora->cfg.targets);

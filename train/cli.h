@@ -15,6 +15,14 @@ lc_status lc_cmd_template(int argc, char **argv);
 lc_status lc_cmd_chat(int argc, char **argv);
 lc_status lc_cmd_plot(int argc, char **argv);
 
+// `lora inspect` of a run (cmd_inspect_run.c): whether dir is a run's
+// output folder (checkpoints, metrics or a run index, and no model files);
+// a summary of the run; and, for one checkpoint, what its run was.
+struct lc_checkpoint_info;
+int lc_inspect_is_run_dir(const char *dir);
+lc_status lc_inspect_run_dir(const char *dir);
+void lc_inspect_checkpoint_run(const char *path, const struct lc_checkpoint_info *info);
+
 // Set by --verbose before the subcommand: notes on kernels and timings.
 extern int lc_cli_verbose;
 

@@ -15,8 +15,9 @@
 
 static const char inspect_usage[] =
     "usage: lora inspect PATH\n"
-    "  PATH  a Hugging Face model folder, a PEFT adapter folder, a .safetensors file,\n"
-    "        a lora.c checkpoint (.h5) or a GGUF file (.gguf)\n";
+    "  PATH  a Hugging Face model folder, a PEFT adapter folder, a lora train output\n"
+    "        folder (its config, checkpoints and losses), a .safetensors file, a lora.c\n"
+    "        checkpoint (.h5) or a GGUF file (.gguf)\n";
 
 static void print_tensors(const lc_st_set *set) {
     for (int i = 0; i < set->n_tensors; i++) {
@@ -137,7 +138,7 @@ static lc_status inspect_checkpoint(const char *path) {
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
         if (info.lora.targets & (1u << k)) printf(" %s", lc_linear_kind_name(k));
     printf("\n  optimizer      %s\n", info.has_optimizer ? "AdamW moments included (resumable)" : "none (adapter only)");
-    printf("  base model     fingerprint %s\n", info.base_fingerprint ? info.base_fingerprint : "?");
+    lc_inspect_checkpoint_run(path, &info); // base model, config, elapsed time, losses
     st = lc_checkpoint_list_modules(path, print_module, NULL);
     if (!st && info.config_json) printf("  config\n%s\n", info.config_json);
     lc_checkpoint_info_free(&info);
@@ -204,7 +205,8 @@ lc_status lc_cmd_inspect(int argc, char **argv) {
     if (lc_dir_exists(path)) {
         char peft[4200];
         snprintf(peft, sizeof peft, "%s/adapter_config.json", path);
-        return lc_file_exists(peft) ? inspect_peft(path) : inspect_dir(path);
+        if (lc_file_exists(peft)) return inspect_peft(path);
+        return lc_inspect_is_run_dir(path) ? lc_inspect_run_dir(path) : inspect_dir(path);
     }
     if (!lc_file_exists(path)) return lc_error(LC_STATUS_INPUT, "%s: no such file or folder", path);
     size_t len = strlen(path);

@@ -230,6 +230,18 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
     return st;
 }
 
+long lc_run_dir_holder(const char *dir) {
+    char path[4200];
+    if (lc_path_join(path, sizeof path, dir, LOCK_NAME)) return 0;
+    // Read-only and never locked here: asking (F_GETLK) takes nothing.
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return 0;
+    struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+    long holder = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
+    close(fd);
+    return holder;
+}
+
 void lc_run_dir_close(lc_run_dir *r) {
     if (r->lock_fd >= 0) close(r->lock_fd); // drops the flock
     r->lock_fd = -1;

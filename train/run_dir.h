@@ -44,6 +44,10 @@ void lc_run_dir_close(lc_run_dir *r);
 // wrong data path, say) is removed with its lock file.
 void lc_run_dir_close_failed(lc_run_dir *r);
 
+// The process id of the lora train holding dir's lock (a run still going),
+// or 0 when none does or it cannot be told (no lock file, no locks).
+long lc_run_dir_holder(const char *dir);
+
 // Records dir/checkpoint-<step>.h5, just written completely, as the newest
 // entry and rewrites the index (temporary file and rename).
 lc_status lc_run_dir_add(lc_run_dir *r, int64_t step);

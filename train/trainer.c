@@ -136,6 +136,10 @@ static lc_status plan_memory(trainer *t) {
     return st;
 }
 
+double lc_trainer_elapsed(const trainer *t) {
+    return t->elapsed_before < 0 ? -1 : t->elapsed_before + (lc_now_s() - t->loop_start);
+}
+
 // Rank 0 writes; the others only note the step.
 lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step) {
     if (lc_dist_rank() != 0) {
@@ -145,7 +149,10 @@ lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step) {
     char path[4200];
     lc_status st = lc_run_dir_checkpoint_path(path, sizeof path, t->cfg->output_dir, step);
     if (st) return st;
-    lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint};
+    // The time is only reported, never used by training: a resumed run's
+    // adapter stays the uninterrupted one's.
+    lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint,
+                               lc_trainer_elapsed(t)};
     if ((st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta))) return st;
     t->saved_step = step;
     // The checkpoint is complete; an index that cannot be updated (full disk)
@@ -290,7 +297,11 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
         if (changed[0]) fprintf(stderr, "lora train: note: continuing with changed %s\n", changed);
         lc_batcher_seek(&t->it, info.epoch, (int)info.data_index);
         t->resumed_step = info.step;
+        t->elapsed_before = info.elapsed_s;
         fprintf(stderr, "lora train: resuming from %s (step %lld)\n", path, (long long)info.step);
+        if (info.elapsed_s < 0)
+            fprintf(stderr, "lora train: note: %s does not record the training time before it (an older lora.c "
+                    "wrote it); elapsed_s in metrics.jsonl counts from this resume\n", path);
     }
     lc_checkpoint_info_free(&info);
     return st;
@@ -417,6 +428,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
     const lc_train_config *cfg = t->cfg;
     int64_t total = t->sched.total_steps;
     double start = lc_now_s();
+    t->loop_start = start;
     lc_status st = LC_STATUS_OK;
     t->log_every = cfg->log_every ? cfg->log_every : total > 50 ? (total + 49) / 50 : 1; // about 50 lines a run
     if (t->es.stopped_at) {
@@ -467,14 +479,16 @@ static lc_status train_loop(trainer *t, int64_t first) {
             if (st == LC_STATUS_INPUT) lc_error_prefix("%s", cfg->train_data);
             break;
         }
+        // elapsed: this invocation's time (the ETA); the rows carry the run's.
         double dt = lc_now_s() - t0, elapsed = lc_now_s() - start;
+        double run_elapsed = (t->elapsed_before > 0 ? t->elapsed_before : 0) + elapsed;
         double tps = dt > 0 ? n_tokens / dt : 0.0;
         if (skipped) {
             t->n_skipped++;
             if (t->metrics)
                 fprintf(t->metrics,
                         "{\"step\": %lld, \"skipped\": \"non-finite loss or gradient\", \"elapsed_s\": %.3f}\n",
-                    (long long)step + 1, elapsed);
+                    (long long)step + 1, run_elapsed);
             if (t->tty) fprintf(stderr, "\r\033[K");
             fprintf(stderr, "lora train: step %lld: loss %g, gradient norm %g: batch skipped (%lld so far)\n",
                     (long long)step + 1, loss, gnorm, (long long)t->n_skipped);
@@ -482,7 +496,7 @@ static lc_status train_loop(trainer *t, int64_t first) {
             fprintf(t->metrics,
                     "{\"step\": %lld, \"loss\": %.6f, \"lr\": %.6g, \"grad_norm\": %.6f, \"tokens_per_s\": %.1f, "
                     "\"elapsed_s\": %.3f}\n",
-                    (long long)step + 1, loss, lr, gnorm, tps, elapsed);
+                    (long long)step + 1, loss, lr, gnorm, tps, run_elapsed);
         }
         if (t->metrics && (fflush(t->metrics) != 0 || ferror(t->metrics)) && !t->metrics_failed) {
             t->metrics_failed = 1;
@@ -528,9 +542,23 @@ static lc_status train_loop(trainer *t, int64_t first) {
     if (!st && t->eval_stopped)
         return lc_error(LC_STATUS_INTERRUPTED, "stopped by signal %d in the final evaluation; the adapter is saved to "
                         "%s/checkpoint-%lld.h5", (int)lc_stop_signal, cfg->output_dir, (long long)total);
-    if (!st)
-        fprintf(stderr, "lora train: %lld steps in %.1f s; adapter saved to %s/checkpoint-%lld.h5\n", (long long)total,
-                lc_now_s() - start, cfg->output_dir, (long long)total);
+    if (!st) {
+        // A resumed run says what this invocation did, then the whole run.
+        double all = lc_trainer_elapsed(t);
+        char whole[96] = "";
+        if (first > 0 && all >= 0)
+            snprintf(whole, sizeof whole, ", %lld in all in %.1f s", (long long)total, all);
+        else if (first > 0)
+            snprintf(whole, sizeof whole, ", %lld in all", (long long)total);
+        char range[64] = "";
+        if (first > 0 && first + 1 < total)
+            snprintf(range, sizeof range, " (%lld to %lld)", (long long)first + 1, (long long)total);
+        else if (first > 0)
+            snprintf(range, sizeof range, " (%lld)", (long long)total);
+        fprintf(stderr, "lora train: %lld step%s%s in %.1f s%s; adapter saved to %s/checkpoint-%lld.h5\n",
+                (long long)(total - first), total - first == 1 ? "" : "s", range, lc_now_s() - start, whole,
+                cfg->output_dir, (long long)total);
+    }
     if (!st && t->n_skipped)
         fprintf(stderr, "lora train: %lld of %lld batches skipped for a non-finite loss or gradient\n",
                 (long long)t->n_skipped, (long long)(total - first));
@@ -590,6 +618,8 @@ static lc_status share_state(trainer *t, int64_t *first) {
                        t->gen_recorded};
     lc_status es = lc_dist_bcast(&t->es, sizeof t->es); // rebuilt from metrics.jsonl on rank 0
     if (es) return es;
+    // Rank 0 alone reports and saves the time; every rank holds the same.
+    if ((es = lc_dist_bcast(&t->elapsed_before, sizeof t->elapsed_before))) return es;
     lc_status st;
     if ((st = lc_dist_bcast(head, sizeof head)) ||
         (st = lc_dist_bcast(t->lora.params, sizeof(float) * t->lora.n_params)) ||

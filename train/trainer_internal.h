@@ -41,6 +41,9 @@ typedef struct trainer {
     lc_run_dir run;     // output_dir: its lock and checkpoint index
     int64_t saved_step; // step of the newest checkpoint written or resumed from
     int64_t resumed_step;
+    // Training time before this invocation, from the checkpoint resumed
+    // (0 fresh, < 0 unknown: an older checkpoint), and when this one's loop began.
+    double elapsed_before, loop_start;
     int64_t n_skipped;  // batches skipped for a non-finite loss (skip_nonfinite)
     int metrics_failed; // a metrics.jsonl write failed (reported once)
     int eval_stopped;   // an evaluation was abandoned on a second stop signal
@@ -62,6 +65,9 @@ lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step);
 lc_status lc_trainer_save_step(trainer *t, int64_t step);
 // Whether a second stop signal asks to abandon the evaluation under way.
 int lc_trainer_eval_abandoned(void *user);
+
+// Seconds of training up to now over every invocation of the run (< 0: unknown).
+double lc_trainer_elapsed(const trainer *t);
 
 // trainer_eval.c
 // The evaluations due after step `done` (at the last step, all of them).

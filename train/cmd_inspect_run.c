@@ -1,0 +1,215 @@
+// `lora inspect RUN_DIR` and the run-related part of `lora inspect
+// checkpoint-N.h5`: the run's config, base, checkpoints with their losses
+// (from metrics.jsonl), elapsed time and whether it is still going.
+#include <libgen.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/file.h"
+#include "model/lora.h"
+#include "train/checkpoint.h"
+#include "train/cli.h"
+#include "train/run_dir.h"
+#include "train/run_metrics.h"
+#include "train/train_config.h"
+
+#define MAX_ROWS 12 // checkpoints listed for a run folder: one screen
+
+static const char *schedule_name(lc_schedule_type t) {
+    return t == LC_SCHEDULE_TYPE_LINEAR ? "linear" : t == LC_SCHEDULE_TYPE_COSINE ? "cosine" : "constant";
+}
+
+// A message without its leading "PATH: " (the row already names the file).
+static const char *without_path(const char *msg, const char *path) {
+    size_t n = strlen(path);
+    return strncmp(msg, path, n) == 0 && strncmp(msg + n, ": ", 2) == 0 ? msg + n + 2 : msg;
+}
+
+// The base and the keys of the stored config that say what the run trained;
+// with_lora for a run folder (a checkpoint's own lines already show it).
+// Returns the run's steps (0: set by epochs, or unknown).
+static int64_t print_config(const char *path, const struct lc_checkpoint_info *info, int with_lora) {
+    const char *fp = info->base_fingerprint ? info->base_fingerprint : "?";
+    lc_train_config cfg;
+    char what[4300];
+    snprintf(what, sizeof what, "%s: config", path);
+    if (!info->config_json || lc_train_config_parse(&cfg, info->config_json, what)) {
+        printf("  base model     fingerprint %s\n", fp);
+        printf("  config         unreadable: %s\n", info->config_json ? lc_error_message() : "none stored");
+        return 0;
+    }
+    printf("  base model     %s (fingerprint %s)\n", cfg.model, fp);
+    printf("  data           %s", cfg.train_data);
+    if (cfg.valid_data[0]) printf("; validation %s", cfg.valid_data);
+    else if (cfg.valid_split > 0) printf("; validation %g%% split off", cfg.valid_split * 100);
+    printf("\n");
+    if (with_lora) {
+        char targets[256];
+        lc_lora_targets_string(targets, sizeof targets, info->lora.targets);
+        printf("  LoRA           r %d, alpha %g, dropout %g%s; %s\n", info->lora.r, info->lora.alpha,
+               info->lora.dropout, info->lora.rslora ? ", rsLoRA" : "", targets);
+    }
+    printf("  schedule       lr %g, %s, warmup %lld step%s", cfg.lr, schedule_name(cfg.schedule.type),
+           (long long)cfg.schedule.warmup_steps, cfg.schedule.warmup_steps == 1 ? "" : "s");
+    if (cfg.schedule.min_lr > 0) printf(", min_lr %g", cfg.schedule.min_lr);
+    printf("\n  batch          %d x %d (batch_size x grad_accum), max_seq_len %d%s\n", cfg.batch_size, cfg.grad_accum,
+           cfg.max_seq_len, cfg.packing ? ", packed" : "");
+    if (cfg.epochs > 0) printf("  length         %d epochs\n", cfg.epochs);
+    else printf("  length         %lld steps\n", (long long)cfg.steps);
+    int64_t steps = cfg.epochs > 0 ? 0 : cfg.steps;
+    lc_train_config_free(&cfg);
+    return steps;
+}
+
+static void print_elapsed(const struct lc_checkpoint_info *info, const char *name) {
+    if (info->elapsed_s >= 0)
+        printf("  elapsed        %.1f s of training to step %lld\n", info->elapsed_s, (long long)info->step);
+    else
+        printf("  elapsed        unknown (%s was written by an older lora.c, or resumed from one)\n", name);
+}
+
+// "  2.4567" or "       -" for a value metrics.jsonl lacks.
+static void cell(char *out, size_t cap, int width, double v) {
+    if (isnan(v)) snprintf(out, cap, "%*s", width, "-");
+    else snprintf(out, cap, "%*.4f", width, v);
+}
+
+void lc_inspect_checkpoint_run(const char *path, const struct lc_checkpoint_info *info) {
+    print_config(path, info, 0);
+    char *copy = strdup(path), *name = copy ? strdup(path) : NULL;
+    if (!copy || !name) {
+        free(copy);
+        printf("  metrics        not read: out of memory\n");
+        return;
+    }
+    print_elapsed(info, basename(name));
+    char metrics[4200];
+    lc_run_metrics m;
+    if (lc_path_join(metrics, sizeof metrics, dirname(copy), "metrics.jsonl") || lc_run_metrics_read(metrics, &m)) {
+        printf("  metrics        not read: %s\n", lc_error_message());
+    } else if (!lc_file_exists(metrics)) {
+        printf("  metrics        none beside it\n");
+    } else {
+        // The last training rows up to this checkpoint (a run resumed from
+        // an older one rewrote those after it).
+        int last[5], shown = 0;
+        for (int i = m.n - 1; i >= 0 && shown < 5; i--)
+            if (m.rows[i].step <= info->step && !isnan(m.rows[i].loss)) last[shown++] = i;
+        printf("  last losses   ");
+        for (int k = shown - 1; k >= 0; k--)
+            printf(" %lld: %.4f%s", (long long)m.rows[last[k]].step, m.rows[last[k]].loss, k ? "," : "");
+        if (!shown) printf(" none up to step %lld in metrics.jsonl", (long long)info->step);
+        printf("\n");
+        const lc_run_metrics_row *r = lc_run_metrics_find(&m, info->step);
+        if (r && !isnan(r->eval_loss)) printf("  eval loss      %.4f at step %lld\n", r->eval_loss, (long long)info->step);
+        if (r && !isnan(r->eval_accuracy))
+            printf("  eval accuracy  %.4f at step %lld\n", r->eval_accuracy, (long long)info->step);
+        lc_run_metrics_free(&m);
+    }
+    free(copy);
+    free(name);
+}
+
+int lc_inspect_is_run_dir(const char *dir) {
+    static const char *const model[] = {"config.json", "adapter_config.json"};
+    static const char *const run[] = {"checkpoints.json", "metrics.jsonl", "train.lock"};
+    char path[4200];
+    for (int i = 0; i < 2; i++)
+        if (!lc_path_join(path, sizeof path, dir, model[i]) && lc_file_exists(path)) return 0;
+    for (int i = 0; i < 3; i++)
+        if (!lc_path_join(path, sizeof path, dir, run[i]) && lc_file_exists(path)) return 1;
+    int64_t *steps = NULL;
+    int n = 0;
+    lc_status st = lc_run_dir_checkpoints(dir, &steps, &n);
+    free(steps);
+    return !st && n > 0;
+}
+
+// One checkpoint's row: its step, the training loss, eval loss and accuracy
+// metrics.jsonl has for that step, and what it is to the run.
+static void print_row(const char *dir, int64_t step, const lc_run_metrics *m, int newest, int64_t best) {
+    char path[4200], loss[32], eval[32], acc[32];
+    const lc_run_metrics_row *r = lc_run_metrics_find(m, step);
+    cell(loss, sizeof loss, 10, r ? r->loss : NAN);
+    cell(eval, sizeof eval, 10, r ? r->eval_loss : NAN);
+    cell(acc, sizeof acc, 9, r ? r->eval_accuracy : NAN);
+    printf("  %12lld  %s  %s  %s", (long long)step, loss, eval, acc);
+    if (newest || step == best)
+        printf("  %s%s%s", newest ? "newest" : "", newest && step == best ? ", " : "", step == best ? "best" : "");
+    lc_checkpoint_info info;
+    if (lc_run_dir_checkpoint_path(path, sizeof path, dir, step) || lc_checkpoint_read_info(path, &info))
+        printf("  unreadable: %s", without_path(lc_error_message(), path));
+    else
+        lc_checkpoint_info_free(&info);
+    printf("\n");
+}
+
+lc_status lc_inspect_run_dir(const char *dir) {
+    int64_t *steps = NULL;
+    int n = 0;
+    lc_status st = lc_run_dir_checkpoints(dir, &steps, &n);
+    if (st) return st;
+    char path[4200];
+    lc_run_metrics m;
+    if ((st = lc_path_join(path, sizeof path, dir, "metrics.jsonl")) || (st = lc_run_metrics_read(path, &m))) {
+        free(steps);
+        return st;
+    }
+    printf("lora.c run folder %s\n", dir);
+    // The newest readable checkpoint says what the run is (its config).
+    lc_checkpoint_info info;
+    int found = -1;
+    for (int i = 0; i < n && found < 0; i++)
+        if (!lc_run_dir_checkpoint_path(path, sizeof path, dir, steps[i]) && !lc_checkpoint_read_info(path, &info))
+            found = i;
+    long holder = lc_run_dir_holder(dir);
+    int64_t best = lc_run_dir_read_best(dir);
+    if (!best) best = m.best_step;
+    int64_t newest = found >= 0 ? info.step : 0;
+    int64_t total = 0;
+    if (found >= 0) {
+        char name[64];
+        snprintf(name, sizeof name, "checkpoint-%lld.h5", (long long)newest);
+        total = print_config(name, &info, 1);
+        print_elapsed(&info, name);
+        lc_checkpoint_info_free(&info);
+    } else {
+        printf("  config         unknown until the first checkpoint (checkpoint-N.h5 stores it)\n");
+    }
+    printf("  status         ");
+    if (holder > 0)
+        printf(m.last_step ? "running (process %ld), at step %lld" : "running (process %ld), no step logged yet",
+               holder, (long long)m.last_step);
+    else if (m.early_stopped)
+        printf("ended by early stopping after step %lld", (long long)m.early_stopped);
+    else if (found >= 0 && total && newest >= total)
+        printf("finished");
+    else if (found >= 0)
+        printf("stopped at step %lld (the same lora train command continues it)", (long long)newest);
+    else
+        printf(n ? "no readable checkpoint" : "no checkpoint yet");
+    if (m.partial) printf("; metrics.jsonl's last line is cut short");
+    printf("\n");
+    if (m.last_step && m.last_step != newest) { // a run going on, or killed, past its checkpoint
+        const lc_run_metrics_row *r = lc_run_metrics_find(&m, m.last_step);
+        printf("  last step      %lld", (long long)m.last_step);
+        if (!isnan(r->loss)) printf(": loss %.4f", r->loss); // NaN: the step logged again without it (damage)
+        if (!isnan(r->elapsed_s)) printf(", %.1f s in", r->elapsed_s);
+        printf("\n");
+    }
+    if (m.n_bad)
+        printf("  metrics.jsonl  %d line%s skipped (not metrics rows)\n", m.n_bad, m.n_bad == 1 ? "" : "s");
+    if (best) printf("  best           checkpoint-%lld.h5 (early stopping)\n", (long long)best);
+    if (n == 0) {
+        printf("  checkpoints    none yet\n");
+    } else {
+        printf("  checkpoints    %d\n  %12s  %10s  %10s  %9s\n", n, "step", "train loss", "eval loss", "eval acc");
+        for (int i = 0; i < n && i < MAX_ROWS; i++) print_row(dir, steps[i], &m, i == found, best);
+        if (n > MAX_ROWS) printf("  %12s  (%d older not listed)\n", "...", n - MAX_ROWS);
+    }
+    lc_run_metrics_free(&m);
+    free(steps);
+    return LC_STATUS_OK;
+}
