@@ -265,13 +265,15 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
     char changed[1024] = "";
     lc_adapter_identity_set(&have, &info.lora, info.base_fingerprint, NULL);
     lc_adapter_identity_set(&want, &t->lora.cfg, t->fingerprint, cfg->model);
-    st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
+    // Its layers as indices of this model (an older checkpoint records none: every layer).
+    if ((st = lc_lora_layers_resolve(&have.lora, t->model.cfg.n_layers))) lc_error_prefix("%s", path);
+    if (!st) st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
     if (!st && !info.has_optimizer)
         st = lc_error(LC_STATUS_INPUT, "%s: holds an adapter without optimizer state, which cannot be resumed; "
                       "use another output_dir", path);
     if (!st)
-        st = lc_resume_check_config(path, info.config_json, cfg, lc_model_linear_kinds(&t->model.cfg), changed,
-                                    sizeof changed);
+        st = lc_resume_check_config(path, info.config_json, cfg, lc_model_linear_kinds(&t->model.cfg),
+                                    t->model.cfg.n_layers, changed, sizeof changed);
     if (st) {
         // refused: ends the search
     } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
