@@ -425,8 +425,9 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             break;
         }
         if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, layer)) {
-            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is for layer %d, which %s does not list in layers_to_transform",
-                          path, t->name, layer, cfg_path);
+            st = lc_error(LC_STATUS_INPUT,
+                          "%s: tensor %s is for layer %d, which %s does not list in layers_to_transform", path,
+                          t->name, layer, cfg_path);
             break;
         }
         int slot = (layer * LC_LINEAR_KIND_COUNT + kind) * 2 + is_b;

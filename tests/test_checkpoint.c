@@ -831,8 +831,8 @@ START_TEST(test_resume_check_config) {
     ck_assert_int_eq(lc_resume_check_config("c.h5", stored, &now, TARGETS_LLAMA, 4, note, sizeof note), LC_STATUS_OK);
     ck_assert_str_eq(note, "epochs 1 -> 3");
     // For a family with more kinds than the seven, "all" is another adapter: refused.
-    assert_error(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, 4, note, sizeof note), LC_STATUS_INPUT,
-                 "c.h5: was written with other values of lora.targets;", NULL);
+    assert_error(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, 4, note, sizeof note),
+                 LC_STATUS_INPUT, "c.h5: was written with other values of lora.targets;", NULL);
     assert_error(lc_resume_check_config("c.h5", "{\"model\": ", &now, TARGETS_LLAMA, 4, note, sizeof note),
                  LC_STATUS_INPUT, "c.h5: attribute 'config'", "use another output_dir");
     assert_error(lc_resume_check_config("c.h5", "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": "

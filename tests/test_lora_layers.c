@@ -233,7 +233,8 @@ START_TEST(test_layers_everywhere) {
 
     // Merged: the unselected layers (and all but the adapted linears) are
     // the base's bytes; the selected ones changed.
-    static const char *const sel_hf[] = {"layers.0.", "layers.3.", NULL}, *const sel_gguf[] = {"blk.0.", "blk.3.", NULL};
+    static const char *const sel_hf[] = {"layers.0.", "layers.3.", NULL};
+    static const char *const sel_gguf[] = {"blk.0.", "blk.3.", NULL};
     ck_assert_int_eq(lc_export_hf(in_tmp("merged"), MODEL_DIR, &model, &lora, LC_DTYPE_F32), LC_STATUS_OK);
     ck_assert_int_eq(st_compare(MODEL_DIR "/model.safetensors", in_tmp("merged/model.safetensors"), sel_hf), 2 * 7);
     ck_assert_int_eq(lc_export_gguf(in_tmp("m.gguf"), MODEL_DIR, &model, &lora, NULL, LC_DTYPE_F32), LC_STATUS_OK);
@@ -343,7 +344,8 @@ START_TEST(test_peft_layers_read) {
                         "%s/adapter_model.safetensors: tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A."
                         "weight is for layer 2, which %s/adapter_config.json does not list in layers_to_transform");
     expect_peft_refusal("layers_pattern", "\"h\"",
-                        "%s/adapter_config.json: layers_pattern does not name \"layers\", the layers of llama models%.0s");
+                        "%s/adapter_config.json: layers_pattern does not name \"layers\", the layers of llama "
+                        "models%.0s");
 }
 END_TEST
 

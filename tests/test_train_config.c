@@ -197,7 +197,8 @@ START_TEST(test_targets_all_linear) {
     // PEFT's "all-linear", as the value or the only entry, is what leaving
     // lora.targets out means: every linear of the blocks (lc_lora_init keeps
     // those the model has; the output head is never one).
-    const char *forms[] = {"\"steps\": 3", "\"steps\": 3, \"lora\": {\"targets\": \"all-linear\"}", "\"steps\": 3, \"lora\": {\"targets\": [\"all-linear\"]}"};
+    const char *forms[] = {"\"steps\": 3", "\"steps\": 3, \"lora\": {\"targets\": \"all-linear\"}",
+                           "\"steps\": 3, \"lora\": {\"targets\": [\"all-linear\"]}"};
     for (int i = 0; i < 3; i++) {
         lc_train_config cfg;
         ck_assert_msg(load(&cfg, forms[i], NULL) == LC_STATUS_OK, "%s", lc_error_message());
@@ -206,20 +207,22 @@ START_TEST(test_targets_all_linear) {
     }
     lc_train_config cfg;
     cfg.lora.targets = 0;
-    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"targets\": [\"q_proj\"]}", (const char *[]){"lora.targets=all-linear", NULL}) ==
-                      LC_STATUS_OK,
+    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"targets\": [\"q_proj\"]}",
+                       (const char *[]){"lora.targets=all-linear", NULL}) == LC_STATUS_OK,
                   "%s", lc_error_message());
     ck_assert_uint_eq(cfg.lora.targets, LC_LINEAR_KIND_ALL);
     lc_train_config_free(&cfg);
     expect_exact("\"steps\": 3, \"lora\": {\"targets\": [\"q_proj\", \"all-linear\"]}",
                  "lora.targets: \"all-linear\" must be the only entry");
-    expect_exact("\"steps\": 3, \"lora\": {\"targets\": \"all\"}", "lora.targets: \"all\" is not \"all-linear\"; name modules in a list");
+    expect_exact("\"steps\": 3, \"lora\": {\"targets\": \"all\"}",
+                 "lora.targets: \"all\" is not \"all-linear\"; name modules in a list");
 }
 END_TEST
 
 START_TEST(test_layers_forms) {
     lc_train_config cfg;
-    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"layers\": [5, 0, 2]}", NULL) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"layers\": [5, 0, 2]}", NULL) == LC_STATUS_OK, "%s",
+                  lc_error_message());
     ck_assert_int_eq(cfg.lora.layers_last, 0);
     ck_assert_uint_eq(cfg.lora.layers[0], (1u << 0) | (1u << 2) | (1u << 5));
     for (int w = 1; w < LC_LORA_MAX_LAYERS / 64; w++) ck_assert_uint_eq(cfg.lora.layers[w], 0);
@@ -251,8 +254,10 @@ START_TEST(test_layers_refused) {
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": []}", "\"lora.layers\" is empty");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1, 3, 1]}", "lora.layers: layer 1 is listed twice");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": [0, -1]}", "lora.layers: layer -1 is out of range (0..1023)");
-    expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1.5]}", "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
-    expect_exact("\"steps\": 3, \"lora\": {\"layers\": \"all\"}", "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1.5]}",
+                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": \"all\"}",
+                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"last\": 0}}",
                  "\"lora.layers\" as an object must be {\"last\": N}, N in 1..1024");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"first\": 2}}",

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum field_type { F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_LAYERS, F_SCHEDULE, F_COMPUTE } field_type;
+typedef enum field_type {
+    F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_LAYERS, F_SCHEDULE, F_COMPUTE
+} field_type;
 
 #define AT(member) offsetof(lc_train_config, member)
 

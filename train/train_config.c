@@ -303,8 +303,8 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
             unsigned bit = lc_lora_target_bit(e->valuestring);
             if (!bit)
                 return lc_error(LC_STATUS_INPUT,
-                                "%s: lora.targets: unknown module \"%.64s\" (accepted: \"all-linear\", " LC_TARGET_NAMES ")",
-                                W("lora.targets"), e->valuestring);
+                                "%s: lora.targets: unknown module \"%.64s\" (accepted: \"all-linear\", "
+                                LC_TARGET_NAMES ")", W("lora.targets"), e->valuestring);
             cfg->lora.targets |= bit;
         }
         if (!cfg->lora.targets) return lc_error(LC_STATUS_INPUT, "%s: \"lora.targets\" is empty", W("lora.targets"));

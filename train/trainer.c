@@ -700,7 +700,8 @@ lc_status lc_train_run(const lc_train_config *cfg) {
     // lora.layers: which layers, when not all (" (layers 0,3)").
     char list[LC_LORA_MAX_LAYERS * 5 + 1], layers[sizeof list + 16] = "";
     bool some = false;
-    for (int l = 0; l < t.model.cfg.n_layers; l++) some |= !lc_lora_layer_selected(&t.lora.cfg, t.model.cfg.n_layers, l);
+    for (int l = 0; l < t.model.cfg.n_layers; l++)
+        some |= !lc_lora_layer_selected(&t.lora.cfg, t.model.cfg.n_layers, l);
     lc_lora_layers_string(list, sizeof list, &t.lora.cfg);
     if (some) snprintf(layers, sizeof layers, " (layers %s)", list);
     fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters%s, %lld steps of %d x %d\n",
