@@ -13,13 +13,16 @@
 #include "common/status.h"
 #include "export/export.h"
 #include "model/gguf.h"
+#include "model/arch.h"
 #include "model/lora.h"
+#include "model/sample.h"
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "test_util.h"
 #include "train/adapter.h"
 #include "train/resume_check.h"
 #include "train/train_config.h"
+#include "family_fixture.h"
 
 #define MODEL_DIR LC_SHARED_DIR "/models/stories260K"
 #define DATA LC_SHARED_DIR "/data/alpaca_tiny.jsonl"
@@ -373,6 +376,79 @@ START_TEST(test_resume_compares_layers) {
 }
 END_TEST
 
+// The families whose names differ from Llama's (fused Phi-3, Conv1D GPT-2
+// under "h", Falcon's query_key_value; the others share these layouts, and
+// test_export covers each of them): all-linear on the last layer only. The PEFT folder names
+// that layer and every linear of the block (never the head), reads back as
+// the same adapter, and the merged folder changes that layer alone.
+START_TEST(test_family_last_layer) {
+    static const char *const families[] = {"phi3", "gpt2", "falcon"};
+    const char *family = families[_i];
+    char *dir = lc_test_tmpdir();
+    lc_family_fixture f;
+    lc_family_fixture_load(&f, family, dir);
+    lc_model m;
+    ck_assert_msg(lc_model_load(&m, f.model_dir) == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    int n = m.cfg.n_layers, last = n - 1;
+    ck_assert_int_ge(n, 2);
+    lc_lora_config c = {.r = 2, .alpha = 4.0f, .targets = LC_LINEAR_KIND_ALL, .layers_last = 1};
+    lc_lora lora;
+    ck_assert_msg(lc_lora_init(&lora, &m, &c, 3, false) == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    lc_rng rng;
+    lc_rng_seed(&rng, 9);
+    for (size_t i = 0; i < lora.n_params; i++) lora.params[i] = 2.0f * lc_rng_uniform(&rng) - 1.0f; // B too
+    int per_layer = 0;
+    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+        per_layer += m.layers[last].lin[k].out != 0;
+        for (int l = 0; l < n; l++)
+            ck_assert((lc_lora_get(&lora, l, (lc_linear_kind)k) != NULL) == (l == last && m.layers[l].lin[k].out));
+    }
+
+    char peft[700], merged[700], file[800];
+    snprintf(peft, sizeof peft, "%s/peft", dir);
+    snprintf(merged, sizeof merged, "%s/merged", dir);
+    ck_assert_msg(lc_export_peft(peft, f.model_dir, &m, &lora, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s", family,
+                  lc_error_message());
+    snprintf(file, sizeof file, "%s/adapter_config.json", peft);
+    char *text = lc_test_read(file, NULL);
+    cJSON *cfg = cJSON_Parse(text);
+    free(text);
+    const cJSON *ltt = cJSON_GetObjectItem(cfg, "layers_to_transform");
+    ck_assert_msg(cJSON_GetArraySize(ltt) == 1 && ltt->child->valuedouble == last, "%s", family);
+    for (const cJSON *e = cJSON_GetObjectItem(cfg, "target_modules")->child; e; e = e->next)
+        ck_assert_msg(!strstr(e->valuestring, "lm_head") && strcmp(e->valuestring, "embed_out") != 0, "%s: %s",
+                      family, e->valuestring);
+    cJSON_Delete(cfg);
+    lc_lora back;
+    ck_assert_msg(lc_peft_load(peft, &m, &back) == LC_STATUS_OK, "%s: %s", family, lc_error_message());
+    ck_assert_uint_eq(back.n_params, lora.n_params);
+    ck_assert_msg(memcmp(back.params, lora.params, lora.n_params * sizeof(float)) == 0, "%s", family);
+    lc_lora_free(&back);
+
+    ck_assert_msg(lc_export_hf(merged, f.model_dir, &m, &lora, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s", family,
+                  lc_error_message());
+    lc_arch_names names;
+    lc_arch_names_get(&names, &m.cfg);
+    // "layers.1." / "h.1.": a stored name may drop the family's key prefix (GPT-2's "transformer.").
+    const char *d = strstr(names.layer, ".%d"), *start = d;
+    while (start > names.layer && start[-1] != '.') start--;
+    char layer_path[96];
+    snprintf(layer_path, sizeof layer_path, "%.*s.%d.", (int)(d - start), start, last);
+    const char *changed[] = {layer_path, NULL};
+    char a[800], b[800];
+    snprintf(a, sizeof a, "%s/model.safetensors", f.model_dir);
+    snprintf(b, sizeof b, "%s/model.safetensors", merged);
+    // A fused family stores fewer weights than it has kinds: at most one per kind.
+    int differ = st_compare(a, b, changed);
+    ck_assert_msg(differ >= 1 && differ <= per_layer, "%s: %d of %d", family, differ, per_layer);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+    lc_family_fixture_free(&f);
+    lc_test_rmdir(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("lora_layers");
     TCase *tc = tcase_create("layers");
@@ -383,5 +459,8 @@ int main(void) {
     tcase_add_test(tc, test_peft_layers_read);
     tcase_add_test(tc, test_resume_compares_layers);
     suite_add_tcase(s, tc);
+    TCase *fam = tcase_create("families");
+    tcase_add_loop_test(fam, test_family_last_layer, 0, 3);
+    suite_add_tcase(s, fam);
     return lc_test_run_suite(s);
 }
