@@ -63,12 +63,17 @@ void lc_lora_layers_string(char *out, size_t cap, const lc_lora_config *cfg) {
         snprintf(out, cap, "last %d", cfg->layers_last);
         return;
     }
+    // Runs of three or more as "first-last", so 80 layers stay short in a message.
     size_t len = 0;
     for (int layer = 0; layer < LC_LORA_MAX_LAYERS; layer++) {
         if (!(cfg->layers[layer / 64] >> (layer % 64) & 1)) continue;
-        int n = snprintf(out + len, cap - len, "%s%d", len ? "," : "", layer);
+        int end = layer;
+        while (end + 1 < LC_LORA_MAX_LAYERS && (cfg->layers[(end + 1) / 64] >> ((end + 1) % 64) & 1)) end++;
+        int n = end - layer >= 2 ? snprintf(out + len, cap - len, "%s%d-%d", len ? "," : "", layer, end)
+                                 : snprintf(out + len, cap - len, "%s%d", len ? "," : "", layer);
         if (n < 0 || (size_t)n >= cap - len) break;
         len += (size_t)n;
+        if (end - layer >= 2) layer = end;
     }
     if (!len) snprintf(out, cap, "all");
 }

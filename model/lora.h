@@ -57,7 +57,8 @@ bool lc_lora_layer_selected(const lc_lora_config *cfg, int n_layers, int layer);
 // error naming its layer count ("lora.layers: layer 7 is out of range: the
 // model has 4 layers (0..3)").
 lc_status lc_lora_layers_resolve(lc_lora_config *cfg, int n_layers);
-// "all", "last 2" or "0,2,5": cfg's layer selection as given.
+// "all", "last 2" or "0,2,5-9": cfg's layer selection as given (a run of
+// three or more as first-last).
 void lc_lora_layers_string(char *out, size_t cap, const lc_lora_config *cfg);
 
 // Allocates adapters for every targeted linear of m's selected layers; A from `seed`, B zero.

@@ -20,6 +20,7 @@
 #include "model/safetensors.h"
 #include "test_util.h"
 #include "train/adapter.h"
+#include "train/checkpoint.h"
 #include "train/resume_check.h"
 #include "train/train_config.h"
 #include "family_fixture.h"
@@ -352,6 +353,34 @@ START_TEST(test_peft_layers_read) {
 }
 END_TEST
 
+START_TEST(test_checkpoint_layers_attribute) {
+    // Layers 0 and 2-4 of 5: written as a range, read back as the same set,
+    // and loaded only into a LoRA of those layers.
+    lc_lora_config c = {.r = 2, .alpha = 4.0f, .targets = 1u << LC_LINEAR_KIND_V};
+    c.layers[0] = 1u << 0 | 1u << 2 | 1u << 3 | 1u << 4;
+    lc_lora lora;
+    ck_assert_int_eq(lc_lora_init(&lora, &model, &c, 3, false), LC_STATUS_OK);
+    lc_checkpoint_meta meta = {.config_json = "{}", .base_fingerprint = "0123456789abcdef"};
+    char *path = in_tmp("c.h5");
+    ck_assert_msg(lc_checkpoint_save(path, &model, &lora, NULL, &meta) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_checkpoint_info info;
+    ck_assert_msg(lc_checkpoint_read_info(path, &info) == LC_STATUS_OK, "%s", lc_error_message());
+    char s[64];
+    lc_lora_layers_string(s, sizeof s, &info.lora);
+    ck_assert_str_eq(s, "0,2-4");
+    ck_assert(memcmp(info.lora.layers, lora.cfg.layers, sizeof c.layers) == 0);
+    lc_checkpoint_info_free(&info);
+    // Every layer: an adapter of layers 0 and 2-4 does not fit it.
+    lc_lora all;
+    c.layers[0] = 0;
+    ck_assert_int_eq(lc_lora_init(&all, &model, &c, 3, false), LC_STATUS_OK);
+    ck_assert_int_eq(lc_checkpoint_load(path, &model, &all, NULL), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "model.layers.1.self_attn.v_proj/A: missing"), "%s", lc_error_message());
+    lc_lora_free(&all);
+    lc_lora_free(&lora);
+}
+END_TEST
+
 START_TEST(test_resume_compares_layers) {
     // {"last": 2} of 5 layers is [3, 4]: the same run; [0] is another.
     const char *base = "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": \"o\", \"steps\": 3, ";
@@ -457,6 +486,7 @@ int main(void) {
     tcase_add_test(tc, test_layers_everywhere);
     tcase_add_test(tc, test_layer_out_of_range_cli);
     tcase_add_test(tc, test_peft_layers_read);
+    tcase_add_test(tc, test_checkpoint_layers_attribute);
     tcase_add_test(tc, test_resume_compares_layers);
     suite_add_tcase(s, tc);
     TCase *fam = tcase_create("families");

@@ -198,26 +198,38 @@ static lc_status parse_targets(const char *path, const char *s, unsigned *out) {
     return LC_STATUS_OK;
 }
 
-// "0,2,5", the layers attribute of /lora: each index once, in 0..1023 (the
-// model's count is checked when the adapter is loaded for it).
+// A decimal index 0..1023 at *p; advances *p past it. -1 if there is none.
+static long layer_index(const char **p) {
+    if (**p < '0' || **p > '9') return -1;
+    char *end;
+    long v = strtol(*p, &end, 10);
+    *p = end;
+    return v < LC_LORA_MAX_LAYERS ? v : -1;
+}
+
+// "0,2,5-9", the layers attribute of /lora (lc_lora_layers_string): each
+// index once, in 0..1023 (the model's count is checked when the adapter is
+// loaded for it).
 static lc_status parse_layers(const char *path, const char *s, lc_lora_config *cfg) {
     memset(cfg->layers, 0, sizeof cfg->layers);
     cfg->layers_last = 0;
     const char *p = s;
-    int n = 0;
-    while (*p) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || *p < '0' || *p > '9' || v >= LC_LORA_MAX_LAYERS || (*end && *end != ','))
+    do {
+        long first = layer_index(&p), last = first;
+        if (first >= 0 && *p == '-') {
+            p++;
+            last = layer_index(&p);
+        }
+        if (first < 0 || last < first || (*p && *p != ','))
             return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: \"%.64s\" is not a list of layer "
                             "indices 0..%d", path, s, LC_LORA_MAX_LAYERS - 1);
-        if (cfg->layers[v / 64] >> (v % 64) & 1)
-            return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: layer %ld is listed twice", path, v);
-        cfg->layers[v / 64] |= 1ull << (v % 64);
-        n++;
-        p = *end ? end + 1 : end;
-    }
-    if (!n) return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora names no layer", path);
+        for (long v = first; v <= last; v++) {
+            if (cfg->layers[v / 64] >> (v % 64) & 1)
+                return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: layer %ld is listed twice", path,
+                                v);
+            cfg->layers[v / 64] |= 1ull << (v % 64);
+        }
+    } while (*p++ == ',');
     return LC_STATUS_OK;
 }
 
