@@ -225,9 +225,7 @@ static lc_status read_layers(const cJSON *root, const char *path, const lc_model
             return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform: layer %.0f is out of range: the model has %d "
                             "layers (0..%d)", path, d, n, n - 1);
         int l = (int)d;
-        if (cfg->layers[l / 64] >> (l % 64) & 1)
-            return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform: layer %d is listed twice", path, l);
-        cfg->layers[l / 64] |= 1ull << (l % 64);
+        cfg->layers[l / 64] |= 1ull << (l % 64); // listed twice is still the layer, as PEFT tests membership
     }
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "layers_pattern");
     if (!pat || cJSON_IsNull(pat)) return LC_STATUS_OK;

@@ -323,9 +323,9 @@ static void expect_peft_refusal(const char *key, const char *value, const char *
 }
 
 START_TEST(test_peft_layers_read) {
-    // PEFT takes one int as [int].
-    const char *forms[] = {"2", "[2]"};
-    for (int i = 0; i < 2; i++) {
+    // PEFT takes one int as [int], and asks only whether a layer is listed.
+    const char *forms[] = {"2", "[2]", "[2, 2]"};
+    for (int i = 0; i < 3; i++) {
         char *dir = peft_on_layer_2("layers_to_transform", forms[i]);
         lc_lora lora;
         ck_assert_msg(lc_peft_load(dir, &model, &lora) == LC_STATUS_OK, "%s", lc_error_message());
@@ -342,8 +342,12 @@ START_TEST(test_peft_layers_read) {
     expect_peft_refusal("layers_to_transform", "[7]",
                         "%s/adapter_config.json: layers_to_transform: layer 7 is out of range: the model has 5 layers "
                         "(0..4)%.0s");
-    expect_peft_refusal("layers_to_transform", "[2, 2]",
-                        "%s/adapter_config.json: layers_to_transform: layer 2 is listed twice%.0s");
+    expect_peft_refusal("layers_to_transform", "[2, -1]",
+                        "%s/adapter_config.json: layers_to_transform: layer -1 is out of range: the model has 5 "
+                        "layers (0..4)%.0s");
+    expect_peft_refusal("layers_to_transform", "[]",
+                        "%s/adapter_config.json: layers_to_transform must be a layer index or a non-empty list of "
+                        "them%.0s");
     expect_peft_refusal("layers_to_transform", "[1]",
                         "%s/adapter_model.safetensors: tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A."
                         "weight is for layer 2, which %s/adapter_config.json does not list in layers_to_transform");
