@@ -280,7 +280,7 @@ int main(int argc, char **argv) {
     lc_lora lora;
     lc_adamw opt;
     lc_train_pass pass;
-    lc_lora_config lcfg = {r, 2.0f * r, 0.0f, false, (1u << LC_LINEAR_KIND_COUNT) - 1};
+    lc_lora_config lcfg = {.r = r, .alpha = 2.0f * r, .dropout = 0.0f, .targets = (1u << LC_LINEAR_KIND_COUNT) - 1};
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
     if (lc_model_init_random(&m, &cfg, 1, wt) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
         lc_adamw_init(&opt, lora.n_params, &acfg) || lc_train_pass_init(&pass, &m, ckpt)) {

@@ -113,8 +113,18 @@ static lc_status write_config(const char *path, const char *base_name, const lc_
     cJSON_AddBoolToObject(root, "fan_in_fan_out", m->cfg.arch == LC_ARCH_GPT2); // Conv1D, also from a GGUF base
     cJSON_AddBoolToObject(root, "inference_mode", 1);
     cJSON_AddBoolToObject(root, "init_lora_weights", 1);
+    // PEFT finds a module's layer index after "layers" or "h" (its default
+    // patterns, the containers of every family here), so layers_pattern stays null.
     cJSON_AddNullToObject(root, "layers_pattern");
-    cJSON_AddNullToObject(root, "layers_to_transform");
+    int n_selected = 0;
+    for (int l = 0; l < m->cfg.n_layers; l++) n_selected += lc_lora_layer_selected(c, m->cfg.n_layers, l);
+    if (n_selected == m->cfg.n_layers) {
+        cJSON_AddNullToObject(root, "layers_to_transform");
+    } else {
+        cJSON *layers = cJSON_AddArrayToObject(root, "layers_to_transform");
+        for (int l = 0; layers && l < m->cfg.n_layers; l++)
+            if (lc_lora_layer_selected(c, m->cfg.n_layers, l)) cJSON_AddItemToArray(layers, cJSON_CreateNumber(l));
+    }
     cJSON_AddNumberToObject(root, "lora_alpha", float_as_decimal(c->alpha));
     cJSON_AddNumberToObject(root, "lora_dropout", float_as_decimal(c->dropout));
     cJSON_AddNullToObject(root, "modules_to_save");
@@ -262,6 +272,46 @@ static lc_status refuse_if_set(const cJSON *root, const char *key, const char *p
     return lc_error(LC_STATUS_INPUT, "%s: \"%s\" is set; %s", path, key, why);
 }
 
+// layers_to_transform: a list of layer indices or one index (PEFT takes an
+// int as [int]); null or absent, every layer. layers_pattern, when given,
+// must name the model's layer container ("layers", "h"), the one PEFT would
+// find itself.
+static lc_status read_layers(const cJSON *root, const char *path, const lc_model *m, lc_lora_config *cfg) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "layers_to_transform");
+    if (!v || cJSON_IsNull(v)) return LC_STATUS_OK;
+    int n = m->cfg.n_layers;
+    const cJSON *one = cJSON_IsNumber(v) ? v : NULL;
+    if (!one && (!cJSON_IsArray(v) || !v->child))
+        return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform must be a layer index or a non-empty list of them",
+                        path);
+    for (const cJSON *e = one ? one : v->child; e; e = one ? NULL : e->next) {
+        double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        if (!(d == floor(d)))
+            return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform must be a layer index or a list of them", path);
+        if (d < 0 || d >= n)
+            return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform: layer %.0f is out of range: the model has %d "
+                            "layers (0..%d)", path, d, n, n - 1);
+        int l = (int)d;
+        cfg->layers[l / 64] |= 1ull << (l % 64); // listed twice is still the layer, as PEFT tests membership
+    }
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "layers_pattern");
+    if (!pat || cJSON_IsNull(pat)) return LC_STATUS_OK;
+    lc_arch_names names;
+    lc_arch_names_get(&names, &m->cfg);
+    // "model.layers.%d" -> "layers": the path component before the index.
+    const char *d = strstr(names.layer, ".%d");
+    const char *start = d ? d : names.layer;
+    while (start > names.layer && start[-1] != '.') start--;
+    int len = d ? (int)(d - start) : 0;
+    const cJSON *one_pat = cJSON_IsString(pat) ? pat : NULL;
+    for (const cJSON *e = one_pat ? one_pat : (cJSON_IsArray(pat) ? pat->child : NULL); e;
+         e = one_pat ? NULL : e->next)
+        if (cJSON_IsString(e) && (int)strlen(e->valuestring) == len && strncmp(e->valuestring, start, (size_t)len) == 0)
+            return LC_STATUS_OK;
+    return lc_error(LC_STATUS_INPUT, "%s: layers_pattern does not name \"%.*s\", the layers of %s models", path, len,
+                    start, lc_arch_name(m->cfg.arch));
+}
+
 static lc_status read_config(const char *path, const lc_model *m, lc_lora_config *cfg) {
     cJSON *root;
     lc_status st = lc_json_load_file(path, PEFT_CONFIG_MAX, &root);
@@ -323,7 +373,6 @@ static lc_status read_config(const char *path, const lc_model *m, lc_lora_config
     static const struct {
         const char *key, *why;
     } unsupported[] = {
-        {"layers_to_transform", "adapters on a subset of layers are not supported"},
         {"rank_pattern", "per-module ranks are not supported"},
         {"alpha_pattern", "per-module alphas are not supported"},
         {"modules_to_save", "fully trained extra modules are not supported"},
@@ -335,6 +384,8 @@ static lc_status read_config(const char *path, const lc_model *m, lc_lora_config
     };
     for (size_t i = 0; i < sizeof unsupported / sizeof unsupported[0]; i++)
         if ((st = refuse_if_set(root, unsupported[i].key, path, unsupported[i].why))) goto done;
+
+    if ((st = read_layers(root, path, m, cfg))) goto done;
 
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(root, "target_modules");
     if (cJSON_IsString(t)) {
@@ -438,6 +489,12 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
                           t->name, kind_label(&m->cfg, (lc_linear_kind)kind), cfg_path);
             break;
         }
+        if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, layer)) {
+            st = lc_error(LC_STATUS_INPUT,
+                          "%s: tensor %s is for layer %d, which %s does not list in layers_to_transform", path,
+                          t->name, layer, cfg_path);
+            break;
+        }
         int slot = (layer * LC_LINEAR_KIND_COUNT + kind) * 2 + is_b;
         if (found[slot]) {
             st = lc_error(LC_STATUS_INPUT, "%s: tensors %s and %s hold the same weight", path, found[slot]->name,
@@ -483,6 +540,7 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             break;
         }
         for (int l = 0; l < lora->n_layers && !st; l++) {
+            if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, l)) continue;
             for (int ab = 0; ab < 2; ab++) {
                 if (found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + ab]) continue;
                 char key[PEFT_NAME_MAX];

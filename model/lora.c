@@ -30,6 +30,54 @@ void lc_lora_targets_string(char *out, size_t cap, unsigned targets) {
     }
 }
 
+bool lc_lora_layer_selected(const lc_lora_config *cfg, int n_layers, int layer) {
+    if (layer < 0 || layer >= n_layers || layer >= LC_LORA_MAX_LAYERS) return false;
+    if (cfg->layers_last > 0) return layer >= n_layers - cfg->layers_last;
+    bool any = false;
+    for (int w = 0; w < LC_LORA_MAX_LAYERS / 64 && !any; w++) any = cfg->layers[w] != 0;
+    return !any || (cfg->layers[layer / 64] >> (layer % 64) & 1);
+}
+
+lc_status lc_lora_layers_resolve(lc_lora_config *cfg, int n_layers) {
+    if (n_layers < 1 || n_layers > LC_LORA_MAX_LAYERS)
+        return lc_error(LC_STATUS_INPUT, "lora.layers: a model of %d layers is not supported", n_layers);
+    if (cfg->layers_last > n_layers)
+        return lc_error(LC_STATUS_INPUT, "lora.layers: last %d is more than the model's %d layers", cfg->layers_last,
+                        n_layers);
+    for (int layer = n_layers; layer < LC_LORA_MAX_LAYERS; layer++)
+        if (cfg->layers[layer / 64] >> (layer % 64) & 1)
+            return lc_error(LC_STATUS_INPUT, "lora.layers: layer %d is out of range: the model has %d layers (0..%d)",
+                            layer, n_layers, n_layers - 1);
+    uint64_t set[LC_LORA_MAX_LAYERS / 64] = {0};
+    for (int layer = 0; layer < n_layers; layer++)
+        if (lc_lora_layer_selected(cfg, n_layers, layer)) set[layer / 64] |= 1ull << (layer % 64);
+    memcpy(cfg->layers, set, sizeof set);
+    cfg->layers_last = 0;
+    return LC_STATUS_OK;
+}
+
+void lc_lora_layers_string(char *out, size_t cap, const lc_lora_config *cfg) {
+    if (cap == 0) return;
+    out[0] = '\0';
+    if (cfg->layers_last > 0) {
+        snprintf(out, cap, "last %d", cfg->layers_last);
+        return;
+    }
+    // Runs of three or more as "first-last", so 80 layers stay short in a message.
+    size_t len = 0;
+    for (int layer = 0; layer < LC_LORA_MAX_LAYERS; layer++) {
+        if (!(cfg->layers[layer / 64] >> (layer % 64) & 1)) continue;
+        int end = layer;
+        while (end + 1 < LC_LORA_MAX_LAYERS && (cfg->layers[(end + 1) / 64] >> ((end + 1) % 64) & 1)) end++;
+        int n = end - layer >= 2 ? snprintf(out + len, cap - len, "%s%d-%d", len ? "," : "", layer, end)
+                                 : snprintf(out + len, cap - len, "%s%d", len ? "," : "", layer);
+        if (n < 0 || (size_t)n >= cap - len) break;
+        len += (size_t)n;
+        if (end - layer >= 2) layer = end;
+    }
+    if (!len) snprintf(out, cap, "all");
+}
+
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads) {
     memset(l, 0, sizeof *l);
     if (cfg->r <= 0 || cfg->r > 4096) return lc_error(LC_STATUS_INPUT, "lora.r must be in 1..4096, got %d", cfg->r);
@@ -49,13 +97,19 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     }
     l->cfg = *cfg;
     l->cfg.targets &= present;
+    lc_status st = lc_lora_layers_resolve(&l->cfg, m->cfg.n_layers);
+    if (st) {
+        memset(l, 0, sizeof *l);
+        return st;
+    }
+    const lc_lora_config *c = &l->cfg;
     l->scale = lc_lora_config_scale(cfg);
     l->n_layers = m->cfg.n_layers;
     int r = cfg->r;
     size_t n = 0;
     for (int layer = 0; layer < l->n_layers; layer++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
-            if (l->cfg.targets & (1u << k)) {
+            if ((c->targets & (1u << k)) && lc_lora_layer_selected(c, l->n_layers, layer)) {
                 const lc_linear *lin = &m->layers[layer].lin[k];
                 n += (size_t)r * lin->in + (size_t)lin->out * r;
             }
@@ -71,8 +125,9 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     lc_rng_seed(&rng, seed);
     size_t off = 0;
     for (int layer = 0; layer < l->n_layers; layer++) {
+        if (!lc_lora_layer_selected(c, l->n_layers, layer)) continue;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            if (!(l->cfg.targets & (1u << k))) continue;
+            if (!(c->targets & (1u << k))) continue;
             const lc_linear *lin = &m->layers[layer].lin[k];
             lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + k];
             ref->r = r;

@@ -12,12 +12,22 @@
 #include "common/status.h"
 #include "model/model.h"
 
+// The most layers a model config may have (model/config.c refuses more).
+#define LC_LORA_MAX_LAYERS 1024
+
 typedef struct lc_lora_config {
     int r;
     float alpha;
     float dropout;
     bool rslora;      // scale alpha / sqrt(r) instead of alpha / r
     unsigned targets; // bit (1 << lc_linear_kind) per targeted module
+    // Which layers get adapters. As a config gives it: layers_last > 0 for the
+    // last N (MLX-LM's --num-layers), else the indices set in `layers` (PEFT's
+    // layers_to_transform), none set meaning every layer. lc_lora_init and
+    // lc_lora_layers_resolve turn every form into the explicit set, so two
+    // resolved configs compare bit for bit.
+    int layers_last;
+    uint64_t layers[LC_LORA_MAX_LAYERS / 64];
 } lc_lora_config;
 
 typedef struct lc_lora {
@@ -39,7 +49,19 @@ float lc_lora_config_scale(const lc_lora_config *cfg);
 // "q_proj,v_proj,down_proj": the targeted kinds in lc_linear_kind order.
 void lc_lora_targets_string(char *out, size_t cap, unsigned targets);
 
-// Allocates adapters for every targeted linear of m; A from `seed`, B zero.
+// Whether cfg selects `layer` (0 <= layer < LC_LORA_MAX_LAYERS) of a model
+// with n_layers layers, in any of its forms.
+bool lc_lora_layer_selected(const lc_lora_config *cfg, int n_layers, int layer);
+// Turns cfg's layer selection into the explicit set for a model with
+// n_layers layers; an index or a count beyond the model is an LC_STATUS_INPUT
+// error naming its layer count ("lora.layers: layer 7 is out of range: the
+// model has 4 layers (0..3)").
+lc_status lc_lora_layers_resolve(lc_lora_config *cfg, int n_layers);
+// "all", "last 2" or "0,2,5-9": cfg's layer selection as given (a run of
+// three or more as first-last).
+void lc_lora_layers_string(char *out, size_t cap, const lc_lora_config *cfg);
+
+// Allocates adapters for every targeted linear of m's selected layers; A from `seed`, B zero.
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads);
 void lc_lora_free(lc_lora *l);
 

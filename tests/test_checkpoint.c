@@ -383,6 +383,37 @@ START_TEST(test_hostile_attributes) {
     set_attr_str(p, "/lora", "targets", "q_proj,foo_proj", 0);
     assert_error(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT, p, "foo_proj");
 
+    // lora.layers: a list of indices and first-last runs, each index once.
+    static const char *const bad_layers[][2] = {
+        {"1,", "\"1,\" is not a list of layer indices 0..1023"},
+        {"4-2", "\"4-2\" is not a list of layer indices 0..1023"},
+        {"1024", "\"1024\" is not a list of layer indices 0..1023"},
+        {"", "\"\" is not a list of layer indices 0..1023"},
+        {" 1", "\" 1\" is not a list of layer indices 0..1023"},
+        {"0-2,2", "layer 2 is listed twice"},
+    };
+    for (size_t i = 0; i < sizeof bad_layers / sizeof bad_layers[0]; i++) {
+        p = copy_ckpt("layers.h5");
+        set_attr_str(p, "/lora", "layers", bad_layers[i][0], 1);
+        char want[4400];
+        snprintf(want, sizeof want, "%s: attribute 'layers' of /lora: %s", p, bad_layers[i][1]);
+        ck_assert_int_eq(lc_checkpoint_read_info(p, &info), LC_STATUS_INPUT);
+        ck_assert_str_eq(lc_error_message(), want);
+    }
+    p = copy_ckpt("layers.h5");
+    set_attr_str(p, "/lora", "layers", "3,0-1", 1);
+    ck_assert_msg(lc_checkpoint_read_info(p, &info) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_uint_eq(info.lora.layers[0], 0xbu);
+    lc_checkpoint_info_free(&info);
+    // Written before lora.layers: no attribute, every layer.
+    hid_t f = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    ck_assert_int_ge(H5Adelete_by_name(f, "/lora", "layers", H5P_DEFAULT), 0);
+    H5Fclose(f);
+    ck_assert_msg(lc_checkpoint_read_info(p, &info) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_uint_eq(info.lora.layers[0], 0);
+    ck_assert_int_eq(info.lora.layers_last, 0);
+    lc_checkpoint_info_free(&info);
+
     p = copy_ckpt("step.h5");
     v = -1;
     set_attr(p, "/", "step", H5T_NATIVE_INT64, &v);
@@ -858,16 +889,16 @@ START_TEST(test_resume_check_config) {
                                                  "\"down_proj\"]}}", "now"),
                      LC_STATUS_OK);
     char note[256];
-    ck_assert_int_eq(lc_resume_check_config("c.h5", stored, &now, TARGETS_LLAMA, note, sizeof note), LC_STATUS_OK);
+    ck_assert_int_eq(lc_resume_check_config("c.h5", stored, &now, TARGETS_LLAMA, 4, note, sizeof note), LC_STATUS_OK);
     ck_assert_str_eq(note, "epochs 1 -> 3");
     // For a family with more kinds than the seven, "all" is another adapter: refused.
-    assert_error(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, note, sizeof note), LC_STATUS_INPUT,
-                 "c.h5: was written with other values of lora.targets;", NULL);
-    assert_error(lc_resume_check_config("c.h5", "{\"model\": ", &now, TARGETS_LLAMA, note, sizeof note),
+    assert_error(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, 4, note, sizeof note),
+                 LC_STATUS_INPUT, "c.h5: was written with other values of lora.targets;", NULL);
+    assert_error(lc_resume_check_config("c.h5", "{\"model\": ", &now, TARGETS_LLAMA, 4, note, sizeof note),
                  LC_STATUS_INPUT, "c.h5: attribute 'config'", "use another output_dir");
     assert_error(lc_resume_check_config("c.h5", "{\"model\": \"m\", \"train_data\": \"d.jsonl\", \"output_dir\": "
                                                 "\"o\", \"epochs\": 1, \"lerning_rate\": 1}",
-                                        &now, TARGETS_LLAMA, note, sizeof note),
+                                        &now, TARGETS_LLAMA, 4, note, sizeof note),
                  LC_STATUS_INPUT, "unknown key \"lerning_rate\"", "use another output_dir");
     lc_train_config_free(&now);
 }

@@ -618,7 +618,8 @@ START_TEST(test_peft_config_refusals) {
         {"use_dora", cJSON_CreateTrue(), "use_dora"},
         {"fan_in_fan_out", cJSON_CreateTrue(), "fan_in_fan_out"},
         {"bias", cJSON_CreateString("all"), "bias is \"all\""},
-        {"layers_to_transform", cJSON_CreateIntArray((const int[]){0, 1}, 2), "layers_to_transform"},
+        // The adapter has tensors on every layer: those of layer 2 are outside the list.
+        {"layers_to_transform", cJSON_CreateIntArray((const int[]){0, 1}, 2), "is for layer 2, which"},
         {"r", cJSON_CreateString("4"), "\"r\" must be an integer"},
         {"lora_dropout", cJSON_CreateNumber(1.5), "lora_dropout must be in [0, 1)"},
     };

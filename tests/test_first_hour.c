@@ -71,6 +71,8 @@ START_TEST(test_key_hints) {
     expect_key_error("\"lerning_rate\": 1e-3", "unknown key \"lerning_rate\" (did you mean \"optimizer.lr\"? "
                      "learning_rate is transformers' name)");
     expect_key_error("\"iters\": 100", "unknown key \"iters\" (did you mean \"steps\"? iters is MLX-LM's name)");
+    expect_key_error("\"lora\": {\"layers_to_transform\": [1]}", "unknown key \"lora.layers_to_transform\" (did you "
+                     "mean \"lora.layers\"? layers_to_transform is PEFT's name)");
     // Nothing near: no guess.
     expect_key_error("\"frobnicate\": 1", "unknown key \"frobnicate\"");
 

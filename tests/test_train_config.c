@@ -82,7 +82,11 @@ START_TEST(test_set_value_checked_whole) {
     expect_error("\"steps\": 3", (const char *[]){"packing=yes", NULL}, LC_STATUS_INPUT,
                  (const char *[]){"--set packing=yes: \"packing\" must be true or false", NULL});
     expect_error("\"steps\": 3", (const char *[]){"lora.targets=q_proj", NULL}, LC_STATUS_INPUT,
-                 (const char *[]){"--set lora.targets=q_proj: \"lora.targets\" must be a list of strings", NULL});
+                 (const char *[]){"--set lora.targets=q_proj: lora.targets: \"q_proj\" is not \"all-linear\"; name "
+                                  "modules in a list",
+                                  NULL});
+    expect_error("\"steps\": 3", (const char *[]){"lora.targets=3", NULL}, LC_STATUS_INPUT,
+                 (const char *[]){"--set lora.targets=3: \"lora.targets\" must be a string or a list of strings", NULL});
     // Valid JSON of the wrong type or out of range names the --set, not the file.
     expect_error("\"steps\": 3", (const char *[]){"steps=1.5", NULL}, LC_STATUS_INPUT,
                  (const char *[]){"--set steps=1.5: \"steps\" must be an integer", NULL});
@@ -175,6 +179,92 @@ START_TEST(test_text_after_the_object_refused) {
 }
 END_TEST
 
+// The error message of loading `extra`, which must be refused (a copy).
+static char *refusal(const char *extra) {
+    lc_train_config cfg;
+    ck_assert_int_eq(load(&cfg, extra, NULL), LC_STATUS_INPUT);
+    return strdup(lc_error_message());
+}
+
+static void expect_exact(const char *extra, const char *want_after_path) {
+    char *msg = refusal(extra), want[4600];
+    snprintf(want, sizeof want, "%s: %s", cfg_path, want_after_path);
+    ck_assert_str_eq(msg, want);
+    free(msg);
+}
+
+START_TEST(test_targets_all_linear) {
+    // PEFT's "all-linear", as the value or the only entry, is what leaving
+    // lora.targets out means: every linear of the blocks (lc_lora_init keeps
+    // those the model has; the output head is never one).
+    const char *forms[] = {"\"steps\": 3", "\"steps\": 3, \"lora\": {\"targets\": \"all-linear\"}",
+                           "\"steps\": 3, \"lora\": {\"targets\": [\"all-linear\"]}"};
+    for (int i = 0; i < 3; i++) {
+        lc_train_config cfg;
+        ck_assert_msg(load(&cfg, forms[i], NULL) == LC_STATUS_OK, "%s", lc_error_message());
+        ck_assert_uint_eq(cfg.lora.targets, LC_LINEAR_KIND_ALL);
+        lc_train_config_free(&cfg);
+    }
+    lc_train_config cfg;
+    cfg.lora.targets = 0;
+    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"targets\": [\"q_proj\"]}",
+                       (const char *[]){"lora.targets=all-linear", NULL}) == LC_STATUS_OK,
+                  "%s", lc_error_message());
+    ck_assert_uint_eq(cfg.lora.targets, LC_LINEAR_KIND_ALL);
+    lc_train_config_free(&cfg);
+    expect_exact("\"steps\": 3, \"lora\": {\"targets\": [\"q_proj\", \"all-linear\"]}",
+                 "lora.targets: \"all-linear\" must be the only entry");
+    expect_exact("\"steps\": 3, \"lora\": {\"targets\": \"all\"}",
+                 "lora.targets: \"all\" is not \"all-linear\"; name modules in a list");
+}
+END_TEST
+
+START_TEST(test_layers_forms) {
+    lc_train_config cfg;
+    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"layers\": [5, 0, 2]}", NULL) == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    ck_assert_int_eq(cfg.lora.layers_last, 0);
+    ck_assert_uint_eq(cfg.lora.layers[0], (1u << 0) | (1u << 2) | (1u << 5));
+    for (int w = 1; w < LC_LORA_MAX_LAYERS / 64; w++) ck_assert_uint_eq(cfg.lora.layers[w], 0);
+    lc_train_config_free(&cfg);
+    ck_assert_msg(load(&cfg, "\"steps\": 3", (const char *[]){"lora.layers={\"last\": 3}", NULL}) == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    ck_assert_int_eq(cfg.lora.layers_last, 3);
+    ck_assert_uint_eq(cfg.lora.layers[0], 0);
+    // Resolved for a model of 5 layers: the last 3 are 2, 3, 4.
+    ck_assert_int_eq(lc_lora_layers_resolve(&cfg.lora, 5), LC_STATUS_OK);
+    ck_assert_int_eq(cfg.lora.layers_last, 0);
+    ck_assert_uint_eq(cfg.lora.layers[0], (1u << 2) | (1u << 3) | (1u << 4));
+    lc_train_config_free(&cfg);
+    // Whether an index fits is known once the model is.
+    ck_assert_msg(load(&cfg, "\"steps\": 3", (const char *[]){"lora.layers=[1000]", NULL}) == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    ck_assert_int_eq(lc_lora_layers_resolve(&cfg.lora, 5), LC_STATUS_INPUT);
+    ck_assert_str_eq(lc_error_message(), "lora.layers: layer 1000 is out of range: the model has 5 layers (0..4)");
+    lc_train_config_free(&cfg);
+    ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"layers\": {\"last\": 6}}", NULL) == LC_STATUS_OK, "%s",
+                  lc_error_message());
+    ck_assert_int_eq(lc_lora_layers_resolve(&cfg.lora, 5), LC_STATUS_INPUT);
+    ck_assert_str_eq(lc_error_message(), "lora.layers: last 6 is more than the model's 5 layers");
+    lc_train_config_free(&cfg);
+}
+END_TEST
+
+START_TEST(test_layers_refused) {
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": []}", "\"lora.layers\" is empty");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1, 3, 1]}", "lora.layers: layer 1 is listed twice");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": [0, -1]}", "lora.layers: layer -1 is out of range (0..1023)");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1.5]}",
+                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": \"all\"}",
+                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"last\": 0}}",
+                 "\"lora.layers\" as an object must be {\"last\": N}, N in 1..1024");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"first\": 2}}",
+                 "\"lora.layers\" as an object must be {\"last\": N}, N in 1..1024");
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("train_config");
     TCase *tc = tcase_create("load");
@@ -184,6 +274,9 @@ int main(void) {
     tcase_add_test(tc, test_set_strings);
     tcase_add_test(tc, test_set_empty_unsets);
     tcase_add_test(tc, test_text_after_the_object_refused);
+    tcase_add_test(tc, test_targets_all_linear);
+    tcase_add_test(tc, test_layers_forms);
+    tcase_add_test(tc, test_layers_refused);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

@@ -106,7 +106,7 @@ static void check_against_reference(int mode) {
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
     fixture f = {0};
     read_fixture(&f, 0);
-    lc_lora_config cfg = {f.r, f.alpha, 0.0f, false, LC_LINEAR_KIND_ALL};
+    lc_lora_config cfg = {.r = f.r, .alpha = f.alpha, .dropout = 0.0f, .targets = LC_LINEAR_KIND_ALL};
     lc_lora lora;
     ck_assert_int_eq(lc_lora_init(&lora, &m, &cfg, 1, true), LC_STATUS_OK);
     free_fixture(&f);
@@ -207,7 +207,8 @@ START_TEST(test_stacked_projections_match_separate) {
     fixture f = {0};
     read_fixture(&f, 0);
     for (int drop = 0; drop < 2; drop++) {
-        lc_lora_config cfg = {f.r, f.alpha, drop ? 0.2f : 0.0f, false, LC_LINEAR_KIND_ALL};
+        lc_lora_config cfg = {.r = f.r, .alpha = f.alpha, .dropout = drop ? 0.2f : 0.0f,
+                              .targets = LC_LINEAR_KIND_ALL};
         lc_lora a, b;
         ck_assert_int_eq(lc_lora_init(&a, &m, &cfg, 5, true), LC_STATUS_OK);
         ck_assert_int_eq(lc_lora_init(&b, &s, &cfg, 5, true), LC_STATUS_OK);
@@ -239,7 +240,8 @@ END_TEST
 START_TEST(test_lora_init_like_peft) {
     lc_model m;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), LC_STATUS_OK);
-    lc_lora_config cfg = {8, 16.0f, 0.0f, false, 1u << LC_LINEAR_KIND_Q | 1u << LC_LINEAR_KIND_DOWN};
+    lc_lora_config cfg = {.r = 8, .alpha = 16.0f, .dropout = 0.0f,
+                          .targets = 1u << LC_LINEAR_KIND_Q | 1u << LC_LINEAR_KIND_DOWN};
     lc_lora a, b;
     ck_assert_int_eq(lc_lora_init(&a, &m, &cfg, 42, false), LC_STATUS_OK);
     ck_assert_int_eq(lc_lora_init(&b, &m, &cfg, 42, false), LC_STATUS_OK);

@@ -57,7 +57,7 @@ static void run_steps(bool checkpointing, bool plan) {
     ck_assert_int_le(largest, STEPS - 20);
 
     lc_lora lora;
-    lc_lora_config lcfg = {8, 16.0f, 0.0f, false, LC_LINEAR_KIND_ALL};
+    lc_lora_config lcfg = {.r = 8, .alpha = 16.0f, .dropout = 0.0f, .targets = LC_LINEAR_KIND_ALL};
     lc_adamw opt;
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
     lc_train_pass pass;

@@ -32,6 +32,9 @@ unsigned lc_adapter_identity_diff(const lc_adapter_identity *have, const lc_adap
     if (have->lora.rslora != want->lora.rslora) d |= LC_ADAPTER_RSLORA;
     if (have->lora.targets != want->lora.targets) d |= LC_ADAPTER_TARGETS;
     if (have->lora.dropout != want->lora.dropout) d |= LC_ADAPTER_DROPOUT;
+    if (have->lora.layers_last != want->lora.layers_last ||
+        memcmp(have->lora.layers, want->lora.layers, sizeof have->lora.layers) != 0)
+        d |= LC_ADAPTER_LAYERS;
     if (have->base_fingerprint[0] && want->base_fingerprint[0] &&
         strcmp(have->base_fingerprint, want->base_fingerprint) != 0)
         d |= LC_ADAPTER_BASE;
@@ -41,8 +44,9 @@ unsigned lc_adapter_identity_diff(const lc_adapter_identity *have, const lc_adap
 // "rank 4, targets q_proj,v_proj": the given LoRA fields of id.
 static void describe(char *out, size_t cap, const lc_adapter_identity *id, unsigned fields) {
     const lc_lora_config *c = &id->lora;
-    char targets[160];
+    char targets[160], layers[128];
     lc_lora_targets_string(targets, sizeof targets, c->targets);
+    lc_lora_layers_string(layers, sizeof layers, c);
     size_t len = 0;
     out[0] = '\0';
 #define ADD(...)                                                                                                      \
@@ -55,6 +59,7 @@ static void describe(char *out, size_t cap, const lc_adapter_identity *id, unsig
     if (fields & LC_ADAPTER_RSLORA) ADD("%srsLoRA %s", len ? ", " : "", c->rslora ? "on" : "off");
     if (fields & LC_ADAPTER_TARGETS) ADD("%stargets %s", len ? ", " : "", targets);
     if (fields & LC_ADAPTER_DROPOUT) ADD("%sdropout %g", len ? ", " : "", c->dropout);
+    if (fields & LC_ADAPTER_LAYERS) ADD("%slayers %s", len ? ", " : "", layers);
 #undef ADD
 }
 
@@ -62,8 +67,8 @@ lc_status lc_adapter_identity_check(const char *path, const lc_adapter_identity 
                                     const lc_adapter_identity *want, lc_adapter_use use, unsigned *differ) {
     static const unsigned required[] = {
         [LC_ADAPTER_USE_RESUME] = LC_ADAPTER_RANK | LC_ADAPTER_ALPHA | LC_ADAPTER_RSLORA | LC_ADAPTER_TARGETS |
-                                  LC_ADAPTER_DROPOUT | LC_ADAPTER_BASE,
-        [LC_ADAPTER_USE_INIT] = LC_ADAPTER_RANK | LC_ADAPTER_TARGETS,
+                                  LC_ADAPTER_DROPOUT | LC_ADAPTER_BASE | LC_ADAPTER_LAYERS,
+        [LC_ADAPTER_USE_INIT] = LC_ADAPTER_RANK | LC_ADAPTER_TARGETS | LC_ADAPTER_LAYERS,
         [LC_ADAPTER_USE_AS_IS] = 0,
     };
     unsigned d = lc_adapter_identity_diff(have, want);
@@ -85,8 +90,9 @@ lc_status lc_adapter_identity_check(const char *path, const lc_adapter_identity 
         describe(w, sizeof w, want, bad);
         return lc_error(LC_STATUS_INPUT, "%s: the %s has %s; the config has %s; %s", path,
                         resume ? "checkpoint" : "adapter", h, w,
-                        resume ? "use another output_dir, or set lora to the checkpoint's"
-                               : "set lora.r and lora.targets to the adapter's");
+                        resume                         ? "use another output_dir, or set lora to the checkpoint's"
+                        : bad & LC_ADAPTER_LAYERS ? "set lora.r, lora.targets and lora.layers to the adapter's"
+                                                  : "set lora.r and lora.targets to the adapter's");
     }
     return LC_STATUS_OK;
 }
@@ -161,6 +167,13 @@ static lc_status load_checkpoint_file(void *ctx, const char *file, int *skip) {
                         "%s: the checkpoint adapts %s, which %s models do not have (trained on another base model)",
                         file, lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch));
     }
+    // The layers it adapts, as indices of this model (an older checkpoint
+    // records none: every layer).
+    if ((st = lc_lora_layers_resolve(&have.lora, m->cfg.n_layers))) {
+        lc_error_prefix("%s", file);
+        return st;
+    }
+    if (want == &here) here.lora = have.lora;
     unsigned d;
     if ((st = lc_adapter_identity_check(file, &have, want, a->use, &d))) return st;
     if (a->differ) *a->differ = d;

@@ -11,7 +11,7 @@
 
 // What identifies an adapter: its LoRA shape and the base it was trained on.
 typedef struct lc_adapter_identity {
-    lc_lora_config lora;       // r, alpha, dropout, rslora, targets
+    lc_lora_config lora;       // r, alpha, dropout, rslora, targets, layers (resolved for the model)
     char base_fingerprint[17]; // lc_model_fingerprint of the base; "" when unknown (a PEFT folder names its base only)
     const char *base_name;     // for messages: the model folder (may be NULL)
 } lc_adapter_identity;
@@ -24,11 +24,12 @@ enum {
     LC_ADAPTER_TARGETS = 1u << 3,
     LC_ADAPTER_DROPOUT = 1u << 4,
     LC_ADAPTER_BASE = 1u << 5,
+    LC_ADAPTER_LAYERS = 1u << 6,
 };
 
 typedef enum lc_adapter_use {
     LC_ADAPTER_USE_RESUME, // continue its run: every field identical, the base known and the same
-    LC_ADAPTER_USE_INIT,   // start a run from it: rank and targets equal; alpha and rsLoRA are reconciled by
+    LC_ADAPTER_USE_INIT,   // start a run from it: rank, targets and layers equal; alpha and rsLoRA are reconciled by
                            // lc_adapter_rescale, dropout is the run's own, another base is the caller's note
     LC_ADAPTER_USE_AS_IS,  // export, generate, eval: nothing required; another base is the caller's note
 } lc_adapter_use;

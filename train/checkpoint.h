@@ -7,7 +7,8 @@
 //   /                 attrs: format ("lora.c checkpoint"), format_version (1), step, epoch,
 //                            data_index, rng_state, config (JSON text), base_fingerprint,
 //                            elapsed_s (float64 seconds of training so far; absent: unknown)
-//   /lora             attrs: r, alpha, dropout, rslora (0/1), scale, targets ("q_proj,k_proj,...")
+//   /lora             attrs: r, alpha, dropout, rslora (0/1), scale, targets ("q_proj,k_proj,..."),
+//                            layers ("0,2,5-9": the adapted layers; absent in older files: every layer)
 //   /lora/<module>/A  float32 [r, in]     e.g. /lora/model.layers.0.self_attn.q_proj/A
 //   /lora/<module>/B  float32 [out, r]
 //   /optimizer        attrs: step, beta1, beta2, eps, weight_decay

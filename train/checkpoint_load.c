@@ -198,13 +198,48 @@ static lc_status parse_targets(const char *path, const char *s, unsigned *out) {
     return LC_STATUS_OK;
 }
 
+// A decimal index 0..1023 at *p; advances *p past it. -1 if there is none.
+static long layer_index(const char **p) {
+    if (**p < '0' || **p > '9') return -1;
+    char *end;
+    long v = strtol(*p, &end, 10);
+    *p = end;
+    return v < LC_LORA_MAX_LAYERS ? v : -1;
+}
+
+// "0,2,5-9", the layers attribute of /lora (lc_lora_layers_string): each
+// index once, in 0..1023 (the model's count is checked when the adapter is
+// loaded for it).
+static lc_status parse_layers(const char *path, const char *s, lc_lora_config *cfg) {
+    memset(cfg->layers, 0, sizeof cfg->layers);
+    cfg->layers_last = 0;
+    const char *p = s;
+    do {
+        long first = layer_index(&p), last = first;
+        if (first >= 0 && *p == '-') {
+            p++;
+            last = layer_index(&p);
+        }
+        if (first < 0 || last < first || (*p && *p != ','))
+            return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: \"%.64s\" is not a list of layer "
+                            "indices 0..%d", path, s, LC_LORA_MAX_LAYERS - 1);
+        for (long v = first; v <= last; v++) {
+            if (cfg->layers[v / 64] >> (v % 64) & 1)
+                return lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: layer %ld is listed twice", path,
+                                v);
+            cfg->layers[v / 64] |= 1ull << (v % 64);
+        }
+    } while (*p++ == ',');
+    return LC_STATUS_OK;
+}
+
 static lc_status read_lora_config(const char *path, hid_t file, lc_lora_config *cfg) {
     hid_t g;
     lc_status st = open_group(path, file, "lora", "/lora", &g);
     if (st) return st;
     int64_t r = 0, rslora = 0;
     double alpha = 0, dropout = 0;
-    char *targets = NULL;
+    char *targets = NULL, *layers = NULL;
     if ((st = read_i64(path, g, "/lora", "r", &r)) || (st = read_f64(path, g, "/lora", "alpha", &alpha)) ||
         (st = read_f64(path, g, "/lora", "dropout", &dropout)) ||
         (st = read_i64(path, g, "/lora", "rslora", &rslora)) ||
@@ -227,12 +262,22 @@ static lc_status read_lora_config(const char *path, hid_t file, lc_lora_config *
         goto done;
     }
     if ((st = parse_targets(path, targets, &cfg->targets))) goto done;
+    // Checkpoints before lora.layers have no such attribute: every layer.
+    htri_t has_layers = H5Aexists(g, "layers");
+    if (has_layers < 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: attribute 'layers' of /lora: unreadable", path);
+        goto done;
+    }
+    if (has_layers && ((st = read_str(path, g, "/lora", "layers", MAX_SHORT_STRING * 2, &layers)) ||
+                       (st = parse_layers(path, layers, cfg))))
+        goto done;
     cfg->r = (int)r;
     cfg->alpha = (float)alpha;
     cfg->dropout = (float)dropout;
     cfg->rslora = rslora != 0;
 done:
     free(targets);
+    free(layers);
     H5Gclose(g);
     return st;
 }

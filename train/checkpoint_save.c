@@ -170,6 +170,10 @@ static void write_all(writer *w, hid_t file, const lc_model *m, const lc_lora *l
         attr_i64(w, g, "/lora", "rslora", lora->cfg.rslora ? 1 : 0);
         attr_f64(w, g, "/lora", "scale", lora->scale);
         attr_str(w, g, "/lora", "targets", targets);
+        // The adapted layers, resolved: "0-3" when a model of 4 has them all.
+        char layers[LC_LORA_MAX_LAYERS * 5 + 1];
+        lc_lora_layers_string(layers, sizeof layers, &lora->cfg);
+        attr_str(w, g, "/lora", "layers", layers);
         write_modules(w, g, "/lora", m, lora, lora->params, NULL);
         H5Gclose(g);
     }

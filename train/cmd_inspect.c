@@ -137,7 +137,10 @@ static lc_status inspect_checkpoint(const char *path) {
     printf("  targets       ");
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
         if (info.lora.targets & (1u << k)) printf(" %s", lc_linear_kind_name(k));
-    printf("\n  optimizer      %s\n", info.has_optimizer ? "AdamW moments included (resumable)" : "none (adapter only)");
+    char layers[LC_LORA_MAX_LAYERS * 5 + 1];
+    lc_lora_layers_string(layers, sizeof layers, &info.lora);
+    printf("\n  layers         %s\n", layers); // "all": written before lora.layers, every layer
+    printf("  optimizer      %s\n", info.has_optimizer ? "AdamW moments included (resumable)" : "none (adapter only)");
     lc_inspect_checkpoint_run(path, &info); // base model, config, elapsed time, losses
     st = lc_checkpoint_list_modules(path, print_module, NULL);
     if (!st && info.config_json) printf("  config\n%s\n", info.config_json);

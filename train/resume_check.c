@@ -7,7 +7,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-typedef enum field_type { F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_SCHEDULE, F_COMPUTE } field_type;
+typedef enum field_type {
+    F_STR, F_PATH, F_DBL, F_FLT, F_INT, F_I64, F_U64, F_BOOL, F_TARGETS, F_LAYERS, F_SCHEDULE, F_COMPUTE
+} field_type;
 
 #define AT(member) offsetof(lc_train_config, member)
 
@@ -32,6 +34,7 @@ static const struct {
     {"lora.dropout", F_FLT, AT(lora.dropout), true},
     {"lora.rslora", F_BOOL, AT(lora.rslora), true},
     {"lora.targets", F_TARGETS, AT(lora.targets), true},
+    {"lora.layers", F_LAYERS, AT(lora), true},
     {"optimizer.lr", F_FLT, AT(lr), true},
     {"optimizer.beta1", F_FLT, AT(adamw.beta1), true},
     {"optimizer.beta2", F_FLT, AT(adamw.beta2), true},
@@ -81,7 +84,15 @@ static bool same_file(const char *a, const char *b) {
     return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
 
-static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsigned target_mask) {
+// c's lora.layers as the layers of a model of n_layers layers; a selection
+// that does not fit it stays as written (it compares as itself).
+static lc_lora_config layers_of(const lc_train_config *c, int n_layers) {
+    lc_lora_config l = c->lora;
+    if (lc_lora_layers_resolve(&l, n_layers)) l = c->lora;
+    return l;
+}
+
+static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsigned target_mask, int n_layers) {
     switch (keys[i].type) {
     case F_STR: return strcmp(FIELD(a, i, char), FIELD(b, i, char)) == 0;
     case F_PATH: return same_file(FIELD(a, i, char), FIELD(b, i, char));
@@ -92,6 +103,10 @@ static bool same(const lc_train_config *a, const lc_train_config *b, int i, unsi
     case F_U64: return *FIELD(a, i, uint64_t) == *FIELD(b, i, uint64_t);
     case F_BOOL: return *FIELD(a, i, bool) == *FIELD(b, i, bool);
     case F_TARGETS: return (*FIELD(a, i, unsigned) & target_mask) == (*FIELD(b, i, unsigned) & target_mask);
+    case F_LAYERS: {
+        lc_lora_config la = layers_of(a, n_layers), lb = layers_of(b, n_layers);
+        return la.layers_last == lb.layers_last && memcmp(la.layers, lb.layers, sizeof la.layers) == 0;
+    }
     case F_SCHEDULE: return *FIELD(a, i, lc_schedule_type) == *FIELD(b, i, lc_schedule_type);
     case F_COMPUTE: return *FIELD(a, i, lc_compute) == *FIELD(b, i, lc_compute);
     }
@@ -110,6 +125,7 @@ static void format_value(char *out, size_t cap, const lc_train_config *c, int i,
     case F_U64: snprintf(out, cap, "%llu", (unsigned long long)*FIELD(c, i, uint64_t)); break;
     case F_BOOL: snprintf(out, cap, "%s", *FIELD(c, i, bool) ? "true" : "false"); break;
     case F_TARGETS: lc_lora_targets_string(out, cap, *FIELD(c, i, unsigned) & target_mask); break;
+    case F_LAYERS: lc_lora_layers_string(out, cap, &c->lora); break;
     case F_COMPUTE: snprintf(out, cap, "\"%s\"", lc_compute_name(*FIELD(c, i, lc_compute))); break;
     case F_SCHEDULE: {
         unsigned t = (unsigned)*FIELD(c, i, lc_schedule_type);
@@ -126,7 +142,7 @@ static void append(char *out, size_t cap, const char *text) {
 }
 
 lc_status lc_resume_check_config(const char *path, const char *stored_json, const lc_train_config *now,
-                                 unsigned target_mask, char *note, size_t note_cap) {
+                                 unsigned target_mask, int n_layers, char *note, size_t note_cap) {
     if (note_cap) note[0] = '\0';
     if (!stored_json)
         return lc_error(LC_STATUS_INPUT, "%s: holds no config to compare with; use another output_dir", path);
@@ -142,7 +158,7 @@ lc_status lc_resume_check_config(const char *path, const char *stored_json, cons
     }
     char refused[512] = "", details[1024] = "", noted[1024] = "";
     for (int i = 0; i < (int)(sizeof keys / sizeof keys[0]); i++) {
-        if (same(&old, now, i, target_mask)) continue;
+        if (same(&old, now, i, target_mask, n_layers)) continue;
         char was[300], is[300], item[700];
         format_value(was, sizeof was, &old, i, target_mask);
         format_value(is, sizeof is, now, i, target_mask);

@@ -19,8 +19,9 @@
 // threads, skip_nonfinite, activation_checkpointing, output_dir,
 // init_adapter) are allowed: `note` gets them with both values ("" if none).
 // lora.targets are compared within target_mask (the model's kinds: "all" and
-// the full list are the same adapter).
+// the full list are the same adapter), lora.layers as the layers of a model
+// of n_layers layers ({"last": 2} of 4 is [2, 3]).
 lc_status lc_resume_check_config(const char *path, const char *stored_json, const lc_train_config *now,
-                                 unsigned target_mask, char *note, size_t note_cap);
+                                 unsigned target_mask, int n_layers, char *note, size_t note_cap);
 
 #endif

@@ -18,7 +18,11 @@
     "Gemma 2, OLMo), qkv_proj, gate_up_proj (Phi-3), c_attn, c_proj, c_fc (GPT-2), query_key_value, dense, "           \
     "dense_h_to_4h, dense_4h_to_h (Falcon, Bloom)"
 
-typedef enum key_type { KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT } key_type;
+typedef enum key_type {
+    KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT,
+    KEY_STRING_OR_LIST, // lora.targets: "all-linear" or a list of names
+    KEY_LAYERS,         // lora.layers: a list of indices or {"last": N}
+} key_type;
 
 // Every key the config accepts (anything else is a typo and refused), with
 // its default and meaning for `lora train --help`.
@@ -40,7 +44,8 @@ static const struct {
     {"lora.alpha", KEY_NUMBER, "2 x r", "scale alpha/r (alpha/sqrt(r) with rslora)"},
     {"lora.dropout", KEY_NUMBER, "0", "dropout on the adapter's input"},
     {"lora.rslora", KEY_BOOL, "false", "rank-stabilized scale alpha/sqrt(r)"},
-    {"lora.targets", KEY_STRING_LIST, "all", "modules to adapt, e.g. [\"q_proj\", \"v_proj\"]"},
+    {"lora.targets", KEY_STRING_OR_LIST, "all-linear", "\"all-linear\" (every linear but the head) or [\"q_proj\", ...]"},
+    {"lora.layers", KEY_LAYERS, "all", "layers to adapt: [0, 2, 5] or {\"last\": N}"},
     {"optimizer", KEY_OBJECT, NULL, NULL},
     {"optimizer.lr", KEY_NUMBER, "2e-4", "AdamW peak learning rate"},
     {"optimizer.beta1", KEY_NUMBER, "0.9", "AdamW beta1"},
@@ -195,18 +200,23 @@ static int type_ok(const cJSON *v, key_type t) {
     case KEY_NUMBER: return cJSON_IsNumber(v) && isfinite(v->valuedouble);
     case KEY_BOOL: return cJSON_IsBool(v);
     case KEY_OBJECT: return cJSON_IsObject(v);
+    case KEY_STRING_OR_LIST:
+        if (cJSON_IsString(v)) return 1;
+        // fall through
     case KEY_STRING_LIST:
         if (!cJSON_IsArray(v)) return 0;
         for (const cJSON *e = v->child; e; e = e->next)
             if (!cJSON_IsString(e)) return 0;
         return 1;
+    case KEY_LAYERS: return cJSON_IsArray(v) || cJSON_IsObject(v); // checked entry by entry in parse_layers
     }
     return 0;
 }
 
 static const char *type_name(key_type t) {
     static const char *names[] = {"a string", "an integer", "a number", "true or false", "a list of strings",
-                                  "an object"};
+                                  "an object", "a string or a list of strings",
+                                  "a list of layer indices or {\"last\": N}"};
     return names[t];
 }
 
@@ -347,6 +357,40 @@ static lc_status get_int_range(const cJSON *obj, const char *key, const char *pa
     return LC_STATUS_OK;
 }
 
+// "lora.layers": a list of layer indices (PEFT's layers_to_transform) or
+// {"last": N} (MLX-LM's --num-layers); absent, every layer. Whether they fit
+// the model is checked once it is loaded (lc_lora_layers_resolve).
+static lc_status parse_layers(const cJSON *v, const char *what, lc_lora_config *c) {
+    memset(c->layers, 0, sizeof c->layers);
+    c->layers_last = 0;
+    if (!v) return LC_STATUS_OK;
+    if (cJSON_IsObject(v)) {
+        const cJSON *last = cJSON_GetObjectItemCaseSensitive(v, "last");
+        if (!last || cJSON_GetArraySize(v) != 1 || !cJSON_IsNumber(last) ||
+            last->valuedouble != floor(last->valuedouble) || last->valuedouble < 1 ||
+            last->valuedouble > LC_LORA_MAX_LAYERS)
+            return lc_error(LC_STATUS_INPUT, "%s: \"lora.layers\" as an object must be {\"last\": N}, N in 1..%d", what,
+                            LC_LORA_MAX_LAYERS);
+        c->layers_last = (int)last->valuedouble;
+        return LC_STATUS_OK;
+    }
+    if (!v->child) return lc_error(LC_STATUS_INPUT, "%s: \"lora.layers\" is empty", what);
+    for (const cJSON *e = v->child; e; e = e->next) {
+        double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        if (!(d == floor(d)))
+            return lc_error(LC_STATUS_INPUT, "%s: \"lora.layers\" must be a list of layer indices or {\"last\": N}",
+                            what);
+        if (d < 0 || d >= LC_LORA_MAX_LAYERS)
+            return lc_error(LC_STATUS_INPUT, "%s: lora.layers: layer %.0f is out of range (0..%d)", what, d,
+                            LC_LORA_MAX_LAYERS - 1);
+        int layer = (int)d;
+        if (c->layers[layer / 64] >> (layer % 64) & 1)
+            return lc_error(LC_STATUS_INPUT, "%s: lora.layers: layer %d is listed twice", what, layer);
+        c->layers[layer / 64] |= 1ull << (layer % 64);
+    }
+    return LC_STATUS_OK;
+}
+
 #define TRY(x)                                                                                                        \
     do {                                                                                                              \
         lc_status st_ = (x);                                                                                          \
@@ -391,21 +435,31 @@ static lc_status fill(lc_train_config *cfg, const cJSON *root, const config_src 
     cfg->lora.rslora = b;
     const cJSON *targets = cJSON_GetObjectItemCaseSensitive(lora, "targets");
     cfg->lora.targets = 0;
-    if (!targets) {
+    // PEFT's "all-linear", as the value or the only entry: every linear of the
+    // blocks the model has, not the output head (as PEFT takes it).
+    const cJSON *only = cJSON_IsArray(targets) && cJSON_GetArraySize(targets) == 1 ? targets->child : targets;
+    if (!targets || (cJSON_IsString(only) && strcmp(only->valuestring, "all-linear") == 0)) {
         cfg->lora.targets = LC_LINEAR_KIND_ALL; // every projection the model has
+    } else if (cJSON_IsString(targets)) {
+        return lc_error(LC_STATUS_INPUT, "%s: lora.targets: \"%.64s\" is not \"all-linear\"; name modules in a list",
+                        W("lora.targets"), targets->valuestring);
     } else {
         // Names of any family: the model is not known yet. Once it is loaded,
         // a name it does not have is refused (lc_lora_init) listing its own.
         for (const cJSON *e = targets->child; e; e = e->next) {
+            if (strcmp(e->valuestring, "all-linear") == 0)
+                return lc_error(LC_STATUS_INPUT, "%s: lora.targets: \"all-linear\" must be the only entry",
+                                W("lora.targets"));
             unsigned bit = lc_lora_target_bit(e->valuestring);
             if (!bit)
                 return lc_error(LC_STATUS_INPUT,
-                                "%s: lora.targets: unknown module \"%.64s\" (accepted: " LC_TARGET_NAMES ")", W("lora.targets"),
-                                e->valuestring);
+                                "%s: lora.targets: unknown module \"%.64s\" (accepted: \"all-linear\", "
+                                LC_TARGET_NAMES ")", W("lora.targets"), e->valuestring);
             cfg->lora.targets |= bit;
         }
         if (!cfg->lora.targets) return lc_error(LC_STATUS_INPUT, "%s: \"lora.targets\" is empty", W("lora.targets"));
     }
+    TRY(parse_layers(cJSON_GetObjectItemCaseSensitive(lora, "layers"), W("lora.layers"), &cfg->lora));
 
     TRY(lc_json_get_double(opt, "lr", W("optimizer.lr"), 2e-4, &d));
     if (d <= 0.0) return lc_error(LC_STATUS_INPUT, "%s: \"optimizer.lr\" must be positive", W("optimizer.lr"));

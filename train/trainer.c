@@ -279,13 +279,15 @@ static lc_status try_resume(void *ctx, const char *path, int *skip) {
     char changed[1024] = "";
     lc_adapter_identity_set(&have, &info.lora, info.base_fingerprint, NULL);
     lc_adapter_identity_set(&want, &t->lora.cfg, t->fingerprint, cfg->model);
-    st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
+    // Its layers as indices of this model (an older checkpoint records none: every layer).
+    if ((st = lc_lora_layers_resolve(&have.lora, t->model.cfg.n_layers))) lc_error_prefix("%s", path);
+    if (!st) st = lc_adapter_identity_check(path, &have, &want, LC_ADAPTER_USE_RESUME, NULL);
     if (!st && !info.has_optimizer)
         st = lc_error(LC_STATUS_INPUT, "%s: holds an adapter without optimizer state, which cannot be resumed; "
                       "use another output_dir", path);
     if (!st)
-        st = lc_resume_check_config(path, info.config_json, cfg, lc_model_linear_kinds(&t->model.cfg), changed,
-                                    sizeof changed);
+        st = lc_resume_check_config(path, info.config_json, cfg, lc_model_linear_kinds(&t->model.cfg),
+                                    t->model.cfg.n_layers, changed, sizeof changed);
     if (st) {
         // refused: ends the search
     } else if (info.data_index < 0 || info.data_index > t->train.n_examples || info.epoch < 0 || info.step < 0) {
@@ -758,9 +760,16 @@ lc_status lc_train_run(const lc_train_config *cfg) {
         if (!st && t.es.best_step) st = early_stop_check_best(&t);
     }
     if ((st = lc_dist_agree(st)) || (st = share_state(&t, &first))) goto done;
-    fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters, %lld steps of %d x %d\n",
+    // lora.layers: which layers, when not all (" (layers 0,3)").
+    char list[LC_LORA_MAX_LAYERS * 5 + 1], layers[sizeof list + 16] = "";
+    bool some = false;
+    for (int l = 0; l < t.model.cfg.n_layers; l++)
+        some |= !lc_lora_layer_selected(&t.lora.cfg, t.model.cfg.n_layers, l);
+    lc_lora_layers_string(list, sizeof list, &t.lora.cfg);
+    if (some) snprintf(layers, sizeof layers, " (layers %s)", list);
+    fprintf(stderr, "lora train: %s (%s, %d layers), LoRA r %d alpha %g on %zu parameters%s, %lld steps of %d x %d\n",
             cfg->model, t.model.cfg.model_type, t.model.cfg.n_layers, cfg->lora.r, cfg->lora.alpha, t.lora.n_params,
-            (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
+            layers, (long long)t.sched.total_steps, cfg->batch_size, cfg->grad_accum);
     if (size > 1)
         fprintf(stderr, "lora train: %d ranks x %d threads; each takes %lld of the %lld sequences of a step\n", size,
                 lc_parallel_threads(), (long long)cfg->batch_size * cfg->grad_accum / size,
