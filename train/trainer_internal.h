@@ -57,6 +57,9 @@ typedef struct trainer {
     int n_gen_stop;
 } trainer;
 
+// trainer_data.c: the data sets (and the chat template) of a run.
+lc_status lc_trainer_load_data(trainer *t);
+
 // trainer.c
 extern volatile sig_atomic_t lc_stop_signal, lc_stop_count;
 // Writes checkpoint-<step>.h5 (rank 0; the other ranks note the step).
