@@ -53,7 +53,7 @@ base_loss="$(eval_loss)"
 # nearly every GSM8K answer fits.
 "$lora" train --config "$LC_ROOT/configs/stories260k_gsm8k.json" --set "model=$model" --set "train_data=$data" \
     --set valid_data= --set steps="$steps" --set optimizer.lr=3e-3 --set max_seq_len=512 --set "output_dir=$out" \
-    --set eval_every=0 --set save_every=0
+    --set eval_every=0 --set save_every=0 --set lora.targets=all-linear
 tuned_loss="$(eval_loss --adapter "$out")"
 base_text="$(generate)"
 tuned_text="$(generate --adapter "$out")"

@@ -29,8 +29,9 @@ lc_install_packages() {
 }
 
 lc_build() {
-    cmake -S "$LC_ROOT" -B "$LC_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-    cmake --build "$LC_BUILD" -j"$(nproc)"
+    # && rather than set -e, which an `if` around the call turns off.
+    cmake -S "$LC_ROOT" -B "$LC_BUILD" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null &&
+        cmake --build "$LC_BUILD" -j"$(nproc)"
 }
 
 # The same build with its log in build/build.log and one line on stderr (the

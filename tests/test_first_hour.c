@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "test_util.h"
 
@@ -73,8 +74,15 @@ START_TEST(test_key_hints) {
     expect_key_error("\"iters\": 100", "unknown key \"iters\" (did you mean \"steps\"? iters is MLX-LM's name)");
     expect_key_error("\"lora\": {\"layers_to_transform\": [1]}", "unknown key \"lora.layers_to_transform\" (did you "
                      "mean \"lora.layers\"? layers_to_transform is PEFT's name)");
-    // Nothing near: no guess.
+    // Nothing near: no guess (short names get one edit, objects are no answer).
     expect_key_error("\"frobnicate\": 1", "unknown key \"frobnicate\"");
+    expect_key_error("\"mask\": 1", "unknown key \"mask\"");
+    expect_key_error("\"loss\": 1", "unknown key \"loss\"");
+    expect_key_error("\"stop\": 1", "unknown key \"stop\"");
+    // A name found whole in another object beats a near one in this.
+    expect_key_error("\"lora\": {\"lr\": 1}", "unknown key \"lora.lr\" (did you mean \"optimizer.lr\"?)");
+    // A dotted name as one key of the file would be read by nothing.
+    expect_key_error("\"lora.r\": 4", "\"lora.r\" is not a key: write it nested, \"lora\": {\"r\": ...}");
 
     const char *args[] = {"train", "--config", write_config("ok", "\"model\": \"m\""), "--set", "lora.dropuot=0.1", NULL};
     lc_test_run r = lc_test_lora(args);
@@ -179,8 +187,11 @@ START_TEST(test_paths_beside_the_config) {
     char members[9000];
     snprintf(members, sizeof members, "\"model\": \"%s\", \"train_data\": \"first_hour_train.jsonl\", "
              "\"output_dir\": \"%s/run\", \"steps\": 1, \"max_seq_len\": 256", MODEL_DIR, tmp);
-    const char *cfg = write_config("cfg/c", members);
-    const char *args[] = {"train", "--config", cfg, NULL};
+    write_config("cfg/c", members);
+    // From tmp, the config named relatively (Check runs each test in a
+    // process of its own, so the folder change stays here).
+    ck_assert_int_eq(chdir(tmp), 0);
+    const char *args[] = {"train", "--config", "cfg/c.json", NULL};
     lc_test_run r = lc_test_lora(args);
     ck_assert_msg(r.status == 0, "%s", r.err);
     char note[9000];
@@ -189,10 +200,25 @@ START_TEST(test_paths_beside_the_config) {
     ck_assert_msg(strncmp(r.err, note, strlen(note)) == 0, "stderr: %s", r.err);
     lc_test_run_free(&r);
 
-    const char *set[] = {"train", "--config", cfg, "--set", "train_data=first_hour_train.jsonl", NULL};
+    // The note waits for the config to be valid: a bad value is one line.
+    const char *bad[] = {"train", "--config", "cfg/c.json", "--set", "batch_size=0", NULL};
+    r = lc_test_lora(bad);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "lora train: --set batch_size=0: \"batch_size\" is 0, outside 1..65536\n");
+    lc_test_run_free(&r);
+
+    const char *set[] = {"train", "--config", "cfg/c.json", "--set", "train_data=first_hour_train.jsonl", NULL};
     r = lc_test_lora(set);
     ck_assert_int_eq(r.status, 2);
     ck_assert_str_eq(r.err, "lora train: first_hour_train.jsonl: cannot open: No such file or directory\n");
+    lc_test_run_free(&r);
+
+    // Resumed from the config's own folder, where the path needs no help:
+    // the same file, so the same run.
+    ck_assert_int_eq(chdir(dir), 0);
+    const char *resume[] = {"train", "--config", "c.json", "--set", "steps=2", NULL};
+    r = lc_test_lora(resume);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "resuming from"), "exit %d: %s", r.status, r.err);
     lc_test_run_free(&r);
 }
 END_TEST

@@ -22,7 +22,8 @@ static const char train_usage[] =
     "  --set key=value   override a config key; dotted for nested keys (lora.r=8); the value is JSON\n"
     "                    (text for string keys: output_dir=runs/x); key= removes the key (steps=)\n"
     "Writes output_dir/metrics.jsonl and output_dir/checkpoint-<step>.h5 (the last is the adapter).\n"
-    "Relative paths are taken from the working directory, else from the config file's folder.\n"
+    "Relative input paths in the file are taken from the working directory, else from the config file's\n"
+    "folder; output_dir and --set values from the working directory only.\n"
     "\n"
     "config keys (nested ones as \"lora\": {\"r\": 8}):\n"
     "  key                        default      meaning\n";
@@ -62,6 +63,7 @@ lc_status lc_cmd_train(int argc, char **argv) {
     // Every rank learns whether any could not read its config (a file
     // missing on one machine), so none waits for the others.
     if ((st = lc_dist_agree(st))) return st;
+    if (lc_dist_rank() == 0) fputs(cfg.notes, stderr);
     st = lc_train_run(&cfg);
     lc_train_config_free(&cfg);
     return st;

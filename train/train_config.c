@@ -7,10 +7,10 @@
 #include <string.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/file.h"
 #include "common/json.h"
-#include "train/dist.h"
 
 // Every module name lora.targets accepts, by the families that use it.
 #define LC_TARGET_NAMES                                                                                               \
@@ -66,7 +66,7 @@ static const struct {
     {"packing", KEY_BOOL, "false", "pack examples into max_seq_len rows"},
     {"mask_prompt", KEY_BOOL, "true", "loss on completions (assistant turns) only"},
     {"eval_every", KEY_INT, "0", "evaluate every N steps (and at the end); 0 = at the end only"},
-    {"eval_max_examples", KEY_INT, "0", "evaluate the first N validation examples; 0 = all"},
+    {"eval_max_examples", KEY_INT, "0", "evaluate (and eval_generate) the first N validation examples; 0 = all"},
     {"save_every", KEY_INT, "0", "checkpoint every N steps (and at the end)"},
     {"keep_checkpoints", KEY_INT, "3", "how many checkpoints to keep"},
     {"log_every", KEY_INT, "auto", "without a terminal, a progress line every N steps (about 50 a run)"},
@@ -166,26 +166,30 @@ static const char *last_part(const char *path) {
 // A hint for an unknown key, " (did you mean \"lora.alpha\"?)", or "" when
 // nothing is near: the known key or other trainer's name closest to it,
 // also when it sits in the wrong object ("lr" at the top is optimizer.lr).
+// Scores count edits twice and a wrong object once, so a name found whole
+// in another object beats a one-letter change in this one; the edits a
+// match may need grow with the shorter name (one below 6 letters).
 static void key_hint(const char *path, char *out, size_t cap) {
     const char *last = last_part(path);
-    size_t plen = (size_t)(last - path);
+    size_t plen = (size_t)(last - path), n = strlen(last);
     int best = 99, best_key = -1, best_foreign = -1;
     for (size_t k = 0; k < sizeof known_keys / sizeof known_keys[0]; k++) {
+        if (known_keys[k].type == KEY_OBJECT) continue; // "loss" is no "lora"
         const char *kp = known_keys[k].path, *kl = last_part(kp);
         bool same_object = (size_t)(kl - kp) == plen && memcmp(kp, path, plen) == 0;
-        int d = edit_distance(path, kp), dl = edit_distance(last, kl) + !same_object;
-        if (dl < d) d = dl;
+        int e = edit_distance(last, kl), d = 2 * e + !same_object;
+        size_t shorter = strlen(kl) < n ? strlen(kl) : n;
+        if (e > (shorter < 6 ? 1 : shorter < 10 ? 2 : 3)) continue;
         if (d < best) best = d, best_key = (int)k, best_foreign = -1;
     }
+    // Another trainer's name, exactly or one edit off.
     for (size_t f = 0; f < sizeof foreign_keys / sizeof foreign_keys[0]; f++) {
         if (find_key(foreign_keys[f].ours) < 0) continue;
-        int d = edit_distance(last, foreign_keys[f].name);
-        if (d < best || (d == 0 && best_foreign < 0)) best = d, best_foreign = (int)f;
+        int e = edit_distance(last, foreign_keys[f].name);
+        if (e > (e && n < 6 ? 0 : 1)) continue;
+        if (2 * e < best) best = 2 * e, best_foreign = (int)f;
     }
-    size_t n = strlen(last);
-    int limit = n <= 3 ? 1 : n <= 7 ? 2 : 3;
     out[0] = '\0';
-    if (best > limit) return;
     if (best_foreign >= 0)
         snprintf(out, cap, " (did you mean \"%s\"? %s is %s name)", foreign_keys[best_foreign].ours,
                  foreign_keys[best_foreign].name, foreign_keys[best_foreign].whose);
@@ -262,7 +266,13 @@ static lc_status check_keys(const cJSON *obj, const char *prefix, const config_s
         char path[256];
         snprintf(path, sizeof path, "%s%s%s", prefix, *prefix ? "." : "", e->string ? e->string : "");
         const char *what = src_of(s, path);
-        int k = find_key(path);
+        // "lora.r" as one name would be found below and then never read:
+        // nested keys are objects in the file.
+        const char *dot = e->string ? strchr(e->string, '.') : NULL;
+        if (dot && find_key(path) >= 0)
+            return lc_error(LC_STATUS_INPUT, "%s: \"%s\" is not a key: write it nested, \"%.*s\": {\"%s\": ...}", what,
+                            e->string, (int)(dot - e->string), e->string, dot + 1);
+        int k = dot ? -1 : find_key(path);
         if (k < 0) {
             char hint[160];
             key_hint(path, hint, sizeof hint);
@@ -610,9 +620,10 @@ lc_status lc_train_config_parse(lc_train_config *cfg, const char *text, const ch
 
 // A config's relative input paths name files from the working directory;
 // one that does not exist there but does beside the config file (a config
-// run from another folder) is taken from there, with a note. Values given
-// by --set stay relative to the working directory.
-static lc_status resolve_inputs(cJSON *root, const config_src *s) {
+// run from another folder) is taken from there, with a note for the caller
+// to print once the config is valid. Values given by --set stay relative
+// to the working directory.
+static lc_status resolve_inputs(cJSON *root, const config_src *s, char *notes, size_t cap) {
     static const char *const keys[] = {"model", "train_data", "valid_data", "init_adapter", "chat_template"};
     const char *slash = strrchr(s->file, '/');
     if (!slash) return LC_STATUS_OK; // the config is in the working directory
@@ -628,11 +639,17 @@ static lc_status resolve_inputs(cJSON *root, const config_src *s) {
         if (!cJSON_IsString(v) || !v->valuestring[0] || v->valuestring[0] == '/' || src_of(s, keys[k]) != s->file ||
             stat(v->valuestring, &sb) == 0)
             continue;
-        char joined[4096];
+        char joined[4096], cwd[4096], whole[4096];
         if (lc_path_join(joined, sizeof joined, dir, v->valuestring) || stat(joined, &sb) != 0) continue;
-        if (lc_dist_rank() == 0)
-            fprintf(stderr, "lora train: %s: %s is not in the working directory; using %s, beside the config file\n",
-                    keys[k], v->valuestring, joined);
+        // Absolute, so a resume from another working directory names the
+        // same file (checkpoints keep the config as resolved).
+        if (joined[0] != '/') {
+            if (!getcwd(cwd, sizeof cwd) || lc_path_join(whole, sizeof whole, cwd, joined)) continue;
+            snprintf(joined, sizeof joined, "%s", whole);
+        }
+        size_t used = strlen(notes);
+        snprintf(notes + used, cap - used, "lora train: %s: %s is not in the working directory; using %s, beside the "
+                 "config file\n", keys[k], v->valuestring, joined);
         if (!cJSON_SetValuestring(v, joined)) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     }
     return LC_STATUS_OK;
@@ -662,7 +679,7 @@ lc_status lc_train_config_load(lc_train_config *cfg, const char *path, const cha
         else snprintf(src.labels[i], n, "--set %s", overrides[i]);
     }
     for (int i = 0; !st && i < n_overrides; i++) st = apply_override(root, overrides[i]);
-    if (!st) st = resolve_inputs(root, &src);
+    if (!st) st = resolve_inputs(root, &src, cfg->notes, sizeof cfg->notes);
     if (st) cJSON_Delete(root);
     else st = finish(cfg, root, &src);
     if (!st) snprintf(cfg->path, sizeof cfg->path, "%s", path);

@@ -54,6 +54,7 @@ typedef struct lc_train_config {
     } early_stopping;
     char *json; // the full config after overrides, as written to checkpoints
     char path[4096]; // the config file, for messages ("" when parsed from text)
+    char notes[8192]; // lines for stderr about how the config was read (inputs found beside it); "" for none
 } lc_train_config;
 
 // Reads path, applies overrides ("key=value", dotted keys; the whole value

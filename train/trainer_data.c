@@ -59,6 +59,10 @@ lc_status lc_trainer_load_data(trainer *t) {
     // Found now, not after the last step: a validation set with nothing to
     // score, and data the model cannot take.
     if (t->has_valid && lc_train_count_targets(&t->valid) == 0) {
+        if (cfg->eval_max_examples && t->valid.n_examples == cfg->eval_max_examples)
+            return lc_error(LC_STATUS_INPUT, "%s: none of the first %d validation examples (eval_max_examples) has a "
+                            "completion token within max_seq_len %d", cfg->valid_data[0] ? cfg->valid_data :
+                            cfg->train_data, cfg->eval_max_examples, cfg->max_seq_len);
         if (cfg->valid_data[0])
             return lc_error(LC_STATUS_INPUT, "%s: no validation example has a completion token within max_seq_len %d",
                             cfg->valid_data, cfg->max_seq_len);
