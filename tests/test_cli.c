@@ -453,11 +453,11 @@ START_TEST(test_export_missing_folders_and_failures) {
     lc_test_run_free(&r);
 
     // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
-    // temporary file, and the folder made for it is gone.
+    // temporary file, and the folders made for it are gone: made by way of newg/.., and newg.
     char name[300];
     memset(name, 'n', 290);
     strcpy(name + 290, ".gguf");
-    snprintf(out, sizeof out, "%s/made/%s", tmp, name);
+    snprintf(out, sizeof out, "%s/newg/../made/%s", tmp, name);
     snprintf(want, sizeof want, "lora export: %s: cannot create: File name too long\n", out);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
                                       "--format", "gguf", NULL});
@@ -465,6 +465,8 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
     snprintf(path, sizeof path, "%s/made", tmp);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/newg", tmp);
     ck_assert(!path_exists(path));
 
     // hf into a new folder whose path leaves no room for tokenizer_config.json.tmp (4096 bytes): it fails
@@ -484,13 +486,15 @@ START_TEST(test_export_missing_folders_and_failures) {
     snprintf(path, sizeof path, "%s/deep", tmp);
     ck_assert(!path_exists(path));
 
-    // hf into a folder that was there: only what the export wrote is removed (config.json is a
-    // folder here, so it fails after writing model.safetensors).
+    // hf into a folder that was there, named by way of a new one: only what the export wrote
+    // (newh and the files) is removed (config.json is a folder here, so it fails after writing
+    // model.safetensors).
     snprintf(out, sizeof out, "%s/had", tmp);
     ck_assert_int_eq(mkdir(out, 0777), 0);
     lc_test_write(out, "keep.txt", "x", 1);
     snprintf(path, sizeof path, "%s/config.json", out);
     ck_assert_int_eq(mkdir(path, 0777), 0);
+    snprintf(out, sizeof out, "%s/newh/../had", tmp);
     snprintf(want, sizeof want, "lora export: %s/config.json: write failed: Is a directory\n", out);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
                                       "--format", "hf", NULL});
@@ -498,11 +502,23 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
     ck_assert(path_exists(path));
-    snprintf(path, sizeof path, "%s/keep.txt", out);
+    snprintf(path, sizeof path, "%s/had/keep.txt", tmp); // by way of tmp: newh is gone
     ck_assert(path_exists(path));
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    snprintf(path, sizeof path, "%s/had/model.safetensors", tmp);
     ck_assert(!path_exists(path));
-    snprintf(path, sizeof path, "%s/config.json.tmp", out);
+    snprintf(path, sizeof path, "%s/had/config.json.tmp", tmp);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/newh", tmp);
+    ck_assert(!path_exists(path));
+    // The same for a gguf that fails in a folder that was there.
+    snprintf(out, sizeof out, "%s/newg/../had/%s", tmp, name);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/had/keep.txt", tmp);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/newg", tmp);
     ck_assert(!path_exists(path));
     lc_test_rmdir(tmp);
     free(tmp);
