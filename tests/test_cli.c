@@ -304,6 +304,33 @@ START_TEST(test_generate_stop_strings) {
     for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
     lc_test_run_free(&r);
     lc_test_run_free(&s);
+    // " there" is the first token generated after "Once upon a time," (▁there, 383), its space
+    // coming from the detokenizer primed with the prompt: text mode prints no token, and --ids
+    // cuts at the same place, leaving exactly the prompt's ids.
+    const char *p2 = "Once upon a time,";
+    const char *t_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                            "--max-tokens", "4", "--stop", " there", NULL};
+    const char *i_all[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                           "--max-tokens", "4", "--ids", NULL};
+    const char *i_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                            "--max-tokens", "4", "--ids", "--stop", " there", NULL};
+    lc_test_run t = lc_test_lora(t_stop);
+    ck_assert_str_eq(t.out, "Once upon a time,\n");
+    lc_test_run_free(&t);
+    r = lc_test_lora(i_all);
+    s = lc_test_lora(i_stop);
+    ck_assert_int_eq(s.status, 0);
+    int n_prompt = -1;
+    const char *stats = strstr(r.err, "lora generate: ");
+    ck_assert(stats && sscanf(stats, "lora generate: %d prompt tokens", &n_prompt) == 1);
+    n_all = parse_ids(r.out, 0, all, 64);
+    n_cut = parse_ids(s.out, 0, cut, 64);
+    ck_assert_int_gt(n_all, n_prompt);
+    ck_assert_int_eq(all[n_prompt], 383);
+    ck_assert_int_eq(n_cut, n_prompt);
+    for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
+    lc_test_run_free(&r);
+    lc_test_run_free(&s);
 
     expect_failure((const char *[]){"generate", "--model", MODEL_DIR, "--stop", "", NULL}, 1,
                    "lora generate: --stop: the text is empty");

@@ -211,17 +211,17 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     sink.text = g.text;
     sink.cap = g.text_cap;
     lc_detokenizer_init(&sink.detok, tok, true);
+    // The prompt's tokens prime the detokenizer so the continuation's first piece
+    // keeps its leading space: --stop then matches the same text with or without --ids.
+    size_t n_primed;
+    for (size_t i = 0; i < n_ids && !st; i++)
+        st = lc_detokenizer_push(&sink.detok, ids[i], sink.text, sink.cap, &n_primed);
+    if (st) goto done;
     if (print_ids) {
         if (!chat_text)
             for (size_t i = 0; i < n_ids; i++) printf(i ? " %d" : "%d", ids[i]);
-    } else {
-        // The prompt is echoed as given (a chat turn is not); its tokens still
-        // prime the detokenizer so the continuation's first piece keeps its leading space.
-        size_t n;
-        for (size_t i = 0; i < n_ids && !st; i++)
-            st = lc_detokenizer_push(&sink.detok, ids[i], sink.text, sink.cap, &n);
-        if (st) goto done;
-        if (prompt) fputs(prompt, stdout);
+    } else if (prompt) {
+        fputs(prompt, stdout); // echoed as given (a chat turn is not)
     }
     fflush(stdout);
     lc_generate_stats stats;
