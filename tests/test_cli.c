@@ -552,6 +552,40 @@ START_TEST(test_export_missing_folders_and_failures) {
 }
 END_TEST
 
+// chat --stop: the history keeps the reply's bytes as printed. Here the token after "Hel" is "lo,",
+// reaching into the stop string: "Hel" is printed though the token is dropped, and the second
+// turn's prompt is that history rendered and tokenized, token for token.
+START_TEST(test_chat_stop_keeps_printed) {
+    char *tmp = lc_test_tmpdir();
+    const char *tpl = LC_SOURCE_DIR "/configs/chat_plain.jinja";
+    lc_test_run r = lc_test_lora_stdin((const char *[]){"chat", "--model", MODEL_DIR, "--chat-template", tpl,
+                                                        "--temperature", "0", "--max-tokens", "8", "--stop", "lo,",
+                                                        NULL}, "Once upon a time\nhi\n");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strncmp(r.out, "\"Hel\n", 5) == 0, "%s", r.out);
+    int p2 = -1;
+    const char *t2 = strstr(r.err, "turn 2: ");
+    ck_assert(t2 && sscanf(t2, "turn 2: %d prompt", &p2) == 1);
+    lc_test_run_free(&r);
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"Once upon a time\"}, {\"role\": \"assistant\", "
+                       "\"content\": \"\\\"Hel\"}, {\"role\": \"user\", \"content\": \"hi\"}]";
+    lc_test_write(tmp, "m.json", msgs, strlen(msgs));
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.json", tmp);
+    r = lc_test_lora((const char *[]){"template", "--template", tpl, "--messages", path, "--add-generation-prompt",
+                                      "--bos-token", "<s>", "--eos-token", "</s>", NULL});
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run t = lc_test_lora((const char *[]){"tokenize", "--model", MODEL_DIR, "--no-bos", "--text", r.out, NULL});
+    ck_assert_msg(t.status == 0, "%s", t.err);
+    int ids[128];
+    ck_assert_int_eq(parse_ids(t.out, 0, ids, 128), p2);
+    lc_test_run_free(&t);
+    lc_test_run_free(&r);
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
 START_TEST(test_missing_tokenizer) {
     char *tmp = lc_test_tmpdir();
     lc_test_copy(MODEL_DIR "/config.json", tmp, "config.json");
@@ -626,6 +660,7 @@ int main(void) {
     tcase_add_test(tc, test_version);
     tcase_add_test(tc, test_export_peft_base_name);
     tcase_add_test(tc, test_export_missing_folders_and_failures);
+    tcase_add_test(tc, test_chat_stop_keeps_printed);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
