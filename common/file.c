@@ -103,7 +103,8 @@ lc_status lc_dir_create_made(const char *dir, lc_dir_made *made) {
         char c = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0777) == 0) {
-            if (made && made->n < (int)(sizeof made->end / sizeof made->end[0])) made->end[made->n++] = (unsigned short)i;
+            if (made && made->n < (int)(sizeof made->end / sizeof made->end[0]))
+                made->end[made->n++] = (unsigned short)i;
         } else if (errno != EEXIST) {
             // A file where the path needs a folder is the user's input.
             lc_status st = lc_error(errno == ENOTDIR ? LC_STATUS_INPUT : LC_STATUS_RUNTIME,

@@ -479,6 +479,30 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
 
+    // A folder given for a file format, or a file for a folder format, is refused before any work:
+    // nothing is made (no e/, no d.tmp).
+    snprintf(path, sizeof path, "%s/afile", tmp);
+    struct {
+        const char *out, *format, *msg;
+    } wrong[] = {{"new0", "gguf",
+                  "lora export: %s/new0: is a folder; --format gguf writes a file (e.g. %s/new0/model.gguf)\n"},
+                 {"e/", "gguf-lora",
+                  "lora export: %s/e/: names a folder; --format gguf-lora writes a file (e.g. %s/e/adapter.gguf)\n"},
+                 {"afile", "hf", "lora export: %s/afile: is a file; --format hf writes a folder\n"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(out, sizeof out, "%s/%s", tmp, wrong[i].out);
+        snprintf(want, sizeof want, wrong[i].msg, tmp, tmp);
+        r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                          "--format", wrong[i].format, NULL});
+        ck_assert_int_eq(r.status, 2);
+        ck_assert_str_eq(r.err, want);
+        lc_test_run_free(&r);
+    }
+    snprintf(path, sizeof path, "%s/e", tmp);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/new0.tmp", tmp);
+    ck_assert(!path_exists(path));
+
     // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
     // temporary file, and the folders made for it are gone: made by way of newg/.., and newg.
     char name[300];
