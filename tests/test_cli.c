@@ -244,6 +244,26 @@ START_TEST(test_generate_prompt_file_and_stdin) {
     ck_assert_str_eq(r.err, want);
     ck_assert_str_eq(r.out, "");
     lc_test_run_free(&r);
+    // An empty prompt is refused rather than generating from BOS; invalid UTF-8 is refused naming its file.
+    r = lc_test_lora_stdin((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "-", NULL}, "");
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "lora generate: --prompt -: stdin is empty\n");
+    ck_assert_str_eq(r.out, "");
+    lc_test_run_free(&r);
+    lc_test_write(tmp, "empty.txt", "", 0);
+    snprintf(missing, sizeof missing, "%s/empty.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: is empty\n", missing);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    lc_test_write(tmp, "bad.txt", "ab\xff", 3);
+    snprintf(missing, sizeof missing, "%s/bad.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: text is not valid UTF-8 (byte 2)\n", missing);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, "--seed", "1", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
     r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "x", "--prompt-file", path, NULL});
     ck_assert_int_eq(r.status, 1);
     ck_assert_str_eq(r.err, "lora generate: give --prompt TEXT or --prompt-file FILE, not both\n");
