@@ -89,25 +89,30 @@ lc_status lc_path_join(char *out, size_t cap, const char *dir, const char *name)
     return LC_STATUS_OK;
 }
 
-lc_status lc_dir_create(const char *dir) { return lc_dir_create_made(dir, NULL, 0); }
+lc_status lc_dir_create(const char *dir) { return lc_dir_create_made(dir, NULL); }
 
-lc_status lc_dir_create_made(const char *dir, char *made, size_t cap) {
+lc_status lc_dir_create_made(const char *dir, lc_dir_made *made) {
     char buf[4096];
     size_t n = strlen(dir);
-    if (made && cap) made[0] = '\0';
+    if (made) made->n = 0;
     if (n == 0 || n >= sizeof buf) return lc_error(LC_STATUS_INPUT, "%s: invalid folder name", dir);
     memcpy(buf, dir, n + 1);
+    if (made) memcpy(made->path, dir, n + 1);
     for (size_t i = 1; i <= n; i++) {
         if (buf[i] != '/' && buf[i] != '\0') continue;
         char c = buf[i];
         buf[i] = '\0';
         if (mkdir(buf, 0777) == 0) {
-            if (made && cap > i && !made[0]) memcpy(made, buf, i + 1);
+            if (made && made->n < (int)(sizeof made->end / sizeof made->end[0]))
+                made->end[made->n++] = (unsigned short)i;
         } else if (errno != EEXIST) {
             // A file where the path needs a folder is the user's input.
             lc_status st = lc_error(errno == ENOTDIR ? LC_STATUS_INPUT : LC_STATUS_RUNTIME,
                                     "%s: cannot create folder: %s", buf, strerror(errno));
-            if (made && made[0]) lc_dir_remove_made(buf, made);
+            if (made) {
+                lc_dir_remove_made(made);
+                made->n = 0;
+            }
             return st;
         }
         buf[i] = c;
@@ -116,25 +121,14 @@ lc_status lc_dir_create_made(const char *dir, char *made, size_t cap) {
     return LC_STATUS_OK;
 }
 
-// path without its trailing slashes (but "/" stays).
-static void strip_slashes(char *path) {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/') path[--n] = '\0';
-}
-
-void lc_dir_remove_made(const char *dir, const char *made) {
-    char buf[4096], stop[4096];
-    if (!made || !made[0] || strlen(dir) >= sizeof buf || strlen(made) >= sizeof stop) return;
-    memcpy(buf, dir, strlen(dir) + 1);
-    memcpy(stop, made, strlen(made) + 1);
-    strip_slashes(stop);
-    for (;;) {
-        strip_slashes(buf);
-        // A folder that is not there (the one a failed mkdir -p did not make) is passed over.
-        if ((rmdir(buf) != 0 && errno != ENOENT) || strcmp(buf, stop) == 0) return;
-        char *slash = strrchr(buf, '/');
-        if (!slash || slash == buf) return;
-        *slash = '\0';
+void lc_dir_remove_made(const lc_dir_made *made) {
+    if (!made) return;
+    char buf[4096];
+    // Last made first: each folder is empty of the ones made inside it by then.
+    for (int k = made->n - 1; k >= 0; k--) {
+        memcpy(buf, made->path, made->end[k]);
+        buf[made->end[k]] = '\0';
+        rmdir(buf); // fails, harmlessly, on a folder that holds something
     }
 }
 

@@ -24,12 +24,20 @@ int lc_dir_exists(const char *path);
 // mkdir -p: LC_STATUS_RUNTIME when a folder cannot be made, LC_STATUS_INPUT
 // when the path exists and is not a folder.
 lc_status lc_dir_create(const char *dir);
-// The same, saying in made (cap bytes) the outermost folder it created, or ""
-// when dir was there: what a writer that fails takes back with lc_dir_remove_made.
-lc_status lc_dir_create_made(const char *dir, char *made, size_t cap);
-// Removes dir, then its parents up to made, each only while empty (rmdir,
-// never a recursive delete); nothing when made is "".
-void lc_dir_remove_made(const char *dir, const char *made);
+// The folders lc_dir_create_made created: each is the first end[i] bytes of
+// path, in creation order. "a/../b" makes a, then a/../b, never touching a/..,
+// so undo removes exactly these and nothing that was there before.
+typedef struct lc_dir_made {
+    char path[4096];
+    unsigned short end[2048]; // a 4095-byte path has at most 2048 components
+    int n;
+} lc_dir_made;
+// The same, recording in made every folder it created (none when dir was
+// there): what a writer that fails takes back with lc_dir_remove_made.
+lc_status lc_dir_create_made(const char *dir, lc_dir_made *made);
+// Removes the folders made records, last made first, each only while empty
+// (rmdir, never a recursive delete); a folder not made is never touched.
+void lc_dir_remove_made(const lc_dir_made *made);
 // The folder part of path ("." when it has none) into out; error if it does not fit.
 lc_status lc_path_dirname(char *out, size_t cap, const char *path);
 

@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 
+#include "common/file.h"
 #include "common/status.h"
 #include "data/tokenizer.h"
 #include "model/lora.h"
@@ -72,7 +73,8 @@ lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const
 // and leaves no empty or half-written folder: the folder (mkdir -p) and which
 // of its files were not there before. Nothing that was there is removed.
 typedef struct lc_export_undo {
-    char dir[4096], made[4096];
+    char dir[4096];
+    lc_dir_made made;
     const char *const *names;
     int n_names;
     unsigned long long existed; // bit i: dir/names[i] was there before

@@ -24,7 +24,7 @@ typedef struct wtensor {
 
 struct lc_gguf_writer {
     char *path, *tmp;
-    char made[4096]; // the outermost folder made for the file ("": none), removed again if it is not finished
+    lc_dir_made made; // the folders made for the file, removed again if it is not finished
     FILE *f;
     unsigned char *kv; // serialized KVs
     size_t kv_len, kv_cap, n_kv;
@@ -57,10 +57,7 @@ void lc_gguf_writer_free(lc_gguf_writer *w) {
     if (!w) return;
     if (w->f) fclose(w->f);
     if (w->header_done && !w->finished) remove(w->tmp);
-    if (!w->finished && w->made[0]) {
-        char dir[4096];
-        if (!lc_path_dirname(dir, sizeof dir, w->path)) lc_dir_remove_made(dir, w->made);
-    }
+    if (!w->finished) lc_dir_remove_made(&w->made);
     for (size_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
     for (size_t i = 0; i < w->n_tensors; i++) free(w->tensors[i].name);
     free(w->keys);
@@ -267,7 +264,7 @@ lc_status lc_gguf_write_header(lc_gguf_writer *w) {
     // Missing folders are made, as the folder formats do (mkdir -p).
     char dir[4096];
     lc_status dst = lc_path_dirname(dir, sizeof dir, w->path);
-    if (!dst) dst = lc_dir_create_made(dir, w->made, sizeof w->made);
+    if (!dst) dst = lc_dir_create_made(dir, &w->made);
     if (dst) return dst;
     w->f = fopen(w->tmp, "wb");
     // Messages name the file asked for, not the temporary one written first.

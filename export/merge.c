@@ -72,20 +72,27 @@ lc_status lc_export_undo_begin(lc_export_undo *u, const char *dir, const char *c
     memcpy(u->dir, dir, strlen(dir) + 1);
     u->names = names;
     u->n_names = n_names < 64 ? n_names : 64;
+    // Folders first: in "new/../had" the names in had can be looked at only once new is there.
+    u->existed = ~0ull; // until looked at, every name counts as there: an undo then removes none
+    lc_status st = lc_dir_create_made(dir, &u->made);
+    if (st) return st;
+    u->existed = 0;
     char path[4096];
-    // Anything there by that name (a folder, a link) counts: remove() would take an empty folder too.
+    // Anything there by that name (a folder, a link) counts, and so does what cannot be looked
+    // at: remove() would take an empty folder too.
     for (int i = 0; i < u->n_names; i++) {
-        struct stat st;
-        if (!lc_path_join(path, sizeof path, dir, names[i]) && lstat(path, &st) == 0) u->existed |= 1ull << i;
+        struct stat sb;
+        if (lc_path_join(path, sizeof path, dir, names[i]) || lstat(path, &sb) == 0 || errno != ENOENT)
+            u->existed |= 1ull << i;
     }
-    return lc_dir_create_made(dir, u->made, sizeof u->made);
+    return LC_STATUS_OK;
 }
 
 void lc_export_undo_fail(const lc_export_undo *u) {
     char path[4096];
     for (int i = 0; i < u->n_names; i++)
         if (!(u->existed >> i & 1) && !lc_path_join(path, sizeof path, u->dir, u->names[i])) remove(path);
-    lc_dir_remove_made(u->dir, u->made);
+    lc_dir_remove_made(&u->made);
 }
 
 // cJSON_Print indents with tabs and puts a tab after each colon; Hugging Face

@@ -9,6 +9,10 @@ if(GIT_FOUND)
   if(NOT rc EQUAL 0)
     set(commit "")
   else()
+    # diff-index trusts the index's stat data: a file only touched would count as changed
+    # until the index is refreshed.
+    execute_process(COMMAND ${GIT_EXECUTABLE} update-index -q --refresh WORKING_DIRECTORY ${SOURCE_DIR}
+                    OUTPUT_QUIET ERROR_QUIET)
     execute_process(COMMAND ${GIT_EXECUTABLE} diff-index --quiet HEAD -- WORKING_DIRECTORY ${SOURCE_DIR}
                     RESULT_VARIABLE dirty ERROR_QUIET)
     if(dirty EQUAL 1)

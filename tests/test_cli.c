@@ -244,6 +244,26 @@ START_TEST(test_generate_prompt_file_and_stdin) {
     ck_assert_str_eq(r.err, want);
     ck_assert_str_eq(r.out, "");
     lc_test_run_free(&r);
+    // An empty prompt is refused rather than generating from BOS; invalid UTF-8 is refused naming its file.
+    r = lc_test_lora_stdin((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "-", NULL}, "");
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, "lora generate: --prompt -: stdin is empty\n");
+    ck_assert_str_eq(r.out, "");
+    lc_test_run_free(&r);
+    lc_test_write(tmp, "empty.txt", "", 0);
+    snprintf(missing, sizeof missing, "%s/empty.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: is empty\n", missing);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    lc_test_write(tmp, "bad.txt", "ab\xff", 3);
+    snprintf(missing, sizeof missing, "%s/bad.txt", tmp);
+    snprintf(want, sizeof want, "lora generate: %s: text is not valid UTF-8 (byte 2)\n", missing);
+    r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt-file", missing, "--seed", "1", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
     r = lc_test_lora((const char *[]){"generate", "--model", MODEL_DIR, "--prompt", "x", "--prompt-file", path, NULL});
     ck_assert_int_eq(r.status, 1);
     ck_assert_str_eq(r.err, "lora generate: give --prompt TEXT or --prompt-file FILE, not both\n");
@@ -301,6 +321,33 @@ START_TEST(test_generate_stop_strings) {
     int all[64], cut[64];
     int n_all = parse_ids(r.out, 0, all, 64), n_cut = parse_ids(s.out, 0, cut, 64);
     ck_assert_int_lt(n_cut, n_all);
+    for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
+    lc_test_run_free(&r);
+    lc_test_run_free(&s);
+    // " there" is the first token generated after "Once upon a time," (▁there, 383), its space
+    // coming from the detokenizer primed with the prompt: text mode prints no token, and --ids
+    // cuts at the same place, leaving exactly the prompt's ids.
+    const char *p2 = "Once upon a time,";
+    const char *t_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                            "--max-tokens", "4", "--stop", " there", NULL};
+    const char *i_all[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                           "--max-tokens", "4", "--ids", NULL};
+    const char *i_stop[] = {"generate", "--model", MODEL_DIR, "--prompt", p2, "--temperature", "0",
+                            "--max-tokens", "4", "--ids", "--stop", " there", NULL};
+    lc_test_run t = lc_test_lora(t_stop);
+    ck_assert_str_eq(t.out, "Once upon a time,\n");
+    lc_test_run_free(&t);
+    r = lc_test_lora(i_all);
+    s = lc_test_lora(i_stop);
+    ck_assert_int_eq(s.status, 0);
+    int n_prompt = -1;
+    const char *stats = strstr(r.err, "lora generate: ");
+    ck_assert(stats && sscanf(stats, "lora generate: %d prompt tokens", &n_prompt) == 1);
+    n_all = parse_ids(r.out, 0, all, 64);
+    n_cut = parse_ids(s.out, 0, cut, 64);
+    ck_assert_int_gt(n_all, n_prompt);
+    ck_assert_int_eq(all[n_prompt], 383);
+    ck_assert_int_eq(n_cut, n_prompt);
     for (int i = 0; i < n_cut; i++) ck_assert_int_eq(cut[i], all[i]);
     lc_test_run_free(&r);
     lc_test_run_free(&s);
@@ -452,12 +499,36 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
 
+    // A folder given for a file format, or a file for a folder format, is refused before any work:
+    // nothing is made (no e/, no d.tmp).
+    snprintf(path, sizeof path, "%s/afile", tmp);
+    struct {
+        const char *out, *format, *msg;
+    } wrong[] = {{"new0", "gguf",
+                  "lora export: %s/new0: is a folder; --format gguf writes a file (e.g. %s/new0/model.gguf)\n"},
+                 {"e/", "gguf-lora",
+                  "lora export: %s/e/: names a folder; --format gguf-lora writes a file (e.g. %s/e/adapter.gguf)\n"},
+                 {"afile", "hf", "lora export: %s/afile: is a file; --format hf writes a folder\n"}};
+    for (int i = 0; i < 3; i++) {
+        snprintf(out, sizeof out, "%s/%s", tmp, wrong[i].out);
+        snprintf(want, sizeof want, wrong[i].msg, tmp, tmp);
+        r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                          "--format", wrong[i].format, NULL});
+        ck_assert_int_eq(r.status, 2);
+        ck_assert_str_eq(r.err, want);
+        lc_test_run_free(&r);
+    }
+    snprintf(path, sizeof path, "%s/e", tmp);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/new0.tmp", tmp);
+    ck_assert(!path_exists(path));
+
     // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
-    // temporary file, and the folder made for it is gone.
+    // temporary file, and the folders made for it are gone: made by way of newg/.., and newg.
     char name[300];
     memset(name, 'n', 290);
     strcpy(name + 290, ".gguf");
-    snprintf(out, sizeof out, "%s/made/%s", tmp, name);
+    snprintf(out, sizeof out, "%s/newg/../made/%s", tmp, name);
     snprintf(want, sizeof want, "lora export: %s: cannot create: File name too long\n", out);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
                                       "--format", "gguf", NULL});
@@ -465,6 +536,8 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
     snprintf(path, sizeof path, "%s/made", tmp);
+    ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/newg", tmp);
     ck_assert(!path_exists(path));
 
     // hf into a new folder whose path leaves no room for tokenizer_config.json.tmp (4096 bytes): it fails
@@ -484,13 +557,15 @@ START_TEST(test_export_missing_folders_and_failures) {
     snprintf(path, sizeof path, "%s/deep", tmp);
     ck_assert(!path_exists(path));
 
-    // hf into a folder that was there: only what the export wrote is removed (config.json is a
-    // folder here, so it fails after writing model.safetensors).
+    // hf into a folder that was there, named by way of a new one: only what the export wrote
+    // (newh and the files) is removed (config.json is a folder here, so it fails after writing
+    // model.safetensors).
     snprintf(out, sizeof out, "%s/had", tmp);
     ck_assert_int_eq(mkdir(out, 0777), 0);
     lc_test_write(out, "keep.txt", "x", 1);
     snprintf(path, sizeof path, "%s/config.json", out);
     ck_assert_int_eq(mkdir(path, 0777), 0);
+    snprintf(out, sizeof out, "%s/newh/../had", tmp);
     snprintf(want, sizeof want, "lora export: %s/config.json: write failed: Is a directory\n", out);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
                                       "--format", "hf", NULL});
@@ -498,12 +573,58 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert_str_eq(r.err, want);
     lc_test_run_free(&r);
     ck_assert(path_exists(path));
-    snprintf(path, sizeof path, "%s/keep.txt", out);
+    snprintf(path, sizeof path, "%s/had/keep.txt", tmp); // by way of tmp: newh is gone
     ck_assert(path_exists(path));
-    snprintf(path, sizeof path, "%s/model.safetensors", out);
+    snprintf(path, sizeof path, "%s/had/model.safetensors", tmp);
     ck_assert(!path_exists(path));
-    snprintf(path, sizeof path, "%s/config.json.tmp", out);
+    snprintf(path, sizeof path, "%s/had/config.json.tmp", tmp);
     ck_assert(!path_exists(path));
+    snprintf(path, sizeof path, "%s/newh", tmp);
+    ck_assert(!path_exists(path));
+    // The same for a gguf that fails in a folder that was there.
+    snprintf(out, sizeof out, "%s/newg/../had/%s", tmp, name);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", out,
+                                      "--format", "gguf", NULL});
+    ck_assert_int_eq(r.status, 3);
+    lc_test_run_free(&r);
+    snprintf(path, sizeof path, "%s/had/keep.txt", tmp);
+    ck_assert(path_exists(path));
+    snprintf(path, sizeof path, "%s/newg", tmp);
+    ck_assert(!path_exists(path));
+    lc_test_rmdir(tmp);
+    free(tmp);
+}
+END_TEST
+
+// chat --stop: the history keeps the reply's bytes as printed. Here the token after "Hel" is "lo,",
+// reaching into the stop string: "Hel" is printed though the token is dropped, and the second
+// turn's prompt is that history rendered and tokenized, token for token.
+START_TEST(test_chat_stop_keeps_printed) {
+    char *tmp = lc_test_tmpdir();
+    const char *tpl = LC_SOURCE_DIR "/configs/chat_plain.jinja";
+    lc_test_run r = lc_test_lora_stdin((const char *[]){"chat", "--model", MODEL_DIR, "--chat-template", tpl,
+                                                        "--temperature", "0", "--max-tokens", "8", "--stop", "lo,",
+                                                        NULL}, "Once upon a time\nhi\n");
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    ck_assert_msg(strncmp(r.out, "\"Hel\n", 5) == 0, "%s", r.out);
+    int p2 = -1;
+    const char *t2 = strstr(r.err, "turn 2: ");
+    ck_assert(t2 && sscanf(t2, "turn 2: %d prompt", &p2) == 1);
+    lc_test_run_free(&r);
+    const char *msgs = "[{\"role\": \"user\", \"content\": \"Once upon a time\"}, {\"role\": \"assistant\", "
+                       "\"content\": \"\\\"Hel\"}, {\"role\": \"user\", \"content\": \"hi\"}]";
+    lc_test_write(tmp, "m.json", msgs, strlen(msgs));
+    char path[600];
+    snprintf(path, sizeof path, "%s/m.json", tmp);
+    r = lc_test_lora((const char *[]){"template", "--template", tpl, "--messages", path, "--add-generation-prompt",
+                                      "--bos-token", "<s>", "--eos-token", "</s>", NULL});
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run t = lc_test_lora((const char *[]){"tokenize", "--model", MODEL_DIR, "--no-bos", "--text", r.out, NULL});
+    ck_assert_msg(t.status == 0, "%s", t.err);
+    int ids[128];
+    ck_assert_int_eq(parse_ids(t.out, 0, ids, 128), p2);
+    lc_test_run_free(&t);
+    lc_test_run_free(&r);
     lc_test_rmdir(tmp);
     free(tmp);
 }
@@ -583,6 +704,7 @@ int main(void) {
     tcase_add_test(tc, test_version);
     tcase_add_test(tc, test_export_peft_base_name);
     tcase_add_test(tc, test_export_missing_folders_and_failures);
+    tcase_add_test(tc, test_chat_stop_keeps_printed);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }

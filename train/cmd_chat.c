@@ -34,15 +34,32 @@ typedef struct chat_sink {
     lc_detokenizer detok;
     lc_gen_output out; // holds back what may begin a --stop string
     lc_gen_session *g;
-    int32_t *reply; // [cap] the reply's ids that were printed (the history keeps them)
-    int n, cap;
+    // The reply's bytes as printed: the history keeps these, not the released ids, since a
+    // token reaching into a --stop string has its leading bytes printed but is itself dropped.
+    char *reply;
+    size_t n, cap;
+    int max_tokens;
     int generated; // tokens of the reply, printed or not
     lc_status status;
 } chat_sink;
 
 static void emit(void *user, const char *text, size_t n, const int32_t *ids, int n_ids) {
     chat_sink *s = user;
-    for (int i = 0; i < n_ids && s->n < s->cap; i++) s->reply[s->n++] = ids[i];
+    (void)ids;
+    (void)n_ids;
+    if (s->n + n + 1 > s->cap) {
+        size_t cap = 2 * (s->n + n) + 256;
+        char *p = realloc(s->reply, cap);
+        if (!p) {
+            s->status = lc_error(LC_STATUS_RUNTIME, "out of memory");
+            return;
+        }
+        s->reply = p;
+        s->cap = cap;
+    }
+    memcpy(s->reply + s->n, text, n);
+    s->n += n;
+    s->reply[s->n] = '\0';
     if (n) fwrite(text, 1, n, stdout);
     fflush(stdout);
 }
@@ -54,8 +71,9 @@ static int on_token(void *user, int32_t token) {
     s->generated++;
     size_t n;
     bool stopped = false;
-    if (!(s->status = lc_detokenizer_push(&s->detok, token, s->g->text, s->g->text_cap, &n)))
-        s->status = lc_gen_output_push(&s->out, token, s->g->text, n, &stopped);
+    lc_status st = lc_detokenizer_push(&s->detok, token, s->g->text, s->g->text_cap, &n);
+    if (!st) st = lc_gen_output_push(&s->out, token, s->g->text, n, &stopped);
+    if (st) s->status = st; // else keep what emit said
     return s->status || stopped;
 }
 
@@ -98,7 +116,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     lc_chat *chat = NULL;
     cJSON *history = NULL;
     chat_sink sink = {0};
-    char *line = NULL, *rendered = NULL, *reply_text = NULL;
+    char *line = NULL, *rendered = NULL;
     size_t line_cap = 0;
     int32_t *ids = NULL;
     size_t ids_cap = 0;
@@ -109,8 +127,8 @@ lc_status lc_cmd_chat(int argc, char **argv) {
     if (max_tokens >= g.positions) max_tokens = g.positions / 2;
     lc_gen_session_add_chat_stops(&g, chat);
     sink.g = &g;
-    sink.cap = (int)max_tokens;
-    if (!(sink.reply = malloc((size_t)sink.cap * sizeof *sink.reply)) || !(history = cJSON_CreateArray())) {
+    sink.max_tokens = (int)max_tokens;
+    if (!(sink.reply = malloc(sink.cap = 256)) || !(history = cJSON_CreateArray())) {
         st = lc_error(LC_STATUS_RUNTIME, "out of memory");
         goto done;
     }
@@ -167,6 +185,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         lc_gen_output_free(&sink.out);
         lc_gen_output_init(&sink.out, o.stop_text, o.n_stop_text, emit, &sink);
         sink.n = 0;
+        sink.reply[0] = '\0';
         sink.generated = 0;
         sink.status = LC_STATUS_OK;
         // Prime the detokenizer with the prompt so the reply's first piece decodes as it will read.
@@ -183,6 +202,7 @@ lc_status lc_cmd_chat(int argc, char **argv) {
             if (!(st = lc_detokenizer_flush(&sink.detok, g.text, g.text_cap, &n)))
                 st = lc_gen_output_push(&sink.out, -1, g.text, n, &stopped);
             lc_gen_output_finish(&sink.out);
+            if (!st) st = sink.status; // emit's
         }
         putchar('\n');
         fflush(stdout);
@@ -190,17 +210,12 @@ lc_status lc_cmd_chat(int argc, char **argv) {
         turn++;
         fprintf(stderr, "lora chat: turn %d: %d prompt tokens, %d reply tokens (%.1f tokens/s)%s\n", turn, stats.n_prompt,
                 stats.n_generated, stats.decode_s > 0 ? stats.n_generated / stats.decode_s : 0.0,
-                sink.generated >= sink.cap && !sink.out.stopped ? "; cut at --max-tokens" : "");
-        size_t rn;
-        free(reply_text);
-        reply_text = NULL;
-        if ((st = lc_tokenizer_decode(g.tok, sink.reply, (size_t)sink.n, true, &reply_text, &rn))) break;
-        cJSON_AddItemToArray(history, message("assistant", reply_text));
+                sink.generated >= sink.max_tokens && !sink.out.stopped ? "; cut at --max-tokens" : "");
+        cJSON_AddItemToArray(history, message("assistant", sink.reply));
     }
 done:
     free(line);
     free(rendered);
-    free(reply_text);
     free(ids);
     free(sink.reply);
     lc_gen_output_free(&sink.out);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "train/base.h"
 #include "export/export.h"
 #include "data/tokenizer.h"
@@ -94,6 +95,17 @@ lc_status lc_cmd_export(int argc, char **argv) {
         return lc_error(LC_STATUS_USAGE, "--dtype q8_0 is for --format gguf only");
     if (fmt == 3 && dtype != LC_DTYPE_F32)
         return lc_error(LC_STATUS_USAGE, "--format gguf-lora writes f32 tensors (as llama.cpp's converter does); drop --dtype");
+    // A folder where a file is written (or the reverse) would fail only after the whole export.
+    size_t out_len = strlen(out);
+    bool slash = out_len > 0 && out[out_len - 1] == '/';
+    if (fmt >= 2 && (slash || lc_dir_exists(out))) {
+        while (out_len > 1 && out[out_len - 1] == '/') out_len--;
+        return lc_error(LC_STATUS_INPUT, "%s: %s a folder; --format %s writes a file (e.g. %.*s/%s)", out,
+                        lc_dir_exists(out) ? "is" : "names", format, (int)out_len, out,
+                        fmt == 2 ? "model.gguf" : "adapter.gguf");
+    }
+    if (fmt < 2 && lc_file_exists(out) && !lc_dir_exists(out))
+        return lc_error(LC_STATUS_INPUT, "%s: is a file; --format %s writes a folder", out, format);
 
     lc_model model;
     lc_lora lora;

@@ -94,6 +94,12 @@ static lc_status read_prompt(const char *path, char **out) {
     } else if ((st = lc_file_read(path, max, &buf, &len))) {
         return st;
     }
+    if (len == 0) {
+        // Else generation would silently start from BOS, as if no prompt were given.
+        free(buf);
+        return strcmp(path, "stdin") == 0 ? lc_error(LC_STATUS_INPUT, "--prompt -: stdin is empty")
+                                          : lc_error(LC_STATUS_INPUT, "%s: is empty", path);
+    }
     if (strlen(buf) != len) {
         free(buf);
         return lc_error(LC_STATUS_INPUT, "%s: the prompt holds a NUL byte", path);
@@ -178,7 +184,15 @@ lc_status lc_cmd_generate(int argc, char **argv) {
         if (st) goto done;
         lc_gen_session_add_chat_stops(&g, chat);
     } else if (prompt) {
-        if ((st = lc_tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &cap, &n_ids))) goto done;
+        if ((st = lc_tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &cap, &n_ids))) {
+            if (st == LC_STATUS_INPUT && prompt_buf) {
+                // e.g. invalid UTF-8: say which input holds it
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s", lc_error_message());
+                st = lc_error(st, "%s: %s", prompt_file ? prompt_file : "stdin", msg);
+            }
+            goto done;
+        }
     }
     if (n_ids == 0) {
         // No prompt (or one that encodes to nothing): start from BOS, or from
@@ -211,17 +225,17 @@ lc_status lc_cmd_generate(int argc, char **argv) {
     sink.text = g.text;
     sink.cap = g.text_cap;
     lc_detokenizer_init(&sink.detok, tok, true);
+    // The prompt's tokens prime the detokenizer so the continuation's first piece
+    // keeps its leading space: --stop then matches the same text with or without --ids.
+    size_t n_primed;
+    for (size_t i = 0; i < n_ids && !st; i++)
+        st = lc_detokenizer_push(&sink.detok, ids[i], sink.text, sink.cap, &n_primed);
+    if (st) goto done;
     if (print_ids) {
         if (!chat_text)
             for (size_t i = 0; i < n_ids; i++) printf(i ? " %d" : "%d", ids[i]);
-    } else {
-        // The prompt is echoed as given (a chat turn is not); its tokens still
-        // prime the detokenizer so the continuation's first piece keeps its leading space.
-        size_t n;
-        for (size_t i = 0; i < n_ids && !st; i++)
-            st = lc_detokenizer_push(&sink.detok, ids[i], sink.text, sink.cap, &n);
-        if (st) goto done;
-        if (prompt) fputs(prompt, stdout);
+    } else if (prompt) {
+        fputs(prompt, stdout); // echoed as given (a chat turn is not)
     }
     fflush(stdout);
     lc_generate_stats stats;

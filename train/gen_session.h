@@ -67,8 +67,9 @@ void lc_gen_session_add_chat_stops(lc_gen_session *s, const lc_chat *chat);
 // the start of a stop string are held back until the next token says whether
 // they are, so text is never printed and then taken back; a stop string and
 // what follows it are never printed. The tokens follow their bytes: one is
-// released once all of its bytes are (with --ids, printed; in chat, kept for
-// the history); one whose bytes reach into a stop string is dropped.
+// released once all of its bytes are (with --ids, printed); one whose bytes
+// reach into a stop string is dropped, though its bytes before the stop string
+// are released (so chat keeps the printed bytes, not the ids, as history).
 typedef void (*lc_gen_emit_fn)(void *user, const char *text, size_t n, const int32_t *ids, int n_ids);
 typedef struct lc_gen_output {
     const char *const *stops;
