@@ -200,7 +200,7 @@ static void drop_time(int step) {
     ck_assert_int_eq(lc_adamw_init(&o, l.n_params, &oc), 0);
     ck_assert_int_eq(lc_checkpoint_load(path, &m, &l, &o), 0);
     lc_checkpoint_meta meta = {info.step, info.epoch, info.data_index, info.rng_state, info.config_json,
-                               info.base_fingerprint, -1};
+                               info.base_fingerprint, -1, 0}; // nor the run's length
     ck_assert_msg(lc_checkpoint_save(path, &m, &l, &o, &meta) == 0, "%s", lc_error_message());
     lc_adamw_free(&o);
     lc_lora_free(&l);
