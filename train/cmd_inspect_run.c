@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/file.h"
 #include "model/lora.h"
@@ -165,6 +166,14 @@ void lc_inspect_checkpoint_run(const char *path, const struct lc_checkpoint_info
     free(name);
 }
 
+// dir/name exists, of any type (a FIFO or folder in a run file's place is
+// still a run's, reported on by the reader).
+static int exists_in(const char *dir, const char *name) {
+    char path[4200];
+    struct stat sb;
+    return !lc_path_join(path, sizeof path, dir, name) && lstat(path, &sb) == 0;
+}
+
 lc_status lc_inspect_dir_kind(const char *dir, int *is_run) {
     *is_run = 1;
     int64_t *steps = NULL;
@@ -174,14 +183,11 @@ lc_status lc_inspect_dir_kind(const char *dir, int *is_run) {
     if (st) return st;
     if (n > 0) return LC_STATUS_OK;
     // Run files win over a config.json kept beside them (the training config).
-    static const char *const run[] = {"checkpoints.json", "metrics.jsonl"};
-    char path[4200];
-    for (int i = 0; i < 2; i++)
-        if (!lc_path_join(path, sizeof path, dir, run[i]) && lc_file_exists(path)) return LC_STATUS_OK;
+    if (exists_in(dir, "checkpoints.json") || exists_in(dir, "metrics.jsonl")) return LC_STATUS_OK;
     *is_run = 0;
-    if (!lc_path_join(path, sizeof path, dir, "config.json") && lc_file_exists(path)) return LC_STATUS_OK;
+    if (exists_in(dir, "config.json")) return LC_STATUS_OK;
     *is_run = 1; // a run that failed at once leaves only its lock
-    if (!lc_path_join(path, sizeof path, dir, "train.lock") && lc_file_exists(path)) return LC_STATUS_OK;
+    if (exists_in(dir, "train.lock")) return LC_STATUS_OK;
     return lc_error(LC_STATUS_INPUT, "%s: not a model, adapter or run folder (no config.json, adapter_config.json, "
                     "checkpoints or metrics.jsonl)", dir);
 }
