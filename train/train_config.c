@@ -380,8 +380,8 @@ static lc_status parse_layers(const cJSON *v, const char *what, lc_lora_config *
     for (const cJSON *e = v->child; e; e = e->next) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!(d == floor(d)))
-            return lc_error(LC_STATUS_INPUT, "%s: \"lora.layers\" must be a list of layer indices or {\"last\": N}",
-                            what);
+            return lc_error(LC_STATUS_INPUT,
+                            "%s: \"lora.layers\" must be a list of layer indices, {\"last\": N} or \"all\"", what);
         if (d < 0 || d >= LC_LORA_MAX_LAYERS)
             return lc_error(LC_STATUS_INPUT, "%s: lora.layers: layer %.0f is out of range (0..%d)", what, d,
                             LC_LORA_MAX_LAYERS - 1);
