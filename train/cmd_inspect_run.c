@@ -62,20 +62,23 @@ static const char *without_path(const char *msg, const char *path) {
 
 // The base and the keys of the stored config that say what the run trained;
 // with_lora for a run folder (a checkpoint's own lines already show it).
-// Returns the run's steps (0: unknown); *ended 1 when the checkpoint is the
-// run's last, 0 when not, -1 when that cannot be told (an epochs run's
-// checkpoint from before lora.c recorded total_steps).
-static int64_t print_config(const char *path, const struct lc_checkpoint_info *info, int with_lora, int *ended) {
+// *ended: 1 when the checkpoint is the run's last, 0 when not, -1 when that
+// cannot be told (an epochs run's checkpoint from before lora.c recorded
+// total_steps).
+static void print_config(const char *path, const struct lc_checkpoint_info *info, int with_lora, int *ended) {
     *ended = 0;
     const char *fp = info->base_fingerprint ? info->base_fingerprint : "?";
     lc_train_config cfg;
     char what[4300];
     snprintf(what, sizeof what, "%s: config", path);
     if (!info->config_json || lc_train_config_parse(&cfg, info->config_json, what)) {
-        printf("  base model     fingerprint %s\n", fp);
-        printf("  config         unreadable: %s\n", info->config_json ? lc_error_message() : "none stored");
+        printf("  base model     fingerprint ");
+        print_text(fp);
+        printf("\n  config         unreadable: ");
+        print_text(info->config_json ? lc_error_message() : "none stored"); // may quote the file
+        printf("\n");
         if (info->total_steps) *ended = info->step >= info->total_steps;
-        return info->total_steps;
+        return;
     }
     printf("  base model     ");
     print_text(cfg.model);
@@ -113,7 +116,6 @@ static int64_t print_config(const char *path, const struct lc_checkpoint_info *i
     // the data's size tells: unknown unless the position is past it.
     *ended = steps ? info->step >= steps : info->epoch >= cfg.epochs ? 1 : -1;
     lc_train_config_free(&cfg);
-    return steps;
 }
 
 static void print_elapsed(const struct lc_checkpoint_info *info, const char *name) {
@@ -142,7 +144,9 @@ void lc_inspect_checkpoint_run(const char *path, const struct lc_checkpoint_info
     char metrics[4200];
     lc_run_metrics m;
     if (lc_path_join(metrics, sizeof metrics, dirname(copy), "metrics.jsonl") || lc_run_metrics_read(metrics, &m)) {
-        printf("  metrics        not read: %s\n", lc_error_message());
+        printf("  metrics        not read: ");
+        print_text(lc_error_message());
+        printf("\n");
     } else if (!lc_file_exists(metrics)) {
         printf("  metrics        none beside it\n");
     } else {
@@ -204,10 +208,12 @@ static void print_row(const char *dir, int64_t step, const lc_run_metrics *m, in
     if (newest || step == best)
         printf("  %s%s%s", newest ? "newest" : "", newest && step == best ? ", " : "", step == best ? "best" : "");
     lc_checkpoint_info info;
-    if (lc_run_dir_checkpoint_path(path, sizeof path, dir, step) || lc_checkpoint_read_info(path, &info))
-        printf("  unreadable: %s", without_path(lc_error_message(), path));
-    else
+    if (lc_run_dir_checkpoint_path(path, sizeof path, dir, step) || lc_checkpoint_read_info(path, &info)) {
+        printf("  unreadable: ");
+        print_text(without_path(lc_error_message(), path));
+    } else {
         lc_checkpoint_info_free(&info);
+    }
     printf("\n");
 }
 
@@ -252,22 +258,25 @@ lc_status lc_inspect_run_dir(const char *dir) {
         printf("  config         unknown until the first checkpoint (checkpoint-N.h5 stores it)\n");
     }
     printf("  status         ");
-    if (holder_error[0])
-        printf("unknown (%s)", holder_error); // a run may be going on: nothing else can be said
-    else if (holder > 0)
+    if (holder_error[0]) {
+        printf("unknown (");
+        print_text(holder_error); // a run may be going on: nothing else can be said
+        printf(")");
+    } else if (holder > 0) {
         printf(m.last_step ? "running (process %ld), at step %lld" : "running (process %ld), no step logged yet",
                holder, (long long)m.last_step);
-    else if (m.early_stopped)
+    } else if (m.early_stopped) {
         printf("ended by early stopping after step %lld", (long long)m.early_stopped);
-    else if (found >= 0 && ended > 0)
+    } else if (found >= 0 && ended > 0) {
         printf("finished");
-    else if (found >= 0 && ended < 0)
+    } else if (found >= 0 && ended < 0) {
         printf("finished or stopped at step %lld (an older lora.c did not record the run's length; the same lora "
                "train command continues it if there is more)", (long long)newest);
-    else if (found >= 0)
+    } else if (found >= 0) {
         printf("stopped at step %lld (the same lora train command continues it)", (long long)newest);
-    else
+    } else {
         printf(n ? "no readable checkpoint" : "no checkpoint yet");
+    }
     if (m.partial) printf("; metrics.jsonl's last line is cut short");
     printf("\n");
     if (m.last_step && m.last_step != newest) { // a run going on, or killed, past its checkpoint
@@ -279,7 +288,11 @@ lc_status lc_inspect_run_dir(const char *dir) {
     }
     if (m.n_bad)
         printf("  metrics.jsonl  %d line%s skipped (not metrics rows)\n", m.n_bad, m.n_bad == 1 ? "" : "s");
-    if (metrics_error[0]) printf("  metrics        not read: %s\n", metrics_error);
+    if (metrics_error[0]) {
+        printf("  metrics        not read: ");
+        print_text(metrics_error);
+        printf("\n");
+    }
     if (best)
         printf("  best           checkpoint-%lld.h5 (early stopping%s)\n", (long long)best,
                best_present ? "" : "; no longer present");
