@@ -243,7 +243,8 @@ END_TEST
 // config.json kept beside a run; metrics.jsonl that cannot be read; text
 // from the checkpoint escaped.
 START_TEST(test_epochs_run_finished) {
-    const char *args[] = {"train", "--config", cfg_path, "--set", "steps=", "--set", "epochs=1", NULL};
+    const char *args[] = {"train", "--config", cfg_path, "--set", "steps=", "--set", "epochs=1", "--set",
+                          "batch_size=8", "--set", "eval_every=0", NULL}; // 3 steps, no evaluations: quick
     lc_test_run r = lc_test_lora(args);
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     lc_test_run_free(&r);
