@@ -273,7 +273,7 @@ static lc_status refuse_if_set(const cJSON *root, const char *key, const char *p
 }
 
 // layers_to_transform: a list of layer indices or one index (PEFT takes an
-// int as [int]); null or absent, every layer. layers_pattern, when given,
+// int as [int]); null, absent or [], every layer. layers_pattern, when given,
 // must name the model's layer container ("layers", "h"), the one PEFT would
 // find itself.
 static lc_status read_layers(const cJSON *root, const char *path, const lc_model *m, lc_lora_config *cfg) {
@@ -281,9 +281,9 @@ static lc_status read_layers(const cJSON *root, const char *path, const lc_model
     if (!v || cJSON_IsNull(v)) return LC_STATUS_OK;
     int n = m->cfg.n_layers;
     const cJSON *one = cJSON_IsNumber(v) ? v : NULL;
-    if (!one && (!cJSON_IsArray(v) || !v->child))
-        return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform must be a layer index or a non-empty list of them",
-                        path);
+    if (!one && !cJSON_IsArray(v))
+        return lc_error(LC_STATUS_INPUT, "%s: layers_to_transform must be a layer index or a list of them", path);
+    if (!one && !v->child) return LC_STATUS_OK; // [] is falsy to PEFT: every layer
     for (const cJSON *e = one ? one : v->child; e; e = one ? NULL : e->next) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!(d == floor(d)))
@@ -295,7 +295,10 @@ static lc_status read_layers(const cJSON *root, const char *path, const lc_model
         cfg->layers[l / 64] |= 1ull << (l % 64); // listed twice is still the layer, as PEFT tests membership
     }
     const cJSON *pat = cJSON_GetObjectItemCaseSensitive(root, "layers_pattern");
-    if (!pat || cJSON_IsNull(pat)) return LC_STATUS_OK;
+    // Empty ("" or []) is falsy to PEFT, which then matches any container.
+    if (!pat || cJSON_IsNull(pat) || (cJSON_IsString(pat) && !pat->valuestring[0]) ||
+        (cJSON_IsArray(pat) && !pat->child))
+        return LC_STATUS_OK;
     lc_arch_names names;
     lc_arch_names_get(&names, &m->cfg);
     // "model.layers.%d" -> "layers": the path component before the index.

@@ -25,7 +25,7 @@ static int save(const char *dir, const char *name, int r, unsigned targets, int 
     opt.step = 3;
     char fp[17];
     lc_model_fingerprint(&lc_fuzz_model, fp);
-    lc_checkpoint_meta meta = {3, 0, 2, 7, "{\"lora\":{\"r\":1}}", fp, 1.5};
+    lc_checkpoint_meta meta = {3, 0, 2, 7, "{\"lora\":{\"r\":1}}", fp, 1.5, 3};
     lc_status st = lc_checkpoint_save(path, &lc_fuzz_model, &lora, with_opt ? &opt : NULL, &meta);
     // The same adapter as a PEFT folder (peft_<name>/) in F32, F16 or BF16: seeds for fuzz_peft.
     if (!st) {

@@ -185,12 +185,12 @@ START_TEST(test_time_carries_across_a_resume) {
 }
 END_TEST
 
-// checkpoint-<step>.h5 written again without elapsed_s, as lora.c wrote it
-// before it recorded the time.
-static void drop_time(int step) {
+// checkpoint-<step>.h5 written again with config (NULL: its own) and without
+// elapsed_s or total_steps, as lora.c wrote it before it recorded them.
+static void rewrite(int64_t step, const char *config) {
     char path[4300];
-    checkpoint_path(path, sizeof path, step);
-    lc_checkpoint_info info = read_info(step);
+    checkpoint_path(path, sizeof path, (int)step);
+    lc_checkpoint_info info = read_info((int)step);
     lc_model m;
     ck_assert_int_eq(lc_model_load(&m, MODEL_DIR), 0);
     lc_lora l;
@@ -199,8 +199,8 @@ static void drop_time(int step) {
     ck_assert_int_eq(lc_lora_init(&l, &m, &info.lora, 0, false), 0);
     ck_assert_int_eq(lc_adamw_init(&o, l.n_params, &oc), 0);
     ck_assert_int_eq(lc_checkpoint_load(path, &m, &l, &o), 0);
-    lc_checkpoint_meta meta = {info.step, info.epoch, info.data_index, info.rng_state, info.config_json,
-                               info.base_fingerprint, -1};
+    lc_checkpoint_meta meta = {info.step, info.epoch,          info.data_index, info.rng_state,
+                               config ? config : info.config_json, info.base_fingerprint, -1, 0};
     ck_assert_msg(lc_checkpoint_save(path, &m, &l, &o, &meta) == 0, "%s", lc_error_message());
     lc_adamw_free(&o);
     lc_lora_free(&l);
@@ -210,7 +210,7 @@ static void drop_time(int step) {
 
 START_TEST(test_checkpoint_without_time_resumes) {
     free(train(3));
-    drop_time(3);
+    rewrite(3, NULL);
     lc_checkpoint_info c3 = read_info(3);
     ck_assert(c3.elapsed_s < 0);
     lc_checkpoint_info_free(&c3);
@@ -238,8 +238,57 @@ START_TEST(test_checkpoint_without_time_resumes) {
 }
 END_TEST
 
+// An epochs run's last checkpoint reads as finished (its checkpoint records
+// the counted steps); the best checkpoint named only while present; a
+// config.json kept beside a run; metrics.jsonl that cannot be read; text
+// from the checkpoint escaped.
+START_TEST(test_epochs_run_finished) {
+    const char *args[] = {"train", "--config", cfg_path, "--set", "steps=", "--set", "epochs=1", "--set",
+                          "batch_size=8", "--set", "eval_every=0", NULL}; // 3 steps, no evaluations: quick
+    lc_test_run r = lc_test_lora(args);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    char dir[4300], path[4400];
+    snprintf(dir, sizeof dir, "%s/run", tmp);
+    lc_test_write(dir, "config.json", "{\"lr\": 1}", 10); // the user's training config, not a model's
+    lc_run_dir rd;
+    ck_assert_int_eq(lc_run_dir_open(&rd, dir), 0);
+    ck_assert_int_eq(lc_run_dir_set_best(&rd, 1), 0); // pruned long ago, say
+    int64_t last = rd.entries[rd.n - 1].step;
+    lc_run_dir_close(&rd);
+    char *out = inspect(dir);
+    assert_line(out, "  length         1 epoch");
+    assert_line(out, "  status         finished");
+    assert_line(out, "  best           checkpoint-1.h5 (early stopping; no longer present)");
+    ck_assert_msg(!strstr(out, "best\n"), "%s", out);
+    free(out);
+    // A FIFO must not hang the reader; the rest still shows.
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(mkfifo(path, 0644), 0);
+    out = inspect(dir);
+    assert_line(out, "  metrics        not read: not a regular file");
+    assert_line(out, "  status         finished");
+    free(out);
+    // The stored config's strings, decoded, carry control characters.
+    lc_checkpoint_info info = read_info((int)last);
+    char *config = malloc(strlen(info.config_json) + 64), *at = strstr(info.config_json, MODEL_DIR);
+    ck_assert_ptr_nonnull(at);
+    at += strlen(MODEL_DIR);
+    sprintf(config, "%.*s\\u001b[2J\\n%s", (int)(at - info.config_json), info.config_json, at);
+    rewrite(last, config);
+    free(config);
+    out = inspect(dir);
+    char want[4400];
+    snprintf(want, sizeof want, "  base model     %s\\x1b[2J\\n (fingerprint %s)", MODEL_DIR, info.base_fingerprint);
+    assert_line(out, want);
+    free(out);
+    lc_checkpoint_info_free(&info);
+}
+END_TEST
+
 START_TEST(test_inspect_odd_run_folders) {
-    char dir[4300], want[4400];
+    char dir[4300], want[4600];
     snprintf(dir, sizeof dir, "%s/run", tmp);
     ck_assert_int_eq(mkdir(dir, 0755), 0);
     lc_test_write(dir, "train.lock", "", 0);
@@ -278,6 +327,22 @@ START_TEST(test_inspect_odd_run_folders) {
     assert_line(out, "  status         no checkpoint yet");
     assert_line(out, "  checkpoints    none yet");
     free(out);
+    // A FIFO for the lock: not opened blocking, and nothing said of the run.
+    snprintf(lock, sizeof lock, "%s/train.lock", dir);
+    ck_assert_int_eq(unlink(lock), 0);
+    ck_assert_int_eq(mkfifo(lock, 0644), 0);
+    out = inspect(dir);
+    assert_line(out, "  status         unknown (train.lock is not a regular file)");
+    free(out);
+    // Neither a model, an adapter nor a run.
+    snprintf(dir, sizeof dir, "%s/nothing", tmp);
+    ck_assert_int_eq(mkdir(dir, 0755), 0);
+    const char *args[] = {"inspect", dir, NULL};
+    lc_test_run r = lc_test_lora(args);
+    snprintf(want, sizeof want, "%s: not a model, adapter or run folder (no config.json, adapter_config.json, "
+             "checkpoints or metrics.jsonl)", dir);
+    ck_assert_msg(r.status != 0 && strstr(r.err, want), "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
 }
 END_TEST
 
@@ -288,6 +353,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_time_carries_across_a_resume);
     tcase_add_test(tc, test_checkpoint_without_time_resumes);
+    tcase_add_test(tc, test_epochs_run_finished);
     tcase_add_test(tc, test_inspect_odd_run_folders);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);

@@ -186,6 +186,10 @@ START_TEST(test_layers_everywhere) {
                       !strstr(out, "model.layers.4."),
                   "%s", out);
     free(out);
+    // and so does the run folder's summary (not for a run on every layer).
+    out = output_of((const char *[]){"inspect", in_tmp("run"), NULL});
+    ck_assert_msg(strstr(out, "down_proj; layers 0,3\n") != NULL, "%s", out);
+    free(out);
 
     // PEFT: layers_to_transform as PEFT writes it, only those tensors, and
     // the same eval loss and generation through --adapter.
@@ -345,9 +349,20 @@ START_TEST(test_peft_layers_read) {
     expect_peft_refusal("layers_to_transform", "[2, -1]",
                         "%s/adapter_config.json: layers_to_transform: layer -1 is out of range: the model has 5 "
                         "layers (0..4)%.0s");
+    // Empty is falsy to PEFT: [] every layer (so layer 0's tensors are
+    // missing here), "" or [] any layer container.
     expect_peft_refusal("layers_to_transform", "[]",
-                        "%s/adapter_config.json: layers_to_transform must be a layer index or a non-empty list of "
-                        "them%.0s");
+                        "%s/adapter_model.safetensors: tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A."
+                        "weight is missing%.0s");
+    const char *empty[][2] = {{"layers_pattern", "\"\""}, {"layers_pattern", "[]"}};
+    for (int i = 0; i < 2; i++) {
+        dir = peft_on_layer_2(empty[i][0], empty[i][1]);
+        ck_assert_msg(lc_peft_load(dir, &model, &lora) == LC_STATUS_OK, "%s %s: %s", empty[i][0], empty[i][1],
+                      lc_error_message());
+        ck_assert_ptr_nonnull(lc_lora_get(&lora, 2, LC_LINEAR_KIND_Q));
+        lc_lora_free(&lora);
+        free(dir);
+    }
     expect_peft_refusal("layers_to_transform", "[1]",
                         "%s/adapter_model.safetensors: tensor base_model.model.model.layers.2.self_attn.q_proj.lora_A."
                         "weight is for layer 2, which %s/adapter_config.json does not list in layers_to_transform");
@@ -406,6 +421,17 @@ START_TEST(test_resume_compares_layers) {
                       strstr(lc_error_message(), "(lora.layers last 2 -> 0)"),
                   "%s", lc_error_message());
     lc_train_config_free(&now);
+    // "all" (the --help default) is every layer: the same run as none given.
+    snprintf(stored, sizeof stored, "%s\"lora\": {\"layers\": \"all\"}}", base);
+    snprintf(now_text, sizeof now_text, "%s\"lora\": {}}", base);
+    ck_assert_int_eq(lc_train_config_parse(&now, now_text, "now"), LC_STATUS_OK);
+    ck_assert_msg(lc_resume_check_config("c.h5", stored, &now, LC_LINEAR_KIND_ALL, 5, note, sizeof note) ==
+                      LC_STATUS_OK,
+                  "%s", lc_error_message());
+    lc_train_config_free(&now);
+    snprintf(now_text, sizeof now_text, "%s\"lora\": {\"layers\": \"some\"}}", base);
+    ck_assert_int_eq(lc_train_config_parse(&now, now_text, "now"), LC_STATUS_INPUT);
+    ck_assert_msg(strstr(lc_error_message(), "\"all\"") != NULL, "%s", lc_error_message());
 }
 END_TEST
 

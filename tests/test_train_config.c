@@ -242,6 +242,15 @@ START_TEST(test_layers_forms) {
     ck_assert_int_eq(lc_lora_layers_resolve(&cfg.lora, 5), LC_STATUS_INPUT);
     ck_assert_str_eq(lc_error_message(), "lora.layers: layer 1000 is out of range: the model has 5 layers (0..4)");
     lc_train_config_free(&cfg);
+    // "all", the --help default, and as --set lora.layers=all: every layer, as absent.
+    const char *all[] = {"lora.layers=all", "lora.layers=\"all\"", NULL};
+    for (int i = 0; all[i]; i++) {
+        ck_assert_msg(load(&cfg, "\"steps\": 3", (const char *[]){all[i], NULL}) == LC_STATUS_OK, "%s",
+                      lc_error_message());
+        ck_assert_int_eq(cfg.lora.layers_last, 0);
+        ck_assert_uint_eq(cfg.lora.layers[0], 0);
+        lc_train_config_free(&cfg);
+    }
     ck_assert_msg(load(&cfg, "\"steps\": 3, \"lora\": {\"layers\": {\"last\": 6}}", NULL) == LC_STATUS_OK, "%s",
                   lc_error_message());
     ck_assert_int_eq(lc_lora_layers_resolve(&cfg.lora, 5), LC_STATUS_INPUT);
@@ -255,9 +264,9 @@ START_TEST(test_layers_refused) {
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1, 3, 1]}", "lora.layers: layer 1 is listed twice");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": [0, -1]}", "lora.layers: layer -1 is out of range (0..1023)");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": [1.5]}",
-                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
-    expect_exact("\"steps\": 3, \"lora\": {\"layers\": \"all\"}",
-                 "\"lora.layers\" must be a list of layer indices or {\"last\": N}");
+                 "\"lora.layers\" must be a list of layer indices, {\"last\": N} or \"all\"");
+    expect_exact("\"steps\": 3, \"lora\": {\"layers\": \"some\"}",
+                 "\"lora.layers\" must be a list of layer indices, {\"last\": N} or \"all\"");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"last\": 0}}",
                  "\"lora.layers\" as an object must be {\"last\": N}, N in 1..1024");
     expect_exact("\"steps\": 3, \"lora\": {\"layers\": {\"first\": 2}}",

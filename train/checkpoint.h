@@ -6,7 +6,8 @@
 // "description" attribute):
 //   /                 attrs: format ("lora.c checkpoint"), format_version (1), step, epoch,
 //                            data_index, rng_state, config (JSON text), base_fingerprint,
-//                            elapsed_s (float64 seconds of training so far; absent: unknown)
+//                            elapsed_s (float64 seconds of training so far; absent: unknown),
+//                            total_steps (the run's length in steps; absent in older files)
 //   /lora             attrs: r, alpha, dropout, rslora (0/1), scale, targets ("q_proj,k_proj,..."),
 //                            layers ("0,2,5-9": the adapted layers; absent in older files: every layer)
 //   /lora/<module>/A  float32 [r, in]     e.g. /lora/model.layers.0.self_attn.q_proj/A
@@ -31,6 +32,7 @@ typedef struct lc_checkpoint_meta {
     const char *config_json;      // full training config
     const char *base_fingerprint; // lc_model_fingerprint of the base
     double elapsed_s;             // training time up to this step over every run of it; < 0: unknown (not written)
+    int64_t total_steps;          // the run's length in steps (an epochs run's is counted); 0: not written
 } lc_checkpoint_meta;
 
 // Writes path (via path + ".tmp", fsync, rename). opt may be NULL (adapter only).
@@ -47,6 +49,7 @@ typedef struct lc_checkpoint_info {
     char *base_fingerprint;
     int has_optimizer;
     double elapsed_s; // < 0: unknown (a checkpoint written before lora.c recorded it, or by a run resumed from one)
+    int64_t total_steps; // the run's length in steps; 0: unknown (written before lora.c recorded it)
 } lc_checkpoint_info;
 
 lc_status lc_checkpoint_read_info(const char *path, lc_checkpoint_info *info);

@@ -315,6 +315,11 @@ static lc_status read_info_direct(const char *path, lc_checkpoint_info *info) {
             goto done;
         }
     }
+    // Optional too: tells a finished run (epochs count their steps) from a stopped one.
+    info->total_steps = 0;
+    if (H5Aexists(file, "total_steps") != 0 &&
+        (st = read_count(path, file, "/", "total_steps", &info->total_steps)))
+        goto done;
     htri_t has_opt = H5Lexists(file, "optimizer", H5P_DEFAULT);
     if (has_opt < 0) {
         st = lc_error(LC_STATUS_INPUT, "%s: group /optimizer: unreadable", path);

@@ -157,6 +157,7 @@ static void write_all(writer *w, hid_t file, const lc_model *m, const lc_lora *l
     attr_str(w, file, "/", "config", meta->config_json);
     attr_str(w, file, "/", "base_fingerprint", meta->base_fingerprint);
     if (meta->elapsed_s >= 0) attr_f64(w, file, "/", "elapsed_s", meta->elapsed_s);
+    if (meta->total_steps > 0) attr_i64(w, file, "/", "total_steps", meta->total_steps);
 
     char targets[256];
     targets_string(targets, sizeof targets, lora->cfg.targets);

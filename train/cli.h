@@ -16,12 +16,20 @@ lc_status lc_cmd_chat(int argc, char **argv);
 lc_status lc_cmd_plot(int argc, char **argv);
 
 // `lora inspect` of a run (cmd_inspect_run.c): whether dir is a run's
-// output folder (checkpoints, metrics or a run index, and no model files);
-// a summary of the run; and, for one checkpoint, what its run was.
+// output folder (*is_run 1: checkpoints, metrics or a run index, which win
+// over a config.json kept beside them) or a model folder (0: config.json);
+// an error for a folder that is neither or cannot be read. Then a summary of
+// the run; and, for one checkpoint, what its run was.
 struct lc_checkpoint_info;
-int lc_inspect_is_run_dir(const char *dir);
+lc_status lc_inspect_dir_kind(const char *dir, int *is_run);
 lc_status lc_inspect_run_dir(const char *dir);
 void lc_inspect_checkpoint_run(const char *path, const struct lc_checkpoint_info *info);
+// Text read from a file, printed with its control characters escaped (\x1b,
+// \n) so it cannot drive the terminal; keep_lines leaves newlines and tabs
+// as they are (a JSON document's layout).
+void lc_inspect_print_text(const char *s, size_t n, int keep_lines);
+// The same into out (cut short to fit), for a padded printf field.
+const char *lc_inspect_text(char *out, size_t cap, const char *s);
 
 // Set by --verbose before the subcommand: notes on kernels and timings.
 extern int lc_cli_verbose;

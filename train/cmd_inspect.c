@@ -22,7 +22,8 @@ static const char inspect_usage[] =
 static void print_tensors(const lc_st_set *set) {
     for (int i = 0; i < set->n_tensors; i++) {
         const lc_st_tensor *t = &set->tensors[i];
-        printf("  %-60s %-5s [", t->name, t->dtype_name);
+        char name[512];
+        printf("  %-60s %-5s [", lc_inspect_text(name, sizeof name, t->name), t->dtype_name);
         for (int d = 0; d < t->n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)t->shape[d]);
         printf("]\n");
     }
@@ -121,7 +122,8 @@ static lc_status inspect_safetensors(const char *path) {
 
 static void print_module(void *user, const char *module, const int64_t a[2], const int64_t b[2]) {
     (void)user;
-    printf("  %-44s A [%lld, %lld]  B [%lld, %lld]\n", module, (long long)a[0], (long long)a[1], (long long)b[0],
+    char name[512];
+    printf("  %-44s A [%lld, %lld]  B [%lld, %lld]\n", lc_inspect_text(name, sizeof name, module), (long long)a[0], (long long)a[1], (long long)b[0],
            (long long)b[1]);
 }
 
@@ -143,7 +145,11 @@ static lc_status inspect_checkpoint(const char *path) {
     printf("  optimizer      %s\n", info.has_optimizer ? "AdamW moments included (resumable)" : "none (adapter only)");
     lc_inspect_checkpoint_run(path, &info); // base model, config, elapsed time, losses
     st = lc_checkpoint_list_modules(path, print_module, NULL);
-    if (!st && info.config_json) printf("  config\n%s\n", info.config_json);
+    if (!st && info.config_json) {
+        printf("  config\n");
+        lc_inspect_print_text(info.config_json, strlen(info.config_json), 1);
+        printf("\n");
+    }
     lc_checkpoint_info_free(&info);
     return st;
 }
@@ -157,15 +163,22 @@ static lc_status inspect_gguf(const char *path) {
     gguf_summary(path, &f);
     for (size_t i = 0; i < f.n_kvs; i++) {
         const lc_gguf_kv *kv = &f.kvs[i];
-        printf("  %-44s ", kv->key);
+        char key[512];
+        printf("  %-44s ", lc_inspect_text(key, sizeof key, kv->key));
         int64_t iv;
         double dv;
         lc_gguf_str sv;
         if (kv->type == LC_GGUF_ARRAY) {
             printf("[%s x %llu]", lc_gguf_vtype_name(kv->item_type), (unsigned long long)kv->n);
-            if (lc_gguf_kv_str(kv, 0, &sv)) printf(" \"%.*s\", ...", (int)(sv.len > 40 ? 40 : sv.len), sv.s);
+            if (lc_gguf_kv_str(kv, 0, &sv)) {
+                printf(" \"");
+                lc_inspect_print_text(sv.s, sv.len > 40 ? 40 : sv.len, 0);
+                printf("\", ...");
+            }
         } else if (lc_gguf_kv_str(kv, 0, &sv)) {
-            printf("\"%.*s\"%s", (int)(sv.len > 200 ? 200 : sv.len), sv.s, sv.len > 200 ? "..." : "");
+            printf("\"");
+            lc_inspect_print_text(sv.s, sv.len > 200 ? 200 : sv.len, 0);
+            printf("\"%s", sv.len > 200 ? "..." : "");
         } else if (lc_gguf_kv_int(kv, 0, &iv)) {
             printf("%lld", (long long)iv);
         } else if (lc_gguf_kv_float(kv, 0, &dv)) {
@@ -176,7 +189,8 @@ static lc_status inspect_gguf(const char *path) {
     for (size_t i = 0; i < f.n_tensors; i++) {
         const lc_gguf_tensor *t = &f.tensors[i];
         const char *type = lc_ggml_type_name(t->type);
-        printf("  %-44s %-5s [", t->name, type ? type : "?");
+        char name[512];
+        printf("  %-44s %-5s [", lc_inspect_text(name, sizeof name, t->name), type ? type : "?");
         for (int d = 0; d < t->n_dims; d++) printf(d ? ", %lld" : "%lld", (long long)t->ne[d]);
         printf("]\n");
     }
@@ -192,7 +206,9 @@ static lc_status inspect_peft(const char *dir) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     lc_status st = lc_file_read(path, 1 << 20, &text, &len);
     if (st) return st;
-    printf("PEFT adapter folder %s\n  adapter_config.json\n%s\n", dir, text);
+    printf("PEFT adapter folder %s\n  adapter_config.json\n", dir);
+    lc_inspect_print_text(text, len, 1);
+    printf("\n");
     free(text);
     snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
     return inspect_safetensors(path);
@@ -209,7 +225,10 @@ lc_status lc_cmd_inspect(int argc, char **argv) {
         char peft[4200];
         snprintf(peft, sizeof peft, "%s/adapter_config.json", path);
         if (lc_file_exists(peft)) return inspect_peft(path);
-        return lc_inspect_is_run_dir(path) ? lc_inspect_run_dir(path) : inspect_dir(path);
+        int is_run;
+        lc_status st = lc_inspect_dir_kind(path, &is_run);
+        if (st) return st;
+        return is_run ? lc_inspect_run_dir(path) : inspect_dir(path);
     }
     if (!lc_file_exists(path)) return lc_error(LC_STATUS_INPUT, "%s: no such file or folder", path);
     size_t len = strlen(path);

@@ -230,16 +230,32 @@ lc_status lc_run_dir_open(lc_run_dir *r, const char *dir) {
     return st;
 }
 
-long lc_run_dir_holder(const char *dir) {
+lc_status lc_run_dir_holder(const char *dir, long *pid) {
+    *pid = 0;
     char path[4200];
-    if (lc_path_join(path, sizeof path, dir, LOCK_NAME)) return 0;
+    lc_status st = lc_path_join(path, sizeof path, dir, LOCK_NAME);
+    if (st) return st;
     // Read-only and never locked here: asking (F_GETLK) takes nothing.
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return 0;
+    // O_NONBLOCK: a FIFO put in its place must not hang the reader.
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return LC_STATUS_OK; // no run ever took it
+        return lc_error(LC_STATUS_RUNTIME, "%s unreadable: %s", LOCK_NAME, strerror(errno));
+    }
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lc_error(LC_STATUS_RUNTIME, "%s is not a regular file", LOCK_NAME);
+    }
     struct flock who = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
-    long holder = fcntl(fd, F_GETLK, &who) == 0 && who.l_type != F_UNLCK ? (long)who.l_pid : 0;
+    if (fcntl(fd, F_GETLK, &who) != 0) { // no locks here (some network mounts): cannot be told
+        int err = errno;
+        close(fd);
+        return lc_error(LC_STATUS_RUNTIME, "%s: cannot query its lock: %s", LOCK_NAME, strerror(err));
+    }
     close(fd);
-    return holder;
+    if (who.l_type != F_UNLCK) *pid = (long)who.l_pid;
+    return LC_STATUS_OK;
 }
 
 void lc_run_dir_close(lc_run_dir *r) {

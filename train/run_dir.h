@@ -44,9 +44,11 @@ void lc_run_dir_close(lc_run_dir *r);
 // wrong data path, say) is removed with its lock file.
 void lc_run_dir_close_failed(lc_run_dir *r);
 
-// The process id of the lora train holding dir's lock (a run still going),
-// or 0 when none does or it cannot be told (no lock file, no locks).
-long lc_run_dir_holder(const char *dir);
+// *pid gets the process id of the lora train holding dir's lock (a run
+// still going), or 0 when none does (no lock file, or unlocked). When it
+// cannot be told (the lock file unreadable, not a regular file, no locks on
+// this file system) the error says why, without the folder's name.
+lc_status lc_run_dir_holder(const char *dir, long *pid);
 
 // Records dir/checkpoint-<step>.h5, just written completely, as the newest
 // entry and rewrites the index (temporary file and rename).

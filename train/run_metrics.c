@@ -1,9 +1,11 @@
 // Reading metrics.jsonl back; see run_metrics.h.
 #include "train/run_metrics.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cJSON.h>
 
@@ -76,7 +78,11 @@ static int take_line(lc_run_metrics *m, const char *line, size_t len) {
 
 lc_status lc_run_metrics_read(const char *path, lc_run_metrics *m) {
     memset(m, 0, sizeof *m);
-    if (!lc_file_exists(path)) return LC_STATUS_OK;
+    struct stat sb;
+    if (stat(path, &sb) != 0 && errno == ENOENT) return LC_STATUS_OK;
+    // Checked before opening: a FIFO would block the open.
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return lc_error(LC_STATUS_INPUT, "%s: not a regular file", path);
     char *text;
     size_t len;
     lc_status st = lc_file_read(path, MAX_METRICS_BYTES, &text, &len);

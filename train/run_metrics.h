@@ -24,7 +24,7 @@ typedef struct lc_run_metrics {
 } lc_run_metrics;
 
 // Reads path; a missing file gives no rows (not an error). Errors only for a
-// file that cannot be read or memory.
+// file that cannot be read (not a regular file, over 1 GiB) or memory.
 lc_status lc_run_metrics_read(const char *path, lc_run_metrics *m);
 void lc_run_metrics_free(lc_run_metrics *m);
 // The row of step, or NULL.

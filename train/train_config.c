@@ -21,7 +21,7 @@
 typedef enum key_type {
     KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT,
     KEY_STRING_OR_LIST, // lora.targets: "all-linear" or a list of names
-    KEY_LAYERS,         // lora.layers: a list of indices or {"last": N}
+    KEY_LAYERS,         // lora.layers: a list of indices, {"last": N} or "all"
 } key_type;
 
 // Every key the config accepts (anything else is a typo and refused), with
@@ -212,7 +212,8 @@ static int type_ok(const cJSON *v, key_type t) {
         for (const cJSON *e = v->child; e; e = e->next)
             if (!cJSON_IsString(e)) return 0;
         return 1;
-    case KEY_LAYERS: return cJSON_IsArray(v) || cJSON_IsObject(v); // checked entry by entry in parse_layers
+    case KEY_LAYERS: // checked entry by entry in parse_layers
+        return cJSON_IsArray(v) || cJSON_IsObject(v) || (cJSON_IsString(v) && strcmp(v->valuestring, "all") == 0);
     }
     return 0;
 }
@@ -220,7 +221,7 @@ static int type_ok(const cJSON *v, key_type t) {
 static const char *type_name(key_type t) {
     static const char *names[] = {"a string", "an integer", "a number", "true or false", "a list of strings",
                                   "an object", "a string or a list of strings",
-                                  "a list of layer indices or {\"last\": N}"};
+                                  "a list of layer indices, {\"last\": N} or \"all\""};
     return names[t];
 }
 
@@ -368,12 +369,13 @@ static lc_status get_int_range(const cJSON *obj, const char *key, const char *pa
 }
 
 // "lora.layers": a list of layer indices (PEFT's layers_to_transform) or
-// {"last": N} (MLX-LM's --num-layers); absent, every layer. Whether they fit
+// {"last": N} (MLX-LM's --num-layers); absent or "all" (the --help default),
+// every layer. Whether they fit
 // the model is checked once it is loaded (lc_lora_layers_resolve).
 static lc_status parse_layers(const cJSON *v, const char *what, lc_lora_config *c) {
     memset(c->layers, 0, sizeof c->layers);
     c->layers_last = 0;
-    if (!v) return LC_STATUS_OK;
+    if (!v || cJSON_IsString(v)) return LC_STATUS_OK; // "all": type_ok took no other string
     if (cJSON_IsObject(v)) {
         const cJSON *last = cJSON_GetObjectItemCaseSensitive(v, "last");
         if (!last || cJSON_GetArraySize(v) != 1 || !cJSON_IsNumber(last) ||
@@ -388,8 +390,8 @@ static lc_status parse_layers(const cJSON *v, const char *what, lc_lora_config *
     for (const cJSON *e = v->child; e; e = e->next) {
         double d = cJSON_IsNumber(e) ? e->valuedouble : NAN;
         if (!(d == floor(d)))
-            return lc_error(LC_STATUS_INPUT, "%s: \"lora.layers\" must be a list of layer indices or {\"last\": N}",
-                            what);
+            return lc_error(LC_STATUS_INPUT,
+                            "%s: \"lora.layers\" must be a list of layer indices, {\"last\": N} or \"all\"", what);
         if (d < 0 || d >= LC_LORA_MAX_LAYERS)
             return lc_error(LC_STATUS_INPUT, "%s: lora.layers: layer %.0f is out of range (0..%d)", what, d,
                             LC_LORA_MAX_LAYERS - 1);

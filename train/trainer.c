@@ -86,7 +86,7 @@ lc_status lc_trainer_save_checkpoint(trainer *t, int64_t step) {
     // The time is only reported, never used by training: a resumed run's
     // adapter stays the uninterrupted one's.
     lc_checkpoint_meta meta = {step, t->it.epoch, t->it.index, t->cfg->seed, t->cfg->json, t->fingerprint,
-                               lc_trainer_elapsed(t)};
+                               lc_trainer_elapsed(t), t->sched.total_steps};
     if ((st = lc_checkpoint_save(path, &t->model, &t->lora, &t->opt, &meta))) return st;
     t->saved_step = step;
     // The checkpoint is complete; an index that cannot be updated (full disk)
