@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "autograd/kernels.h"
+#include "autograd/moe.h"
 #include "autograd/weight.h"
 #include "common/status.h"
 
@@ -97,6 +98,10 @@ typedef enum lc_op {
     LC_OP_GATHER_COLS,
     LC_OP_ADD,
     LC_OP_CROSS_ENTROPY,
+    LC_OP_MOE_ROUTE,
+    LC_OP_GATHER_ROWS,
+    LC_OP_MOE_COMBINE,
+    LC_OP_SIGMOID_GATE,
 } lc_op;
 
 typedef struct lc_tape_entry {
@@ -175,6 +180,17 @@ lc_tensor *lc_op_gather_cols(lc_graph *g, lc_tensor *x, const int32_t *cols, int
 // reuse_b: write the sum into b's storage (b's values must not be needed by
 // anything else, as for a linear layer's output that only feeds this add).
 lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b);
+// Mixture of experts. The routing of a router's logits [N, E]: the chosen
+// experts' weights [N, k], whose gradient flows back into the logits, and
+// *r, the routing itself (in g's arena until the graph resets).
+lc_tensor *lc_op_moe_route(lc_graph *g, lc_tensor *logits, int k, bool renorm, const lc_moe_routing **r);
+// Rows rows[0..n) of x (rows must outlive the backward).
+lc_tensor *lc_op_gather_rows(lc_graph *g, lc_tensor *x, const int32_t *rows, int n);
+// [N, C]: each expert's outputs ys[e] ([its rows, C]; NULL for an expert no
+// token chose) weighted by w and added at their tokens' rows.
+lc_tensor *lc_op_moe_combine(lc_graph *g, lc_tensor *w, const lc_moe_routing *r, lc_tensor *const *ys, int C);
+// y [N, C] scaled per row by sigmoid(s) (s [N, 1]).
+lc_tensor *lc_op_sigmoid_gate(lc_graph *g, lc_tensor *y, lc_tensor *s);
 // Sum of cross-entropy over rows with a target (see lc_cross_entropy_forward);
 // when recording, the backward adds norm-scaled gradients into x.
 // softcap > 0 caps the logits first (Gemma 2).

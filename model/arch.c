@@ -77,6 +77,26 @@ void lc_arch_names_get(lc_arch_names *n, const lc_model_config *cfg) {
         n->lin[LC_LINEAR_KIND_UP] = "mlp.up_proj";
     }
     n->lin[LC_LINEAR_KIND_DOWN] = "mlp.down_proj";
+    if (cfg->n_experts <= 0) return;
+    static const char *const hf_proj[3] = {"gate_proj", "up_proj", "down_proj"};
+    static const char *const mixtral_proj[3] = {"w1", "w3", "w2"};
+    bool mixtral = cfg->arch == LC_ARCH_MIXTRAL;
+    n->router = mixtral ? "block_sparse_moe.gate" : "mlp.gate";
+    n->expert = mixtral ? "block_sparse_moe.experts.%d" : "mlp.experts.%d";
+    for (int j = 0; j < 3; j++) n->expert_lin[j] = mixtral ? mixtral_proj[j] : hf_proj[j];
+    if (mixtral) { // no dense layers: these name the kinds a target selects
+        n->lin[LC_LINEAR_KIND_GATE] = "block_sparse_moe.w1";
+        n->lin[LC_LINEAR_KIND_UP] = "block_sparse_moe.w3";
+        n->lin[LC_LINEAR_KIND_DOWN] = "block_sparse_moe.w2";
+    }
+    if (cfg->shared_ff > 0) {
+        n->shared_expert = "mlp.shared_expert";
+        n->shared_gate = "mlp.shared_expert_gate";
+    }
+    if (cfg->qk_norm) {
+        n->q_norm = "self_attn.q_norm";
+        n->k_norm = "self_attn.k_norm";
+    }
 }
 
 const char *lc_arch_linear_name(const lc_model_config *cfg, lc_linear_kind kind) {

@@ -17,6 +17,13 @@ typedef struct lc_arch_names {
     // Under the layer; NULL where absent.
     const char *attn_norm, *mlp_norm, *post_attn_norm, *post_mlp_norm;
     const char *lin[LC_LINEAR_KIND_COUNT];
+    // Mixture of experts, under the layer; NULL where absent.
+    const char *router;        // "block_sparse_moe.gate", "mlp.gate"
+    const char *expert;        // printf format of expert e: "mlp.experts.%d"
+    const char *expert_lin[3]; // an expert's projections by lc_expert_proj: "w1", "w3", "w2"
+    const char *shared_expert; // "mlp.shared_expert" (projections named as an expert's)
+    const char *shared_gate;   // "mlp.shared_expert_gate"
+    const char *q_norm, *k_norm;
     const char *optional_prefix; // checkpoints may omit this ("transformer." of GPT-2, Bloom)
 } lc_arch_names;
 

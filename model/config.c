@@ -8,12 +8,13 @@
 
 static const char *const lc_arch_names[LC_ARCH_COUNT] = {
     "llama", "mistral", "qwen2", "gemma", "gemma2", "phi3", "gpt2", "falcon", "olmo", "bloom",
+    "mixtral", "olmoe", "qwen2_moe",
 };
 
 const char *lc_arch_name(lc_arch arch) { return (unsigned)arch < LC_ARCH_COUNT ? lc_arch_names[arch] : "?"; }
 
 const char *lc_arch_supported_list(void) {
-    return "llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo, bloom";
+    return "llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo, bloom, mixtral, olmoe, qwen2_moe";
 }
 
 // The first of `keys` present in root (families spell the same field
@@ -162,6 +163,43 @@ static void set_defaults(lc_model_config *cfg) {
     cfg->act = LC_ACT_KIND_SILU;
 }
 
+// The mixture-of-experts keys of mixtral, olmoe and qwen2_moe, with
+// transformers' defaults.
+static lc_status parse_moe(lc_model_config *cfg, const cJSON *root, const char *path) {
+    lc_status st;
+    lc_arch a = cfg->arch;
+    bool mixtral = a == LC_ARCH_MIXTRAL, qwen = a == LC_ARCH_QWEN2_MOE;
+    int experts_default = mixtral ? 8 : qwen ? 60 : 64, k_default = mixtral ? 2 : qwen ? 4 : 8;
+    if ((st = get_int_in(root, mixtral ? KEYS("num_local_experts") : KEYS("num_experts"), path, experts_default, 1,
+                         1024, &cfg->n_experts)))
+        return st;
+    if ((st = get_int_in(root, KEYS("num_experts_per_tok"), path, k_default, 1, cfg->n_experts,
+                         &cfg->experts_per_tok)))
+        return st;
+    cfg->norm_topk_prob = true; // Mixtral always renormalizes
+    if (!mixtral && (st = lc_json_get_bool(root, "norm_topk_prob", path, false, &cfg->norm_topk_prob))) return st;
+    cfg->moe_ff = cfg->intermediate_size;
+    cfg->moe_step = 1;
+    if (qwen) {
+        if ((st = get_int_in(root, KEYS("moe_intermediate_size"), path, 1408, 1, 1 << 20, &cfg->moe_ff))) return st;
+        if ((st = get_int_in(root, KEYS("shared_expert_intermediate_size"), path, 5632, 1, 1 << 20, &cfg->shared_ff)))
+            return st;
+        if ((st = get_int_in(root, KEYS("decoder_sparse_step"), path, 1, 1, 1024, &cfg->moe_step))) return st;
+        const cJSON *only = cJSON_GetObjectItemCaseSensitive(root, "mlp_only_layers");
+        if (only && !cJSON_IsNull(only) && !cJSON_IsArray(only))
+            return lc_error(LC_STATUS_INPUT, "%s: \"mlp_only_layers\" must be a list of layer indices", path);
+        for (const cJSON *e = only && cJSON_IsArray(only) ? only->child : NULL; e; e = e->next) {
+            double v = cJSON_IsNumber(e) ? e->valuedouble : -1.0;
+            if (v < 0 || v >= cfg->n_layers || v != floor(v))
+                return lc_error(LC_STATUS_INPUT, "%s: \"mlp_only_layers\" lists %s, not a layer of 0..%d", path,
+                                cJSON_IsNumber(e) ? "an index" : "a non-number", cfg->n_layers - 1);
+            cfg->moe_dense[(int)v / 64] |= 1ull << ((int)v % 64);
+        }
+    }
+    cfg->qk_norm = a == LC_ARCH_OLMOE;
+    return LC_STATUS_OK;
+}
+
 // Llama and the families that keep its names and sizes keys: mistral, qwen2,
 // gemma, gemma2, phi3, olmo.
 static lc_status parse_llama_like(lc_model_config *cfg, const cJSON *root, const char *path) {
@@ -178,7 +216,9 @@ static lc_status parse_llama_like(lc_model_config *cfg, const cJSON *root, const
     if ((st = get_int_in(root, KEYS("head_dim"), path, default_head_dim, 1, 4096, &cfg->head_dim))) return st;
 
     double eps = 1e-5, theta;
-    if (a != LC_ARCH_OLMO && (st = lc_json_get_double(root, "rms_norm_eps", path, 1e-6, &eps))) return st;
+    // transformers' defaults: 1e-6, but 1e-5 for Mixtral and OLMoE.
+    double eps_default = a == LC_ARCH_MIXTRAL || a == LC_ARCH_OLMOE ? 1e-5 : 1e-6;
+    if (a != LC_ARCH_OLMO && (st = lc_json_get_double(root, "rms_norm_eps", path, eps_default, &eps))) return st;
     if ((st = lc_json_get_double(root, "rope_theta", path, 10000.0, &theta))) return st;
     if (eps <= 0.0 || eps > 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"rms_norm_eps\" must be in (0, 1]", path);
     if (theta <= 1.0) return lc_error(LC_STATUS_INPUT, "%s: \"rope_theta\" must be above 1", path);
@@ -193,13 +233,14 @@ static lc_status parse_llama_like(lc_model_config *cfg, const cJSON *root, const
     if ((st = lc_json_get_bool(root, "attention_bias", path, false, &attn_bias))) return st;
     if ((st = lc_json_get_bool(root, "mlp_bias", path, false, &mlp_bias))) return st;
     // Qwen2 carries sliding_window but only applies it with use_sliding_window.
-    if ((st = lc_json_get_bool(root, "use_sliding_window", path, a != LC_ARCH_QWEN2, &use_sw))) return st;
+    bool qwen = a == LC_ARCH_QWEN2 || a == LC_ARCH_QWEN2_MOE;
+    if ((st = lc_json_get_bool(root, "use_sliding_window", path, !qwen, &use_sw))) return st;
     cfg->tie_word_embeddings = tie;
-    cfg->qkv_bias = attn_bias || a == LC_ARCH_QWEN2;
-    cfg->o_bias = attn_bias && a != LC_ARCH_QWEN2;
+    cfg->qkv_bias = attn_bias || qwen;
+    cfg->o_bias = attn_bias && !qwen;
     cfg->mlp_bias = mlp_bias;
     int window = 0;
-    if (a == LC_ARCH_MISTRAL || a == LC_ARCH_QWEN2 || a == LC_ARCH_PHI3 || a == LC_ARCH_GEMMA2) {
+    if (a == LC_ARCH_MISTRAL || qwen || a == LC_ARCH_PHI3 || a == LC_ARCH_GEMMA2 || a == LC_ARCH_MIXTRAL) {
         if ((st = get_int_in(root, KEYS("sliding_window"), path, a == LC_ARCH_GEMMA2 ? 4096 : 0, 0, 1 << 24, &window)))
             return st;
     }
@@ -245,8 +286,10 @@ static lc_status parse_llama_like(lc_model_config *cfg, const cJSON *root, const
     if (a == LC_ARCH_OLMO) {
         cfg->norm = LC_NORM_KIND_LAYER;
         cfg->norm_affine = false;
-        if ((st = get_cap(root, "clip_qkv", path, 0.0, &cfg->clip_qkv))) return st;
     }
+    if ((a == LC_ARCH_OLMO || a == LC_ARCH_OLMOE) && (st = get_cap(root, "clip_qkv", path, 0.0, &cfg->clip_qkv)))
+        return st;
+    if (a == LC_ARCH_MIXTRAL || a == LC_ARCH_OLMOE || a == LC_ARCH_QWEN2_MOE) return parse_moe(cfg, root, path);
     return LC_STATUS_OK;
 }
 
@@ -483,6 +526,11 @@ void lc_config_alibi_slopes(const lc_model_config *cfg, float *slopes) {
     for (int h = 0; h < p2; h++) slopes[h] = (float)pow(base, h + 1);
     double extra = pow(2.0, -pow(2.0, -(log2(2.0 * p2) - 3.0)));
     for (int h = p2; h < H; h++) slopes[h] = (float)pow(extra, 2 * (h - p2) + 1);
+}
+
+bool lc_config_layer_moe(const lc_model_config *cfg, int layer) {
+    if (cfg->n_experts <= 0 || layer < 0 || layer >= 1024) return false;
+    return (layer + 1) % cfg->moe_step == 0 && !(cfg->moe_dense[layer / 64] >> (layer % 64) & 1);
 }
 
 int lc_config_layer_window(const lc_model_config *cfg, int layer) {

@@ -23,6 +23,9 @@ typedef enum lc_arch {
     LC_ARCH_FALCON,
     LC_ARCH_OLMO,
     LC_ARCH_BLOOM,
+    LC_ARCH_MIXTRAL,   // Mistral attention, a routed mixture of expert MLPs
+    LC_ARCH_OLMOE,     // routed experts, RMSNorm on the whole q and k projections
+    LC_ARCH_QWEN2_MOE, // Qwen2 attention, routed experts plus a gated shared expert
     LC_ARCH_COUNT,
 } lc_arch;
 
@@ -108,7 +111,25 @@ typedef struct lc_model_config {
     int bos_token_id, eos_token_id; // -1 if absent; eos_token_id is eos_ids[0]
     int eos_ids[LC_MAX_EOS_IDS];    // every id generation stops at (a list in Llama 3 instruct)
     int n_eos_ids;
+
+    // Mixture of experts (n_experts 0: a dense model). A sparse layer's MLP
+    // is a router (a frozen linear to n_experts logits), softmax over them,
+    // the top experts_per_tok of each token (renormalized to sum 1 when
+    // norm_topk_prob), and the weighted sum of those experts' gated MLPs of
+    // width moe_ff; qwen2_moe adds a shared expert of width shared_ff scaled by
+    // sigmoid(shared_expert_gate(x)). Dense layers keep intermediate_size.
+    int n_experts;
+    int experts_per_tok;
+    bool norm_topk_prob;
+    int moe_ff;
+    int shared_ff;          // 0: no shared expert
+    int moe_step;           // layer l is sparse when (l + 1) % moe_step == 0 ...
+    uint64_t moe_dense[16]; // ... and its bit here is clear (mlp_only_layers; 1024 layers)
+    bool qk_norm;           // RMSNorm over the whole q and k projections (OLMoE)
 } lc_model_config;
+
+// Whether layer l's MLP is a mixture of experts.
+bool lc_config_layer_moe(const lc_model_config *cfg, int layer);
 
 // Parses and validates path (config.json). Sizes must be positive, consistent
 // (heads divide evenly, even head_dim) and below sane caps. A model_type that

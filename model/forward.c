@@ -131,6 +131,10 @@ static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
         k = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim, kv_dim);
         v = lc_op_gather_cols(g, qkv, m->qkv_cols + q_dim + kv_dim, kv_dim);
     }
+    if (m->layers[l].q_norm.w) { // OLMoE: RMSNorm over the whole projection, before the head split
+        q = lc_model_norm(g, m, &m->layers[l].q_norm, q);
+        k = lc_model_norm(g, m, &m->layers[l].k_norm, k);
+    }
     if (cfg->clip_qkv > 0.0f) {
         q = lc_op_clamp(g, q, cfg->clip_qkv);
         k = lc_op_clamp(g, k, cfg->clip_qkv);
@@ -160,10 +164,53 @@ static lc_tensor *attention(const lc_block_ctx *c, int l, lc_tensor *h) {
     return linear(c, l, LC_LINEAR_KIND_O, att);
 }
 
+// A frozen linear of a sparse layer (router, gate), without adapter.
+static lc_tensor *linear_frozen(lc_graph *g, const lc_linear *lin, lc_tensor *x) {
+    const lc_lora_ref *none = NULL;
+    return lc_op_linear_parts(g, x, &lin->w, 1, &lin->out, &lin->bias, &none);
+}
+
+// One expert's gated MLP (proj: gate, up, down) on its rows x.
+static lc_tensor *expert_mlp(const lc_block_ctx *c, const lc_linear *proj, lc_tensor *x) {
+    lc_graph *g = c->g;
+    lc_tensor *gate = linear_frozen(g, &proj[LC_EXPERT_PROJ_GATE], x);
+    lc_tensor *up = linear_frozen(g, &proj[LC_EXPERT_PROJ_UP], x);
+    return linear_frozen(g, &proj[LC_EXPERT_PROJ_DOWN], lc_op_glu(g, gate, up, c->m->cfg.act));
+}
+
+// A sparse layer's MLP: each token's top experts weighted by the router's
+// softmax, every expert one product over the rows of the tokens that chose
+// it (in token order, so the result does not depend on threads or batch
+// composition); plus qwen2_moe's shared expert scaled by a sigmoid gate.
+static lc_tensor *moe(const lc_block_ctx *c, int l, lc_tensor *h) {
+    const lc_model_config *cfg = &c->m->cfg;
+    const lc_moe *moe = c->m->layers[l].moe;
+    lc_graph *g = c->g;
+    const lc_moe_routing *r;
+    lc_tensor *w = lc_op_moe_route(g, linear_frozen(g, &moe->router, h), cfg->experts_per_tok,
+                                   cfg->norm_topk_prob, &r);
+    lc_tensor **ys = lc_arena_alloc(&g->arena, sizeof *ys * (size_t)cfg->n_experts);
+    if (!w || !ys) return NULL;
+    for (int e = 0; e < cfg->n_experts; e++) {
+        int n = r->start[e + 1] - r->start[e];
+        ys[e] = NULL;
+        if (n == 0) continue;
+        lc_tensor *xe = lc_op_gather_rows(g, h, r->rows + r->start[e], n);
+        if (!(ys[e] = expert_mlp(c, moe->experts + (size_t)e * LC_EXPERT_PROJ_COUNT, xe))) return NULL;
+    }
+    lc_tensor *out = lc_op_moe_combine(g, w, r, ys, cfg->hidden_size);
+    if (moe->shared[0].out) {
+        lc_tensor *gate = linear_frozen(g, &moe->shared_gate, h);
+        out = lc_op_add(g, out, lc_op_sigmoid_gate(g, expert_mlp(c, moe->shared, h), gate), true);
+    }
+    return out;
+}
+
 static lc_tensor *mlp(const lc_block_ctx *c, int l, lc_tensor *h) {
     const lc_model_config *cfg = &c->m->cfg;
     lc_graph *g = c->g;
     lc_tensor *a;
+    if (c->m->layers[l].moe) return moe(c, l, h);
     if (!cfg->mlp_gated) {
         a = lc_op_act(g, linear(c, l, LC_LINEAR_KIND_UP, h), cfg->act);
     } else if (cfg->gate_up_fused) {

@@ -85,6 +85,16 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
         return lc_error(LC_STATUS_INPUT, "lora.dropout must be in [0, 1)");
     if (!cfg->targets) return lc_error(LC_STATUS_INPUT, "lora.targets names no module");
     unsigned present = lc_model_linear_kinds(&m->cfg);
+    unsigned mlp = 1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP | 1u << LC_LINEAR_KIND_DOWN;
+    if (m->cfg.n_experts > 0 && (cfg->targets & mlp & present)) {
+        // PEFT's names select every expert's projections (and the shared
+        // expert's), which lora.c cannot adapt yet.
+        char list[160];
+        lc_arch_target_list(&m->cfg, list, sizeof list);
+        return lc_error(LC_STATUS_INPUT, "lora.targets: adapters on the MLP projections of %s models (%s, in every expert) "
+                        "are not supported yet; name the attention projections (q_proj, k_proj, v_proj, o_proj)",
+                        lc_arch_name(m->cfg.arch), strstr(list, "o_proj, ") ? strstr(list, "o_proj, ") + 8 : list);
+    }
     if (cfg->targets != LC_LINEAR_KIND_ALL && (cfg->targets & ~present)) {
         // Named targets must exist in this family; "all" means those it has.
         int k = 0;
@@ -110,7 +120,7 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     for (int layer = 0; layer < l->n_layers; layer++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
             if ((c->targets & (1u << k)) && lc_lora_layer_selected(c, l->n_layers, layer)) {
-                const lc_linear *lin = &m->layers[layer].lin[k];
+                const lc_linear *lin = &m->layers[layer].lin[k]; // out 0: none here (a sparse layer's MLP)
                 n += (size_t)r * lin->in + (size_t)lin->out * r;
             }
     l->n_params = n;
@@ -127,8 +137,8 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
     for (int layer = 0; layer < l->n_layers; layer++) {
         if (!lc_lora_layer_selected(c, l->n_layers, layer)) continue;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            if (!(c->targets & (1u << k))) continue;
             const lc_linear *lin = &m->layers[layer].lin[k];
+            if (!(c->targets & (1u << k)) || lin->out == 0) continue;
             lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + k];
             ref->r = r;
             ref->scale = l->scale;

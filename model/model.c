@@ -160,25 +160,23 @@ static lc_wtype held_type(const lc_model *m, const lc_st_tensor *t, bool bf16) {
     return m->from_gguf ? (lc_wtype)t->dtype : LC_WTYPE_F32;
 }
 
-// Loads the linears `kinds` of one layer. Weights already in their held
-// form (aligned, not transposed) are used in place from the mapping; the
-// others are converted, and a group whose members share a type and are
-// converted anyway is stacked row-wise in one buffer, which lets the forward
-// pass run it as one GEMM (q/k/v, gate/up).
-static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, const lc_arch_names *n,
-                                   const lc_linear_kind *kinds, int n_kinds, bool bf16) {
+// Loads linears lins[0..n) from the weights named names[i]. Weights already
+// in their held form (aligned, not transposed) are used in place from the
+// mapping; the others are converted, and a group whose members share a type
+// and are converted anyway is stacked row-wise in one buffer, which lets the
+// forward pass run it as one GEMM (q/k/v, gate/up). bf16: hold F32/F16/BF16
+// weights in bf16.
+static lc_status load_linears(lc_model *m, lc_linear *const *lins, const char *const *names, int n_lins, bool bf16) {
     const lc_model_config *c = &m->cfg;
     const lc_st_tensor *t[LC_LINEAR_KIND_COUNT];
     lc_wtype want[LC_LINEAR_KIND_COUNT];
     bool copy[LC_LINEAR_KIND_COUNT], any_copy = false, same = true;
-    char name[320];
     bool tr = c->weights_transposed;
     size_t total = 0;
     lc_status st;
-    for (int i = 0; i < n_kinds; i++) {
-        lc_linear *lin = &L->lin[kinds[i]];
-        snprintf(name, sizeof name, "%s.%s.weight", base, n->lin[kinds[i]]);
-        if ((st = find_weight(m, name, 2, tr ? lin->in : lin->out, tr ? lin->out : lin->in, &t[i]))) return st;
+    for (int i = 0; i < n_lins; i++) {
+        lc_linear *lin = lins[i];
+        if ((st = find_weight(m, names[i], 2, tr ? lin->in : lin->out, tr ? lin->out : lin->in, &t[i]))) return st;
         want[i] = held_type(m, t[i], bf16);
         size_t align = wtype_align(want[i]);
         copy[i] = tr || (lc_wtype)t[i]->dtype != want[i] || (uintptr_t)t[i]->data % align != 0;
@@ -186,11 +184,12 @@ static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, c
         same &= want[i] == want[0];
         total += lc_wtype_row_bytes(want[i], lin->in) * (size_t)lin->out;
     }
-    bool stack = any_copy && same && n_kinds > 1;
+    bool stack = any_copy && same && n_lins > 1;
     unsigned char *buf = NULL;
-    if (stack && !(buf = lc_model_own(m, total))) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
-    for (int i = 0; i < n_kinds; i++) {
-        lc_linear *lin = &L->lin[kinds[i]];
+    if (stack && !(buf = lc_model_own(m, total)))
+        return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", names[0]);
+    for (int i = 0; i < n_lins; i++) {
+        lc_linear *lin = lins[i];
         size_t bytes = lc_wtype_row_bytes(want[i], lin->in) * (size_t)lin->out;
         const void *w = t[i]->data;
         if (stack || copy[i]) {
@@ -201,6 +200,77 @@ static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, c
             if (stack) buf += bytes;
         }
         lin->w = (lc_weight){want[i], w, lin->out, lin->in};
+    }
+    return LC_STATUS_OK;
+}
+
+// The linears `kinds` of one layer under their family names.
+static lc_status load_linear_group(lc_model *m, lc_layer *L, const char *base, const lc_arch_names *n,
+                                   const lc_linear_kind *kinds, int n_kinds, bool bf16) {
+    lc_linear *lins[LC_LINEAR_KIND_COUNT];
+    char names[LC_LINEAR_KIND_COUNT][320];
+    const char *name_ptrs[LC_LINEAR_KIND_COUNT];
+    for (int i = 0; i < n_kinds; i++) {
+        lins[i] = &L->lin[kinds[i]];
+        snprintf(names[i], sizeof names[i], "%s.%s.weight", base, n->lin[kinds[i]]);
+        name_ptrs[i] = names[i];
+    }
+    return load_linears(m, lins, name_ptrs, n_kinds, bf16);
+}
+
+// One [out, in] linear named `path`.weight, without bias.
+static lc_status load_one_linear(lc_model *m, lc_linear *lin, const char *path, int in, int out, bool bf16) {
+    char name[320];
+    snprintf(name, sizeof name, "%s.weight", path);
+    lin->in = in;
+    lin->out = out;
+    lin->bias = NULL;
+    lc_linear *lins[1] = {lin};
+    const char *names[1] = {name};
+    return load_linears(m, lins, names, 1, bf16);
+}
+
+// An expert's gate, up and down projections (width ff) under module path `path`.
+static lc_status load_expert(lc_model *m, lc_linear *proj, const char *path, const lc_arch_names *n, int ff,
+                             bool bf16) {
+    int C = m->cfg.hidden_size;
+    char sub[300];
+    lc_status st;
+    for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+        snprintf(sub, sizeof sub, "%s.%s", path, n->expert_lin[j]);
+        bool down = j == LC_EXPERT_PROJ_DOWN;
+        if ((st = load_one_linear(m, &proj[j], sub, down ? ff : C, down ? C : ff, bf16))) return st;
+    }
+    return LC_STATUS_OK;
+}
+
+// A sparse layer's router and experts. The router and the shared expert's
+// gate stay in their stored precision (a bf16 router could change which
+// experts a token picks).
+static lc_status load_moe(lc_model *m, lc_layer *L, const char *base, const lc_arch_names *n, bool bf16) {
+    const lc_model_config *c = &m->cfg;
+    int E = c->n_experts, C = c->hidden_size;
+    char path[300];
+    lc_status st;
+    lc_moe *moe = lc_model_own(m, sizeof *moe);
+    lc_linear *experts = lc_model_own(m, sizeof *experts * (size_t)E * LC_EXPERT_PROJ_COUNT);
+    if (!moe || !experts) return lc_error(LC_STATUS_RUNTIME, "out of memory for %d experts", E);
+    memset(moe, 0, sizeof *moe);
+    memset(experts, 0, sizeof *experts * (size_t)E * LC_EXPERT_PROJ_COUNT);
+    moe->experts = experts;
+    L->moe = moe;
+    snprintf(path, sizeof path, "%s.%s", base, n->router);
+    if ((st = load_one_linear(m, &moe->router, path, C, E, false))) return st;
+    for (int e = 0; e < E; e++) {
+        int len = snprintf(path, sizeof path, "%s.", base);
+        snprintf(path + len, sizeof path - (size_t)len, n->expert, e);
+        if ((st = load_expert(m, experts + (size_t)e * LC_EXPERT_PROJ_COUNT, path, n, c->moe_ff, bf16))) return st;
+    }
+    if (n->shared_expert) {
+        snprintf(path, sizeof path, "%s.%s", base, n->shared_expert);
+        if ((st = load_expert(m, moe->shared, path, n, c->shared_ff, bf16))) return st;
+        snprintf(path, sizeof path, "%s.%s", base, n->shared_gate);
+        if ((st = load_one_linear(m, &moe->shared_gate, path, C, 1, false))) return st;
     }
     return LC_STATUS_OK;
 }
@@ -228,25 +298,29 @@ static lc_status get_bias(lc_model *m, const char *name, int64_t d0, const float
 
 // A norm's weight (and bias for affine layer norms) under module path `path`;
 // nothing for parameter-free norms. Gemma's (1 + w) is folded in here.
-static lc_status load_norm(lc_model *m, const char *path, lc_norm *out) {
+static lc_status load_norm_dim(lc_model *m, const char *path, int dim, lc_norm *out) {
     const lc_model_config *c = &m->cfg;
     char name[320];
     lc_status st;
     out->w = out->b = NULL;
     if (!path || !c->norm_affine) return LC_STATUS_OK;
     snprintf(name, sizeof name, "%s.weight", path);
-    if ((st = get_weight(m, name, 1, c->hidden_size, 0, &out->w))) return st;
+    if ((st = get_weight(m, name, 1, dim, 0, &out->w))) return st;
     if (c->norm_plus_one) {
-        float *w1 = lc_model_own(m, sizeof(float) * (size_t)c->hidden_size);
+        float *w1 = lc_model_own(m, sizeof(float) * (size_t)dim);
         if (!w1) return lc_error(LC_STATUS_RUNTIME, "out of memory converting %s", name);
-        for (int i = 0; i < c->hidden_size; i++) w1[i] = 1.0f + out->w[i];
+        for (int i = 0; i < dim; i++) w1[i] = 1.0f + out->w[i];
         out->w = w1;
     }
     if (c->norm == LC_NORM_KIND_LAYER) {
         snprintf(name, sizeof name, "%s.bias", path);
-        if ((st = get_bias(m, name, c->hidden_size, &out->b))) return st;
+        if ((st = get_bias(m, name, dim, &out->b))) return st;
     }
     return LC_STATUS_OK;
+}
+
+static lc_status load_norm(lc_model *m, const char *path, lc_norm *out) {
+    return load_norm_dim(m, path, m->cfg.hidden_size, out);
 }
 
 static lc_status load_layer(lc_model *m, const lc_arch_names *n, int l, bool bf16_weights) {
@@ -264,6 +338,17 @@ static lc_status load_layer(lc_model *m, const lc_arch_names *n, int l, bool bf1
     }
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
         linear_dims(c, (lc_linear_kind)k, &L->lin[k].in, &L->lin[k].out);
+    bool sparse = lc_config_layer_moe(c, l);
+    if (sparse) // the experts take the MLP's place
+        for (int k = LC_LINEAR_KIND_GATE; k <= LC_LINEAR_KIND_GATE_UP; k++)
+            if (k != LC_LINEAR_KIND_QKV) L->lin[k].in = L->lin[k].out = 0;
+    if (n->q_norm) {
+        snprintf(path, sizeof path, "%s.%s", base, n->q_norm);
+        if ((st = load_norm_dim(m, path, c->n_heads * c->head_dim, &L->q_norm))) return st;
+        snprintf(path, sizeof path, "%s.%s", base, n->k_norm);
+        if ((st = load_norm_dim(m, path, c->n_kv_heads * c->head_dim, &L->k_norm))) return st;
+    }
+    if (sparse && (st = load_moe(m, L, base, n, bf16_weights))) return st;
     static const lc_linear_kind qkv[] = {LC_LINEAR_KIND_Q, LC_LINEAR_KIND_K, LC_LINEAR_KIND_V};
     static const lc_linear_kind gate_up[] = {LC_LINEAR_KIND_GATE, LC_LINEAR_KIND_UP};
     bool sep_qkv = L->lin[LC_LINEAR_KIND_Q].out > 0, sep_gate_up = L->lin[LC_LINEAR_KIND_GATE].out > 0;

@@ -41,12 +41,31 @@ typedef struct lc_norm {
     const float *b; // [C] or NULL
 } lc_norm;
 
+// The projections of one expert's gated MLP: down(act(gate x) * up x).
+typedef enum lc_expert_proj {
+    LC_EXPERT_PROJ_GATE,
+    LC_EXPERT_PROJ_UP,
+    LC_EXPERT_PROJ_DOWN,
+    LC_EXPERT_PROJ_COUNT,
+} lc_expert_proj;
+
+// A sparse layer's MLP (lc_config_layer_moe): the router, each routed expert,
+// and qwen2_moe's shared expert with its sigmoid gate.
+typedef struct lc_moe {
+    lc_linear router;                         // [n_experts, C]
+    lc_linear *experts;                       // [n_experts * LC_EXPERT_PROJ_COUNT]: expert e's at e * 3 + proj
+    lc_linear shared[LC_EXPERT_PROJ_COUNT];   // out 0 when the family has no shared expert
+    lc_linear shared_gate;                    // [1, C], or out 0
+} lc_moe;
+
 typedef struct lc_layer {
     lc_norm attn_norm;      // before attention
     lc_norm mlp_norm;       // before the MLP (the attention norm's output in a one-norm parallel block)
     lc_norm post_attn_norm; // on the attention output (sandwich blocks)
     lc_norm post_mlp_norm;  // on the MLP output (sandwich blocks)
-    lc_linear lin[LC_LINEAR_KIND_COUNT];
+    lc_norm q_norm, k_norm; // over the whole q / k projection (OLMoE), else {NULL, NULL}
+    lc_linear lin[LC_LINEAR_KIND_COUNT]; // a sparse layer has no MLP kinds here (out 0)
+    lc_moe *moe;            // a sparse layer's experts, else NULL
 } lc_layer;
 
 typedef struct lc_model {
