@@ -24,7 +24,7 @@
 #include "train/trainer.h"
 
 static const char bench_usage[] =
-    "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b] [--batch B] [--seq T] [--steps N] "
+    "usage: bench_train [stories260k|smollm2-135m|llama-1b|llama2-7b|olmoe|olmoe-dense] [--batch B] [--seq T] [--steps N] "
     "[--warmup W] [--rank R] [--vocab V] [--checkpointing] [--weights f32|bf16|f16|q8_0|q4_0|q4_1|q5_0|q5_1|q4_k|"
     "q5_k|q6_k] [--bf16] [--compute fp32|bf16|both] [--profile] | [--generate N] [--weights TYPE] | "
     "--write-model DIR --tokenizer FILE [--seq T]\n";
@@ -32,13 +32,19 @@ static const char bench_usage[] =
 typedef struct shape {
     const char *name;
     int C, F, L, H, KVH, D, V, tied;
+    int E, k; // experts and experts per token (OLMoE-style layers; F = k x each expert's width), else 0
+    int attn_only; // LoRA on q, k, v, o only (the MoE shapes, and the dense one they are compared with)
 } shape;
 
 static const shape shapes[] = {
-    {"stories260k", 64, 172, 5, 8, 4, 8, 512, 1},
-    {"smollm2-135m", 576, 1536, 30, 9, 3, 64, 49152, 1},
-    {"llama-1b", 2048, 8192, 16, 32, 8, 64, 128256, 1},
-    {"llama2-7b", 4096, 11008, 32, 32, 32, 128, 32000, 0},
+    {"stories260k", 64, 172, 5, 8, 4, 8, 512, 1, 0, 0, 0},
+    {"smollm2-135m", 576, 1536, 30, 9, 3, 64, 49152, 1, 0, 0, 0},
+    {"llama-1b", 2048, 8192, 16, 32, 8, 64, 128256, 1, 0, 0, 0},
+    {"llama2-7b", 4096, 11008, 32, 32, 32, 128, 32000, 0, 0, 0, 0},
+    // OLMoE-1B-7B's shape: 64 experts of width 1024, 8 a token; and a dense
+    // model of the same active size (one MLP of width 8 x 1024).
+    {"olmoe", 2048, 8192, 16, 16, 16, 128, 50304, 0, 64, 8, 1},
+    {"olmoe-dense", 2048, 8192, 16, 16, 16, 128, 50304, 0, 0, 0, 1},
 };
 
 // --weights NAME: the frozen linears' stored type.
@@ -129,8 +135,9 @@ static double flops_per_token(const shape *s, int T, int r) {
     double lin = 0, lora = 0;
     for (int k = 0; k < 7; k++) {
         lin += in_out[k][0] * in_out[k][1];
-        lora += in_out[k][0] + in_out[k][1];
+        if (k < 4 || !s->attn_only) lora += in_out[k][0] + in_out[k][1];
     }
+    lin += (double)s->C * s->E; // the router
     double attn_fwd = 2.0 * T * q; // QKᵀ and PV over T/2 keys on average
     double per_layer = 4.0 * lin + 4.0 * 2.0 * r * lora + attn_fwd + 2.5 * attn_fwd;
     return s->L * per_layer + 4.0 * s->C * (double)s->V;
@@ -276,11 +283,22 @@ int main(int argc, char **argv) {
     lc_config_init_llama(&cfg, s->C, s->F, s->L, s->H, s->KVH, s->D, s->V);
     cfg.max_position_embeddings = T;
     cfg.tie_word_embeddings = s->tied;
+    if (s->E) { // OLMoE: routed experts, q/k norms, top-k weights not renormalized
+        cfg.arch = LC_ARCH_OLMOE;
+        snprintf(cfg.model_type, sizeof cfg.model_type, "olmoe");
+        cfg.n_experts = s->E;
+        cfg.experts_per_tok = s->k;
+        cfg.moe_ff = cfg.intermediate_size = s->F / s->k;
+        cfg.moe_step = 1;
+        cfg.qk_norm = true;
+    }
     lc_model m;
     lc_lora lora;
     lc_adamw opt;
     lc_train_pass pass;
     lc_lora_config lcfg = {.r = r, .alpha = 2.0f * r, .dropout = 0.0f, .targets = (1u << LC_LINEAR_KIND_COUNT) - 1};
+    if (s->attn_only)
+        lcfg.targets = 1u << LC_LINEAR_KIND_Q | 1u << LC_LINEAR_KIND_K | 1u << LC_LINEAR_KIND_V | 1u << LC_LINEAR_KIND_O;
     lc_adamw_config acfg = {0.9f, 0.999f, 1e-8f, 0.0f};
     if (lc_model_init_random(&m, &cfg, 1, wt) || lc_lora_init(&lora, &m, &lcfg, 2, true) ||
         lc_adamw_init(&opt, lora.n_params, &acfg) || lc_train_pass_init(&pass, &m, ckpt)) {

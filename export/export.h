@@ -88,6 +88,8 @@ void lc_export_undo_fail(const lc_export_undo *u);
 // fp32 weight of linear (layer, kind) with the adapter merged into out
 // [out_features, in_features]; nothing for a kind the model does not have.
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);
+// The same for any linear (an expert's projection) and its adapter (may be NULL).
+void lc_export_merge_weight(float *out /* [out, in] */, const lc_linear *lin, const lc_lora_ref *ref);
 
 // Matches the start of s against the family's module path of a decoder
 // linear: "<layer path>.<module>" ("model.layers.3.self_attn.q_proj",

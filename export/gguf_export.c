@@ -329,6 +329,11 @@ static lc_status family_of(const lc_model *m, const char *out_path, gguf_family 
         if (c->residual_from_norm)
             why = "llama.cpp's bloom has no apply_residual_connection_post_layernorm";
         break;
+    case LC_ARCH_MIXTRAL:
+    case LC_ARCH_OLMOE:
+    case LC_ARCH_QWEN2_MOE:
+        return lc_error(LC_STATUS_USAGE, "%s: GGUF export of %s models (mixture of experts) is not supported yet; "
+                        "export --format peft or hf", out_path, lc_arch_name(c->arch));
     default: return lc_error(LC_STATUS_USAGE, "%s: GGUF export does not know this model family", out_path);
     }
     if (!why && c->rope_scaling == LC_ROPE_SCALING_LLAMA3 && strcmp(f->arch, "llama") != 0)

@@ -17,6 +17,7 @@
 #include "common/file.h"
 #include "common/json.h"
 #include "export/export.h"
+#include "model/arch.h"
 #include "model/gguf_model.h"
 
 #define HF_CHUNK (1u << 20) // elements converted per write
@@ -29,18 +30,25 @@ static const char *dtype_torch_name(lc_dtype d) {
     return d == LC_DTYPE_F32 ? "float32" : d == LC_DTYPE_F16 ? "float16" : "bfloat16";
 }
 
-// The (layer, kind) whose weight tensor `name` is, if the adapter changes it.
-// The source's names are the family's module paths, with or without its
-// optional key prefix (GPT-2 checkpoints say "h.0.attn.c_attn.weight").
-static int merged_target(const char *name, const lc_model *m, const lc_lora *lora, int *layer, int *kind) {
+// The linear whose weight tensor `name` is, and its adapter, if the adapter
+// changes it: a layer's own linear or an expert's projection. The source's
+// names are the family's module paths, with or without its optional key
+// prefix (GPT-2 checkpoints say "h.0.attn.c_attn.weight").
+static int merged_target(const char *name, const lc_model *m, const lc_lora *lora, const lc_linear **lin,
+                         const lc_lora_ref **ref) {
     if (!lora) return 0;
-    int l;
+    int l, e;
     lc_linear_kind k;
+    lc_expert_proj j;
     const char *rest = lc_export_match_module(&m->cfg, name, true, &l, &k);
-    if (!rest || strcmp(rest, ".weight") != 0 || l >= m->cfg.n_layers || !lc_lora_get(lora, l, k)) return 0;
-    *layer = l;
-    *kind = (int)k;
-    return 1;
+    if (rest && strcmp(rest, ".weight") == 0 && l < m->cfg.n_layers && (*ref = lc_lora_get(lora, l, k))) {
+        *lin = &m->layers[l].lin[k];
+        return 1;
+    }
+    rest = lc_arch_match_expert(&m->cfg, name, &l, &e, &j);
+    if (!rest || strcmp(rest, ".weight") != 0 || !(*ref = lc_lora_get_expert(lora, l, e, j))) return 0;
+    *lin = lc_model_expert_linear(m, l, e, j);
+    return *lin != NULL;
 }
 
 // Whether the source tensor is a head the tied model does not use: it is left
@@ -136,11 +144,16 @@ static int write_converted(FILE *f, const float *src, const lc_st_tensor *t, int
 static lc_status write_model(const char *path, const lc_model *m, const lc_lora *lora, lc_dtype dtype) {
     const lc_st_set *set = &m->st;
     size_t max_merged = 0;
+    int n_adapted = 0;
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
             if (lora && lc_lora_get(lora, l, k) && n > max_merged) max_merged = n;
+            n_adapted += lora && lc_lora_get(lora, l, k);
         }
+    lc_lora_expert x;
+    for (int i = 0; lc_lora_expert_next(lora, m, &i, &x); n_adapted++)
+        if ((size_t)x.lin->out * (size_t)x.lin->in > max_merged) max_merged = (size_t)x.lin->out * (size_t)x.lin->in;
     int transposed = m->cfg.weights_transposed;
     float *merged = malloc(sizeof(float) * (max_merged + 1));
     float *flip = transposed ? malloc(sizeof(float) * (max_merged + 1)) : NULL;
@@ -161,15 +174,15 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     int ok = 1, n_merged = 0;
     for (int i = 0; !st && ok && i < set->n_tensors; i++) {
         const lc_st_tensor *t = &set->tensors[i];
-        int layer, kind;
+        const lc_linear *lin;
+        const lc_lora_ref *ref;
         if (dropped(t, m)) continue;
-        if (merged_target(t->name, m, lora, &layer, &kind)) {
-            const lc_linear *lin = &m->layers[layer].lin[kind];
+        if (merged_target(t->name, m, lora, &lin, &ref)) {
             if (t->n_elements != (int64_t)lin->out * lin->in) { // the loader checked the shape
                 st = lc_error(LC_STATUS_RUNTIME, "%s: tensor %s does not match the loaded model", path, t->name);
                 break;
             }
-            lc_export_merge_linear(merged, m, lora, layer, (lc_linear_kind)kind);
+            lc_export_merge_weight(merged, lin, ref);
             const float *w = merged;
             if (transposed) { // [out, in] back to Conv1D's [in, out]
                 for (int o = 0; o < lin->out; o++)
@@ -185,9 +198,6 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
         }
     }
     // Every adapted linear must have been found among the source's tensors.
-    int n_adapted = 0;
-    for (int l = 0; lora && l < m->cfg.n_layers; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) n_adapted += lc_lora_get(lora, l, k) != NULL;
     if (!st && ok && n_merged != n_adapted)
         st = lc_error(LC_STATUS_RUNTIME, "%s: the base's tensors hold %d of the %d adapted weights", path, n_merged,
                       n_adapted);

@@ -16,15 +16,18 @@
 #include "export/export.h"
 #include "model/arch.h"
 
-void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind) {
-    const lc_linear *lin = &m->layers[layer].lin[kind];
-    if (!lin->out) return; // the family has no such projection
+void lc_export_merge_weight(float *out, const lc_linear *lin, const lc_lora_ref *ref) {
     lc_weight_dequant(out, &lin->w, 0, lin->out, 0, lin->in, lin->in);
-    const lc_lora_ref *ref = lora ? lc_lora_get(lora, layer, kind) : NULL;
     if (!ref) return;
     // out[out, in] += scale · B[out, r] · A[r, in]
     lc_blas_sgemm(false, false, lin->out, lin->in, ref->r, ref->scale, ref->B, ref->r, ref->A, lin->in, 1.0f, out,
                   lin->in);
+}
+
+void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind) {
+    const lc_linear *lin = &m->layers[layer].lin[kind];
+    if (!lin->out) return; // the family has no such projection
+    lc_export_merge_weight(out, lin, lora ? lc_lora_get(lora, layer, kind) : NULL);
 }
 
 const char *lc_export_match_module(const lc_model_config *cfg, const char *s, bool short_ok, int *layer,

@@ -35,6 +35,14 @@ static void peft_key(char *out, size_t cap, const lc_model_config *cfg, int laye
     snprintf(out, cap, PEFT_PREFIX "%s.%s.lora_%c.weight", layer_path, n.lin[kind] ? n.lin[kind] : "?", ab);
 }
 
+// The same for projection proj of expert e (a sparse layer's).
+static void peft_expert_key(char *out, size_t cap, const lc_model_config *cfg, int layer, int e, lc_expert_proj proj,
+                            char ab) {
+    char path[160];
+    lc_arch_expert_path(cfg, layer, e, proj, path, sizeof path);
+    snprintf(out, cap, PEFT_PREFIX "%s.lora_%c.weight", path, ab);
+}
+
 // The family's name of a kind for messages and target_modules: its module
 // name ("c_attn", "q_proj"), or its path under the layer ("attn.c_proj") where
 // the name alone also selects another kind (GPT-2's c_proj).
@@ -196,7 +204,7 @@ static lc_status export_peft(const char *out_dir, const char *base_name, const l
             return lc_error(LC_STATUS_INPUT, "PEFT export: the adapter adapts %s, which %s models do not have",
                             lc_linear_kind_name((lc_linear_kind)k), lc_arch_name(m->cfg.arch));
     lc_status st;
-    int cap = lora->n_layers * LC_LINEAR_KIND_COUNT * 2, n = 0;
+    int cap = lora->n_layers * (LC_LINEAR_KIND_COUNT + lora->expert_slots) * 2, n = 0;
     lc_st_entry *entries = calloc((size_t)cap + 1, sizeof *entries);
     char (*names)[PEFT_NAME_MAX] = calloc((size_t)cap + 1, sizeof *names);
     uint16_t *half = NULL;
@@ -229,6 +237,21 @@ static lc_status export_peft(const char *out_dir, const char *base_name, const l
             }
         }
     }
+    lc_lora_expert x;
+    for (int i = 0; lc_lora_expert_next(lora, m, &i, &x);)
+        for (int ab = 0; ab < 2; ab++) {
+            const float *p = ab ? x.ref->B : x.ref->A;
+            lc_st_entry *e = &entries[n];
+            peft_expert_key(names[n], sizeof names[n], &m->cfg, x.layer, x.expert, x.proj, ab ? 'B' : 'A');
+            e->name = names[n];
+            e->dtype = dtype;
+            e->n_dims = 2;
+            e->shape[0] = ab ? x.lin->out : x.ref->r;
+            e->shape[1] = ab ? x.ref->r : x.lin->in;
+            e->data = half ? (const void *)(half + (p - lora->params)) : (const void *)p;
+            e->nbytes = (size_t)e->shape[0] * (size_t)e->shape[1] * lc_dtype_size(dtype);
+            n++;
+        }
     char path[4096];
     static const char *const meta[] = {"format", "pt"};
     if ((st = lc_path_join(path, sizeof path, out_dir, "adapter_model.safetensors"))) goto done;
@@ -445,11 +468,62 @@ static int parse_key(const lc_model_config *cfg, const char *name, int *layer, i
     return 1;
 }
 
+// The same for a LoRA weight of an expert projection: (layer, expert, proj, A or B).
+static int parse_expert_key(const lc_model_config *cfg, const char *name, int *layer, int *e, lc_expert_proj *proj,
+                            int *is_b) {
+    size_t pl = strlen(PEFT_PREFIX);
+    if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
+    const char *rest = lc_arch_match_expert(cfg, name + pl, layer, e, proj);
+    if (!rest || *rest != '.') return 0;
+    rest++;
+    if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
+    if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
+    *is_b = rest[5] == 'B';
+    return 1;
+}
+
 static void shape_str(char *out, size_t cap, const lc_st_tensor *t) {
     size_t len = (size_t)snprintf(out, cap, "[");
     for (int i = 0; i < t->n_dims && len < cap; i++)
         len += (size_t)snprintf(out + len, cap - len, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
     if (len < cap) snprintf(out + len, cap - len, "]");
+}
+
+// One LoRA matrix of an expert projection, checked against the config and
+// the model and read into the adapter; found_x marks it.
+static lc_status read_expert_tensor(const char *path, const char *cfg_path, const lc_model *m, lc_lora *lora,
+                                    const lc_st_tensor *t, int layer, int e, lc_expert_proj proj, int is_b,
+                                    const lc_st_tensor **found_x) {
+    lc_linear_kind kind = lc_expert_proj_kind(proj);
+    if (!(lora->cfg.targets & (1u << kind)))
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is for %s, which %s does not list in target_modules", path,
+                        t->name, kind_label(&m->cfg, kind), cfg_path);
+    if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, layer))
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is for layer %d, which %s does not list in layers_to_transform",
+                        path, t->name, layer, cfg_path);
+    const lc_lora_ref *ref = lc_lora_get_expert(lora, layer, e, proj);
+    const lc_linear *lin = lc_model_expert_linear(m, layer, e, proj);
+    if (!ref || !lin)
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is for an expert layer %d of the model does not have", path,
+                        t->name, layer);
+    int slot = (layer * lora->expert_slots + e * LC_EXPERT_PROJ_COUNT + (int)proj) * 2 + is_b;
+    if (found_x[slot])
+        return lc_error(LC_STATUS_INPUT, "%s: tensors %s and %s hold the same weight", path, found_x[slot]->name,
+                        t->name);
+    found_x[slot] = t;
+    int r = lora->cfg.r;
+    int64_t want0 = is_b ? lin->out : r, want1 = is_b ? r : lin->in;
+    char got[96];
+    shape_str(got, sizeof got, t);
+    if (t->n_dims != 2 || t->shape[0] != want0 || t->shape[1] != want1)
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has shape %s, expected [%lld, %lld] (r=%d from %s; the "
+                        "expert's projection is %d -> %d)", path, t->name, got, (long long)want0, (long long)want1,
+                        r, cfg_path, lin->in, lin->out);
+    if (t->dtype == LC_DTYPE_OTHER)
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s has dtype %s (F32, F16 or BF16 expected)", path, t->name,
+                        t->dtype_name);
+    lc_st_tensor_to_f32(t, is_b ? ref->B : ref->A);
+    return LC_STATUS_OK;
 }
 
 static lc_status load_tensors(const char *path, const char *cfg_path, const lc_model *m, lc_lora *lora) {
@@ -462,9 +536,16 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
     int r = lora->cfg.r;
     lc_arch_names names;
     lc_arch_names_get(&names, &m->cfg);
+    const lc_st_tensor **found_x = calloc((size_t)lora->n_layers * lora->expert_slots * 2 + 1, sizeof *found_x);
+    if (!st && !found_x) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
     for (int i = 0; !st && i < set.n_tensors; i++) {
         const lc_st_tensor *t = &set.tensors[i];
-        int layer, kind, is_b;
+        int layer, kind, is_b, ex;
+        lc_expert_proj proj;
+        if (lora->expert_slots && parse_expert_key(&m->cfg, t->name, &layer, &ex, &proj, &is_b)) {
+            st = read_expert_tensor(path, cfg_path, m, lora, t, layer, ex, proj, is_b, found_x);
+            continue;
+        }
         if (!parse_key(&m->cfg, t->name, &layer, &kind, &is_b)) {
             char list[PEFT_LIST_MAX * 2], layer_path[96];
             size_t len = 0;
@@ -537,13 +618,16 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
         int any = 0;
         for (int l = 0; l < lora->n_layers && !any; l++)
             any = found[(l * LC_LINEAR_KIND_COUNT + k) * 2] || found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + 1];
+        for (int i = 0; i < lora->n_layers * lora->expert_slots * 2 && !any; i++)
+            any = found_x[i] && lc_expert_proj_kind((lc_expert_proj)(i / 2 % LC_EXPERT_PROJ_COUNT)) == (lc_linear_kind)k;
         if (!any) {
             st = lc_error(LC_STATUS_INPUT, "%s lists %s in target_modules but %s has no tensors for it", cfg_path,
                           kind_label(&m->cfg, (lc_linear_kind)k), path);
             break;
         }
         for (int l = 0; l < lora->n_layers && !st; l++) {
-            if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, l)) continue;
+            if (!lc_lora_layer_selected(&lora->cfg, lora->n_layers, l) || !lc_lora_get(lora, l, (lc_linear_kind)k))
+                continue;
             for (int ab = 0; ab < 2; ab++) {
                 if (found[(l * LC_LINEAR_KIND_COUNT + k) * 2 + ab]) continue;
                 char key[PEFT_NAME_MAX];
@@ -553,7 +637,17 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             }
         }
     }
+    // Every adapted expert projection needs both matrices too.
+    lc_lora_expert x;
+    for (int i = 0; !st && lc_lora_expert_next(lora, m, &i, &x);)
+        for (int ab = 0; ab < 2 && !st; ab++) {
+            if (found_x[(i - 1) * 2 + ab]) continue;
+            char key[PEFT_NAME_MAX];
+            peft_expert_key(key, sizeof key, &m->cfg, x.layer, x.expert, x.proj, ab ? 'B' : 'A');
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is missing", path, key);
+        }
     free(found);
+    free(found_x);
     lc_st_set_free(&set);
     return st;
 }

@@ -99,6 +99,65 @@ void lc_arch_names_get(lc_arch_names *n, const lc_model_config *cfg) {
     }
 }
 
+void lc_arch_expert_path(const lc_model_config *cfg, int layer, int e, lc_expert_proj proj, char *out, size_t cap) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    if (!n.expert || cap == 0) {
+        if (cap) out[0] = '\0';
+        return;
+    }
+    char layer_path[96], expert_path[96];
+    snprintf(layer_path, sizeof layer_path, n.layer, layer);
+    if (e < cfg->n_experts) snprintf(expert_path, sizeof expert_path, n.expert, e);
+    else snprintf(expert_path, sizeof expert_path, "%s", n.shared_expert ? n.shared_expert : "?");
+    snprintf(out, cap, "%s.%s.%s", layer_path, expert_path, n.expert_lin[proj]);
+}
+
+// Reads fmt ("model.layers.%d", one %d) at the start of s: the number, in
+// decimal without leading zeros, into *num; returns what follows, or NULL.
+static const char *match_format(const char *s, const char *fmt, int *num) {
+    const char *d = strstr(fmt, "%d");
+    if (!d || strncmp(s, fmt, (size_t)(d - fmt)) != 0) return NULL;
+    const char *p = s + (d - fmt);
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9')) return NULL;
+    long v = 0;
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((v = v * 10 + (*p - '0')) > 1000000) return NULL;
+    size_t post = strlen(d + 2);
+    if (strncmp(p, d + 2, post) != 0) return NULL;
+    *num = (int)v;
+    return p + post;
+}
+
+const char *lc_arch_match_expert(const lc_model_config *cfg, const char *s, int *layer, int *e, lc_expert_proj *proj) {
+    lc_arch_names n;
+    lc_arch_names_get(&n, cfg);
+    if (!n.expert) return NULL;
+    int l, ex;
+    const char *p = match_format(s, n.layer, &l);
+    if (!p || *p != '.' || l >= cfg->n_layers) return NULL;
+    p++;
+    const char *q = match_format(p, n.expert, &ex);
+    size_t sl = n.shared_expert ? strlen(n.shared_expert) : 0;
+    if (q && ex >= cfg->n_experts) return NULL;
+    if (!q && sl && strncmp(p, n.shared_expert, sl) == 0) {
+        q = p + sl;
+        ex = cfg->n_experts;
+    }
+    if (!q || *q != '.') return NULL;
+    q++;
+    for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+        size_t len = strlen(n.expert_lin[j]);
+        if (strncmp(q, n.expert_lin[j], len) == 0 && (q[len] == '.' || q[len] == '\0')) {
+            *layer = l;
+            *e = ex;
+            *proj = (lc_expert_proj)j;
+            return q + len;
+        }
+    }
+    return NULL;
+}
+
 const char *lc_arch_linear_name(const lc_model_config *cfg, lc_linear_kind kind) {
     lc_arch_names n;
     lc_arch_names_get(&n, cfg);

@@ -29,6 +29,13 @@ typedef struct lc_arch_names {
 
 void lc_arch_names_get(lc_arch_names *n, const lc_model_config *cfg);
 
+// "model.layers.0.mlp.experts.3.gate_proj": the module path of projection
+// proj of expert e (e == n_experts: the shared expert).
+void lc_arch_expert_path(const lc_model_config *cfg, int layer, int e, lc_expert_proj proj, char *out, size_t cap);
+// Reads an expert projection's module path at the start of s (layer and
+// expert in range); returns what follows it, or NULL.
+const char *lc_arch_match_expert(const lc_model_config *cfg, const char *s, int *layer, int *e, lc_expert_proj *proj);
+
 // The family's own name of a linear kind ("c_attn", "query_key_value", ...),
 // the last component of its module path; NULL where the family has none.
 const char *lc_arch_linear_name(const lc_model_config *cfg, lc_linear_kind kind);

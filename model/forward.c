@@ -170,12 +170,17 @@ static lc_tensor *linear_frozen(lc_graph *g, const lc_linear *lin, lc_tensor *x)
     return lc_op_linear_parts(g, x, &lin->w, 1, &lin->out, &lin->bias, &none);
 }
 
-// One expert's gated MLP (proj: gate, up, down) on its rows x.
-static lc_tensor *expert_mlp(const lc_block_ctx *c, const lc_linear *proj, lc_tensor *x) {
+// One expert's gated MLP (proj: gate, up, down) on its rows x, with its
+// adapters (expert e of layer l; e == n_experts: the shared expert).
+static lc_tensor *expert_mlp(const lc_block_ctx *c, int l, int e, const lc_linear *proj, lc_tensor *x) {
     lc_graph *g = c->g;
-    lc_tensor *gate = linear_frozen(g, &proj[LC_EXPERT_PROJ_GATE], x);
-    lc_tensor *up = linear_frozen(g, &proj[LC_EXPERT_PROJ_UP], x);
-    return linear_frozen(g, &proj[LC_EXPERT_PROJ_DOWN], lc_op_glu(g, gate, up, c->m->cfg.act));
+    lc_tensor *t[LC_EXPERT_PROJ_COUNT];
+    for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+        const lc_lora_ref *lora = lc_lora_get_expert(c->lora, l, e, (lc_expert_proj)j);
+        if (j == LC_EXPERT_PROJ_DOWN) x = lc_op_glu(g, t[LC_EXPERT_PROJ_GATE], t[LC_EXPERT_PROJ_UP], c->m->cfg.act);
+        t[j] = lc_op_linear_parts(g, x, &proj[j].w, 1, &proj[j].out, &proj[j].bias, &lora);
+    }
+    return t[LC_EXPERT_PROJ_DOWN];
 }
 
 // A sparse layer's MLP: each token's top experts weighted by the router's
@@ -196,12 +201,13 @@ static lc_tensor *moe(const lc_block_ctx *c, int l, lc_tensor *h) {
         ys[e] = NULL;
         if (n == 0) continue;
         lc_tensor *xe = lc_op_gather_rows(g, h, r->rows + r->start[e], n);
-        if (!(ys[e] = expert_mlp(c, moe->experts + (size_t)e * LC_EXPERT_PROJ_COUNT, xe))) return NULL;
+        if (!(ys[e] = expert_mlp(c, l, e, moe->experts + (size_t)e * LC_EXPERT_PROJ_COUNT, xe))) return NULL;
     }
     lc_tensor *out = lc_op_moe_combine(g, w, r, ys, cfg->hidden_size);
     if (moe->shared[0].out) {
         lc_tensor *gate = linear_frozen(g, &moe->shared_gate, h);
-        out = lc_op_add(g, out, lc_op_sigmoid_gate(g, expert_mlp(c, moe->shared, h), gate), true);
+        lc_tensor *shared = expert_mlp(c, l, cfg->n_experts, moe->shared, h);
+        out = lc_op_add(g, out, lc_op_sigmoid_gate(g, shared, gate), true);
     }
     return out;
 }

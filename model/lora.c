@@ -78,6 +78,23 @@ void lc_lora_layers_string(char *out, size_t cap, const lc_lora_config *cfg) {
     if (!len) snprintf(out, cap, "all");
 }
 
+// Places ref's A and B at *off of the parameter block, A drawn from rng.
+static void ref_place(lc_lora *l, lc_lora_ref *ref, const lc_linear *lin, size_t *off, lc_rng *rng) {
+    int r = l->cfg.r;
+    ref->r = r;
+    ref->scale = l->scale;
+    ref->dropout = l->cfg.dropout;
+    ref->A = l->params + *off;
+    if (l->grads) ref->dA = l->grads + *off;
+    // kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
+    float bound = 1.0f / sqrtf((float)lin->in);
+    for (size_t i = 0; i < (size_t)r * lin->in; i++) ref->A[i] = (2.0f * lc_rng_uniform(rng) - 1.0f) * bound;
+    *off += (size_t)r * lin->in;
+    ref->B = l->params + *off;
+    if (l->grads) ref->dB = l->grads + *off;
+    *off += (size_t)lin->out * r;
+}
+
 lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg, uint64_t seed, bool with_grads) {
     memset(l, 0, sizeof *l);
     if (cfg->r <= 0 || cfg->r > 4096) return lc_error(LC_STATUS_INPUT, "lora.r must be in 1..4096, got %d", cfg->r);
@@ -85,16 +102,6 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
         return lc_error(LC_STATUS_INPUT, "lora.dropout must be in [0, 1)");
     if (!cfg->targets) return lc_error(LC_STATUS_INPUT, "lora.targets names no module");
     unsigned present = lc_model_linear_kinds(&m->cfg);
-    unsigned mlp = 1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP | 1u << LC_LINEAR_KIND_DOWN;
-    if (m->cfg.n_experts > 0 && (cfg->targets & mlp & present)) {
-        // PEFT's names select every expert's projections (and the shared
-        // expert's), which lora.c cannot adapt yet.
-        char list[160];
-        lc_arch_target_list(&m->cfg, list, sizeof list);
-        return lc_error(LC_STATUS_INPUT, "lora.targets: adapters on the MLP projections of %s models (%s, in every expert) "
-                        "are not supported yet; name the attention projections (q_proj, k_proj, v_proj, o_proj)",
-                        lc_arch_name(m->cfg.arch), strstr(list, "o_proj, ") ? strstr(list, "o_proj, ") + 8 : list);
-    }
     if (cfg->targets != LC_LINEAR_KIND_ALL && (cfg->targets & ~present)) {
         // Named targets must exist in this family; "all" means those it has.
         int k = 0;
@@ -123,11 +130,21 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
                 const lc_linear *lin = &m->layers[layer].lin[k]; // out 0: none here (a sparse layer's MLP)
                 n += (size_t)r * lin->in + (size_t)lin->out * r;
             }
+    if (m->cfg.n_experts > 0) l->expert_slots = (m->cfg.n_experts + 1) * LC_EXPERT_PROJ_COUNT;
+    for (int layer = 0; layer < l->n_layers; layer++)
+        for (int e = 0; e < l->expert_slots / LC_EXPERT_PROJ_COUNT; e++)
+            for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+                const lc_linear *lin = lc_model_expert_linear(m, layer, e, (lc_expert_proj)j);
+                if (lin && (c->targets >> lc_expert_proj_kind((lc_expert_proj)j) & 1) &&
+                    lc_lora_layer_selected(c, l->n_layers, layer))
+                    n += (size_t)r * lin->in + (size_t)lin->out * r;
+            }
     l->n_params = n;
     l->params = calloc(n, sizeof(float));
     l->grads = with_grads ? calloc(n, sizeof(float)) : NULL;
     l->refs = calloc((size_t)l->n_layers * LC_LINEAR_KIND_COUNT, sizeof *l->refs);
-    if (!l->params || !l->refs || (with_grads && !l->grads)) {
+    l->expert_refs = calloc((size_t)l->n_layers * l->expert_slots + 1, sizeof *l->expert_refs);
+    if (!l->params || !l->refs || !l->expert_refs || (with_grads && !l->grads)) {
         lc_lora_free(l);
         return lc_error(LC_STATUS_RUNTIME, "out of memory for %zu LoRA parameters", n);
     }
@@ -139,21 +156,15 @@ lc_status lc_lora_init(lc_lora *l, const lc_model *m, const lc_lora_config *cfg,
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             const lc_linear *lin = &m->layers[layer].lin[k];
             if (!(c->targets & (1u << k)) || lin->out == 0) continue;
-            lc_lora_ref *ref = &l->refs[layer * LC_LINEAR_KIND_COUNT + k];
-            ref->r = r;
-            ref->scale = l->scale;
-            ref->dropout = cfg->dropout;
-            ref->A = l->params + off;
-            if (l->grads) ref->dA = l->grads + off;
-            // kaiming_uniform_(a=√5) on [r, in]: bound = gain·√(3/fan_in) = 1/√in.
-            float bound = 1.0f / sqrtf((float)lin->in);
-            for (size_t i = 0; i < (size_t)r * lin->in; i++)
-                ref->A[i] = (2.0f * lc_rng_uniform(&rng) - 1.0f) * bound;
-            off += (size_t)r * lin->in;
-            ref->B = l->params + off;
-            if (l->grads) ref->dB = l->grads + off;
-            off += (size_t)lin->out * r;
+            ref_place(l, &l->refs[layer * LC_LINEAR_KIND_COUNT + k], lin, &off, &rng);
         }
+        for (int e = 0; e < l->expert_slots / LC_EXPERT_PROJ_COUNT; e++)
+            for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+                const lc_linear *lin = lc_model_expert_linear(m, layer, e, (lc_expert_proj)j);
+                if (lin && (c->targets >> lc_expert_proj_kind((lc_expert_proj)j) & 1))
+                    ref_place(l, &l->expert_refs[layer * l->expert_slots + e * LC_EXPERT_PROJ_COUNT + j], lin, &off,
+                              &rng);
+            }
     }
     return LC_STATUS_OK;
 }
@@ -162,6 +173,7 @@ void lc_lora_free(lc_lora *l) {
     free(l->params);
     free(l->grads);
     free(l->refs);
+    free(l->expert_refs);
     memset(l, 0, sizeof *l);
 }
 
@@ -171,7 +183,34 @@ const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind)
     return ref->A ? ref : NULL;
 }
 
+const lc_lora_ref *lc_lora_get_expert(const lc_lora *l, int layer, int e, lc_expert_proj proj) {
+    if (!l || layer < 0 || layer >= l->n_layers || e < 0 || (e + 1) * LC_EXPERT_PROJ_COUNT > l->expert_slots)
+        return NULL;
+    const lc_lora_ref *ref = &l->expert_refs[layer * l->expert_slots + e * LC_EXPERT_PROJ_COUNT + proj];
+    return ref->A ? ref : NULL;
+}
+
+bool lc_lora_expert_next(const lc_lora *l, const lc_model *m, int *cursor, lc_lora_expert *out) {
+    for (int i = *cursor; l && i < l->n_layers * l->expert_slots; i++) {
+        lc_lora_ref *ref = &l->expert_refs[i];
+        if (!ref->A) continue;
+        int layer = i / l->expert_slots, slot = i % l->expert_slots;
+        out->layer = layer;
+        out->expert = slot / LC_EXPERT_PROJ_COUNT;
+        out->proj = (lc_expert_proj)(slot % LC_EXPERT_PROJ_COUNT);
+        out->kind = lc_expert_proj_kind(out->proj);
+        out->lin = lc_model_expert_linear(m, layer, out->expert, out->proj);
+        out->ref = ref;
+        *cursor = i + 1;
+        return true;
+    }
+    return false;
+}
+
 void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor) {
+    lc_lora_expert x;
+    for (int i = 0; lc_lora_expert_next(l, m, &i, &x);)
+        for (size_t j = 0; j < (size_t)x.lin->out * (size_t)x.ref->r; j++) x.ref->B[j] *= factor;
     for (int layer = 0; layer < l->n_layers; layer++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             const lc_lora_ref *ref = lc_lora_get(l, layer, (lc_linear_kind)k);
@@ -182,8 +221,12 @@ void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor) {
 }
 
 void lc_lora_set_dropout_seed(lc_lora *l, uint64_t seed) {
-    for (int i = 0; i < l->n_layers * LC_LINEAR_KIND_COUNT; i++)
-        l->refs[i].mask_seed = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
+    int n = l->n_layers * LC_LINEAR_KIND_COUNT;
+    for (int i = 0; i < n; i++) l->refs[i].mask_seed = seed * 0x100000001B3ull + (uint64_t)i * 0x9E3779B97F4A7C15ull;
+    // An expert's rows are its tokens, which differ from step to step: its
+    // mask follows the row within the expert's batch.
+    for (int i = 0; i < l->n_layers * l->expert_slots; i++)
+        l->expert_refs[i].mask_seed = seed * 0x100000001B3ull + (uint64_t)(n + i) * 0x9E3779B97F4A7C15ull;
 }
 
 void lc_lora_set_dropout_rows(lc_lora *l, const lc_model *m, uint64_t seed, int64_t row0) {

@@ -38,7 +38,21 @@ typedef struct lc_lora {
     float *params;      // [n_params] A then B of each adapted linear, layer-major
     float *grads;       // [n_params] or NULL when not training
     lc_lora_ref *refs;  // [n_layers * LC_LINEAR_KIND_COUNT]; A == NULL where not adapted
+    // Mixture of experts: adapters on each expert's gate, up and down
+    // projections (targets GATE, UP, DOWN), after the layer's own in params.
+    int expert_slots;         // per layer: (n_experts + 1) * LC_EXPERT_PROJ_COUNT; 0 for a dense model
+    lc_lora_ref *expert_refs; // [n_layers * expert_slots]; expert n_experts is the shared one
 } lc_lora;
+
+// One adapted projection of a sparse layer's expert (expert == n_experts:
+// the shared expert).
+typedef struct lc_lora_expert {
+    int layer, expert;
+    lc_expert_proj proj;
+    lc_linear_kind kind; // the target kind that selects it: GATE, UP or DOWN
+    const lc_linear *lin;
+    lc_lora_ref *ref;
+} lc_lora_expert;
 
 // Bit for a module name ("q_proj", ...); 0 if the name is unknown.
 unsigned lc_lora_target_bit(const char *name);
@@ -67,6 +81,11 @@ void lc_lora_free(lc_lora *l);
 
 // The adapter of (layer, kind), or NULL.
 const lc_lora_ref *lc_lora_get(const lc_lora *l, int layer, lc_linear_kind kind);
+// The adapter of projection proj of expert e of a sparse layer, or NULL.
+const lc_lora_ref *lc_lora_get_expert(const lc_lora *l, int layer, int e, lc_expert_proj proj);
+// The adapted expert projections in parameter order: with *cursor 0 first,
+// each call fills *out and returns true until none is left.
+bool lc_lora_expert_next(const lc_lora *l, const lc_model *m, int *cursor, lc_lora_expert *out);
 
 // Multiplies every B by factor (l was initialized for m).
 void lc_lora_scale_b(lc_lora *l, const lc_model *m, float factor);

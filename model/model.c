@@ -21,6 +21,18 @@ const char *lc_linear_kind_parent(lc_linear_kind kind) {
     return kind <= LC_LINEAR_KIND_O || kind == LC_LINEAR_KIND_QKV ? "self_attn" : "mlp";
 }
 
+const lc_linear *lc_model_expert_linear(const lc_model *m, int layer, int e, lc_expert_proj proj) {
+    if (layer < 0 || layer >= m->cfg.n_layers || !m->layers[layer].moe || e < 0 || e > m->cfg.n_experts) return NULL;
+    const lc_moe *moe = m->layers[layer].moe;
+    const lc_linear *lin = e < m->cfg.n_experts ? &moe->experts[(size_t)e * LC_EXPERT_PROJ_COUNT + proj] : &moe->shared[proj];
+    return lin->out ? lin : NULL;
+}
+
+lc_linear_kind lc_expert_proj_kind(lc_expert_proj proj) {
+    return proj == LC_EXPERT_PROJ_GATE ? LC_LINEAR_KIND_GATE : proj == LC_EXPERT_PROJ_UP ? LC_LINEAR_KIND_UP
+                                                                                      : LC_LINEAR_KIND_DOWN;
+}
+
 unsigned lc_model_linear_kinds(const lc_model_config *c) {
     unsigned k = 1u << LC_LINEAR_KIND_O | 1u << LC_LINEAR_KIND_DOWN;
     if (c->qkv == LC_QKV_LAYOUT_SEPARATE) k |= 1u << LC_LINEAR_KIND_Q | 1u << LC_LINEAR_KIND_K | 1u << LC_LINEAR_KIND_V;
@@ -498,13 +510,17 @@ static float *random_buffer(lc_model *m, size_t n, uint64_t *state, int random, 
 }
 
 // A random (norm-like: 1, or bias-like: 0) norm for init_random.
-static bool random_norm(lc_model *m, lc_norm *n, uint64_t *state) {
+static bool random_norm_dim(lc_model *m, lc_norm *n, int dim, uint64_t *state) {
     const lc_model_config *c = &m->cfg;
     n->w = n->b = NULL;
     if (!c->norm_affine) return true;
-    size_t C = (size_t)c->hidden_size;
+    size_t C = (size_t)dim;
     if (!(n->w = random_buffer(m, C, state, 0, 1.0f))) return false;
     return c->norm != LC_NORM_KIND_LAYER || (n->b = random_buffer(m, C, state, 0, 0.0f));
+}
+
+static bool random_norm(lc_model *m, lc_norm *n, uint64_t *state) {
+    return random_norm_dim(m, n, m->cfg.hidden_size, state);
 }
 
 // Random blocks of a quantized type: random codes, and each block's fp16
@@ -529,8 +545,61 @@ static void random_blocks(unsigned char *dst, lc_wtype t, size_t rows, int cols,
     }
 }
 
+// Fills lin's weight [out, in] (dims set) at dst with random values of type
+// wtype (rows generated one at a time for bf16, so the fp32 copy never exists whole).
+static bool random_weight(lc_linear *lin, unsigned char *dst, lc_wtype wtype, uint64_t *state) {
+    size_t in = (size_t)lin->in, out = (size_t)lin->out;
+    if (wtype > LC_WTYPE_BF16) {
+        random_blocks(dst, wtype, out, lin->in, state);
+    } else if (wtype == LC_WTYPE_BF16) {
+        uint16_t *w = (uint16_t *)dst;
+        float *row = malloc(sizeof(float) * in);
+        if (!row) return false;
+        for (size_t r = 0; r < out; r++) {
+            random_fill(row, in, state);
+            for (size_t i = 0; i < in; i++) w[r * in + i] = lc_f32_to_bf16(row[i]);
+        }
+        free(row);
+    } else {
+        random_fill((float *)dst, in * out, state);
+    }
+    lin->w = (lc_weight){wtype, dst, lin->out, lin->in};
+    return true;
+}
+
+// A random linear of its own [out, in] buffer.
+static bool random_linear(lc_model *m, lc_linear *lin, int in, int out, lc_wtype wtype, uint64_t *state) {
+    lin->in = in;
+    lin->out = out;
+    lin->bias = NULL;
+    unsigned char *dst = lc_model_own(m, lc_wtype_row_bytes(wtype, in) * (size_t)out);
+    return dst && random_weight(lin, dst, wtype, state);
+}
+
+// A sparse layer's router (fp32, as loading keeps it), experts and shared expert.
+static bool random_moe(lc_model *m, lc_layer *L, lc_wtype wtype, uint64_t *state) {
+    const lc_model_config *c = &m->cfg;
+    int C = c->hidden_size, E = c->n_experts;
+    lc_moe *moe = lc_model_own(m, sizeof *moe);
+    lc_linear *ex = lc_model_own(m, sizeof *ex * (size_t)(E + 1) * LC_EXPERT_PROJ_COUNT);
+    if (!moe || !ex) return false;
+    memset(moe, 0, sizeof *moe);
+    moe->experts = ex;
+    L->moe = moe;
+    if (!random_linear(m, &moe->router, C, E, LC_WTYPE_F32, state)) return false;
+    for (int e = 0; e <= E; e++) {
+        int ff = e < E ? c->moe_ff : c->shared_ff;
+        lc_linear *p = e < E ? ex + (size_t)e * LC_EXPERT_PROJ_COUNT : moe->shared;
+        if (!ff) break;
+        if (!random_linear(m, &p[LC_EXPERT_PROJ_GATE], C, ff, wtype, state) ||
+            !random_linear(m, &p[LC_EXPERT_PROJ_UP], C, ff, wtype, state) ||
+            !random_linear(m, &p[LC_EXPERT_PROJ_DOWN], ff, C, wtype, state))
+            return false;
+    }
+    return !c->shared_ff || random_linear(m, &moe->shared_gate, C, 1, LC_WTYPE_F32, state);
+}
+
 lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t seed, lc_wtype wtype) {
-    bool bf16_weights = wtype == LC_WTYPE_BF16;
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     uint64_t state = seed;
@@ -562,9 +631,15 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
         if (n.post_mlp_norm && !random_norm(m, &L->post_mlp_norm, &state)) goto oom;
         // q/k/v and gate/up stacked row-wise, as the loader stacks converted weights.
         size_t qkv_rows = 0, gu_rows = 0;
+        bool sparse = lc_config_layer_moe(cfg, l);
+        if (sparse && !random_moe(m, L, wtype, &state)) goto oom;
+        if (cfg->qk_norm && (!random_norm_dim(m, &L->q_norm, cfg->n_heads * cfg->head_dim, &state) ||
+                             !random_norm_dim(m, &L->k_norm, cfg->n_kv_heads * cfg->head_dim, &state)))
+            goto oom;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
             linear_dims(cfg, (lc_linear_kind)k, &lin->in, &lin->out);
+            if (sparse && k >= LC_LINEAR_KIND_GATE && k != LC_LINEAR_KIND_QKV) lin->in = lin->out = 0;
             if (k <= LC_LINEAR_KIND_V) qkv_rows += (size_t)lin->out;
             if (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP) gu_rows += (size_t)lin->out;
         }
@@ -575,31 +650,14 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
             if (!lin->out) continue;
-            size_t in = (size_t)lin->in, out = (size_t)lin->out, n_w = in * out;
+            size_t out = (size_t)lin->out;
             size_t rb = lc_wtype_row_bytes(wtype, lin->in);
             unsigned char *dst = k <= LC_LINEAR_KIND_V ? qkv_buf : k == LC_LINEAR_KIND_GATE ? gu_buf
                                : k == LC_LINEAR_KIND_UP ? gu_buf + L->lin[LC_LINEAR_KIND_GATE].out * rb : NULL;
             if (k == LC_LINEAR_KIND_K) dst += L->lin[LC_LINEAR_KIND_Q].out * rb;
             if (k == LC_LINEAR_KIND_V) dst += (L->lin[LC_LINEAR_KIND_Q].out + L->lin[LC_LINEAR_KIND_K].out) * rb;
             if (!dst && !(dst = lc_model_own(m, out * rb))) goto oom;
-            if (wtype > LC_WTYPE_BF16) {
-                random_blocks(dst, wtype, out, lin->in, &state);
-                lin->w = (lc_weight){wtype, dst, lin->out, lin->in};
-            } else if (bf16_weights) {
-                // Generated one row at a time so the fp32 copy never exists whole.
-                uint16_t *w = (uint16_t *)dst;
-                float *row = malloc(sizeof(float) * in);
-                if (!row) goto oom;
-                for (size_t r = 0; r < out; r++) {
-                    random_fill(row, in, &state);
-                    for (size_t i = 0; i < in; i++) w[r * in + i] = lc_f32_to_bf16(row[i]);
-                }
-                free(row);
-                lin->w = (lc_weight){LC_WTYPE_BF16, w, lin->out, lin->in};
-            } else {
-                random_fill((float *)dst, n_w, &state);
-                lin->w = (lc_weight){LC_WTYPE_F32, dst, lin->out, lin->in};
-            }
+            if (!random_weight(lin, dst, wtype, &state)) goto oom;
             if (linear_has_bias(cfg, (lc_linear_kind)k) && !(lin->bias = random_buffer(m, out, &state, 1, 0))) goto oom;
         }
     }

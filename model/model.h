@@ -96,6 +96,12 @@ typedef struct lc_model {
 const char *lc_linear_kind_name(lc_linear_kind kind);
 const char *lc_linear_kind_parent(lc_linear_kind kind);
 
+// Projection proj of expert e of layer l (e == n_experts: the shared
+// expert), or NULL where there is none (a dense layer, no shared expert).
+const lc_linear *lc_model_expert_linear(const lc_model *m, int layer, int e, lc_expert_proj proj);
+// The linear kind (GATE, UP, DOWN) whose targets select an expert projection.
+lc_linear_kind lc_expert_proj_kind(lc_expert_proj proj);
+
 // Bit set of the linear kinds a model has.
 unsigned lc_model_linear_kinds(const lc_model_config *cfg);
 

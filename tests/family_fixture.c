@@ -12,6 +12,8 @@ const char *const lc_family_names[] = {
     "mistral", "qwen2", "gemma", "gemma2", "phi3", "gpt2", "falcon", "falcon_new", "olmo", "bloom", NULL,
 };
 
+const char *const lc_moe_family_names[] = {"mixtral", "olmoe", "qwen2_moe", NULL};
+
 float lc_family_value(const char *name, uint64_t i, double scale, double offset) {
     uint64_t h = 0xcbf29ce484222325ull;
     for (const unsigned char *p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 0x100000001b3ull;

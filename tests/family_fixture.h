@@ -22,6 +22,8 @@ typedef struct lc_family_fixture {
 
 // Names of the fixtures, NULL-terminated.
 extern const char *const lc_family_names[];
+// The mixture-of-experts families (not in lc_family_names: no GGUF export yet).
+extern const char *const lc_moe_family_names[];
 
 // Reads tests/fixtures/families/<family>.json and writes the model and the
 // adapter folders under dir. Fails the test on any error.

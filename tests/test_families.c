@@ -36,14 +36,28 @@ typedef struct family_env {
     lc_lora lora; // the PEFT adapter, read back by lc_adapter_load
 } family_env;
 
+static int count_names(const char *const *names) {
+    int n = 0;
+    while (names[n]) n++;
+    return n;
+}
+
+// The dense families, then the mixture-of-experts ones.
+static const char *fam_name(int i) {
+    int n = count_names(lc_family_names);
+    return i < n ? lc_family_names[i] : lc_moe_family_names[i - n];
+}
+
+static bool fam_moe(int i) { return i >= count_names(lc_family_names); }
+
 static void env_open(family_env *e, int i) {
     e->tmp = lc_test_tmpdir();
-    lc_family_fixture_load(&e->f, lc_family_names[i], e->tmp);
-    ck_assert_msg(lc_model_load(&e->m, e->f.model_dir) == LC_STATUS_OK, "%s: %s", lc_family_names[i],
+    lc_family_fixture_load(&e->f, fam_name(i), e->tmp);
+    ck_assert_msg(lc_model_load(&e->m, e->f.model_dir) == LC_STATUS_OK, "%s: %s", fam_name(i),
                   lc_error_message());
     ck_assert_msg(lc_adapter_load(e->f.adapter_dir, &e->m, NULL, LC_ADAPTER_USE_AS_IS, &e->lora, NULL) ==
                       LC_STATUS_OK, "%s: %s",
-                  lc_family_names[i], lc_error_message());
+                  fam_name(i), lc_error_message());
 }
 
 // Removes a fixture's folder (it holds the model and adapter folders) and frees its name.
@@ -94,7 +108,7 @@ static double logits_diff(const float *logits, int V, const cJSON *expected, con
 START_TEST(test_tokenizer_gives_reference_ids) {
     lc_family_fixture f;
     char *tmp = lc_test_tmpdir();
-    lc_family_fixture_load(&f, lc_family_names[_i], tmp);
+    lc_family_fixture_load(&f, fam_name(_i), tmp);
     lc_tokenizer *tok;
     ck_assert_int_eq(lc_tokenizer_load_dir(&tok, f.model_dir), LC_STATUS_OK);
     const cJSON *texts = cJSON_GetObjectItem(f.root, "text");
@@ -105,7 +119,7 @@ START_TEST(test_tokenizer_gives_reference_ids) {
         ck_assert_int_eq(lc_tokenizer_encode(tok, text, strlen(text), false, &ids, &cap, &n), LC_STATUS_OK);
         ck_assert_uint_ge(n, (size_t)f.T);
         for (int t = 0; t < f.T; t++)
-            ck_assert_msg(ids[t] == f.tokens[b * f.T + t], "%s text %d token %d: %d vs %d", lc_family_names[_i], b,
+            ck_assert_msg(ids[t] == f.tokens[b * f.T + t], "%s text %d token %d: %d vs %d", fam_name(_i), b,
                           t, ids[t], f.tokens[b * f.T + t]);
         free(ids);
     }
@@ -122,8 +136,8 @@ START_TEST(test_logits_match_pytorch) {
     float *with = full_logits(&e.m, &e.lora, &e.f), *without = full_logits(&e.m, NULL, &e.f);
     double d1 = logits_diff(with, V, e.f.expected, "logits");
     double d0 = logits_diff(without, V, e.f.expected, "logits_base");
-    ck_assert_msg(d1 <= 1e-4, "%s: logits with the adapter differ by %g", lc_family_names[_i], d1);
-    ck_assert_msg(d0 <= 1e-4, "%s: base logits differ by %g", lc_family_names[_i], d0);
+    ck_assert_msg(d1 <= 1e-4, "%s: logits with the adapter differ by %g", fam_name(_i), d1);
+    ck_assert_msg(d0 <= 1e-4, "%s: base logits differ by %g", fam_name(_i), d0);
 
     // Decoding one token at a time through the KV cache gives the same logits.
     lc_forward_state s;
@@ -140,7 +154,7 @@ START_TEST(test_logits_match_pytorch) {
             if (!(d <= worst)) worst = d;
         }
     }
-    ck_assert_msg(worst <= 1e-4, "%s: cached decoding differs by %g", lc_family_names[_i], worst);
+    ck_assert_msg(worst <= 1e-4, "%s: cached decoding differs by %g", fam_name(_i), worst);
     lc_forward_state_free(&s);
 
     // bf16 storage of the frozen linear weights (Conv1D ones transposed on the
@@ -153,7 +167,7 @@ START_TEST(test_logits_match_pytorch) {
         dh = fmax(dh, fabs(half[i] - with[i]));
         scale = fmax(scale, fabs(with[i]));
     }
-    ck_assert_msg(dh <= 0.02 * scale, "%s: bf16 weights change logits by %g (largest %g)", lc_family_names[_i], dh,
+    ck_assert_msg(dh <= 0.02 * scale, "%s: bf16 weights change logits by %g (largest %g)", fam_name(_i), dh,
                   scale);
     free(half);
     lc_model_free(&mb);
@@ -222,7 +236,7 @@ START_TEST(test_lora_gradients_match_pytorch) {
     for (int ckpt = 0; ckpt < 2; ckpt++) {
         double loss = train_pass(&e.m, &tr, &e.f, ckpt);
         ck_assert_msg(fabs(loss - want_loss) <= 1e-4 * fabs(want_loss), "%s: loss %.7f vs %.7f",
-                      lc_family_names[_i], loss, want_loss);
+                      fam_name(_i), loss, want_loss);
         int checked = 0;
         for (int l = 0; l < e.m.cfg.n_layers; l++)
             for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
@@ -235,14 +249,44 @@ START_TEST(test_lora_gradients_match_pytorch) {
                     snprintf(name, sizeof name, "base_model.model.%s.%s.lora_%c.weight", layer, names.lin[k],
                              ab ? 'B' : 'A');
                     const cJSON *want = cJSON_GetObjectItem(grads, name);
-                    ck_assert_msg(want != NULL, "%s: no reference gradient %s", lc_family_names[_i], name);
+                    ck_assert_msg(want != NULL, "%s: no reference gradient %s", fam_name(_i), name);
                     size_t n = ab ? (size_t)lin->out * ref->r : (size_t)ref->r * lin->in;
                     double err = grad_error(ab ? ref->dB : ref->dA, want, n);
-                    ck_assert_msg(err <= 1e-3, "%s%s: %s relative error %g", lc_family_names[_i],
+                    ck_assert_msg(err <= 1e-3, "%s%s: %s relative error %g", fam_name(_i),
                                   ckpt ? " (checkpointed)" : "", name, err);
                     checked++;
                 }
             }
+        // Each expert's adapters; an expert no loss position chose gets none.
+        const cJSON *counts = cJSON_GetObjectItem(e.f.expected, "expert_counts_loss");
+        lc_lora_expert x;
+        int zero = 0;
+        for (int i = 0; lc_lora_expert_next(&tr, &e.m, &i, &x);) {
+            char path[160], name[256];
+            lc_arch_expert_path(&e.m.cfg, x.layer, x.expert, x.proj, path, sizeof path);
+            bool chosen = x.expert == e.m.cfg.n_experts ||
+                          cJSON_GetArrayItem(cJSON_GetArrayItem(counts, x.layer), x.expert)->valuedouble > 0;
+            for (int ab = 0; ab < 2; ab++) {
+                snprintf(name, sizeof name, "base_model.model.%s.lora_%c.weight", path, ab ? 'B' : 'A');
+                const cJSON *want = cJSON_GetObjectItem(grads, name);
+                ck_assert_msg(want != NULL, "%s: no reference gradient %s", fam_name(_i), name);
+                size_t n = ab ? (size_t)x.lin->out * x.ref->r : (size_t)x.ref->r * x.lin->in;
+                const float *g = ab ? x.ref->dB : x.ref->dA;
+                if (chosen) {
+                    double err = grad_error(g, want, n);
+                    ck_assert_msg(err <= 1e-3, "%s%s: %s relative error %g", fam_name(_i),
+                                  ckpt ? " (checkpointed)" : "", name, err);
+                } else {
+                    for (size_t j = 0; j < n; j++)
+                        ck_assert_msg(g[j] == 0.0f, "%s: %s of an expert no token chose: %g", fam_name(_i), name,
+                                      g[j]);
+                    zero++;
+                }
+                checked++;
+            }
+        }
+        // The olmoe fixture has an expert no loss position chooses.
+        ck_assert(strcmp(fam_name(_i), "olmoe") != 0 || zero == 2 * 3);
         ck_assert_int_eq(checked, cJSON_GetArraySize(grads));
     }
     lc_lora_free(&tr);
@@ -266,7 +310,7 @@ START_TEST(test_training_lowers_loss) {
         ck_assert(isfinite(last));
         lc_adamw_step(&opt, tr.params, tr.grads, 1e-2f);
     }
-    ck_assert_msg(last < first - 0.1, "%s: loss %.4f -> %.4f after 8 steps", lc_family_names[_i], first, last);
+    ck_assert_msg(last < first - 0.1, "%s: loss %.4f -> %.4f after 8 steps", fam_name(_i), first, last);
     lc_adamw_free(&opt);
     lc_lora_free(&tr);
     env_close(&e);
@@ -276,7 +320,7 @@ END_TEST
 START_TEST(test_export_round_trips) {
     family_env e;
     env_open(&e, _i);
-    const char *fam = lc_family_names[_i];
+    const char *fam = fam_name(_i);
     char dir[700];
 
     // PEFT: written and read back, the same parameters.
@@ -309,6 +353,15 @@ START_TEST(test_export_round_trips) {
     snprintf(dir, sizeof dir, "%s/merged.gguf", e.tmp);
     lc_tokenizer *tok;
     ck_assert_int_eq(lc_tokenizer_load_dir(&tok, e.f.model_dir), LC_STATUS_OK);
+    if (fam_moe(_i)) { // not yet: refused in one line
+        ck_assert_int_eq(lc_export_gguf(dir, e.f.model_dir, &e.m, &e.lora, tok, LC_DTYPE_F32), LC_STATUS_USAGE);
+        char want[160];
+        snprintf(want, sizeof want, "GGUF export of %s models (mixture of experts) is not supported yet", fam);
+        ck_assert_msg(strstr(lc_error_message(), want) != NULL, "%s", lc_error_message());
+        lc_tokenizer_free(tok);
+        env_close(&e);
+        return;
+    }
     ck_assert_msg(lc_export_gguf(dir, e.f.model_dir, &e.m, &e.lora, tok, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s",
                   fam, lc_error_message());
     lc_tokenizer_free(tok);
@@ -341,7 +394,7 @@ START_TEST(test_learned_positions_bound_positions) {
         int32_t *tokens = calloc((size_t)T, sizeof *tokens), *pos = calloc((size_t)T, sizeof *pos);
         for (int t = 0; t < T; t++) pos[t] = t % 16; // examples of 16 tokens
         lc_forward_input in = {tokens, 1, T, pos, NULL, 0};
-        ck_assert_msg(lc_forward_check_tokens(&e.m, &in) == LC_STATUS_OK, "%s: %s", lc_family_names[_i],
+        ck_assert_msg(lc_forward_check_tokens(&e.m, &in) == LC_STATUS_OK, "%s: %s", fam_name(_i),
                       lc_error_message());
         pos[T - 1] = P;
         ck_assert_int_eq(lc_forward_check_tokens(&e.m, &in), LC_STATUS_INPUT);
@@ -390,15 +443,15 @@ START_TEST(test_examples_beyond_positions_found_at_start) {
         snprintf(want, sizeof want, "%s:1: an example of ", data);
         ck_assert_msg(t.status == 2 && strstr(t.err, want) && strstr(t.err, "set max_seq_len to") &&
                           !strstr(t.err, "step 1/"),
-                      "%s: %s", lc_family_names[_i], t.err);
+                      "%s: %s", fam_name(_i), t.err);
         snprintf(want, sizeof want, "longer than the model's %d learned positions", P);
         ck_assert_msg(strstr(t.err, want) != NULL, "%s", t.err);
         ck_assert_msg(v.status == 2 && strstr(v.err, "set --max-seq-len to") && strstr(v.err, want),
-                      "%s: %s", lc_family_names[_i], v.err);
+                      "%s: %s", fam_name(_i), v.err);
     } else {
-        ck_assert_msg(t.status == 0 && v.status == 0, "%s: %s%s", lc_family_names[_i], t.err, v.err);
+        ck_assert_msg(t.status == 0 && v.status == 0, "%s: %s%s", fam_name(_i), t.err, v.err);
         int warned = strstr(v.err, "rotary positions extrapolate") != NULL;
-        ck_assert_msg(warned == (e.m.cfg.pos == LC_POS_KIND_ROPE), "%s: %s", lc_family_names[_i], v.err);
+        ck_assert_msg(warned == (e.m.cfg.pos == LC_POS_KIND_ROPE), "%s: %s", fam_name(_i), v.err);
     }
     lc_test_run_free(&t);
     lc_test_run_free(&v);
@@ -408,8 +461,7 @@ END_TEST
 
 static Suite *families_suite(void) {
     Suite *s = suite_create("families");
-    int n = 0;
-    while (lc_family_names[n]) n++;
+    int n = count_names(lc_family_names) + count_names(lc_moe_family_names);
     TCase *tc = tcase_create("reference");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_tokenizer_gives_reference_ids, 0, n);

@@ -28,6 +28,27 @@ Families (fixture tests/fixtures/families/<family>.json):
   bloom       ALiBi (6 heads: non-power-of-two slopes), word_embeddings_layernorm,
               query_key_value per head: view(H, 3, D), biases everywhere,
               bloom_gelu_forward, tied head
+  mixtral     mistral attention (rope, GQA, sliding window < T), untied head; MLP
+              replaced by block_sparse_moe: router gate [E, C] (no LoRA), experts
+              experts.{e}.w1 (gate) / w3 (up) / w2 (down), expert(x) =
+              w2(silu(w1 x) * w3 x); p = softmax(router logits), top-k of p,
+              weights renormalized to sum 1, out = sum_j w_j expert_{idx_j}(x)
+  olmoe       RMSNorm, rope, self_attn.q_norm / k_norm (RMSNorm over the whole
+              q [H*D] / k [KVH*D] projection output, LoRA included) before the
+              head split and rope, clip_qkv null; mlp.gate router, mlp.experts.{e}.
+              gate_proj/up_proj/down_proj, norm_topk_prob false (top-k softmax
+              weights used as they are), untied head; 12 experts so that expert 4
+              of layer 0 is chosen by no token (its LoRA gradients are exactly 0)
+  qwen2_moe   qwen2 attention (bias on q/k/v only), RMSNorm, rope, untied head;
+              sparse layers (i not in mlp_only_layers, (i+1) % decoder_sparse_step
+              == 0): mlp.gate router + mlp.experts.{e}.* (moe_intermediate_size),
+              norm_topk_prob false, plus sigmoid(mlp.shared_expert_gate x) *
+              mlp.shared_expert(x) (shared_expert_intermediate_size); layers in
+              mlp_only_layers (here 1) a dense SwiGLU mlp (intermediate_size)
+MoE families route every token (softmax and top-k in float64, ties as torch.topk;
+the fixtures keep the k-th and (k+1)-th probabilities of every token apart), run
+each expert only on its tokens and never adapt the router gates; PEFT suffix
+matching adapts every expert's (and the shared expert's) projections separately.
 
 Deterministic weights: element i (row-major over the stored HF shape) of the
 tensor called NAME, with (scale, offset) from the fixture, is
@@ -47,7 +68,9 @@ ones with ONE adapter over the whole fused output (HF row order).
 
 Each fixture holds: family, config (the config.json to write), tokenizer
 (relative to ../shared), text, tokens [B=2][T], tensors (every checkpoint
-tensor), lora {r, alpha, target_modules, fan_in_fan_out, tensors}, semantics
+tensor), lora {r, alpha, target_modules, fan_in_fan_out, tensors} (r 4, alpha 8;
+r 2, alpha 4 for the MoE families, whose many expert adapters would make big
+fixtures), semantics
 (the conventions the reference implements, in words), and expected:
   logit_cols  64 vocabulary ids (every target id included), sorted
   logits      [B*T][64] with LoRA, rows ordered b-major then t
@@ -56,11 +79,21 @@ tensor), lora {r, alpha, target_modules, fan_in_fan_out, tensors}, semantics
               predict tokens[b][t+1] (after final soft-capping for gemma2)
   loss_base   the same without LoRA
   grads       {PEFT tensor name: d loss / d tensor, flat row-major}
+and, for the MoE families only:
+  expert_counts       [layer][expert] how many of the B*T tokens chose the expert
+                      (with LoRA); [] for a dense layer
+  expert_counts_loss  the same over the B*(T-1) positions t < T-1 (those whose
+                      outputs reach the loss); an expert counted 0 here has all
+                      its LoRA gradients exactly 0, any other has nonzero ones
+  expert_counts_base  expert_counts without LoRA
+  min_topk_gap        min over tokens and layers (with and without LoRA) of
+                      p_(k) - p_(k+1), the routing margin
 The reference runs in float64 (weights are the float32 values above); floats
 are printed as float32 with 9 significant digits.
 
 Token ids come from lora.c's own tokenizer (build/lora tokenize ... --no-bos),
-so build/lora must exist.
+so build/lora must exist (or name another binary in the environment variable
+LC_LORA_BIN).
 
 Run with Debian's python3-torch:
   /usr/bin/python3 tests/reference/families_reference.py [family...]      (re)write fixtures
@@ -70,6 +103,7 @@ Run with Debian's python3-torch:
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -80,7 +114,7 @@ import torch.nn.functional as F
 from llama_reference import ROOT, SHARED, llama_forward
 
 OUT_DIR = os.path.join(ROOT, "tests", "fixtures", "families")
-LORA_BIN = os.path.join(ROOT, "build", "lora")
+LORA_BIN = os.environ.get("LC_LORA_BIN") or os.path.join(ROOT, "build", "lora")
 R, ALPHA = 4, 8
 NCOLS = 64
 MAX_T = 16
@@ -234,10 +268,75 @@ def make_linear(W, lora, scaling):
 
 
 # --------------------------------------------------------------------------
-# Llama-like families: mistral, qwen2, gemma, gemma2, phi3, olmo
+# Mixture of experts: mixtral, olmoe, qwen2_moe
+
+MOE_FAMS = ("mixtral", "olmoe", "qwen2_moe")
+ROUTER_MULT = 2.0  # router weights at 2/sqrt(C): routing probabilities spread, not flat
+ROUTER_MODS = ("block_sparse_moe.gate", "mlp.gate")
+NO_LORA_MODS = ROUTER_MODS + ("mlp.shared_expert_gate",)  # no PEFT target name ends these paths
 
 
-def llama_like_forward(fam, cfg, W, ids, lin, stats=None):
+def moe_layout(fam, cfg, l):
+    """None where layer l has a dense MLP, else its sparse MoE block:
+    block (module under the layer), E, k, renorm (top-k weights renormalized),
+    F (expert width), projs (gate, up, down names), shared (shared expert width)."""
+    if fam == "mixtral":
+        return dict(block="block_sparse_moe", E=cfg["num_local_experts"], k=cfg["num_experts_per_tok"],
+                    renorm=True, F=cfg["intermediate_size"], projs=("w1", "w3", "w2"), shared=None)
+    if fam == "olmoe":
+        return dict(block="mlp", E=cfg["num_experts"], k=cfg["num_experts_per_tok"],
+                    renorm=cfg["norm_topk_prob"], F=cfg["intermediate_size"],
+                    projs=("gate_proj", "up_proj", "down_proj"), shared=None)
+    if fam == "qwen2_moe":
+        # HF Qwen2MoeDecoderLayer
+        if (l not in cfg["mlp_only_layers"]) and (cfg["num_experts"] > 0 and
+                                                  (l + 1) % cfg["decoder_sparse_step"] == 0):
+            return dict(block="mlp", E=cfg["num_experts"], k=cfg["num_experts_per_tok"],
+                        renorm=cfg["norm_topk_prob"], F=cfg["moe_intermediate_size"],
+                        projs=("gate_proj", "up_proj", "down_proj"),
+                        shared=cfg["shared_expert_intermediate_size"])
+    return None
+
+
+def swiglu(x, lin, p, projs):
+    g, u, d = (p + n for n in projs)
+    return lin(F.silu(lin(x, g, g)) * lin(x, u, u), d, d)
+
+
+def moe_block(h, W, lin, p, mo, stats=None, layer=None, dense=False):
+    """HF MixtralSparseMoeBlock / OlmoeSparseMoeBlock / Qwen2MoeSparseMoeBlock, in float64.
+    dense: every expert on every token times its (mostly zero) routing weight (self-check)."""
+    B, T, C = h.shape
+    x = h.reshape(B * T, C)
+    b = p + mo["block"] + "."
+    prob = torch.softmax(x @ W[b + "gate.weight"].T, dim=-1)  # [N, E], router without LoRA
+    w, idx = torch.topk(prob, mo["k"], dim=-1)
+    if mo["renorm"]:
+        w = w / w.sum(dim=-1, keepdim=True)
+    out = torch.zeros_like(x)
+    if dense:
+        coef = torch.zeros_like(prob).scatter(1, idx, w)
+        for e in range(mo["E"]):
+            out = out + coef[:, e:e + 1] * swiglu(x, lin, b + f"experts.{e}.", mo["projs"])
+    for e in range(0 if dense else mo["E"]):
+        tok, slot = torch.where(idx == e)  # the tokens that chose expert e, in token order
+        if tok.numel() == 0:
+            continue
+        y = swiglu(x[tok], lin, b + f"experts.{e}.", mo["projs"])
+        out = out.index_add(0, tok, y * w[tok, slot, None])
+    if mo["shared"]:
+        y = swiglu(x, lin, b + "shared_expert.", mo["projs"])
+        out = out + torch.sigmoid(x @ W[b + "shared_expert_gate.weight"].T) * y
+    if stats is not None:
+        stats.setdefault("routing", []).append((layer, prob.detach(), idx))
+    return out.view(B, T, C)
+
+
+# --------------------------------------------------------------------------
+# Llama-like families: mistral, qwen2, gemma, gemma2, phi3, olmo, mixtral, olmoe, qwen2_moe
+
+
+def llama_like_forward(fam, cfg, W, ids, lin, stats=None, moe_dense=False):
     C = cfg["hidden_size"]
     H = cfg["num_attention_heads"]
     KVH = cfg.get("num_key_value_heads") or H
@@ -268,7 +367,10 @@ def llama_like_forward(fam, cfg, W, ids, lin, stats=None):
             q = lin(h, p + "self_attn.q_proj", p + "self_attn.q_proj")
             k = lin(h, p + "self_attn.k_proj", p + "self_attn.k_proj")
             v = lin(h, p + "self_attn.v_proj", p + "self_attn.v_proj")
-        if fam == "olmo" and cfg.get("clip_qkv") is not None:
+        if fam == "olmoe":  # OlmoeRMSNorm over the whole projection output, before the head split
+            q = norm(q, p + "self_attn.q_norm.weight")
+            k = norm(k, p + "self_attn.k_norm.weight")
+        if fam in ("olmo", "olmoe") and cfg.get("clip_qkv") is not None:
             c = cfg["clip_qkv"]
             if stats is not None:
                 for t in (q, k, v):
@@ -281,7 +383,7 @@ def llama_like_forward(fam, cfg, W, ids, lin, stats=None):
         k = k.repeat_interleave(H // KVH, dim=1)
         v = v.repeat_interleave(H // KVH, dim=1)
         window = None
-        if fam == "mistral":
+        if fam in ("mistral", "mixtral"):
             window = cfg.get("sliding_window")
         elif fam == "gemma2" and l % 2 == 0:  # HF Gemma2: is_sliding = not bool(layer_idx % 2)
             window = cfg["sliding_window"]
@@ -292,6 +394,10 @@ def llama_like_forward(fam, cfg, W, ids, lin, stats=None):
             o = norm(o, p + "post_attention_layernorm.weight")
         x = x + o
         h = norm(x, p + ("pre_feedforward_layernorm.weight" if fam == "gemma2" else "post_attention_layernorm.weight"))
+        mo = moe_layout(fam, cfg, l)
+        if mo is not None:
+            x = x + moe_block(h, W, lin, p, mo, stats, l, dense=moe_dense)
+            continue
         if fam == "phi3":
             g, u = lin(h, p + "mlp.gate_up_proj", p + "mlp.gate_up_proj").chunk(2, dim=-1)
         else:
@@ -330,16 +436,35 @@ def llama_like_tensors(fam, cfg, emb_scale):
             projs = [("self_attn.q_proj", H * D, C), ("self_attn.k_proj", KVH * D, C),
                      ("self_attn.v_proj", KVH * D, C)]
         projs.append(("self_attn.o_proj", C, H * D))
-        if fam == "phi3":
+        if fam == "olmoe":  # (module, size, None): an RMSNorm weight [size]
+            projs += [("self_attn.q_norm", H * D, None), ("self_attn.k_norm", KVH * D, None)]
+        mo = moe_layout(fam, cfg, l)
+        if mo is not None:
+            b, Fe = mo["block"] + ".", mo["F"]
+            projs.append((b + "gate", mo["E"], C))
+            for e in range(mo["E"]):
+                g, u, d = (f"{b}experts.{e}.{n}" for n in mo["projs"])
+                projs += [(g, Fe, C), (u, Fe, C), (d, C, Fe)]
+            if mo["shared"]:
+                S = mo["shared"]
+                projs += [(b + "shared_expert.gate_proj", S, C), (b + "shared_expert.up_proj", S, C),
+                          (b + "shared_expert.down_proj", C, S), (b + "shared_expert_gate", 1, C)]
+        elif fam == "phi3":
             projs += [("mlp.gate_up_proj", 2 * I, C)]
         else:
             projs += [("mlp.gate_proj", I, C), ("mlp.up_proj", I, C)]
-        projs.append(("mlp.down_proj", C, I))
+        if mo is None:
+            projs.append(("mlp.down_proj", C, I))
         for mod, o, i in projs:
-            ts.append(T_(p + mod + ".weight", [o, i], sc(i, QKV_MULT if mod in QKV_MODS else 1.0)))
-            if fam == "qwen2" and mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
+            if i is None:
+                ts.append(T_(p + mod + ".weight", [o], *nw))
+                continue
+            mult = QKV_MULT if mod in QKV_MODS else ROUTER_MULT if mod in ROUTER_MODS else 1.0
+            ts.append(T_(p + mod + ".weight", [o, i], sc(i, mult)))
+            if fam in ("qwen2", "qwen2_moe") and mod in ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"):
                 ts.append(T_(p + mod + ".bias", [o], 0.1))
-            lora.append((p + mod, i, o))
+            if mod not in NO_LORA_MODS:
+                lora.append((p + mod, i, o))
         if fam == "gemma2":
             for n in ("post_attention_layernorm", "pre_feedforward_layernorm", "post_feedforward_layernorm"):
                 ts.append(T_(p + n + ".weight", [C], *nw))
@@ -577,6 +702,16 @@ WINDOW_TEXT = ("query i attends key j iff i - sliding_window < j <= i (sliding_w
                "itself); HF masking_utils.sliding_window_overlay: kv_idx > q_idx - sliding_window")
 
 
+ROUTING_TEXT = ("per token x (the post_attention_layernorm output): p = softmax(x @ gate.weight^T) over the "
+                "E experts; (w, idx) = topk(p, num_experts_per_tok) (ties as torch.topk; the fixture keeps "
+                "p_(k) - p_(k+1) >= min_topk_gap); out = sum_j w_j * expert_{idx_j}(x); each expert runs only "
+                "on the tokens that chose it; the router gate has no LoRA.")
+RENORM_TEXT = "Mixtral always renormalizes: w = w / sum(w)."
+NO_RENORM_TEXT = "norm_topk_prob false: w are the top-k softmax probabilities as they are (sum < 1)."
+LORA_MOE_TEXT = "PEFT suffix matching: one adapter per expert per projection"
+MOE_LORA = dict(r=2, alpha=4)  # rank 2 (same alpha/r = 2) keeps the many expert adapters' fixtures small
+
+
 def family_specs():
     fams = {}
 
@@ -700,6 +835,61 @@ def family_specs():
                                         "embeddings": "word_embeddings_layernorm(word_embeddings[ids])",
                                         "mlp": "dense_4h_to_h(bloom_gelu(dense_h_to_4h(x))), 4*hidden, "
                                                "bloom_gelu = x*0.5*(1+tanh(0.79788456*x*(1+0.044715*x*x)))"})
+
+    cfg = {"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 32000,
+           "hidden_size": 32, "intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2, "hidden_act": "silu",
+           "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 1000000.0, "sliding_window": 5,
+           "attention_dropout": 0.0, "output_router_logits": False, "router_aux_loss_coef": 0.02,
+           "router_jitter_noise": 0.0, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
+           "torch_dtype": "float32"}
+    fams["mixtral"] = dict(cfg=cfg, tok="llama2", mods=["q_proj", "k_proj", "v_proj", "o_proj", "w1", "w2", "w3"],
+                           emb=1.0, **MOE_LORA, sem={"window_semantics": WINDOW_TEXT, "sliding_layers": "all",
+                                         "moe": "block_sparse_moe replaces the MLP of every layer",
+                                         "routing": ROUTING_TEXT + " " + RENORM_TEXT,
+                                         "expert": "w2(silu(w1(x)) * w3(x)), width intermediate_size",
+                                         "lora": LORA_MOE_TEXT + " (w1, w2, w3)"})
+
+    cfg = {"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "vocab_size": 50304,
+           "hidden_size": 32, "intermediate_size": 8, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "num_experts": 12, "num_experts_per_tok": 2, "norm_topk_prob": False,
+           "hidden_act": "silu", "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
+           "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0, "clip_qkv": None,
+           "output_router_logits": False, "router_aux_loss_coef": 0.01, "tie_word_embeddings": False,
+           "pad_token_id": 1, "eos_token_id": 50279, "torch_dtype": "float32"}
+    fams["olmoe"] = dict(cfg=cfg, tok="olmo", mods=LLAMA_MODS, emb=1.0, **MOE_LORA,
+                         sem={"qk_norm": "q = q_norm(q_proj(x)), k = k_norm(k_proj(x)) (LoRA included): RMSNorm "
+                                         "with weight over the whole projection output (q_norm [H*D], k_norm "
+                                         "[KVH*D]), eps rms_norm_eps, before the head split and rope; v unnormed",
+                              "clip_qkv": "null: no clamping",
+                              "moe": "mlp is a sparse MoE block in every layer; 12 experts so that one "
+                                     "(layer 0, expert 4) is chosen by no token: its LoRA gradients are 0",
+                              "routing": ROUTING_TEXT + " " + NO_RENORM_TEXT,
+                              "expert": "down_proj(silu(gate_proj(x)) * up_proj(x)), width intermediate_size",
+                              "lora": LORA_MOE_TEXT + " (gate_proj, up_proj, down_proj)"})
+
+    cfg = {"architectures": ["Qwen2MoeForCausalLM"], "model_type": "qwen2_moe", "vocab_size": 50304,
+           "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 24,
+           "shared_expert_intermediate_size": 48, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": False,
+           "decoder_sparse_step": 1, "mlp_only_layers": [1], "hidden_act": "silu", "max_position_embeddings": 128,
+           "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "use_sliding_window": False, "sliding_window": 131072,
+           "max_window_layers": 2, "attention_dropout": 0.0, "output_router_logits": False,
+           "router_aux_loss_coef": 0.001, "tie_word_embeddings": False, "bos_token_id": 50256,
+           "eos_token_id": 50256, "torch_dtype": "float32"}
+    fams["qwen2_moe"] = dict(cfg=cfg, tok="gpt2", mods=LLAMA_MODS, emb=1.0, **MOE_LORA,
+                             sem={"bias": "q_proj, k_proj, v_proj have bias; o_proj, MLPs, experts, gates none",
+                                  "sliding_window": "unused (use_sliding_window false)",
+                                  "sparse_layers": "layer i is sparse iff i not in mlp_only_layers and num_experts "
+                                                   "> 0 and (i+1) % decoder_sparse_step == 0: here layer 0 sparse, "
+                                                   "layer 1 dense mlp.gate_proj/up_proj/down_proj (intermediate_size)",
+                                  "routing": ROUTING_TEXT + " " + NO_RENORM_TEXT,
+                                  "expert": "down_proj(silu(gate_proj(x)) * up_proj(x)), width moe_intermediate_size",
+                                  "shared_expert": "out = routed sum + sigmoid(x @ shared_expert_gate^T) * "
+                                                   "shared_expert(x), shared_expert a SwiGLU of width "
+                                                   "shared_expert_intermediate_size run on every token",
+                                  "lora": LORA_MOE_TEXT + " (gate_proj, up_proj, down_proj), the shared expert's "
+                                                          "and the dense layer's; not shared_expert_gate"})
     return fams
 
 
@@ -711,7 +901,7 @@ def forward_for(fam, cfg):
         return lambda W, ids, lin: falcon_forward(cfg, W, ids, lin)
     if fam == "bloom":
         return lambda W, ids, lin: bloom_forward(cfg, W, ids, lin)
-    return lambda W, ids, lin: llama_like_forward(fam, cfg, W, ids, lin)
+    return lambda W, ids, lin, stats=None: llama_like_forward(fam, cfg, W, ids, lin, stats)
 
 
 def family_model(fam, spec):
@@ -798,26 +988,33 @@ def run_family(fam, spec, check=True):
 
     tspecs, lora_mods, fwd = family_model(fam, spec)
     W = to_torch(build_tensors(tspecs))
+    r, alpha = spec.get("r", R), spec.get("alpha", ALPHA)
     lspecs = []
     for path, n_in, n_out in lora_mods:
         base = f"base_model.model.{path}"
-        lspecs.append(T_(base + ".lora_A.weight", [R, n_in], sc(n_in)))
-        lspecs.append(T_(base + ".lora_B.weight", [n_out, R], 0.2))
+        lspecs.append(T_(base + ".lora_A.weight", [r, n_in], sc(n_in)))
+        lspecs.append(T_(base + ".lora_B.weight", [n_out, r], 0.2))
     L = to_torch(build_tensors(lspecs))
     for t in L.values():
         t.requires_grad_(True)
-    scaling = ALPHA / R
+    scaling = alpha / r
 
     logits = fwd(W, ids, make_linear(W, L, scaling))
     loss = ce_loss(logits, ids)
     loss.backward()
+    for t in L.values():  # an adapter of an expert no token chose is not in the graph: gradient 0
+        if t.grad is None:
+            t.grad = torch.zeros_like(t)
     with torch.no_grad():
         logits_base = fwd(W, ids, make_linear(W, None, scaling))
         loss_base = ce_loss(logits_base, ids)
 
     sem = dict(spec["sem"])
+    moe = moe_routing(cfg, W, L, ids, fwd, scaling) if fam in MOE_FAMS else {}
     if check:
         self_checks(fam, spec, W, L, ids, fwd, logits, loss, logits_base, sem)
+        if moe:
+            moe_checks(fam, cfg, W, L, ids, logits, moe, {n: t.grad for n, t in L.items()}, scaling)
 
     cols = pick_cols(ids, V)
     B = ids.shape[0]
@@ -830,7 +1027,7 @@ def run_family(fam, spec, check=True):
         "text": TEXTS,
         "tokens": tokens,
         "tensors": tspecs,
-        "lora": {"r": R, "alpha": ALPHA, "target_modules": spec["mods"], "fan_in_fan_out": fam == "gpt2",
+        "lora": {"r": r, "alpha": alpha, "target_modules": spec["mods"], "fan_in_fan_out": fam == "gpt2",
                  "tensors": lspecs},
         "semantics": sem,
         "expected": {
@@ -839,6 +1036,7 @@ def run_family(fam, spec, check=True):
             "logits_base": [[f32(v) for v in row] for row in lb.tolist()],
             "loss": f32(loss.item()),
             "loss_base": f32(loss_base.item()),
+            **moe,
             "grads": {s["name"]: [f32(v) for v in L[s["name"]].grad.reshape(-1).tolist()] for s in lspecs},
         },
     }
@@ -851,6 +1049,9 @@ def run_family(fam, spec, check=True):
     dl = (logits.detach() - logits_base).abs().max().item()
     print(f"{fam:10s} T={T} V={V} loss={loss.item():.6f} base={loss_base.item():.6f} "
           f"max|dlogit(lora)|={dl:.3f} -> {os.path.relpath(path, ROOT)} ({size} bytes)")
+    if moe:
+        print(f"{'':10s} expert_counts={moe['expert_counts']} loss={moe['expert_counts_loss']} "
+              f"base={moe['expert_counts_base']} min_topk_gap={moe['min_topk_gap']:.3g}")
     return path
 
 
@@ -860,11 +1061,15 @@ def run_family(fam, spec, check=True):
 
 def self_checks(fam, spec, W, L, ids, fwd, logits, loss, logits_base, sem):
     cfg = spec["cfg"]
-    scaling = ALPHA / R
+    scaling = spec.get("alpha", ALPHA) / spec.get("r", R)
     B, T = ids.shape
 
     # finite difference of one lora_A and one lora_B entry of the first module, in float64
-    names = [n for n in L if n.endswith("lora_A.weight")][:1] + [n for n in L if n.endswith("lora_B.weight")][-1:]
+    names = [n for n in L if n.endswith("lora_A.weight")][:1] + \
+        [n for n in L if n.endswith("lora_B.weight") and bool((L[n].grad != 0).any())][-1:]
+    if fam in MOE_FAMS:  # and one routed expert's adapter of layer 0
+        names += [n for n in L if ".layers.0." in n and ".experts." in n and n.endswith("lora_A.weight")
+                  and bool((L[n].grad != 0).any())][:1]
     for name in names:
         t = L[name]
         idx = tuple(int(s) // 2 for s in t.shape)
@@ -921,6 +1126,63 @@ def self_checks(fam, spec, W, L, ids, fwd, logits, loss, logits_base, sem):
             assert s == [0.25, 0.0625, 0.015625, 0.00390625, 0.5, 0.125], s
 
 
+EXPERT_RE = re.compile(r"\.layers\.(\d+)\.[a-z_]+\.experts\.(\d+)\.")
+
+
+def moe_routing(cfg, W, L, ids, fwd, scaling):
+    """expected.expert_counts, _loss, _base and min_topk_gap of a MoE family."""
+    B, T = ids.shape
+    nl = cfg["num_hidden_layers"]
+    out, gap = {}, float("inf")
+    with torch.no_grad():
+        for key, lo in (("expert_counts", L), ("expert_counts_base", None)):
+            st = {}
+            fwd(W, ids, make_linear(W, lo, scaling), stats=st)
+            counts, loss_counts = [[] for _ in range(nl)], [[] for _ in range(nl)]
+            for l, prob, idx in st["routing"]:
+                E, k = prob.shape[-1], idx.shape[-1]
+                sp = prob.sort(dim=-1, descending=True).values
+                gap = min(gap, (sp[:, k - 1] - sp[:, k]).min().item())
+                counts[l] = torch.bincount(idx.reshape(-1), minlength=E).tolist()
+                loss_counts[l] = torch.bincount(idx.view(B, T, k)[:, :T - 1].reshape(-1), minlength=E).tolist()
+            out[key] = counts
+            if lo is not None:
+                out["expert_counts_loss"] = loss_counts
+    out = {k: out[k] for k in ("expert_counts", "expert_counts_loss", "expert_counts_base")}
+    out["min_topk_gap"] = f32(gap)
+    return out
+
+
+def check_expert_grads(moe, grads, where):
+    """An expert's LoRA gradients are exactly zero iff no loss position chose it."""
+    for n, g in grads.items():
+        m = EXPERT_RE.search(n)
+        if m:
+            used = moe["expert_counts_loss"][int(m.group(1))][int(m.group(2))] > 0
+        else:
+            used = True
+        assert used == any(v != 0.0 for v in g), (where, n, used)
+
+
+def moe_checks(fam, cfg, W, L, ids, logits, moe, grads, scaling):
+    assert moe["min_topk_gap"] > 1e-6, (fam, moe["min_topk_gap"])
+    E = len(next(c for c in moe["expert_counts"] if c))
+    for e in range(E):  # every expert reaches the loss in at least one layer
+        assert any(c and c[e] > 0 for c in moe["expert_counts_loss"]), (fam, e, moe["expert_counts_loss"])
+    check_expert_grads(moe, {n: g.reshape(-1).tolist() for n, g in grads.items()}, fam)
+    with torch.no_grad():
+        alt = llama_like_forward(fam, cfg, W, ids, make_linear(W, L, scaling), moe_dense=True)
+        assert (alt - logits).abs().max() < 1e-12, (alt - logits).abs().max()
+        if fam in ("olmoe", "qwen2_moe"):  # renormalizing would matter
+            alt = llama_like_forward(fam, dict(cfg, norm_topk_prob=True), W, ids, make_linear(W, L, scaling))
+            assert (alt - logits).abs().max() > 1e-3
+        if fam == "qwen2_moe":
+            assert [moe_layout(fam, cfg, l) is not None for l in range(cfg["num_hidden_layers"])] == [True, False]
+        if fam == "mixtral":
+            alt = llama_like_forward(fam, dict(cfg, sliding_window=None), W, ids, make_linear(W, L, scaling))
+            assert (alt - logits).abs().max() > 1e-3
+
+
 def verify_fixture(path):
     """Rebuild everything from the JSON alone (as the C test does) and compare."""
     d = json.load(open(path))
@@ -935,6 +1197,9 @@ def verify_fixture(path):
     logits = fwd(W, ids, make_linear(W, L, scaling))
     loss = ce_loss(logits, ids)
     loss.backward()
+    for t in L.values():  # an adapter of an expert no token chose is not in the graph: gradient 0
+        if t.grad is None:
+            t.grad = torch.zeros_like(t)
     ex = d["expected"]
     cols = ex["logit_cols"]
     B, T = ids.shape
@@ -942,7 +1207,14 @@ def verify_fixture(path):
     err = (got - torch.tensor(ex["logits"], dtype=DT)).abs().max().item()
     gerr = max((L[n].grad.reshape(-1) - torch.tensor(g, dtype=DT)).abs().max().item() for n, g in ex["grads"].items())
     assert err < 1e-6 and gerr < 1e-7 and abs(loss.item() - ex["loss"]) < 1e-5, (path, err, gerr)
-    assert all(any(v != 0.0 for v in g) for g in ex["grads"].values()), path
+    if fam in MOE_FAMS:
+        moe = moe_routing(cfg, W, L, ids, fwd, scaling)
+        for k in ("expert_counts", "expert_counts_loss", "expert_counts_base"):
+            assert moe[k] == ex[k], (path, k, moe[k], ex[k])
+        assert moe["min_topk_gap"] > 1e-6 and abs(moe["min_topk_gap"] - ex["min_topk_gap"]) < 1e-7, path
+        check_expert_grads(ex, ex["grads"], path)
+    else:
+        assert all(any(v != 0.0 for v in g) for g in ex["grads"].values()), path
     print(f"{os.path.relpath(path, ROOT)}: ok (max |dlogit| {err:.2g}, max |dgrad| {gerr:.2g})")
 
 
