@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "checkpoint_compare.h"
 #include "family_fixture.h"
 #include "test_util.h"
 #include "data/tokenizer.h"
@@ -459,6 +461,94 @@ START_TEST(test_examples_beyond_positions_found_at_start) {
 }
 END_TEST
 
+// The mixture-of-experts families through the command line: `lora train`
+// with every projection of every expert adapted (all-linear) and dropout,
+// stopped after 3 steps and resumed to 6, ends with the checkpoint of an
+// uninterrupted run; the merged Hugging Face export evaluates as the base
+// with the adapter; generation and `lora inspect` run.
+static double eval_loss(const char *out) {
+    const char *p = strstr(out, "\"loss\":");
+    ck_assert_msg(p != NULL, "no loss in %s", out);
+    return atof(p + 7);
+}
+
+START_TEST(test_moe_train_resume_export) {
+    int i = count_names(lc_family_names) + _i;
+    family_env e;
+    env_open(&e, i);
+    const char *fam = fam_name(i);
+    char data[1200] = "";
+    for (int k = 0; k < 12; k++) {
+        size_t len = strlen(data);
+        snprintf(data + len, sizeof data - len, "{\"prompt\": \"Tom has %d apples.\", \"completion\": \" He eats %d.\"}\n",
+                 k + 3, k % 3 + 1);
+    }
+    lc_test_write(e.tmp, "data.jsonl", data, strlen(data));
+    char cfg[1600], cfg_path[600], run[600], ck_a[700], ck_b[700];
+    int n = snprintf(cfg, sizeof cfg,
+                     "{\"model\": \"%s\", \"train_data\": \"%s/data.jsonl\", \"output_dir\": \"%s/run\","
+                     " \"lora\": {\"r\": 2, \"dropout\": 0.1}, \"optimizer\": {\"lr\": 0.01}, \"batch_size\": 2,"
+                     " \"max_seq_len\": 32, \"schedule\": {\"type\": \"constant\", \"warmup_steps\": 0}, \"steps\": 6,"
+                     " \"save_every\": 3, \"seed\": 3}\n",
+                     e.f.model_dir, e.tmp, e.tmp);
+    lc_test_write(e.tmp, "run.json", cfg, (size_t)n);
+    snprintf(cfg_path, sizeof cfg_path, "%s/run.json", e.tmp);
+    snprintf(run, sizeof run, "%s/run", e.tmp);
+    // The whole run, kept as run_a; then 3 steps and a resume to 6 in its place.
+    const char *a[] = {"train", "--config", cfg_path, NULL};
+    const char *b1[] = {"train", "--config", cfg_path, "--set", "steps=3", NULL};
+    lc_test_run ra = lc_test_lora(a);
+    snprintf(ck_a, sizeof ck_a, "%s/run_a", e.tmp);
+    ck_assert_int_eq(rename(run, ck_a), 0);
+    lc_test_run rb1 = lc_test_lora(b1), rb2 = lc_test_lora(a);
+    ck_assert_msg(ra.status == 0 && rb1.status == 0 && rb2.status == 0, "%s: %s | %s | %s", fam, ra.err, rb1.err,
+                  rb2.err);
+    ck_assert_msg(strstr(rb2.err, "resum") != NULL, "%s: %s", fam, rb2.err);
+    snprintf(ck_a, sizeof ck_a, "%s/run_a/checkpoint-6.h5", e.tmp);
+    snprintf(ck_b, sizeof ck_b, "%s/run/checkpoint-6.h5", e.tmp);
+    lc_test_assert_same_checkpoint(ck_a, ck_b, e.f.model_dir, fam);
+
+    // Exports: PEFT (read back by eval) and merged Hugging Face, the same loss.
+    char peft[600], hf[600], data_path[600], adapter[600];
+    snprintf(peft, sizeof peft, "%s/peft", e.tmp);
+    snprintf(hf, sizeof hf, "%s/merged", e.tmp);
+    snprintf(data_path, sizeof data_path, "%s/data.jsonl", e.tmp);
+    snprintf(adapter, sizeof adapter, "%s/run", e.tmp);
+    const char *xp[] = {"export", "--model", e.f.model_dir, "--adapter", adapter, "--out", peft, "--format", "peft", NULL};
+    const char *xh[] = {"export", "--model", e.f.model_dir, "--adapter", adapter, "--out", hf, "--format", "hf", NULL};
+    char gguf[600];
+    snprintf(gguf, sizeof gguf, "%s/x.gguf", e.tmp);
+    const char *xg[] = {"export", "--model", e.f.model_dir, "--adapter", adapter, "--out", gguf, "--format", "gguf",
+                        NULL};
+    lc_test_run rp = lc_test_lora(xp), rh = lc_test_lora(xh), rg = lc_test_lora(xg);
+    ck_assert_msg(rp.status == 0 && rh.status == 0, "%s: %s | %s", fam, rp.err, rh.err);
+    ck_assert_msg(rg.status == 1 && strstr(rg.err, "(mixture of experts) is not supported yet") &&
+                      access(gguf, F_OK) != 0,
+                  "%s: %d %s", fam, rg.status, rg.err);
+    const char *e1[] = {"eval", "--model", e.f.model_dir, "--adapter", adapter, "--data", data_path, NULL};
+    const char *e2[] = {"eval", "--model", e.f.model_dir, "--adapter", peft, "--data", data_path, NULL};
+    const char *e3[] = {"eval", "--model", hf, "--data", data_path, NULL};
+    const char *e4[] = {"eval", "--model", e.f.model_dir, "--data", data_path, NULL};
+    lc_test_run v1 = lc_test_lora(e1), v2 = lc_test_lora(e2), v3 = lc_test_lora(e3), v4 = lc_test_lora(e4);
+    ck_assert_msg(v1.status == 0 && v2.status == 0 && v3.status == 0 && v4.status == 0, "%s: %s%s%s%s", fam, v1.err,
+                  v2.err, v3.err, v4.err);
+    double l1 = eval_loss(v1.out), l2 = eval_loss(v2.out), l3 = eval_loss(v3.out), l4 = eval_loss(v4.out);
+    ck_assert_msg(fabs(l1 - l2) <= 1e-6 * l1 && fabs(l1 - l3) <= 1e-4 * l1, "%s: eval %g, PEFT %g, merged %g", fam,
+                  l1, l2, l3);
+    ck_assert_msg(l1 < l4 - 0.05, "%s: tuned %g, base %g", fam, l1, l4); // it learned the data
+
+    const char *gen[] = {"generate", "--model", e.f.model_dir, "--adapter", adapter, "--prompt", "Tom has 4 apples.",
+                         "--max-tokens", "4", NULL};
+    const char *ins[] = {"inspect", e.f.model_dir, NULL};
+    lc_test_run rgen = lc_test_lora(gen), rins = lc_test_lora(ins);
+    ck_assert_msg(rgen.status == 0 && rins.status == 0 && strstr(rins.out, "  experts        "), "%s: %s%s%s", fam,
+                  rgen.err, rins.err, rins.out);
+    lc_test_run *runs[] = {&ra, &rb1, &rb2, &rp, &rh, &rg, &v1, &v2, &v3, &v4, &rgen, &rins};
+    for (size_t k = 0; k < sizeof runs / sizeof *runs; k++) lc_test_run_free(runs[k]);
+    env_close(&e);
+}
+END_TEST
+
 static Suite *families_suite(void) {
     Suite *s = suite_create("families");
     int n = count_names(lc_family_names) + count_names(lc_moe_family_names);
@@ -471,6 +561,7 @@ static Suite *families_suite(void) {
     tcase_add_loop_test(tc, test_export_round_trips, 0, n);
     tcase_add_loop_test(tc, test_learned_positions_bound_positions, 0, n);
     tcase_add_loop_test(tc, test_examples_beyond_positions_found_at_start, 0, n);
+    tcase_add_loop_test(tc, test_moe_train_resume_export, 0, count_names(lc_moe_family_names));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -83,6 +83,44 @@ static inline void module_name(char *out, size_t cap, int layer, lc_linear_kind 
     snprintf(out, cap, "model.layers.%d.%s.%s", layer, lc_linear_kind_parent(kind), lc_linear_kind_name(kind));
 }
 
+// One adapted linear as a checkpoint holds it: a layer's own
+// ("model.layers.0.self_attn.q_proj") or an expert's projection
+// ("model.layers.0.mlp.experts.3.gate_proj", "model.layers.0.mlp.shared_expert.up_proj").
+typedef struct ckpt_module {
+    char name[MAX_NAME];
+    const lc_linear *lin;
+    const lc_lora_ref *ref;
+    bool fused; // a fused projection (qkv_proj, gate_up_proj)
+} ckpt_module;
+
+// The adapted linears in parameter order: *i from 0, true until none is left.
+static inline bool ckpt_module_next(const lc_model *m, const lc_lora *lora, int *i, ckpt_module *out) {
+    int n_own = lora->n_layers * LC_LINEAR_KIND_COUNT;
+    for (; *i < n_own; (*i)++) {
+        int layer = *i / LC_LINEAR_KIND_COUNT, k = *i % LC_LINEAR_KIND_COUNT;
+        if (!(out->ref = lc_lora_get(lora, layer, (lc_linear_kind)k))) continue;
+        module_name(out->name, sizeof out->name, layer, (lc_linear_kind)k);
+        out->lin = &m->layers[layer].lin[k];
+        out->fused = k == LC_LINEAR_KIND_QKV || k == LC_LINEAR_KIND_GATE_UP;
+        (*i)++;
+        return true;
+    }
+    int cursor = *i - n_own;
+    lc_lora_expert x;
+    if (!lc_lora_expert_next(lora, m, &cursor, &x)) return false;
+    *i = n_own + cursor;
+    if (x.expert < m->cfg.n_experts)
+        snprintf(out->name, sizeof out->name, "model.layers.%d.mlp.experts.%d.%s", x.layer, x.expert,
+                 lc_linear_kind_name(x.kind));
+    else
+        snprintf(out->name, sizeof out->name, "model.layers.%d.mlp.shared_expert.%s", x.layer,
+                 lc_linear_kind_name(x.kind));
+    out->lin = x.lin;
+    out->ref = x.ref;
+    out->fused = false;
+    return true;
+}
+
 // "q_proj,v_proj,down_proj" in lc_linear_kind order.
 static inline void targets_string(char *out, size_t cap, unsigned targets) {
     lc_lora_targets_string(out, cap, targets);

@@ -365,6 +365,7 @@ static lc_status read_matrix(const char *path, hid_t g, const char *name, const 
 }
 
 typedef struct extra_scan {
+    const lc_model *m;
     const lc_lora *lora;
     char extra[MAX_NAME];
 } extra_scan;
@@ -373,13 +374,9 @@ static herr_t extra_walk(hid_t g, const char *name, const H5L_info_t *info, void
     (void)g;
     (void)info;
     extra_scan *s = data;
-    char want[MAX_NAME];
-    for (int layer = 0; layer < s->lora->n_layers; layer++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            if (!lc_lora_get(s->lora, layer, (lc_linear_kind)k)) continue;
-            module_name(want, sizeof want, layer, (lc_linear_kind)k);
-            if (strcmp(name, want) == 0) return 0;
-        }
+    ckpt_module mod;
+    for (int i = 0; ckpt_module_next(s->m, s->lora, &i, &mod);)
+        if (strcmp(name, mod.name) == 0) return 0;
     snprintf(s->extra, sizeof s->extra, "%s", name);
     return 1; // stop: found one the LoRA does not have
 }
@@ -389,7 +386,7 @@ static herr_t extra_walk(hid_t g, const char *name, const H5L_info_t *info, void
 // that the LoRA does not adapt.
 static lc_status read_modules(const char *path, hid_t g, const char *gpath, const lc_model *m, const lc_lora *lora,
                               float *base) {
-    extra_scan scan = {lora, ""};
+    extra_scan scan = {m, lora, ""};
     herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, NULL, extra_walk, &scan);
     if (rc < 0) return lc_error(LC_STATUS_INPUT, "%s: group %s: cannot list its members", path, gpath);
     if (rc > 0) {
@@ -400,13 +397,13 @@ static lc_status read_modules(const char *path, hid_t g, const char *gpath, cons
                         "does not adapt",
                         path, gpath, scan.extra, targets, lora->n_layers);
     }
-    for (int layer = 0; layer < lora->n_layers; layer++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            const lc_lora_ref *ref = lc_lora_get(lora, layer, (lc_linear_kind)k);
-            if (!ref) continue;
-            const lc_linear *lin = &m->layers[layer].lin[k];
-            char name[MAX_NAME], obj[512], dobj[600];
-            module_name(name, sizeof name, layer, (lc_linear_kind)k);
+    ckpt_module mod;
+    for (int i = 0; ckpt_module_next(m, lora, &i, &mod);) {
+        {
+            const lc_lora_ref *ref = mod.ref;
+            const lc_linear *lin = mod.lin;
+            const char *name = mod.name;
+            char obj[512], dobj[600];
             snprintf(obj, sizeof obj, "%s/%s", gpath, name);
             htri_t ex = H5Lexists(g, name, H5P_DEFAULT);
             if (ex == 0)

@@ -101,16 +101,16 @@ static void dset_write(writer *w, hid_t loc, const char *name, const char *obj, 
 // taken from `base`, an array laid out like lora->params.
 static void write_modules(writer *w, hid_t parent, const char *ppath, const lc_model *m, const lc_lora *lora,
                           const float *base, const char *what) {
-    for (int layer = 0; layer < lora->n_layers && !w->failed; layer++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT && !w->failed; k++) {
-            const lc_lora_ref *ref = lc_lora_get(lora, layer, (lc_linear_kind)k);
-            if (!ref) continue;
-            const lc_linear *lin = &m->layers[layer].lin[k];
+    ckpt_module mod;
+    for (int i = 0; !w->failed && ckpt_module_next(m, lora, &i, &mod);) {
+        {
+            const lc_lora_ref *ref = mod.ref;
+            const lc_linear *lin = mod.lin;
+            const char *name = mod.name;
             size_t off_a = (size_t)(ref->A - lora->params), off_b = (size_t)(ref->B - lora->params);
-            char name[MAX_NAME], obj[512], desc[1024];
-            module_name(name, sizeof name, layer, (lc_linear_kind)k);
+            char obj[512], desc[1024];
             snprintf(obj, sizeof obj, "%s/%s", ppath, name);
-            int fused = k == LC_LINEAR_KIND_QKV || k == LC_LINEAR_KIND_GATE_UP;
+            bool fused = mod.fused;
             if (base == lora->params)
                 snprintf(desc, sizeof desc, "LoRA adapter of %s (weight [out, in] = [%d, %d]%s): W x + scale * B A x",
                          name, lin->out, lin->in,

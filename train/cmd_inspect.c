@@ -52,6 +52,13 @@ static void print_model(const lc_model *m) {
         printf("  context        %d (%s positions)\n", c->max_position_embeddings,
                c->pos == LC_POS_KIND_ALIBI ? "ALiBi" : "learned");
     if (c->sliding_window) printf("  sliding window %d\n", c->sliding_window);
+    if (c->n_experts) {
+        int sparse = 0;
+        for (int l = 0; l < c->n_layers; l++) sparse += lc_config_layer_moe(c, l);
+        printf("  experts        %d of width %d, %d a token (%s) in %d of %d layers%s\n", c->n_experts, c->moe_ff,
+               c->experts_per_tok, c->norm_topk_prob ? "weights renormalized" : "softmax weights as they are", sparse,
+               c->n_layers, c->shared_ff ? ", plus a gated shared expert" : "");
+    }
     printf("  head           %s\n", m->lm_head.data == m->embed.data ? "tied to the embeddings" : "separate lm_head");
     char targets[160];
     lc_arch_target_list(c, targets, sizeof targets);
@@ -98,6 +105,12 @@ static void gguf_summary(const char *path, const lc_gguf_file *f) {
     for (int l = 0; l < m.cfg.n_layers; l++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
             if (m.layers[l].lin[k].out) counts[m.layers[l].lin[k].w.type]++;
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int e = 0; e <= m.cfg.n_experts; e++)
+            for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+                const lc_linear *lin = lc_model_expert_linear(&m, l, e, (lc_expert_proj)j);
+                if (lin) counts[lin->w.type]++;
+            }
     printf("  frozen weights ");
     for (int t = 0, first = 1; t < LC_WTYPE_COUNT; t++)
         if (counts[t]) {
