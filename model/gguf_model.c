@@ -433,9 +433,18 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
             hf_class = gguf_archs[i].hf_class;
         }
     if (!model_type) {
-        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, gemma2, phi3, "
-                      "olmo, gpt2, falcon, bloom)",
-                      path, arch);
+        bool moe = !strcmp(arch, "olmoe") || !strcmp(arch, "qwen2moe");
+        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported%s (supported: llama, qwen2, gemma, "
+                      "gemma2, phi3, olmo, gpt2, falcon, bloom)",
+                      path, arch, moe ? " as a base yet (mixture of experts: give the Hugging Face folder)" : "");
+        goto fail;
+    }
+    char experts_key[96];
+    snprintf(experts_key, sizeof experts_key, "%s.expert_count", arch);
+    int64_t experts = 0;
+    if (lc_gguf_kv_int(lc_gguf_find_kv(f, experts_key), 0, &experts) && experts > 0) {
+        st = lc_error(LC_STATUS_INPUT, "%s: a mixture-of-experts GGUF (%s %lld) is not supported as a base yet; "
+                      "give the model's Hugging Face folder", path, experts_key, (long long)experts);
         goto fail;
     }
     lc_gguf_str type;

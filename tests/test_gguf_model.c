@@ -635,6 +635,31 @@ START_TEST(test_family_gguf_round_trip) {
 }
 END_TEST
 
+// A mixture-of-experts GGUF (llama.cpp writes Mixtral as llama with
+// expert_count; OLMoE and Qwen2-MoE have their own architectures) is refused
+// as a base in one line that says what to give instead.
+START_TEST(test_moe_gguf_base_refused) {
+    static const char *const archs[][2] = {{"llama", "llama.expert_count"}, {"olmoe", NULL}, {"qwen2moe", NULL}};
+    for (int i = 0; i < 3; i++) {
+        char path[600];
+        snprintf(path, sizeof path, "%s/moe%d.gguf", tmp, i);
+        lc_gguf_writer *w;
+        ck_assert(lc_gguf_writer_new(&w, path) == LC_STATUS_OK);
+        ck_assert(lc_gguf_set_str(w, "general.architecture", archs[i][0]) == LC_STATUS_OK);
+        if (archs[i][1]) ck_assert(lc_gguf_set_u32(w, archs[i][1], 8) == LC_STATUS_OK);
+        ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_OK);
+        lc_gguf_writer_free(w);
+        lc_model m;
+        ck_assert_int_eq(lc_model_load(&m, path), LC_STATUS_INPUT);
+        const char *want = archs[i][1] ? "a mixture-of-experts GGUF (llama.expert_count 8) is not supported as a base "
+                                         "yet; give the model's Hugging Face folder"
+                                       : "is not supported as a base yet (mixture of experts: give the Hugging Face "
+                                         "folder)";
+        ck_assert_msg(strstr(lc_error_message(), want) != NULL, "%s", lc_error_message());
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("gguf_model");
     TCase *tc = tcase_create("core");
@@ -654,6 +679,7 @@ int main(void) {
     int n_fam = 0;
     while (lc_family_names[n_fam]) n_fam++;
     tcase_add_loop_test(tc, test_family_gguf_round_trip, 0, n_fam);
+    tcase_add_test(tc, test_moe_gguf_base_refused);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
