@@ -191,8 +191,8 @@ static lc_status parse_moe(lc_model_config *cfg, const cJSON *root, const char *
         for (const cJSON *e = only && cJSON_IsArray(only) ? only->child : NULL; e; e = e->next) {
             double v = cJSON_IsNumber(e) ? e->valuedouble : -1.0;
             if (v < 0 || v >= cfg->n_layers || v != floor(v))
-                return lc_error(LC_STATUS_INPUT, "%s: \"mlp_only_layers\" lists %s, not a layer of 0..%d", path,
-                                cJSON_IsNumber(e) ? "an index" : "a non-number", cfg->n_layers - 1);
+                return lc_error(LC_STATUS_INPUT, "%s: \"mlp_only_layers\" must list layers of 0..%d", path,
+                                cfg->n_layers - 1);
             cfg->moe_dense[(int)v / 64] |= 1ull << ((int)v % 64);
         }
     }

@@ -283,7 +283,19 @@ END_TEST
 START_TEST(test_config_errors) {
     const char *unsupported = "{\"model_type\": \"mamba\", \"hidden_size\": 8}";
     lc_test_write(tmp, "config.json", unsupported, strlen(unsupported));
-    expect_load_error(tmp, "model_type \"mamba\" is not supported (supported: llama, mistral, qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo, bloom)");
+    expect_load_error(tmp, "model_type \"mamba\" is not supported (supported: llama, mistral, qwen2, gemma, gemma2, "
+                           "phi3, gpt2, falcon, olmo, bloom, mixtral, olmoe, qwen2_moe)");
+    // Mixture-of-experts keys in range.
+    const char *topk = "{\"model_type\": \"mixtral\", \"hidden_size\": 8, \"intermediate_size\": 8, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 10, "
+                       "\"num_local_experts\": 4, \"num_experts_per_tok\": 5}";
+    lc_test_write(tmp, "config.json", topk, strlen(topk));
+    expect_load_error(tmp, "config.json: \"num_experts_per_tok\" is 5, outside 1..4");
+    const char *only = "{\"model_type\": \"qwen2_moe\", \"hidden_size\": 8, \"intermediate_size\": 8, "
+                       "\"num_hidden_layers\": 2, \"num_attention_heads\": 2, \"vocab_size\": 10, "
+                       "\"num_experts\": 4, \"mlp_only_layers\": [2]}";
+    lc_test_write(tmp, "config.json", only, strlen(only));
+    expect_load_error(tmp, "config.json: \"mlp_only_layers\" must list layers of 0..1");
     const char *heads = "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 8, "
                         "\"num_hidden_layers\": 1, \"num_attention_heads\": 8, \"num_key_value_heads\": 3, "
                         "\"vocab_size\": 10}";
