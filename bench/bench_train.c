@@ -261,6 +261,10 @@ int main(int argc, char **argv) {
     if (generate > 0) return bench_generate(s, generate, wt);
     if (write_dir || tokenizer) {
         // The shape's vocabulary is the tokenizer's; max_position_embeddings T.
+        if (s->E) {
+            fprintf(stderr, "bench_train: --write-model writes Llama-architecture folders, not %s\n", s->name);
+            return 1;
+        }
         if (!write_dir || !tokenizer) {
             fprintf(stderr, "bench_train: --write-model DIR and --tokenizer FILE go together\n");
             return 1;
