@@ -1,4 +1,5 @@
 #include "autograd/graph.h"
+#include "autograd/graph_internal.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -208,7 +209,7 @@ static void set_producer(lc_graph *g, lc_tensor *y) {
 // t's gradient for an op that is about to write all of it: when nothing has
 // flowed into t yet it is allocated without zeroing and *fresh is set, and
 // the op overwrites instead of adding (one pass over memory fewer).
-static float *tensor_grad_fresh(lc_graph *g, lc_tensor *t, bool *fresh) {
+float *lc_graph_grad_fresh(lc_graph *g, lc_tensor *t, bool *fresh) {
     *fresh = !t->grad;
     if (t->grad) return t->grad;
     t->grad = lc_arena_alloc(g->grad_arena ? g->grad_arena : &g->arena, sizeof(float) * (size_t)t->rows * t->cols);
@@ -218,7 +219,7 @@ static float *tensor_grad_fresh(lc_graph *g, lc_tensor *t, bool *fresh) {
 // Adds src [t's size] into t's gradient; a first contribution is copied.
 static void grad_add(lc_graph *g, lc_tensor *t, const float *src) {
     bool fresh;
-    float *d = tensor_grad_fresh(g, t, &fresh);
+    float *d = lc_graph_grad_fresh(g, t, &fresh);
     size_t n = (size_t)t->rows * t->cols;
     if (d && fresh) memcpy(d, src, sizeof(float) * n);
     else if (d) lc_add_forward(d, src, n);
@@ -233,7 +234,7 @@ float *lc_tensor_grad(lc_graph *g, lc_tensor *t) {
     return t->grad;
 }
 
-static lc_tape_entry *tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
+lc_tape_entry *lc_graph_tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
     if (g->n_tape == g->cap_tape) {
         int cap = g->cap_tape ? 2 * g->cap_tape : 256;
         lc_tape_entry *t = realloc(g->tape, sizeof *t * (size_t)cap);
@@ -254,11 +255,11 @@ static lc_tape_entry *tape_push(lc_graph *g, lc_op op, lc_tensor *out) {
 // Marks y as needing a gradient when x does and, when the graph records,
 // appends a tape entry for op with x as its input. *e is that entry (NULL
 // when nothing was recorded); false when the tape cannot grow.
-static bool record_unary(lc_graph *g, lc_op op, lc_tensor *y, lc_tensor *x, lc_tape_entry **e) {
+bool lc_graph_record_unary(lc_graph *g, lc_op op, lc_tensor *y, lc_tensor *x, lc_tape_entry **e) {
     *e = NULL;
     y->requires_grad = x->requires_grad;
     if (!g->record || !y->requires_grad) return true;
-    if (!(*e = tape_push(g, op, y))) return false;
+    if (!(*e = lc_graph_tape_push(g, op, y))) return false;
     (*e)->in[0] = x;
     return true;
 }
@@ -321,7 +322,7 @@ lc_tensor *lc_op_linear_parts(lc_graph *g, lc_tensor *x, const lc_weight *w, int
     }
     y->requires_grad = x->requires_grad || any_train;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_LINEAR, y);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_LINEAR, y);
         if (!e) return NULL;
         e->in[0] = x;
         e->aux = lp;
@@ -340,7 +341,7 @@ lc_tensor *lc_op_rmsnorm(lc_graph *g, lc_tensor *x, const float *w, float eps) {
     lc_rmsnorm_forward(y->data, rstd, x->data, w, eps, x->rows, x->cols);
     prof_end(LC_PROF_KIND_NORM, 0, t0);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_RMSNORM, y, x, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_RMSNORM, y, x, &e)) return NULL;
     if (e) {
         e->w = w;
         e->saved[0] = rstd;
@@ -357,7 +358,7 @@ lc_tensor *lc_op_layernorm(lc_graph *g, lc_tensor *x, const float *w, const floa
     lc_layernorm_forward(y->data, stats, x->data, w, b, eps, x->rows, x->cols);
     prof_end(LC_PROF_KIND_NORM, 0, t0);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_LAYERNORM, y, x, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_LAYERNORM, y, x, &e)) return NULL;
     if (e) {
         e->w = w;
         e->saved[0] = stats;
@@ -384,7 +385,7 @@ lc_tensor *lc_op_rope(lc_graph *g, lc_tensor *x, const float *cs, int head_dim, 
     prof_end(LC_PROF_KIND_ROPE, 0, t0);
     y->requires_grad = x->requires_grad;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_ROPE, y);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_ROPE, y);
         if (!e) return NULL;
         e->in[0] = x;
         e->w = cs;
@@ -410,7 +411,7 @@ lc_tensor *lc_op_attention(lc_graph *g, lc_tensor *q, lc_tensor *k, lc_tensor *v
     y->requires_grad = grad;
     if (g->record && grad) {
         assert(T == Tk && q_pos0 == 0); // training attends within the batch only
-        lc_tape_entry *e = tape_push(g, LC_OP_ATTENTION, y);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_ATTENTION, y);
         if (!e) return NULL;
         e->in[0] = q;
         e->in[1] = k;
@@ -433,7 +434,7 @@ lc_tensor *lc_op_glu(lc_graph *g, lc_tensor *gate, lc_tensor *up, lc_act_kind ac
     prof_end(LC_PROF_KIND_ACT, 0, t0);
     y->requires_grad = gate->requires_grad || up->requires_grad;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_GLU, y);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_GLU, y);
         if (!e) return NULL;
         e->in[0] = gate;
         e->in[1] = up;
@@ -452,7 +453,7 @@ lc_tensor *lc_op_glu_packed(lc_graph *g, lc_tensor *gu, lc_act_kind act) {
     lc_glu_packed_forward(y->data, gu->data, act, gu->rows, F);
     prof_end(LC_PROF_KIND_ACT, 0, t0);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_GLU_PACKED, y, gu, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_GLU_PACKED, y, gu, &e)) return NULL;
     if (e) {
         e->dims[0] = (int)act;
         set_producer(g, y);
@@ -468,7 +469,7 @@ lc_tensor *lc_op_act(lc_graph *g, lc_tensor *x, lc_act_kind act) {
     lc_act_forward(y->data, x->data, act, (size_t)x->rows * x->cols);
     prof_end(LC_PROF_KIND_ACT, 0, t0);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_ACT, y, x, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_ACT, y, x, &e)) return NULL;
     if (e) {
         e->dims[0] = (int)act;
         set_producer(g, y);
@@ -482,7 +483,7 @@ lc_tensor *lc_op_clamp(lc_graph *g, lc_tensor *x, float limit) {
     if (!y) return NULL;
     lc_clamp_forward(y->data, x->data, limit, (size_t)x->rows * x->cols);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_CLAMP, y, x, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_CLAMP, y, x, &e)) return NULL;
     if (e) e->fparam = limit;
     return y;
 }
@@ -493,7 +494,7 @@ lc_tensor *lc_op_gather_cols(lc_graph *g, lc_tensor *x, const int32_t *cols, int
     if (!y) return NULL;
     lc_gather_cols_forward(y->data, x->data, cols, x->rows, x->cols, n);
     lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_GATHER_COLS, y, x, &e)) return NULL;
+    if (!lc_graph_record_unary(g, LC_OP_GATHER_COLS, y, x, &e)) return NULL;
     if (e) e->ints = cols;
     return y;
 }
@@ -513,91 +514,12 @@ lc_tensor *lc_op_add(lc_graph *g, lc_tensor *a, lc_tensor *b, bool reuse_b) {
     prof_end(LC_PROF_KIND_ADD, 0, t0);
     y->requires_grad = a->requires_grad || b->requires_grad;
     if (g->record && y->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_ADD, y);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_ADD, y);
         if (!e) return NULL;
         e->in[0] = a;
         e->in[1] = b;
     }
     return y;
-}
-
-lc_tensor *lc_op_moe_route(lc_graph *g, lc_tensor *logits, int k, bool renorm, const lc_moe_routing **rp) {
-    *rp = NULL;
-    if (!logits) return NULL;
-    int N = logits->rows, E = logits->cols;
-    lc_moe_routing *r = lc_arena_alloc(&g->arena, sizeof *r);
-    lc_tensor *w = lc_tensor_new(g, N, k);
-    float *p = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * E);
-    int32_t *ints = lc_arena_alloc(&g->arena, sizeof(int32_t) * ((size_t)3 * N * k + E + 1));
-    if (!r || !w || !p || !ints) return NULL;
-    *r = (lc_moe_routing){N, E, k, ints, ints + (size_t)N * k, ints + (size_t)N * k + E + 1,
-                          ints + (size_t)2 * N * k + E + 1};
-    lc_moe_route_forward(w->data, p, r, logits->data, renorm);
-    lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_MOE_ROUTE, w, logits, &e)) return NULL;
-    if (e) {
-        e->saved[0] = p;
-        e->aux = r;
-        e->dims[0] = renorm;
-    }
-    *rp = r;
-    return w;
-}
-
-lc_tensor *lc_op_gather_rows(lc_graph *g, lc_tensor *x, const int32_t *rows, int n) {
-    if (!x) return NULL;
-    lc_tensor *y = lc_tensor_new(g, n, x->cols);
-    if (!y) return NULL;
-    lc_gather_rows_forward(y->data, x->data, rows, n, x->cols);
-    lc_tape_entry *e;
-    if (!record_unary(g, LC_OP_GATHER_ROWS, y, x, &e)) return NULL;
-    if (e) e->ints = rows;
-    return y;
-}
-
-typedef struct moe_combine {
-    const lc_moe_routing *r;
-    lc_tensor **ys; // [E]
-} moe_combine;
-
-lc_tensor *lc_op_moe_combine(lc_graph *g, lc_tensor *w, const lc_moe_routing *r, lc_tensor *const *ys, int C) {
-    if (!w || !r) return NULL;
-    lc_tensor *y = lc_tensor_new(g, r->N, C);
-    moe_combine *mc = lc_arena_alloc(&g->arena, sizeof *mc);
-    lc_tensor **kept = lc_arena_alloc(&g->arena, sizeof *kept * (size_t)r->E);
-    if (!y || !mc || !kept) return NULL;
-    memset(y->data, 0, sizeof(float) * (size_t)r->N * C);
-    bool grad = w->requires_grad;
-    for (int e = 0; e < r->E; e++) {
-        kept[e] = ys[e];
-        if (!ys[e]) continue;
-        lc_moe_combine_forward(y->data, ys[e]->data, w->data, r, e, C);
-        grad |= ys[e]->requires_grad;
-    }
-    y->requires_grad = grad;
-    if (g->record && grad) {
-        lc_tape_entry *t = tape_push(g, LC_OP_MOE_COMBINE, y);
-        if (!t) return NULL;
-        *mc = (moe_combine){r, kept};
-        t->in[0] = w;
-        t->aux = mc;
-    }
-    return y;
-}
-
-lc_tensor *lc_op_sigmoid_gate(lc_graph *g, lc_tensor *y, lc_tensor *s) {
-    if (!y || !s) return NULL;
-    lc_tensor *out = lc_tensor_new(g, y->rows, y->cols);
-    if (!out) return NULL;
-    lc_sigmoid_gate_forward(out->data, y->data, s->data, y->rows, y->cols);
-    out->requires_grad = y->requires_grad || s->requires_grad;
-    if (g->record && out->requires_grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_SIGMOID_GATE, out);
-        if (!e) return NULL;
-        e->in[0] = y;
-        e->in[1] = s;
-    }
-    return out;
 }
 
 lc_status lc_op_cross_entropy(lc_graph *g, lc_tensor *x, const float *head, int V, float softcap,
@@ -630,7 +552,7 @@ lc_status lc_op_cross_entropy_w(lc_graph *g, lc_tensor *x, const lc_weight *head
                              C, V, chunk);
     prof_end(LC_PROF_KIND_HEAD, 0, t0);
     if (grad) {
-        lc_tape_entry *e = tape_push(g, LC_OP_CROSS_ENTROPY, NULL);
+        lc_tape_entry *e = lc_graph_tape_push(g, LC_OP_CROSS_ENTROPY, NULL);
         if (!e) return lc_graph_status(g);
         e->in[0] = x;
         e->saved[0] = dx;
@@ -644,7 +566,7 @@ static void linear_backward(lc_graph *g, const lc_tape_entry *e, const linear_pa
     lc_tensor *x = e->in[0];
     int N = x->rows, n_in = e->dims[0], n_out = e->dims[1];
     bool fresh = false;
-    float *dx = x->requires_grad ? tensor_grad_fresh(g, x, &fresh) : NULL;
+    float *dx = x->requires_grad ? lc_graph_grad_fresh(g, x, &fresh) : NULL;
     if (x->requires_grad && !dx) return;
     if (dx) {
         double t0 = prof_begin();
@@ -670,19 +592,19 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     case LC_OP_LINEAR: linear_backward(g, e, e->aux, dy); break;
     case LC_OP_RMSNORM: {
         bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
+        float *dx = lc_graph_grad_fresh(g, x, &fresh);
         if (dx) lc_rmsnorm_backward(dx, dy, x->data, e->w, e->saved[0], fresh, x->rows, x->cols);
         break;
     }
     case LC_OP_LAYERNORM: {
         bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
+        float *dx = lc_graph_grad_fresh(g, x, &fresh);
         if (dx) lc_layernorm_backward(dx, dy, x->data, e->w, e->saved[0], fresh, x->rows, x->cols);
         break;
     }
     case LC_OP_ROPE: {
         bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
+        float *dx = lc_graph_grad_fresh(g, x, &fresh);
         int D = e->dims[0];
         if (dx) lc_rope_backward(dx, dy, e->w, fresh, x->rows, x->cols / D, D, e->dims[1]);
         break;
@@ -702,7 +624,7 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         // One flag for both: when only one is fresh, it is zeroed and added to.
         size_t n = (size_t)x->rows * x->cols;
         bool fg, fu;
-        float *dg = tensor_grad_fresh(g, e->in[0], &fg), *du = tensor_grad_fresh(g, e->in[1], &fu);
+        float *dg = lc_graph_grad_fresh(g, e->in[0], &fg), *du = lc_graph_grad_fresh(g, e->in[1], &fu);
         if (!dg || !du) break;
         if (fg != fu) memset(fg ? dg : du, 0, sizeof(float) * n);
         lc_glu_backward(dg, du, dy, e->in[0]->data, e->in[1]->data, (lc_act_kind)e->dims[0], fg && fu, n);
@@ -710,13 +632,13 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
     }
     case LC_OP_GLU_PACKED: {
         bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
+        float *dx = lc_graph_grad_fresh(g, x, &fresh);
         if (dx) lc_glu_packed_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], fresh, x->rows, x->cols / 2);
         break;
     }
     case LC_OP_ACT: {
         bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
+        float *dx = lc_graph_grad_fresh(g, x, &fresh);
         if (dx) lc_act_backward(dx, dy, x->data, (lc_act_kind)e->dims[0], fresh, (size_t)x->rows * x->cols);
         break;
     }
@@ -739,41 +661,10 @@ static void backward_entry(lc_graph *g, lc_tape_entry *e) {
         grad_add(g, x, e->saved[0]);
         break;
     }
-    case LC_OP_MOE_ROUTE: {
-        bool fresh;
-        float *dx = tensor_grad_fresh(g, x, &fresh);
-        if (dx) lc_moe_route_backward(dx, dy, e->out->data, e->saved[0], e->aux, e->dims[0], fresh);
-        break;
-    }
-    case LC_OP_GATHER_ROWS: {
-        float *dx = lc_tensor_grad(g, x);
-        if (dx) lc_gather_rows_backward(dx, dy, e->ints, e->out->rows, e->out->cols);
-        break;
-    }
-    case LC_OP_MOE_COMBINE: {
-        const moe_combine *mc = e->aux;
-        float *dw = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
-        if (x->requires_grad && !dw) break;
-        for (int ex = 0; ex < mc->r->E; ex++) {
-            lc_tensor *ye = mc->ys[ex];
-            if (!ye) continue;
-            float *dye = NULL, *tmp = NULL;
-            bool fresh = false;
-            if (ye->requires_grad && !(dye = tensor_grad_fresh(g, ye, &fresh))) break;
-            if (dye && !fresh && !(tmp = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)ye->rows * ye->cols)))
-                break;
-            lc_moe_combine_backward(tmp ? tmp : dye, dw, dy, ye->data, x->data, mc->r, ex, e->out->cols);
-            if (tmp) lc_add_forward(dye, tmp, (size_t)ye->rows * ye->cols);
-        }
-        break;
-    }
-    case LC_OP_SIGMOID_GATE: {
-        lc_tensor *s = e->in[1];
-        float *dyg = x->requires_grad ? lc_tensor_grad(g, x) : NULL;
-        float *ds = s->requires_grad ? lc_tensor_grad(g, s) : NULL;
-        lc_sigmoid_gate_backward(dyg, ds, dy, x->data, s->data, x->rows, x->cols);
-        break;
-    }
+    case LC_OP_MOE_ROUTE:
+    case LC_OP_GATHER_ROWS:
+    case LC_OP_MOE_COMBINE:
+    case LC_OP_SIGMOID_GATE: lc_graph_moe_backward(g, e); break;
     }
 }
 
