@@ -13,10 +13,10 @@ lc_tensor *lc_op_moe_route(lc_graph *g, lc_tensor *logits, int k, bool renorm, c
     lc_moe_routing *r = lc_arena_alloc(&g->arena, sizeof *r);
     lc_tensor *w = lc_tensor_new(g, N, k);
     float *p = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)N * E);
-    int32_t *ints = lc_arena_alloc(&g->arena, sizeof(int32_t) * ((size_t)3 * N * k + E + 1));
+    int32_t *ints = lc_arena_alloc(&g->arena, sizeof(int32_t) * ((size_t)3 * N * k + 2 * (size_t)E + 1));
     if (!r || !w || !p || !ints) return NULL;
-    *r = (lc_moe_routing){N, E, k, ints, ints + (size_t)N * k, ints + (size_t)N * k + E + 1,
-                          ints + (size_t)2 * N * k + E + 1};
+    size_t nk = (size_t)N * k;
+    *r = (lc_moe_routing){N, E, k, ints, ints + nk, ints + nk + E + 1, ints + 2 * nk + E + 1, ints + 3 * nk + E + 1};
     lc_moe_route_forward(w->data, p, r, logits->data, renorm);
     lc_tape_entry *e;
     if (!lc_graph_record_unary(g, LC_OP_MOE_ROUTE, w, logits, &e)) return NULL;

@@ -32,7 +32,7 @@ void lc_moe_route_forward(float *w, float *p, lc_moe_routing *r, const float *lo
     memset(r->start, 0, sizeof(int32_t) * (size_t)(E + 1));
     for (int i = 0; i < N * k; i++) r->start[r->idx[i] + 1]++;
     for (int e = 0; e < E; e++) r->start[e + 1] += r->start[e];
-    int32_t *fill = r->rows; // borrowed as the running position of each expert
+    int32_t *fill = r->fill; // the running position of each expert
     memcpy(fill, r->start, sizeof(int32_t) * (size_t)E);
     for (int i = 0; i < N * k; i++) r->order[fill[r->idx[i]]++] = i;
     for (int i = 0; i < N * k; i++) r->rows[i] = r->order[i] / k;

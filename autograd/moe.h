@@ -20,6 +20,7 @@ typedef struct lc_moe_routing {
     int32_t *start; // [E + 1]
     int32_t *order; // [N * k] entries n * k + s
     int32_t *rows;  // [N * k] the token row of each entry of order
+    int32_t *fill;  // [E] scratch of the forward's counting sort
 } lc_moe_routing;
 
 // p = softmax(logits) per row; w[n, s] = p[n, idx[n, s]] for the k largest

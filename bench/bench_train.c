@@ -258,6 +258,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_train: %s rows are not whole %s blocks\n", s->name, lc_wtype_name(wt));
         return 1;
     }
+    if (s->E && generate > 0) {
+        fprintf(stderr, "bench_train: --generate builds Llama-architecture models, not %s\n", s->name);
+        return 1;
+    }
     if (generate > 0) return bench_generate(s, generate, wt);
     if (write_dir || tokenizer) {
         // The shape's vocabulary is the tokenizer's; max_position_embeddings T.

@@ -504,8 +504,8 @@ static lc_status read_expert_tensor(const char *path, const char *cfg_path, cons
     const lc_lora_ref *ref = lc_lora_get_expert(lora, layer, e, proj);
     const lc_linear *lin = lc_model_expert_linear(m, layer, e, proj);
     if (!ref || !lin)
-        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is for an expert layer %d of the model does not have", path,
-                        t->name, layer);
+        return lc_error(LC_STATUS_INPUT, "%s: tensor %s is for an expert, but layer %d of the model has %s", path,
+                        t->name, layer, m->layers[layer].moe ? "no shared expert" : "a dense MLP, no experts");
     int slot = (layer * lora->expert_slots + e * LC_EXPERT_PROJ_COUNT + (int)proj) * 2 + is_b;
     if (found_x[slot])
         return lc_error(LC_STATUS_INPUT, "%s: tensors %s and %s hold the same weight", path, found_x[slot]->name,
@@ -557,10 +557,16 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             const char *d = strstr(names.layer, "%d");
             snprintf(layer_path, sizeof layer_path, "%.*s<layer>%s", d ? (int)(d - names.layer) : 0, names.layer,
                      d ? d + 2 : "");
+            char experts[240] = "";
+            const char *pd = names.expert ? strstr(names.expert, "%d") : NULL;
+            if (pd) // where the experts are, and that routers take none
+                snprintf(experts, sizeof experts, "; in a sparse layer %.*s<E>%s.<projection> for experts 0..%d%s%s, "
+                         "never the router", (int)(pd - names.expert), names.expert, pd + 2, m->cfg.n_experts - 1,
+                         names.shared_expert ? " and " : "", names.shared_expert ? names.shared_expert : "");
             st = lc_error(LC_STATUS_INPUT,
                           "%s: unexpected tensor %s (expected only " PEFT_PREFIX
-                          "%s.<module>.lora_A/lora_B.weight, <module> one of %s)",
-                          path, t->name, layer_path, list);
+                          "%s.<module>.lora_A/lora_B.weight, <module> one of %s%s)",
+                          path, t->name, layer_path, list, experts);
             break;
         }
         if (layer >= lora->n_layers) {
@@ -577,6 +583,15 @@ static lc_status load_tensors(const char *path, const char *cfg_path, const lc_m
             st = lc_error(LC_STATUS_INPUT,
                           "%s: tensor %s is for layer %d, which %s does not list in layers_to_transform", path,
                           t->name, layer, cfg_path);
+            break;
+        }
+        if (!lc_lora_get(lora, layer, kind)) { // a sparse layer has no MLP of its own
+            char ex[160];
+            lc_arch_expert_path(&m->cfg, layer, 0, LC_EXPERT_PROJ_GATE, ex, sizeof ex);
+            st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is for layer %d's %s, which that layer does not have%s%s%s",
+                          path, t->name, layer, kind_label(&m->cfg, (lc_linear_kind)kind),
+                          m->layers[layer].moe ? " (its MLP is a mixture of experts, adapted as " : "",
+                          m->layers[layer].moe ? ex : "", m->layers[layer].moe ? ", ...)" : "");
             break;
         }
         int slot = (layer * LC_LINEAR_KIND_COUNT + kind) * 2 + is_b;

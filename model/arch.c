@@ -176,18 +176,22 @@ unsigned lc_arch_target_bits(const lc_model_config *cfg, const char *name) {
     return bits;
 }
 
-// One representative config per naming scheme: Llama, Phi-3, GPT-2, Falcon/Bloom.
+// One representative config per naming scheme: Llama, Phi-3, GPT-2,
+// Falcon/Bloom, Mixtral (its experts' w1/w3/w2).
+#define N_SCHEMES 5
 static lc_model_config naming_scheme(int i) {
-    static const lc_arch archs[] = {LC_ARCH_LLAMA, LC_ARCH_PHI3, LC_ARCH_GPT2, LC_ARCH_FALCON};
-    lc_model_config cfg = {.arch = archs[i], .norm_affine = true, .mlp_gated = i < 2};
-    cfg.qkv = i == 0 ? LC_QKV_LAYOUT_SEPARATE : LC_QKV_LAYOUT_CONCAT;
+    static const lc_arch archs[N_SCHEMES] = {LC_ARCH_LLAMA, LC_ARCH_PHI3, LC_ARCH_GPT2, LC_ARCH_FALCON,
+                                             LC_ARCH_MIXTRAL};
+    lc_model_config cfg = {.arch = archs[i], .norm_affine = true, .mlp_gated = i < 2 || i == 4};
+    cfg.qkv = i == 0 || i == 4 ? LC_QKV_LAYOUT_SEPARATE : LC_QKV_LAYOUT_CONCAT;
     cfg.gate_up_fused = archs[i] == LC_ARCH_PHI3;
+    cfg.n_experts = i == 4;
     return cfg;
 }
 
 unsigned lc_arch_target_bits_any(const char *name) {
     unsigned bits = 0;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_SCHEMES; i++) {
         lc_model_config cfg = naming_scheme(i);
         bits |= lc_arch_target_bits(&cfg, name);
     }
@@ -197,7 +201,7 @@ unsigned lc_arch_target_bits_any(const char *name) {
 void lc_arch_kind_aliases(lc_linear_kind kind, char *out, size_t cap) {
     size_t len = 0;
     out[0] = '\0';
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < N_SCHEMES; i++) {
         lc_model_config cfg = naming_scheme(i);
         const char *own = lc_arch_linear_name(&cfg, kind);
         if (!own || (len && strstr(out, own))) continue;

@@ -236,8 +236,11 @@ START_TEST(test_moe_kernels_accumulate) {
     int N = 4, E = 5, k = 2, C = 3;
     float *logits = gc_rand_buf((size_t)N * E, -2.0f, 2.0f), *dw = gc_rand_buf((size_t)N * k, -1.0f, 1.0f);
     float w[8], p[20];
-    int32_t ints[3 * 8 + 6];
-    lc_moe_routing r = {N, E, k, ints, ints + 8, ints + 8 + 6, ints + 16 + 6};
+    // Exactly the arrays the routing needs (N k = 8 entries, E = 5 experts),
+    // each its own allocation so ASan sees an overrun of any of them.
+    int32_t *idx = malloc(sizeof(int32_t) * 8), *start = malloc(sizeof(int32_t) * 6);
+    int32_t *order = malloc(sizeof(int32_t) * 8), *rows = malloc(sizeof(int32_t) * 8), *fill = malloc(sizeof(int32_t) * 5);
+    lc_moe_routing r = {N, E, k, idx, start, order, rows, fill};
     for (int renorm = 0; renorm < 2; renorm++) {
         lc_moe_route_forward(w, p, &r, logits, renorm);
         gc_acc_buf b = gc_acc_new((size_t)N * E);
@@ -251,8 +254,8 @@ START_TEST(test_moe_kernels_accumulate) {
             for (int side = 0; side < 2; side++) {
                 logits[i] = keep + (side ? 1e-3f : -1e-3f);
                 float w2[8], p2[20];
-                int32_t ints2[3 * 8 + 6];
-                lc_moe_routing r2 = {N, E, k, ints2, ints2 + 8, ints2 + 8 + 6, ints2 + 16 + 6};
+                int32_t ints2[3 * 8 + 6 + 5];
+                lc_moe_routing r2 = {N, E, k, ints2, ints2 + 8, ints2 + 8 + 6, ints2 + 16 + 6, ints2 + 24 + 6};
                 lc_moe_route_forward(w2, p2, &r2, logits, renorm);
                 sum[side] = 0.0;
                 for (int j = 0; j < N * k; j++) sum[side] += (double)dw[j] * w2[j];
@@ -287,6 +290,17 @@ START_TEST(test_moe_kernels_accumulate) {
     lc_sigmoid_gate_backward(NULL, b.zero, dout, x, s, N, C);
     lc_sigmoid_gate_backward(NULL, b.acc, dout, x, s, N, C);
     gc_acc_check("sigmoid_gate_backward ds", &b);
+    // One token and more experts than entries (a decoding step of OLMoE):
+    // the counting sort's scratch is its own.
+    float lg1[5] = {0.1f, -0.3f, 0.7f, 0.2f, -1.0f}, w1[2], p1[5];
+    int32_t *idx1 = malloc(sizeof(int32_t) * 2), *start1 = malloc(sizeof(int32_t) * 6);
+    int32_t *order1 = malloc(sizeof(int32_t) * 2), *rows1 = malloc(sizeof(int32_t) * 2), *fill1 = malloc(sizeof(int32_t) * 5);
+    lc_moe_routing r1 = {1, 5, 2, idx1, start1, order1, rows1, fill1};
+    lc_moe_route_forward(w1, p1, &r1, lg1, true);
+    ck_assert(idx1[0] == 2 && idx1[1] == 3 && start1[5] == 2 && start1[2] == 0 && start1[3] == 1 && order1[0] == 0 && order1[1] == 1);
+    ck_assert_float_eq_tol(w1[0] + w1[1], 1.0f, 1e-6f);
+    int32_t *bufs1[] = {idx1, start1, order1, rows1, fill1, idx, start, order, rows, fill};
+    for (size_t i = 0; i < sizeof bufs1 / sizeof *bufs1; i++) free(bufs1[i]);
     free(logits);
     free(dw);
     free(x);

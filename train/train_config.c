@@ -15,8 +15,8 @@
 // Every module name lora.targets accepts, by the families that use it.
 #define LC_TARGET_NAMES                                                                                               \
     "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj (Llama-style: Llama, Mistral, Qwen2, Gemma, "       \
-    "Gemma 2, OLMo), qkv_proj, gate_up_proj (Phi-3), c_attn, c_proj, c_fc (GPT-2), query_key_value, dense, "           \
-    "dense_h_to_4h, dense_4h_to_h (Falcon, Bloom)"
+    "Gemma 2, OLMo, OLMoE, Qwen2-MoE), w1, w3, w2 (Mixtral's experts), qkv_proj, gate_up_proj (Phi-3), c_attn, "       \
+    "c_proj, c_fc (GPT-2), query_key_value, dense, dense_h_to_4h, dense_4h_to_h (Falcon, Bloom)"
 
 typedef enum key_type {
     KEY_STRING, KEY_INT, KEY_NUMBER, KEY_BOOL, KEY_STRING_LIST, KEY_OBJECT,
