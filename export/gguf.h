@@ -47,6 +47,9 @@ lc_status lc_gguf_add_tensor(lc_gguf_writer *w, const char *name, uint32_t type,
 lc_status lc_gguf_write_header(lc_gguf_writer *w);
 // Data of the next declared tensor, exactly its size in bytes (little-endian).
 lc_status lc_gguf_write_tensor_data(lc_gguf_writer *w, const void *data, size_t nbytes);
+// The next tensor's data in parts, in order (a stacked tensor one slice at a
+// time); the tensor is done when its declared bytes are in.
+lc_status lc_gguf_write_tensor_part(lc_gguf_writer *w, const void *data, size_t nbytes);
 // Checks that every tensor was written, flushes, fsyncs and renames into place.
 lc_status lc_gguf_writer_finish(lc_gguf_writer *w);
 

@@ -263,6 +263,7 @@ typedef struct gguf_family {
     bool output_never;  // no output.weight at all (gemma: the loader always reuses token_embd)
     bool head_dim_keys; // attention.key_length/value_length always (gemma)
     unsigned bias_ok;   // linear kinds whose bias the loader takes
+    bool moe;           // experts stacked into ffn_*_exps, expert_count / expert_used_count keys
 } gguf_family;
 
 #define KIND_BIT(k) (1u << LC_LINEAR_KIND_##k)
@@ -329,11 +330,24 @@ static lc_status family_of(const lc_model *m, const char *out_path, gguf_family 
         if (c->residual_from_norm)
             why = "llama.cpp's bloom has no apply_residual_connection_post_layernorm";
         break;
-    case LC_ARCH_MIXTRAL:
+    case LC_ARCH_MIXTRAL: // llama.cpp's llama with experts (softmax, top k, renormalized)
+        f->arch = "llama";
+        f->permute_qk = true;
+        f->moe = true;
+        break;
     case LC_ARCH_OLMOE:
-    case LC_ARCH_QWEN2_MOE:
-        return lc_error(LC_STATUS_USAGE, "%s: GGUF export of %s models (mixture of experts) is not supported yet; "
-                        "export --format peft or hf", out_path, lc_arch_name(c->arch));
+    case LC_ARCH_QWEN2_MOE: {
+        bool olmoe = c->arch == LC_ARCH_OLMOE;
+        f->arch = olmoe ? "olmoe" : "qwen2moe";
+        f->moe = true;
+        f->bias_ok = olmoe ? 0 : KIND_BIT(Q) | KIND_BIT(K) | KIND_BIT(V);
+        // Their llama.cpp graphs weight the top k experts by the softmax as it is.
+        if (c->norm_topk_prob) why = "llama.cpp does not renormalize this family's top-k weights (norm_topk_prob)";
+        if (olmoe && c->clip_qkv > 0.0f) why = "llama.cpp's olmoe has no clip_qkv";
+        for (int l = 0; l < c->n_layers && !why; l++)
+            if (!lc_config_layer_moe(c, l)) why = "llama.cpp's qwen2moe has no dense layers (mlp_only_layers, decoder_sparse_step)";
+        break;
+    }
     default: return lc_error(LC_STATUS_USAGE, "%s: GGUF export does not know this model family", out_path);
     }
     if (!why && c->rope_scaling == LC_ROPE_SCALING_LLAMA3 && strcmp(f->arch, "llama") != 0)
@@ -369,18 +383,23 @@ enum job_src {
     SRC_ROPE_FREQS, // llama3 rope factors
     SRC_LINEAR,     // merged linear weight, reordered for llama.cpp
     SRC_BIAS,       // linear bias, reordered alike
+    SRC_EXPERTS,    // one projection of every expert of a layer, merged, stacked [E, out, in]
+    SRC_PLAIN,      // an unadapted linear's weight (router, shared expert gate) as it is, fp32
 };
 
 typedef struct job {
     enum job_src src;
     char name[64];
     int n_dims;
-    int64_t shape[2];  // row-major
+    int64_t shape[3];  // row-major; [experts, out, in] for SRC_EXPERTS
     bool f32;          // stays F32 whatever the export dtype
     lc_wtype type;     // as written (set with the header)
     const float *data; // SRC_VALUES
     int layer;
     lc_linear_kind lin;
+    int expert;                // SRC_LINEAR of an expert projection: the expert (n_experts: shared), else -1
+    lc_expert_proj proj;       // SRC_EXPERTS, and SRC_LINEAR of an expert
+    const lc_linear *plain;    // SRC_PLAIN
 } job;
 
 typedef struct exporter {
@@ -412,6 +431,7 @@ static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64
     j->shape[0] = d0;
     j->shape[1] = d1;
     j->f32 = n_dims < 2 || e->dtype == LC_DTYPE_F32;
+    j->expert = -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(j->name, sizeof j->name, fmt, ap);
@@ -420,13 +440,45 @@ static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64
 }
 
 // A norm's weight and bias (absent parts, and OLMo's parameter-free norms, write nothing).
-static void add_norm(exporter *e, const lc_norm *n, int layer, const char *name) {
+static void add_norm_dim(exporter *e, const lc_norm *n, int layer, const char *name, int64_t C) {
     char full[48];
-    int64_t C = e->m->cfg.hidden_size;
     if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name);
     else snprintf(full, sizeof full, "%s", name);
     if (n->w) add_job(e, SRC_VALUES, 1, C, 1, "%s.weight", full)->data = n->w;
     if (n->b) add_job(e, SRC_VALUES, 1, C, 1, "%s.bias", full)->data = n->b;
+}
+
+static void add_norm(exporter *e, const lc_norm *n, int layer, const char *name) {
+    add_norm_dim(e, n, layer, name, e->m->cfg.hidden_size);
+}
+
+// A sparse layer's router, experts (each projection of every expert stacked
+// in one 3-D tensor, as convert_hf_to_gguf.py merges them) and shared expert.
+static void add_moe(exporter *e, int l) {
+    const lc_model_config *c = &e->m->cfg;
+    const lc_moe *moe = e->m->layers[l].moe;
+    static const char *const exps[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    static const char *const shexp[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
+    job *j = add_job(e, SRC_PLAIN, 2, c->n_experts, c->hidden_size, "blk.%d.ffn_gate_inp.weight", l);
+    j->plain = &moe->router;
+    j->f32 = true; // the converter keeps routers in F32
+    for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
+        const lc_linear *lin = &moe->experts[p];
+        j = add_job(e, SRC_EXPERTS, 3, c->n_experts, lin->out, "blk.%d.%s.weight", l, exps[p]);
+        j->shape[2] = lin->in;
+        j->layer = l;
+        j->proj = (lc_expert_proj)p;
+    }
+    if (!moe->shared[0].out) return;
+    j = add_job(e, SRC_PLAIN, 1, c->hidden_size, 1, "blk.%d.ffn_gate_inp_shexp.weight", l);
+    j->plain = &moe->shared_gate;
+    for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
+        const lc_linear *lin = &moe->shared[p];
+        j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, shexp[p]);
+        j->layer = l;
+        j->expert = c->n_experts;
+        j->proj = (lc_expert_proj)p;
+    }
 }
 
 static void add_linear(exporter *e, int l, lc_linear_kind k) {
@@ -475,8 +527,11 @@ static void plan_jobs(exporter *e) {
         add_linear(e, l, LC_LINEAR_KIND_V);
         add_linear(e, l, LC_LINEAR_KIND_QKV);
         add_linear(e, l, LC_LINEAR_KIND_O);
+        add_norm_dim(e, &L->q_norm, l, "attn_q_norm", (int64_t)c->n_heads * c->head_dim);
+        add_norm_dim(e, &L->k_norm, l, "attn_k_norm", (int64_t)c->n_kv_heads * c->head_dim);
         add_norm(e, &L->post_attn_norm, l, "post_attention_norm");
         if (!falcon2) add_norm(e, &L->mlp_norm, l, "ffn_norm"); // Gemma 2's pre_feedforward_layernorm too
+        if (L->moe) add_moe(e, l);
         add_linear(e, l, LC_LINEAR_KIND_GATE);
         add_linear(e, l, LC_LINEAR_KIND_UP);
         add_linear(e, l, LC_LINEAR_KIND_GATE_UP);
@@ -525,9 +580,20 @@ static const float *reorder_rows(exporter *e, lc_linear_kind k, int rows, int co
     return e->buf;
 }
 
+// Writes rows [rows, cols] of src in the job's type: the tensor's data, or
+// the next part of it (a stacked tensor's slice).
+static lc_status write_rows(exporter *e, lc_gguf_writer *w, const job *j, const float *src, int64_t rows,
+                            int64_t cols) {
+    if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_part(w, src, (size_t)rows * cols * sizeof(float));
+    size_t row_bytes = lc_wtype_row_bytes(j->type, cols);
+    for (int64_t r = 0; r < rows; r++)
+        lc_wtype_quantize_row((unsigned char *)e->half + r * row_bytes, j->type, src + r * cols, cols);
+    return lc_gguf_write_tensor_part(w, e->half, row_bytes * (size_t)rows);
+}
+
 static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
     const lc_model *m = e->m;
-    size_t n = (size_t)j->shape[0] * (j->n_dims == 2 ? (size_t)j->shape[1] : 1);
+    size_t n = (size_t)j->shape[0] * (j->n_dims >= 2 ? (size_t)j->shape[1] : 1);
     const float *src = j->data;
     switch (j->src) {
     case SRC_VALUES: break;
@@ -535,7 +601,27 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
         llama3_rope_factors(&m->cfg, e->buf);
         src = e->buf;
         break;
+    case SRC_EXPERTS: { // expert by expert, each merged with its adapter
+        lc_status st = LC_STATUS_OK;
+        for (int x = 0; x < m->cfg.n_experts && !st; x++) {
+            const lc_linear *lin = lc_model_expert_linear(m, j->layer, x, j->proj);
+            lc_export_merge_weight(e->buf, lin, lc_lora_get_expert(e->lora, j->layer, x, j->proj));
+            st = write_rows(e, w, j, e->buf, lin->out, lin->in);
+        }
+        return st;
+    }
+    case SRC_PLAIN:
+        lc_weight_dequant(e->buf, &j->plain->w, 0, j->plain->out, 0, j->plain->in, j->plain->in);
+        src = e->buf;
+        break;
     case SRC_LINEAR:
+        if (j->expert >= 0) { // the shared expert
+            const lc_linear *lin = lc_model_expert_linear(m, j->layer, j->expert, j->proj);
+            lc_export_merge_weight(e->buf, lin, lc_lora_get_expert(e->lora, j->layer, j->expert, j->proj));
+            src = e->buf;
+            break;
+        }
+        // fall through
     case SRC_BIAS: {
         const lc_linear *lin = &m->layers[j->layer].lin[j->lin];
         // The adapter is merged in the checkpoint's row order, before any reordering.
@@ -546,11 +632,7 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
     }
     }
     if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
-    int64_t cols = j->shape[1], rows = j->shape[0];
-    size_t row_bytes = lc_wtype_row_bytes(j->type, cols);
-    for (int64_t r = 0; r < rows; r++)
-        lc_wtype_quantize_row((unsigned char *)e->half + r * row_bytes, j->type, src + r * cols, cols);
-    return lc_gguf_write_tensor_data(w, e->half, row_bytes * (size_t)rows);
+    return write_rows(e, w, j, src, j->shape[0], j->shape[1]);
 }
 
 // ---------------------------------------------------------------- metadata
@@ -670,6 +752,14 @@ static lc_status export_metadata(lc_gguf_writer *w, const char *model_dir, const
         if ((st = phi3_original_context(model_dir, c, &orig))) return st;
         if ((st = lc_gguf_set_u32(w, KEY("rope.scaling.original_context_length"), orig))) return st;
         if ((st = lc_gguf_set_u32(w, KEY("attention.sliding_window"), (uint32_t)c->sliding_window))) return st;
+    }
+    if (fam->moe) {
+        if ((st = lc_gguf_set_u32(w, KEY("expert_count"), (uint32_t)c->n_experts))) return st;
+        if ((st = lc_gguf_set_u32(w, KEY("expert_used_count"), (uint32_t)c->experts_per_tok))) return st;
+    }
+    if (c->arch == LC_ARCH_QWEN2_MOE) {
+        if ((st = lc_gguf_set_u32(w, KEY("expert_feed_forward_length"), (uint32_t)c->moe_ff))) return st;
+        if ((st = lc_gguf_set_u32(w, KEY("expert_shared_feed_forward_length"), (uint32_t)c->shared_ff))) return st;
     }
     if (c->arch == LC_ARCH_OLMO && c->clip_qkv > 0.0f &&
         (st = lc_gguf_set_f32(w, KEY("attention.clamp_kqv"), c->clip_qkv)))
@@ -818,7 +908,7 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
     }
 
     lc_gguf_writer *w = NULL;
-    e.cap_jobs = 12 + (size_t)c->n_layers * (2 * 4 + 2 * LC_LINEAR_KIND_COUNT + 2);
+    e.cap_jobs = 12 + (size_t)c->n_layers * (2 * 4 + 2 * LC_LINEAR_KIND_COUNT + 2 + 2 + 2 * LC_EXPERT_PROJ_COUNT + 2);
     e.jobs = malloc(e.cap_jobs * sizeof *e.jobs);
     if (!e.jobs) {
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
@@ -831,7 +921,8 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
     }
     size_t max_all = (size_t)c->head_dim;
     for (size_t i = 0; i < e.n_jobs; i++) {
-        size_t n = (size_t)e.jobs[i].shape[0] * (size_t)e.jobs[i].shape[1];
+        const job *j = &e.jobs[i];
+        size_t n = j->n_dims == 3 ? (size_t)j->shape[1] * (size_t)j->shape[2] : (size_t)j->shape[0] * (size_t)j->shape[1];
         if (n > max_all) max_all = n;
     }
     e.buf = malloc(max_all * sizeof *e.buf);
@@ -848,7 +939,7 @@ lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_m
         job *j = &e.jobs[i];
         j->type = j->f32 ? LC_WTYPE_F32 : (lc_wtype)dtype;
         // Q8_0 needs rows of whole blocks; llama.cpp's converter falls back to F16.
-        if (j->shape[1] % lc_wtype_block(j->type)) j->type = LC_WTYPE_F16;
+        if (j->shape[j->n_dims - 1] % lc_wtype_block(j->type)) j->type = LC_WTYPE_F16;
         uint32_t type = lc_wtype_ggml(j->type);
         if ((st = lc_gguf_add_tensor(w, j->name, type, j->n_dims, j->shape))) goto done;
     }
@@ -876,6 +967,11 @@ lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const
     if (lora->n_layers != c->n_layers)
         return lc_error(LC_STATUS_INPUT, "%s: the adapter has %d layers, the model %d", out_path, lora->n_layers,
                         c->n_layers);
+    lc_lora_expert x;
+    int cursor = 0;
+    if (lc_lora_expert_next(lora, m, &cursor, &x))
+        return lc_error(LC_STATUS_USAGE, "%s: a llama.cpp LoRA adapter of experts' projections is not supported yet; "
+                        "export the merged model (--format gguf) or adapt only the attention", out_path);
     // llama.cpp scales every tensor by alpha / rank with one alpha for the
     // file: write alpha = scale * r (rsLoRA's alpha / sqrt(r) too).
     size_t max_b = 1;

@@ -35,6 +35,7 @@ struct lc_gguf_writer {
     uint64_t data_size; // bytes of the data section declared so far
     uint64_t written;   // bytes of the data section written so far
     size_t next;        // next tensor to write
+    uint64_t part;      // bytes of it written so far by lc_gguf_write_tensor_part
     bool header_done, finished, failed;
 };
 
@@ -279,8 +280,26 @@ lc_status lc_gguf_write_header(lc_gguf_writer *w) {
     return LC_STATUS_OK;
 }
 
-lc_status lc_gguf_write_tensor_data(lc_gguf_writer *w, const void *data, size_t nbytes) {
+lc_status lc_gguf_write_tensor_part(lc_gguf_writer *w, const void *data, size_t nbytes) {
     if (!w->header_done || w->failed || w->finished || w->next >= w->n_tensors)
+        return lc_error(LC_STATUS_RUNTIME, "%s: tensor data written out of order", w->path);
+    const wtensor *t = &w->tensors[w->next];
+    if (nbytes > t->nbytes - w->part)
+        return lc_error(LC_STATUS_RUNTIME, "%s: tensor %s: more than the %llu bytes declared", w->path, t->name,
+                        (unsigned long long)t->nbytes);
+    errno = 0;
+    if ((w->part == 0 && !put_zeros(w->f, t->offset - w->written)) || fwrite(data, 1, nbytes, w->f) != nbytes)
+        return write_fail(w);
+    if ((w->part += nbytes) == t->nbytes) {
+        w->written = t->offset + t->nbytes;
+        w->next++;
+        w->part = 0;
+    }
+    return LC_STATUS_OK;
+}
+
+lc_status lc_gguf_write_tensor_data(lc_gguf_writer *w, const void *data, size_t nbytes) {
+    if (!w->header_done || w->failed || w->finished || w->next >= w->n_tensors || w->part)
         return lc_error(LC_STATUS_RUNTIME, "%s: tensor data written out of order", w->path);
     const wtensor *t = &w->tensors[w->next];
     if (nbytes != t->nbytes)
