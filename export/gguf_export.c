@@ -813,6 +813,11 @@ static lc_status export_from_gguf(const char *out_path, const lc_model *m, const
     exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
     lc_status st = family_of(m, out_path, &e.fam);
     if (st) return st;
+    lc_lora_expert x;
+    int cursor = 0;
+    if (lc_lora_expert_next(lora, m, &cursor, &x))
+        return lc_error(LC_STATUS_USAGE, "%s: merging experts' adapters into a GGUF base's stacked expert tensors is "
+                        "not supported yet; export --format hf, or adapt only the attention", out_path);
     size_t max_n = 1;
     for (int l = 0; l < m->cfg.n_layers; l++)
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {

@@ -60,6 +60,7 @@ static const struct {
     {"phi3", "phi3", "Phi3ForCausalLM"},       {"olmo", "olmo", "OlmoForCausalLM"},
     {"gpt2", "gpt2", "GPT2LMHeadModel"},       {"falcon", "falcon", "FalconForCausalLM"},
     {"bloom", "bloom", "BloomForCausalLM"},
+    {"olmoe", "olmoe", "OlmoeForCausalLM"},    {"qwen2moe", "qwen2_moe", "Qwen2MoeForCausalLM"},
 };
 
 // <arch>.<suffix> as one integer into *out (*present false when absent). A
@@ -247,6 +248,24 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         if ((st = meta_float(f, arch, "attention.clamp_kqv", &x, &present))) goto out;
         if (ok && present) ok = add_num(root, "clip_qkv", x);
     }
+    // Mixture of experts: the counts, and the widths where they differ from
+    // feed_forward_length; llama.cpp's olmoe and qwen2moe weight the top k
+    // by the softmax as it is.
+    bool mixtral = !strcmp(model_type, "mixtral"), olmoe = !strcmp(arch, "olmoe"), qwen_moe = !strcmp(arch, "qwen2moe");
+    if (mixtral || olmoe || qwen_moe) {
+        if ((st = meta_int(f, arch, "expert_count", true, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, mixtral ? "num_local_experts" : "num_experts", (double)v);
+        if ((st = meta_int(f, arch, "expert_used_count", true, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, "num_experts_per_tok", (double)v);
+        if (ok && !mixtral) ok = cJSON_AddBoolToObject(root, "norm_topk_prob", false) != NULL;
+    }
+    if (qwen_moe) {
+        if ((st = meta_int(f, arch, "expert_feed_forward_length", true, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, "moe_intermediate_size", (double)v);
+        if ((st = meta_int(f, arch, "expert_shared_feed_forward_length", true, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, "shared_expert_intermediate_size", (double)v);
+        if (ok) ok = cJSON_AddBoolToObject(root, "use_sliding_window", false) != NULL;
+    }
     // Special ids: generation stops at EOS and at the end-of-turn token.
     int64_t bos = -1, eos = -1, eot = -1;
     lc_gguf_kv_int(lc_gguf_find_kv(f, "tokenizer.ggml.bos_token_id"), 0, &bos);
@@ -313,11 +332,24 @@ static bool hf_name(const lc_model_config *c, const lc_arch_names *n, const char
     size_t mlen = (size_t)(suffix - mid);
     const char *hf = NULL;
     unsigned kinds = lc_model_linear_kinds(c);
+    if (lc_config_layer_moe(c, layer)) kinds &= ~(1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP | 1u << LC_LINEAR_KIND_DOWN);
     for (int k = 0; k < LC_LINEAR_KIND_COUNT && !hf; k++)
         if ((kinds >> k & 1) && strlen(gguf_linear_names[k]) == mlen && !strncmp(mid, gguf_linear_names[k], mlen)) {
             hf = n->lin[k];
             *kind = (lc_linear_kind)k;
         }
+    // Mixture of experts: the router, the shared expert and its gate, OLMoE's q/k norms.
+    static const char *const shexp[3] = {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
+    char moe_path[160];
+    if (n->router && mlen == 12 && !strncmp(mid, "ffn_gate_inp", 12)) hf = n->router;
+    if (n->shared_gate && mlen == 18 && !strncmp(mid, "ffn_gate_inp_shexp", 18)) hf = n->shared_gate;
+    for (int j = 0; j < 3 && n->shared_expert && !hf; j++)
+        if (strlen(shexp[j]) == mlen && !strncmp(mid, shexp[j], mlen)) {
+            snprintf(moe_path, sizeof moe_path, "%s.%s", n->shared_expert, n->expert_lin[j]);
+            hf = moe_path;
+        }
+    if (n->q_norm && mlen == 11 && !strncmp(mid, "attn_q_norm", 11)) hf = n->q_norm;
+    if (n->k_norm && mlen == 11 && !strncmp(mid, "attn_k_norm", 11)) hf = n->k_norm;
     static const char *const norms[5] = {"attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm", "attn_norm_2"};
     const char *hf_norms[5] = {n->attn_norm, n->mlp_norm, n->post_attn_norm, n->post_mlp_norm, NULL};
     if (c->parallel_two_norms) { // Falcon's new decoder: attn_norm is ln_mlp, attn_norm_2 ln_attn
@@ -337,6 +369,57 @@ static int cmp_tensor(const void *a, const void *b) {
     return strcmp(((const lc_st_tensor *)a)->name, ((const lc_st_tensor *)b)->name);
 }
 
+// If g is a layer's stacked experts ("blk.N.ffn_gate_exps.weight", ggml
+// [in, out, experts]), adds one tensor per expert to m->st under its Hugging
+// Face name, each a view of its slice, and returns true (*st the outcome);
+// false when g is not one.
+static bool expert_views(lc_model *m, const lc_gguf_file *f, const lc_gguf_tensor *g, const lc_arch_names *n,
+                         lc_status *st) {
+    static const char *const exps[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
+    const lc_model_config *c = &m->cfg;
+    int layer, used = 0, proj = -1;
+    *st = LC_STATUS_OK;
+    if (!n->expert || sscanf(g->name, "blk.%d.%n", &layer, &used) != 1 || used == 0) return false;
+    for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
+        size_t len = strlen(exps[j]);
+        if (!strncmp(g->name + used, exps[j], len) && !strcmp(g->name + used + len, ".weight")) proj = j;
+    }
+    if (proj < 0) return false;
+    if (layer < 0 || layer >= c->n_layers || !lc_config_layer_moe(c, layer) || g->n_dims != 3 || g->ne[2] != c->n_experts) {
+        *st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is not [in, out, %d experts] of a sparse layer", f->path, g->name,
+                       c->n_experts);
+        return true;
+    }
+    lc_wtype wt;
+    bool known = lc_wtype_from_ggml(g->type, &wt);
+    size_t slice = g->nbytes / (size_t)c->n_experts;
+    lc_st_set *set = &m->st;
+    for (int e = 0; e < c->n_experts; e++) {
+        lc_st_tensor *t = &set->tensors[set->n_tensors];
+        char base[128], path[300];
+        snprintf(base, sizeof base, n->layer, layer);
+        int len = snprintf(path, sizeof path, "%s.", base);
+        snprintf(path + len, sizeof path - (size_t)len, n->expert, e);
+        size_t plen = strlen(path);
+        snprintf(path + plen, sizeof path - plen, ".%s.weight", n->expert_lin[proj]);
+        if (!(t->name = strdup(path))) {
+            *st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
+            return true;
+        }
+        set->n_tensors++;
+        t->stored_name = g->name;
+        t->dtype = known ? (lc_dtype)wt : LC_DTYPE_OTHER;
+        snprintf(t->dtype_name, sizeof t->dtype_name, "%s", lc_ggml_type_name(g->type));
+        t->n_dims = 2;
+        t->shape[0] = g->ne[1];
+        t->shape[1] = g->ne[0];
+        t->n_elements = g->ne[0] * g->ne[1];
+        t->data = g->data + (size_t)e * slice;
+        t->nbytes = slice;
+    }
+    return true;
+}
+
 // m->st as a view of the GGUF tensors lora.c loads, under Hugging Face names;
 // q/k of permuting architectures are copied into Hugging Face row order.
 static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *arch) {
@@ -344,8 +427,10 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
     lc_arch_names n;
     lc_arch_names_get(&n, c);
     lc_st_set *set = &m->st;
+    // A stacked expert tensor becomes one view per expert.
+    size_t cap = f->n_tensors + (size_t)(c->n_experts > 0 ? c->n_experts : 0) * LC_EXPERT_PROJ_COUNT * c->n_layers;
     if (!(set->files = calloc(1, sizeof *set->files)) || !(set->files[0].path = strdup(f->path)) ||
-        (f->n_tensors && !(set->tensors = calloc(f->n_tensors, sizeof *set->tensors))))
+        (cap && !(set->tensors = calloc(cap, sizeof *set->tensors))))
         return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", f->path);
     set->n_files = 1;
     bool permute = lc_gguf_arch_permutes_qk(arch);
@@ -354,6 +439,11 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         lc_st_tensor *t = &set->tensors[set->n_tensors];
         char name[320];
         lc_linear_kind kind;
+        lc_status xs;
+        if (expert_views(m, f, g, &n, &xs)) {
+            if (xs) return xs;
+            continue; // split into its experts
+        }
         if (!hf_name(c, &n, g->name, name, sizeof name, &kind)) {
             // rope_freqs is read from the file where needed; anything else
             // unknown would be silently left out of the computation.
@@ -372,6 +462,11 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         snprintf(t->dtype_name, sizeof t->dtype_name, "%s", lc_ggml_type_name(g->type));
         t->n_dims = g->n_dims;
         for (int d = 0; d < g->n_dims; d++) t->shape[d] = g->ne[g->n_dims - 1 - d];
+        if (g->n_dims == 1 && n.shared_gate && strstr(name, n.shared_gate)) { // [C] to the Linear's [1, C]
+            t->n_dims = 2;
+            t->shape[0] = 1;
+            t->shape[1] = g->ne[0];
+        }
         t->n_elements = g->n_elements;
         t->data = g->data;
         t->nbytes = g->nbytes;
@@ -433,19 +528,18 @@ lc_status lc_model_load_gguf(lc_model *m, const char *path, bool bf16_weights) {
             hf_class = gguf_archs[i].hf_class;
         }
     if (!model_type) {
-        bool moe = !strcmp(arch, "olmoe") || !strcmp(arch, "qwen2moe");
-        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported%s (supported: llama, qwen2, gemma, "
-                      "gemma2, phi3, olmo, gpt2, falcon, bloom)",
-                      path, arch, moe ? " as a base yet (mixture of experts: give the Hugging Face folder)" : "");
+        st = lc_error(LC_STATUS_INPUT, "%s: GGUF architecture \"%s\" is not supported (supported: llama, qwen2, gemma, "
+                      "gemma2, phi3, olmo, gpt2, falcon, bloom, olmoe, qwen2moe)",
+                      path, arch);
         goto fail;
     }
+    // llama.cpp writes Mixtral as llama with experts.
     char experts_key[96];
     snprintf(experts_key, sizeof experts_key, "%s.expert_count", arch);
     int64_t experts = 0;
-    if (lc_gguf_kv_int(lc_gguf_find_kv(f, experts_key), 0, &experts) && experts > 0) {
-        st = lc_error(LC_STATUS_INPUT, "%s: a mixture-of-experts GGUF (%s %lld) is not supported as a base yet; "
-                      "give the model's Hugging Face folder", path, experts_key, (long long)experts);
-        goto fail;
+    if (!strcmp(arch, "llama") && lc_gguf_kv_int(lc_gguf_find_kv(f, experts_key), 0, &experts) && experts > 0) {
+        model_type = "mixtral";
+        hf_class = "MixtralForCausalLM";
     }
     lc_gguf_str type;
     if (lc_gguf_kv_str(lc_gguf_find_kv(f, "general.type"), 0, &type) && type.len == 7 && !memcmp(type.s, "adapter", 7)) {
