@@ -698,6 +698,21 @@ START_TEST(test_moe_gguf_base_checked) {
     ck_assert_int_eq(lc_export_gguf(dst, src, &g, &lora, NULL, LC_DTYPE_F32), LC_STATUS_USAGE);
     ck_assert_msg(strstr(lc_error_message(), "merging experts' adapters into a GGUF base's stacked expert tensors"),
                   "%s", lc_error_message());
+    // The Hugging Face export from it splits the stacked experts back into
+    // per-expert tensors, each merged with its adapter.
+    char hf[600];
+    snprintf(hf, sizeof hf, "%s/olmoe-hf", tmp);
+    ck_assert_msg(lc_export_hf(hf, src, &g, &lora, LC_DTYPE_F32) == LC_STATUS_OK, "%s", lc_error_message());
+    lc_model h;
+    ck_assert_msg(lc_model_load(&h, hf) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_int_eq(h.cfg.arch, LC_ARCH_OLMOE);
+    ck_assert_int_eq(h.cfg.n_experts, m.cfg.n_experts);
+    float *a = logits_lora(&g, &lora, f.tokens, f.T), *b = logits_lora(&h, NULL, f.tokens, f.T);
+    double scale, d = max_abs_diff(a, b, (size_t)f.T * m.cfg.vocab_size, &scale);
+    ck_assert_msg(d <= 1e-4 * scale, "logits differ by %g (scale %g)", d, scale);
+    free(a);
+    free(b);
+    lc_model_free(&h);
     lc_model_free(&g);
     lc_lora_free(&lora);
     lc_model_free(&m);
