@@ -340,6 +340,10 @@ static lc_status family_of(const lc_model *m, const char *out_path, gguf_family 
         bool olmoe = c->arch == LC_ARCH_OLMOE;
         f->arch = olmoe ? "olmoe" : "qwen2moe";
         f->moe = true;
+        f->output_always = true; // their llama.cpp loaders require output.weight
+        // llama.cpp's olmoe norms k over n_embd values: no grouped-query attention.
+        if (olmoe && c->n_kv_heads != c->n_heads)
+            why = "llama.cpp's olmoe has no grouped-query attention (its k_norm spans the hidden size)";
         f->bias_ok = olmoe ? 0 : KIND_BIT(Q) | KIND_BIT(K) | KIND_BIT(V);
         // Their llama.cpp graphs weight the top k experts by the softmax as it is.
         if (c->norm_topk_prob) why = "llama.cpp does not renormalize this family's top-k weights (norm_topk_prob)";

@@ -260,10 +260,14 @@ static lc_status build_config(lc_model *m, const lc_gguf_file *f, const char *ar
         if (ok && !mixtral) ok = cJSON_AddBoolToObject(root, "norm_topk_prob", false) != NULL;
     }
     if (qwen_moe) {
-        if ((st = meta_int(f, arch, "expert_feed_forward_length", true, n_layers, &v, &present))) goto out;
-        if (ok) ok = add_num(root, "moe_intermediate_size", (double)v);
-        if ((st = meta_int(f, arch, "expert_shared_feed_forward_length", true, n_layers, &v, &present))) goto out;
-        if (ok) ok = add_num(root, "shared_expert_intermediate_size", (double)v);
+        // Optional, as in llama.cpp: feed_forward_length / expert_used_count and feed_forward_length.
+        int64_t ff = 0, used = 1;
+        if ((st = meta_int(f, arch, "feed_forward_length", true, n_layers, &ff, &present))) goto out;
+        if ((st = meta_int(f, arch, "expert_used_count", true, n_layers, &used, &present))) goto out;
+        if ((st = meta_int(f, arch, "expert_feed_forward_length", false, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, "moe_intermediate_size", (double)(present ? v : used > 0 ? ff / used : 0));
+        if ((st = meta_int(f, arch, "expert_shared_feed_forward_length", false, n_layers, &v, &present))) goto out;
+        if (ok) ok = add_num(root, "shared_expert_intermediate_size", (double)(present ? v : ff));
         if (ok) ok = cJSON_AddBoolToObject(root, "use_sliding_window", false) != NULL;
     }
     // Special ids: generation stops at EOS and at the end-of-turn token.
@@ -374,7 +378,7 @@ static int cmp_tensor(const void *a, const void *b) {
 // Face name, each a view of its slice, and returns true (*st the outcome);
 // false when g is not one.
 static bool expert_views(lc_model *m, const lc_gguf_file *f, const lc_gguf_tensor *g, const lc_arch_names *n,
-                         lc_status *st) {
+                         size_t cap, lc_status *st) {
     static const char *const exps[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
     const lc_model_config *c = &m->cfg;
     int layer, used = 0, proj = -1;
@@ -385,6 +389,11 @@ static bool expert_views(lc_model *m, const lc_gguf_file *f, const lc_gguf_tenso
         if (!strncmp(g->name + used, exps[j], len) && !strcmp(g->name + used + len, ".weight")) proj = j;
     }
     if (proj < 0) return false;
+    // Only the canonical spelling ("blk.00." or "blk.+0." would be a second
+    // stack of the same layer's experts: left to be refused as unknown).
+    char canon[96];
+    snprintf(canon, sizeof canon, "blk.%d.%s.weight", layer, exps[proj]);
+    if (strcmp(canon, g->name) != 0) return false;
     if (layer < 0 || layer >= c->n_layers || !lc_config_layer_moe(c, layer) || g->n_dims != 3 || g->ne[2] != c->n_experts) {
         *st = lc_error(LC_STATUS_INPUT, "%s: tensor %s is not [in, out, %d experts] of a sparse layer", f->path, g->name,
                        c->n_experts);
@@ -394,6 +403,10 @@ static bool expert_views(lc_model *m, const lc_gguf_file *f, const lc_gguf_tenso
     bool known = lc_wtype_from_ggml(g->type, &wt);
     size_t slice = g->nbytes / (size_t)c->n_experts;
     lc_st_set *set = &m->st;
+    if ((size_t)set->n_tensors + (size_t)c->n_experts > cap) { // a layer's stack twice
+        *st = lc_error(LC_STATUS_INPUT, "%s: tensor %s: more stacked expert tensors than layers hold", f->path, g->name);
+        return true;
+    }
     for (int e = 0; e < c->n_experts; e++) {
         lc_st_tensor *t = &set->tensors[set->n_tensors];
         char base[128], path[300];
@@ -440,7 +453,7 @@ static lc_status build_tensors(lc_model *m, const lc_gguf_file *f, const char *a
         char name[320];
         lc_linear_kind kind;
         lc_status xs;
-        if (expert_views(m, f, g, &n, &xs)) {
+        if (expert_views(m, f, g, &n, cap, &xs)) {
             if (xs) return xs;
             continue; // split into its experts
         }

@@ -648,7 +648,8 @@ END_TEST
 // A mixture-of-experts GGUF whose expert metadata or stacked tensors do not
 // fit is refused in one line: the olmoe fixture exported, then copied with
 // one key left out or the expert count changed.
-static void copy_gguf_except(const char *src, const char *dst, const char *skip_key, const char *set_key, uint32_t v) {
+static void copy_gguf_except(const char *src, const char *dst, const char *skip_key, const char *set_key, uint32_t v,
+                             const char *dup_tensor, const char *dup_name) {
     lc_gguf_file f;
     ck_assert(lc_gguf_open(&f, src) == LC_STATUS_OK);
     lc_gguf_writer *w;
@@ -658,15 +659,20 @@ static void copy_gguf_except(const char *src, const char *dst, const char *skip_
         ck_assert(lc_gguf_copy_kv(w, &f.kvs[i]) == LC_STATUS_OK);
     }
     if (*set_key) ck_assert(lc_gguf_set_u32(w, set_key, v) == LC_STATUS_OK);
-    for (size_t i = 0; i < f.n_tensors; i++) {
+    const lc_gguf_tensor *dup = dup_tensor ? lc_gguf_find_tensor(&f, dup_tensor) : NULL;
+    for (size_t i = 0; i <= f.n_tensors; i++) {
+        const lc_gguf_tensor *t = i < f.n_tensors ? &f.tensors[i] : dup;
+        if (!t) continue;
         int64_t shape[LC_GGUF_MAX_DIMS];
-        for (int d = 0; d < f.tensors[i].n_dims; d++) shape[d] = f.tensors[i].ne[f.tensors[i].n_dims - 1 - d];
-        ck_assert(lc_gguf_add_tensor(w, f.tensors[i].name, f.tensors[i].type, f.tensors[i].n_dims, shape) ==
+        for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
+        ck_assert(lc_gguf_add_tensor(w, i < f.n_tensors ? t->name : dup_name, t->type, t->n_dims, shape) ==
                   LC_STATUS_OK);
     }
     ck_assert(lc_gguf_write_header(w) == LC_STATUS_OK);
-    for (size_t i = 0; i < f.n_tensors; i++)
-        ck_assert(lc_gguf_write_tensor_data(w, f.tensors[i].data, f.tensors[i].nbytes) == LC_STATUS_OK);
+    for (size_t i = 0; i <= f.n_tensors; i++) {
+        const lc_gguf_tensor *t = i < f.n_tensors ? &f.tensors[i] : dup;
+        if (t) ck_assert(lc_gguf_write_tensor_data(w, t->data, t->nbytes) == LC_STATUS_OK);
+    }
     ck_assert(lc_gguf_writer_finish(w) == LC_STATUS_OK);
     lc_gguf_writer_free(w);
     lc_gguf_close(&f);
@@ -684,14 +690,29 @@ START_TEST(test_moe_gguf_base_checked) {
     snprintf(dst, sizeof dst, "%s/olmoe-bad.gguf", tmp);
     ck_assert_msg(lc_export_gguf(src, f.model_dir, &m, &lora, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s",
                   lc_error_message());
-    copy_gguf_except(src, dst, "olmoe.expert_used_count", "", 0);
+    copy_gguf_except(src, dst, "olmoe.expert_used_count", "", 0, NULL, NULL);
     ck_assert_int_eq(lc_model_load(&g, dst), LC_STATUS_INPUT);
     ck_assert_msg(strstr(lc_error_message(), "metadata key olmoe.expert_used_count is missing"), "%s",
                   lc_error_message());
-    copy_gguf_except(src, dst, "", "olmoe.expert_count", 6);
+    copy_gguf_except(src, dst, "", "olmoe.expert_count", 6, NULL, NULL);
     ck_assert_int_eq(lc_model_load(&g, dst), LC_STATUS_INPUT);
     ck_assert_msg(strstr(lc_error_message(), "tensor blk.0.ffn_gate_exps.weight is not [in, out, 6 experts]"), "%s",
                   lc_error_message());
+    // A second stack of a layer's experts under another spelling of its
+    // number ("blk.00."): refused by name, not written past the views.
+    for (int k = 0; k < 12; k++) {
+        char alias[96];
+        snprintf(alias, sizeof alias, "blk.%.*s0.ffn_gate_exps.weight", k + 1, "000000000000");
+        copy_gguf_except(src, dst, "", "", 0, "blk.0.ffn_gate_exps.weight", alias);
+        ck_assert_int_eq(lc_model_load(&g, dst), LC_STATUS_INPUT);
+        ck_assert_msg(strstr(lc_error_message(), "is not part of lora.c's olmoe model"), "%s", lc_error_message());
+    }
+    // Grouped-query attention: llama.cpp's olmoe norms k over the hidden size.
+    m.cfg.n_kv_heads = 2;
+    ck_assert_int_eq(lc_export_gguf(dst, f.model_dir, &m, &lora, NULL, LC_DTYPE_F32), LC_STATUS_USAGE);
+    ck_assert_msg(strstr(lc_error_message(), "llama.cpp's olmoe has no grouped-query attention"), "%s",
+                  lc_error_message());
+    m.cfg.n_kv_heads = m.cfg.n_heads;
     // The base loads; merging experts' adapters into its stacked tensors is not done yet.
     ck_assert(lc_model_load(&g, src) == LC_STATUS_OK);
     snprintf(dst, sizeof dst, "%s/olmoe-merged.gguf", tmp);

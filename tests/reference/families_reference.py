@@ -852,7 +852,7 @@ def family_specs():
 
     cfg = {"architectures": ["OlmoeForCausalLM"], "model_type": "olmoe", "vocab_size": 50304,
            "hidden_size": 32, "intermediate_size": 8, "num_hidden_layers": 2, "num_attention_heads": 4,
-           "num_key_value_heads": 2, "num_experts": 12, "num_experts_per_tok": 2, "norm_topk_prob": False,
+           "num_key_value_heads": 4, "num_experts": 12, "num_experts_per_tok": 2, "norm_topk_prob": False,
            "hidden_act": "silu", "max_position_embeddings": 128, "rms_norm_eps": 1e-05, "rope_theta": 10000.0,
            "rope_scaling": None, "attention_bias": False, "attention_dropout": 0.0, "clip_qkv": None,
            "output_router_logits": False, "router_aux_loss_coef": 0.01, "tie_word_embeddings": False,
