@@ -335,8 +335,7 @@ static bool hf_name(const lc_model_config *c, const lc_arch_names *n, const char
     const char *mid = name + used;
     size_t mlen = (size_t)(suffix - mid);
     const char *hf = NULL;
-    unsigned kinds = lc_model_linear_kinds(c);
-    if (lc_config_layer_moe(c, layer)) kinds &= ~(1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP | 1u << LC_LINEAR_KIND_DOWN);
+    unsigned kinds = lc_model_layer_linear_kinds(c, layer);
     for (int k = 0; k < LC_LINEAR_KIND_COUNT && !hf; k++)
         if ((kinds >> k & 1) && strlen(gguf_linear_names[k]) == mlen && !strncmp(mid, gguf_linear_names[k], mlen)) {
             hf = n->lin[k];

@@ -43,14 +43,20 @@ unsigned lc_model_linear_kinds(const lc_model_config *c) {
     return k;
 }
 
-// [in, out] of a linear kind in this family (0, 0 where it has none).
-static void linear_dims(const lc_model_config *c, lc_linear_kind kind, int *in, int *out) {
+unsigned lc_model_layer_linear_kinds(const lc_model_config *c, int layer) {
+    unsigned mlp = 1u << LC_LINEAR_KIND_GATE | 1u << LC_LINEAR_KIND_UP | 1u << LC_LINEAR_KIND_DOWN |
+                   1u << LC_LINEAR_KIND_GATE_UP;
+    return lc_model_linear_kinds(c) & (lc_config_layer_moe(c, layer) ? ~mlp : ~0u);
+}
+
+// [in, out] of a linear kind in layer `layer` (0, 0 where it has none).
+static void linear_dims(const lc_model_config *c, int layer, lc_linear_kind kind, int *in, int *out) {
     int C = c->hidden_size, F = c->intermediate_size;
     int q_dim = c->n_heads * c->head_dim, kv_dim = c->n_kv_heads * c->head_dim;
     const int dims[LC_LINEAR_KIND_COUNT][2] = {
         {C, q_dim}, {C, kv_dim}, {C, kv_dim}, {q_dim, C}, {C, F}, {C, F}, {F, C}, {C, q_dim + 2 * kv_dim}, {C, 2 * F},
     };
-    int present = (lc_model_linear_kinds(c) >> kind) & 1;
+    int present = (lc_model_layer_linear_kinds(c, layer) >> kind) & 1;
     *in = present ? dims[kind][0] : 0;
     *out = present ? dims[kind][1] : 0;
 }
@@ -349,18 +355,14 @@ static lc_status load_layer(lc_model *m, const lc_arch_names *n, int l, bool bf1
         if ((st = load_norm(m, path, norms[i]))) return st;
     }
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
-        linear_dims(c, (lc_linear_kind)k, &L->lin[k].in, &L->lin[k].out);
-    bool sparse = lc_config_layer_moe(c, l);
-    if (sparse) // the experts take the MLP's place
-        for (int k = LC_LINEAR_KIND_GATE; k <= LC_LINEAR_KIND_GATE_UP; k++)
-            if (k != LC_LINEAR_KIND_QKV) L->lin[k].in = L->lin[k].out = 0;
+        linear_dims(c, l, (lc_linear_kind)k, &L->lin[k].in, &L->lin[k].out);
     if (n->q_norm) {
         snprintf(path, sizeof path, "%s.%s", base, n->q_norm);
         if ((st = load_norm_dim(m, path, c->n_heads * c->head_dim, &L->q_norm))) return st;
         snprintf(path, sizeof path, "%s.%s", base, n->k_norm);
         if ((st = load_norm_dim(m, path, c->n_kv_heads * c->head_dim, &L->k_norm))) return st;
     }
-    if (sparse && (st = load_moe(m, L, base, n, bf16_weights))) return st;
+    if (lc_config_layer_moe(c, l) && (st = load_moe(m, L, base, n, bf16_weights))) return st;
     static const lc_linear_kind qkv[] = {LC_LINEAR_KIND_Q, LC_LINEAR_KIND_K, LC_LINEAR_KIND_V};
     static const lc_linear_kind gate_up[] = {LC_LINEAR_KIND_GATE, LC_LINEAR_KIND_UP};
     bool sep_qkv = L->lin[LC_LINEAR_KIND_Q].out > 0, sep_gate_up = L->lin[LC_LINEAR_KIND_GATE].out > 0;
@@ -631,15 +633,13 @@ lc_status lc_model_init_random(lc_model *m, const lc_model_config *cfg, uint64_t
         if (n.post_mlp_norm && !random_norm(m, &L->post_mlp_norm, &state)) goto oom;
         // q/k/v and gate/up stacked row-wise, as the loader stacks converted weights.
         size_t qkv_rows = 0, gu_rows = 0;
-        bool sparse = lc_config_layer_moe(cfg, l);
-        if (sparse && !random_moe(m, L, wtype, &state)) goto oom;
+        if (lc_config_layer_moe(cfg, l) && !random_moe(m, L, wtype, &state)) goto oom;
         if (cfg->qk_norm && (!random_norm_dim(m, &L->q_norm, cfg->n_heads * cfg->head_dim, &state) ||
                              !random_norm_dim(m, &L->k_norm, cfg->n_kv_heads * cfg->head_dim, &state)))
             goto oom;
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
             lc_linear *lin = &L->lin[k];
-            linear_dims(cfg, (lc_linear_kind)k, &lin->in, &lin->out);
-            if (sparse && k >= LC_LINEAR_KIND_GATE && k != LC_LINEAR_KIND_QKV) lin->in = lin->out = 0;
+            linear_dims(cfg, l, (lc_linear_kind)k, &lin->in, &lin->out);
             if (k <= LC_LINEAR_KIND_V) qkv_rows += (size_t)lin->out;
             if (k == LC_LINEAR_KIND_GATE || k == LC_LINEAR_KIND_UP) gu_rows += (size_t)lin->out;
         }

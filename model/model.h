@@ -104,6 +104,8 @@ lc_linear_kind lc_expert_proj_kind(lc_expert_proj proj);
 
 // Bit set of the linear kinds a model has.
 unsigned lc_model_linear_kinds(const lc_model_config *cfg);
+// The kinds layer `layer` has: a sparse layer's experts take the MLP's place.
+unsigned lc_model_layer_linear_kinds(const lc_model_config *cfg, int layer);
 
 // Loads dir/config.json and the safetensors weights, or a GGUF file
 // (model/gguf_model.h) when dir is one; every tensor's shape is
