@@ -388,7 +388,7 @@ enum job_src {
     SRC_LINEAR,     // merged linear weight, reordered for llama.cpp
     SRC_BIAS,       // linear bias, reordered alike
     SRC_EXPERTS,    // one projection of every expert of a layer, merged, stacked [E, out, in]
-    SRC_PLAIN,      // an unadapted linear's weight (router, shared expert gate) as it is, fp32
+    SRC_WEIGHT,     // a sparse layer's linear merged with its adapter, if any (router, shared expert)
 };
 
 typedef struct job {
@@ -401,9 +401,9 @@ typedef struct job {
     const float *data; // SRC_VALUES
     int layer;
     lc_linear_kind lin;
-    int expert;                // SRC_LINEAR of an expert projection: the expert (n_experts: shared), else -1
-    lc_expert_proj proj;       // SRC_EXPERTS, and SRC_LINEAR of an expert
-    const lc_linear *plain;    // SRC_PLAIN
+    lc_expert_proj proj;       // SRC_EXPERTS
+    const lc_linear *weight;   // SRC_WEIGHT, with its adapter (NULL: none)
+    const lc_lora_ref *adapter;
 } job;
 
 typedef struct exporter {
@@ -435,7 +435,6 @@ static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64
     j->shape[0] = d0;
     j->shape[1] = d1;
     j->f32 = n_dims < 2 || e->dtype == LC_DTYPE_F32;
-    j->expert = -1;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(j->name, sizeof j->name, fmt, ap);
@@ -463,8 +462,8 @@ static void add_moe(exporter *e, int l) {
     const lc_moe *moe = e->m->layers[l].moe;
     static const char *const exps[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"};
     static const char *const shexp[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"};
-    job *j = add_job(e, SRC_PLAIN, 2, c->n_experts, c->hidden_size, "blk.%d.ffn_gate_inp.weight", l);
-    j->plain = &moe->router;
+    job *j = add_job(e, SRC_WEIGHT, 2, c->n_experts, c->hidden_size, "blk.%d.ffn_gate_inp.weight", l);
+    j->weight = &moe->router;
     j->f32 = true; // the converter keeps routers in F32
     for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
         const lc_linear *lin = &moe->experts[p];
@@ -474,14 +473,13 @@ static void add_moe(exporter *e, int l) {
         j->proj = (lc_expert_proj)p;
     }
     if (!moe->shared[0].out) return;
-    j = add_job(e, SRC_PLAIN, 1, c->hidden_size, 1, "blk.%d.ffn_gate_inp_shexp.weight", l);
-    j->plain = &moe->shared_gate;
+    j = add_job(e, SRC_WEIGHT, 1, c->hidden_size, 1, "blk.%d.ffn_gate_inp_shexp.weight", l);
+    j->weight = &moe->shared_gate;
     for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
         const lc_linear *lin = &moe->shared[p];
-        j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, shexp[p]);
-        j->layer = l;
-        j->expert = c->n_experts;
-        j->proj = (lc_expert_proj)p;
+        j = add_job(e, SRC_WEIGHT, 2, lin->out, lin->in, "blk.%d.%s.weight", l, shexp[p]);
+        j->weight = lin;
+        j->adapter = lc_lora_get_expert(e->lora, l, c->n_experts, (lc_expert_proj)p);
     }
 }
 
@@ -614,18 +612,11 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
         }
         return st;
     }
-    case SRC_PLAIN:
-        lc_weight_dequant(e->buf, &j->plain->w, 0, j->plain->out, 0, j->plain->in, j->plain->in);
+    case SRC_WEIGHT:
+        lc_export_merge_weight(e->buf, j->weight, j->adapter);
         src = e->buf;
         break;
     case SRC_LINEAR:
-        if (j->expert >= 0) { // the shared expert
-            const lc_linear *lin = lc_model_expert_linear(m, j->layer, j->expert, j->proj);
-            lc_export_merge_weight(e->buf, lin, lc_lora_get_expert(e->lora, j->layer, j->expert, j->proj));
-            src = e->buf;
-            break;
-        }
-        // fall through
     case SRC_BIAS: {
         const lc_linear *lin = &m->layers[j->layer].lin[j->lin];
         // The adapter is merged in the checkpoint's row order, before any reordering.
