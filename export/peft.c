@@ -189,6 +189,21 @@ lc_status lc_export_peft_named(const char *out_dir, const char *model_dir, const
     return st;
 }
 
+// The safetensors entry of ref's A (ab 0, [r, in]) or B (ab 1, [out, r]):
+// the adapter's own floats, or their converted copy in half (laid out like
+// lora->params) for F16/BF16.
+static void set_entry(lc_st_entry *e, const char *name, const lc_lora *lora, const lc_lora_ref *ref,
+                      const lc_linear *lin, int ab, lc_dtype dtype, const uint16_t *half) {
+    const float *p = ab ? ref->B : ref->A;
+    e->name = name;
+    e->dtype = dtype;
+    e->n_dims = 2;
+    e->shape[0] = ab ? lin->out : ref->r;
+    e->shape[1] = ab ? ref->r : lin->in;
+    e->data = half ? (const void *)(half + (p - lora->params)) : (const void *)p;
+    e->nbytes = (size_t)e->shape[0] * (size_t)e->shape[1] * lc_dtype_size(dtype);
+}
+
 static lc_status export_peft(const char *out_dir, const char *base_name, const lc_model *m, const lc_lora *lora,
                              lc_dtype dtype) {
     if (lc_gguf_fused_rows_reordered(m))
@@ -222,17 +237,8 @@ static lc_status export_peft(const char *out_dir, const char *base_name, const l
             const lc_linear *lin = &m->layers[l].lin[k];
             if (!lin->out) continue; // (refused above)
             for (int ab = 0; ab < 2; ab++) {
-                const float *p = ab ? ref->B : ref->A;
-                lc_st_entry *e = &entries[n];
                 peft_key(names[n], sizeof names[n], &m->cfg, l, k, ab ? 'B' : 'A');
-                e->name = names[n];
-                e->dtype = dtype;
-                e->n_dims = 2;
-                e->shape[0] = ab ? lin->out : ref->r;
-                e->shape[1] = ab ? ref->r : lin->in;
-                size_t count = (size_t)e->shape[0] * (size_t)e->shape[1];
-                e->data = half ? (const void *)(half + (p - lora->params)) : (const void *)p;
-                e->nbytes = count * lc_dtype_size(dtype);
+                set_entry(&entries[n], names[n], lora, ref, lin, ab, dtype, half);
                 n++;
             }
         }
@@ -240,16 +246,8 @@ static lc_status export_peft(const char *out_dir, const char *base_name, const l
     lc_lora_expert x;
     for (int i = 0; lc_lora_expert_next(lora, m, &i, &x);)
         for (int ab = 0; ab < 2; ab++) {
-            const float *p = ab ? x.ref->B : x.ref->A;
-            lc_st_entry *e = &entries[n];
             peft_expert_key(names[n], sizeof names[n], &m->cfg, x.layer, x.expert, x.proj, ab ? 'B' : 'A');
-            e->name = names[n];
-            e->dtype = dtype;
-            e->n_dims = 2;
-            e->shape[0] = ab ? x.lin->out : x.ref->r;
-            e->shape[1] = ab ? x.ref->r : x.lin->in;
-            e->data = half ? (const void *)(half + (p - lora->params)) : (const void *)p;
-            e->nbytes = (size_t)e->shape[0] * (size_t)e->shape[1] * lc_dtype_size(dtype);
+            set_entry(&entries[n], names[n], lora, x.ref, x.lin, ab, dtype, half);
             n++;
         }
     char path[4096];
@@ -454,17 +452,24 @@ done:
 // decoder linear of the model's family. Accepts "...lora_A.weight" (PEFT) and
 // "...lora_A.default.weight" (the in-memory name with the adapter name, which
 // some tools save).
-static int parse_key(const lc_model_config *cfg, const char *name, int *layer, int *kind, int *is_b) {
-    size_t pl = strlen(PEFT_PREFIX);
-    if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
-    lc_linear_kind k;
-    const char *rest = lc_export_match_module(cfg, name + pl, false, layer, &k);
+// What follows a module path in a LoRA key: ".lora_A.weight" (PEFT) or
+// ".lora_A.default.weight" (the in-memory name with the adapter name, which
+// some tools save); *is_b for B. 0 if rest is not that.
+static int lora_suffix(const char *rest, int *is_b) {
     if (!rest || *rest != '.') return 0;
     rest++;
     if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
     if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
-    *kind = (int)k;
     *is_b = rest[5] == 'B';
+    return 1;
+}
+
+static int parse_key(const lc_model_config *cfg, const char *name, int *layer, int *kind, int *is_b) {
+    size_t pl = strlen(PEFT_PREFIX);
+    if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
+    lc_linear_kind k;
+    if (!lora_suffix(lc_export_match_module(cfg, name + pl, false, layer, &k), is_b)) return 0;
+    *kind = (int)k;
     return 1;
 }
 
@@ -472,14 +477,7 @@ static int parse_key(const lc_model_config *cfg, const char *name, int *layer, i
 static int parse_expert_key(const lc_model_config *cfg, const char *name, int *layer, int *e, lc_expert_proj *proj,
                             int *is_b) {
     size_t pl = strlen(PEFT_PREFIX);
-    if (strncmp(name, PEFT_PREFIX, pl) != 0) return 0;
-    const char *rest = lc_arch_match_expert(cfg, name + pl, layer, e, proj);
-    if (!rest || *rest != '.') return 0;
-    rest++;
-    if (strncmp(rest, "lora_", 5) != 0 || (rest[5] != 'A' && rest[5] != 'B')) return 0;
-    if (strcmp(rest + 6, ".weight") != 0 && strcmp(rest + 6, ".default.weight") != 0) return 0;
-    *is_b = rest[5] == 'B';
-    return 1;
+    return strncmp(name, PEFT_PREFIX, pl) == 0 && lora_suffix(lc_arch_match_expert(cfg, name + pl, layer, e, proj), is_b);
 }
 
 static void shape_str(char *out, size_t cap, const lc_st_tensor *t) {
