@@ -108,13 +108,10 @@ void lc_graph_moe_backward(lc_graph *g, lc_tape_entry *e) {
         for (int ex = 0; ex < mc->r->E; ex++) {
             lc_tensor *ye = mc->ys[ex];
             if (!ye) continue;
-            float *dye = NULL, *tmp = NULL;
+            float *dye = NULL;
             bool fresh = false;
             if (ye->requires_grad && !(dye = lc_graph_grad_fresh(g, ye, &fresh))) break;
-            if (dye && !fresh && !(tmp = lc_arena_alloc(&g->arena, sizeof(float) * (size_t)ye->rows * ye->cols)))
-                break;
-            lc_moe_combine_backward(tmp ? tmp : dye, dw, dy, ye->data, x->data, mc->r, ex, e->out->cols);
-            if (tmp) lc_add_forward(dye, tmp, (size_t)ye->rows * ye->cols);
+            lc_moe_combine_backward(dye, dw, dy, ye->data, x->data, mc->r, ex, e->out->cols, fresh);
         }
         break;
     }

@@ -92,13 +92,16 @@ void lc_moe_combine_forward(float *out, const float *y, const float *w, const lc
 }
 
 void lc_moe_combine_backward(float *dy, float *dw, const float *dout, const float *y, const float *w,
-                             const lc_moe_routing *r, int e, int C) {
+                             const lc_moe_routing *r, int e, int C, bool overwrite) {
     for (int i = r->start[e]; i < r->start[e + 1]; i++) {
         const float *d = dout + (size_t)r->rows[i] * C, *yi = y + (size_t)(i - r->start[e]) * C;
         float wi = w[r->order[i]];
         if (dy) {
             float *dyi = dy + (size_t)(i - r->start[e]) * C;
-            for (int c = 0; c < C; c++) dyi[c] = wi * d[c];
+            if (overwrite)
+                for (int c = 0; c < C; c++) dyi[c] = wi * d[c];
+            else
+                for (int c = 0; c < C; c++) dyi[c] += wi * d[c];
         }
         if (dw) {
             double dot = 0.0;

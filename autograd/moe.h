@@ -54,13 +54,13 @@ void lc_moe_combine_forward(float *out,     // [N, C]
                             const float *y, // [n_e, C] expert e's outputs
                             const float *w, // [N, k]
                             const lc_moe_routing *r, int e, int C);
-// dy[i] = w[entry i] · dout[rows[i]]; dw[entry i] += y[i] · dout[rows[i]].
-void lc_moe_combine_backward(float *dy,         // [n_e, C] (overwritten), or NULL
+// dy[i] += w[entry i] · dout[rows[i]] (= when overwrite); dw[entry i] += y[i] · dout[rows[i]].
+void lc_moe_combine_backward(float *dy,         // [n_e, C], or NULL
                              float *dw,         // [N, k] accumulated, or NULL
                              const float *dout, // [N, C]
                              const float *y,    // [n_e, C]
                              const float *w,    // [N, k]
-                             const lc_moe_routing *r, int e, int C);
+                             const lc_moe_routing *r, int e, int C, bool overwrite);
 
 // out[n] = y[n] · sigmoid(s[n]).
 void lc_sigmoid_gate_forward(float *out,     // [N, C]

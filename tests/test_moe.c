@@ -277,10 +277,16 @@ START_TEST(test_moe_kernels_accumulate) {
     gc_acc_check("gather_rows_backward", &b);
     int e = r.idx[0], ne = r.start[e + 1] - r.start[e];
     b = gc_acc_new((size_t)N * k);
-    lc_moe_combine_backward(NULL, b.zero, dout, y, w, &r, e, C);
-    lc_moe_combine_backward(NULL, b.acc, dout, y, w, &r, e, C);
+    lc_moe_combine_backward(NULL, b.zero, dout, y, w, &r, e, C, false);
+    lc_moe_combine_backward(NULL, b.acc, dout, y, w, &r, e, C, false);
     ck_assert_int_gt(ne, 0);
     gc_acc_check("moe_combine_backward dw", &b);
+    b = gc_acc_new((size_t)ne * C);
+    lc_moe_combine_backward(b.zero, NULL, dout, y, w, &r, e, C, false);
+    lc_moe_combine_backward(b.over, NULL, dout, y, w, &r, e, C, true);
+    lc_moe_combine_backward(b.acc, NULL, dout, y, w, &r, e, C, false);
+    gc_over_check("moe_combine_backward dy", &b);
+    gc_acc_check("moe_combine_backward dy", &b);
     float *s = gc_rand_buf((size_t)N, -1.0f, 1.0f);
     b = gc_acc_new((size_t)N * C);
     lc_sigmoid_gate_backward(b.zero, NULL, dout, x, s, N, C);
