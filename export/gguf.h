@@ -67,5 +67,10 @@ lc_status lc_gguf_writer_finish(lc_gguf_writer *w);
 // tokenizer has none (-1: none).
 lc_status lc_gguf_add_vocab(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json,
                             int32_t n_vocab, int32_t bos, int32_t eos, int32_t pad);
+// The same with bos/eos/pad taking precedence over the tokenizer's own ids,
+// and arch (the GGUF architecture or NULL) naming the pre-tokenizer where two
+// names share one regex (OLMo's GPT-NeoX tokenizer is "olmo", else "gpt-2").
+lc_status lc_gguf_add_vocab_ids(lc_gguf_writer *w, const lc_tokenizer *tok, const char *tokenizer_json,
+                                int32_t n_vocab, int32_t bos, int32_t eos, int32_t pad, const char *arch);
 
 #endif
