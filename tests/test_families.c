@@ -434,11 +434,21 @@ START_TEST(test_export_round_trips) {
             ck_assert((lc_gguf_find_tensor(&g, name) != NULL) == !strcmp(fam, "olmoe"));
         }
         lc_gguf_close(&g);
-        // A llama.cpp LoRA adapter of the experts: not yet, one line.
+        // The llama.cpp LoRA adapter holds the fixture adapter's expert
+        // projections stacked (test_gguf_model applies it as llama.cpp does).
         snprintf(dir, sizeof dir, "%s/adapter.gguf", e.tmp);
-        ck_assert_int_eq(lc_export_gguf_lora(dir, e.f.model_dir, &e.m, &e.lora), LC_STATUS_USAGE);
-        ck_assert_msg(strstr(lc_error_message(), "a llama.cpp LoRA adapter of experts' projections is not supported yet"),
-                      "%s", lc_error_message());
+        ck_assert_msg(lc_export_gguf_lora(dir, e.f.model_dir, &e.m, &e.lora) == LC_STATUS_OK, "%s: %s", fam,
+                      lc_error_message());
+        ck_assert(lc_gguf_open(&g, dir) == LC_STATUS_OK);
+        int stacks = 0;
+        for (size_t i = 0; i < g.n_tensors; i++)
+            if (strstr(g.tensors[i].name, "_exps.weight.lora_a")) {
+                ck_assert(g.tensors[i].n_dims == 3 && g.tensors[i].ne[2] == E);
+                stacks++;
+            }
+        lc_lora_expert x;
+        ck_assert_msg(stacks > 0 && lc_lora_expert_next(&e.lora, &e.m, &(int){0}, &x), "%s: no expert adapted", fam);
+        lc_gguf_close(&g);
         env_close(&e);
         return;
     }

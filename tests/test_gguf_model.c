@@ -713,12 +713,7 @@ START_TEST(test_moe_gguf_base_checked) {
     ck_assert_msg(strstr(lc_error_message(), "llama.cpp's olmoe has no grouped-query attention"), "%s",
                   lc_error_message());
     m.cfg.n_kv_heads = m.cfg.n_heads;
-    // The base loads; merging experts' adapters into its stacked tensors is not done yet.
     ck_assert(lc_model_load(&g, src) == LC_STATUS_OK);
-    snprintf(dst, sizeof dst, "%s/olmoe-merged.gguf", tmp);
-    ck_assert_int_eq(lc_export_gguf(dst, src, &g, &lora, NULL, LC_DTYPE_F32), LC_STATUS_USAGE);
-    ck_assert_msg(strstr(lc_error_message(), "merging experts' adapters into a GGUF base's stacked expert tensors"),
-                  "%s", lc_error_message());
     // The Hugging Face export from it splits the stacked experts back into
     // per-expert tensors, each merged with its adapter.
     char hf[600];
@@ -741,6 +736,185 @@ START_TEST(test_moe_gguf_base_checked) {
 }
 END_TEST
 
+// A mixture-of-experts model for the llama.cpp adapter tests: a family
+// fixture with a random adapter on every projection (some experts left
+// without one), or (qwen2_moe) a random model of the fixture's shape with
+// every layer sparse, as llama.cpp's qwen2moe holds it, so its shared expert
+// goes through GGUF too.
+static const char *const moe_lora_families[] = {"mixtral", "olmoe", "qwen2_moe"};
+
+static void moe_lora_model(lc_model *m, lc_lora *lora, const char *fam, const lc_family_fixture *f) {
+    lc_model fixture;
+    ck_assert_msg(lc_model_load(&fixture, f->model_dir) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    if (!strcmp(fam, "qwen2_moe")) {
+        lc_model_config cfg = fixture.cfg;
+        cfg.moe_step = 1;
+        memset(cfg.moe_dense, 0, sizeof cfg.moe_dense);
+        ck_assert_int_gt(cfg.shared_ff, 0);
+        lc_model_free(&fixture);
+        ck_assert_msg(lc_model_init_random(m, &cfg, 5, LC_WTYPE_F32) == LC_STATUS_OK, "%s", lc_error_message());
+    } else {
+        *m = fixture;
+    }
+    random_lora(lora, m, false);
+    // Experts 1 of layer 0's gate and up projections without an adapter:
+    // their slices of the stacked adapter are zeros.
+    for (int p = 0; p < 2; p++) lora->expert_refs[1 * LC_EXPERT_PROJ_COUNT + p].A = NULL;
+    ck_assert(!lc_lora_get_expert(lora, 0, 1, LC_EXPERT_PROJ_GATE) && lc_lora_get_expert(lora, 0, 0, LC_EXPERT_PROJ_GATE));
+}
+
+static const lc_gguf_tensor *find_or_fail(const lc_gguf_file *f, const char *name) {
+    const lc_gguf_tensor *t = lc_gguf_find_tensor(f, name);
+    ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
+    return t;
+}
+
+// Applies the llama.cpp adapter to the base file as llama.cpp does, from the
+// files alone: each pair X.lora_a / X.lora_b passes llama-adapter.cpp's
+// shape checks against the base's X (W.ne0 == a.ne0, W.ne1 == b.ne1,
+// a.ne1 == b.ne0; stacked experts: ne2 of all three the expert count) and
+// W + alpha / b.ne0 * B A, slice by slice as build_lora_mm_id multiplies
+// them, is the merged file's X within rounding. Every tensor the adapter
+// does not name is the base's, byte for byte. Returns the number of pairs.
+static int check_llama_cpp_application(const char *adapter, const char *base, const char *merged) {
+    lc_gguf_file a, b, mg;
+    ck_assert_msg(lc_gguf_open(&a, adapter) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_gguf_open(&b, base) == LC_STATUS_OK, "%s", lc_error_message());
+    ck_assert_msg(lc_gguf_open(&mg, merged) == LC_STATUS_OK, "%s", lc_error_message());
+    double alpha;
+    ck_assert(lc_gguf_kv_float(lc_gguf_find_kv(&a, "adapter.lora.alpha"), 0, &alpha));
+    ck_assert_int_eq((int)mg.n_tensors, (int)b.n_tensors);
+    int pairs = 0;
+    for (size_t i = 0; i < b.n_tensors; i++) {
+        const lc_gguf_tensor *w = &b.tensors[i], *out = find_or_fail(&mg, w->name);
+        char name[160];
+        snprintf(name, sizeof name, "%s.lora_a", w->name);
+        const lc_gguf_tensor *ta = lc_gguf_find_tensor(&a, name);
+        if (!ta) {
+            ck_assert_msg(out->type == w->type && out->nbytes == w->nbytes && !memcmp(out->data, w->data, w->nbytes),
+                          "%s: not adapted, yet changed", w->name);
+            continue;
+        }
+        snprintf(name, sizeof name, "%s.lora_b", w->name);
+        const lc_gguf_tensor *tb = find_or_fail(&a, name);
+        pairs++;
+        ck_assert(ta->type == LC_GGML_TYPE_F32 && tb->type == LC_GGML_TYPE_F32);
+        ck_assert_int_eq(ta->n_dims, w->n_dims);
+        ck_assert_int_eq(tb->n_dims, w->n_dims);
+        ck_assert_msg(w->ne[0] == ta->ne[0] && w->ne[1] == tb->ne[1] && ta->ne[1] == tb->ne[0], "%s: shapes", w->name);
+        int64_t in = w->ne[0], rows = w->ne[1], r = tb->ne[0], E = w->n_dims == 3 ? w->ne[2] : 1;
+        if (w->n_dims == 3) ck_assert(ta->ne[2] == E && tb->ne[2] == E);
+        size_t n = (size_t)(in * rows * E);
+        float *want = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+        ck_assert(lc_gguf_tensor_to_f32(&b, w, want) == LC_STATUS_OK);
+        ck_assert(lc_gguf_tensor_to_f32(&mg, out, got) == LC_STATUS_OK);
+        const float *A = (const float *)ta->data, *B = (const float *)tb->data;
+        double big = 0, worst = 0;
+        for (int64_t x = 0; x < E; x++)
+            for (int64_t o = 0; o < rows; o++)
+                for (int64_t k = 0; k < in; k++) {
+                    double acc = 0;
+                    for (int64_t j = 0; j < r; j++) acc += (double)B[(x * rows + o) * r + j] * A[(x * r + j) * in + k];
+                    size_t at = (size_t)((x * rows + o) * in + k);
+                    double v = want[at] + alpha / (double)r * acc;
+                    if (fabs(v) > big) big = fabs(v);
+                    if (fabs(v - got[at]) > worst) worst = fabs(v - got[at]);
+                }
+        ck_assert_msg(worst <= 1e-5 * big, "%s: llama.cpp's application differs from the merge by %g (scale %g)",
+                      w->name, worst, big);
+        free(want);
+        free(got);
+    }
+    ck_assert_int_eq(pairs * 2, (int)a.n_tensors); // no pair names a tensor the base lacks
+    lc_gguf_close(&a);
+    lc_gguf_close(&b);
+    lc_gguf_close(&mg);
+    return pairs;
+}
+
+// Experts' adapters for llama.cpp, from a Hugging Face folder and from a MoE
+// GGUF base: the base exported without the adapter, loaded, and merged with
+// it (f32, then q8_0) gives the logits of the folder with the adapter; the
+// llama.cpp adapter applied to that base as llama.cpp applies it is the
+// merged file; the adapter written from the folder and from the GGUF base are
+// the same tensors.
+START_TEST(test_moe_llama_cpp_adapter) {
+    const char *fam = moe_lora_families[_i];
+    lc_family_fixture f;
+    lc_family_fixture_load(&f, fam, tmp);
+    lc_model m, g, h;
+    lc_lora lora;
+    moe_lora_model(&m, &lora, fam, &f);
+    char base[600], merged[600], adapter[600], adapter2[600];
+    snprintf(base, sizeof base, "%s/%s-base.gguf", tmp, fam);
+    snprintf(merged, sizeof merged, "%s/%s-merged.gguf", tmp, fam);
+    snprintf(adapter, sizeof adapter, "%s/%s-adapter.gguf", tmp, fam);
+    snprintf(adapter2, sizeof adapter2, "%s/%s-adapter2.gguf", tmp, fam);
+    ck_assert_msg(lc_export_gguf(base, f.model_dir, &m, NULL, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    ck_assert_msg(lc_export_gguf_lora(adapter, f.model_dir, &m, &lora) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    ck_assert_msg(lc_model_load(&g, base) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    ck_assert_msg(lc_export_gguf(merged, base, &g, &lora, NULL, LC_DTYPE_F32) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    ck_assert_msg(lc_export_gguf_lora(adapter2, base, &g, &lora) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+    // Pairs: the adapted attention and each layer's three expert stacks, plus the shared expert's three.
+    int want = 0;
+    for (int l = 0; l < m.cfg.n_layers; l++) {
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) want += lc_lora_get(&lora, l, (lc_linear_kind)k) != NULL;
+        want += 3 + (m.cfg.shared_ff ? 3 : 0);
+    }
+    ck_assert_int_eq(check_llama_cpp_application(adapter, base, merged), want);
+    lc_gguf_file a1, a2;
+    ck_assert(lc_gguf_open(&a1, adapter) == LC_STATUS_OK && lc_gguf_open(&a2, adapter2) == LC_STATUS_OK);
+    ck_assert_int_eq((int)a1.n_tensors, (int)a2.n_tensors);
+    for (size_t i = 0; i < a1.n_tensors; i++) {
+        const lc_gguf_tensor *t = &a1.tensors[i], *u = find_or_fail(&a2, t->name);
+        ck_assert_msg(t->nbytes == u->nbytes && !memcmp(t->data, u->data, t->nbytes), "%s: %s differs", fam, t->name);
+    }
+    // A stacked adapter with zeros where expert 1 has none.
+    const lc_gguf_tensor *ga = find_or_fail(&a1, "blk.0.ffn_gate_exps.weight.lora_a");
+    const float *slice = (const float *)ga->data + ga->ne[0] * ga->ne[1];
+    for (int64_t i = 0; i < ga->ne[0] * ga->ne[1]; i++) ck_assert(slice[i] == 0.0f);
+    lc_gguf_close(&a1);
+    lc_gguf_close(&a2);
+    // The merged file is the model with the adapter; so is the q8_0 merge, within Q8_0's rounding.
+    if (!strcmp(fam, "mixtral")) m.cfg.sliding_window = 0; // llama.cpp's llama has none
+    float *want_logits = logits_lora(&m, &lora, f.tokens, f.T);
+    size_t nl = (size_t)f.T * m.cfg.vocab_size;
+    for (int q = 0; q < 2; q++) {
+        if (q) {
+            ck_assert_msg(lc_export_gguf(merged, base, &g, &lora, NULL, (lc_dtype)LC_WTYPE_Q8_0) == LC_STATUS_OK,
+                          "%s: %s", fam, lc_error_message());
+        }
+        ck_assert_msg(lc_model_load(&h, merged) == LC_STATUS_OK, "%s: %s", fam, lc_error_message());
+        float *got = logits_lora(&h, NULL, f.tokens, f.T);
+        double scale, d = max_abs_diff(want_logits, got, nl, &scale);
+        ck_assert_msg(d <= (q ? 2e-2 : 1e-4) * scale, "%s (%s): logits differ by %g (scale %g)", fam, q ? "q8_0" : "f32",
+                      d, scale);
+        if (q) { // the experts' stacks are Q8_0 now
+            lc_gguf_file mf;
+            ck_assert(lc_gguf_open(&mf, merged) == LC_STATUS_OK);
+            for (int p = 0; p < 3; p++) { // F16 where a row is not whole Q8_0 blocks, as the converter falls back
+                static const char *const stacks[3] = {"blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight",
+                                                      "blk.0.ffn_down_exps.weight"};
+                const lc_gguf_tensor *t = find_or_fail(&mf, stacks[p]);
+                ck_assert_int_eq(t->type, lc_wtype_ggml(t->ne[0] % 32 ? LC_WTYPE_F16 : LC_WTYPE_Q8_0));
+            }
+            lc_gguf_close(&mf);
+        }
+        free(got);
+        lc_model_free(&h);
+    }
+    free(want_logits);
+    lc_model_free(&g);
+    lc_lora_free(&lora);
+    lc_model_free(&m);
+    lc_family_fixture_free(&f);
+}
+END_TEST
+
+
 int main(void) {
     Suite *s = suite_create("gguf_model");
     TCase *tc = tcase_create("core");
@@ -761,6 +935,7 @@ int main(void) {
     while (lc_family_names[n_fam]) n_fam++;
     tcase_add_loop_test(tc, test_family_gguf_round_trip, 0, n_fam + 2);
     tcase_add_test(tc, test_moe_gguf_base_checked);
+    tcase_add_loop_test(tc, test_moe_llama_cpp_adapter, 0, 3);
     suite_add_tcase(s, tc);
     return lc_test_run_suite(s);
 }
