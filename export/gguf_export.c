@@ -889,6 +889,9 @@ typedef struct lora_sizes {
 
 static lc_status lora_sizes_add(lora_sizes *z, const char *out_path, const lc_lora_ref *ref, const lc_linear *lin) {
     float a = ref->scale * (float)ref->r;
+    if (a == 0.0f || !isfinite(a)) // llama.cpp reads alpha 0 as "no alpha": scale 1, not 0
+        return lc_error(LC_STATUS_USAGE, "%s: the adapter's scale is %g, which llama.cpp's adapter.lora.alpha cannot "
+                        "express (alpha 0 means no scaling to it)", out_path, (double)ref->scale);
     if (z->n++ == 0) z->alpha = a;
     else if (fabsf(a - z->alpha) > 1e-6f * fabsf(z->alpha))
         return lc_error(LC_STATUS_USAGE, "%s: the adapters' scale x rank differs between tensors, which llama.cpp's "
@@ -920,9 +923,9 @@ lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const
     for (int l = 0; l < c->n_layers; l++)
         for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++)
             if (expert_stack_rank(lora, c, l, (lc_expert_proj)p) < 0)
-                return lc_error(LC_STATUS_USAGE, "%s: the experts' %s adapters of layer %d have different ranks, which "
-                                "llama.cpp's stacked expert adapter cannot hold", out_path,
-                                lc_linear_kind_name(lc_expert_proj_kind((lc_expert_proj)p)), l);
+                return lc_error(LC_STATUS_USAGE, "%s: the experts' adapters of blk.%d.%s have different ranks, which "
+                                "llama.cpp's stacked expert adapter cannot hold", out_path, l,
+                                gguf_expert_stack_names[p]);
     if (!z.n) return lc_error(LC_STATUS_INPUT, "%s: the adapter adapts no layer", out_path);
     e.buf = malloc(z.max * sizeof *e.buf);
     e.tmp = malloc(z.max * sizeof *e.tmp);

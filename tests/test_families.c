@@ -383,6 +383,14 @@ START_TEST(test_export_round_trips) {
         ck_assert_int_eq(lc_peft_load(bad, &e.m, &worse), LC_STATUS_INPUT);
         ck_assert_msg(strstr(lc_error_message(), "which that layer does not have (its MLP is a mixture of experts"),
                       "%s: %s", fam, lc_error_message());
+        // A LoRA on the router (PEFT's all-linear adapts it): refused, naming
+        // the tensor and that the router takes none.
+        snprintf(key, sizeof key, "base_model.model.model.layers.0.%s.lora_A.weight", nm.router);
+        ck_assert_int_eq(lc_st_write(dir, &ent, 1, NULL, 0), LC_STATUS_OK);
+        ck_assert_int_eq(lc_peft_load(bad, &e.m, &worse), LC_STATUS_INPUT);
+        ck_assert_msg(strstr(lc_error_message(), "unexpected tensor") && strstr(lc_error_message(), nm.router) &&
+                          strstr(lc_error_message(), "never the router") && !strchr(lc_error_message(), '\n'),
+                      "%s: %s", fam, lc_error_message());
         snprintf(dir, sizeof dir, "%s/merged.gguf", e.tmp);
         lc_status gst = lc_export_gguf(dir, e.f.model_dir, &e.m, &e.lora, tok, LC_DTYPE_F32);
         lc_tokenizer_free(tok);

@@ -878,6 +878,25 @@ START_TEST(test_moe_llama_cpp_adapter) {
     for (int64_t i = 0; i < ga->ne[0] * ga->ne[1]; i++) ck_assert(slice[i] == 0.0f);
     lc_gguf_close(&a1);
     lc_gguf_close(&a2);
+    // What llama.cpp's one alpha and stacked experts cannot hold is refused
+    // in one line: experts of one stack with different ranks, a scale x rank
+    // unlike the others', a scale of 0 (alpha 0 is "no alpha" to llama.cpp).
+    lc_lora_ref *x0 = &lora.expert_refs[0 * LC_EXPERT_PROJ_COUNT + LC_EXPERT_PROJ_DOWN];
+    lc_lora_ref saved = *x0;
+    x0->r = saved.r - 1;
+    x0->scale = saved.scale * (float)saved.r / (float)x0->r;
+    ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
+    ck_assert_msg(strstr(lc_error_message(), "the experts' adapters of blk.0.ffn_down_exps have different ranks"),
+                  "%s: %s", fam, lc_error_message());
+    *x0 = saved;
+    x0->scale = saved.scale * 2.0f;
+    ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
+    ck_assert_msg(strstr(lc_error_message(), "scale x rank differs between tensors"), "%s: %s", fam,
+                  lc_error_message());
+    x0->scale = 0.0f;
+    ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
+    ck_assert_msg(strstr(lc_error_message(), "alpha 0 means no scaling"), "%s: %s", fam, lc_error_message());
+    *x0 = saved;
     // The merged file is the model with the adapter; so is the q8_0 merge, within Q8_0's rounding.
     if (!strcmp(fam, "mixtral")) m.cfg.sliding_window = 0; // llama.cpp's llama has none
     float *want_logits = logits_lora(&m, &lora, f.tokens, f.T);

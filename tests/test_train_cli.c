@@ -736,6 +736,20 @@ START_TEST(test_train_on_quantized_gguf_base) {
     ck_assert_msg(r.status == 0 && strstr(r.out, "a LoRA adapter") && strstr(r.out, "blk.1.ffn_down.weight.lora_b"),
                   "%s", r.out);
     lc_test_run_free(&r);
+    // Merged into the Q4_K_M base at the default f32, the file grows several
+    // times: a note says so and names q8_0; at q8_0 there is no note.
+    snprintf(out, sizeof out, "%s/q4k-merged.gguf", tmp);
+    const char *merge[] = {"export", "--model", base, "--adapter", run, "--out", out, "--format", "gguf", NULL};
+    r = lc_test_lora(merge);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "lora export: note: ") &&
+                      strstr(r.err, "MB: the merged weights are f32; --dtype q8_0 writes them as Q8_0\n"),
+                  "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    const char *merge8[] = {"export", "--model", base, "--adapter", run, "--out", out, "--format", "gguf",
+                            "--dtype", "q8_0", NULL};
+    r = lc_test_lora(merge8);
+    ck_assert_msg(r.status == 0 && !strstr(r.err, "note"), "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
 }
 END_TEST
 

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/file.h"
 #include "train/base.h"
@@ -23,12 +24,17 @@ static const char export_usage[] =
     "  --format        peft: adapter_model.safetensors + adapter_config.json (PeftModel.from_pretrained)\n"
     "                  hf:   the base with the adapter merged, a complete Hugging Face folder\n"
     "                  gguf: the merged model as one GGUF file for llama.cpp; from a GGUF base\n"
-    "                        every tensor the adapter does not change keeps its stored type\n"
+    "                        every tensor the adapter does not change keeps its stored type and\n"
+    "                        the changed ones (a mixture of experts' whole stack) are in --dtype\n"
     "                  gguf-lora: the adapter alone for llama.cpp (llama-cli -m BASE.gguf --lora FILE)\n"
     "  --dtype         f32 (default), f16 or bf16 (q8_0 too for gguf: the merged weights);\n"
     "                  merging is always done in f32; gguf-lora is always f32\n"
     "  --base-name NAME  peft: base_model_name_or_path, e.g. a Hub id (default: config.json's\n"
     "                  _name_or_path when it is a Hub id org/name, else the model folder's name)\n";
+
+// A file size as MB below a GB, else GB.
+static double size_value(off_t n) { return (double)n / (n < 1000000000 ? 1e6 : 1e9); }
+static const char *size_unit(off_t n) { return n < 1000000000 ? "MB" : "GB"; }
 
 // A name for JSON: valid UTF-8 without control characters (a Hub id or a path).
 static bool printable_utf8(const char *s) {
@@ -129,6 +135,13 @@ lc_status lc_cmd_export(int argc, char **argv) {
         lc_tokenizer_free(tok);
     }
     if (!st) fprintf(stderr, "lora export: wrote %s (%s, %s)\n", out, format, dtype_name);
+    struct stat sb, so;
+    // A quantized base's changed weights widened to f32 can make the file many times larger.
+    if (!st && fmt == 2 && model.gguf && dtype == LC_DTYPE_F32 && stat(model_dir, &sb) == 0 && stat(out, &so) == 0 &&
+        so.st_size > sb.st_size + sb.st_size / 2)
+        fprintf(stderr, "lora export: note: %.1f %s, the base %.1f %s: the merged weights are f32; --dtype q8_0 "
+                "writes them as Q8_0\n", size_value(so.st_size), size_unit(so.st_size), size_value(sb.st_size),
+                size_unit(sb.st_size));
     lc_lora_free(&lora);
 done_model:
     lc_model_free(&model);
