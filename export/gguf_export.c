@@ -1,12 +1,13 @@
 // The merged model as GGUF for llama.cpp: names, metadata and tokenizer as
 // convert_hf_to_gguf.py writes them, for every family the model layer loads
 // (llama/mistral as "llama", qwen2, gemma, gemma2, phi3, gpt2, falcon, olmo,
-// bloom), with exactly the tensors llama.cpp's loader creates for the
+// bloom, and the mixture-of-experts families), with exactly the tensors llama.cpp's loader creates for the
 // architecture (it refuses a file with any other). The adapter is merged in
 // the checkpoint's row order first; then fused query/key/value rows are put
 // in llama.cpp's [q; k; v] order and, for the architectures that rotate
 // adjacent pairs (llama, olmo), q/k rows permuted. Configurations llama.cpp's
 // graph cannot express are refused (LC_STATUS_USAGE) rather than written.
+// The adapter alone and the merge into a GGUF base are in gguf_lora.c.
 #include "export/gguf.h"
 
 #include <errno.h>
@@ -20,31 +21,16 @@
 
 #include "common/json.h"
 #include "export/export.h"
+#include "export/gguf_export_internal.h"
 #include "model/gguf_internal.h"
 #include "model/gguf_model.h"
 #include "model/safetensors.h"
 
 // ---------------------------------------------------------------- families
 
-// How llama.cpp holds a family (convert_hf_to_gguf.py's writer, llama.cpp's
-// loader): a tensor its loader does not create fails the load ("wrong number
-// of tensors"), so only what it consumes is written.
-typedef struct gguf_family {
-    const char *arch;   // general.architecture and the metadata key prefix
-    bool permute_qk;    // rotary on adjacent pairs (LLAMA_ROPE_TYPE_NORM): q/k rows reordered
-    bool rms;           // attention.layer_norm_rms_epsilon, else attention.layer_norm_epsilon
-    bool rope;          // rotary metadata
-    bool output_always; // output.weight even when tied (gpt2, bloom: required by older loaders)
-    bool output_never;  // no output.weight at all (gemma: the loader always reuses token_embd)
-    bool head_dim_keys; // attention.key_length/value_length always (gemma)
-    unsigned bias_ok;   // linear kinds whose bias the loader takes
-    bool moe;           // experts stacked into ffn_*_exps, expert_count / expert_used_count keys
-} gguf_family;
-
 #define KIND_BIT(k) (1u << LC_LINEAR_KIND_##k)
 
-// The family of m, or an error for a configuration llama.cpp cannot hold.
-static lc_status family_of(const lc_model *m, const char *out_path, gguf_family *f) {
+lc_status lc_gguf_family_of(const lc_model *m, const char *out_path, lc_gguf_family *f) {
     const lc_model_config *c = &m->cfg;
     const char *why = NULL;
     memset(f, 0, sizeof *f);
@@ -181,25 +167,12 @@ typedef struct job {
     const lc_lora_ref *adapter;
 } job;
 
-typedef struct exporter {
-    const lc_model *m;
-    const lc_lora *lora;
-    const char *out_path;
-    lc_dtype dtype;
-    gguf_family fam;
-    job *jobs;
-    size_t n_jobs, cap_jobs;
-    bool overflow;
-    float *buf, *tmp;
-    uint16_t *half;
-} exporter;
-
-static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...)
+static job *add_job(lc_gguf_exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 
 // Appends a job (e->jobs is sized for every tensor a model can have; past
 // that, jobs land in a scratch slot and e->overflow is set).
-static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...) {
+static job *add_job(lc_gguf_exporter *e, enum job_src src, int n_dims, int64_t d0, int64_t d1, const char *fmt, ...) {
     static _Thread_local job scratch;
     job *j = &scratch;
     if (e->n_jobs < e->cap_jobs) j = &e->jobs[e->n_jobs++];
@@ -218,7 +191,7 @@ static job *add_job(exporter *e, enum job_src src, int n_dims, int64_t d0, int64
 }
 
 // A norm's weight and bias (absent parts, and OLMo's parameter-free norms, write nothing).
-static void add_norm_dim(exporter *e, const lc_norm *n, int layer, const char *name, int64_t C) {
+static void add_norm_dim(lc_gguf_exporter *e, const lc_norm *n, int layer, const char *name, int64_t C) {
     char full[48];
     if (layer >= 0) snprintf(full, sizeof full, "blk.%d.%s", layer, name);
     else snprintf(full, sizeof full, "%s", name);
@@ -226,20 +199,18 @@ static void add_norm_dim(exporter *e, const lc_norm *n, int layer, const char *n
     if (n->b) add_job(e, SRC_VALUES, 1, C, 1, "%s.bias", full)->data = n->b;
 }
 
-static void add_norm(exporter *e, const lc_norm *n, int layer, const char *name) {
+static void add_norm(lc_gguf_exporter *e, const lc_norm *n, int layer, const char *name) {
     add_norm_dim(e, n, layer, name, e->m->cfg.hidden_size);
 }
 
-// llama.cpp's names of a sparse layer's stacked expert projections and of its
-// shared expert's, by lc_expert_proj.
-static const char *const gguf_expert_stack_names[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps",
+const char *const lc_gguf_expert_stack_names[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_exps", "ffn_up_exps",
                                                                           "ffn_down_exps"};
-static const char *const gguf_shared_expert_names[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_shexp", "ffn_up_shexp",
+const char *const lc_gguf_shared_expert_names[LC_EXPERT_PROJ_COUNT] = {"ffn_gate_shexp", "ffn_up_shexp",
                                                                            "ffn_down_shexp"};
 
 // A sparse layer's router, experts (each projection of every expert stacked
 // in one 3-D tensor, as convert_hf_to_gguf.py merges them) and shared expert.
-static void add_moe(exporter *e, int l) {
+static void add_moe(lc_gguf_exporter *e, int l) {
     const lc_model_config *c = &e->m->cfg;
     const lc_moe *moe = e->m->layers[l].moe;
     job *j = add_job(e, SRC_WEIGHT, 2, c->n_experts, c->hidden_size, "blk.%d.ffn_gate_inp.weight", l);
@@ -247,7 +218,7 @@ static void add_moe(exporter *e, int l) {
     j->f32 = true; // the converter keeps routers in F32
     for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
         const lc_linear *lin = &moe->experts[p];
-        j = add_job(e, SRC_EXPERTS, 3, c->n_experts, lin->out, "blk.%d.%s.weight", l, gguf_expert_stack_names[p]);
+        j = add_job(e, SRC_EXPERTS, 3, c->n_experts, lin->out, "blk.%d.%s.weight", l, lc_gguf_expert_stack_names[p]);
         j->shape[2] = lin->in;
         j->layer = l;
         j->proj = (lc_expert_proj)p;
@@ -257,13 +228,13 @@ static void add_moe(exporter *e, int l) {
     j->weight = &moe->shared_gate;
     for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++) {
         const lc_linear *lin = &moe->shared[p];
-        j = add_job(e, SRC_WEIGHT, 2, lin->out, lin->in, "blk.%d.%s.weight", l, gguf_shared_expert_names[p]);
+        j = add_job(e, SRC_WEIGHT, 2, lin->out, lin->in, "blk.%d.%s.weight", l, lc_gguf_shared_expert_names[p]);
         j->weight = lin;
         j->adapter = lc_lora_get_expert(e->lora, l, c->n_experts, (lc_expert_proj)p);
     }
 }
 
-static void add_linear(exporter *e, int l, lc_linear_kind k) {
+static void add_linear(lc_gguf_exporter *e, int l, lc_linear_kind k) {
     const lc_linear *lin = &e->m->layers[l].lin[k];
     if (!lin->out) return;
     job *j = add_job(e, SRC_LINEAR, 2, lin->out, lin->in, "blk.%d.%s.weight", l, lc_gguf_linear_name(k));
@@ -279,7 +250,7 @@ static void add_linear(exporter *e, int l, lc_linear_kind k) {
 // output_norm, output, rope_freqs, then per block attn_norm, attn_q/k/v,
 // attn_output, ffn_norm, ffn_gate/up/down; the other families' tensors at
 // the matching places.
-static void plan_jobs(exporter *e) {
+static void plan_jobs(lc_gguf_exporter *e) {
     const lc_model *m = e->m;
     const lc_model_config *c = &m->cfg;
     const int64_t V = c->vocab_size, C = c->hidden_size;
@@ -347,7 +318,7 @@ static void llama3_rope_factors(const lc_model_config *c, float *out) {
 // gathered into [q; k; v] (Falcon's grouped and Bloom's per-head layouts),
 // q/k permuted for interleaved rotary; Phi-3's gate_up already is [gate; up]. cols is 1 for biases. Returns the
 // buffer holding the result (e->buf or e->tmp); src is in e->buf.
-static const float *reorder_rows(exporter *e, lc_linear_kind k, int rows, int cols) {
+const float *lc_gguf_reorder_rows(lc_gguf_exporter *e, lc_linear_kind k, int rows, int cols) {
     const lc_model *m = e->m;
     const lc_model_config *c = &m->cfg;
     if (k == LC_LINEAR_KIND_QKV && m->qkv_cols) {
@@ -364,7 +335,7 @@ static const float *reorder_rows(exporter *e, lc_linear_kind k, int rows, int co
 
 // Writes rows [rows, cols] of src in the job's type: the tensor's data, or
 // the next part of it (a stacked tensor's slice).
-static lc_status write_rows(exporter *e, lc_gguf_writer *w, const job *j, const float *src, int64_t rows,
+static lc_status write_rows(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j, const float *src, int64_t rows,
                             int64_t cols) {
     if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_part(w, src, (size_t)rows * cols * sizeof(float));
     size_t row_bytes = lc_wtype_row_bytes(j->type, cols);
@@ -373,7 +344,7 @@ static lc_status write_rows(exporter *e, lc_gguf_writer *w, const job *j, const 
     return lc_gguf_write_tensor_part(w, e->half, row_bytes * (size_t)rows);
 }
 
-static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
+static lc_status write_job(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j) {
     const lc_model *m = e->m;
     size_t n = (size_t)j->shape[0] * (j->n_dims >= 2 ? (size_t)j->shape[1] : 1);
     const float *src = j->data;
@@ -402,7 +373,7 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
         // The adapter is merged in the checkpoint's row order, before any reordering.
         if (j->src == SRC_LINEAR) lc_export_merge_linear(e->buf, m, e->lora, j->layer, j->lin);
         else memcpy(e->buf, lin->bias, n * sizeof *e->buf);
-        src = reorder_rows(e, j->lin, lin->out, j->src == SRC_LINEAR ? lin->in : 1);
+        src = lc_gguf_reorder_rows(e, j->lin, lin->out, j->src == SRC_LINEAR ? lin->in : 1);
         break;
     }
     }
@@ -413,7 +384,7 @@ static lc_status write_job(exporter *e, lc_gguf_writer *w, const job *j) {
 // ---------------------------------------------------------------- metadata
 
 // general.name: the model folder's last component.
-static void model_name(const char *model_dir, char *out, size_t cap) {
+void lc_gguf_model_name(const char *model_dir, char *out, size_t cap) {
     const char *d = model_dir && *model_dir ? model_dir : "model";
     size_t len = strlen(d);
     while (len > 1 && d[len - 1] == '/') len--;
@@ -474,13 +445,13 @@ static lc_status phi3_original_context(const char *model_dir, const lc_model_con
 }
 
 static lc_status export_metadata(lc_gguf_writer *w, const char *model_dir, const lc_model *m, const lc_tokenizer *tok,
-                                 lc_dtype dtype, const gguf_family *fam) {
+                                 lc_dtype dtype, const lc_gguf_family *fam) {
     const lc_model_config *c = &m->cfg;
     const char *arch = fam->arch;
     char key[128], name[256], path[4096];
     lc_status st;
 #define KEY(suffix) (snprintf(key, sizeof key, "%s." suffix, arch), key)
-    model_name(model_dir, name, sizeof name);
+    lc_gguf_model_name(model_dir, name, sizeof name);
     uint32_t file_type = dtype == LC_DTYPE_F32    ? LC_GGUF_FILE_TYPE_ALL_F32
                          : dtype == LC_DTYPE_F16  ? LC_GGUF_FILE_TYPE_MOSTLY_F16
                          : dtype == LC_DTYPE_BF16 ? LC_GGUF_FILE_TYPE_MOSTLY_BF16
@@ -560,184 +531,14 @@ out:
 
 // ---------------------------------------------------------------- export
 
-// What a GGUF base tensor merges with the adapter: nothing, a layer's
-// linear, every expert's projection (a stacked tensor) or the shared expert's.
-enum merge_kind { MERGE_NONE, MERGE_LINEAR, MERGE_EXPERTS, MERGE_SHARED };
-
-typedef struct merge_plan {
-    enum merge_kind what;
-    lc_wtype type; // as written
-    int layer;
-    lc_linear_kind kind; // MERGE_LINEAR
-    lc_expert_proj proj; // MERGE_EXPERTS, MERGE_SHARED
-} merge_plan;
-
-static bool expert_stack_adapted(const lc_lora *lora, const lc_model_config *c, int l, lc_expert_proj proj) {
-    for (int x = 0; x < c->n_experts; x++)
-        if (lc_lora_get_expert(lora, l, x, proj)) return true;
-    return false;
-}
-
-// Which adapted weight a GGUF base tensor "blk.N.<name>.weight" is (only the
-// canonical spelling of N, as the model's loader reads it).
-static merge_plan adapted_tensor(const lc_model *m, const lc_lora *lora, const char *name) {
-    merge_plan p = {.what = MERGE_NONE};
-    int l, used = 0;
-    char canon[32];
-    if (!lora || sscanf(name, "blk.%d.%n", &l, &used) != 1 || !used || l < 0 || l >= m->cfg.n_layers) return p;
-    snprintf(canon, sizeof canon, "blk.%d.", l);
-    if (strncmp(name, canon, (size_t)used) || strlen(canon) != (size_t)used) return p;
-    const char *mid = name + used, *dot = strchr(mid, '.');
-    if (!dot || strcmp(dot, ".weight")) return p;
-    size_t len = (size_t)(dot - mid);
-    p.layer = l;
-    unsigned kinds = lc_model_layer_linear_kinds(&m->cfg, l);
-    for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-        const char *g = lc_gguf_linear_name((lc_linear_kind)k);
-        if ((kinds >> k & 1) && strlen(g) == len && !strncmp(mid, g, len) && lc_lora_get(lora, l, (lc_linear_kind)k)) {
-            p.what = MERGE_LINEAR;
-            p.kind = (lc_linear_kind)k;
-            return p;
-        }
-    }
-    for (int j = 0; j < LC_EXPERT_PROJ_COUNT && m->layers[l].moe; j++) {
-        const char *st = gguf_expert_stack_names[j], *sh = gguf_shared_expert_names[j];
-        p.proj = (lc_expert_proj)j;
-        if (strlen(st) == len && !strncmp(mid, st, len) && expert_stack_adapted(lora, &m->cfg, l, p.proj)) {
-            p.what = MERGE_EXPERTS;
-            return p;
-        }
-        if (strlen(sh) == len && !strncmp(mid, sh, len) && lc_lora_get_expert(lora, l, m->cfg.n_experts, p.proj)) {
-            p.what = MERGE_SHARED;
-            return p;
-        }
-    }
-    return p;
-}
-
-// How many of the base's tensors the adapter changes: each adapted linear,
-// each projection stack with an adapted expert, each adapted shared projection.
-static int adapted_count(const lc_model *m, const lc_lora *lora) {
-    const lc_model_config *c = &m->cfg;
-    int n = 0;
-    for (int l = 0; l < c->n_layers; l++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) n += lc_lora_get(lora, l, (lc_linear_kind)k) != NULL;
-        for (int j = 0; j < LC_EXPERT_PROJ_COUNT && m->layers[l].moe; j++)
-            n += expert_stack_adapted(lora, c, l, (lc_expert_proj)j) +
-                 (lc_lora_get_expert(lora, l, c->n_experts, (lc_expert_proj)j) != NULL);
-    }
-    return n;
-}
-
-// Merges and writes one adapted weight [rows, cols] (rows in the file's own
-// order) as p->type through out.
-static lc_status write_merged(exporter *e, lc_gguf_writer *w, const merge_plan *p, const lc_linear *lin,
-                              const lc_lora_ref *ref, unsigned char *out) {
-    const float *rows = e->buf;
-    if (p->what == MERGE_LINEAR) {
-        lc_export_merge_linear(e->buf, e->m, e->lora, p->layer, p->kind);
-        rows = reorder_rows(e, p->kind, lin->out, lin->in);
-    } else {
-        lc_export_merge_weight(e->buf, lin, ref);
-    }
-    size_t row_bytes = lc_wtype_row_bytes(p->type, lin->in);
-    for (int r = 0; r < lin->out; r++)
-        lc_wtype_quantize_row(out + r * row_bytes, p->type, rows + (size_t)r * lin->in, lin->in);
-    return lc_gguf_write_tensor_part(w, out, row_bytes * (size_t)lin->out);
-}
-
-// A GGUF base with the adapter merged: the source file's metadata and tensors
-// in their order and stored types, except the adapted weights, merged in
-// fp32 and written in dtype (rows back in the file's own order; a stacked
-// expert tensor expert by expert, every expert merged with its adapter).
-static lc_status export_from_gguf(const char *out_path, const lc_model *m, const lc_lora *lora, lc_dtype dtype) {
-    const lc_gguf_file *src = m->gguf;
-    const lc_model_config *c = &m->cfg;
-    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
-    lc_status st = family_of(m, out_path, &e.fam);
-    if (st) return st;
-    size_t max_n = 1;
-    for (int l = 0; l < c->n_layers; l++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
-            if (n > max_n) max_n = n;
-        }
-        for (int x = 0; x <= c->n_experts && m->layers[l].moe; x++)
-            for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
-                const lc_linear *lin = lc_model_expert_linear(m, l, x, (lc_expert_proj)j);
-                if (lin && (size_t)lin->out * (size_t)lin->in > max_n) max_n = (size_t)lin->out * (size_t)lin->in;
-            }
-    }
-    e.buf = malloc(max_n * sizeof *e.buf);
-    e.tmp = malloc(max_n * sizeof *e.tmp);
-    unsigned char *out = malloc(max_n * sizeof(float));
-    merge_plan *plan = calloc(src->n_tensors + 1, sizeof *plan);
-    lc_gguf_writer *w = NULL;
-    if (!e.buf || !e.tmp || !out || !plan) {
-        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
-        goto done;
-    }
-    if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
-    for (size_t i = 0; i < src->n_kvs; i++)
-        if ((st = lc_gguf_copy_kv(w, &src->kvs[i]))) goto done;
-    int n_merged = 0;
-    for (size_t i = 0; i < src->n_tensors; i++) {
-        const lc_gguf_tensor *t = &src->tensors[i];
-        int64_t shape[LC_GGUF_MAX_DIMS];
-        for (int d = 0; d < t->n_dims; d++) shape[d] = t->ne[t->n_dims - 1 - d];
-        uint32_t type = t->type;
-        merge_plan *p = &plan[i];
-        *p = adapted_tensor(m, lora, t->name);
-        if (p->what != MERGE_NONE) {
-            p->type = t->ne[0] % lc_wtype_block((lc_wtype)dtype) ? LC_WTYPE_F16 : (lc_wtype)dtype;
-            type = lc_wtype_ggml(p->type);
-            n_merged++;
-        }
-        if ((st = lc_gguf_add_tensor(w, t->name, type, t->n_dims, shape))) goto done;
-    }
-    int n_adapted = adapted_count(m, lora);
-    if (n_merged != n_adapted) {
-        st = lc_error(LC_STATUS_INPUT, "%s: the base file holds %d of the %d adapted weights", out_path, n_merged,
-                      n_adapted);
-        goto done;
-    }
-    if ((st = lc_gguf_write_header(w))) goto done;
-    for (size_t i = 0; i < src->n_tensors && !st; i++) {
-        const lc_gguf_tensor *t = &src->tensors[i];
-        const merge_plan *p = &plan[i];
-        int l = p->layer;
-        switch (p->what) {
-        case MERGE_NONE: st = lc_gguf_write_tensor_data(w, t->data, t->nbytes); break;
-        case MERGE_LINEAR: st = write_merged(&e, w, p, &m->layers[l].lin[p->kind], NULL, out); break;
-        case MERGE_SHARED:
-            st = write_merged(&e, w, p, lc_model_expert_linear(m, l, c->n_experts, p->proj),
-                              lc_lora_get_expert(lora, l, c->n_experts, p->proj), out);
-            break;
-        case MERGE_EXPERTS:
-            for (int x = 0; x < c->n_experts && !st; x++)
-                st = write_merged(&e, w, p, lc_model_expert_linear(m, l, x, p->proj),
-                                  lc_lora_get_expert(lora, l, x, p->proj), out);
-            break;
-        }
-    }
-    if (!st) st = lc_gguf_writer_finish(w);
-done:
-    lc_gguf_writer_free(w);
-    free(e.buf);
-    free(e.tmp);
-    free(out);
-    free(plan);
-    return st;
-}
-
 lc_status lc_export_gguf(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora,
                          const lc_tokenizer *tok, lc_dtype dtype) {
     const lc_model_config *c = &m->cfg;
     if (dtype != LC_DTYPE_F32 && dtype != LC_DTYPE_F16 && dtype != LC_DTYPE_BF16 && dtype != (lc_dtype)LC_WTYPE_Q8_0)
         return lc_error(LC_STATUS_USAGE, "%s: GGUF export writes f32, f16, bf16 or q8_0", out_path);
-    if (m->gguf) return export_from_gguf(out_path, m, lora, dtype);
-    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
-    lc_status st = family_of(m, out_path, &e.fam);
+    if (m->gguf) return lc_gguf_export_from_base(out_path, m, lora, dtype);
+    lc_gguf_exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
+    lc_status st = lc_gguf_family_of(m, out_path, &e.fam);
     if (st) return st;
     if (c->qkv != LC_QKV_LAYOUT_SEPARATE) { // the gather map covers the fused rows exactly
         int64_t rows = (int64_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
@@ -799,158 +600,5 @@ done:
     free(e.tmp);
     free(e.half);
     lc_tokenizer_free(own_tok);
-    return st;
-}
-
-// ---------------------------------------------------------------- LoRA adapter
-
-// The rank shared by the adapted experts of projection proj in layer l (0:
-// none adapted); -1 when they differ, which one stacked tensor cannot hold.
-static int expert_stack_rank(const lc_lora *lora, const lc_model_config *c, int l, lc_expert_proj proj) {
-    int r = 0;
-    for (int x = 0; x < c->n_experts; x++) {
-        const lc_lora_ref *ref = lc_lora_get_expert(lora, l, x, proj);
-        if (!ref) continue;
-        if (r && ref->r != r) return -1;
-        r = ref->r;
-    }
-    return r;
-}
-
-// Declares name.lora_a and name.lora_b: PEFT's lora_A [r, in] and lora_B
-// [out, r], ggml ne [in, r] and [r, out]; with stacked experts ne [in, r, E]
-// and [r, out, E], the layout llama.cpp's build_lora_mm_id multiplies by the
-// chosen expert's slice (convert_lora_to_gguf.py stacks them the same way).
-static lc_status declare_lora_pair(lc_gguf_writer *w, const char *name, int n_stack, int r, int in, int out) {
-    char full[160];
-    int64_t sa[3] = {n_stack, r, in}, sb[3] = {n_stack, out, r};
-    int d = n_stack ? 3 : 2, o = n_stack ? 0 : 1;
-    snprintf(full, sizeof full, "%s.lora_a", name);
-    lc_status st = lc_gguf_add_tensor(w, full, LC_GGML_TYPE_F32, d, sa + o);
-    if (st) return st;
-    snprintf(full, sizeof full, "%s.lora_b", name);
-    return lc_gguf_add_tensor(w, full, LC_GGML_TYPE_F32, d, sb + o);
-}
-
-// Walks the adapter's tensors in file order, declaring them (before the
-// header) or writing their data: per layer its linears, then each stacked
-// expert projection (experts without an adapter contribute zeros) and the
-// shared expert's. zeros holds at least an expert's A or B.
-static lc_status walk_lora_tensors(exporter *e, lc_gguf_writer *w, bool data, const float *zeros) {
-    const lc_model *m = e->m;
-    const lc_model_config *c = &m->cfg;
-    char name[128];
-    lc_status st = LC_STATUS_OK;
-    for (int l = 0; l < c->n_layers && !st; l++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT && !st; k++) {
-            const lc_lora_ref *ref = lc_lora_get(e->lora, l, (lc_linear_kind)k);
-            if (!ref) continue;
-            const lc_linear *lin = &m->layers[l].lin[k];
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, lc_gguf_linear_name((lc_linear_kind)k));
-            if (!data) {
-                st = declare_lora_pair(w, name, 0, ref->r, lin->in, lin->out);
-                continue;
-            }
-            if ((st = lc_gguf_write_tensor_data(w, ref->A, sizeof(float) * (size_t)ref->r * lin->in))) break;
-            // B's rows follow the base weight's rows into llama.cpp's order.
-            memcpy(e->buf, ref->B, sizeof(float) * (size_t)lin->out * ref->r);
-            const float *b = reorder_rows(e, (lc_linear_kind)k, lin->out, ref->r);
-            st = lc_gguf_write_tensor_data(w, b, sizeof(float) * (size_t)lin->out * ref->r);
-        }
-        for (int p = 0; p < LC_EXPERT_PROJ_COUNT && m->layers[l].moe && !st; p++) {
-            int r = expert_stack_rank(e->lora, c, l, (lc_expert_proj)p);
-            const lc_linear *lin = lc_model_expert_linear(m, l, 0, (lc_expert_proj)p);
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, gguf_expert_stack_names[p]);
-            if (r > 0 && !data) st = declare_lora_pair(w, name, c->n_experts, r, lin->in, lin->out);
-            for (int half = 0; half < 2 && r > 0 && data && !st; half++) // every expert's A, then every B
-                for (int x = 0; x < c->n_experts && !st; x++) {
-                    const lc_lora_ref *ref = lc_lora_get_expert(e->lora, l, x, (lc_expert_proj)p);
-                    const float *v = !ref ? zeros : half ? ref->B : ref->A;
-                    st = lc_gguf_write_tensor_part(w, v, sizeof(float) * (size_t)r * (half ? lin->out : lin->in));
-                }
-            const lc_lora_ref *sh = lc_lora_get_expert(e->lora, l, c->n_experts, (lc_expert_proj)p);
-            if (!sh || st) continue;
-            lin = lc_model_expert_linear(m, l, c->n_experts, (lc_expert_proj)p);
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, gguf_shared_expert_names[p]);
-            if (!data) st = declare_lora_pair(w, name, 0, sh->r, lin->in, lin->out);
-            else if (!(st = lc_gguf_write_tensor_data(w, sh->A, sizeof(float) * (size_t)sh->r * lin->in)))
-                st = lc_gguf_write_tensor_data(w, sh->B, sizeof(float) * (size_t)sh->r * lin->out);
-        }
-    }
-    return st;
-}
-
-// The file's one alpha and the largest A or B of the adapters.
-typedef struct lora_sizes {
-    int n;
-    float alpha;
-    size_t max; // floats
-} lora_sizes;
-
-static lc_status lora_sizes_add(lora_sizes *z, const char *out_path, const lc_lora_ref *ref, const lc_linear *lin) {
-    float a = ref->scale * (float)ref->r;
-    if (a == 0.0f || !isfinite(a)) // llama.cpp reads alpha 0 as "no alpha": scale 1, not 0
-        return lc_error(LC_STATUS_USAGE, "%s: the adapter's scale is %g, which llama.cpp's adapter.lora.alpha cannot "
-                        "express (alpha 0 means no scaling to it)", out_path, (double)ref->scale);
-    if (z->n++ == 0) z->alpha = a;
-    else if (fabsf(a - z->alpha) > 1e-6f * fabsf(z->alpha))
-        return lc_error(LC_STATUS_USAGE, "%s: the adapters' scale x rank differs between tensors, which llama.cpp's "
-                        "one adapter.lora.alpha cannot express", out_path);
-    size_t n = (size_t)(lin->in > lin->out ? lin->in : lin->out) * (size_t)ref->r;
-    if (n > z->max) z->max = n;
-    return LC_STATUS_OK;
-}
-
-lc_status lc_export_gguf_lora(const char *out_path, const char *model_dir, const lc_model *m, const lc_lora *lora) {
-    const lc_model_config *c = &m->cfg;
-    exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = LC_DTYPE_F32};
-    lc_status st = family_of(m, out_path, &e.fam);
-    if (st) return st;
-    if (lora->n_layers != c->n_layers)
-        return lc_error(LC_STATUS_INPUT, "%s: the adapter has %d layers, the model %d", out_path, lora->n_layers,
-                        c->n_layers);
-    // llama.cpp scales every tensor by alpha / rank with one alpha for the
-    // file: write alpha = scale * r (rsLoRA's alpha / sqrt(r) too).
-    lora_sizes z = {0};
-    for (int l = 0; l < c->n_layers && !st; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT && !st; k++) {
-            const lc_lora_ref *ref = lc_lora_get(lora, l, (lc_linear_kind)k);
-            if (ref) st = lora_sizes_add(&z, out_path, ref, &m->layers[l].lin[k]);
-        }
-    lc_lora_expert x;
-    for (int cursor = 0; !st && lc_lora_expert_next(lora, m, &cursor, &x);) st = lora_sizes_add(&z, out_path, x.ref, x.lin);
-    if (st) return st;
-    for (int l = 0; l < c->n_layers; l++)
-        for (int p = 0; p < LC_EXPERT_PROJ_COUNT; p++)
-            if (expert_stack_rank(lora, c, l, (lc_expert_proj)p) < 0)
-                return lc_error(LC_STATUS_USAGE, "%s: the experts' adapters of blk.%d.%s have different ranks, which "
-                                "llama.cpp's stacked expert adapter cannot hold", out_path, l,
-                                gguf_expert_stack_names[p]);
-    if (!z.n) return lc_error(LC_STATUS_INPUT, "%s: the adapter adapts no layer", out_path);
-    e.buf = malloc(z.max * sizeof *e.buf);
-    e.tmp = malloc(z.max * sizeof *e.tmp);
-    float *zeros = calloc(z.max, sizeof *zeros);
-    lc_gguf_writer *w = NULL;
-    char name[256];
-    if (!e.buf || !e.tmp || !zeros) {
-        st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
-        goto done;
-    }
-    model_name(model_dir, name, sizeof name);
-    if ((st = lc_gguf_writer_new(&w, out_path))) goto done;
-    if ((st = lc_gguf_set_str(w, "general.architecture", e.fam.arch)) ||
-        (st = lc_gguf_set_str(w, "general.type", "adapter")) || (st = lc_gguf_set_str(w, "general.name", name)) ||
-        (st = lc_gguf_set_str(w, "adapter.type", "lora")) || (st = lc_gguf_set_f32(w, "adapter.lora.alpha", z.alpha)) ||
-        (st = lc_gguf_set_u32(w, "general.quantization_version", 2)))
-        goto done;
-    if ((st = walk_lora_tensors(&e, w, false, zeros)) || (st = lc_gguf_write_header(w)) ||
-        (st = walk_lora_tensors(&e, w, true, zeros)))
-        goto done;
-    st = lc_gguf_writer_finish(w);
-done:
-    lc_gguf_writer_free(w);
-    free(e.buf);
-    free(e.tmp);
-    free(zeros);
     return st;
 }
