@@ -45,8 +45,16 @@ lc_status lc_path_dirname(char *out, size_t cap, const char *path);
 // systems that cannot sync folders (EINVAL, ENOTSUP) count as success.
 lc_status lc_file_sync_parent(const char *path);
 
-// Writes data to path + ".tmp", fsyncs, renames over path and syncs the
-// folder: a crash leaves the old file or the new one, never half of one.
+// The file an atomic write of path replaces (into out): path itself when it
+// is missing (or cannot be looked at: the write says why) or a regular file, or the regular file a symbolic link at path
+// points to (the link stays a link). Anything else existing there (a device,
+// a pipe, a socket, a folder, a dangling link) is refused: renaming over it
+// would replace, say, /dev/null with a regular file.
+lc_status lc_file_write_target(const char *path, char *out, size_t cap);
+
+// Writes data to the write target of path (lc_file_write_target) + ".tmp",
+// fsyncs, renames it over the target and syncs the folder: a crash leaves the
+// old file or the new one, never half of one.
 lc_status lc_file_write_atomic(const char *path, const void *data, size_t len);
 
 // Seconds on a monotonic clock (for timings and progress).

@@ -271,9 +271,12 @@ typedef struct lora_sizes {
 
 static lc_status lora_sizes_add(lora_sizes *z, const char *out_path, const lc_lora_ref *ref, const lc_linear *lin) {
     float a = ref->scale * (float)ref->r;
-    if (a == 0.0f || !isfinite(a)) // llama.cpp reads alpha 0 as "no alpha": scale 1, not 0
-        return lc_error(LC_STATUS_USAGE, "%s: the adapter's scale is %g, which llama.cpp's adapter.lora.alpha cannot "
-                        "express (alpha 0 means no scaling to it)", out_path, (double)ref->scale);
+    if (a == 0.0f) // llama.cpp reads alpha 0 as "no alpha": scale 1, not 0
+        return lc_error(LC_STATUS_USAGE, "%s: the adapter's scale is 0, which llama.cpp's adapter.lora.alpha cannot "
+                        "express (alpha 0 means no scaling to it)", out_path);
+    if (!isfinite(a))
+        return lc_error(LC_STATUS_USAGE, "%s: the adapter's scale x rank (%g x %d) overflows adapter.lora.alpha's "
+                        "f32", out_path, (double)ref->scale, ref->r);
     if (z->n++ == 0) z->alpha = a;
     else if (fabsf(a - z->alpha) > 1e-6f * fabsf(z->alpha))
         return lc_error(LC_STATUS_USAGE, "%s: the adapters' scale x rank differs between tensors, which llama.cpp's "

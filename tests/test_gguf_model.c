@@ -763,6 +763,13 @@ static void moe_lora_model(lc_model *m, lc_lora *lora, const char *fam, const lc
     ck_assert(!lc_lora_get_expert(lora, 0, 1, LC_EXPERT_PROJ_GATE) && lc_lora_get_expert(lora, 0, 0, LC_EXPERT_PROJ_GATE));
 }
 
+// Sets every adapter's scale to sign x the adapter's own (lora.scale): 0
+// for alpha 0, -1 for a negated alpha, 1 to restore.
+static void set_all_scales(lc_lora *lora, float sign) {
+    for (int i = 0; i < lora->n_layers * LC_LINEAR_KIND_COUNT; i++) lora->refs[i].scale = sign * lora->scale;
+    for (int i = 0; i < lora->n_layers * lora->expert_slots; i++) lora->expert_refs[i].scale = sign * lora->scale;
+}
+
 static const lc_gguf_tensor *find_or_fail(const lc_gguf_file *f, const char *name) {
     const lc_gguf_tensor *t = lc_gguf_find_tensor(f, name);
     ck_assert_msg(t != NULL, "%s: no tensor %s", f->path, name);
@@ -895,8 +902,27 @@ START_TEST(test_moe_llama_cpp_adapter) {
                   lc_error_message());
     x0->scale = 0.0f;
     ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
-    ck_assert_msg(strstr(lc_error_message(), "alpha 0 means no scaling"), "%s: %s", fam, lc_error_message());
+    ck_assert_msg(strstr(lc_error_message(), "scale is 0, which llama.cpp's adapter.lora.alpha cannot express"),
+                  "%s: %s", fam, lc_error_message());
+    x0->scale = 3e38f;
+    ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
+    ck_assert_msg(strstr(lc_error_message(), "overflows adapter.lora.alpha's f32"), "%s: %s", fam,
+                  lc_error_message());
     *x0 = saved;
+    // Every scale 0 (lora.alpha 0) is refused the same way; every scale
+    // negated (a negative alpha, which llama.cpp applies as given) is written.
+    set_all_scales(&lora, 0.0f);
+    ck_assert_int_eq(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora), LC_STATUS_USAGE);
+    set_all_scales(&lora, -1.0f);
+    ck_assert_msg(lc_export_gguf_lora(adapter2, f.model_dir, &m, &lora) == LC_STATUS_OK, "%s: %s", fam,
+                  lc_error_message());
+    lc_gguf_file neg;
+    double nalpha;
+    ck_assert(lc_gguf_open(&neg, adapter2) == LC_STATUS_OK);
+    ck_assert(lc_gguf_kv_float(lc_gguf_find_kv(&neg, "adapter.lora.alpha"), 0, &nalpha));
+    ck_assert_msg(fabs(nalpha + saved.scale * saved.r) <= 1e-5 * saved.scale * saved.r, "%s: alpha %g", fam, nalpha);
+    lc_gguf_close(&neg);
+    set_all_scales(&lora, 1.0f);
     // The merged file is the model with the adapter; so is the q8_0 merge, within Q8_0's rounding.
     if (!strcmp(fam, "mixtral")) m.cfg.sliding_window = 0; // llama.cpp's llama has none
     float *want_logits = logits_lora(&m, &lora, f.tokens, f.T);

@@ -742,7 +742,22 @@ START_TEST(test_train_on_quantized_gguf_base) {
     const char *merge[] = {"export", "--model", base, "--adapter", run, "--out", out, "--format", "gguf", NULL};
     r = lc_test_lora(merge);
     ck_assert_msg(r.status == 0 && strstr(r.err, "lora export: note: ") &&
-                      strstr(r.err, "MB: the merged weights are f32; --dtype q8_0 writes them as Q8_0\n"),
+                      strstr(r.err, "MB: the merged weights are f32, the base's Q4_K; --dtype q8_0 writes them as "
+                                    "Q8_0\n"),
+                  "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    // An F16 base: the note names f16, which keeps the base's size exactly.
+    char f16[4300];
+    snprintf(f16, sizeof f16, "%s/f16.gguf", tmp);
+    const char *to16[] = {"export", "--model", LC_SHARED_DIR "/models/gguf/tiny-llama-256", "--adapter", run, "--out",
+                          f16, "--format", "gguf", "--dtype", "f16", NULL};
+    r = lc_test_lora(to16);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    lc_test_run_free(&r);
+    const char *merge16[] = {"export", "--model", f16, "--adapter", run, "--out", out, "--format", "gguf", NULL};
+    r = lc_test_lora(merge16);
+    ck_assert_msg(r.status == 0 && strstr(r.err, "the merged weights are f32, the base's F16; --dtype f16 writes them "
+                                                 "as F16\n"),
                   "exit %d: %s", r.status, r.err);
     lc_test_run_free(&r);
     const char *merge8[] = {"export", "--model", base, "--adapter", run, "--out", out, "--format", "gguf",

@@ -36,6 +36,16 @@ static const char export_usage[] =
 static double size_value(off_t n) { return (double)n / (n < 1000000000 ? 1e6 : 1e9); }
 static const char *size_unit(off_t n) { return n < 1000000000 ? "MB" : "GB"; }
 
+// The stored type of the first weight the adapter changes (F32 when none).
+static lc_wtype adapted_type(const lc_model *m, const lc_lora *lora) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++)
+            if (lc_lora_get(lora, l, (lc_linear_kind)k)) return m->layers[l].lin[k].w.type;
+    lc_lora_expert x;
+    int cursor = 0;
+    return lc_lora_expert_next(lora, m, &cursor, &x) ? x.lin->w.type : LC_WTYPE_F32;
+}
+
 // A name for JSON: valid UTF-8 without control characters (a Hub id or a path).
 static bool printable_utf8(const char *s) {
     const unsigned char *p = (const unsigned char *)s;
@@ -112,6 +122,9 @@ lc_status lc_cmd_export(int argc, char **argv) {
     }
     if (fmt < 2 && lc_file_exists(out) && !lc_dir_exists(out))
         return lc_error(LC_STATUS_INPUT, "%s: is a file; --format %s writes a folder", out, format);
+    char target[4096];
+    lc_status tst = fmt >= 2 ? lc_file_write_target(out, target, sizeof target) : LC_STATUS_OK;
+    if (tst) return tst; // a device, a pipe, a dangling link: refused before any work
 
     lc_model model;
     lc_lora lora;
@@ -123,6 +136,10 @@ lc_status lc_cmd_export(int argc, char **argv) {
     if ((st = lc_adapter_load(adapter, &model, NULL, LC_ADAPTER_USE_AS_IS, &lora, &differ))) goto done_model;
     if (differ & LC_ADAPTER_BASE)
         fprintf(stderr, "lora export: note: %s was trained on a different base model\n", adapter);
+    // The base's size before the export, which may replace it.
+    struct stat sb;
+    bool base_sized = fmt == 2 && model.gguf && stat(model_dir, &sb) == 0;
+    off_t base_size = base_sized ? sb.st_size : 0;
     if (fmt == 0) {
         st = lc_export_peft_named(out, model_dir, base_name, &model, &lora, dtype);
     } else if (fmt == 1) {
@@ -135,13 +152,17 @@ lc_status lc_cmd_export(int argc, char **argv) {
         lc_tokenizer_free(tok);
     }
     if (!st) fprintf(stderr, "lora export: wrote %s (%s, %s)\n", out, format, dtype_name);
-    struct stat sb, so;
-    // A quantized base's changed weights widened to f32 can make the file many times larger.
-    if (!st && fmt == 2 && model.gguf && dtype == LC_DTYPE_F32 && stat(model_dir, &sb) == 0 && stat(out, &so) == 0 &&
-        so.st_size > sb.st_size + sb.st_size / 2)
-        fprintf(stderr, "lora export: note: %.1f %s, the base %.1f %s: the merged weights are f32; --dtype q8_0 "
-                "writes them as Q8_0\n", size_value(so.st_size), size_unit(so.st_size), size_value(sb.st_size),
-                size_unit(sb.st_size));
+    // A GGUF base's changed weights widened to f32 can make the file many
+    // times larger: say so, naming the dtype that keeps it near the base's.
+    struct stat so;
+    lc_wtype base_type = adapted_type(&model, &lora);
+    if (!st && base_sized && dtype == LC_DTYPE_F32 && base_type != LC_WTYPE_F32 && stat(out, &so) == 0 &&
+        so.st_size > base_size + base_size / 2)
+        fprintf(stderr, "lora export: note: %.1f %s, the base %.1f %s: the merged weights are f32, the base's %s; "
+                "--dtype %s writes them as %s\n", size_value(so.st_size), size_unit(so.st_size),
+                size_value(base_size), size_unit(base_size), lc_wtype_name(base_type),
+                base_type == LC_WTYPE_F16 ? "f16" : base_type == LC_WTYPE_BF16 ? "bf16" : "q8_0",
+                base_type == LC_WTYPE_F16 ? "F16" : base_type == LC_WTYPE_BF16 ? "BF16" : "Q8_0");
     lc_lora_free(&lora);
 done_model:
     lc_model_free(&model);
