@@ -390,6 +390,7 @@ void lc_gguf_model_name(const char *model_dir, char *out, size_t cap) {
     while (len > 1 && d[len - 1] == '/') len--;
     size_t start = len;
     while (start > 0 && d[start - 1] != '/') start--;
+    if (len - start > 5 && !strncmp(d + len - 5, ".gguf", 5)) len -= 5; // a GGUF base: its name without the extension
     if (len - start == 0 || (len - start == 1 && d[start] == '.')) {
         snprintf(out, cap, "model");
         return;

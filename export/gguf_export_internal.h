@@ -52,7 +52,8 @@ typedef struct lc_gguf_exporter {
 // permuted for interleaved rotary. Returns e->buf or e->tmp.
 const float *lc_gguf_reorder_rows(lc_gguf_exporter *e, lc_linear_kind k, int rows, int cols);
 
-// general.name: the model folder's (or file's) last component.
+// general.name: the model folder's last component, or the GGUF base file's
+// name without ".gguf".
 void lc_gguf_model_name(const char *model_dir, char *out, size_t cap);
 
 // llama.cpp's names of a sparse layer's stacked expert projections and of its

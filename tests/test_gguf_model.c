@@ -358,6 +358,8 @@ START_TEST(test_gguf_lora_round_trip) {
     ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.type"), 0, &s) && s.len == 7 && !memcmp(s.s, "adapter", 7));
     ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "adapter.type"), 0, &s) && s.len == 4 && !memcmp(s.s, "lora", 4));
     ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.architecture"), 0, &s) && s.len == 5 && !memcmp(s.s, "llama", 5));
+    ck_assert(lc_gguf_kv_str(lc_gguf_find_kv(&f, "general.name"), 0, &s) && s.len == strlen("tiny-llama-256-q4_k_m") &&
+              !memcmp(s.s, "tiny-llama-256-q4_k_m", s.len));
     const lc_gguf_kv *alpha = lc_gguf_find_kv(&f, "adapter.lora.alpha");
     ck_assert(alpha && alpha->type == LC_GGUF_F32);
     double av;
