@@ -154,44 +154,26 @@ lc_status lc_file_sync_parent(const char *path) {
                                         strerror(err));
 }
 
-lc_status lc_file_write_target(const char *path, char *out, size_t cap) {
+lc_status lc_file_check_replaceable(const char *path) {
     struct stat sb;
-    char *real = NULL;
-    const char *target = path;
     // Not there (or unreachable): the write itself makes it, or says why not.
-    if (lstat(path, &sb) == 0) {
-        if (S_ISLNK(sb.st_mode)) {
-            if (!(real = realpath(path, NULL)) || stat(real, &sb) != 0) {
-                free(real);
-                return lc_error(LC_STATUS_INPUT, "%s: a symbolic link to a missing file; give the file's own path",
-                                path);
-            }
-            target = real;
-        }
-        if (!S_ISREG(sb.st_mode)) {
-            free(real);
-            return lc_error(LC_STATUS_INPUT, "%s: not a regular file (a device, pipe, socket or folder); give the path "
-                            "of a file to write", path);
-        }
-    }
-    int n = snprintf(out, cap, "%s", target);
-    free(real);
-    if (n < 0 || (size_t)n >= cap) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
-    return LC_STATUS_OK;
+    if (lstat(path, &sb) != 0 || S_ISREG(sb.st_mode) || S_ISLNK(sb.st_mode)) return LC_STATUS_OK;
+    return lc_error(LC_STATUS_INPUT, "%s: not a regular file (a device, pipe, socket or folder); give the path of a "
+                    "file to write", path);
 }
 
 lc_status lc_file_write_atomic(const char *path, const void *data, size_t len) {
-    char tmp[4096], dest[4096];
-    lc_status st = lc_file_write_target(path, dest, sizeof dest - 4);
+    char tmp[4096];
+    lc_status st = lc_file_check_replaceable(path);
     if (st) return st;
-    int n = snprintf(tmp, sizeof tmp, "%s.tmp", dest);
+    int n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (n < 0 || (size_t)n >= sizeof tmp) return lc_error(LC_STATUS_INPUT, "%s: path too long", path);
     FILE *f = fopen(tmp, "wb");
     if (!f) return lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno)); // not tmp: the user named path
     int ok = fwrite(data, 1, len, f) == len && fflush(f) == 0 && fsync(fileno(f)) == 0;
     int err = errno;
     ok = fclose(f) == 0 && ok;
-    if (ok && rename(tmp, dest) != 0) {
+    if (ok && rename(tmp, path) != 0) {
         ok = 0;
         err = errno;
     }
@@ -199,7 +181,7 @@ lc_status lc_file_write_atomic(const char *path, const void *data, size_t len) {
         remove(tmp);
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
     }
-    return lc_file_sync_parent(dest);
+    return lc_file_sync_parent(path);
 }
 
 double lc_now_s(void) {

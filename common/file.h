@@ -45,16 +45,15 @@ lc_status lc_path_dirname(char *out, size_t cap, const char *path);
 // systems that cannot sync folders (EINVAL, ENOTSUP) count as success.
 lc_status lc_file_sync_parent(const char *path);
 
-// The file an atomic write of path replaces (into out): path itself when it
-// is missing (or cannot be looked at: the write says why) or a regular file, or the regular file a symbolic link at path
-// points to (the link stays a link). Anything else existing there (a device,
-// a pipe, a socket, a folder, a dangling link) is refused: renaming over it
-// would replace, say, /dev/null with a regular file.
-lc_status lc_file_write_target(const char *path, char *out, size_t cap);
+// Whether an atomic write (a temporary file renamed over path) may replace
+// what is at path: nothing, a regular file, or a symbolic link (replaced by
+// the file, its target left alone). A device, a pipe, a socket or a folder
+// is refused: renaming over it would replace, say, /dev/null.
+lc_status lc_file_check_replaceable(const char *path);
 
-// Writes data to the write target of path (lc_file_write_target) + ".tmp",
-// fsyncs, renames it over the target and syncs the folder: a crash leaves the
-// old file or the new one, never half of one.
+// Writes data to path + ".tmp", fsyncs, renames over path and syncs the
+// folder: a crash leaves the old file or the new one, never half of one
+// (path checked with lc_file_check_replaceable first).
 lc_status lc_file_write_atomic(const char *path, const void *data, size_t len);
 
 // Seconds on a monotonic clock (for timings and progress).

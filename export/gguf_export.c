@@ -383,14 +383,13 @@ static lc_status write_job(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j)
 
 // ---------------------------------------------------------------- metadata
 
-// general.name: the model folder's last component.
 void lc_gguf_model_name(const char *model_dir, char *out, size_t cap) {
     const char *d = model_dir && *model_dir ? model_dir : "model";
     size_t len = strlen(d);
     while (len > 1 && d[len - 1] == '/') len--;
     size_t start = len;
     while (start > 0 && d[start - 1] != '/') start--;
-    if (len - start > 5 && !strncmp(d + len - 5, ".gguf", 5)) len -= 5; // a GGUF base: its name without the extension
+    if (len - start > 5 && !strncmp(d + len - 5, ".gguf", 5) && !lc_dir_exists(d)) len -= 5; // a GGUF base's file
     if (len - start == 0 || (len - start == 1 && d[start] == '.')) {
         snprintf(out, cap, "model");
         return;

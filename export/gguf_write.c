@@ -24,7 +24,6 @@ typedef struct wtensor {
 
 struct lc_gguf_writer {
     char *path, *tmp;
-    char *dest; // the file replaced: path, or the file a link at path points to
     lc_dir_made made; // the folders made for the file, removed again if it is not finished
     FILE *f;
     unsigned char *kv; // serialized KVs
@@ -43,20 +42,18 @@ struct lc_gguf_writer {
 lc_status lc_gguf_writer_new(lc_gguf_writer **out, const char *path) {
     *out = NULL;
     lc_gguf_writer *w = calloc(1, sizeof *w);
-    char dest[4096];
-    lc_status st = lc_file_write_target(path, dest, sizeof dest);
+    lc_status st = lc_file_check_replaceable(path);
     if (st) {
         free(w);
         return st;
     }
-    size_t n = strlen(dest) + 5;
-    if (!w || !(w->path = strdup(path)) || !(w->dest = strdup(dest)) || !(w->tmp = malloc(n))) {
+    size_t n = strlen(path) + 5;
+    if (!w || !(w->path = strdup(path)) || !(w->tmp = malloc(n))) {
         if (w) free(w->path);
-        if (w) free(w->dest);
         free(w);
         return lc_error(LC_STATUS_RUNTIME, "%s: out of memory", path);
     }
-    snprintf(w->tmp, n, "%s.tmp", dest);
+    snprintf(w->tmp, n, "%s.tmp", path);
     w->alignment = LC_GGUF_DEFAULT_ALIGNMENT;
     *out = w;
     return LC_STATUS_OK;
@@ -73,7 +70,6 @@ void lc_gguf_writer_free(lc_gguf_writer *w) {
     free(w->tensors);
     free(w->kv);
     free(w->path);
-    free(w->dest);
     free(w->tmp);
     free(w);
 }
@@ -335,12 +331,12 @@ lc_status lc_gguf_writer_finish(lc_gguf_writer *w) {
     int err = errno;
     ok = fclose(w->f) == 0 && ok;
     w->f = NULL;
-    if (!ok || rename(w->tmp, w->dest) != 0) {
+    if (!ok || rename(w->tmp, w->path) != 0) {
         if (!err) err = errno ? errno : EIO;
         w->failed = true;
         remove(w->tmp);
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", w->path, strerror(err));
     }
     w->finished = true;
-    return lc_file_sync_parent(w->dest);
+    return lc_file_sync_parent(w->path);
 }

@@ -163,9 +163,9 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
             chunk = (size_t)set->tensors[i].shape[set->tensors[i].n_dims - 1];
     float *fbuf = malloc(sizeof(float) * chunk);
     unsigned char *obuf = malloc(sizeof(float) * chunk);
-    char tmp[4096], dest[4096];
-    lc_status st = lc_file_write_target(path, dest, sizeof dest);
-    int len = st ? 0 : snprintf(tmp, sizeof tmp, "%s.tmp", dest);
+    char tmp[4096];
+    lc_status st = lc_file_check_replaceable(path);
+    int len = st ? 0 : snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = NULL;
     if (st) {
     } else if (!merged || !fbuf || !obuf || (transposed && !flip)) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
@@ -205,10 +205,10 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     if (!st && ok) ok = fflush(f) == 0 && fsync(fileno(f)) == 0;
     if (!st && !ok) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (f && fclose(f) != 0 && !st) st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
-    if (!st && rename(tmp, dest) != 0)
+    if (!st && rename(tmp, path) != 0)
         st = lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(errno));
     if (st && f) remove(tmp);
-    if (!st) st = lc_file_sync_parent(dest);
+    if (!st) st = lc_file_sync_parent(path);
     free(merged);
     free(flip);
     free(fbuf);

@@ -287,9 +287,9 @@ lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const
     if (!header) return lc_error(LC_STATUS_RUNTIME, "out of memory");
     size_t hlen = strlen(header), padded = (hlen + 7) & ~(size_t)7;
 
-    char tmp[4096], dest[4096];
-    lc_status st = lc_file_write_target(path, dest, sizeof dest);
-    int len = st ? 0 : snprintf(tmp, sizeof tmp, "%s.tmp", dest);
+    char tmp[4096];
+    lc_status st = lc_file_check_replaceable(path);
+    int len = st ? 0 : snprintf(tmp, sizeof tmp, "%s.tmp", path);
     if (st || len < 0 || (size_t)len >= sizeof tmp) {
         free(header);
         return st ? st : lc_error(LC_STATUS_INPUT, "%s: path too long", path);
@@ -307,10 +307,10 @@ lc_status lc_st_write(const char *path, const lc_st_entry *entries, int n, const
     free(header);
     ok = ok && fflush(f) == 0 && fsync(fileno(f)) == 0;
     ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, dest) != 0) {
+    if (!ok || rename(tmp, path) != 0) {
         int err = errno;
         remove(tmp);
         return lc_error(LC_STATUS_RUNTIME, "%s: write failed: %s", path, strerror(err));
     }
-    return lc_file_sync_parent(dest);
+    return lc_file_sync_parent(path);
 }

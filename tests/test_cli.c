@@ -524,11 +524,12 @@ START_TEST(test_export_missing_folders_and_failures) {
     snprintf(path, sizeof path, "%s/new0.tmp", tmp);
     ck_assert(!path_exists(path));
 
-    // A pipe (or a device: /dev/null) is not replaced by a regular file, nor
-    // is a dangling link; a link to a file is written through, staying a link.
+    // A pipe (or a device: /dev/null) is not replaced by a regular file; a
+    // link is (its target, perhaps the base itself, is left alone); --out
+    // naming the base or the adapter file being read is refused.
     snprintf(path, sizeof path, "%s/pipe.gguf", tmp);
     ck_assert_int_eq(mkfifo(path, 0600), 0);
-    char want_pipe[4500];
+    char want_pipe[9000];
     snprintf(want_pipe, sizeof want_pipe, "lora export: %s: not a regular file (a device, pipe, socket or folder); "
              "give the path of a file to write\n", path);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", path,
@@ -540,21 +541,32 @@ START_TEST(test_export_missing_folders_and_failures) {
     ck_assert(lstat(path, &sb) == 0 && S_ISFIFO(sb.st_mode));
     char link[4300], target[4300];
     snprintf(link, sizeof link, "%s/link.gguf", tmp);
-    snprintf(target, sizeof target, "%s/missing.gguf", tmp);
+    snprintf(target, sizeof target, "%s/kept.gguf", tmp);
+    lc_test_write(tmp, "kept.gguf", "old", 3);
     ck_assert_int_eq(symlink(target, link), 0);
-    snprintf(want, sizeof want, "lora export: %s: a symbolic link to a missing file; give the file's own path\n", link);
-    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", link,
-                                      "--format", "gguf", NULL});
-    ck_assert_int_eq(r.status, 2);
-    ck_assert_str_eq(r.err, want);
-    lc_test_run_free(&r);
-    lc_test_write(tmp, "missing.gguf", "old", 3);
     r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", link,
                                       "--format", "gguf-lora", NULL});
     ck_assert_msg(r.status == 0, "%s", r.err);
     lc_test_run_free(&r);
-    ck_assert(lstat(link, &sb) == 0 && S_ISLNK(sb.st_mode));
-    ck_assert(stat(target, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 3);
+    ck_assert(lstat(link, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 3);
+    ck_assert(stat(target, &sb) == 0 && sb.st_size == 3);
+    // A merged GGUF as the base, and --out that same file: refused, kept.
+    char merged_out[4300];
+    snprintf(merged_out, sizeof merged_out, "%s/m.gguf", tmp);
+    r = lc_test_lora((const char *[]){"export", "--model", MODEL_DIR, "--adapter", PEFT_FIXTURE, "--out", merged_out,
+                                      "--format", "gguf", NULL});
+    ck_assert_msg(r.status == 0, "%s", r.err);
+    lc_test_run_free(&r);
+    ck_assert(stat(merged_out, &sb) == 0);
+    off_t merged_size = sb.st_size;
+    snprintf(want_pipe, sizeof want_pipe, "lora export: %s: is the base model being read (%s); write the export "
+             "elsewhere\n", merged_out, merged_out);
+    r = lc_test_lora((const char *[]){"export", "--model", merged_out, "--adapter", PEFT_FIXTURE, "--out", merged_out,
+                                      "--format", "gguf-lora", NULL});
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want_pipe);
+    lc_test_run_free(&r);
+    ck_assert(stat(merged_out, &sb) == 0 && sb.st_size == merged_size);
 
     // A gguf that cannot be created (a name over 255 bytes): the message names it, not its
     // temporary file, and the folders made for it are gone: made by way of newg/.., and newg.

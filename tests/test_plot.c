@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "test_util.h"
 
@@ -131,6 +132,20 @@ START_TEST(test_plot_runs) {
     ck_assert_msg(strstr(svg, "a vs b&lt;&amp;&gt;") != NULL, "title");
     free(svg);
     assert_renders(out, 960);
+    // A pipe at --out stays a pipe (the file is written beside it and
+    // renamed over: that would replace it, or /dev/null); one line, exit 2.
+    char fifo[4200], want[4400];
+    snprintf(fifo, sizeof fifo, "%s/pipe.svg", tmp);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    const char *to_fifo[] = {"plot", a, "--out", fifo, NULL};
+    r = lc_test_lora(to_fifo);
+    snprintf(want, sizeof want, "lora plot: %s: not a regular file (a device, pipe, socket or folder); give the path of "
+             "a file to write\n", fifo);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_str_eq(r.err, want);
+    lc_test_run_free(&r);
+    struct stat sb;
+    ck_assert(lstat(fifo, &sb) == 0 && S_ISFIFO(sb.st_mode));
 
     // Losses closer than their precision (1e20 apart by one ulp) draw in
     // bounded time; a folder name that is not UTF-8 still makes valid XML.

@@ -366,6 +366,10 @@ lc_status lc_checkpoint_save(const char *path, const lc_model *m, const lc_lora 
     }
     free(image);
     image = NULL;
+    if (lc_file_check_replaceable(path)) { // a device or pipe named like a checkpoint stays
+        snprintf(w.what, sizeof w.what, "it is not a regular file (a device, pipe, socket or folder)");
+        goto fail;
+    }
     if (rename(tmp, path) != 0) {
         snprintf(w.what, sizeof w.what, "cannot rename %s to %s (%s)", tmp, path, strerror(errno));
         goto fail;

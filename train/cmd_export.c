@@ -122,9 +122,15 @@ lc_status lc_cmd_export(int argc, char **argv) {
     }
     if (fmt < 2 && lc_file_exists(out) && !lc_dir_exists(out))
         return lc_error(LC_STATUS_INPUT, "%s: is a file; --format %s writes a folder", out, format);
-    char target[4096];
-    lc_status tst = fmt >= 2 ? lc_file_write_target(out, target, sizeof target) : LC_STATUS_OK;
-    if (tst) return tst; // a device, a pipe, a dangling link: refused before any work
+    lc_status tst = fmt >= 2 ? lc_file_check_replaceable(out) : LC_STATUS_OK;
+    if (tst) return tst; // a device or a pipe: refused before any work
+    // Writing over the base or the adapter being read would lose it.
+    struct stat so, si;
+    const char *inputs[2] = {model_dir, adapter};
+    for (int i = 0; i < 2 && fmt >= 2 && stat(out, &so) == 0; i++)
+        if (stat(inputs[i], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
+            return lc_error(LC_STATUS_INPUT, "%s: is the %s being read (%s); write the export elsewhere", out,
+                            i ? "adapter" : "base model", inputs[i]);
 
     lc_model model;
     lc_lora lora;
@@ -154,12 +160,12 @@ lc_status lc_cmd_export(int argc, char **argv) {
     if (!st) fprintf(stderr, "lora export: wrote %s (%s, %s)\n", out, format, dtype_name);
     // A GGUF base's changed weights widened to f32 can make the file many
     // times larger: say so, naming the dtype that keeps it near the base's.
-    struct stat so;
+    struct stat sw;
     lc_wtype base_type = adapted_type(&model, &lora);
-    if (!st && base_sized && dtype == LC_DTYPE_F32 && base_type != LC_WTYPE_F32 && stat(out, &so) == 0 &&
-        so.st_size > base_size + base_size / 2)
+    if (!st && base_sized && dtype == LC_DTYPE_F32 && base_type != LC_WTYPE_F32 && stat(out, &sw) == 0 &&
+        sw.st_size > base_size + base_size / 2)
         fprintf(stderr, "lora export: note: %.1f %s, the base %.1f %s: the merged weights are f32, the base's %s; "
-                "--dtype %s writes them as %s\n", size_value(so.st_size), size_unit(so.st_size),
+                "--dtype %s writes them as %s\n", size_value(sw.st_size), size_unit(sw.st_size),
                 size_value(base_size), size_unit(base_size), lc_wtype_name(base_type),
                 base_type == LC_WTYPE_F16 ? "f16" : base_type == LC_WTYPE_BF16 ? "bf16" : "q8_0",
                 base_type == LC_WTYPE_F16 ? "F16" : base_type == LC_WTYPE_BF16 ? "BF16" : "Q8_0");
