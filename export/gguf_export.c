@@ -333,14 +333,12 @@ const float *lc_gguf_reorder_rows(lc_gguf_exporter *e, lc_linear_kind k, int row
     return e->buf;
 }
 
-// Writes rows [rows, cols] of src in the job's type: the tensor's data, or
-// the next part of it (a stacked tensor's slice).
-static lc_status write_rows(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j, const float *src, int64_t rows,
-                            int64_t cols) {
-    if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_part(w, src, (size_t)rows * cols * sizeof(float));
-    size_t row_bytes = lc_wtype_row_bytes(j->type, cols);
+lc_status lc_gguf_write_rows(lc_gguf_exporter *e, lc_gguf_writer *w, lc_wtype type, const float *src, int64_t rows,
+                             int64_t cols) {
+    if (type == LC_WTYPE_F32) return lc_gguf_write_tensor_part(w, src, (size_t)rows * cols * sizeof(float));
+    size_t row_bytes = lc_wtype_row_bytes(type, cols);
     for (int64_t r = 0; r < rows; r++)
-        lc_wtype_quantize_row((unsigned char *)e->half + r * row_bytes, j->type, src + r * cols, cols);
+        lc_wtype_quantize_row((unsigned char *)e->half + r * row_bytes, type, src + r * cols, cols);
     return lc_gguf_write_tensor_part(w, e->half, row_bytes * (size_t)rows);
 }
 
@@ -359,7 +357,7 @@ static lc_status write_job(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j)
         for (int x = 0; x < m->cfg.n_experts && !st; x++) {
             const lc_linear *lin = lc_model_expert_linear(m, j->layer, x, j->proj);
             lc_export_merge_weight(e->buf, lin, lc_lora_get_expert(e->lora, j->layer, x, j->proj));
-            st = write_rows(e, w, j, e->buf, lin->out, lin->in);
+            st = lc_gguf_write_rows(e, w, j->type, e->buf, lin->out, lin->in);
         }
         return st;
     }
@@ -378,7 +376,7 @@ static lc_status write_job(lc_gguf_exporter *e, lc_gguf_writer *w, const job *j)
     }
     }
     if (j->type == LC_WTYPE_F32) return lc_gguf_write_tensor_data(w, src, n * sizeof(float));
-    return write_rows(e, w, j, src, j->shape[0], j->shape[1]);
+    return lc_gguf_write_rows(e, w, j->type, src, j->shape[0], j->shape[1]);
 }
 
 // ---------------------------------------------------------------- metadata

@@ -11,6 +11,7 @@
 
 #include "common/status.h"
 #include "export/export.h"
+#include "export/gguf.h"
 #include "model/lora.h"
 #include "model/model.h"
 
@@ -51,6 +52,12 @@ typedef struct lc_gguf_exporter {
 // in llama.cpp's order: fused query/key/value gathered into [q; k; v], q/k
 // permuted for interleaved rotary. Returns e->buf or e->tmp.
 const float *lc_gguf_reorder_rows(lc_gguf_exporter *e, lc_linear_kind k, int rows, int cols);
+
+// Writes rows [rows, cols] of src as type: a tensor's data, or the next part
+// of it (a stacked tensor's slice). Quantizes through e->half, which holds
+// rows x cols values of a type of at most two bytes a value.
+lc_status lc_gguf_write_rows(lc_gguf_exporter *e, lc_gguf_writer *w, lc_wtype type, const float *src, int64_t rows,
+                             int64_t cols);
 
 // general.name: the model folder's last component, or the GGUF base file's
 // name without ".gguf".

@@ -26,10 +26,22 @@ typedef struct merge_plan {
     lc_expert_proj proj; // MERGE_EXPERTS, MERGE_SHARED
 } merge_plan;
 
-static bool expert_stack_adapted(const lc_lora *lora, const lc_model_config *c, int l, lc_expert_proj proj) {
-    for (int x = 0; x < c->n_experts; x++)
-        if (lc_lora_get_expert(lora, l, x, proj)) return true;
-    return false;
+// The rank shared by the adapted experts of projection proj in layer l (0:
+// none adapted); -1 when they differ, which one stacked tensor cannot hold.
+static int expert_stack_rank(const lc_lora *lora, const lc_model_config *c, int l, lc_expert_proj proj) {
+    int r = 0;
+    for (int x = 0; x < c->n_experts; x++) {
+        const lc_lora_ref *ref = lc_lora_get_expert(lora, l, x, proj);
+        if (!ref) continue;
+        if (r && ref->r != r) return -1;
+        r = ref->r;
+    }
+    return r;
+}
+
+// Whether the len bytes at s are name.
+static bool name_is(const char *s, size_t len, const char *name) {
+    return strlen(name) == len && !strncmp(s, name, len);
 }
 
 // Which adapted weight a GGUF base tensor "blk.N.<name>.weight" is (only the
@@ -48,20 +60,20 @@ static merge_plan adapted_tensor(const lc_model *m, const lc_lora *lora, const c
     unsigned kinds = lc_model_layer_linear_kinds(&m->cfg, l);
     for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
         const char *g = lc_gguf_linear_name((lc_linear_kind)k);
-        if ((kinds >> k & 1) && strlen(g) == len && !strncmp(mid, g, len) && lc_lora_get(lora, l, (lc_linear_kind)k)) {
+        if ((kinds >> k & 1) && name_is(mid, len, g) && lc_lora_get(lora, l, (lc_linear_kind)k)) {
             p.what = MERGE_LINEAR;
             p.kind = (lc_linear_kind)k;
             return p;
         }
     }
     for (int j = 0; j < LC_EXPERT_PROJ_COUNT && m->layers[l].moe; j++) {
-        const char *st = lc_gguf_expert_stack_names[j], *sh = lc_gguf_shared_expert_names[j];
         p.proj = (lc_expert_proj)j;
-        if (strlen(st) == len && !strncmp(mid, st, len) && expert_stack_adapted(lora, &m->cfg, l, p.proj)) {
+        if (name_is(mid, len, lc_gguf_expert_stack_names[j]) && expert_stack_rank(lora, &m->cfg, l, p.proj) != 0) {
             p.what = MERGE_EXPERTS;
             return p;
         }
-        if (strlen(sh) == len && !strncmp(mid, sh, len) && lc_lora_get_expert(lora, l, m->cfg.n_experts, p.proj)) {
+        if (name_is(mid, len, lc_gguf_shared_expert_names[j]) &&
+            lc_lora_get_expert(lora, l, m->cfg.n_experts, p.proj)) {
             p.what = MERGE_SHARED;
             return p;
         }
@@ -77,16 +89,16 @@ static int adapted_count(const lc_model *m, const lc_lora *lora) {
     for (int l = 0; l < c->n_layers; l++) {
         for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) n += lc_lora_get(lora, l, (lc_linear_kind)k) != NULL;
         for (int j = 0; j < LC_EXPERT_PROJ_COUNT && m->layers[l].moe; j++)
-            n += expert_stack_adapted(lora, c, l, (lc_expert_proj)j) +
+            n += (expert_stack_rank(lora, c, l, (lc_expert_proj)j) != 0) +
                  (lc_lora_get_expert(lora, l, c->n_experts, (lc_expert_proj)j) != NULL);
     }
     return n;
 }
 
 // Merges and writes one adapted weight [rows, cols] (rows in the file's own
-// order) as p->type through out.
+// order) as p->type.
 static lc_status write_merged(lc_gguf_exporter *e, lc_gguf_writer *w, const merge_plan *p, const lc_linear *lin,
-                              const lc_lora_ref *ref, unsigned char *out) {
+                              const lc_lora_ref *ref) {
     const float *rows = e->buf;
     if (p->what == MERGE_LINEAR) {
         lc_export_merge_linear(e->buf, e->m, e->lora, p->layer, p->kind);
@@ -94,10 +106,7 @@ static lc_status write_merged(lc_gguf_exporter *e, lc_gguf_writer *w, const merg
     } else {
         lc_export_merge_weight(e->buf, lin, ref);
     }
-    size_t row_bytes = lc_wtype_row_bytes(p->type, lin->in);
-    for (int r = 0; r < lin->out; r++)
-        lc_wtype_quantize_row(out + r * row_bytes, p->type, rows + (size_t)r * lin->in, lin->in);
-    return lc_gguf_write_tensor_part(w, out, row_bytes * (size_t)lin->out);
+    return lc_gguf_write_rows(e, w, p->type, rows, lin->out, lin->in);
 }
 
 // A GGUF base with the adapter merged: the source file's metadata and tensors
@@ -124,10 +133,10 @@ lc_status lc_gguf_export_from_base(const char *out_path, const lc_model *m, cons
     }
     e.buf = malloc(max_n * sizeof *e.buf);
     e.tmp = malloc(max_n * sizeof *e.tmp);
-    unsigned char *out = malloc(max_n * sizeof(float));
+    e.half = malloc(max_n * sizeof *e.half); // merged weights are written in dtype or F16
     merge_plan *plan = calloc(src->n_tensors + 1, sizeof *plan);
     lc_gguf_writer *w = NULL;
-    if (!e.buf || !e.tmp || !out || !plan) {
+    if (!e.buf || !e.tmp || !e.half || !plan) {
         st = lc_error(LC_STATUS_RUNTIME, "%s: out of memory", out_path);
         goto done;
     }
@@ -162,15 +171,15 @@ lc_status lc_gguf_export_from_base(const char *out_path, const lc_model *m, cons
         int l = p->layer;
         switch (p->what) {
         case MERGE_NONE: st = lc_gguf_write_tensor_data(w, t->data, t->nbytes); break;
-        case MERGE_LINEAR: st = write_merged(&e, w, p, &m->layers[l].lin[p->kind], NULL, out); break;
+        case MERGE_LINEAR: st = write_merged(&e, w, p, &m->layers[l].lin[p->kind], NULL); break;
         case MERGE_SHARED:
             st = write_merged(&e, w, p, lc_model_expert_linear(m, l, c->n_experts, p->proj),
-                              lc_lora_get_expert(lora, l, c->n_experts, p->proj), out);
+                              lc_lora_get_expert(lora, l, c->n_experts, p->proj));
             break;
         case MERGE_EXPERTS:
             for (int x = 0; x < c->n_experts && !st; x++)
                 st = write_merged(&e, w, p, lc_model_expert_linear(m, l, x, p->proj),
-                                  lc_lora_get_expert(lora, l, x, p->proj), out);
+                                  lc_lora_get_expert(lora, l, x, p->proj));
             break;
         }
     }
@@ -179,25 +188,12 @@ done:
     lc_gguf_writer_free(w);
     free(e.buf);
     free(e.tmp);
-    free(out);
+    free(e.half);
     free(plan);
     return st;
 }
 
 // ---------------------------------------------------------------- LoRA adapter
-
-// The rank shared by the adapted experts of projection proj in layer l (0:
-// none adapted); -1 when they differ, which one stacked tensor cannot hold.
-static int expert_stack_rank(const lc_lora *lora, const lc_model_config *c, int l, lc_expert_proj proj) {
-    int r = 0;
-    for (int x = 0; x < c->n_experts; x++) {
-        const lc_lora_ref *ref = lc_lora_get_expert(lora, l, x, proj);
-        if (!ref) continue;
-        if (r && ref->r != r) return -1;
-        r = ref->r;
-    }
-    return r;
-}
 
 // Declares name.lora_a and name.lora_b: PEFT's lora_A [r, in] and lora_B
 // [out, r], ggml ne [in, r] and [r, out]; with stacked experts ne [in, r, E]

@@ -305,6 +305,8 @@ lc_status lc_checkpoint_save(const char *path, const lc_model *m, const lc_lora 
     if (opt && (opt->n != lora->n_params || (opt->n && (!opt->m || !opt->v))))
         return lc_error(LC_STATUS_RUNTIME, "%s: optimizer holds %zu moments but the adapter %zu parameters", path,
                         opt->n, lora->n_params);
+    lc_status replaceable = lc_file_check_replaceable(path); // a device or pipe named like a checkpoint stays
+    if (replaceable) return replaceable;
 
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 5);
@@ -366,10 +368,6 @@ lc_status lc_checkpoint_save(const char *path, const lc_model *m, const lc_lora 
     }
     free(image);
     image = NULL;
-    if (lc_file_check_replaceable(path)) { // a device or pipe named like a checkpoint stays
-        snprintf(w.what, sizeof w.what, "it is not a regular file (a device, pipe, socket or folder)");
-        goto fail;
-    }
     if (rename(tmp, path) != 0) {
         snprintf(w.what, sizeof w.what, "cannot rename %s to %s (%s)", tmp, path, strerror(errno));
         goto fail;

@@ -127,7 +127,8 @@ lc_status lc_cmd_export(int argc, char **argv) {
     // Writing over the base or the adapter being read would lose it.
     struct stat so, si;
     const char *inputs[2] = {model_dir, adapter};
-    for (int i = 0; i < 2 && fmt >= 2 && stat(out, &so) == 0; i++)
+    bool out_exists = fmt >= 2 && stat(out, &so) == 0;
+    for (int i = 0; i < 2 && out_exists; i++)
         if (stat(inputs[i], &si) == 0 && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
             return lc_error(LC_STATUS_INPUT, "%s: is the %s being read (%s); write the export elsewhere", out,
                             i ? "adapter" : "base model", inputs[i]);
