@@ -90,6 +90,10 @@ void lc_export_undo_fail(const lc_export_undo *u);
 void lc_export_merge_linear(float *out, const lc_model *m, const lc_lora *lora, int layer, lc_linear_kind kind);
 // The same for any linear (an expert's projection) and its adapter (may be NULL).
 void lc_export_merge_weight(float *out /* [out, in] */, const lc_linear *lin, const lc_lora_ref *ref);
+// The largest out x in of the linears the adapter changes, layers' own and
+// experts' (0: none), and in *n_adapted how many they are: what a merge's
+// buffers hold.
+size_t lc_export_merged_extent(const lc_model *m, const lc_lora *lora, int *n_adapted);
 
 // Matches the start of s against the family's module path of a decoder
 // linear: "<layer path>.<module>" ("model.layers.3.self_attn.q_proj",

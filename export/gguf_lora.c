@@ -119,18 +119,8 @@ lc_status lc_gguf_export_from_base(const char *out_path, const lc_model *m, cons
     lc_gguf_exporter e = {.m = m, .lora = lora, .out_path = out_path, .dtype = dtype};
     lc_status st = lc_gguf_family_of(m, out_path, &e.fam);
     if (st) return st;
-    size_t max_n = 1;
-    for (int l = 0; l < c->n_layers; l++) {
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
-            if (n > max_n) max_n = n;
-        }
-        for (int x = 0; x <= c->n_experts && m->layers[l].moe; x++)
-            for (int j = 0; j < LC_EXPERT_PROJ_COUNT; j++) {
-                const lc_linear *lin = lc_model_expert_linear(m, l, x, (lc_expert_proj)j);
-                if (lin && (size_t)lin->out * (size_t)lin->in > max_n) max_n = (size_t)lin->out * (size_t)lin->in;
-            }
-    }
+    // A stack's unadapted experts are merged too; they have the adapted ones' shape.
+    size_t max_n = lc_export_merged_extent(m, lora, NULL) + 1;
     e.buf = malloc(max_n * sizeof *e.buf);
     e.tmp = malloc(max_n * sizeof *e.tmp);
     e.half = malloc(max_n * sizeof *e.half); // merged weights are written in dtype or F16

@@ -143,17 +143,8 @@ static int write_converted(FILE *f, const float *src, const lc_st_tensor *t, int
 
 static lc_status write_model(const char *path, const lc_model *m, const lc_lora *lora, lc_dtype dtype) {
     const lc_st_set *set = &m->st;
-    size_t max_merged = 0;
-    int n_adapted = 0;
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
-            size_t n = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
-            if (lora && lc_lora_get(lora, l, k) && n > max_merged) max_merged = n;
-            n_adapted += lora && lc_lora_get(lora, l, k);
-        }
-    lc_lora_expert x;
-    for (int i = 0; lc_lora_expert_next(lora, m, &i, &x); n_adapted++)
-        if ((size_t)x.lin->out * (size_t)x.lin->in > max_merged) max_merged = (size_t)x.lin->out * (size_t)x.lin->in;
+    int n_adapted;
+    size_t max_merged = lc_export_merged_extent(m, lora, &n_adapted);
     int transposed = m->cfg.weights_transposed;
     float *merged = malloc(sizeof(float) * (max_merged + 1));
     float *flip = transposed ? malloc(sizeof(float) * (max_merged + 1)) : NULL;
@@ -164,13 +155,13 @@ static lc_status write_model(const char *path, const lc_model *m, const lc_lora 
     float *fbuf = malloc(sizeof(float) * chunk);
     unsigned char *obuf = malloc(sizeof(float) * chunk);
     char tmp[4096];
-    lc_status st = lc_file_check_replaceable(path);
-    int len = st ? 0 : snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int len = snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = NULL;
-    if (st) {
-    } else if (!merged || !fbuf || !obuf || (transposed && !flip)) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
-    else if (len < 0 || (size_t)len >= sizeof tmp) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
-    else if (!(f = fopen(tmp, "wb"))) st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
+    lc_status st = lc_file_check_replaceable(path);
+    if (!st && (!merged || !fbuf || !obuf || (transposed && !flip))) st = lc_error(LC_STATUS_RUNTIME, "out of memory");
+    if (!st && (len < 0 || (size_t)len >= sizeof tmp)) st = lc_error(LC_STATUS_INPUT, "%s: path too long", path);
+    if (!st && !(f = fopen(tmp, "wb")))
+        st = lc_error(LC_STATUS_RUNTIME, "%s: cannot create: %s", path, strerror(errno));
     if (!st) st = write_header(f, m, dtype, path);
     int ok = 1, n_merged = 0;
     for (int i = 0; !st && ok && i < set->n_tensors; i++) {

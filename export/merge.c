@@ -134,3 +134,20 @@ char *lc_export_json_print(const cJSON *root) {
     free(text);
     return out;
 }
+
+size_t lc_export_merged_extent(const lc_model *m, const lc_lora *lora, int *n_adapted) {
+    size_t max = 0;
+    int n = 0;
+    for (int l = 0; lora && l < m->cfg.n_layers; l++)
+        for (int k = 0; k < LC_LINEAR_KIND_COUNT; k++) {
+            if (!lc_lora_get(lora, l, (lc_linear_kind)k)) continue;
+            size_t size = (size_t)m->layers[l].lin[k].out * (size_t)m->layers[l].lin[k].in;
+            if (size > max) max = size;
+            n++;
+        }
+    lc_lora_expert x;
+    for (int i = 0; lc_lora_expert_next(lora, m, &i, &x); n++)
+        if ((size_t)x.lin->out * (size_t)x.lin->in > max) max = (size_t)x.lin->out * (size_t)x.lin->in;
+    if (n_adapted) *n_adapted = n;
+    return max;
+}
